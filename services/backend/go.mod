@@ -1,0 +1,3 @@
+module builder.example/services/backend
+
+go 1.19

@@ -1,0 +1,3 @@
+module builder.example/services/frontend
+
+go 1.19

@@ -1,0 +1,258 @@
+//! Deterministic tar trees shared by the .deb writer and the OCI layer writer.
+//!
+//! A [`Tree`] is an in-memory map of normalised relative paths (`usr/bin/backend`, never
+//! `./usr/bin/backend`, `/usr/...` or `usr/bin/`) to nodes: directories, files (streamed
+//! from disk or held in memory) and symlinks. [`write_tar`] turns a tree into a byte-stable
+//! GNU tar (sorted, explicit parents, uid/gid 0, `root`, one mtime, never PAX headers);
+//! [`read_tree`] reads any tar back into a tree.
+//!
+//! This module knows nothing about Debian or OCI; the callers choose the naming style
+//! through [`TarOptions`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+mod read;
+mod write;
+
+pub use read::read_tree;
+pub use write::{write_tar, write_tar_observed, FileObserver, TarOptions};
+
+/// Where a regular file's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// Streamed from disk when the tar is written; never read whole into memory.
+    Path(PathBuf),
+    /// Held in memory (generated files, files read from another archive).
+    Bytes(Arc<[u8]>),
+}
+
+impl FileSource {
+    /// The size in bytes: the length of the buffer or the file's current size on disk.
+    pub fn size(&self) -> anyhow::Result<u64> {
+        match self {
+            FileSource::Bytes(b) => Ok(b.len() as u64),
+            FileSource::Path(p) => Ok(std::fs::metadata(p)
+                .with_context(|| format!("could not read `{}`", p.display()))?
+                .len()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    Dir,
+    File(FileSource),
+    /// A symlink and its target, stored verbatim.
+    Symlink(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Permission bits (`0o7777` at most); written exactly as given.
+    pub mode: u32,
+    pub kind: NodeKind,
+}
+
+/// Why a path could not be added to a [`Tree`]; callers turn these into recipe diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    #[error("invalid path `{path}`: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("`{0}` is added twice")]
+    Duplicate(String),
+    #[error("cannot add `{path}`: its parent `{parent}` is not a directory")]
+    ParentNotDir { path: String, parent: String },
+}
+
+/// Normalises a path to the tree's key form: no leading `/` or `./`, no empty or `.`
+/// components, no trailing `/`. Refuses `..` components and NUL bytes. The root gives "".
+pub fn normalize(path: &str) -> Result<String, TreeError> {
+    let invalid = |reason| TreeError::InvalidPath {
+        path: path.to_string(),
+        reason,
+    };
+    if path.contains('\0') {
+        return Err(invalid("it contains a NUL byte"));
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(invalid("`..` components are not allowed")),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// An ordered set of filesystem objects to archive. Keys are normalised relative paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tree {
+    nodes: BTreeMap<String, Node>,
+}
+
+impl Tree {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a regular file; missing parents become 0755 directories.
+    pub fn add_file(&mut self, path: &str, mode: u32, src: FileSource) -> Result<(), TreeError> {
+        self.add_leaf(path, mode, NodeKind::File(src))
+    }
+
+    /// Adds a symlink (mode 0777, as Linux reports for every symlink).
+    pub fn add_symlink(&mut self, path: &str, target: &str) -> Result<(), TreeError> {
+        if target.is_empty() || target.contains('\0') {
+            return Err(TreeError::InvalidPath {
+                path: path.to_string(),
+                reason: "the symlink target is empty or contains a NUL byte",
+            });
+        }
+        self.add_leaf(path, 0o777, NodeKind::Symlink(target.to_string()))
+    }
+
+    /// Adds a directory. Adding an existing directory again is accepted and changes nothing.
+    pub fn add_dir(&mut self, path: &str, mode: u32) -> Result<(), TreeError> {
+        let key = self.prepare(path)?;
+        match self.nodes.get(&key) {
+            Some(Node {
+                kind: NodeKind::Dir,
+                ..
+            }) => Ok(()),
+            Some(_) => Err(TreeError::Duplicate(key)),
+            None => {
+                self.nodes.insert(
+                    key,
+                    Node {
+                        mode: mode & 0o7777,
+                        kind: NodeKind::Dir,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn add_leaf(&mut self, path: &str, mode: u32, kind: NodeKind) -> Result<(), TreeError> {
+        let key = self.prepare(path)?;
+        if self.nodes.contains_key(&key) {
+            return Err(TreeError::Duplicate(key));
+        }
+        self.nodes.insert(
+            key,
+            Node {
+                mode: mode & 0o7777,
+                kind,
+            },
+        );
+        Ok(())
+    }
+
+    /// Normalises `path`, refuses the root, and creates missing parent directories.
+    fn prepare(&mut self, path: &str) -> Result<String, TreeError> {
+        let key = normalize(path)?;
+        if key.is_empty() {
+            return Err(TreeError::InvalidPath {
+                path: path.to_string(),
+                reason: "it names the root directory",
+            });
+        }
+        let mut end = 0;
+        while let Some(i) = key[end..].find('/') {
+            let parent = &key[..end + i];
+            match self.nodes.get(parent) {
+                Some(Node {
+                    kind: NodeKind::Dir,
+                    ..
+                }) => {}
+                Some(_) => {
+                    return Err(TreeError::ParentNotDir {
+                        path: key.clone(),
+                        parent: parent.to_string(),
+                    })
+                }
+                None => {
+                    self.nodes.insert(
+                        parent.to_string(),
+                        Node {
+                            mode: 0o755,
+                            kind: NodeKind::Dir,
+                        },
+                    );
+                }
+            }
+            end += i + 1;
+        }
+        Ok(key)
+    }
+
+    /// Inserts or replaces a node (later tar entries win), creating parents. For readers.
+    fn put(&mut self, path: &str, node: Node) -> Result<(), TreeError> {
+        let key = self.prepare(path)?;
+        if let Some(old) = self.nodes.get(&key) {
+            if matches!(old.kind, NodeKind::Dir) && !matches!(node.kind, NodeKind::Dir) {
+                // A file replacing a directory would orphan its children.
+                self.remove_prefix(&key);
+            }
+        }
+        self.nodes.insert(key, node);
+        Ok(())
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        let key = normalize(path).ok()?;
+        self.nodes.get(&key)
+    }
+
+    /// Entries in archive order (byte-wise sorted paths; a parent precedes its children).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
+        self.nodes.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Removes `prefix` and everything below it.
+    pub fn remove_prefix(&mut self, prefix: &str) {
+        let Ok(key) = normalize(prefix) else { return };
+        if key.is_empty() {
+            self.nodes.clear();
+            return;
+        }
+        let below = format!("{key}/");
+        self.nodes.remove(&key);
+        self.nodes.retain(|k, _| !k.starts_with(&below));
+    }
+
+    /// Installed-Size in KiB by dpkg-gencontrol's rule (dpkg 1.21, `scripts/dpkg-gencontrol.pl`):
+    /// every regular file and symlink counts `ceil(size / 1024)` (a symlink's size is the
+    /// length of its target, as `lstat` reports), every other object (directories, including
+    /// the package root `.` that `File::Find` also visits) counts 1. Trees have no hard links,
+    /// so nothing is counted twice. dpkg-gencontrol also walks the build tree's `DEBIAN/`
+    /// directory; builder has none (control files never sit in the data tree), so the
+    /// control files are not counted.
+    pub fn installed_size_kib(&self) -> anyhow::Result<u64> {
+        let mut total = 1; // the root directory
+        for node in self.nodes.values() {
+            total += match &node.kind {
+                NodeKind::Dir => 1,
+                NodeKind::File(src) => src.size()?.div_ceil(1024),
+                NodeKind::Symlink(target) => (target.len() as u64).div_ceil(1024),
+            };
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests;

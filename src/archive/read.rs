@@ -1,0 +1,100 @@
+//! Reading any tar (GNU, ustar, PAX; as written by dpkg-deb, GNU tar, Docker) into a [`Tree`].
+
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use tar::EntryType;
+
+use super::{normalize, FileSource, Node, NodeKind, Tree};
+
+/// Reads a tar into a tree of in-memory files. `./` prefixes are dropped; absolute names,
+/// `..` components, non-UTF-8 names and device nodes are refused. Hard links become copies.
+pub fn read_tree<R: Read>(r: R) -> anyhow::Result<Tree> {
+    let mut archive = tar::Archive::new(r);
+    let mut tree = Tree::new();
+    for entry in archive
+        .entries()
+        .context("could not read the tar archive")?
+    {
+        let mut entry = entry.context("could not read a tar entry")?;
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8(raw).map_err(|e| {
+            anyhow!(
+                "tar entry name `{}` is not UTF-8",
+                e.into_bytes().escape_ascii()
+            )
+        })?;
+        let kind = entry.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
+            continue;
+        }
+        if name.starts_with('/') {
+            bail!("tar entry `{name}` has an absolute path; archives must use relative names");
+        }
+        let key = normalize(&name).with_context(|| format!("bad tar entry `{name}`"))?;
+        let mode = entry
+            .header()
+            .mode()
+            .with_context(|| format!("tar entry `{name}` has a bad mode field"))?
+            & 0o7777;
+        if key.is_empty() {
+            // The `./` root entry: the tree's root is implicit.
+            continue;
+        }
+        let node = match kind {
+            EntryType::Directory => Node {
+                mode,
+                kind: NodeKind::Dir,
+            },
+            EntryType::Regular | EntryType::Continuous => {
+                let size = entry.size();
+                let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
+                entry
+                    .read_to_end(&mut data)
+                    .with_context(|| format!("could not read tar entry `{name}`"))?;
+                Node {
+                    mode,
+                    kind: NodeKind::File(FileSource::Bytes(Arc::from(data))),
+                }
+            }
+            EntryType::Symlink => {
+                let target = link_target(&entry, &name)?;
+                Node {
+                    mode,
+                    kind: NodeKind::Symlink(target),
+                }
+            }
+            EntryType::Link => {
+                let target = link_target(&entry, &name)?;
+                let target_key =
+                    normalize(&target).with_context(|| format!("bad hard link `{name}`"))?;
+                match tree.get(&target_key) {
+                    Some(Node {
+                        kind: NodeKind::File(src),
+                        ..
+                    }) => Node {
+                        mode,
+                        kind: NodeKind::File(src.clone()),
+                    },
+                    _ => bail!(
+                        "tar entry `{name}` is a hard link to `{target}`, which is not an \
+                         earlier regular file"
+                    ),
+                }
+            }
+            other => bail!("tar entry `{name}` has an unsupported type ({other:?})"),
+        };
+        tree.put(&key, node)
+            .with_context(|| format!("bad tar entry `{name}`"))?;
+    }
+    Ok(tree)
+}
+
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>, name: &str) -> anyhow::Result<String> {
+    let target = entry
+        .link_name_bytes()
+        .ok_or_else(|| anyhow!("tar entry `{name}` is a link without a target"))?;
+    String::from_utf8(target.into_owned())
+        .map_err(|_| anyhow!("the link target of tar entry `{name}` is not UTF-8"))
+}

@@ -1,0 +1,453 @@
+//! Base image definitions (`base-images/<name>.toml`): the serde model with spans, the
+//! validated [`BaseDef`], and the canonical form whose sha256 names the image.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::recipe::diag::{self, Diagnostic};
+use crate::recipe::Diagnostics;
+
+/// Bumped whenever the way builder makes a rootfs changes, so old cached bases are rebuilt.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDef {
+    kind: Spanned<String>,
+    description: Option<String>,
+    // debootstrap
+    suite: Option<Spanned<String>>,
+    variant: Option<Spanned<String>>,
+    mirror: Option<Spanned<String>>,
+    components: Option<Spanned<Vec<String>>>,
+    packages: Option<Spanned<Vec<String>>>,
+    // tarball
+    path: Option<Spanned<String>>,
+    // registry
+    #[serde(rename = "ref")]
+    reference: Option<Spanned<String>>,
+    // static
+    from: Option<Spanned<String>>,
+    // common
+    user: Option<Spanned<RawUser>>,
+    env: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    uid: u32,
+    gid: Option<u32>,
+    home: Option<String>,
+}
+
+/// A non-root user created in the rootfs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserDef {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// How the rootfs is made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum BaseKind {
+    /// `debootstrap --variant=<variant> --include=<packages> <suite> <dir> <mirror>`.
+    Debootstrap {
+        suite: String,
+        variant: String,
+        /// `None`: the mirror the host's apt uses (not part of the hash).
+        mirror: Option<String>,
+        components: Vec<String>,
+        packages: Vec<String>,
+    },
+    /// A rootfs tarball in the project (path as written, relative to the project root).
+    Tarball { path: String },
+    /// An image pulled from a registry.
+    Registry { reference: String },
+    /// Only CA certificates, tzdata and generated passwd/group taken from base `from`.
+    Static { from: String },
+}
+
+impl BaseKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BaseKind::Debootstrap { .. } => "debootstrap",
+            BaseKind::Tarball { .. } => "tarball",
+            BaseKind::Registry { .. } => "registry",
+            BaseKind::Static { .. } => "static",
+        }
+    }
+}
+
+/// A validated base image definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseDef {
+    pub name: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    pub kind: BaseKind,
+    pub user: Option<UserDef>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// What the hash covers: everything in the definition except its name and file.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    format: u32,
+    kind: &'a BaseKind,
+    user: &'a Option<UserDef>,
+    env: &'a BTreeMap<String, String>,
+}
+
+impl BaseDef {
+    /// The canonical JSON of the definition (parsed and re-serialised: key order, comments
+    /// and formatting do not matter).
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(&Canonical {
+            format: FORMAT,
+            kind: &self.kind,
+            user: &self.user,
+            env: &self.env,
+        })
+        .unwrap_or_default()
+    }
+}
+
+const KINDS: &[&str] = &["debootstrap", "tarball", "registry", "static"];
+const VARIANTS: &[&str] = &["minbase", "buildd", "fakechroot", "-"];
+
+fn valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+}
+
+fn valid_package(s: &str) -> bool {
+    s.len() >= 2
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
+fn valid_env_key(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn valid_user(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c))
+}
+
+/// Parses and validates one definition; `name` is the file stem.
+pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
+    let raw: RawDef = diag::parse_toml(file, text)?;
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut diags = Vec::new();
+    let at = |span: std::ops::Range<usize>, msg: String| Diagnostic::at(file, text, span, msg);
+    if !valid_name(&name) {
+        diags.push(
+            Diagnostic::in_file(file, format!("`{name}` is not a valid base image name"))
+                .help("name the file with lowercase letters, digits, `.`, `_` or `-`, e.g. `base-images/go.toml`"),
+        );
+    }
+    let kind_name = raw.kind.get_ref().as_str();
+    // Keys each kind accepts, besides `kind`, `description`, `user` and `env`.
+    let allowed: &[&str] = match kind_name {
+        "debootstrap" => &["suite", "variant", "mirror", "components", "packages"],
+        "tarball" => &["path"],
+        "registry" => &["ref"],
+        "static" => &["from"],
+        other => {
+            let mut d = at(raw.kind.span(), format!("unknown base kind `{other}`"))
+                .help(format!("use one of: {}", KINDS.join(", ")));
+            if let Some(s) = diag::did_you_mean(other, KINDS) {
+                d = d.label(format!("did you mean `{s}`?"));
+            }
+            return Err(Diagnostics::new(vec![d]));
+        }
+    };
+    let present: [(&str, Option<std::ops::Range<usize>>); 9] = [
+        ("suite", raw.suite.as_ref().map(|s| s.span())),
+        ("variant", raw.variant.as_ref().map(|s| s.span())),
+        ("mirror", raw.mirror.as_ref().map(|s| s.span())),
+        ("components", raw.components.as_ref().map(|s| s.span())),
+        ("packages", raw.packages.as_ref().map(|s| s.span())),
+        ("path", raw.path.as_ref().map(|s| s.span())),
+        ("ref", raw.reference.as_ref().map(|s| s.span())),
+        ("from", raw.from.as_ref().map(|s| s.span())),
+        ("user", raw.user.as_ref().map(|s| s.span())),
+    ];
+    for (key, span) in &present {
+        if let Some(span) = span {
+            let common = *key == "user" && matches!(kind_name, "debootstrap" | "tarball");
+            if !allowed.contains(key) && !common {
+                diags.push(
+                    at(
+                        span.clone(),
+                        format!("`{key}` is not used by kind = \"{kind_name}\""),
+                    )
+                    .help(format!(
+                        "remove it; kind `{kind_name}` takes: {}",
+                        allowed.join(", ")
+                    )),
+                );
+            }
+        }
+    }
+    let required = |v: &Option<Spanned<String>>, key: &str, diags: &mut Vec<Diagnostic>| match v {
+        Some(s) if !s.get_ref().trim().is_empty() => s.get_ref().trim().to_string(),
+        Some(s) => {
+            diags.push(at(s.span(), format!("`{key}` must not be empty")));
+            String::new()
+        }
+        None => {
+            diags.push(
+                at(
+                    raw.kind.span(),
+                    format!("kind = \"{kind_name}\" needs `{key}`"),
+                )
+                .help(format!("add `{key} = \"...\"`")),
+            );
+            String::new()
+        }
+    };
+    let kind = match kind_name {
+        "debootstrap" => {
+            let suite = required(&raw.suite, "suite", &mut diags);
+            let variant = raw
+                .variant
+                .as_ref()
+                .map(|v| v.get_ref().clone())
+                .unwrap_or_else(|| "minbase".to_string());
+            if let Some(v) = &raw.variant {
+                if !VARIANTS.contains(&v.get_ref().as_str()) {
+                    diags.push(
+                        at(
+                            v.span(),
+                            format!("unknown debootstrap variant `{}`", v.get_ref()),
+                        )
+                        .help(format!("use one of: {}", VARIANTS.join(", "))),
+                    );
+                }
+            }
+            if let Some(m) = &raw.mirror {
+                let m2 = m.get_ref();
+                if !(m2.starts_with("http://")
+                    || m2.starts_with("https://")
+                    || m2.starts_with("file:/"))
+                {
+                    diags.push(
+                        at(m.span(), format!("mirror `{m2}` is not a URL"))
+                            .help("use e.g. `http://deb.debian.org/debian`"),
+                    );
+                }
+            }
+            let mut packages = raw
+                .packages
+                .as_ref()
+                .map(|p| p.get_ref().clone())
+                .unwrap_or_default();
+            if let Some(p) = &raw.packages {
+                for bad in p.get_ref().iter().filter(|p| !valid_package(p)) {
+                    diags.push(
+                        at(p.span(), format!("`{bad}` is not a Debian package name"))
+                            .help("package names use lowercase letters, digits, `+`, `-` and `.`"),
+                    );
+                }
+            }
+            packages.sort();
+            packages.dedup();
+            let components = raw
+                .components
+                .as_ref()
+                .map(|c| c.get_ref().clone())
+                .unwrap_or_else(|| vec!["main".to_string()]);
+            BaseKind::Debootstrap {
+                suite,
+                variant,
+                mirror: raw.mirror.as_ref().map(|m| m.get_ref().clone()),
+                components,
+                packages,
+            }
+        }
+        "tarball" => {
+            let path = required(&raw.path, "path", &mut diags);
+            if let Some(p) = &raw.path {
+                if Path::new(p.get_ref()).is_absolute() || p.get_ref().contains("..") {
+                    diags.push(
+                        at(
+                            p.span(),
+                            format!(
+                                "`{}` must be relative to the project and stay inside it",
+                                p.get_ref()
+                            ),
+                        )
+                        .help("e.g. `path = \"vendor/rootfs.tar.gz\"`"),
+                    );
+                }
+            }
+            BaseKind::Tarball { path }
+        }
+        "registry" => BaseKind::Registry {
+            reference: required(&raw.reference, "ref", &mut diags),
+        },
+        _ => {
+            let from = required(&raw.from, "from", &mut diags);
+            if from == name {
+                if let Some(f) = &raw.from {
+                    diags.push(at(
+                        f.span(),
+                        "a base cannot be made from itself".to_string(),
+                    ));
+                }
+            }
+            BaseKind::Static { from }
+        }
+    };
+    if let Some(env) = &raw.env {
+        if matches!(kind_name, "registry" | "static") {
+            diags.push(
+                at(
+                    env.span(),
+                    format!("`env` is not used by kind = \"{kind_name}\""),
+                )
+                .help("set the environment in the recipe's [image] or [build] table"),
+            );
+        }
+        for key in env.get_ref().keys().filter(|k| !valid_env_key(k)) {
+            diags.push(
+                at(
+                    env.span(),
+                    format!("`{key}` is not a valid environment variable name"),
+                )
+                .help("use letters, digits and `_`, not starting with a digit"),
+            );
+        }
+    }
+    let user = raw.user.as_ref().map(|u| {
+        let r = u.get_ref();
+        if !valid_user(&r.name) {
+            diags.push(
+                at(u.span(), format!("`{}` is not a valid user name", r.name))
+                    .help("use lowercase letters, digits, `_` and `-`, e.g. `builder`"),
+            );
+        }
+        if r.uid == 0 || r.uid >= 65534 {
+            diags.push(
+                at(
+                    u.span(),
+                    format!("uid {} is not allowed for the build user", r.uid),
+                )
+                .help("use a non-root uid such as 1000"),
+            );
+        }
+        UserDef {
+            name: r.name.clone(),
+            uid: r.uid,
+            gid: r.gid.unwrap_or(r.uid),
+            home: r
+                .home
+                .clone()
+                .unwrap_or_else(|| format!("/home/{}", r.name)),
+        }
+    });
+    if !diags.is_empty() {
+        return Err(Diagnostics::new(diags));
+    }
+    Ok(BaseDef {
+        name,
+        file: file.to_path_buf(),
+        description: raw.description,
+        kind,
+        user,
+        env: raw.env.map(|e| e.into_inner()).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<BaseDef, Diagnostics> {
+        parse(Path::new("base-images/go.toml"), text)
+    }
+
+    #[test]
+    fn debootstrap_defaults() {
+        let d = p("kind = \"debootstrap\"\nsuite = \"bookworm\"\npackages = [\"golang-go\", \"ca-certificates\"]\nuser = { name = \"builder\", uid = 1000 }\n").unwrap();
+        assert_eq!(d.name, "go");
+        match &d.kind {
+            BaseKind::Debootstrap {
+                variant,
+                packages,
+                components,
+                ..
+            } => {
+                assert_eq!(variant, "minbase");
+                assert_eq!(packages, &["ca-certificates", "golang-go"]);
+                assert_eq!(components, &["main"]);
+            }
+            k => panic!("{k:?}"),
+        }
+        assert_eq!(d.user.as_ref().unwrap().home, "/home/builder");
+    }
+
+    #[test]
+    fn canonical_ignores_formatting_and_order() {
+        let a = p("kind = \"debootstrap\"\nsuite = \"bookworm\"\npackages = [\"bb\", \"aa\"]\n")
+            .unwrap();
+        let b =
+            p("# comment\npackages = [ \"aa\",\"bb\" ]\nsuite='bookworm'\nkind=\"debootstrap\"\n")
+                .unwrap();
+        assert_eq!(a.canonical(), b.canonical());
+        let c =
+            p("kind = \"debootstrap\"\nsuite = \"trixie\"\npackages = [\"bb\", \"aa\"]\n").unwrap();
+        assert_ne!(a.canonical(), c.canonical());
+    }
+
+    #[test]
+    fn unknown_key_points_at_line_and_column() {
+        let err =
+            p("kind = \"debootstrap\"\nsuite = \"bookworm\"\n  pakages = [\"x\"]\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("base-images/go.toml:3:3"), "{text}");
+        assert!(text.contains("did you mean `packages`?"), "{text}");
+    }
+
+    #[test]
+    fn key_of_another_kind_is_refused() {
+        let err = p("kind = \"static\"\nfrom = \"bookworm\"\nsuite = \"bookworm\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`suite` is not used by kind = \"static\""),
+            "{text}"
+        );
+        assert!(text.contains("go.toml:3:9"), "{text}");
+    }
+
+    #[test]
+    fn unknown_kind_suggests() {
+        let err = p("kind = \"debootstap\"\n").unwrap_err().to_string();
+        assert!(err.contains("did you mean `debootstrap`?"), "{err}");
+    }
+
+    #[test]
+    fn missing_required_key() {
+        let err = p("kind = \"static\"\n").unwrap_err().to_string();
+        assert!(err.contains("needs `from`"), "{err}");
+    }
+}

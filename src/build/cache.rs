@@ -1,0 +1,221 @@
+//! The build cache: `dist/build/<name>/` holds a recipe's outputs plus a stamp
+//! (`.builder-build.json`) naming the cache key that produced them and each output's sha256.
+//! A stamp whose key matches and whose outputs are intact is a hit. New outputs are prepared
+//! beside the old directory and swapped in with renames, so a failed or interrupted build never
+//! leaves a half-written `dist/build/<name>/`.
+
+use crate::digest::sha256_file;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// File name of the stamp inside `dist/build/<name>/`.
+pub const STAMP: &str = ".builder-build.json";
+
+/// Whether a recipe's outputs for a key are already in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+}
+
+/// What `.builder-build.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stamp {
+    pub key: String,
+    pub recipe: String,
+    pub builder_image: String,
+    /// `(relative path, sha256 hex)` for every declared output, in declaration order.
+    pub outputs: Vec<(String, String)>,
+}
+
+/// `dist/build/<name>/`.
+pub fn out_dir(dist: &Path, name: &str) -> PathBuf {
+    dist.join("build").join(name)
+}
+
+/// Reads the stamp and checks the key and every output's hash.
+pub fn check(dir: &Path, key: &str) -> Option<Stamp> {
+    let text = std::fs::read_to_string(dir.join(STAMP)).ok()?;
+    let stamp: Stamp = serde_json::from_str(&text).ok()?;
+    if stamp.key != key {
+        return None;
+    }
+    for (rel, sha) in &stamp.outputs {
+        match sha256_file(&dir.join(rel)) {
+            Ok(actual) if &actual == sha => {}
+            _ => return None,
+        }
+    }
+    Some(stamp)
+}
+
+/// A fresh staging directory beside `dist/build/<name>/` (same filesystem, so renames are atomic).
+pub fn staging_dir(dist: &Path, name: &str) -> anyhow::Result<tempfile::TempDir> {
+    let parent = dist.join("build");
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("could not create `{}`", parent.display()))?;
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}.new-"))
+        .tempdir_in(&parent)
+        .with_context(|| {
+            format!(
+                "could not create a staging directory in `{}`",
+                parent.display()
+            )
+        })
+}
+
+/// Checks that every declared output exists in `staged`, hashes them and writes the stamp.
+pub fn seal(
+    staged: &Path,
+    outputs: &[String],
+    key: &str,
+    recipe: &str,
+    builder_image: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut missing = Vec::new();
+    let mut hashed = Vec::new();
+    for rel in outputs {
+        let path = staged.join(rel);
+        if !path.is_file() {
+            missing.push(rel.as_str());
+            continue;
+        }
+        hashed.push((rel.clone(), sha256_file(&path)?));
+    }
+    if !missing.is_empty() {
+        let found = list_relative(staged);
+        return Err(crate::error::failed(format!(
+            "build of `{recipe}` finished but did not produce {} under /out (found: {}); \
+             make the build command write them to /out or fix `outputs` in [build]",
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if found.is_empty() {
+                "nothing".to_string()
+            } else {
+                found.join(", ")
+            }
+        )));
+    }
+    let stamp = Stamp {
+        key: key.to_string(),
+        recipe: recipe.to_string(),
+        builder_image: builder_image.to_string(),
+        outputs: hashed.clone(),
+    };
+    let path = staged.join(STAMP);
+    let text = serde_json::to_string_pretty(&stamp)?;
+    std::fs::write(&path, text).with_context(|| format!("could not write `{}`", path.display()))?;
+    Ok(hashed)
+}
+
+fn list_relative(dir: &Path) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .filter(|p| p != STAMP)
+        .take(20)
+        .collect()
+}
+
+/// Replaces `dist/build/<name>/` with `staged`: the old directory is renamed aside, the new one
+/// renamed into place, then the old one removed.
+pub fn install(staged: tempfile::TempDir, target: &Path) -> anyhow::Result<()> {
+    let staged = staged.keep();
+    let parent = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old = if target.exists() {
+        let old = tempfile::Builder::new()
+            .prefix(&format!(".{name}.old-"))
+            .tempdir_in(parent)
+            .with_context(|| format!("could not create a directory in `{}`", parent.display()))?
+            .keep();
+        // rename(2) replaces an empty directory.
+        std::fs::rename(target, &old).with_context(|| {
+            format!(
+                "could not move `{}` aside to `{}`",
+                target.display(),
+                old.display()
+            )
+        })?;
+        Some(old)
+    } else {
+        None
+    };
+    if let Err(e) = std::fs::rename(&staged, target) {
+        if let Some(old) = &old {
+            let _ = std::fs::rename(old, target);
+        }
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e)
+            .with_context(|| format!("could not move the outputs into `{}`", target.display()));
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("could not remove `{}`", old.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_install_then_check() {
+        let dist = tempfile::tempdir().unwrap();
+        let target = out_dir(dist.path(), "svc");
+        for round in 0..2 {
+            let staged = staging_dir(dist.path(), "svc").unwrap();
+            std::fs::write(staged.path().join("bin"), format!("round {round}")).unwrap();
+            let key = format!("key{round}");
+            let outs = seal(staged.path(), &["bin".into()], &key, "svc", "img").unwrap();
+            assert_eq!(outs.len(), 1);
+            install(staged, &target).unwrap();
+            assert!(check(&target, &key).is_some());
+            assert!(check(&target, "other").is_none());
+        }
+        assert_eq!(
+            std::fs::read_to_string(target.join("bin")).unwrap(),
+            "round 1"
+        );
+        // Only the target is left: no staging or old directories.
+        let names: Vec<_> = std::fs::read_dir(dist.path().join("build"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["svc"]);
+        // A tampered output is a miss.
+        std::fs::write(target.join("bin"), "tampered").unwrap();
+        assert!(check(&target, "key1").is_none());
+    }
+
+    #[test]
+    fn missing_output_is_a_failure_naming_it() {
+        let dist = tempfile::tempdir().unwrap();
+        let staged = staging_dir(dist.path(), "svc").unwrap();
+        std::fs::write(staged.path().join("other"), "x").unwrap();
+        let err = seal(staged.path(), &["bin".into()], "k", "svc", "img").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`bin`") && msg.contains("other"), "{msg}");
+        assert_eq!(crate::error::exit_code(&err), crate::error::EXIT_FAILED);
+    }
+}

@@ -1,0 +1,409 @@
+//! `builder build`: compiles each recipe's `[build]` in a container made from its builder image
+//! and stores the outputs in `dist/build/<name>/`.
+//!
+//! Per recipe: ensure the builder image, compute the cache key (builder image id, the `[build]`
+//! table, the package version, SOURCE_DATE_EPOCH and every uploaded source file), and on a hit
+//! stop there — no container. On a miss, [`run`] does the container work and [`cache`] swaps the
+//! checked outputs into place. Independent recipes build concurrently, bounded by `jobs`.
+//!
+//! `[build] cache` directories live in named volumes ([`cache_volume_name`]) that outlive runs:
+//! they only speed builds up (content-addressed tool caches such as Go's), so they are not part
+//! of the cache key and must never change an output.
+//! This module owns no Docker plumbing beyond the build container itself (see `crate::docker`).
+
+pub mod cache;
+mod run;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Paths;
+use crate::docker::Guard;
+use crate::recipe::{BuildSpec, Recipe};
+use crate::report::Reporter;
+
+pub use cache::CacheStatus;
+pub use run::display_command;
+
+/// Version of the key derivation; bump when the key's inputs change meaning.
+const KEY_VERSION: &str = "builder-build-v1";
+
+/// What `builder build` was asked to do.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Recipe names, for messages only; the caller already selected `recipes`.
+    pub names: Vec<String>,
+    /// Build even when the outputs for the key are in place.
+    pub no_cache: bool,
+    /// Builds running at once (at least 1).
+    pub jobs: usize,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            names: Vec::new(),
+            no_cache: false,
+            jobs: default_jobs(),
+        }
+    }
+}
+
+/// The number of cores, the default for `--jobs`.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// The outcome for one recipe.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildResult {
+    pub name: String,
+    pub key: String,
+    /// True when the outputs were already in place and no container ran.
+    pub cached: bool,
+    /// `dist/build/<name>/`.
+    pub out_dir: PathBuf,
+    /// `(relative path, sha256)` of each declared output.
+    pub outputs: Vec<(String, String)>,
+    pub seconds: f64,
+}
+
+/// The value exported as SOURCE_DATE_EPOCH into builds: the caller's, or 0.
+pub fn source_date_epoch() -> String {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| "0".to_string())
+}
+
+fn spec_of(recipe: &Recipe) -> anyhow::Result<&BuildSpec> {
+    recipe.build.as_ref().ok_or_else(|| {
+        crate::error::usage(format!(
+            "recipe `{}` has no [build] table",
+            recipe.file.display()
+        ))
+    })
+}
+
+/// The cache key of `recipe` built with the builder image `builder_image_id`: sha256 over the
+/// image id, the recipe name, package version and SOURCE_DATE_EPOCH (both are exported into
+/// the build), the `[build]` table and every uploaded source file's path, mode and bytes.
+pub fn cache_key(recipe: &Recipe, builder_image_id: &str) -> anyhow::Result<String> {
+    let spec = spec_of(recipe)?;
+    let entries = list_sources(recipe, spec)?;
+    key_for(recipe, spec, builder_image_id, &entries)
+}
+
+fn list_sources(recipe: &Recipe, spec: &BuildSpec) -> anyhow::Result<Vec<source::SourceEntry>> {
+    let rules = source::IgnoreRules::new(&spec.ignore)?;
+    source::list(&recipe.project.join(&spec.source), &rules)
+}
+
+fn key_for(
+    recipe: &Recipe,
+    spec: &BuildSpec,
+    image_id: &str,
+    entries: &[source::SourceEntry],
+) -> anyhow::Result<String> {
+    let mut h = Sha256::new();
+    for part in [
+        KEY_VERSION,
+        image_id,
+        &recipe.package.name,
+        &recipe.package.version(),
+        &source_date_epoch(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    // A canonical form (serde_json::Value sorts object keys). `cache` is left out: cache
+    // volumes only speed a build up, so adding one must not invalidate the outputs.
+    let mut table = serde_json::to_value(spec).context("could not serialise the [build] table")?;
+    if let Some(fields) = table.as_object_mut() {
+        fields.remove("cache");
+    }
+    let table = serde_json::to_vec(&table).context("could not serialise the [build] table")?;
+    h.update(&table);
+    h.update([0]);
+    source::hash_entries(&mut h, entries)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The volume that holds cache directory `path` of recipe `recipe` built with the builder
+/// image definition `builder`: `builder-cache-<recipe>-<12 hex digits of sha256(builder, path)>`.
+/// Keyed by the definition name, not the image id, so a rebuilt builder image keeps its warm
+/// cache (tools like Go key their cache entries by toolchain version themselves).
+pub fn cache_volume_name(recipe: &str, builder: &str, path: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(builder.as_bytes());
+    h.update([0]);
+    h.update(path.trim_end_matches('/').as_bytes());
+    let hash = hex::encode(h.finalize());
+    // Volume names allow [a-zA-Z0-9_.-]; Debian package names add only `+`, which `_`
+    // (not allowed in package names) replaces without collisions.
+    let recipe: String = recipe
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("builder-cache-{recipe}-{}", &hash[..12])
+}
+
+/// Whether the outputs for `key` are already in `dist/build/<name>/` (used by `builder plan`).
+pub fn cache_status(paths: &Paths, recipe: &Recipe, key: &str) -> CacheStatus {
+    let dir = cache::out_dir(&paths.dist, &recipe.package.name);
+    if cache::check(&dir, key).is_some() {
+        CacheStatus::Hit
+    } else {
+        CacheStatus::Miss
+    }
+}
+
+/// Builds every recipe in `recipes` that has a `[build]` table; results in input order.
+pub async fn build(
+    paths: &Paths,
+    recipes: &[&Recipe],
+    opts: &BuildOptions,
+    reporter: &Reporter,
+    cancel: CancellationToken,
+) -> anyhow::Result<Vec<BuildResult>> {
+    let todo: Vec<(&Recipe, &BuildSpec)> = recipes
+        .iter()
+        .filter_map(|r| r.build.as_ref().map(|b| (*r, b)))
+        .collect();
+    if todo.is_empty() {
+        reporter.info("nothing to build: no selected recipe has a [build] table");
+        return Ok(Vec::new());
+    }
+    let docker = crate::docker::connect().await?;
+
+    // Each builder image once, before any build, so concurrent builds never race to make it.
+    let mut images: BTreeMap<String, String> = BTreeMap::new();
+    for (_, spec) in &todo {
+        if images.contains_key(&spec.builder) {
+            continue;
+        }
+        let id = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(crate::docker::interrupted()),
+            id = images::ensure(&docker, paths, &spec.builder, reporter) => id?,
+        };
+        images.insert(spec.builder.clone(), id);
+    }
+
+    let run_id = crate::docker::new_run_id();
+    let permits = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
+    let jobs = todo.iter().map(|(recipe, spec)| {
+        let permits = permits.clone();
+        let image_id = images[&spec.builder].clone();
+        let docker = docker.clone();
+        let cancel = cancel.clone();
+        let run_id = run_id.clone();
+        async move {
+            let _permit = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(crate::docker::interrupted()),
+                p = permits.acquire_owned() => p.context("the job pool closed")?,
+            };
+            build_one(
+                &docker, paths, recipe, spec, &image_id, &run_id, opts, reporter, &cancel,
+            )
+            .await
+        }
+    });
+    let outcomes = futures_util::future::join_all(jobs).await;
+
+    if cancel.is_cancelled() {
+        return Err(crate::docker::interrupted());
+    }
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(r) => results.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    match errors.len() {
+        0 => Ok(results),
+        1 => Err(errors.remove(0)),
+        n => {
+            // Keep the first error's chain (and exit code); list the others in its message.
+            let mut msg = format!("{n} builds failed:");
+            for e in &errors {
+                msg.push_str(&format!("\n\n{e:#}"));
+            }
+            Err(crate::error::failed(msg))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build_one(
+    docker: &bollard::Docker,
+    paths: &Paths,
+    recipe: &Recipe,
+    spec: &BuildSpec,
+    image_id: &str,
+    run_id: &str,
+    opts: &BuildOptions,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> anyhow::Result<BuildResult> {
+    let started = Instant::now();
+    let name = recipe.package.name.as_str();
+    let entries = list_sources(recipe, spec)?;
+    let key = key_for(recipe, spec, image_id, &entries)?;
+    let out_dir = cache::out_dir(&paths.dist, name);
+    if !opts.no_cache {
+        if let Some(stamp) = cache::check(&out_dir, &key) {
+            reporter.status("Fresh", format!("{name} (key {})", &key[..12]));
+            return Ok(BuildResult {
+                name: name.to_string(),
+                key,
+                cached: true,
+                out_dir,
+                outputs: stamp.outputs,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+    }
+    reporter.status("Building", format!("{name} (key {})", &key[..12]));
+    let staged = cache::staging_dir(&paths.dist, name)?;
+    let mut env: BTreeMap<String, String> = BTreeMap::from([
+        ("VERSION".to_string(), recipe.package.version()),
+        ("SOURCE_DATE_EPOCH".to_string(), source_date_epoch()),
+        ("BUILDER_RECIPE".to_string(), name.to_string()),
+    ]);
+    // The recipe's own values win: they are explicit.
+    env.extend(spec.env.clone());
+    let mut caches = Vec::new();
+    for path in &spec.cache {
+        let volume = cache_volume_name(name, &spec.builder, path);
+        run::cancellable(
+            cancel,
+            crate::docker::ensure_volume(docker, &volume, crate::docker::cache_labels(name)),
+        )
+        .await??;
+        reporter.verbose(format!("{name}: cache {path} in volume {volume}"));
+        caches.push((volume, path.clone()));
+    }
+    let job = run::Job {
+        name,
+        spec,
+        image_id,
+        run_id,
+        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        entries,
+        caches,
+    };
+    let guard = Guard::new(docker.clone());
+    let ran = run::run(docker, &guard, job, reporter, cancel, staged.path()).await;
+    let cleaned = guard.cleanup().await;
+    ran?;
+    if let Err(e) = cleaned {
+        reporter.warn(format!("{e:#}"));
+    }
+    let outputs = cache::seal(staged.path(), &spec.outputs, &key, name, image_id)?;
+    cache::install(staged, &out_dir)?;
+    let seconds = started.elapsed().as_secs_f64();
+    reporter.status("Built", format!("{name} in {seconds:.1}s"));
+    Ok(BuildResult {
+        name: name.to_string(),
+        key,
+        cached: false,
+        out_dir,
+        outputs,
+        seconds,
+    })
+}
+
+mod images {
+    //! The bridge to builder images (`crate::base`).
+    use crate::cli::Paths;
+    use crate::report::Reporter;
+
+    /// Makes sure the builder image `name` exists (made from `base-images/<name>.toml` if
+    /// needed); returns its id. An unknown name is a usage error listing the known ones.
+    pub async fn ensure(
+        docker: &bollard::Docker,
+        paths: &Paths,
+        name: &str,
+        reporter: &Reporter,
+    ) -> anyhow::Result<String> {
+        let bases = crate::base::BaseImages::load(&paths.project)?;
+        let image = bases.ensure_image(docker, name, reporter).await?;
+        reporter.verbose(format!(
+            "builder image `{name}`: {} ({})",
+            image.tag, image.id
+        ));
+        Ok(image.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_volume_names_are_stable_valid_and_distinct() {
+        let a = cache_volume_name("backend", "go", "/tmp/gocache");
+        assert_eq!(a, cache_volume_name("backend", "go", "/tmp/gocache/"));
+        assert!(a.starts_with("builder-cache-backend-"), "{a}");
+        assert_eq!(a.len(), "builder-cache-backend-".len() + 12);
+        assert_ne!(a, cache_volume_name("backend", "go", "/tmp/other"));
+        assert_ne!(a, cache_volume_name("backend", "go2", "/tmp/gocache"));
+        let odd = cache_volume_name("libfoo++", "go", "/c");
+        assert!(
+            odd.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+            "{odd}"
+        );
+    }
+
+    fn recipe(dir: &std::path::Path, cache: &str) -> Recipe {
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src/main.go"), "package main").unwrap();
+        std::fs::create_dir_all(dir.join("base-images")).unwrap();
+        let go = concat!(env!("CARGO_MANIFEST_DIR"), "/base-images/go.toml");
+        std::fs::copy(go, dir.join("base-images/go.toml")).unwrap();
+        let file = dir.join("probe.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[package]\nname = \"probe\"\nversion = \"1.0\"\nmaintainer = \"A <a@example.com>\"\n\
+                 description = \"p\"\n\n[build]\nbuilder = \"go\"\nsource = \"src\"\n\
+                 command = [\"true\"]\n{cache}\n"
+            ),
+        )
+        .unwrap();
+        crate::recipe::load_file(&file, dir).unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    #[test]
+    fn cache_directories_do_not_change_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = recipe(dir.path(), "");
+        let cached = recipe(dir.path(), "cache = [\"/tmp/gocache\"]");
+        assert_eq!(cached.build.as_ref().unwrap().cache, vec!["/tmp/gocache"]);
+        let key = |r: &Recipe| cache_key(r, "sha256:abc").unwrap();
+        assert_eq!(key(&plain), key(&cached));
+        let other = recipe(dir.path(), "env = { A = \"1\" }");
+        assert_ne!(key(&plain), key(&other), "other [build] fields still count");
+    }
+}

@@ -1,0 +1,479 @@
+//! One build in one container: create it from the builder image (labelled, no network unless
+//! the recipe opts in, CPU/memory limits), resolve the build user, upload the sources as a
+//! streamed tar owned by that user, `exec` the test command then the build command with live
+//! logs, and download `/out` as a tar stream into a staging directory (`docker::download_to_dir`). The caller's [`Guard`]
+//! removes the container on every path; every await here also stops on the cancel token.
+//!
+//! Cache directories (`[build] cache`) are named volumes made by the caller and mounted here;
+//! a fresh volume's root is owned by root, so before the first command a root exec hands
+//! them to the build user (`chown -R`, cheap when nothing changes; also fixes a cache left by
+//! an earlier build user).
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::docker::Guard;
+use crate::recipe::{BuildNetwork, BuildSpec};
+use crate::report::Reporter;
+
+use super::source::{self, SourceEntry, UploadLayout};
+
+/// Lines of a failing command's log shown in the error.
+const TAIL_LINES: usize = 20;
+
+/// Everything one container run needs.
+pub struct Job<'a> {
+    pub name: &'a str,
+    pub spec: &'a BuildSpec,
+    pub image_id: &'a str,
+    pub run_id: &'a str,
+    /// `KEY=value` pairs for the container environment.
+    pub env: Vec<String>,
+    pub entries: Vec<SourceEntry>,
+    /// `(volume name, absolute path)` of each cache directory; the volumes exist already.
+    pub caches: Vec<(String, String)>,
+}
+
+/// Runs `job` and leaves the contents of `/out` in `staged`.
+pub async fn run(
+    docker: &Docker,
+    guard: &Guard,
+    job: Job<'_>,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+    staged: &Path,
+) -> anyhow::Result<()> {
+    let spec = job.spec;
+    let host = HostConfig {
+        network_mode: Some(
+            match spec.network {
+                BuildNetwork::None => "none",
+                BuildNetwork::Bridge => "bridge",
+            }
+            .to_string(),
+        ),
+        nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+        memory: spec.memory.map(|m| m as i64),
+        mounts: (!job.caches.is_empty()).then(|| {
+            job.caches
+                .iter()
+                .map(|(volume, path)| Mount {
+                    target: Some(path.clone()),
+                    source: Some(volume.clone()),
+                    typ: Some(MountType::VOLUME),
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(job.image_id.to_string()),
+        // PID 1 only keeps the container alive; the work happens in execs.
+        cmd: Some(vec!["sleep".into(), "infinity".into()]),
+        env: Some(job.env.clone()),
+        labels: Some(crate::docker::labels(job.run_id, "build")),
+        network_disabled: Some(spec.network == BuildNetwork::None),
+        host_config: Some(host),
+        ..Default::default()
+    };
+    let opts = CreateContainerOptionsBuilder::default()
+        .name(&format!("builder-build-{}-{}", job.name, job.run_id))
+        .build();
+    let created = cancellable(cancel, docker.create_container(Some(opts), body))
+        .await?
+        .with_context(|| format!("could not create the build container for `{}`", job.name))?;
+    let id = created.id;
+    guard.track_container(&id);
+
+    let user = resolve_user(docker, &id, spec.user.as_deref(), job.image_id, cancel).await?;
+    reporter.verbose(format!(
+        "{}: building as uid {} gid {} (home {})",
+        job.name, user.uid, user.gid, user.home
+    ));
+
+    let workdir = spec.workdir.clone();
+    let mut extra_dirs = vec!["/out".to_string()];
+    if user.home != "/" && user.home != workdir && user.home != "/out" {
+        extra_dirs.push(user.home.clone());
+    }
+    let layout = UploadLayout {
+        workdir: workdir.clone(),
+        extra_dirs,
+        uid: user.uid,
+        gid: user.gid,
+    };
+    let (stream, writer) = source::tar_stream(job.entries, layout);
+    let upload_opts = UploadToContainerOptionsBuilder::default().path("/").build();
+    let uploaded = cancellable(
+        cancel,
+        docker.upload_to_container(&id, Some(upload_opts), bollard::body_stream(stream)),
+    )
+    .await;
+    // A read error on our side ends the stream early; report that cause first.
+    let written = writer.await.context("the source upload task failed")?;
+    written?;
+    uploaded?.with_context(|| format!("could not upload the sources of `{}`", job.name))?;
+
+    cancellable(cancel, docker.start_container(&id, None))
+        .await?
+        .with_context(|| format!("could not start the build container for `{}`", job.name))?;
+
+    let exec_env = vec![format!("HOME={}", user.home)];
+    let user_spec = format!("{}:{}", user.uid, user.gid);
+    if !job.caches.is_empty() && user.uid != 0 {
+        let mut chown = vec!["chown".to_string(), "-R".to_string(), user_spec.clone()];
+        chown.extend(job.caches.iter().map(|(_, path)| path.clone()));
+        let (code, tail) = exec(
+            docker, &id, &chown, "0:0", "/", &exec_env, job.name, reporter, cancel,
+        )
+        .await?;
+        if code != 0 {
+            return Err(crate::error::failed(format!(
+                "could not give the build user ({user_spec}) the cache directories of `{}` \
+                 (`{}` exited with {code}{}); the builder image needs `chown`, or remove \
+                 `cache` from [build]",
+                job.name,
+                display_command(&chown),
+                tail.last().map(|l| format!(": {l}")).unwrap_or_default()
+            )));
+        }
+    }
+    let steps = spec
+        .test
+        .iter()
+        .map(|t| ("test", t))
+        .chain(std::iter::once(("build", &spec.command)));
+    for (what, cmd) in steps {
+        reporter.status(
+            if what == "test" {
+                "Testing"
+            } else {
+                "Compiling"
+            },
+            format!("{} ({})", job.name, display_command(&cmd.0)),
+        );
+        let (code, tail) = exec(
+            docker, &id, &cmd.0, &user_spec, &workdir, &exec_env, job.name, reporter, cancel,
+        )
+        .await?;
+        if code != 0 {
+            let mut msg = format!(
+                "{what} command of `{}` failed with exit code {code}: {}",
+                job.name,
+                display_command(&cmd.0)
+            );
+            if tail.is_empty() {
+                msg.push_str("\n  (the command printed nothing)");
+            } else {
+                msg.push_str(&format!("\n  last {} lines of its log:", tail.len()));
+                for line in &tail {
+                    msg.push_str("\n  | ");
+                    msg.push_str(line);
+                }
+            }
+            return Err(crate::error::failed(msg));
+        }
+    }
+
+    cancellable(
+        cancel,
+        crate::docker::download_to_dir(docker, &id, "/out", staged),
+    )
+    .await?
+    .with_context(|| format!("could not download /out of the `{}` build", job.name))?;
+    Ok(())
+}
+
+/// Awaits `fut` unless the token is cancelled first.
+pub(super) async fn cancellable<T>(
+    cancel: &CancellationToken,
+    fut: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(crate::docker::interrupted()),
+        v = fut => Ok(v),
+    }
+}
+
+/// Runs one command in the container; returns its exit code and the last lines of its log.
+#[allow(clippy::too_many_arguments)]
+async fn exec(
+    docker: &Docker,
+    id: &str,
+    cmd: &[String],
+    user: &str,
+    workdir: &str,
+    env: &[String],
+    name: &str,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> anyhow::Result<(i64, Vec<String>)> {
+    let config = ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(cmd.to_vec()),
+        env: Some(env.to_vec()),
+        user: Some(user.to_string()),
+        working_dir: Some(workdir.to_string()),
+        ..Default::default()
+    };
+    let created = cancellable(cancel, docker.create_exec(id, config))
+        .await?
+        .with_context(|| format!("could not run `{}` in the build container", cmd.join(" ")))?;
+    let started = cancellable(
+        cancel,
+        docker.start_exec(&created.id, None::<StartExecOptions>),
+    )
+    .await?
+    .with_context(|| format!("could not run `{}` in the build container", cmd.join(" ")))?;
+    let StartExecResults::Attached { mut output, .. } = started else {
+        anyhow::bail!("the engine detached the exec of `{}`", cmd.join(" "));
+    };
+    let mut tail = Tail::default();
+    let mut partial_out = String::new();
+    let mut partial_err = String::new();
+    loop {
+        let next = cancellable(cancel, output.next()).await?;
+        let Some(item) = next else { break };
+        let item = item.with_context(|| format!("lost the log of `{}`", cmd.join(" ")))?;
+        let (buf, bytes) = match item {
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                (&mut partial_out, message)
+            }
+            LogOutput::StdErr { message } => (&mut partial_err, message),
+            LogOutput::StdIn { .. } => continue,
+        };
+        buf.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(pos) = buf.find('\n') {
+            let line: String = buf.drain(..=pos).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            reporter.log(name, line);
+            tail.push(line);
+        }
+    }
+    for rest in [partial_out, partial_err] {
+        if !rest.is_empty() {
+            reporter.log(name, &rest);
+            tail.push(&rest);
+        }
+    }
+    let inspected = cancellable(cancel, docker.inspect_exec(&created.id))
+        .await?
+        .with_context(|| format!("could not read the exit code of `{}`", cmd.join(" ")))?;
+    let code = inspected.exit_code.unwrap_or(-1);
+    Ok((code, tail.lines.into_iter().collect()))
+}
+
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+}
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line.to_string());
+    }
+}
+
+/// A command as a user would type it: arguments with spaces or quotes are single-quoted.
+pub fn display_command(cmd: &[String]) -> String {
+    cmd.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The numeric identity builds run as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildUser {
+    pub uid: u64,
+    pub gid: u64,
+    pub home: String,
+}
+
+/// Picks the build user: the recipe's `user`, else the image's `User`, else the first regular
+/// account (uid 1000-59999) in the image's /etc/passwd, else root.
+async fn resolve_user(
+    docker: &Docker,
+    container: &str,
+    wanted: Option<&str>,
+    image: &str,
+    cancel: &CancellationToken,
+) -> anyhow::Result<BuildUser> {
+    let passwd = read_container_file(docker, container, "/etc/passwd", cancel)
+        .await
+        .unwrap_or_default();
+    let wanted = match wanted {
+        Some(w) => Some(w.to_string()),
+        None => cancellable(cancel, docker.inspect_image(image))
+            .await?
+            .ok()
+            .and_then(|i| i.config)
+            .and_then(|c| c.user)
+            .filter(|u| !u.is_empty()),
+    };
+    pick_user(&passwd, wanted.as_deref())
+}
+
+/// Pure part of [`resolve_user`]: `passwd` is the image's /etc/passwd.
+pub fn pick_user(passwd: &str, wanted: Option<&str>) -> anyhow::Result<BuildUser> {
+    let accounts: Vec<(&str, u64, u64, &str)> = passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some((f[0], f[2].parse().ok()?, f[3].parse().ok()?, f[5]))
+        })
+        .collect();
+    let Some(wanted) = wanted else {
+        return Ok(accounts
+            .iter()
+            .find(|a| (1000..60000).contains(&a.1))
+            .map(|a| BuildUser {
+                uid: a.1,
+                gid: a.2,
+                home: a.3.to_string(),
+            })
+            .unwrap_or(BuildUser {
+                uid: 0,
+                gid: 0,
+                home: "/root".into(),
+            }));
+    };
+    let (user, group) = match wanted.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (wanted, None),
+    };
+    let found = accounts
+        .iter()
+        .find(|a| a.0 == user || user.parse::<u64>().ok() == Some(a.1));
+    let uid = match (user.parse::<u64>(), found) {
+        (Ok(n), _) => n,
+        (Err(_), Some(a)) => a.1,
+        (Err(_), None) => {
+            return Err(crate::error::usage(format!(
+                "build user `{user}` does not exist in the builder image; set `user` in [build] \
+                 to a numeric `uid:gid` or to one of: {}",
+                accounts.iter().map(|a| a.0).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
+    let gid = match group {
+        Some(g) => g.parse::<u64>().map_err(|_| {
+            crate::error::usage(format!(
+                "build group `{g}` in `user = \"{wanted}\"` must be numeric (e.g. `1000:1000`)"
+            ))
+        })?,
+        None => found.map(|a| a.2).unwrap_or(uid),
+    };
+    let home = found
+        .map(|a| a.3.to_string())
+        .filter(|h| h.starts_with('/'))
+        .unwrap_or_else(|| "/tmp".into());
+    Ok(BuildUser { uid, gid, home })
+}
+
+/// Reads one small file out of a (created or running) container.
+async fn read_container_file(
+    docker: &Docker,
+    container: &str,
+    path: &str,
+    cancel: &CancellationToken,
+) -> anyhow::Result<String> {
+    let opts = DownloadFromContainerOptionsBuilder::default()
+        .path(path)
+        .build();
+    let mut stream = docker.download_from_container(container, Some(opts));
+    let mut raw = Vec::new();
+    while let Some(chunk) = cancellable(cancel, stream.next()).await? {
+        raw.extend_from_slice(&chunk.with_context(|| format!("could not read `{path}`"))?);
+    }
+    let mut archive = tar::Archive::new(raw.as_slice());
+    for entry in archive.entries().context("bad tar from the engine")? {
+        let mut entry = entry.context("bad tar from the engine")?;
+        if entry.header().entry_type().is_file() {
+            let mut s = String::new();
+            entry
+                .read_to_string(&mut s)
+                .with_context(|| format!("could not read `{path}`"))?;
+            return Ok(s);
+        }
+    }
+    anyhow::bail!("`{path}` is not a file in the container")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+        daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+        builder:x:1000:1000::/home/builder:/bin/sh\n\
+        nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+
+    #[test]
+    fn user_resolution() {
+        let u = |w| pick_user(PASSWD, w).unwrap();
+        assert_eq!(
+            u(None),
+            BuildUser {
+                uid: 1000,
+                gid: 1000,
+                home: "/home/builder".into()
+            }
+        );
+        assert_eq!(u(Some("builder")).uid, 1000);
+        assert_eq!(u(Some("0")).home, "/root");
+        assert_eq!(
+            u(Some("4242:4343")),
+            BuildUser {
+                uid: 4242,
+                gid: 4343,
+                home: "/tmp".into()
+            }
+        );
+        let err = pick_user(PASSWD, Some("alice")).unwrap_err();
+        assert!(err.to_string().contains("builder"), "{err}");
+        assert_eq!(crate::error::exit_code(&err), crate::error::EXIT_USAGE);
+        assert_eq!(pick_user("", None).unwrap().uid, 0);
+    }
+
+    #[test]
+    fn commands_display_like_a_shell() {
+        let c = |v: &[&str]| display_command(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(c(&["go", "test", "./..."]), "go test ./...");
+        assert_eq!(
+            c(&["sh", "-c", "echo 'hi' there"]),
+            r#"sh -c 'echo '\''hi'\'' there'"#
+        );
+    }
+}

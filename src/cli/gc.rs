@@ -1,0 +1,66 @@
+//! `builder gc`: remove what crashed runs left in the engine (see `crate::docker::gc`).
+
+use clap::Args;
+
+use crate::docker::{CacheVolumes, GcOptions};
+use crate::report::Reporter;
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only objects of this run id
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    /// Also objects of runs whose process is still alive
+    #[arg(long)]
+    pub all: bool,
+    /// Only show what would be removed
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also remove the persistent build cache volumes (all, or only RECIPE's)
+    #[arg(long, value_name = "RECIPE", num_args = 0..=1, default_missing_value = "")]
+    pub cache: Option<String>,
+}
+
+pub async fn run(args: GcArgs, reporter: &Reporter) -> anyhow::Result<u8> {
+    let docker = crate::docker::connect().await?;
+    let opts = GcOptions {
+        run: args.run,
+        include_live: args.all,
+        dry_run: args.dry_run,
+        cache: match args.cache {
+            None => CacheVolumes::Keep,
+            Some(r) if r.is_empty() => CacheVolumes::All,
+            Some(r) => CacheVolumes::Recipe(r),
+        },
+    };
+    let report = crate::docker::gc::gc_with(&docker, &opts, reporter).await?;
+    if reporter.is_json() {
+        reporter.json(&report)?;
+    } else {
+        let verb = if opts.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        for (what, list) in [
+            ("container", &report.containers),
+            ("network", &report.networks),
+            ("volume", &report.volumes),
+            ("image", &report.images),
+        ] {
+            for name in list {
+                reporter.output(format!("{verb} {what} {name}"));
+            }
+        }
+        reporter.info(format!(
+            "{verb} {} object(s); {} left alone (their run is still alive or in use; --all removes \
+             those of live runs)",
+            report.removed(),
+            report.skipped_live
+        ));
+        for f in &report.failed {
+            reporter.warn(format!("could not remove {f}"));
+        }
+    }
+    Ok(if report.failed.is_empty() { 0 } else { 1 })
+}

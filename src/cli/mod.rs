@@ -1,0 +1,146 @@
+//! Command-line interface: clap types and the bridge from each subcommand to the library.
+//! One file per subcommand; each converts its arguments into library options and calls one
+//! operation. No logic lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::{Reporter, Verbosity};
+
+mod base;
+mod build;
+mod gc;
+mod inspect;
+mod key;
+mod load;
+mod package;
+mod pipeline;
+mod plan;
+mod promote;
+mod repo;
+mod smoke;
+mod validate;
+
+/// Build services in containers, package them as .deb and minimal OCI images,
+/// smoke-test them and promote exactly what passed.
+#[derive(Debug, Parser)]
+#[command(name = "builder", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Project root: recipe `from` paths resolve against it
+    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
+    pub project: PathBuf,
+
+    /// Directory with recipe files [default: <project>/recipes]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub recipes: Option<PathBuf>,
+
+    /// Output directory [default: <project>/dist]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub dist: Option<PathBuf>,
+
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More output (-v shows details)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check recipes and report every error with file:line:column
+    Validate(validate::ValidateArgs),
+    /// Show what each recipe will produce, without running anything
+    Plan(plan::PlanArgs),
+    /// Compile recipes in builder containers into dist/build/<name>/
+    Build(build::BuildArgs),
+    /// Write .deb packages (and images) for recipes into dist/
+    Package(package::PackageArgs),
+    /// Print the control fields and file list of a .deb
+    Inspect(inspect::InspectArgs),
+    /// Send constant-rate HTTP load to local URLs and report latency and errors
+    Load(load::LoadArgs),
+    /// Make, list and remove base images (base-images/*.toml)
+    Base(base::BaseArgs),
+    /// Remove containers, networks, volumes and dangling images that crashed runs left
+    Gc(gc::GcArgs),
+    /// Deploy the packaged images behind HAProxy, load them at a constant rate and gate on the thresholds
+    Smoke(smoke::SmokeArgs),
+    /// Make a signing key for environment repositories
+    Key(key::KeyArgs),
+    /// List, prune and roll back environment repositories (dist/repos/<env>)
+    Repo(repo::RepoArgs),
+    /// Promote what passed the smoke test into an environment (dev → staging → prod)
+    Promote(promote::PromoteArgs),
+    /// Run validate → build → package → smoke → promote (to dev) with progress bars
+    Pipeline(pipeline::PipelineArgs),
+    /// The CI artifact stage: the pipeline, non-interactive, leaving dist/ with artifacts,
+    /// SHA256SUMS, manifest.json, reports and junit.xml; exit 0 pass, 1 failed, 2 usage, 3 environment
+    Ci(pipeline::PipelineArgs),
+}
+
+impl Cli {
+    /// The reporter this invocation's flags and environment ask for.
+    pub fn reporter(&self) -> Reporter {
+        let verbosity = if self.global.quiet {
+            Verbosity::Quiet
+        } else if self.global.verbose > 0 {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        // `ci` never draws progress bars, terminal or not.
+        let plain = matches!(self.command, Command::Ci(_));
+        Reporter::detect(plain, verbosity, self.global.json)
+    }
+}
+
+pub use crate::project::Paths;
+
+impl GlobalArgs {
+    pub fn paths(&self) -> Paths {
+        let mut paths = Paths::new(self.project.clone());
+        if let Some(r) = &self.recipes {
+            paths.recipes = r.clone();
+        }
+        if let Some(d) = &self.dist {
+            paths.dist = d.clone();
+        }
+        paths
+    }
+}
+
+/// Runs the parsed command; returns the exit code for a run that completed.
+pub async fn run(cli: Cli, reporter: Reporter) -> anyhow::Result<u8> {
+    let paths = cli.global.paths();
+    match cli.command {
+        Command::Validate(args) => validate::run(args, &paths, &reporter),
+        Command::Plan(args) => plan::run(args, &paths, &reporter).await,
+        Command::Build(args) => build::run(args, &paths, &reporter).await,
+        Command::Package(args) => package::run(args, &paths, &reporter).await,
+        Command::Inspect(args) => inspect::run(args, &reporter),
+        Command::Load(args) => load::run(args, &reporter).await,
+        Command::Base(args) => base::run(args, &paths, &reporter).await,
+        Command::Gc(args) => gc::run(args, &reporter).await,
+        Command::Smoke(args) => smoke::run(args, &paths, &reporter).await,
+        Command::Key(args) => key::run(args, &paths, &reporter),
+        Command::Repo(args) => repo::run(args, &paths, &reporter),
+        Command::Promote(args) => promote::run(args, &paths, &reporter).await,
+        Command::Pipeline(args) | Command::Ci(args) => pipeline::run(args, &paths, &reporter).await,
+    }
+}

@@ -1,0 +1,75 @@
+//! `builder promote --to ENV [--from ENV] [--rollback]`: promote exactly what passed the
+//! smoke test into an environment repository (and registry).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::Paths;
+use crate::promote::{self, PromoteOptions};
+use crate::report::Reporter;
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Environment to promote into (e.g. dev, staging, prod)
+    #[arg(long, value_name = "ENV")]
+    pub to: String,
+    /// Environment to take the artifacts from [default: the latest passed smoke report for
+    /// the first environment, else the environment before --to]
+    #[arg(long, value_name = "ENV", conflicts_with = "rollback")]
+    pub from: Option<String>,
+    /// Make the previous generation of --to current again (packages and images)
+    #[arg(long)]
+    pub rollback: bool,
+    /// Push images to this registry as <registry>/<env>/<name>:<version> (host:port, HTTP)
+    #[arg(long, value_name = "HOST:PORT", env = "BUILDER_REGISTRY")]
+    pub registry: Option<String>,
+    /// Directory holding the environment repositories [default: <dist>/repos]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Armored secret key [default: $BUILDER_SIGNING_KEY or $BUILDER_SIGNING_KEY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub signing_key: Option<PathBuf>,
+    /// Promotion config [default: <project>/promote.toml when it exists]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+pub async fn run(args: PromoteArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+    let opts = PromoteOptions {
+        to: args.to,
+        from: args.from,
+        rollback: args.rollback,
+        config: args.config,
+        registry: args.registry,
+        root: args.root,
+        signing_key: args.signing_key,
+    };
+    let result = promote::promote(paths, &opts, reporter).await?;
+    if reporter.is_json() {
+        reporter.json(&result)?;
+    } else {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{}: generation {} from {} ({:.2}s)",
+            result.env, result.generation, result.source, result.promote_seconds
+        );
+        for p in &result.packages {
+            let _ = writeln!(
+                out,
+                "deb\t{}\t{}\t{}\t{}",
+                p.name, p.version, p.arch, p.sha256
+            );
+        }
+        for i in &result.images {
+            let _ = writeln!(out, "image\t{}\t{}", i.ref_name(), i.digest);
+        }
+        for p in &result.pushed {
+            let _ = writeln!(out, "pushed\t{}\t{}", p.reference, p.digest);
+        }
+        reporter.output(out.trim_end());
+    }
+    Ok(crate::error::EXIT_OK)
+}

@@ -1,0 +1,152 @@
+//! `builder repo list|prune|rollback|history <env>`: inspect and maintain environment
+//! repositories under `--root` (default `<dist>/repos`).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::Paths;
+use crate::repo::{self, RepoConfig};
+use crate::report::Reporter;
+use crate::sign::Signer;
+
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    #[command(subcommand)]
+    pub command: RepoCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// Environment name (e.g. dev, staging, prod)
+    pub env: String,
+    /// Directory holding the environment repositories [default: <dist>/repos]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Armored secret key [default: $BUILDER_SIGNING_KEY or $BUILDER_SIGNING_KEY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub signing_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Show the packages and images the environment holds now
+    List(EnvArgs),
+    /// Keep the N newest versions of each package; delete pool files no generation needs
+    Prune {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// Versions to keep per package
+        #[arg(long, value_name = "N")]
+        keep: usize,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+    /// Make the previous generation's contents current again
+    Rollback {
+        #[command(flatten)]
+        env: EnvArgs,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+    /// Show who changed the environment, when, and with what
+    History(EnvArgs),
+}
+
+fn config(env: &EnvArgs, paths: &Paths) -> RepoConfig {
+    let root = env.root.clone().unwrap_or_else(|| paths.dist.join("repos"));
+    RepoConfig::new(root, &env.env)
+}
+
+pub fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+    match args.command {
+        RepoCommand::List(env) => {
+            let cfg = config(&env, paths);
+            let (packages, images) = repo::contents(&cfg)?;
+            if reporter.is_json() {
+                let rows: Vec<_> = packages
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "kind": "deb", "name": p.name, "version": p.version, "arch": p.arch,
+                            "filename": p.filename, "size": p.size, "sha256": p.sha256,
+                            "run": p.run,
+                        })
+                    })
+                    .chain(images.iter().map(|i| {
+                        serde_json::json!({
+                            "kind": "image", "name": i.name, "version": i.version,
+                            "ref": i.ref_name(), "digest": i.digest, "image_id": i.image_id,
+                            "run": i.run,
+                        })
+                    }))
+                    .collect();
+                reporter.json(&rows)?;
+            } else if packages.is_empty() && images.is_empty() {
+                reporter.info(format!("`{}` holds nothing", cfg.env_dir().display()));
+            } else {
+                let mut out = String::new();
+                for p in &packages {
+                    let _ = writeln!(
+                        out,
+                        "deb\t{}\t{}\t{}\tsha256:{}",
+                        p.name, p.version, p.arch, p.sha256
+                    );
+                }
+                for i in &images {
+                    let _ = writeln!(out, "image\t{}\t{}\t-\t{}", i.name, i.version, i.digest);
+                }
+                reporter.output(out.trim_end());
+            }
+        }
+        RepoCommand::Prune { env, keep, sign } => {
+            let cfg = config(&env, paths);
+            let signer = Signer::load(sign.signing_key.as_deref())?;
+            let report = repo::prune(&cfg, &signer, keep, reporter)?;
+            if reporter.is_json() {
+                reporter.json(&report)?;
+            }
+        }
+        RepoCommand::Rollback { env, sign } => {
+            let cfg = config(&env, paths);
+            let signer = Signer::load(sign.signing_key.as_deref())?;
+            let g = repo::rollback(&cfg, &signer, reporter)?;
+            if reporter.is_json() {
+                reporter.json(&serde_json::json!({ "generation": g.number }))?;
+            }
+        }
+        RepoCommand::History(env) => {
+            let cfg = config(&env, paths);
+            let entries = repo::history(&cfg)?;
+            if reporter.is_json() {
+                reporter.json(&entries)?;
+            } else {
+                let mut out = String::new();
+                for e in &entries {
+                    let what: Vec<String> = e
+                        .artifacts
+                        .iter()
+                        .map(|a| format!("{}={}", a.name, a.version))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        e.generation,
+                        e.time,
+                        e.action,
+                        e.who,
+                        e.source,
+                        what.join(" ")
+                    );
+                }
+                reporter.output(out.trim_end());
+            }
+        }
+    }
+    Ok(crate::error::EXIT_OK)
+}

@@ -1,0 +1,222 @@
+//! `builder smoke`: deploy the packaged images behind HAProxy, load them at a constant rate and
+//! gate on the thresholds of `recipes/stack.toml`; arguments → [`crate::smoke`].
+
+use clap::Args;
+
+use super::Paths;
+use crate::error::{EXIT_FAILED, EXIT_OK};
+use crate::load::parse_duration;
+use crate::report::Reporter;
+use crate::smoke::stack::Overrides;
+use crate::smoke::{self, CapacityOptions, SmokeOptions, SmokeOutcome};
+
+#[derive(Debug, Args)]
+pub struct SmokeArgs {
+    #[command(flatten)]
+    pub run: StackArgs,
+
+    /// Replicas of the service behind the load balancer's default route
+    #[arg(long, value_name = "N")]
+    pub frontends: Option<u32>,
+
+    /// Replicas of any service: SERVICE=N (repeatable)
+    #[arg(long, value_name = "SERVICE=N")]
+    pub replicas: Vec<String>,
+
+    /// Lowest success ratio that passes (0-1)
+    #[arg(long, value_name = "RATIO")]
+    pub min_success: Option<f64>,
+
+    /// Lowest achieved/requested rate ratio that passes (0-1)
+    #[arg(long, value_name = "RATIO")]
+    pub min_rate_ratio: Option<f64>,
+
+    /// Highest p99 latency that passes, in milliseconds
+    #[arg(long, value_name = "MS")]
+    pub max_p99: Option<f64>,
+
+    /// Leave the deployment running afterwards (remove it with `builder gc`)
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Step the rate up until a threshold breaks; report the highest rate that held
+    #[arg(long)]
+    pub find_capacity: bool,
+
+    /// First rate of --find-capacity
+    #[arg(long, default_value_t = 25.0, requires = "find_capacity")]
+    pub capacity_start: f64,
+
+    /// Rate increase per --find-capacity step
+    #[arg(long, default_value_t = 25.0, requires = "find_capacity")]
+    pub capacity_step: f64,
+
+    /// Highest rate --find-capacity tries
+    #[arg(long, default_value_t = 400.0, requires = "find_capacity")]
+    pub capacity_max: f64,
+
+    /// Measured duration of each --find-capacity step (after a 2 s warm-up)
+    #[arg(long, default_value = "10s", requires = "find_capacity")]
+    pub step_duration: String,
+}
+
+/// The stack and load settings `smoke`, `pipeline` and `ci` share.
+#[derive(Debug, Args)]
+pub struct StackArgs {
+    /// Stack file [default: <recipes>/stack.toml]
+    #[arg(long, value_name = "FILE")]
+    pub stack: Option<std::path::PathBuf>,
+
+    /// Requests per second, instead of the stack's `load.rate`
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// Measured duration, instead of the stack's (e.g. 30s)
+    #[arg(long)]
+    pub duration: Option<String>,
+
+    /// Warm-up before the measurement, instead of the stack's (e.g. 5s, 0s)
+    #[arg(long)]
+    pub warmup: Option<String>,
+
+    /// Environment of a service: SERVICE:KEY=VALUE (repeatable), e.g. backend:FAILURE_RATE=0.2
+    #[arg(long, value_name = "SERVICE:KEY=VALUE")]
+    pub env: Vec<String>,
+}
+
+impl StackArgs {
+    /// Smoke options with these overrides (replicas and thresholds left to the stack).
+    pub fn options(self) -> anyhow::Result<SmokeOptions> {
+        Ok(SmokeOptions {
+            stack_file: self.stack,
+            overrides: Overrides {
+                rate: self.rate,
+                duration: self.duration.as_deref().map(parse_duration).transpose()?,
+                warmup: self.warmup.as_deref().map(parse_duration).transpose()?,
+                env: self.env,
+                ..Overrides::default()
+            },
+            ..SmokeOptions::default()
+        })
+    }
+}
+
+fn options(args: SmokeArgs, paths: &Paths) -> anyhow::Result<SmokeOptions> {
+    let mut replicas = args.replicas;
+    if let Some(n) = args.frontends {
+        // The default route's service is only known from the stack: resolve it first.
+        let (stack, _) = smoke::load_stack(
+            paths,
+            &SmokeOptions {
+                stack_file: args.run.stack.clone(),
+                ..SmokeOptions::default()
+            },
+        )?;
+        replicas.insert(0, format!("{}={n}", stack.load_balancer.service));
+    }
+    let capacity = if args.find_capacity {
+        let c = CapacityOptions {
+            start: args.capacity_start,
+            step: args.capacity_step,
+            max: args.capacity_max,
+            step_duration: parse_duration(&args.step_duration)?,
+            ..CapacityOptions::default()
+        };
+        if !(c.start > 0.0 && c.step > 0.0 && c.max >= c.start && c.max <= crate::load::MAX_RATE) {
+            return Err(crate::error::usage(
+                "--capacity-start and --capacity-step must be above 0 and --capacity-max at least --capacity-start",
+            ));
+        }
+        Some(c)
+    } else {
+        None
+    };
+    let mut opts = args.run.options()?;
+    opts.overrides.replicas = replicas;
+    opts.overrides.min_rate_ratio = args.min_rate_ratio;
+    opts.overrides.min_success = args.min_success;
+    opts.overrides.max_p99_ms = args.max_p99;
+    opts.keep = args.keep;
+    opts.capacity = capacity;
+    Ok(opts)
+}
+
+pub async fn run(args: SmokeArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+    let opts = options(args, paths)?;
+    let cancel = crate::docker::cancel_on_signals();
+    let outcome = smoke::run(paths, &opts, reporter, cancel).await?;
+    if reporter.is_json() {
+        reporter.json(&outcome.report)?;
+    } else {
+        reporter.output(summary(&outcome));
+    }
+    if outcome.report.passed {
+        Ok(EXIT_OK)
+    } else {
+        reporter.error(&crate::error::failed(format!(
+            "smoke gate failed: {}",
+            outcome.report.reasons.join("; ")
+        )));
+        Ok(EXIT_FAILED)
+    }
+}
+
+fn summary(o: &SmokeOutcome) -> String {
+    let r = &o.report;
+    let mut s = format!(
+        "smoke {} {}: {}\n",
+        r.run_id,
+        r.mode,
+        if r.passed { "PASSED" } else { "FAILED" }
+    );
+    s.push_str(&super::load::summary(&r.results));
+    s.push('\n');
+    for c in &r.checks {
+        s.push_str(&format!(
+            "  {} {:<14} {} (threshold {})\n",
+            if c.passed { "ok  " } else { "FAIL" },
+            c.name,
+            c.actual,
+            c.threshold
+        ));
+    }
+    if let Some(cap) = &r.capacity {
+        s.push_str(&format!(
+            "    capacity  highest rate that held: {} req/s\n",
+            cap.highest_passing_rate
+        ));
+        for st in &cap.steps {
+            s.push_str(&format!(
+                "              {:>6} req/s: achieved {:.2}, success {:.2}%, p50 {:.0} ms, p99 {:.0} ms{}\n",
+                st.rate,
+                st.achieved_rate,
+                st.success_ratio * 100.0,
+                st.p50_ms,
+                st.p99_ms,
+                if st.passed { String::new() } else { format!("  BROKE: {}", st.broken.join("; ")) }
+            ));
+        }
+    }
+    if r.restarts.is_empty() {
+        s.push_str("    restarts  none\n");
+    } else {
+        for x in &r.restarts {
+            s.push_str(&format!(
+                "    restart   {:+.1}s {} by {}: {}\n",
+                x.t_s, x.server, x.by, x.reason
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "     reports  {}/{{report.json,report.html,junit.xml}}",
+        o.dir.display()
+    ));
+    if o.kept {
+        s.push_str(&format!(
+            "\n        kept  the deployment is still up: {} (HAProxy stats: {}); remove it with `builder gc`",
+            r.deployment.url(),
+            r.deployment.stats_url()
+        ));
+    }
+    s
+}

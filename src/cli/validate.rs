@@ -1,0 +1,62 @@
+//! `builder validate [RECIPE...]`: check recipes and report every problem.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::json;
+
+use super::Paths;
+use crate::recipe::{self, Diagnostics};
+use crate::report::Reporter;
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Recipe files to check [default: every recipe in the recipes directory]
+    pub recipes: Vec<PathBuf>,
+}
+
+pub fn run(args: ValidateArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+    let files = if args.recipes.is_empty() {
+        recipe::recipe_files(&paths.recipes)?
+    } else {
+        args.recipes
+    };
+    match recipe::load_files(&files, &paths.project) {
+        Ok(recipes) => {
+            if reporter.is_json() {
+                let list: Vec<_> = recipes
+                    .iter()
+                    .map(|r| json!({"file": r.file, "package": r.package.name, "version": r.package.version()}))
+                    .collect();
+                reporter.json(&json!({"ok": true, "recipes": list, "errors": []}))?;
+            } else {
+                for r in &recipes {
+                    reporter.output(format!(
+                        "ok  {}  ({} {})",
+                        r.file.display(),
+                        r.package.name,
+                        r.package.version()
+                    ));
+                }
+            }
+            Ok(crate::error::EXIT_OK)
+        }
+        Err(diags) if reporter.is_json() => {
+            reporter.json(&json!({"ok": false, "errors": diagnostics_json(&diags)}))?;
+            Ok(crate::error::EXIT_USAGE)
+        }
+        Err(diags) => Err(diags.into()),
+    }
+}
+
+fn diagnostics_json(d: &Diagnostics) -> Vec<serde_json::Value> {
+    d.items()
+        .iter()
+        .map(|d| {
+            json!({
+                "file": d.file, "line": d.line, "column": d.col,
+                "message": d.message, "label": d.label, "help": d.help,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,259 @@
+//! Reading .deb files: any dpkg 1.21 binary package in gzip, xz, zstd or no compression.
+//! Every malformed input gives a [`DebError`] naming the file; nothing here panics on bad
+//! bytes (see the truncation/bit-flip test in `super::tests`).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use tar::EntryType;
+
+use super::ar::{self, ArError, Member};
+use super::compress::decoder;
+use super::control::parse_control;
+use super::{Compression, DebContents, DebError, DebFile};
+use crate::archive::{read_tree, FileSource, NodeKind, Tree};
+
+struct Opened {
+    path: PathBuf,
+    file: File,
+    members: Vec<Member>,
+    control: (Member, Compression),
+    data: (Member, Compression),
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> DebError + '_ {
+    move |source| DebError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn compression_of(path: &Path, m: &Member, stem: &str) -> Result<Option<Compression>, DebError> {
+    let Some(rest) = m.name.strip_prefix(stem) else {
+        return Ok(None);
+    };
+    let c = match rest {
+        "" => Compression::None,
+        ".gz" => Compression::Gzip,
+        ".xz" => Compression::Xz,
+        ".zst" => Compression::Zstd,
+        _ => {
+            return Err(DebError::UnsupportedCompression {
+                path: path.to_path_buf(),
+                member: m.name.clone(),
+            })
+        }
+    };
+    Ok(Some(c))
+}
+
+fn open(path: &Path) -> Result<Opened, DebError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let members = ar::list(&mut file, len).map_err(|e| match e {
+        ArError::NotAr => DebError::NotAr {
+            path: path.to_path_buf(),
+        },
+        ArError::Io(source) => DebError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        ArError::BadHeader { offset, reason } => DebError::BadArchive {
+            path: path.to_path_buf(),
+            offset,
+            reason,
+        },
+        ArError::Truncated {
+            name,
+            size,
+            available,
+        } => DebError::Truncated {
+            path: path.to_path_buf(),
+            member: name,
+            size,
+            available,
+        },
+    })?;
+    let missing = |member| DebError::MissingMember {
+        path: path.to_path_buf(),
+        member,
+    };
+    // dpkg identifies a package by its first member.
+    let first = members.first().ok_or_else(|| missing("debian-binary"))?;
+    if first.name != "debian-binary" {
+        return Err(missing("debian-binary"));
+    }
+    let mut version = vec![0u8; first.size.min(64) as usize];
+    file.seek(SeekFrom::Start(first.offset))
+        .map_err(io_err(path))?;
+    file.read_exact(&mut version).map_err(io_err(path))?;
+    let version = String::from_utf8_lossy(&version).trim_end().to_string();
+    if !version.starts_with("2.") {
+        return Err(DebError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            version,
+        });
+    }
+    let mut control = None;
+    let mut data = None;
+    for m in &members[1..] {
+        if control.is_none() {
+            if let Some(c) = compression_of(path, m, "control.tar")? {
+                control = Some((m.clone(), c));
+                continue;
+            }
+        }
+        if data.is_none() {
+            if let Some(c) = compression_of(path, m, "data.tar")? {
+                data = Some((m.clone(), c));
+            }
+        }
+    }
+    Ok(Opened {
+        path: path.to_path_buf(),
+        file,
+        control: control.ok_or_else(|| missing("control.tar"))?,
+        data: data.ok_or_else(|| missing("data.tar"))?,
+        members,
+    })
+}
+
+impl Opened {
+    /// A decompressing reader over one member.
+    fn member(&self, which: &(Member, Compression)) -> Result<Box<dyn Read + '_>, DebError> {
+        let (m, c) = which;
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(m.offset))
+            .map_err(io_err(&self.path))?;
+        decoder(*c, f.take(m.size)).map_err(|e| self.corrupt(m, e))
+    }
+
+    fn corrupt(&self, m: &Member, e: impl std::fmt::Display) -> DebError {
+        DebError::BadMember {
+            path: self.path.clone(),
+            member: m.name.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn tree(&self, which: &(Member, Compression)) -> Result<Tree, DebError> {
+        let mut r = self.member(which)?;
+        let tree = read_tree(&mut r).map_err(|e| self.corrupt(&which.0, format!("{e:#}")))?;
+        // Read to the end so the compressor's trailer and checksum are verified too.
+        std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| self.corrupt(&which.0, e))?;
+        Ok(tree)
+    }
+}
+
+fn text(tree: &Tree, name: &str) -> Option<String> {
+    match tree.get(name).map(|n| &n.kind) {
+        Some(NodeKind::File(FileSource::Bytes(b))) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+/// Reads a .deb's control archive and lists its data archive.
+pub fn read_deb(path: &Path) -> Result<DebContents, DebError> {
+    let deb = open(path)?;
+    let control_tree = deb.tree(&deb.control)?;
+    let control_text = text(&control_tree, "control").ok_or_else(|| DebError::BadMember {
+        path: deb.path.clone(),
+        member: deb.control.0.name.clone(),
+        reason: "it has no `control` file".into(),
+    })?;
+    let fields = parse_control(&control_text).map_err(|e| match e {
+        DebError::BadControl { reason, .. } => DebError::BadControl {
+            path: Some(deb.path.clone()),
+            reason,
+        },
+        other => other,
+    })?;
+    let conffiles = text(&control_tree, "conffiles")
+        .map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let md5sums = text(&control_tree, "md5sums")
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_once(' '))
+                .map(|(sum, p)| (p.trim_start().to_string(), sum.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let scripts = control_tree
+        .iter()
+        .filter(|(name, n)| {
+            matches!(n.kind, NodeKind::File(_))
+                && !matches!(*name, "control" | "md5sums" | "conffiles")
+        })
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let files = list_data(&deb)?;
+    Ok(DebContents {
+        control_text,
+        fields,
+        files,
+        conffiles,
+        scripts,
+        md5sums,
+        members: deb
+            .members
+            .iter()
+            .map(|m| (m.name.clone(), m.size))
+            .collect(),
+        data_compression: deb.data.1,
+    })
+}
+
+fn list_data(deb: &Opened) -> Result<Vec<DebFile>, DebError> {
+    let member = &deb.data.0;
+    let mut r = deb.member(&deb.data)?;
+    let mut archive = tar::Archive::new(&mut r);
+    let mut files = Vec::new();
+    let entries = archive.entries().map_err(|e| deb.corrupt(member, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| deb.corrupt(member, e))?;
+        let header = entry.header();
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let trimmed = name.trim_start_matches("./").trim_start_matches('/');
+        let path = format!("/{}", trimmed.trim_end_matches('/'));
+        let (kind, link) = match header.entry_type() {
+            EntryType::Directory => ('d', None),
+            EntryType::Regular | EntryType::Continuous => ('-', None),
+            EntryType::Symlink => ('l', link_of(&entry)),
+            EntryType::Link => ('h', link_of(&entry)),
+            EntryType::Char => ('c', None),
+            EntryType::Block => ('b', None),
+            EntryType::Fifo => ('p', None),
+            EntryType::XGlobalHeader | EntryType::XHeader => continue,
+            other => return Err(deb.corrupt(member, format!("entry `{name}` has type {other:?}"))),
+        };
+        files.push(DebFile {
+            path,
+            kind,
+            mode: header.mode().map_err(|e| deb.corrupt(member, e))? & 0o7777,
+            size: if kind == '-' { entry.size() } else { 0 },
+            link,
+        });
+    }
+    std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| deb.corrupt(member, e))?;
+    Ok(files)
+}
+
+fn link_of<R: Read>(entry: &tar::Entry<'_, R>) -> Option<String> {
+    entry
+        .link_name_bytes()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// The data.tar of a .deb as a [`Tree`] of in-memory files.
+pub fn read_data_tree(path: &Path) -> anyhow::Result<Tree> {
+    let deb = open(path)?;
+    Ok(deb.tree(&deb.data)?)
+}

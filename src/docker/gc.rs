@@ -1,0 +1,267 @@
+//! `builder gc`: removes what crashed runs left behind: every container, network and volume
+//! labelled `io.builder=1` whose creating process is gone, and dangling builder images
+//! (half-made imports). Objects of a run whose process is still alive are left alone unless
+//! asked, so `gc` never pulls the rug from under a running build or smoke test.
+//!
+//! Persistent cache volumes (stage `build-cache`, see `volumes.rs`) are kept on purpose
+//! between runs: `gc` removes them only when [`GcOptions::cache`] asks for it, and never one
+//! that a container still uses.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RemoveVolumeOptions, RemoveVolumeOptionsBuilder,
+};
+use bollard::Docker;
+use serde::Serialize;
+
+use super::volumes::{LABEL_RECIPE, STAGE_CACHE};
+use super::{LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_STAGE};
+use crate::report::Reporter;
+
+/// What to collect.
+#[derive(Debug, Clone, Default)]
+pub struct GcOptions {
+    /// Only objects of this run.
+    pub run: Option<String>,
+    /// Also objects whose creating process is still running.
+    pub include_live: bool,
+    /// Only list what would be removed.
+    pub dry_run: bool,
+    /// Which persistent cache volumes to remove too (none by default).
+    pub cache: CacheVolumes,
+}
+
+/// Which persistent cache volumes (`io.builder.stage=build-cache`) `gc` removes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CacheVolumes {
+    /// Leave them: they outlive runs on purpose.
+    #[default]
+    Keep,
+    /// All of them.
+    All,
+    /// Only those labelled `io.builder.recipe=<name>`.
+    Recipe(String),
+}
+
+/// What `gc` removed (or would remove with `dry_run`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+    pub images: Vec<String>,
+    /// Objects left alone because their run is still alive.
+    pub skipped_live: usize,
+    /// Objects that could not be removed, with the reason.
+    pub failed: Vec<String>,
+}
+
+impl GcReport {
+    pub fn removed(&self) -> usize {
+        self.containers.len() + self.networks.len() + self.volumes.len() + self.images.len()
+    }
+}
+
+/// Removes every builder-labelled container, network and volume left by runs that are no
+/// longer alive, and dangling builder images.
+pub async fn gc(docker: &Docker, reporter: &Reporter) -> Result<GcReport> {
+    gc_with(docker, &GcOptions::default(), reporter).await
+}
+
+/// Whether the process that created an object is still running on this host.
+fn owner_alive(labels: Option<&HashMap<String, String>>) -> bool {
+    let Some(pid) = labels
+        .and_then(|l| l.get(LABEL_PID))
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn filters(opts: &GcOptions) -> HashMap<String, Vec<String>> {
+    let mut labels = vec![format!("{LABEL_ROOT}=1")];
+    if let Some(run) = &opts.run {
+        labels.push(format!("{LABEL_RUN}={run}"));
+    }
+    HashMap::from([("label".to_string(), labels)])
+}
+
+/// [`gc`] with options.
+pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> Result<GcReport> {
+    let mut report = GcReport::default();
+    let keep = |labels: Option<&HashMap<String, String>>, report: &mut GcReport| {
+        let live = !opts.include_live && owner_alive(labels);
+        if live {
+            report.skipped_live += 1;
+        }
+        live
+    };
+
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters(opts))
+                .build(),
+        ))
+        .await
+        .context("could not list containers")?;
+    let rm = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    for c in containers {
+        let Some(id) = c.id else { continue };
+        if keep(c.labels.as_ref(), &mut report) {
+            continue;
+        }
+        let name = c
+            .names
+            .and_then(|n| n.first().map(|s| s.trim_start_matches('/').to_string()))
+            .unwrap_or_else(|| id.chars().take(12).collect());
+        if !opts.dry_run {
+            if let Err(e) = docker.remove_container(&id, Some(rm.clone())).await {
+                report.failed.push(format!("container `{name}`: {e}"));
+                continue;
+            }
+        }
+        reporter.verbose(format!("removed container {name}"));
+        report.containers.push(name);
+    }
+
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters(opts))
+                .build(),
+        ))
+        .await
+        .context("could not list networks")?;
+    for n in networks {
+        let Some(id) = n.id else { continue };
+        if keep(n.labels.as_ref(), &mut report) {
+            continue;
+        }
+        let name = n.name.unwrap_or_else(|| id.clone());
+        if !opts.dry_run {
+            if let Err(e) = docker.remove_network(&id).await {
+                report.failed.push(format!("network `{name}`: {e}"));
+                continue;
+            }
+        }
+        reporter.verbose(format!("removed network {name}"));
+        report.networks.push(name);
+    }
+
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default()
+                .filters(&filters(opts))
+                .build(),
+        ))
+        .await
+        .context("could not list volumes")?;
+    for v in volumes.volumes.unwrap_or_default() {
+        if v.labels.get(LABEL_STAGE).map(String::as_str) == Some(STAGE_CACHE) {
+            continue; // handled below, only when asked
+        }
+        if keep(Some(&v.labels), &mut report) {
+            continue;
+        }
+        if !opts.dry_run {
+            let o = RemoveVolumeOptionsBuilder::default().force(true).build();
+            if let Err(e) = docker.remove_volume(&v.name, Some(o)).await {
+                report.failed.push(format!("volume `{}`: {e}", v.name));
+                continue;
+            }
+        }
+        reporter.verbose(format!("removed volume {}", v.name));
+        report.volumes.push(v.name);
+    }
+
+    remove_cache_volumes(docker, opts, reporter, &mut report).await?;
+
+    let mut image_filters = filters(opts);
+    image_filters.insert("dangling".to_string(), vec!["true".to_string()]);
+    let images = docker
+        .list_images(Some(
+            ListImagesOptionsBuilder::default()
+                .all(false)
+                .filters(&image_filters)
+                .build(),
+        ))
+        .await
+        .context("could not list images")?;
+    for i in images {
+        if keep(Some(&i.labels), &mut report) {
+            continue;
+        }
+        if !opts.dry_run {
+            let o = RemoveImageOptionsBuilder::default().build();
+            if let Err(e) = docker.remove_image(&i.id, Some(o), None).await {
+                report.failed.push(format!("image `{}`: {e}", i.id));
+                continue;
+            }
+        }
+        reporter.verbose(format!("removed image {}", i.id));
+        report.images.push(i.id);
+    }
+    Ok(report)
+}
+
+/// Removes the cache volumes `opts.cache` selects. One still in use belongs to a running
+/// build (the containers of dead runs are already gone): it counts as left alone.
+async fn remove_cache_volumes(
+    docker: &Docker,
+    opts: &GcOptions,
+    reporter: &Reporter,
+    report: &mut GcReport,
+) -> Result<()> {
+    let mut labels = vec![
+        format!("{LABEL_ROOT}=1"),
+        format!("{LABEL_STAGE}={STAGE_CACHE}"),
+    ];
+    match &opts.cache {
+        CacheVolumes::Keep => return Ok(()),
+        CacheVolumes::All => {}
+        CacheVolumes::Recipe(name) => labels.push(format!("{LABEL_RECIPE}={name}")),
+    }
+    let filters = HashMap::from([("label".to_string(), labels)]);
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("could not list cache volumes")?;
+    for v in volumes.volumes.unwrap_or_default() {
+        if !opts.dry_run {
+            match docker
+                .remove_volume(&v.name, None::<RemoveVolumeOptions>)
+                .await
+            {
+                Ok(()) => {}
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {
+                    reporter.verbose(format!("cache volume {} is in use; left alone", v.name));
+                    report.skipped_live += 1;
+                    continue;
+                }
+                Err(e) => {
+                    report.failed.push(format!("volume `{}`: {e}", v.name));
+                    continue;
+                }
+            }
+        }
+        reporter.verbose(format!("removed cache volume {}", v.name));
+        report.volumes.push(v.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Cleanup of what one run created: [`Guard`] owns containers and networks and removes them
+//! on `cleanup()`, and best-effort on drop (early return, error, panic). Ctrl-C handling:
+//! [`cancel_on_signals`] gives the one cancellation token operations `select!` on.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
+use bollard::Docker;
+use tokio_util::sync::CancellationToken;
+
+/// How long the drop path may spend removing leftovers before giving up.
+const DROP_CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Owns the containers and networks created by one run. Clones share the same set; the
+/// objects are removed (forced) by [`Guard::cleanup`] or, if that never ran, when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct Guard {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    docker: Docker,
+    tracked: Mutex<Tracked>,
+}
+
+#[derive(Default)]
+struct Tracked {
+    containers: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Tracked {
+    fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.networks.is_empty()
+    }
+}
+
+impl Guard {
+    pub fn new(docker: Docker) -> Self {
+        Guard {
+            inner: Arc::new(Inner {
+                docker,
+                tracked: Mutex::new(Tracked::default()),
+            }),
+        }
+    }
+
+    fn tracked(&self) -> std::sync::MutexGuard<'_, Tracked> {
+        self.inner.tracked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes this container (force, with its anonymous volumes) at cleanup.
+    pub fn track_container(&self, id: &str) {
+        let mut t = self.tracked();
+        if !t.containers.iter().any(|c| c == id) {
+            t.containers.push(id.to_string());
+        }
+    }
+
+    /// Removes this network at cleanup (after the containers).
+    pub fn track_network(&self, id: &str) {
+        let mut t = self.tracked();
+        if !t.networks.iter().any(|n| n == id) {
+            t.networks.push(id.to_string());
+        }
+    }
+
+    /// Stops tracking a container that the caller already removed.
+    pub fn forget_container(&self, id: &str) {
+        self.tracked().containers.retain(|c| c != id);
+    }
+
+    /// Removes everything tracked: containers first (forced), then networks. Objects that
+    /// are already gone count as removed. Reports every failure, not only the first.
+    pub async fn cleanup(&self) -> Result<()> {
+        let taken = std::mem::take(&mut *self.tracked());
+        let failures = remove_all(&self.inner.docker, &taken).await;
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "could not remove {}; remove them with `builder gc`",
+                failures.join(", ")
+            ))
+        }
+    }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+async fn remove_all(docker: &Docker, t: &Tracked) -> Vec<String> {
+    let mut failures = Vec::new();
+    let opts = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    for id in &t.containers {
+        match docker.remove_container(id, Some(opts.clone())).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            // 409: removal already in progress (e.g. AutoRemove); the engine finishes it.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(e) => failures.push(format!("container `{id}` ({e})")),
+        }
+    }
+    for id in &t.networks {
+        match docker.remove_network(id).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => failures.push(format!("network `{id}` ({e})")),
+        }
+    }
+    failures
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let taken = std::mem::take(&mut *self.tracked.lock().unwrap_or_else(|e| e.into_inner()));
+        if taken.is_empty() {
+            return;
+        }
+        // We may be inside a runtime (cannot block_on there) or past its shutdown, so the
+        // removal runs on a fresh thread with its own small runtime and a fresh connection,
+        // and we wait for it: the process may be about to exit.
+        let handle = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(docker) = super::client_for(&super::docker_host()) else {
+                    return;
+                };
+                let Ok(Ok(docker)) =
+                    tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version()).await
+                else {
+                    return;
+                };
+                let _ =
+                    tokio::time::timeout(DROP_CLEANUP_TIMEOUT, remove_all(&docker, &taken)).await;
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+/// A token cancelled on the first SIGINT (Ctrl-C) or SIGTERM. Operations `select!` on
+/// `token.cancelled()`, run their guard's cleanup and return [`interrupted`]. Must be called
+/// inside a tokio runtime; outside one the token is never cancelled.
+pub fn cancel_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return token;
+    };
+    let child = token.clone();
+    handle.spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).ok();
+            let term_recv = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term_recv => {}
+                _ = child.cancelled() => return,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = child.cancelled() => return,
+            }
+        }
+        child.cancel();
+        // Cleanup is under way; a second Ctrl-C means "stop now" (exit code 130, like a shell).
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+    token
+}
+
+/// The error an operation returns after it was cancelled by a signal and cleaned up.
+pub fn interrupted() -> anyhow::Error {
+    crate::error::failed("interrupted")
+}

@@ -1,0 +1,175 @@
+//! Image helpers: exists/inspect/tag/remove, importing a rootfs tar as an image
+//! (`/images/create?fromSrc=-`) and loading a docker-archive tar (`/images/load`). Both stream
+//! the file from disk and turn an `errorDetail` in the JSON progress stream (sent with HTTP
+//! 200) into an error.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use bollard::models::ImageInspect;
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, ImportImageOptionsBuilder, RemoveImageOptionsBuilder,
+    TagImageOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio_util::io::ReaderStream;
+
+use crate::report::Reporter;
+
+fn not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// The image named `name` (tag, id or digest), or `None` if the engine does not have it.
+pub async fn inspect_image(docker: &Docker, name: &str) -> Result<Option<ImageInspect>> {
+    match docker.inspect_image(name).await {
+        Ok(i) => Ok(Some(i)),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("could not inspect image `{name}`")),
+    }
+}
+
+/// Whether the engine has an image named `name`.
+pub async fn image_exists(docker: &Docker, name: &str) -> Result<bool> {
+    Ok(inspect_image(docker, name).await?.is_some())
+}
+
+/// Tags `image` (id or name) as `repo:tag`, replacing an existing tag of that name.
+pub async fn tag_image(docker: &Docker, image: &str, repo: &str, tag: &str) -> Result<()> {
+    docker
+        .tag_image(
+            image,
+            Some(
+                TagImageOptionsBuilder::default()
+                    .repo(repo)
+                    .tag(tag)
+                    .build(),
+            ),
+        )
+        .await
+        .with_context(|| format!("could not tag image `{image}` as `{repo}:{tag}`"))
+}
+
+/// Removes the image (or only the tag, if other tags point at the same image). Returns
+/// `false` if it did not exist.
+pub async fn remove_image(docker: &Docker, name: &str, force: bool) -> Result<bool> {
+    let opts = RemoveImageOptionsBuilder::default().force(force).build();
+    match docker.remove_image(name, Some(opts), None).await {
+        Ok(_) => Ok(true),
+        Err(e) if not_found(&e) => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("could not remove image `{name}`")),
+    }
+}
+
+async fn file_stream(path: &Path) -> Result<ReaderStream<tokio::fs::File>> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("could not open `{}`", path.display()))?;
+    // 256 KiB reads: far fewer frames than the 4 KiB default for multi-hundred-MB tars.
+    Ok(ReaderStream::with_capacity(file, 256 * 1024))
+}
+
+/// Options for [`import_rootfs`].
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Dockerfile-like instructions applied to the config: `ENV K=V`, `USER u`,
+    /// `LABEL k=v`, `WORKDIR /x`, `CMD [...]`.
+    pub changes: Vec<String>,
+    /// Commit message stored in the image history.
+    pub message: Option<String>,
+}
+
+/// Imports a rootfs tar as a new, untagged image and returns its id (`sha256:...`). The
+/// caller tags it once it is complete, so a failed import never leaves a tag behind.
+pub async fn import_rootfs(docker: &Docker, tar: &Path, opts: &ImportOptions) -> Result<String> {
+    let body = bollard::body_try_stream(file_stream(tar).await?);
+    let mut builder = CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .changes(opts.changes.clone());
+    if let Some(m) = &opts.message {
+        builder = builder.message(m);
+    }
+    let mut stream = docker.create_image(Some(builder.build()), Some(body), None);
+    let mut id = None;
+    while let Some(item) = stream.next().await {
+        let info = item.with_context(|| {
+            format!(
+                "the Docker engine refused to import `{}` as an image",
+                tar.display()
+            )
+        })?;
+        if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+            anyhow::bail!("importing `{}` failed: {detail}", tar.display());
+        }
+        if let Some(status) = info.status {
+            if status.starts_with("sha256:") {
+                id = Some(status.trim().to_string());
+            }
+        }
+    }
+    id.with_context(|| {
+        format!(
+            "the engine imported `{}` but did not report an image id",
+            tar.display()
+        )
+    })
+}
+
+/// One image named in the answer of `/images/load`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadedImage {
+    /// `Loaded image: name:tag`
+    Reference(String),
+    /// `Loaded image ID: sha256:...` (an untagged image)
+    Id(String),
+}
+
+/// Loads a docker-archive tar (`docker load`) by streaming the file; returns what the
+/// engine says it loaded. An `errorDetail` in the progress stream becomes an error.
+pub async fn load_image_tar(
+    docker: &Docker,
+    tar: &Path,
+    reporter: &Reporter,
+) -> Result<Vec<LoadedImage>> {
+    let body = file_stream(tar).await?;
+    let opts = ImportImageOptionsBuilder::default().quiet(true).build();
+    let mut stream = docker.import_image_stream(opts, body, None);
+    let mut loaded = Vec::new();
+    while let Some(item) = stream.next().await {
+        let info = item.with_context(|| {
+            format!(
+                "the Docker engine could not load the image archive `{}`",
+                tar.display()
+            )
+        })?;
+        if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+            anyhow::bail!(
+                "the Docker engine could not load the image archive `{}`: {detail}",
+                tar.display()
+            );
+        }
+        for line in info.stream.iter().flat_map(|s| s.lines()) {
+            if let Some(r) = line.strip_prefix("Loaded image: ") {
+                loaded.push(LoadedImage::Reference(r.trim().to_string()));
+            } else if let Some(r) = line.strip_prefix("Loaded image ID: ") {
+                loaded.push(LoadedImage::Id(r.trim().to_string()));
+            } else if !line.trim().is_empty() {
+                reporter.verbose(line.trim());
+            }
+        }
+    }
+    if loaded.is_empty() {
+        anyhow::bail!(
+            "the Docker engine loaded nothing from `{}`; is it a docker-archive tar with a manifest.json?",
+            tar.display()
+        );
+    }
+    Ok(loaded)
+}

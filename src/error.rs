@@ -1,0 +1,68 @@
+//! Error kinds that decide the process exit code. Operations use `anyhow` with context;
+//! they wrap the root cause in [`Failure`] where the kind matters to the caller (CI reads exit codes).
+//!
+//! Exit codes (documented in README):
+//! - 0: success
+//! - 1: a stage failed (build failed, smoke gate failed, promotion refused)
+//! - 2: recipe or usage error (bad TOML, bad flag, unknown recipe)
+//! - 3: environment error (Docker unreachable, disk full, missing tool)
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_ENVIRONMENT: u8 = 3;
+
+/// An error whose kind decides the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The user asked for something invalid: fix the recipe or the command line.
+    #[error("{0}")]
+    Usage(String),
+    /// The machine is not ready: no Docker engine, no disk, a missing tool.
+    #[error("{0}")]
+    Environment(String),
+    /// A stage ran and failed: a build, a gate, a check.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Shorthand for a usage error (exit code 2).
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    Failure::Usage(msg.into()).into()
+}
+
+/// Shorthand for an environment error (exit code 3).
+pub fn environment(msg: impl Into<String>) -> anyhow::Error {
+    Failure::Environment(msg.into()).into()
+}
+
+/// Shorthand for a failed stage (exit code 1).
+pub fn failed(msg: impl Into<String>) -> anyhow::Error {
+    Failure::Failed(msg.into()).into()
+}
+
+/// Maps an error chain to the exit code: the first classified error in the chain wins;
+/// recipe diagnostics are usage errors; anything else is a failed stage.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(f) = cause.downcast_ref::<Failure>() {
+            return match f {
+                Failure::Usage(_) => EXIT_USAGE,
+                Failure::Environment(_) => EXIT_ENVIRONMENT,
+                Failure::Failed(_) => EXIT_FAILED,
+            };
+        }
+        if cause.downcast_ref::<crate::recipe::Diagnostics>().is_some() {
+            return EXIT_USAGE;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) {
+                return EXIT_ENVIRONMENT;
+            }
+        }
+    }
+    EXIT_FAILED
+}

@@ -1,0 +1,361 @@
+//! The image operation: a recipe's `[image]` table plus its .deb become
+//! `dist/images/<name>_<version>.tar` (OCI layout + Docker archive), optionally loaded into
+//! the engine as `<name>:<version>`. No `docker build`, no container: layer 1 is the runtime
+//! base's rootfs tar (from `crate::base`), layer 2 the package's data files
+//! ([`layer::app_tree`]), the config comes from the recipe ([`config::image_config`]).
+//!
+//! Reproducible: the app layer depends only on the .deb (its mtime is the .deb's own
+//! SOURCE_DATE_EPOCH), the base layer only on the base rootfs, the config on the recipe, the
+//! .deb's sha256 and `ImageOptions::mtime`. Rebasing (`base_override`) keeps the app layer
+//! digest and changes the image id.
+//!
+//! Every check ([`check::check_spec`]) runs before anything is written.
+
+pub mod check;
+pub mod config;
+pub mod layer;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::archive::Tree;
+use crate::base::BaseImages;
+use crate::error::usage;
+use crate::oci::{compress_tar_file, compress_tree, write_image_tar, ImageParts, LayerBlob};
+use crate::project::Paths;
+use crate::recipe::{ImageSpec, Recipe};
+use crate::report::Reporter;
+
+pub use check::{tag_for_version, BaseListing};
+
+/// How [`build_image`] runs.
+#[derive(Debug, Clone, Default)]
+pub struct ImageOptions {
+    /// SOURCE_DATE_EPOCH: the config's `created` and the outer tar's mtimes.
+    pub mtime: u64,
+    /// Load the image into the Docker engine after writing it.
+    pub load: bool,
+    /// The git commit (`org.opencontainers.image.revision`).
+    pub revision: Option<String>,
+    /// Where the source lives (`org.opencontainers.image.source`).
+    pub source: Option<String>,
+}
+
+/// What [`build_image`] made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageResult {
+    pub name: String,
+    /// `name:version`, as loaded into Docker.
+    pub tag: String,
+    /// `dist/images/<name>_<version>.tar`
+    pub path: PathBuf,
+    /// `sha256:` of the config: the Docker image id.
+    pub image_id: String,
+    pub manifest_digest: String,
+    /// The base layer's blob digest.
+    pub base_layer_digest: String,
+    /// The application layer's blob digest (unchanged by a rebase).
+    pub app_layer_digest: String,
+    pub base: String,
+    /// Uncompressed size of the layers (about what `docker images` shows).
+    pub size: u64,
+    /// Size and sha256 of the tar file.
+    pub tar_size: u64,
+    pub tar_sha256: String,
+    /// Whether it was loaded into the engine.
+    pub loaded: bool,
+}
+
+fn spec_of(recipe: &Recipe) -> anyhow::Result<&ImageSpec> {
+    recipe.image.as_ref().ok_or_else(|| {
+        usage(format!(
+            "recipe `{}` has no [image] table; add one (e.g. `[image]\\nbase = \"static\"\\n\
+             entrypoint = [\"/usr/bin/{}\"]`) to make an image",
+            recipe.file.display(),
+            recipe.package.name
+        ))
+    })
+}
+
+fn require_base(bases: &BaseImages, recipe: &Recipe, name: &str) -> anyhow::Result<()> {
+    if bases.get(name).is_some() {
+        return Ok(());
+    }
+    // `tag` reports an unknown base with the known names and a suggestion.
+    bases
+        .tag(name)
+        .map(|_| ())
+        .with_context(|| format!("`{}`: [image] base", recipe.file.display()))
+}
+
+/// The base listing, when the checks need it: the entrypoint is not in the package, or the
+/// user is a name that only the base's /etc/passwd can confirm.
+fn needs_listing(spec: &ImageSpec, data: &Tree) -> bool {
+    let program = spec.entrypoint.first().or(spec.cmd.first());
+    let in_package = program.is_some_and(|p| check::resolve(data, None, p).is_ok());
+    let named_user = spec
+        .user
+        .split(':')
+        .any(|p| !p.is_empty() && !p.bytes().all(|b| b.is_ascii_digit()));
+    !in_package || named_user
+}
+
+/// Checks a recipe's `[image]` table against its package data and the project's bases,
+/// before anything is written: the base exists, the entrypoint is an executable file of the
+/// image, ports are 1-65535, the user and name are valid. A recipe without `[image]` passes.
+/// May make the base rootfs (cached) when the entrypoint or user can only be found there.
+pub fn check_image_spec(recipe: &Recipe, data: &Tree, bases: &BaseImages) -> anyhow::Result<()> {
+    let Some(spec) = recipe.image.as_ref() else {
+        return Ok(());
+    };
+    require_base(bases, recipe, &spec.base)?;
+    check::check_spec(recipe, spec, &spec.base, data, None)?;
+    if needs_listing(spec, data) {
+        let rootfs = bases.rootfs(&spec.base, &Reporter::quiet())?;
+        let listing = BaseListing::read(&rootfs.tar)?;
+        check::check_spec(recipe, spec, &spec.base, data, Some(&listing))?;
+    }
+    Ok(())
+}
+
+/// The mtime of the .deb's first ar member: the SOURCE_DATE_EPOCH it was packaged with
+/// (builder and `dpkg-deb` both stamp members with it). The app layer uses it so that its
+/// digest depends on the .deb alone, whenever and with whatever epoch the image is made.
+fn deb_mtime(deb: &Path) -> Option<u64> {
+    use std::io::Read;
+    let mut head = [0u8; 8 + 60];
+    std::fs::File::open(deb).ok()?.read_exact(&mut head).ok()?;
+    if &head[..8] != b"!<arch>\n" {
+        return None;
+    }
+    std::str::from_utf8(&head[8 + 16..8 + 28])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The gzip blob of a base rootfs, compressed once per diff_id into the cache.
+fn base_blob(tar: &Path, diff_id: &str) -> anyhow::Result<LayerBlob> {
+    #[derive(Serialize, Deserialize)]
+    struct Meta {
+        digest: String,
+        size: u64,
+        diff_id: String,
+        uncompressed_size: u64,
+    }
+    let dir = crate::project::cache_dir().join("oci-layers");
+    let hex = diff_id.trim_start_matches("sha256:");
+    let blob = dir.join(format!("{hex}.tar.gz"));
+    let meta_path = dir.join(format!("{hex}.json"));
+    if let Ok(text) = std::fs::read_to_string(&meta_path) {
+        if let Ok(m) = serde_json::from_str::<Meta>(&text) {
+            if m.diff_id == diff_id && std::fs::metadata(&blob).is_ok_and(|md| md.len() == m.size) {
+                return Ok(LayerBlob {
+                    path: blob,
+                    digest: m.digest,
+                    size: m.size,
+                    diff_id: m.diff_id,
+                    uncompressed_size: m.uncompressed_size,
+                });
+            }
+        }
+    }
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("could not create the cache directory `{}`", dir.display()))?;
+    // Concurrent builders write identical bytes; each renames its own temp file into place.
+    let tmp = tempfile::Builder::new()
+        .prefix(".layer-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("could not create a temporary file in `{}`", dir.display()))?;
+    let mut made = compress_tar_file(tar, tmp.path())?;
+    if made.diff_id != diff_id {
+        anyhow::bail!(
+            "the base rootfs `{}` changed after it was made (its sha256 is {}, expected {diff_id}); \
+             remove it from the cache and run again",
+            tar.display(),
+            made.diff_id
+        );
+    }
+    tmp.persist(&blob)
+        .with_context(|| format!("could not write `{}`", blob.display()))?;
+    made.path = blob;
+    let meta = Meta {
+        digest: made.digest.clone(),
+        size: made.size,
+        diff_id: made.diff_id.clone(),
+        uncompressed_size: made.uncompressed_size,
+    };
+    let tmp_meta = meta_path.with_extension(format!("json.tmp-{}", std::process::id()));
+    std::fs::write(&tmp_meta, serde_json::to_vec(&meta)?)
+        .with_context(|| format!("could not write `{}`", tmp_meta.display()))?;
+    std::fs::rename(&tmp_meta, &meta_path)
+        .with_context(|| format!("could not write `{}`", meta_path.display()))?;
+    Ok(made)
+}
+
+/// Everything up to the image tar: checks, layers, config, tar. Blocking.
+fn write_image(
+    paths: &Paths,
+    recipe: &Recipe,
+    deb: &Path,
+    deb_sha256: &str,
+    base_name: &str,
+    opts: &ImageOptions,
+    reporter: &Reporter,
+) -> anyhow::Result<ImageResult> {
+    let spec = spec_of(recipe)?;
+    let bases = BaseImages::load(&paths.project)?;
+    require_base(&bases, recipe, base_name)?;
+    let data = crate::deb::read_data_tree(deb)
+        .with_context(|| format!("could not read the files of `{}`", deb.display()))?;
+    let contents =
+        crate::deb::read_deb(deb).with_context(|| format!("could not read `{}`", deb.display()))?;
+    check::check_spec(recipe, spec, base_name, &data, None)?;
+    let rootfs = bases.rootfs(base_name, reporter)?;
+    if needs_listing(spec, &data) {
+        let listing = BaseListing::read(&rootfs.tar)?;
+        check::check_spec(recipe, spec, base_name, &data, Some(&listing))?;
+    }
+
+    let tag = tag_for_version(&recipe.package.file_version());
+    let repo_tag = format!("{}:{tag}", spec.name);
+    let dir = paths.dist.join("images");
+    let dst = dir.join(format!(
+        "{}_{}.tar",
+        spec.name,
+        recipe.package.file_version()
+    ));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("could not create `{}`", dir.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(".work-")
+        .tempdir_in(&dir)
+        .with_context(|| {
+            format!(
+                "could not create a temporary directory in `{}`",
+                dir.display()
+            )
+        })?;
+
+    let base_layer = base_blob(&rootfs.tar, &rootfs.diff_id)
+        .with_context(|| format!("could not compress base `{base_name}`"))?;
+    let app = layer::app_tree(&data, spec, Some(&contents.conffiles));
+    let app_mtime = deb_mtime(deb).unwrap_or(opts.mtime);
+    let app_layer = compress_tree(&app, app_mtime, &work.path().join("app.tar.gz"))
+        .with_context(|| format!("could not write the application layer of `{repo_tag}`"))?;
+
+    let deb_sha256 = deb_sha256.trim_start_matches("sha256:");
+    let deb_file_name = deb
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| recipe.package.deb_file_name());
+    let base_env: Vec<String> = rootfs.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let cfg = config::image_config(&config::ConfigInput {
+        spec,
+        package: &recipe.package,
+        base_name,
+        base_env: &base_env,
+        deb_file_name: &deb_file_name,
+        deb_sha256,
+        base_diff_id: &base_layer.diff_id,
+        app_diff_id: &app_layer.diff_id,
+        created: opts.mtime,
+        revision: opts.revision.as_deref(),
+        source: opts.source.as_deref(),
+    });
+    let layers = [base_layer, app_layer];
+    let written = write_image_tar(
+        &dst,
+        &ImageParts {
+            config: &cfg,
+            layers: &layers,
+            repo_tag: &repo_tag,
+            ref_name: &tag,
+            mtime: opts.mtime,
+        },
+    )?;
+    Ok(ImageResult {
+        name: spec.name.clone(),
+        tag: repo_tag,
+        path: dst,
+        image_id: written.config_digest,
+        manifest_digest: written.manifest_digest,
+        base_layer_digest: layers[0].digest.clone(),
+        app_layer_digest: layers[1].digest.clone(),
+        base: base_name.to_string(),
+        size: layers.iter().map(|l| l.uncompressed_size).sum(),
+        tar_size: written.tar_size,
+        tar_sha256: written.tar_digest,
+        loaded: false,
+    })
+}
+
+/// Loads an image tar written by [`build_image`] and checks that the engine gives it the
+/// expected id under the expected tag.
+pub async fn load_image(result: &ImageResult, reporter: &Reporter) -> anyhow::Result<()> {
+    let docker = crate::docker::connect().await?;
+    crate::docker::load_image_tar(&docker, &result.path, reporter).await?;
+    let inspect = crate::docker::inspect_image(&docker, &result.tag)
+        .await?
+        .ok_or_else(|| {
+            crate::error::failed(format!(
+                "the engine loaded `{}` but has no image `{}`",
+                result.path.display(),
+                result.tag
+            ))
+        })?;
+    let id = inspect.id.unwrap_or_default();
+    if id != result.image_id {
+        return Err(crate::error::failed(format!(
+            "the engine gave `{}` the id {id}, builder computed {}; the engine changed the image \
+             while loading it",
+            result.tag, result.image_id
+        )));
+    }
+    Ok(())
+}
+
+/// Makes the image of `recipe` from its .deb `deb` (whose sha256 hex is `deb_sha256`) on
+/// the recipe's base or on `base_override` (a rebase: no build, no container), writes
+/// `dist/images/<name>_<version>.tar` atomically and, with `opts.load`, loads it into Docker.
+pub async fn build_image(
+    paths: &Paths,
+    recipe: &Recipe,
+    deb: &Path,
+    deb_sha256: &str,
+    base_override: Option<&str>,
+    opts: &ImageOptions,
+    reporter: &Reporter,
+) -> anyhow::Result<ImageResult> {
+    let spec = spec_of(recipe)?;
+    let base_name = base_override.unwrap_or(&spec.base).to_string();
+    let progress = reporter.progress("Image", None);
+    progress.message(format!("{} on base `{base_name}`", spec.name));
+    let (p, r, d, s, o, rep) = (
+        paths.clone(),
+        recipe.clone(),
+        deb.to_path_buf(),
+        deb_sha256.to_string(),
+        opts.clone(),
+        reporter.clone(),
+    );
+    let mut result =
+        tokio::task::spawn_blocking(move || write_image(&p, &r, &d, &s, &base_name, &o, &rep))
+            .await
+            .context("the image writer stopped unexpectedly")??;
+    if opts.load {
+        progress.message(format!("loading {}", result.tag));
+        load_image(&result, reporter).await?;
+        result.loaded = true;
+    }
+    progress.finish(format!(
+        "{} {} ({})",
+        result.tag,
+        &result.image_id[..result.image_id.len().min(19)],
+        crate::oci::inspect::human_size(result.size)
+    ));
+    Ok(result)
+}

@@ -1,0 +1,444 @@
+//! Reading an image tar back (`builder inspect dist/images/X.tar`): the OCI index, manifest
+//! and config, and every blob checked against its digest in one pass over the tar. Layers
+//! are decompressed on the way to check their `diff_id` and measure their unpacked size.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use flate2::read::GzDecoder;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::spec::{DockerManifestEntry, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME};
+
+/// Blobs up to this size are kept in memory for parsing (configs, manifests).
+const SMALL_BLOB: u64 = 4 << 20;
+
+/// What `builder inspect` shows for an image tar.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageInspect {
+    pub path: PathBuf,
+    /// `name:tag` from Docker's `manifest.json`.
+    pub repo_tags: Vec<String>,
+    /// The OCI `org.opencontainers.image.ref.name`.
+    pub ref_name: Option<String>,
+    /// `sha256:` of the config: the id Docker gives the image.
+    pub image_id: String,
+    pub manifest_digest: String,
+    pub created: Option<String>,
+    pub architecture: String,
+    pub os: String,
+    pub config: InspectConfig,
+    pub layers: Vec<InspectLayer>,
+    /// Compressed layers plus config: what a registry would store.
+    pub total_size: u64,
+    /// Sum of the uncompressed layer tars: close to what `docker images` shows.
+    pub uncompressed_size: u64,
+    /// Size of the tar file itself.
+    pub tar_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+    pub workdir: String,
+    pub ports: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectLayer {
+    pub digest: String,
+    pub diff_id: String,
+    pub media_type: String,
+    pub size: u64,
+    pub uncompressed_size: u64,
+    pub created_by: Option<String>,
+}
+
+/// One blob seen in the tar.
+struct Blob {
+    size: u64,
+    /// Kept for small blobs only.
+    bytes: Option<Vec<u8>>,
+    /// sha256 and size of the gunzipped content when the blob is gzip.
+    unpacked: Option<(String, u64)>,
+}
+
+/// A reader that hashes what is read through it.
+struct HashReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+fn read_blob(entry: impl Read, size: u64, name: &str) -> anyhow::Result<(String, Blob)> {
+    let mut r = HashReader {
+        inner: entry,
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    let mut head = [0u8; 2];
+    let mut got = 0;
+    while got < 2 {
+        let n = r.read(&mut head[got..])?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let chained = (&head[..got]).chain(&mut r);
+    let mut bytes = None;
+    let mut unpacked = None;
+    if got == 2 && head == [0x1f, 0x8b] {
+        let mut keep = Vec::new();
+        let mut tee = Tee {
+            inner: chained,
+            keep: (size <= SMALL_BLOB).then_some(&mut keep),
+        };
+        let mut gz = HashReader {
+            inner: GzDecoder::new(&mut tee),
+            hasher: Sha256::new(),
+            count: 0,
+        };
+        std::io::copy(&mut gz, &mut std::io::sink())
+            .with_context(|| format!("`{name}` is not a valid gzip stream"))?;
+        unpacked = Some((
+            format!("sha256:{}", hex::encode(gz.hasher.finalize())),
+            gz.count,
+        ));
+        // Drain what the decoder did not need (trailing bytes still belong to the digest).
+        std::io::copy(&mut tee, &mut std::io::sink())?;
+        if size <= SMALL_BLOB {
+            bytes = Some(keep);
+        }
+    } else if size <= SMALL_BLOB {
+        let mut keep = Vec::new();
+        let mut c = chained;
+        c.read_to_end(&mut keep)?;
+        bytes = Some(keep);
+    } else {
+        let mut c = chained;
+        std::io::copy(&mut c, &mut std::io::sink())?;
+    }
+    let digest = format!("sha256:{}", hex::encode(r.hasher.finalize()));
+    Ok((
+        digest,
+        Blob {
+            size: r.count,
+            bytes,
+            unpacked,
+        },
+    ))
+}
+
+struct Tee<'a, R> {
+    inner: R,
+    keep: Option<&'a mut Vec<u8>>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(k) = self.keep.as_mut() {
+            k.extend_from_slice(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// Reads and checks an image tar written by builder (or any OCI layout tar with one image).
+pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
+    let file = File::open(path).with_context(|| format!("could not open `{}`", path.display()))?;
+    let tar_size = file
+        .metadata()
+        .with_context(|| format!("could not read `{}`", path.display()))?
+        .len();
+    let mut archive = tar::Archive::new(BufReader::new(file));
+    let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let entries = archive
+        .entries()
+        .with_context(|| format!("`{}` is not a tar archive", path.display()))?;
+    for entry in entries {
+        let mut entry =
+            entry.with_context(|| format!("`{}` is not a valid tar archive", path.display()))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        let size = entry.size();
+        if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+            let (digest, blob) = read_blob(&mut entry, size, &name)
+                .with_context(|| format!("could not read `{name}` in `{}`", path.display()))?;
+            if digest != format!("sha256:{hex}") {
+                bail!(
+                    "`{name}` in `{}` is corrupt: its content hashes to {digest}",
+                    path.display()
+                );
+            }
+            blobs.insert(digest, blob);
+        } else if matches!(name.as_str(), "index.json" | "manifest.json" | "oci-layout") {
+            let mut buf = Vec::new();
+            entry
+                .read_to_end(&mut buf)
+                .with_context(|| format!("could not read `{name}` in `{}`", path.display()))?;
+            files.insert(name, buf);
+        }
+    }
+    let not_image = |what: &str| {
+        crate::error::usage(format!(
+            "`{}` is not an OCI image tar: {what}; build one with `builder package`",
+            path.display()
+        ))
+    };
+    if !files.contains_key("oci-layout") {
+        return Err(not_image("it has no `oci-layout` file"));
+    }
+    let index_bytes = files
+        .get("index.json")
+        .ok_or_else(|| not_image("it has no `index.json`"))?;
+    let index: Index = serde_json::from_slice(index_bytes)
+        .with_context(|| format!("`index.json` in `{}` is not valid", path.display()))?;
+    let [desc] = index.manifests.as_slice() else {
+        return Err(not_image(&format!(
+            "`index.json` lists {} manifests, builder writes exactly one",
+            index.manifests.len()
+        )));
+    };
+    let small = |digest: &str, what: &str| -> anyhow::Result<&[u8]> {
+        blobs
+            .get(digest)
+            .and_then(|b| b.bytes.as_deref())
+            .ok_or_else(|| not_image(&format!("the {what} blob {digest} is missing")))
+    };
+    let manifest: Manifest = serde_json::from_slice(small(&desc.digest, "manifest")?)
+        .with_context(|| format!("the manifest in `{}` is not valid", path.display()))?;
+    let config: ImageConfig = serde_json::from_slice(small(&manifest.config.digest, "config")?)
+        .with_context(|| format!("the config in `{}` is not valid", path.display()))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        bail!(
+            "`{}` is inconsistent: the manifest lists {} layers, the config {} diff_ids",
+            path.display(),
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        );
+    }
+
+    let repo_tags = match files.get("manifest.json") {
+        Some(bytes) => {
+            let docker: Vec<DockerManifestEntry> = serde_json::from_slice(bytes)
+                .with_context(|| format!("`manifest.json` in `{}` is not valid", path.display()))?;
+            let entry = docker
+                .first()
+                .ok_or_else(|| not_image("`manifest.json` is empty"))?;
+            let want: Vec<String> = manifest
+                .layers
+                .iter()
+                .map(|l| super::spec::blob_path(&l.digest))
+                .collect();
+            if entry.config != super::spec::blob_path(&manifest.config.digest)
+                || entry.layers != want
+            {
+                bail!(
+                    "`{}` is inconsistent: `manifest.json` and `index.json` name different blobs",
+                    path.display()
+                );
+            }
+            entry.repo_tags.clone()
+        }
+        None => Vec::new(),
+    };
+
+    let layer_history: Vec<_> = config.history.iter().filter(|h| !h.empty_layer).collect();
+    let mut layers = Vec::new();
+    for (i, (desc, diff_id)) in manifest
+        .layers
+        .iter()
+        .zip(&config.rootfs.diff_ids)
+        .enumerate()
+    {
+        let blob = blobs.get(&desc.digest).ok_or_else(|| {
+            not_image(&format!("layer {} blob {} is missing", i + 1, desc.digest))
+        })?;
+        let (unpacked_digest, unpacked_size) = match &blob.unpacked {
+            Some(u) => u.clone(),
+            // An uncompressed layer: the blob is the tar.
+            None => (desc.digest.clone(), blob.size),
+        };
+        if &unpacked_digest != diff_id {
+            bail!(
+                "`{}` is corrupt: layer {} unpacks to {unpacked_digest}, the config says {diff_id}",
+                path.display(),
+                i + 1
+            );
+        }
+        layers.push(InspectLayer {
+            digest: desc.digest.clone(),
+            diff_id: diff_id.clone(),
+            media_type: desc.media_type.clone(),
+            size: blob.size,
+            uncompressed_size: unpacked_size,
+            created_by: layer_history.get(i).and_then(|h| h.created_by.clone()),
+        });
+    }
+    let rc = config.config.clone();
+    Ok(ImageInspect {
+        path: path.to_path_buf(),
+        repo_tags,
+        ref_name: desc.annotations.get(ANNOTATION_REF_NAME).cloned(),
+        image_id: manifest.config.digest.clone(),
+        manifest_digest: desc.digest.clone(),
+        created: config.created.clone(),
+        architecture: config.architecture.clone(),
+        os: config.os.clone(),
+        config: InspectConfig {
+            entrypoint: rc.entrypoint,
+            cmd: rc.cmd,
+            env: rc.env,
+            user: rc.user,
+            workdir: rc.working_dir,
+            ports: rc.exposed_ports.into_keys().collect(),
+            labels: rc.labels,
+        },
+        total_size: manifest.config.size + layers.iter().map(|l| l.size).sum::<u64>(),
+        uncompressed_size: layers.iter().map(|l| l.uncompressed_size).sum(),
+        layers,
+        tar_size,
+    })
+}
+
+/// Human-readable sizes: `1.4 MB` (powers of 1000, like `docker images`).
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The text `builder inspect` prints for an image.
+pub fn render(i: &ImageInspect) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let list = |v: &[String]| -> String {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            serde_json::to_string(v).unwrap_or_default()
+        }
+    };
+    let _ = writeln!(s, "image     {}", i.path.display());
+    let _ = writeln!(
+        s,
+        "tags      {}",
+        if i.repo_tags.is_empty() {
+            "-".to_string()
+        } else {
+            i.repo_tags.join(", ")
+        }
+    );
+    let _ = writeln!(s, "id        {}", i.image_id);
+    let _ = writeln!(s, "manifest  {}", i.manifest_digest);
+    let _ = writeln!(s, "platform  {}/{}", i.os, i.architecture);
+    let _ = writeln!(s, "created   {}", i.created.as_deref().unwrap_or("-"));
+    let _ = writeln!(
+        s,
+        "size      {} unpacked, {} compressed, tar {}",
+        human_size(i.uncompressed_size),
+        human_size(i.total_size),
+        human_size(i.tar_size)
+    );
+    let _ = writeln!(s, "config");
+    let _ = writeln!(s, "  entrypoint  {}", list(&i.config.entrypoint));
+    let _ = writeln!(s, "  cmd         {}", list(&i.config.cmd));
+    let _ = writeln!(
+        s,
+        "  user        {}",
+        if i.config.user.is_empty() {
+            "- (root)"
+        } else {
+            &i.config.user
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  workdir     {}",
+        if i.config.workdir.is_empty() {
+            "-"
+        } else {
+            &i.config.workdir
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  ports       {}",
+        if i.config.ports.is_empty() {
+            "-".to_string()
+        } else {
+            i.config.ports.join(", ")
+        }
+    );
+    let _ = writeln!(s, "  env");
+    for e in &i.config.env {
+        let _ = writeln!(s, "    {e}");
+    }
+    let _ = writeln!(s, "  labels");
+    for (k, v) in &i.config.labels {
+        let _ = writeln!(s, "    {k}={v}");
+    }
+    let _ = writeln!(s, "layers");
+    for (n, l) in i.layers.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  {}. {} ({} compressed, {} unpacked)\n     diff_id {}{}",
+            n + 1,
+            l.digest,
+            human_size(l.size),
+            human_size(l.uncompressed_size),
+            l.diff_id,
+            l.created_by
+                .as_deref()
+                .map(|c| format!("\n     {c}"))
+                .unwrap_or_default()
+        );
+    }
+    s.trim_end().to_string()
+}
+
+/// `builder inspect IMAGE.tar`: the report as text, or as JSON with `--json`.
+pub fn print(path: &Path, reporter: &crate::report::Reporter) -> anyhow::Result<u8> {
+    let report = inspect(path)?;
+    if reporter.is_json() {
+        reporter.json(&report)?;
+    } else {
+        reporter.output(render(&report));
+    }
+    Ok(crate::error::EXIT_OK)
+}

@@ -1,0 +1,352 @@
+//! `builder pipeline` and `builder ci`: validate → build → package → smoke → promote, in
+//! one process, stopping at the first stage that fails. `ci` is the same chain for CI
+//! systems: plain timestamped output, and `dist/` always ends with `SHA256SUMS`,
+//! `manifest.json`, `pipeline.json` and `junit.xml` (a testcase per stage plus the smoke
+//! gate's thresholds), whatever stage failed, so the CI system can publish what exists.
+//!
+//! Exit codes come from the error that stopped the chain (see [`crate::error`]): 2 for a
+//! recipe error, 3 for the environment, 1 for a failed build, gate or promotion.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::manifest::write_atomic;
+use crate::project::Paths;
+use crate::report::Reporter;
+
+/// Options of one pipeline run.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineOptions {
+    /// Rebuild even when the build cache hits.
+    pub no_cache: bool,
+    /// Environment to promote into after a passed smoke test; `None` skips promotion.
+    pub promote_to: Option<String>,
+    pub smoke: crate::smoke::SmokeOptions,
+    /// Signing key for the repositories (else promote.toml, the environment, or a key
+    /// generated once outside the project; see [`ensure_signing_key`]).
+    pub signing_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageResult {
+    pub stage: String,
+    /// `passed`, `failed` or `skipped`.
+    pub status: String,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// `dist/pipeline.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineSummary {
+    pub started: String,
+    pub finished: String,
+    pub passed: bool,
+    pub exit_code: u8,
+    pub stages: Vec<StageResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smoke_report: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_commit: Option<String>,
+}
+
+pub const STAGES: [&str; 5] = ["validate", "build", "package", "smoke", "promote"];
+
+/// Runs the chain and always writes the summary files into dist/. Returns the summary and
+/// the first error (the summary is there for `--json` output whatever happened).
+pub async fn run(
+    paths: &Paths,
+    opts: &PipelineOptions,
+    reporter: &Reporter,
+    cancel: CancellationToken,
+) -> (PipelineSummary, anyhow::Result<()>) {
+    let started = crate::timefmt::rfc3339(std::time::SystemTime::now());
+    let mut stages: Vec<StageResult> = Vec::new();
+    let mut smoke_dir = None;
+    let result = chain(paths, opts, reporter, cancel, &mut stages, &mut smoke_dir).await;
+    for name in STAGES.iter().skip(stages.len()) {
+        stages.push(StageResult {
+            stage: name.to_string(),
+            status: "skipped".into(),
+            seconds: 0.0,
+            detail: String::new(),
+        });
+    }
+    let exit_code = match &result {
+        Ok(()) => crate::error::EXIT_OK,
+        Err(e) => crate::error::exit_code(e),
+    };
+    let summary = PipelineSummary {
+        started,
+        finished: crate::timefmt::rfc3339(std::time::SystemTime::now()),
+        passed: result.is_ok(),
+        exit_code,
+        stages,
+        smoke_report: smoke_dir.as_ref().map(|d: &PathBuf| d.join("report.json")),
+        source_commit: crate::project::git_revision(&paths.project),
+    };
+    let written = write_outputs(paths, &summary, smoke_dir.as_deref(), reporter);
+    // The stage's error decides the exit code; a failure to write the summary comes second.
+    let result = result.and(written);
+    (summary, result)
+}
+
+async fn stage<T>(
+    stages: &mut Vec<StageResult>,
+    name: &str,
+    reporter: &Reporter,
+    work: impl std::future::Future<Output = anyhow::Result<(T, String)>>,
+) -> anyhow::Result<T> {
+    reporter.status(
+        "Stage",
+        format!("{name} ({}/{})", stages.len() + 1, STAGES.len()),
+    );
+    let start = Instant::now();
+    let outcome = work.await;
+    let seconds = start.elapsed().as_secs_f64();
+    let (status, detail) = match &outcome {
+        Ok((_, d)) => ("passed", d.clone()),
+        Err(e) => ("failed", format!("{e:#}")),
+    };
+    stages.push(StageResult {
+        stage: name.into(),
+        status: status.into(),
+        seconds,
+        detail,
+    });
+    outcome.map(|(t, _)| t)
+}
+
+async fn chain(
+    paths: &Paths,
+    opts: &PipelineOptions,
+    reporter: &Reporter,
+    cancel: CancellationToken,
+    stages: &mut Vec<StageResult>,
+    smoke_dir: &mut Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let recipes = stage(stages, "validate", reporter, async {
+        let r = crate::recipe::load_project(paths)?;
+        let n = r.len();
+        Ok((r, format!("{n} recipes")))
+    })
+    .await?;
+    let all: Vec<&crate::recipe::Recipe> = recipes.iter().collect();
+
+    let with_build: Vec<&crate::recipe::Recipe> =
+        all.iter().copied().filter(|r| r.build.is_some()).collect();
+    stage(stages, "build", reporter, async {
+        let build_opts = crate::build::BuildOptions {
+            names: Vec::new(),
+            no_cache: opts.no_cache,
+            jobs: crate::build::default_jobs(),
+        };
+        let results =
+            crate::build::build(paths, &with_build, &build_opts, reporter, cancel.clone()).await?;
+        let cached = results.iter().filter(|r| r.cached).count();
+        Ok((
+            (),
+            format!("{} built, {cached} from cache", results.len() - cached),
+        ))
+    })
+    .await?;
+    if cancel.is_cancelled() {
+        return Err(crate::docker::interrupted());
+    }
+
+    stage(stages, "package", reporter, async {
+        let results = crate::package::package(
+            paths,
+            &all,
+            &crate::package::PackageOptions::default(),
+            reporter,
+        )
+        .await?;
+        let images = results.iter().filter(|r| r.image.is_some()).count();
+        Ok(((), format!("{} packages, {images} images", results.len())))
+    })
+    .await?;
+
+    let outcome = stage(stages, "smoke", reporter, async {
+        let outcome = crate::smoke::run(paths, &opts.smoke, reporter, cancel.clone()).await?;
+        *smoke_dir = Some(outcome.dir.clone());
+        if !outcome.report.passed {
+            return Err(crate::error::failed(format!(
+                "smoke gate failed (run {}): {}; report: {}",
+                outcome.report.run_id,
+                outcome.report.reasons.join("; "),
+                outcome.dir.join("report.html").display()
+            )));
+        }
+        let detail = format!("run {} passed", outcome.report.run_id);
+        Ok((outcome, detail))
+    })
+    .await?;
+    drop(outcome);
+
+    let Some(env) = &opts.promote_to else {
+        stages.push(StageResult {
+            stage: "promote".into(),
+            status: "skipped".into(),
+            seconds: 0.0,
+            detail: "--no-promote".into(),
+        });
+        return Ok(());
+    };
+    stage(stages, "promote", reporter, async {
+        let signing_key = match &opts.signing_key {
+            Some(k) => Some(k.clone()),
+            None => ensure_signing_key(paths, reporter)?,
+        };
+        let promote_opts = crate::promote::PromoteOptions {
+            to: env.clone(),
+            signing_key,
+            ..Default::default()
+        };
+        let r = crate::promote::promote(paths, &promote_opts, reporter).await?;
+        Ok(((), format!("generation {} of `{}`", r.generation, r.env)))
+    })
+    .await
+}
+
+/// The key the pipeline signs with when nothing is configured: a key generated once under
+/// `$XDG_CONFIG_HOME/builder/` (never inside the project or dist/), with a warning saying
+/// how to configure a real one. `None` when a key is configured in promote.toml or the
+/// environment.
+pub fn ensure_signing_key(paths: &Paths, reporter: &Reporter) -> anyhow::Result<Option<PathBuf>> {
+    let configured = std::env::var_os(crate::sign::ENV_KEY).is_some()
+        || std::env::var_os(crate::sign::ENV_KEY_FILE).is_some()
+        || crate::promote::PromoteConfig::load(paths, None)?
+            .signing_key
+            .is_some();
+    if configured {
+        return Ok(None);
+    }
+    let dir = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("builder"),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(h) => PathBuf::from(h).join(".config").join("builder"),
+            None => return Ok(None),
+        },
+    };
+    let key = dir.join("signing-key.asc");
+    if !key.exists() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("could not create `{}`", dir.display()))?;
+        let (secret, public) =
+            crate::sign::generate_key("builder repository signing key (generated)")?;
+        crate::sign::write_file_atomic(&key, secret.as_bytes(), 0o600, false)?;
+        crate::sign::write_file_atomic(
+            &dir.join("signing-key.pub.asc"),
+            public.as_bytes(),
+            0o644,
+            true,
+        )?;
+        reporter.warn(format!(
+            "no signing key configured: generated one at `{}` for the repositories; for real use set \
+             `signing_key` in promote.toml or BUILDER_SIGNING_KEY_FILE (see `builder key generate`)",
+            key.display()
+        ));
+    }
+    Ok(Some(key))
+}
+
+/// `pipeline.json` and `junit.xml` first (they say what happened), then `manifest.json`
+/// (empty when nothing was packaged) and `SHA256SUMS` of the artifacts the manifest records,
+/// so stale files of earlier runs in dist/ are never listed. A file that cannot be hashed is
+/// reported and left out rather than stopping the others.
+fn write_outputs(
+    paths: &Paths,
+    summary: &PipelineSummary,
+    smoke_dir: Option<&Path>,
+    reporter: &Reporter,
+) -> anyhow::Result<()> {
+    let mut json = serde_json::to_vec_pretty(summary)?;
+    json.push(b'\n');
+    write_atomic(&paths.dist.join("pipeline.json"), &json)?;
+    let smoke_junit = smoke_dir.and_then(|d| std::fs::read_to_string(d.join("junit.xml")).ok());
+    write_atomic(
+        &paths.dist.join("junit.xml"),
+        junit(summary, smoke_junit.as_deref()).as_bytes(),
+    )?;
+    let manifest_path = paths.manifest();
+    let manifest = crate::manifest::Manifest::load(&manifest_path)?;
+    if !manifest_path.exists() {
+        manifest.save(&manifest_path)?;
+    }
+    let mut sums = String::new();
+    let mut files: Vec<&str> = manifest.artifacts.iter().map(|a| a.path.as_str()).collect();
+    files.sort();
+    for rel in files {
+        match crate::digest::sha256_file(&paths.dist.join(rel)) {
+            Ok(sum) => sums.push_str(&format!("{sum}  {rel}\n")),
+            Err(e) => reporter.warn(format!("left `{rel}` out of SHA256SUMS: {e:#}")),
+        }
+    }
+    write_atomic(&paths.dist.join("SHA256SUMS"), sums.as_bytes())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A testsuite with a testcase per stage, followed by the smoke gate's own testsuite.
+pub fn junit(summary: &PipelineSummary, smoke: Option<&str>) -> String {
+    let failures = summary
+        .stages
+        .iter()
+        .filter(|s| s.status == "failed")
+        .count();
+    let skipped = summary
+        .stages
+        .iter()
+        .filter(|s| s.status == "skipped")
+        .count();
+    let total: f64 = summary.stages.iter().map(|s| s.seconds).sum();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    out.push_str(&format!(
+        "  <testsuite name=\"builder pipeline\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{total:.3}\" timestamp=\"{}\">\n",
+        summary.stages.len(),
+        xml_escape(&summary.started)
+    ));
+    for s in &summary.stages {
+        out.push_str(&format!(
+            "    <testcase classname=\"pipeline\" name=\"{}\" time=\"{:.3}\"",
+            s.stage, s.seconds
+        ));
+        match s.status.as_str() {
+            "failed" => out.push_str(&format!(
+                ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                xml_escape(s.detail.lines().next().unwrap_or("failed")),
+                xml_escape(&s.detail)
+            )),
+            "skipped" => out.push_str(">\n      <skipped/>\n    </testcase>\n"),
+            _ => out.push_str("/>\n"),
+        }
+    }
+    out.push_str("  </testsuite>\n");
+    if let Some(smoke) = smoke {
+        // Embed the smoke gate's suites (one testcase per threshold) without their header.
+        let body = smoke
+            .lines()
+            .filter(|l| {
+                !l.starts_with("<?xml")
+                    && !l.trim_start().starts_with("<testsuites")
+                    && !l.trim_start().starts_with("</testsuites")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        out.push_str(&body);
+        out.push('\n');
+    }
+    out.push_str("</testsuites>\n");
+    out
+}

@@ -1,0 +1,281 @@
+//! The gate: what may enter an environment, checked before anything is written.
+//!
+//! From a report (`--to <first env>`): the latest smoke report must exist and have passed;
+//! every .deb's sha256 is recomputed from the file, every image tar is re-read and each blob
+//! hashed, and all must equal the report's sha256 / manifest digest / image id.
+//! From an environment (`--from dev --to staging`): what the source's current generation
+//! holds (the newest version of each package and image), each traced back through its
+//! recorded smoke run to that run's report, which must still say it passed with the same
+//! digests; the source's pool files and blobs are hashed again.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::failed;
+use crate::repo::images::{self, ImageArtifact, ImageEntry, ImageSource};
+use crate::repo::{self, DebArtifact, PackageEntry, Publication, RepoConfig};
+
+use super::smoke_report::{self, ReportArtifact, SmokeReport};
+
+/// Checks a report artifact's file against it: `(recomputed sha256)`.
+fn check_sha(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = dist.join(&a.path);
+    if !path.is_file() {
+        return Err(failed(format!(
+            "{} {} {} approved by smoke run {run} is missing: `{}` does not exist; run \
+             `builder package` and `builder smoke` again",
+            a.kind,
+            a.name,
+            a.version,
+            path.display()
+        )));
+    }
+    let (got, _, _) = repo::store::digest_file(&path)?;
+    let want = a.sha256.trim().trim_start_matches("sha256:");
+    if !got.eq_ignore_ascii_case(want) {
+        return Err(failed(format!(
+            "{} {} {}: `{}` has sha256 {got}, but smoke run {run} passed sha256 {want}; the file \
+             changed after the smoke test: run `builder smoke` again on what you mean to ship",
+            a.kind,
+            a.name,
+            a.version,
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// The latest report, which must have passed.
+pub fn passed_report(dist: &Path) -> anyhow::Result<SmokeReport> {
+    let Some(r) = smoke_report::latest(dist)? else {
+        return Err(failed(format!(
+            "no smoke report in `{}`: nothing has passed the smoke test yet; run `builder smoke` \
+             first",
+            smoke_report::smoke_dir(dist).display()
+        )));
+    };
+    if !r.passed {
+        let reasons = if r.reasons.is_empty() {
+            "no reason recorded".to_string()
+        } else {
+            r.reasons.join("; ")
+        };
+        return Err(failed(format!(
+            "the latest smoke run {} failed: {reasons}; fix it and run `builder smoke` again",
+            r.run
+        )));
+    }
+    if r.artifacts.is_empty() {
+        return Err(failed(format!(
+            "smoke run {} passed but its report `{}` lists no artifacts: nothing to promote",
+            r.run,
+            r.path.display()
+        )));
+    }
+    Ok(r)
+}
+
+/// Everything the passed report approved, verified against the files in dist/.
+pub fn from_report(dist: &Path, r: &SmokeReport) -> anyhow::Result<Publication> {
+    let mut p = Publication {
+        source: format!("smoke run {} ({})", r.run, r.path.display()),
+        ..Publication::default()
+    };
+    for a in &r.artifacts {
+        match a.kind.as_str() {
+            "deb" => {
+                let path = check_sha(dist, a, &r.run)?;
+                p.debs.push((
+                    DebArtifact {
+                        path,
+                        sha256: a.sha256.trim().trim_start_matches("sha256:").to_string(),
+                    },
+                    Some(r.run.clone()),
+                ));
+            }
+            "image" => {
+                let path = check_sha(dist, a, &r.run)?;
+                let mut entry =
+                    images::read_image_tar(&path, &a.name, &a.version, a.digest.as_deref())?;
+                check_image_ids(&entry, a, &r.run)?;
+                entry.run = Some(r.run.clone());
+                p.images.push(ImageArtifact {
+                    entry,
+                    source: ImageSource::Tar(path),
+                });
+            }
+            other => {
+                return Err(failed(format!(
+                    "smoke run {} lists an artifact of unknown kind `{other}` ({}): this builder \
+                     promotes `deb` and `image`",
+                    r.run, a.name
+                )))
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn check_image_ids(entry: &ImageEntry, a: &ReportArtifact, run: &str) -> anyhow::Result<()> {
+    for (what, want, got) in [
+        ("manifest digest", a.digest.as_deref(), &entry.digest),
+        ("image id", a.image_id.as_deref(), &entry.image_id),
+    ] {
+        if let Some(want) = want {
+            if want != got {
+                return Err(failed(format!(
+                    "image {} {}: its {what} is {got}, but smoke run {run} passed {want}; the \
+                     image changed after the smoke test: run `builder smoke` again",
+                    a.name, a.version
+                )));
+            }
+        }
+    }
+    if a.digest.is_none() && a.image_id.is_none() {
+        return Err(failed(format!(
+            "image {} {} in smoke run {run} has neither `digest` nor `image_id`: promotion \
+             cannot tell which image passed",
+            a.name, a.version
+        )));
+    }
+    Ok(())
+}
+
+/// Keeps the newest version of each `key`.
+fn newest<T: Clone>(
+    items: &[T],
+    key: impl Fn(&T) -> String,
+    version: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    let mut best: BTreeMap<String, T> = BTreeMap::new();
+    for i in items {
+        let k = key(i);
+        let replace = match best.get(&k) {
+            Some(b) => repo::version::compare(version(i), version(b)).is_gt(),
+            None => true,
+        };
+        if replace {
+            best.insert(k, i.clone());
+        }
+    }
+    best.into_values().collect()
+}
+
+/// The report that approved an artifact held by an environment; it must have passed.
+fn approving_report(
+    dist: &Path,
+    env: &str,
+    what: &str,
+    run: Option<&str>,
+    cache: &mut BTreeMap<String, SmokeReport>,
+) -> anyhow::Result<SmokeReport> {
+    let Some(run) = run else {
+        return Err(failed(format!(
+            "{what} in `{env}` records no smoke run: it was not promoted from a passed report, \
+             so it cannot move on; promote it from a report with `builder promote --to {env}`"
+        )));
+    };
+    if let Some(r) = cache.get(run) {
+        return Ok(r.clone());
+    }
+    let r = smoke_report::find(dist, run)?.ok_or_else(|| {
+        failed(format!(
+            "{what} in `{env}` was approved by smoke run {run}, whose report is no longer in \
+             `{}`: it cannot be checked again; keep dist/smoke/ with the repositories",
+            smoke_report::smoke_dir(dist).display()
+        ))
+    })?;
+    if !r.passed {
+        return Err(failed(format!(
+            "{what} in `{env}` names smoke run {run}, but that report says it failed"
+        )));
+    }
+    cache.insert(run.to_string(), r.clone());
+    Ok(r)
+}
+
+/// What `source` holds now, traced back to passed reports and hashed again.
+pub fn from_env(dist: &Path, source: &RepoConfig) -> anyhow::Result<Publication> {
+    let (packages, imgs) = repo::contents(source)?;
+    if packages.is_empty() && imgs.is_empty() {
+        return Err(failed(format!(
+            "`{}` holds nothing to promote: promote to it first",
+            source.env_dir().display()
+        )));
+    }
+    let env = &source.env;
+    let mut cache = BTreeMap::new();
+    let mut p = Publication {
+        from_env: Some(env.clone()),
+        ..Publication::default()
+    };
+    let packages = newest(
+        &packages,
+        |p: &PackageEntry| format!("{}\0{}", p.name, p.arch),
+        |p| &p.version,
+    );
+    for pkg in packages {
+        let what = format!("package {} {} ({})", pkg.name, pkg.version, pkg.arch);
+        let r = approving_report(dist, env, &what, pkg.run.as_deref(), &mut cache)?;
+        let listed = r
+            .artifacts
+            .iter()
+            .find(|a| a.kind == "deb" && a.name == pkg.name && a.version == pkg.version);
+        let Some(a) = listed else {
+            return Err(failed(format!(
+                "{what} in `{env}` names smoke run {}, whose report does not list it",
+                r.run
+            )));
+        };
+        let want = a.sha256.trim().trim_start_matches("sha256:");
+        if !want.eq_ignore_ascii_case(&pkg.sha256) {
+            return Err(failed(format!(
+                "{what}: `{env}` recorded sha256 {}, but smoke run {} passed sha256 {want}",
+                pkg.sha256, r.run
+            )));
+        }
+        let file = source.env_dir().join(&pkg.filename);
+        let (got, _, _) = repo::store::digest_file(&file)?;
+        if got != pkg.sha256 {
+            return Err(failed(format!(
+                "{what}: `{}` has sha256 {got}, but smoke run {} passed sha256 {}; the pool file \
+                 was changed after promotion",
+                file.display(),
+                r.run,
+                pkg.sha256
+            )));
+        }
+        p.debs.push((
+            DebArtifact {
+                path: file,
+                sha256: pkg.sha256.clone(),
+            },
+            Some(r.run.clone()),
+        ));
+    }
+    let src_images = images::images_dir(&source.env_dir());
+    for img in newest(&imgs, |i: &ImageEntry| i.name.clone(), |i| &i.version) {
+        let what = format!("image {}", img.ref_name());
+        let r = approving_report(dist, env, &what, img.run.as_deref(), &mut cache)?;
+        let Some(a) = r
+            .artifacts
+            .iter()
+            .find(|a| a.kind == "image" && a.name == img.name && a.version == img.version)
+        else {
+            return Err(failed(format!(
+                "{what} in `{env}` names smoke run {}, whose report does not list it",
+                r.run
+            )));
+        };
+        check_image_ids(&img, a, &r.run)?;
+        images::verify_stored(&src_images, &img)?;
+        p.images.push(ImageArtifact {
+            entry: img,
+            source: ImageSource::Layout(src_images.clone()),
+        });
+    }
+    let mut runs: Vec<&str> = cache.keys().map(String::as_str).collect();
+    runs.dedup();
+    p.source = format!("environment {env} (smoke runs {})", runs.join(", "));
+    Ok(p)
+}

@@ -1,0 +1,230 @@
+//! `builder promote`: moves exactly what passed the smoke test into the next environment.
+//!
+//! ```text
+//! --to <first env>        latest smoke report (must have passed) ─gate─▶ repo::publish_full
+//! --from A --to B         what A holds, traced to its passed reports ─gate─▶ repo::publish_full
+//! --to B --rollback       repo::rollback (packages and images: the previous generation)
+//! then, with a registry   push every added image to <registry>/<B>/<name>:<tag>, same digest
+//! ```
+//!
+//! Owns: the promotion order and its rules ([`config`]), reading smoke reports
+//! ([`smoke_report`]), the gate ([`gate`]: every digest checked before anything is written)
+//! and the registry push ([`registry`]). The repository mechanics (lock, generations, atomic
+//! switch, history) are `crate::repo`'s. There is no way to skip the gate.
+
+pub mod config;
+pub mod gate;
+pub mod registry;
+pub mod smoke_report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::error::usage;
+use crate::project::Paths;
+use crate::repo::{self, images::ImageEntry, RepoConfig};
+use crate::report::Reporter;
+use crate::sign::Signer;
+
+pub use config::PromoteConfig;
+
+/// What to promote where.
+#[derive(Debug, Clone, Default)]
+pub struct PromoteOptions {
+    /// Target environment.
+    pub to: String,
+    /// Source environment; `None` promotes from the latest smoke report (into the first
+    /// environment), or from the environment before `to` when `to` is not the first.
+    pub from: Option<String>,
+    /// Make the previous generation of `to` current again instead.
+    pub rollback: bool,
+    /// `promote.toml` to read instead of `<project>/promote.toml`.
+    pub config: Option<PathBuf>,
+    /// Overrides the config's registry (`host:port`).
+    pub registry: Option<String>,
+    /// Overrides the config's repositories root.
+    pub root: Option<PathBuf>,
+    /// Overrides the config's signing key path.
+    pub signing_key: Option<PathBuf>,
+}
+
+/// What one promotion did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromoteResult {
+    pub env: String,
+    /// `smoke run <id> (...)`, `environment <env> (...)` or `rollback`.
+    pub source: String,
+    pub generation: u64,
+    pub packages: Vec<PromotedPackage>,
+    pub images: Vec<ImageEntry>,
+    pub pushed: Vec<registry::Pushed>,
+    /// Gate + repository write, seconds.
+    pub promote_seconds: f64,
+    /// Registry push, seconds (0 without a registry).
+    pub push_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromotedPackage {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub sha256: String,
+    pub run: Option<String>,
+}
+
+/// Where a promotion takes its artifacts from.
+enum Source {
+    Report,
+    Env(String),
+}
+
+fn resolve_source(cfg: &PromoteConfig, opts: &PromoteOptions) -> anyhow::Result<Source> {
+    let to = cfg.position(&opts.to)?;
+    let from = match &opts.from {
+        Some(f) if f == &opts.to => {
+            return Err(usage(format!(
+                "`--from {f}` and `--to {f}` are the same environment"
+            )))
+        }
+        Some(f) => Some(cfg.position(f)?),
+        None if to == 0 => None,
+        None => Some(to - 1),
+    };
+    let order = cfg.environments.join(" → ");
+    match from {
+        None => Ok(Source::Report),
+        Some(f) if f > to => Err(usage(format!(
+            "promotions go forward ({order}): `{}` comes after `{}`; to go back, use \
+             `builder promote --to {} --rollback`",
+            cfg.environments[f], opts.to, opts.to
+        ))),
+        Some(f) if f + 1 != to && !cfg.allow_skip => Err(usage(format!(
+            "`{}` → `{}` skips {}: promotions go one step at a time ({order}); promote to `{}` \
+             first, or set `allow_skip = true` in {}",
+            cfg.environments[f],
+            opts.to,
+            cfg.environments[f + 1..to].join(", "),
+            cfg.environments[f + 1],
+            config::FILE
+        ))),
+        Some(f) => Ok(Source::Env(cfg.environments[f].clone())),
+    }
+}
+
+/// Runs one promotion (or rollback). Every check happens before anything is written; a
+/// refusal is an error with exit code 1 naming the artifact and both digests.
+pub async fn promote(
+    paths: &Paths,
+    opts: &PromoteOptions,
+    reporter: &Reporter,
+) -> anyhow::Result<PromoteResult> {
+    let mut cfg = PromoteConfig::load(paths, opts.config.as_deref())?;
+    if let Some(r) = &opts.registry {
+        cfg.registry = Some(r.clone());
+    }
+    if let Some(r) = &opts.root {
+        cfg.root = r.clone();
+    }
+    if let Some(k) = &opts.signing_key {
+        cfg.signing_key = Some(k.clone());
+    }
+    let registry = cfg
+        .registry
+        .as_deref()
+        .map(registry::Registry::parse)
+        .transpose()?;
+    let start = Instant::now();
+    let source = if opts.rollback {
+        if opts.from.is_some() {
+            return Err(usage(
+                "`--rollback` takes no `--from`: it restores `--to`'s previous generation",
+            ));
+        }
+        cfg.position(&opts.to)?;
+        None
+    } else {
+        Some(resolve_source(&cfg, opts)?)
+    };
+    let signer = Signer::load(cfg.signing_key.as_deref())?;
+    let target = RepoConfig::new(&cfg.root, &opts.to);
+    let dist = paths.dist.clone();
+    let rep = reporter.clone();
+    let root = cfg.root.clone();
+    let (g, source_text) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        match source {
+            None => {
+                let g = repo::rollback(&target, &signer, &rep)?;
+                Ok((g, "rollback".to_string()))
+            }
+            Some(source) => {
+                let publication = match source {
+                    Source::Report => {
+                        let r = gate::passed_report(&dist)?;
+                        rep.verbose(format!("promoting what smoke run {} passed", r.run));
+                        gate::from_report(&dist, &r)?
+                    }
+                    Source::Env(env) => gate::from_env(&dist, &RepoConfig::new(&root, &env))?,
+                };
+                let text = publication.source.clone();
+                let g = repo::publish_full(&target, &signer, &publication, &rep)?;
+                Ok((g, text))
+            }
+        }
+    })
+    .await
+    .context("the promotion stopped unexpectedly")??;
+    let promote_seconds = start.elapsed().as_secs_f64();
+
+    let mut pushed = Vec::new();
+    let push_start = Instant::now();
+    if let Some(reg) = &registry {
+        let images_dir = repo::images::images_dir(&cfg.root.join(&opts.to));
+        // A rollback re-pushes what is current again (the tags exist; this re-checks them).
+        for img in &g.images {
+            let repo_name = format!("{}/{}", opts.to, img.name);
+            let p = reg
+                .push(&images_dir, &repo_name, img)
+                .await
+                .with_context(|| {
+                    format!(
+                        "`{}` now holds {} but pushing it to `{}` failed; run the same `builder \
+                     promote` again to retry the push",
+                        opts.to,
+                        img.ref_name(),
+                        reg.host()
+                    )
+                })?;
+            reporter.status("Pushed", format!("{} {}", p.reference, p.digest));
+            pushed.push(p);
+        }
+    }
+    let push_seconds = if registry.is_some() {
+        push_start.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
+    Ok(PromoteResult {
+        env: opts.to.clone(),
+        source: source_text,
+        generation: g.number,
+        packages: g
+            .packages
+            .iter()
+            .map(|p| PromotedPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+                sha256: p.sha256.clone(),
+                run: p.run.clone(),
+            })
+            .collect(),
+        images: g.images.clone(),
+        pushed,
+        promote_seconds,
+        push_seconds,
+    })
+}

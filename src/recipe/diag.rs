@@ -1,0 +1,364 @@
+//! Compiler-style diagnostics for TOML files (recipes, base images, the stack): every error
+//! names the file, line and column, shows the offending line with a caret, and says how to
+//! fix it. Also the shared TOML entry point [`parse_toml`] used for every config file.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::Diagnostics;
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based line and column; 0 when the problem concerns the whole file.
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    /// Text under the caret ("did you mean `name`?").
+    pub label: Option<String>,
+    pub help: Option<String>,
+    snippet: Option<(String, usize)>, // (source line, caret width)
+}
+
+impl Diagnostic {
+    /// A problem at a byte span of `source`.
+    pub fn at(file: &Path, source: &str, span: Range<usize>, message: impl Into<String>) -> Self {
+        let start = span.start.min(source.len());
+        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
+        let line = source[..start].matches('\n').count() + 1;
+        let col = source[line_start..start].chars().count() + 1;
+        let text = source[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string();
+        let width = source[start..span.end.clamp(start, line_end)]
+            .chars()
+            .count()
+            .max(1);
+        Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+            label: None,
+            help: None,
+            snippet: Some((text, width)),
+        }
+    }
+
+    /// A problem with the file as a whole (missing, unreadable).
+    pub fn in_file(file: &Path, message: impl Into<String>) -> Self {
+        Diagnostic {
+            file: file.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: message.into(),
+            label: None,
+            help: None,
+            snippet: None,
+        }
+    }
+
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error: {}", self.message)?;
+        if self.line == 0 {
+            writeln!(f, "  --> {}", self.file.display())?;
+        } else {
+            writeln!(
+                f,
+                "  --> {}:{}:{}",
+                self.file.display(),
+                self.line,
+                self.col
+            )?;
+        }
+        if let Some((text, width)) = &self.snippet {
+            let num = self.line.to_string();
+            let pad = " ".repeat(num.len());
+            writeln!(f, "{pad} |")?;
+            writeln!(f, "{num} | {text}")?;
+            let indent: String = text
+                .chars()
+                .take(self.col.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            write!(f, "{pad} | {indent}{}", "^".repeat(*width))?;
+            match &self.label {
+                Some(label) => writeln!(f, " {label}")?,
+                None => writeln!(f)?,
+            }
+        } else if let Some(label) = &self.label {
+            writeln!(f, "  = note: {label}")?;
+        }
+        if let Some(help) = &self.help {
+            writeln!(f, "  = help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Diagnostics {
+    pub fn new(items: Vec<Diagnostic>) -> Self {
+        Diagnostics { items }
+    }
+
+    pub fn items(&self) -> &[Diagnostic] {
+        &self.items
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.items.extend(other.items);
+    }
+
+    /// `Ok(())` when there is nothing to report.
+    pub fn into_result(self) -> Result<(), Diagnostics> {
+        if self.items.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.items {
+            writeln!(f, "{d}")?;
+        }
+        let n = self.items.len();
+        let files: std::collections::BTreeSet<_> = self.items.iter().map(|d| &d.file).collect();
+        write!(
+            f,
+            "error: {n} problem{} found in {} file{}",
+            if n == 1 { "" } else { "s" },
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// The closest candidate to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(word, c), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Parses a TOML document into `T`. Syntax errors (all of them), unknown keys (with a
+/// suggestion) and type errors become diagnostics with file, line and column.
+pub fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Diagnostics> {
+    let (_, errors) = toml::de::DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        return Err(Diagnostics::new(
+            errors
+                .iter()
+                .map(|e| toml_error(file, text, e, "this is not valid TOML"))
+                .collect(),
+        ));
+    }
+    // serde stops at the first unknown key. To report all of them, blank out each unknown
+    // entry (keeping byte offsets, so later spans stay right) and try again.
+    let mut work = text.to_string();
+    let mut found = Vec::new();
+    for _ in 0..64 {
+        match toml::from_str::<T>(&work) {
+            Ok(value) if found.is_empty() => return Ok(value),
+            Ok(_) => break,
+            Err(e) => {
+                let unknown = e.message().starts_with("unknown field");
+                let blank = match (unknown, e.span()) {
+                    (true, Some(span)) => entry_range(&work, span),
+                    _ => None,
+                };
+                found.push(toml_error(file, text, &e, "invalid value"));
+                match blank {
+                    Some(range) => blank_out(&mut work, range),
+                    None => break,
+                }
+            }
+        }
+    }
+    Err(Diagnostics::new(found))
+}
+
+/// The byte range of the whole `key = value` entry (or `[table]` with its body) whose key
+/// starts at `key_span`, from the start of its line.
+fn entry_range(text: &str, key_span: Range<usize>) -> Option<Range<usize>> {
+    fn walk(table: &toml::de::DeTable<'_>, key_start: usize) -> Option<Range<usize>> {
+        for (k, v) in table.iter() {
+            if k.span().start == key_start {
+                return Some(k.span().start..v.span().end.max(k.span().end));
+            }
+            if let Some(r) = walk_value(v.get_ref(), key_start) {
+                return Some(r);
+            }
+        }
+        None
+    }
+    fn walk_value(v: &toml::de::DeValue<'_>, key_start: usize) -> Option<Range<usize>> {
+        match v {
+            toml::de::DeValue::Table(t) => walk(t, key_start),
+            toml::de::DeValue::Array(a) => {
+                a.iter().find_map(|e| walk_value(e.get_ref(), key_start))
+            }
+            _ => None,
+        }
+    }
+    let parsed = toml::de::DeTable::parse(text).ok()?;
+    let range = walk(parsed.get_ref(), key_span.start)?;
+    let line_start = text[..range.start].rfind('\n').map_or(0, |i| i + 1);
+    if text[line_start..].trim_start().starts_with('[') {
+        // A `[table]` header: blank the header and its body, up to the next header.
+        let mut end = text.len();
+        let mut offset = text[line_start..]
+            .find('\n')
+            .map_or(text.len(), |i| line_start + i + 1);
+        while offset < text.len() {
+            let line_end = text[offset..]
+                .find('\n')
+                .map_or(text.len(), |i| offset + i + 1);
+            if text[offset..line_end].trim_start().starts_with('[') {
+                end = offset;
+                break;
+            }
+            offset = line_end;
+        }
+        return Some(line_start..end);
+    }
+    Some(line_start..range.end)
+}
+
+/// Replaces a range with spaces, keeping newlines, so offsets and line numbers do not move.
+fn blank_out(text: &mut String, range: Range<usize>) {
+    let replaced: String = text[range.clone()]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    text.replace_range(range, &replaced);
+}
+
+/// Turns a toml error into a diagnostic, rewording serde's messages into advice.
+pub fn toml_error(file: &Path, text: &str, err: &toml::de::Error, fallback: &str) -> Diagnostic {
+    let raw = err.message().trim().to_string();
+    let (message, label, help) = reword(&raw);
+    let message = if message.is_empty() {
+        fallback.to_string()
+    } else {
+        message
+    };
+    let mut d = match err.span() {
+        Some(span) => Diagnostic::at(file, text, span, message),
+        None => Diagnostic::in_file(file, message),
+    };
+    d.label = label;
+    d.help = help;
+    d
+}
+
+/// serde says "unknown field `nmae`, expected one of `name`, `version`"; we say which key is
+/// wrong, suggest the closest one and list the valid ones.
+fn reword(raw: &str) -> (String, Option<String>, Option<String>) {
+    if let Some(rest) = raw.strip_prefix("unknown field `") {
+        if let Some((key, tail)) = rest.split_once('`') {
+            let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+            let label = did_you_mean(key, &expected).map(|s| format!("did you mean `{s}`?"));
+            let help = if expected.is_empty() {
+                "remove this key".to_string()
+            } else {
+                format!("valid keys here: {}", expected.join(", "))
+            };
+            return (format!("unknown key `{key}`"), label, Some(help));
+        }
+    }
+    if let Some(rest) = raw.strip_prefix("missing field `") {
+        if let Some((key, _)) = rest.split_once('`') {
+            return (
+                format!("missing required key `{key}`"),
+                None,
+                Some(format!("add `{key} = ...` to this table")),
+            );
+        }
+    }
+    if let Some(rest) = raw.strip_prefix("unknown variant `") {
+        if let Some((v, tail)) = rest.split_once('`') {
+            let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+            let label = did_you_mean(v, &expected).map(|s| format!("did you mean `{s}`?"));
+            return (
+                format!("unknown value `{v}`"),
+                label,
+                Some(format!("use one of: {}", expected.join(", "))),
+            );
+        }
+    }
+    (raw.to_string(), None, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct T {
+        name: String,
+        version: Option<String>,
+    }
+
+    #[test]
+    fn unknown_key_has_position_and_suggestion() {
+        let text = "name = \"a\"\nverison = \"1\"\n";
+        let err = parse_toml::<T>(Path::new("r.toml"), text).unwrap_err();
+        let d = &err.items()[0];
+        assert_eq!((d.line, d.col), (2, 1));
+        let out = err.to_string();
+        assert!(out.contains("unknown key `verison`"), "{out}");
+        assert!(out.contains("did you mean `version`?"), "{out}");
+        assert!(out.contains("r.toml:2:1"), "{out}");
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported() {
+        let text = "nmae = \"a\"\nverison = \"1\"\nname = \"b\"\n";
+        let err = parse_toml::<T>(Path::new("r.toml"), text).unwrap_err();
+        let lines: Vec<_> = err.items().iter().map(|d| d.line).collect();
+        assert_eq!(lines, vec![1, 2], "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_are_all_reported() {
+        let text = "name = \n[x\n";
+        let err = parse_toml::<T>(Path::new("r.toml"), text).unwrap_err();
+        assert!(!err.is_empty());
+        assert!(err.items()[0].line >= 1);
+    }
+}

@@ -1,0 +1,148 @@
+//! Recipes: TOML files in `recipes/`, parsed with spans and validated like a compiler: every
+//! problem in every recipe is reported with file:line:column and a fix, not only the first.
+//! `raw` holds the serde model; `validate` turns it into the `model` types the rest of
+//! builder uses. `recipes/stack.toml` (the smoke deployment) is not a service recipe.
+
+pub mod debian;
+pub mod diag;
+pub mod model;
+mod raw;
+mod validate;
+mod validate_tables;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+pub use model::*;
+
+use crate::project::Paths;
+use diag::Diagnostic;
+
+/// File names in the recipes directory that are not service recipes.
+pub const RESERVED: &[&str] = &["stack.toml"];
+
+/// All diagnostics found in one or more files. Its `Display` renders every one of them.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    items: Vec<Diagnostic>,
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// Reads and validates one recipe file.
+pub fn load_file(file: &Path, project: &Path) -> Result<Recipe, Diagnostics> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(Diagnostics::new(vec![Diagnostic::in_file(
+                file,
+                format!("could not read recipe `{}`: {e}", file.display()),
+            )]))
+        }
+    };
+    let raw: raw::RawRecipe = diag::parse_toml(file, &text)?;
+    let canonical = project
+        .canonicalize()
+        .unwrap_or_else(|_| project.to_path_buf());
+    let mut ctx = validate::Ctx {
+        file,
+        text: &text,
+        project,
+        canonical,
+        diags: Vec::new(),
+    };
+    let recipe = validate::recipe(&mut ctx, raw);
+    match recipe {
+        Some(r) if ctx.diags.is_empty() => Ok(r),
+        _ => Err(Diagnostics::new(ctx.diags)),
+    }
+}
+
+/// The recipe files in a directory, sorted, without reserved names.
+pub fn recipe_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        crate::error::usage(format!(
+            "could not read the recipes directory `{}`: {e}; run builder from the project root or pass --project/--recipes",
+            dir.display()
+        ))
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("could not list `{}`", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".toml") && !RESERVED.contains(&name.as_str()) && entry.path().is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads the given recipe files (all of them are checked; every problem is reported) and
+/// refuses two recipes for the same package.
+pub fn load_files(files: &[PathBuf], project: &Path) -> Result<Vec<Recipe>, Diagnostics> {
+    let mut all = Diagnostics::default();
+    let mut recipes = Vec::new();
+    for f in files {
+        match load_file(f, project) {
+            Ok(r) => recipes.push(r),
+            Err(d) => all.extend(d),
+        }
+    }
+    let mut names: HashMap<&str, &Path> = HashMap::new();
+    for r in &recipes {
+        if let Some(first) = names.insert(&r.package.name, &r.file) {
+            all.items.push(
+                Diagnostic::in_file(
+                    &r.file,
+                    format!(
+                        "package `{}` is also defined in `{}`",
+                        r.package.name,
+                        first.display()
+                    ),
+                )
+                .help("each package name may have one recipe: rename one of them"),
+            );
+        }
+    }
+    all.into_result().map(|()| recipes)
+}
+
+/// Loads every recipe of the project. Errors are [`Diagnostics`] (exit code 2).
+pub fn load_project(paths: &Paths) -> anyhow::Result<Vec<Recipe>> {
+    let files = recipe_files(&paths.recipes)?;
+    if files.is_empty() {
+        return Err(crate::error::usage(format!(
+            "no recipes in `{}`: add a <name>.toml there (see README's recipe reference)",
+            paths.recipes.display()
+        )));
+    }
+    Ok(load_files(&files, &paths.project)?)
+}
+
+/// Picks recipes by package name; no names means all. Unknown names are a usage error that
+/// lists the known ones.
+pub fn select<'a>(recipes: &'a [Recipe], names: &[String]) -> anyhow::Result<Vec<&'a Recipe>> {
+    if names.is_empty() {
+        return Ok(recipes.iter().collect());
+    }
+    let mut out = Vec::new();
+    for n in names {
+        match recipes.iter().find(|r| &r.package.name == n) {
+            Some(r) => out.push(r),
+            None => {
+                let known: Vec<&str> = recipes.iter().map(|r| r.package.name.as_str()).collect();
+                let hint = diag::did_you_mean(n, &known)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(crate::error::usage(format!(
+                    "no recipe for package `{n}`{hint}; known: {}",
+                    known.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,142 @@
+//! The recipe file as written: serde structs with spans, `deny_unknown_fields` everywhere so
+//! that a typo is an error, never silently ignored. Validation turns these into `model` types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecipe {
+    pub package: S<RawPackage>,
+    #[serde(default)]
+    pub files: Vec<S<RawFile>>,
+    #[serde(default)]
+    pub scripts: Option<S<RawScripts>>,
+    #[serde(default)]
+    pub systemd: Vec<S<RawUnit>>,
+    #[serde(default)]
+    pub build: Option<S<RawBuild>>,
+    #[serde(default)]
+    pub image: Option<S<RawImage>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPackage {
+    pub name: S<String>,
+    pub version: S<String>,
+    pub revision: Option<S<String>>,
+    pub epoch: Option<S<i64>>,
+    pub architecture: Option<S<String>>,
+    pub maintainer: S<String>,
+    pub description: S<String>,
+    pub section: Option<S<String>>,
+    pub priority: Option<S<String>>,
+    pub homepage: Option<S<String>>,
+    pub license: Option<S<String>>,
+    #[serde(default)]
+    pub depends: Vec<S<String>>,
+    #[serde(default)]
+    pub pre_depends: Vec<S<String>>,
+    #[serde(default)]
+    pub recommends: Vec<S<String>>,
+    #[serde(default)]
+    pub suggests: Vec<S<String>>,
+    #[serde(default)]
+    pub enhances: Vec<S<String>>,
+    #[serde(default)]
+    pub breaks: Vec<S<String>>,
+    #[serde(default)]
+    pub conflicts: Vec<S<String>>,
+    #[serde(default)]
+    pub provides: Vec<S<String>>,
+    #[serde(default)]
+    pub replaces: Vec<S<String>>,
+    pub compression: Option<S<String>>,
+    pub etc_conffiles: Option<bool>,
+    #[serde(default)]
+    pub lintian_overrides: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawFile {
+    pub from: Option<S<String>>,
+    pub symlink: Option<S<String>>,
+    pub to: S<String>,
+    pub mode: Option<S<toml::Value>>,
+    #[serde(default)]
+    pub conffile: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScripts {
+    pub preinst: Option<S<String>>,
+    pub postinst: Option<S<String>>,
+    pub prerm: Option<S<String>>,
+    pub postrm: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnit {
+    pub unit: S<String>,
+    pub enable: Option<bool>,
+    pub start: Option<bool>,
+}
+
+/// A command: `["go", "build"]` or a shell string `"go build && strip x"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCommand {
+    Exec(Vec<String>),
+    Shell(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuild {
+    pub builder: S<String>,
+    pub source: S<String>,
+    pub command: S<RawCommand>,
+    pub test: Option<S<RawCommand>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, S<String>>,
+    #[serde(default)]
+    pub outputs: Vec<S<String>>,
+    #[serde(default)]
+    pub ignore: Vec<S<String>>,
+    pub network: Option<S<String>>,
+    pub cpus: Option<S<f64>>,
+    pub memory: Option<S<toml::Value>>,
+    pub user: Option<S<String>>,
+    pub workdir: Option<S<String>>,
+    #[serde(default)]
+    pub cache: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawImage {
+    pub base: S<String>,
+    pub name: Option<S<String>>,
+    #[serde(default)]
+    pub entrypoint: Option<S<Vec<String>>>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, S<String>>,
+    pub user: Option<S<String>>,
+    pub workdir: Option<S<String>>,
+    #[serde(default)]
+    pub ports: Vec<S<i64>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub include_conffiles: Option<bool>,
+    pub include_systemd: Option<bool>,
+}

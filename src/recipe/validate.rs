@@ -1,0 +1,608 @@
+//! Raw recipe → validated [`Recipe`], collecting every problem as a diagnostic with a span.
+//! Paths are checked against the project root: `from` may not escape it (no `..` out, no
+//! absolute path outside, no symlink pointing out); `to` must be absolute and normalised.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use toml::Spanned;
+
+use super::debian;
+use super::diag::Diagnostic;
+use super::model::*;
+use super::raw::*;
+
+pub(super) struct Ctx<'a> {
+    pub file: &'a Path,
+    pub text: &'a str,
+    pub project: &'a Path,
+    /// Canonical project root, for escape checks.
+    pub canonical: PathBuf,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    pub(super) fn err(&mut self, span: Range<usize>, msg: impl Into<String>) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::at(self.file, self.text, span, msg));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    pub(super) fn check<T>(&mut self, value: &Spanned<T>, result: Result<(), String>) {
+        if let Err(msg) = result {
+            self.err(value.span(), msg);
+        }
+    }
+}
+
+pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
+    let before = ctx.diags.len();
+    let package = package(ctx, raw.package);
+    let files: Vec<FileSpec> = raw.files.into_iter().filter_map(|f| file(ctx, f)).collect();
+    let scripts = raw.scripts.map(|s| scripts(ctx, s)).unwrap_or_default();
+    let systemd: Vec<SystemdUnit> = raw
+        .systemd
+        .into_iter()
+        .filter_map(|u| unit(ctx, u))
+        .collect();
+    let build = raw
+        .build
+        .and_then(|b| super::validate_tables::build(ctx, b));
+    let image = raw
+        .image
+        .and_then(|i| super::validate_tables::image(ctx, i, &package.name));
+    duplicates(ctx, &files, &systemd);
+    if files
+        .iter()
+        .any(|f| matches!(f.source, Source::Build { .. }))
+        && build.is_none()
+    {
+        let line = files
+            .iter()
+            .find(|f| matches!(f.source, Source::Build { .. }))
+            .map_or(0, |f| f.line);
+        ctx.diags.push(
+            Diagnostic::in_file(
+                ctx.file,
+                format!("`from = \"build:...\"` (line {line}) needs a `[build]` table"),
+            )
+            .help("add a [build] table, or point `from` at a file in the project"),
+        );
+    }
+    if ctx.diags.len() > before {
+        return None;
+    }
+    Some(Recipe {
+        file: ctx.file.to_path_buf(),
+        project: ctx.project.to_path_buf(),
+        package,
+        files,
+        scripts,
+        systemd,
+        build,
+        image,
+    })
+}
+
+fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
+    let raw = raw.into_inner();
+    ctx.check(&raw.name, debian::check_name(raw.name.get_ref()));
+
+    let mut upstream = raw.version.get_ref().clone();
+    let mut epoch = None;
+    let mut revision = None;
+    match debian::parse_version(raw.version.get_ref()) {
+        Ok(v) => {
+            upstream = v.upstream;
+            epoch = v.epoch;
+            revision = v.revision;
+        }
+        Err(e) => {
+            ctx.err(raw.version.span(), e);
+        }
+    }
+    if let Some(r) = &raw.revision {
+        if revision.is_some() {
+            ctx.err(
+                r.span(),
+                "the revision is given twice: in `version` and in `revision`",
+            )
+            .help = Some("keep one of them".into());
+        } else {
+            ctx.check(r, debian::check_revision(r.get_ref()));
+            revision = Some(r.get_ref().clone());
+        }
+    }
+    if revision.is_none() && upstream.contains('-') {
+        ctx.err(
+            raw.version.span(),
+            "the upstream version contains `-` but there is no revision",
+        );
+    }
+    if let Some(e) = &raw.epoch {
+        if epoch.is_some() {
+            ctx.err(
+                e.span(),
+                "the epoch is given twice: in `version` and in `epoch`",
+            );
+        } else if !(0..=i64::from(u32::MAX)).contains(e.get_ref()) {
+            ctx.err(e.span(), "the epoch must be a non-negative integer");
+        } else if *e.get_ref() > 0 {
+            epoch = Some(*e.get_ref() as u32);
+        }
+    }
+
+    let architecture = match &raw.architecture {
+        Some(a) => {
+            ctx.check(a, debian::check_architecture(a.get_ref()));
+            a.get_ref().clone()
+        }
+        None => "amd64".to_string(),
+    };
+    ctx.check(
+        &raw.maintainer,
+        debian::check_maintainer(raw.maintainer.get_ref()),
+    );
+    let (synopsis, long_description) = match debian::split_description(raw.description.get_ref()) {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.err(raw.description.span(), e);
+            (String::new(), Vec::new())
+        }
+    };
+    let section = opt_checked(ctx, &raw.section, "misc", debian::check_section);
+    let priority = opt_checked(ctx, &raw.priority, "optional", debian::check_priority);
+    if let Some(h) = &raw.homepage {
+        let v = h.get_ref();
+        if !(v.starts_with("http://") || v.starts_with("https://"))
+            || v.contains(char::is_whitespace)
+        {
+            ctx.err(
+                h.span(),
+                format!("homepage `{v}` must be an http:// or https:// URL"),
+            );
+        }
+    }
+    let compression = match &raw.compression {
+        Some(c) => match Compression::parse(c.get_ref()) {
+            Some(c) => c,
+            None => {
+                ctx.err(c.span(), format!("unknown compression `{}`", c.get_ref()))
+                    .help = Some("use one of: xz (default), zstd, gzip, none".into());
+                Compression::default()
+            }
+        },
+        None => Compression::default(),
+    };
+
+    for o in &raw.lintian_overrides {
+        let v = o.get_ref();
+        if v.is_empty() || v.contains('\n') || v.starts_with('#') {
+            ctx.err(o.span(), "a lintian override is a tag with optional context, e.g. \"statically-linked-binary\"");
+        }
+    }
+    let mut relations = Vec::new();
+    for (field, key, entries) in [
+        ("Pre-Depends", "pre-depends", &raw.pre_depends),
+        ("Depends", "depends", &raw.depends),
+        ("Recommends", "recommends", &raw.recommends),
+        ("Suggests", "suggests", &raw.suggests),
+        ("Enhances", "enhances", &raw.enhances),
+        ("Breaks", "breaks", &raw.breaks),
+        ("Conflicts", "conflicts", &raw.conflicts),
+        ("Provides", "provides", &raw.provides),
+        ("Replaces", "replaces", &raw.replaces),
+    ] {
+        for e in entries.iter() {
+            ctx.check(e, debian::check_relation(e.get_ref(), key));
+        }
+        if !entries.is_empty() {
+            let joined: Vec<&str> = entries.iter().map(|e| e.get_ref().trim()).collect();
+            relations.push((field.to_string(), joined.join(", ")));
+        }
+    }
+
+    Package {
+        name: raw.name.into_inner(),
+        upstream_version: upstream,
+        revision,
+        epoch,
+        architecture,
+        maintainer: raw.maintainer.into_inner(),
+        synopsis,
+        long_description,
+        section,
+        priority,
+        homepage: raw.homepage.map(Spanned::into_inner),
+        license: raw.license.map(Spanned::into_inner),
+        relations,
+        compression,
+        etc_conffiles: raw.etc_conffiles.unwrap_or(true),
+        lintian_overrides: raw
+            .lintian_overrides
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect(),
+    }
+}
+
+fn opt_checked(
+    ctx: &mut Ctx<'_>,
+    v: &Option<Spanned<String>>,
+    default: &str,
+    check: fn(&str) -> Result<(), String>,
+) -> String {
+    match v {
+        Some(s) => {
+            ctx.check(s, check(s.get_ref()));
+            s.get_ref().clone()
+        }
+        None => default.to_string(),
+    }
+}
+
+/// An absolute, normalised destination path; a trailing `/` is kept (it names a directory).
+pub(super) fn check_dest(to: &str) -> Result<(), String> {
+    if !to.starts_with('/') {
+        return Err(format!(
+            "`to = \"{to}\"` must be an absolute path, e.g. `/{}`",
+            to.trim_start_matches("./")
+        ));
+    }
+    let body = to.trim_end_matches('/');
+    for part in body.split('/').skip(1) {
+        match part {
+            "" => return Err(format!("`{to}` contains `//`: write each `/` once")),
+            "." | ".." => {
+                return Err(format!(
+                    "`{to}` contains `{part}`: write the normalised path"
+                ))
+            }
+            _ if part.contains('\0') || part.contains('\n') => {
+                return Err(format!("`{to}` contains a control character"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Resolves a project-relative path and refuses anything that escapes the project.
+pub(super) fn resolve_in_project(ctx: &Ctx<'_>, from: &str) -> Result<PathBuf, String> {
+    let p = Path::new(from);
+    let rel = if p.is_absolute() {
+        let canon = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        match canon.strip_prefix(&ctx.canonical) {
+            // `canonicalize` fails for globs and missing files; a `..` left in the path
+            // could still climb out after the prefix.
+            Ok(r) if r.components().any(|c| c == Component::ParentDir) => {
+                return Err(format!(
+                    "`{from}` contains `..`: write the path relative to the project root without `..`"
+                ))
+            }
+            Ok(r) => r.to_path_buf(),
+            Err(_) => {
+                return Err(format!(
+                    "`{from}` is outside the project (`{}`): copy the file into the project and use a relative path",
+                    ctx.canonical.display()
+                ))
+            }
+        }
+    } else {
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(x) => out.push(x),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if !out.pop() {
+                        return Err(format!(
+                            "`{from}` escapes the project with `..`: paths are relative to the project root `{}`",
+                            ctx.project.display()
+                        ));
+                    }
+                }
+                _ => return Err(format!("`{from}` is not a valid relative path")),
+            }
+        }
+        out
+    };
+    Ok(rel)
+}
+
+/// Checks that a project-relative path exists and, after following symlinks, stays inside.
+pub(super) fn check_exists(ctx: &Ctx<'_>, rel: &Path, what: &str) -> Result<(), String> {
+    let full = ctx.project.join(rel);
+    if std::fs::symlink_metadata(&full).is_err() {
+        return Err(format!(
+            "{what} `{}` does not exist (looked in `{}`)",
+            rel.display(),
+            full.display()
+        ));
+    }
+    match full.canonicalize() {
+        Ok(c) if c.starts_with(&ctx.canonical) => Ok(()),
+        Ok(c) => Err(format!(
+            "{what} `{}` is a symlink pointing outside the project (to `{}`): copy the target into the project",
+            rel.display(),
+            c.display()
+        )),
+        Err(e) => Err(format!("{what} `{}` cannot be resolved: {e}", rel.display())),
+    }
+}
+
+fn parse_mode(v: &toml::Value) -> Result<u32, String> {
+    let s = match v {
+        toml::Value::String(s) => s.as_str(),
+        _ => return Err("write the mode as an octal string, e.g. `mode = \"0755\"`".into()),
+    };
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
+        _ => Err(format!(
+            "`{s}` is not an octal file mode: use e.g. \"0644\" or \"0755\""
+        )),
+    }
+}
+
+fn file(ctx: &mut Ctx<'_>, raw: Spanned<RawFile>) -> Option<FileSpec> {
+    let span = raw.span();
+    let line = ctx.text[..span.start].matches('\n').count() + 1;
+    let raw = raw.into_inner();
+    let before = ctx.diags.len();
+    ctx.check(&raw.to, check_dest(raw.to.get_ref()));
+    let mode = match &raw.mode {
+        Some(m) => match parse_mode(m.get_ref()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                ctx.err(m.span(), e);
+                None
+            }
+        },
+        None => None,
+    };
+    let source = match (&raw.from, &raw.symlink) {
+        (Some(_), Some(s)) => {
+            ctx.err(s.span(), "an entry has both `from` and `symlink`")
+                .help =
+                Some("use `from` to copy a file, or `symlink` to make a link, not both".into());
+            None
+        }
+        (None, None) => {
+            ctx.err(span, "a [[files]] entry needs `from` (a file, directory or glob) or `symlink` (a link target)");
+            None
+        }
+        (None, Some(target)) => {
+            let t = target.get_ref();
+            if t.is_empty() || t.contains('\0') {
+                ctx.err(target.span(), "the symlink target is empty");
+            }
+            if raw.conffile {
+                ctx.err(target.span(), "a symlink cannot be a conffile");
+            }
+            if raw.to.get_ref().ends_with('/') {
+                ctx.err(
+                    raw.to.span(),
+                    "a symlink's `to` names the link itself: remove the trailing `/`",
+                );
+            }
+            Some(Source::Symlink { target: t.clone() })
+        }
+        (Some(from), None) => from_source(ctx, from),
+    };
+    if ctx.diags.len() > before {
+        return None;
+    }
+    Some(FileSpec {
+        source: source?,
+        to: raw.to.into_inner(),
+        mode,
+        conffile: raw.conffile,
+        line,
+    })
+}
+
+fn from_source(ctx: &mut Ctx<'_>, from: &Spanned<String>) -> Option<Source> {
+    let f = from.get_ref();
+    if let Some(rest) = f.strip_prefix("build:") {
+        let p = Path::new(rest);
+        let ok = !rest.is_empty()
+            && p.components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !ok {
+            ctx.err(
+                from.span(),
+                format!(
+                    "`{f}`: a build output is a relative path inside /out, e.g. `build:backend`"
+                ),
+            );
+            return None;
+        }
+        return Some(Source::Build {
+            path: p.to_path_buf(),
+        });
+    }
+    let rel = match resolve_in_project(ctx, f) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.err(from.span(), e);
+            return None;
+        }
+    };
+    if is_glob(f) {
+        // The project path is literal text, not a pattern (it may contain `[`).
+        let pattern = format!(
+            "{}/{}",
+            glob::Pattern::escape(&ctx.project.to_string_lossy()),
+            rel.to_string_lossy()
+        );
+        let matches: Vec<PathBuf> = match glob::glob(&pattern) {
+            Ok(paths) => paths.filter_map(Result::ok).collect(),
+            Err(e) => {
+                ctx.err(from.span(), format!("`{f}` is not a valid glob: {e}"));
+                return None;
+            }
+        };
+        if matches.is_empty() {
+            ctx.err(from.span(), format!("the glob `{f}` matches no file"))
+                .help = Some("check the pattern; it is relative to the project root".into());
+            return None;
+        }
+        // Every match must stay inside the project after following symlinks (glob's `.*`
+        // also matches `..`).
+        for m in &matches {
+            match m.canonicalize() {
+                Ok(c) if c.starts_with(&ctx.canonical) => {}
+                Ok(c) => {
+                    ctx.err(from.span(), format!(
+                        "the glob `{f}` matches `{}`, which resolves outside the project (to `{}`): narrow the pattern or copy the file into the project",
+                        m.display(),
+                        c.display()
+                    ));
+                }
+                Err(e) => {
+                    ctx.err(
+                        from.span(),
+                        format!("the glob match `{}` cannot be resolved: {e}", m.display()),
+                    );
+                }
+            }
+        }
+        return Some(Source::Glob {
+            pattern: rel.to_string_lossy().into_owned(),
+        });
+    }
+    if let Err(e) = check_exists(ctx, &rel, "the file") {
+        ctx.err(from.span(), e);
+        return None;
+    }
+    Some(Source::Path { path: rel })
+}
+
+fn script_path(ctx: &mut Ctx<'_>, s: &Option<Spanned<String>>, what: &str) -> Option<PathBuf> {
+    let s = s.as_ref()?;
+    match resolve_in_project(ctx, s.get_ref()) {
+        Ok(rel) => {
+            if let Err(e) = check_exists(ctx, &rel, what) {
+                ctx.err(s.span(), e);
+                return None;
+            }
+            if ctx.project.join(&rel).is_dir() {
+                ctx.err(
+                    s.span(),
+                    format!("{what} `{}` is a directory, not a script", rel.display()),
+                );
+                return None;
+            }
+            Some(rel)
+        }
+        Err(e) => {
+            ctx.err(s.span(), e);
+            None
+        }
+    }
+}
+
+fn scripts(ctx: &mut Ctx<'_>, raw: Spanned<RawScripts>) -> Scripts {
+    let raw = raw.into_inner();
+    Scripts {
+        preinst: script_path(ctx, &raw.preinst, "the preinst script"),
+        postinst: script_path(ctx, &raw.postinst, "the postinst script"),
+        prerm: script_path(ctx, &raw.prerm, "the prerm script"),
+        postrm: script_path(ctx, &raw.postrm, "the postrm script"),
+    }
+}
+
+const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".socket",
+    ".timer",
+    ".path",
+    ".target",
+    ".mount",
+    ".automount",
+    ".slice",
+];
+
+fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>) -> Option<SystemdUnit> {
+    let raw = raw.into_inner();
+    let path = script_path(ctx, &Some(raw.unit.clone()), "the systemd unit")?;
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    if !UNIT_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        ctx.err(
+            raw.unit.span(),
+            format!(
+                "`{name}` is not a systemd unit name: it must end with {}",
+                UNIT_SUFFIXES.join(", ")
+            ),
+        );
+        return None;
+    }
+    Some(SystemdUnit {
+        path,
+        name,
+        enable: raw.enable.unwrap_or(true),
+        start: raw.start.unwrap_or(true),
+    })
+}
+
+/// Two entries may not install to the same path.
+fn duplicates(ctx: &mut Ctx<'_>, files: &[FileSpec], units: &[SystemdUnit]) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut dests: Vec<(String, usize)> = files
+        .iter()
+        .filter(|f| {
+            !f.to.ends_with('/')
+                && matches!(
+                    f.source,
+                    Source::Symlink { .. } | Source::Path { .. } | Source::Build { .. }
+                )
+        })
+        .map(|f| (f.to.clone(), f.line))
+        .collect();
+    dests.extend(
+        units
+            .iter()
+            .map(|u| (format!("/lib/systemd/system/{}", u.name), 0)),
+    );
+    for (to, line) in dests {
+        if let Some(first) = seen.get(&to) {
+            let where_first = if *first == 0 {
+                "a [[systemd]] unit".to_string()
+            } else {
+                format!("line {first}")
+            };
+            let msg = format!("two entries install to `{to}` (also {where_first})");
+            let d = Diagnostic::in_file(ctx.file, msg)
+                .help("each destination may appear once: remove or rename one entry");
+            let d = if line > 0 {
+                // Byte offsets of the line, counting `\r\n` endings in full.
+                let start = ctx
+                    .text
+                    .split_inclusive('\n')
+                    .take(line - 1)
+                    .map(str::len)
+                    .sum::<usize>();
+                let end = start
+                    + ctx
+                        .text
+                        .split_inclusive('\n')
+                        .nth(line - 1)
+                        .map_or(0, |l| l.trim_end_matches(['\r', '\n']).len());
+                let mut at = Diagnostic::at(ctx.file, ctx.text, start..end, d.message.clone());
+                at.help = d.help;
+                at
+            } else {
+                d
+            };
+            ctx.diags.push(d);
+        } else {
+            seen.insert(to, line);
+        }
+    }
+}

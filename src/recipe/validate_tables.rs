@@ -1,0 +1,331 @@
+//! Validation of the `[build]` and `[image]` tables (see `validate.rs` for the rest of a
+//! recipe): builder and base images must exist in base-images/, commands must not be empty,
+//! limits and ports must be in range, images never run as root.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use toml::Spanned;
+
+use super::diag;
+use super::model::*;
+use super::raw::*;
+use super::validate::{check_dest, check_exists, resolve_in_project, Ctx};
+
+fn command(ctx: &mut Ctx<'_>, c: &Spanned<RawCommand>, what: &str) -> Command {
+    match c.get_ref() {
+        RawCommand::Exec(v) if v.is_empty() || v[0].trim().is_empty() => {
+            ctx.err(c.span(), format!("the {what} command is empty"));
+            Command(Vec::new())
+        }
+        RawCommand::Exec(v) => Command(v.clone()),
+        RawCommand::Shell(s) if s.trim().is_empty() => {
+            ctx.err(c.span(), format!("the {what} command is empty"));
+            Command(Vec::new())
+        }
+        RawCommand::Shell(s) => Command(vec!["sh".into(), "-c".into(), s.clone()]),
+    }
+}
+
+fn env_map(ctx: &mut Ctx<'_>, env: BTreeMap<String, Spanned<String>>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in env {
+        let valid = k
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            ctx.err(
+                v.span(),
+                format!(
+                    "`{k}` is not a valid environment variable name: use letters, digits and `_`"
+                ),
+            );
+        }
+        out.insert(k, v.into_inner());
+    }
+    out
+}
+
+fn base_image_exists(ctx: &mut Ctx<'_>, name: &Spanned<String>, what: &str) {
+    let n = name.get_ref();
+    let dir = ctx.project.join("base-images");
+    if !dir.join(format!("{n}.toml")).is_file() {
+        let known: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".toml")
+                    .map(str::to_string)
+            })
+            .collect();
+        let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+        let d = ctx.err(
+            name.span(),
+            format!("no {what} `{n}`: `base-images/{n}.toml` does not exist"),
+        );
+        d.label = diag::did_you_mean(n, &refs).map(|s| format!("did you mean `{s}`?"));
+        d.help = Some(if known.is_empty() {
+            "add a definition in base-images/".to_string()
+        } else {
+            format!("known: {}", known.join(", "))
+        });
+    }
+}
+
+fn parse_memory(v: &toml::Value) -> Result<u64, String> {
+    let help = "write memory as bytes or with a unit, e.g. `memory = \"2g\"` or `\"512m\"`";
+    match v {
+        toml::Value::Integer(i) if *i > 0 => Ok(*i as u64),
+        toml::Value::String(s) => {
+            let s = s.trim().to_ascii_lowercase();
+            let (num, mult) = match s.trim_end_matches('b').chars().last() {
+                Some('k') => (&s[..s.trim_end_matches('b').len() - 1], 1u64 << 10),
+                Some('m') => (&s[..s.trim_end_matches('b').len() - 1], 1 << 20),
+                Some('g') => (&s[..s.trim_end_matches('b').len() - 1], 1 << 30),
+                _ => (s.trim_end_matches('b'), 1),
+            };
+            match num.trim().parse::<u64>() {
+                Ok(n) if n > 0 => n.checked_mul(mult).ok_or_else(|| help.to_string()),
+                _ => Err(help.into()),
+            }
+        }
+        _ => Err(help.into()),
+    }
+}
+
+pub(super) fn build(ctx: &mut Ctx<'_>, raw: Spanned<RawBuild>) -> Option<BuildSpec> {
+    let raw = raw.into_inner();
+    let before = ctx.diags.len();
+    base_image_exists(ctx, &raw.builder, "builder image");
+    let source = match resolve_in_project(ctx, raw.source.get_ref()) {
+        Ok(rel) => {
+            match check_exists(ctx, &rel, "the build source") {
+                Err(e) => {
+                    ctx.err(raw.source.span(), e);
+                }
+                Ok(()) if !ctx.project.join(&rel).is_dir() => {
+                    ctx.err(
+                        raw.source.span(),
+                        format!("the build source `{}` must be a directory", rel.display()),
+                    );
+                }
+                Ok(()) => {}
+            }
+            rel
+        }
+        Err(e) => {
+            ctx.err(raw.source.span(), e);
+            PathBuf::new()
+        }
+    };
+    let cmd = command(ctx, &raw.command, "build");
+    let test = raw.test.as_ref().map(|t| command(ctx, t, "test"));
+    let env = env_map(ctx, raw.env);
+    for o in &raw.outputs {
+        let p = Path::new(o.get_ref());
+        if o.get_ref().is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+            ctx.err(
+                o.span(),
+                format!(
+                    "output `{}` must be a relative path inside /out, e.g. `backend`",
+                    o.get_ref()
+                ),
+            );
+        }
+    }
+    for i in &raw.ignore {
+        if let Err(e) = glob::Pattern::new(i.get_ref()) {
+            ctx.err(
+                i.span(),
+                format!("`{}` is not a valid ignore pattern: {e}", i.get_ref()),
+            );
+        }
+    }
+    let network = match raw.network.as_ref().map(|n| (n, n.get_ref().as_str())) {
+        None | Some((_, "none")) => BuildNetwork::None,
+        Some((_, "bridge")) => BuildNetwork::Bridge,
+        Some((n, other)) => {
+            ctx.err(
+                n.span(),
+                format!(
+                    "unknown network `{other}`: use \"none\" (default, no network) or \"bridge\""
+                ),
+            );
+            BuildNetwork::None
+        }
+    };
+    if let Some(c) = &raw.cpus {
+        if !(c.get_ref().is_finite() && *c.get_ref() > 0.0 && *c.get_ref() <= 1024.0) {
+            ctx.err(
+                c.span(),
+                "`cpus` must be a positive number of cores, e.g. `cpus = 2` or `1.5`",
+            );
+        }
+    }
+    let memory = raw
+        .memory
+        .as_ref()
+        .and_then(|m| match parse_memory(m.get_ref()) {
+            Ok(v) if v >= 6 << 20 => Some(v),
+            Ok(_) => {
+                ctx.err(m.span(), "`memory` must be at least 6m (Docker's minimum)");
+                None
+            }
+            Err(e) => {
+                ctx.err(m.span(), e);
+                None
+            }
+        });
+    let workdir = raw
+        .workdir
+        .as_ref()
+        .map_or_else(|| "/src".to_string(), |w| w.get_ref().clone());
+    if let Some(w) = &raw.workdir {
+        ctx.check(w, check_dest(w.get_ref()));
+    }
+    for c in &raw.cache {
+        ctx.check(c, check_dest(c.get_ref()));
+        let path = c.get_ref().trim_end_matches('/');
+        if path.is_empty()
+            || path == workdir.trim_end_matches('/')
+            || path == "/out"
+            || path.starts_with("/out/")
+        {
+            ctx.err(c.span(), format!("`{}` cannot be a cache directory: use a tool cache path such as \"/tmp/gocache\"", c.get_ref()));
+        }
+    }
+    if ctx.diags.len() > before {
+        return None;
+    }
+    Some(BuildSpec {
+        builder: raw.builder.into_inner(),
+        source,
+        command: cmd,
+        test,
+        env,
+        outputs: raw.outputs.into_iter().map(Spanned::into_inner).collect(),
+        ignore: raw.ignore.into_iter().map(Spanned::into_inner).collect(),
+        network,
+        cpus: raw.cpus.map(Spanned::into_inner),
+        memory,
+        user: raw.user.map(Spanned::into_inner),
+        workdir,
+        cache: raw.cache.into_iter().map(Spanned::into_inner).collect(),
+    })
+}
+
+pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) -> Option<ImageSpec> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let before = ctx.diags.len();
+    base_image_exists(ctx, &raw.base, "runtime base");
+    let entrypoint = match &raw.entrypoint {
+        Some(e) if e.get_ref().is_empty() => {
+            ctx.err(
+                e.span(),
+                "`entrypoint` is empty: name the program to run, e.g. [\"/usr/bin/backend\"]",
+            );
+            Vec::new()
+        }
+        Some(e) => {
+            if !e.get_ref()[0].starts_with('/') {
+                ctx.err(e.span(), format!("the entrypoint `{}` must be an absolute path (the image has no shell to search PATH)", e.get_ref()[0]));
+            }
+            e.get_ref().clone()
+        }
+        None => {
+            ctx.err(
+                span,
+                "an [image] table needs `entrypoint`, e.g. entrypoint = [\"/usr/bin/backend\"]",
+            );
+            Vec::new()
+        }
+    };
+    let ports = raw
+        .ports
+        .iter()
+        .filter_map(|p| match u16::try_from(*p.get_ref()) {
+            Ok(v) if v > 0 => Some(v),
+            _ => {
+                ctx.err(
+                    p.span(),
+                    format!("port {} is out of range: use 1-65535", p.get_ref()),
+                );
+                None
+            }
+        })
+        .collect();
+    let user = raw
+        .user
+        .as_ref()
+        .map_or_else(|| "65532:65532".to_string(), |u| u.get_ref().clone());
+    if let Some(u) = &raw.user {
+        let v = u.get_ref();
+        let ok = !v.is_empty()
+            && v.split(':').count() <= 2
+            && v.split(':')
+                .all(|p| !p.is_empty() && !p.contains(char::is_whitespace));
+        if !ok {
+            ctx.err(
+                u.span(),
+                format!(
+                    "`user = \"{v}\"` must be `uid[:gid]` or a user name, e.g. \"65532:65532\""
+                ),
+            );
+        } else if is_root_user(v) {
+            ctx.err(
+                u.span(),
+                "images run as a non-root user: use e.g. \"65532:65532\" (nonroot)",
+            );
+        }
+    }
+    let workdir = raw
+        .workdir
+        .as_ref()
+        .map_or_else(|| "/".to_string(), |w| w.get_ref().clone());
+    if let Some(w) = &raw.workdir {
+        ctx.check(w, check_dest(w.get_ref()));
+    }
+    let name = raw
+        .name
+        .as_ref()
+        .map_or_else(|| package.to_string(), |n| n.get_ref().clone());
+    if let Some(n) = &raw.name {
+        let v = n.get_ref();
+        let ok = !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+            && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+        if !ok {
+            ctx.err(n.span(), format!("`{v}` is not a valid image name: use lowercase letters, digits, `.`, `_`, `-` and `/`"));
+        }
+    }
+    let env = env_map(ctx, raw.env);
+    if ctx.diags.len() > before {
+        return None;
+    }
+    Some(ImageSpec {
+        base: raw.base.into_inner(),
+        entrypoint,
+        cmd: raw.cmd,
+        env,
+        user,
+        workdir,
+        ports,
+        labels: raw.labels,
+        include_conffiles: raw.include_conffiles.unwrap_or(true),
+        include_systemd: raw.include_systemd.unwrap_or(false),
+        name,
+    })
+}
+
+/// `root`, or a uid the runtime parses as 0 (`0`, `00`, `+0`): images never run as root.
+fn is_root_user(user: &str) -> bool {
+    let name = user.split(':').next().unwrap_or("");
+    name == "root" || name.trim_start_matches('+').parse::<u64>() == Ok(0)
+}

@@ -1,0 +1,117 @@
+//! `history.jsonl`: one JSON line per change of an environment repository (publish, rollback,
+//! prune): when, which generation, which artifacts (packages and images) with digests, from
+//! where (smoke run ids, source environment), by whom.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::store::Layout;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryArtifact {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub sha256: String,
+    pub size: u64,
+    /// The smoke run whose passed report approved this package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub time: String,
+    pub generation: u64,
+    /// `publish`, `rollback` or `prune`.
+    pub action: String,
+    /// publish: the artifacts added; rollback: what the restored generation holds;
+    /// prune: the versions removed.
+    pub artifacts: Vec<HistoryArtifact>,
+    /// A smoke report path, a source environment, or what the caller says.
+    pub source: String,
+    pub who: String,
+    /// rollback: the generation whose contents were restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<u64>,
+    /// Images added (publish) or restored (rollback), with their digests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<super::images::ImageEntry>,
+    /// The smoke run ids whose passed reports approved what was added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<String>,
+    /// promote --from: the environment the artifacts came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_env: Option<String>,
+}
+
+/// `$GITLAB_USER_LOGIN`, `$GITHUB_ACTOR`, then `$USER`.
+pub fn who() -> String {
+    ["GITLAB_USER_LOGIN", "GITHUB_ACTOR", "USER"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Every line of the history, oldest first.
+pub fn read(layout: &Layout) -> anyhow::Result<Vec<HistoryEntry>> {
+    let path = layout.history();
+    let f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("could not read `{}`", path.display())),
+    };
+    let mut out = Vec::new();
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line.with_context(|| format!("could not read `{}`", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        // A line cut by a crash mid-append is skipped, not fatal.
+        if let Ok(e) = serde_json::from_str(&line) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+pub fn append(layout: &Layout, entry: &HistoryEntry) -> anyhow::Result<()> {
+    let path = layout.history();
+    let mut line = serde_json::to_string(entry).context("could not encode history entry")?;
+    line.push('\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("could not open `{}`", path.display()))?;
+    // A crash mid-line leaves a fragment without newline; start on a fresh line then.
+    if last_byte(&path).is_some_and(|b| b != b'\n') {
+        line.insert(0, '\n');
+    }
+    f.write_all(line.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("could not write `{}`", path.display()))
+}
+
+fn last_byte(path: &std::path::Path) -> Option<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(SeekFrom::End(-1)).ok()?;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b).ok()?;
+    Some(b[0])
+}
+
+/// Appends `entry` unless the history already records its generation (a run that died
+/// between its switch and its append is completed by the next one).
+pub fn ensure_recorded(layout: &Layout, entry: &HistoryEntry) -> anyhow::Result<()> {
+    if read(layout)?
+        .iter()
+        .any(|e| e.generation == entry.generation)
+    {
+        return Ok(());
+    }
+    append(layout, entry)
+}

@@ -1,0 +1,449 @@
+//! The image side of an environment repository: an OCI image layout under `<env>/images/`.
+//!
+//! ```text
+//! <env>/images/
+//!   oci-layout                   {"imageLayoutVersion":"1.0.0"}
+//!   index.json                   one manifest descriptor per `<name>:<version>`
+//!                                (annotation `org.opencontainers.image.ref.name`),
+//!                                rewritten through a temp file + rename from the current
+//!                                generation's image list (generation.json is the truth)
+//!   blobs/sha256/<hex>           content-addressed, copied byte for byte, never changed
+//! ```
+//!
+//! Owns: reading and verifying builder's image tars (every blob hashed against its name, the
+//! manifest digest and config digest against what was approved), copying blobs from a tar or
+//! another environment, verifying a stored image again, and writing `index.json`.
+//! Must not: decide what may be promoted, or talk to a registry (see `crate::promote`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::oci::spec::{
+    Descriptor, Index, Manifest, ANNOTATION_REF_NAME, MEDIA_INDEX, MEDIA_MANIFEST, OCI_LAYOUT,
+};
+
+/// One image in a generation (and in the history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageEntry {
+    pub name: String,
+    pub version: String,
+    /// `sha256:` of the manifest bytes: the digest registries and `skopeo` show.
+    pub digest: String,
+    pub media_type: String,
+    /// Size of the manifest bytes.
+    pub size: u64,
+    /// `sha256:` of the config: the Docker image id.
+    pub image_id: String,
+    /// Every blob (manifest, config, layers) with its size.
+    pub blobs: Vec<(String, u64)>,
+    /// The smoke run whose passed report approved this image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+}
+
+impl ImageEntry {
+    /// `<name>:<version>` (the version as a tag: an epoch's `:` becomes `_`), the OCI ref
+    /// name in `index.json`.
+    pub fn ref_name(&self) -> String {
+        format!("{}:{}", self.name, self.tag())
+    }
+
+    /// The registry tag: the version with characters a tag cannot hold replaced.
+    pub fn tag(&self) -> String {
+        crate::image::tag_for_version(&self.version)
+    }
+
+    pub fn same_key(&self, o: &ImageEntry) -> bool {
+        self.name == o.name && self.version == o.version
+    }
+}
+
+/// Where the blobs of an image to import come from.
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    /// A builder image tar (`dist/images/<name>_<version>.tar`).
+    Tar(PathBuf),
+    /// Another environment's `images/` directory.
+    Layout(PathBuf),
+}
+
+/// An approved image and where its bytes are.
+#[derive(Debug, Clone)]
+pub struct ImageArtifact {
+    pub entry: ImageEntry,
+    pub source: ImageSource,
+}
+
+pub fn images_dir(env_dir: &Path) -> PathBuf {
+    env_dir.join("images")
+}
+
+fn blob_file(images: &Path, digest: &str) -> PathBuf {
+    images.join(crate::oci::spec::blob_path(digest))
+}
+
+fn hex_of(digest: &str) -> Option<&str> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+/// Reads an image tar, hashing every blob, and returns the image whose manifest digest is
+/// `want_digest` (or the only one when `None`) with every blob it needs checked present
+/// and intact. Nothing is written.
+pub fn read_image_tar(
+    path: &Path,
+    name: &str,
+    version: &str,
+    want_digest: Option<&str>,
+) -> anyhow::Result<ImageEntry> {
+    let f = File::open(path).with_context(|| format!("could not read `{}`", path.display()))?;
+    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+    // digest named by the entry → (digest computed, size); small blobs kept for parsing.
+    let mut sums: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut index: Option<Vec<u8>> = None;
+    let entries = ar
+        .entries()
+        .with_context(|| format!("could not read the tar `{}`", path.display()))?;
+    for ent in entries {
+        let mut ent =
+            ent.with_context(|| format!("could not read the tar `{}`", path.display()))?;
+        let p = ent
+            .path()
+            .with_context(|| format!("bad entry name in `{}`", path.display()))?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        if p == "index.json" {
+            let mut b = Vec::new();
+            ent.read_to_end(&mut b)
+                .with_context(|| format!("could not read index.json in `{}`", path.display()))?;
+            index = Some(b);
+        } else if let Some(hex) = p.strip_prefix("blobs/sha256/") {
+            let digest = format!("sha256:{hex}");
+            let mut hasher = Sha256::new();
+            let mut keep = Vec::new();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut size = 0u64;
+            loop {
+                let n = ent
+                    .read(&mut buf)
+                    .with_context(|| format!("could not read `{p}` in `{}`", path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                if size < (4 << 20) {
+                    keep.extend_from_slice(&buf[..n]);
+                }
+                size += n as u64;
+            }
+            let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+            if size < (4 << 20) {
+                small.insert(digest.clone(), keep);
+            }
+            sums.insert(digest, (got, size));
+        }
+    }
+    let index = index.ok_or_else(|| {
+        crate::error::failed(format!(
+            "`{}` has no index.json: it is not an OCI image tar written by builder",
+            path.display()
+        ))
+    })?;
+    let index: Index = serde_json::from_slice(&index)
+        .with_context(|| format!("could not parse index.json in `{}`", path.display()))?;
+    let desc = match want_digest {
+        Some(d) => index
+            .manifests
+            .iter()
+            .find(|m| m.digest == d)
+            .ok_or_else(|| {
+                let have: Vec<&str> = index.manifests.iter().map(|m| m.digest.as_str()).collect();
+                crate::error::failed(format!(
+                "image {name} {version}: the smoke report approved manifest {d}, but `{}` holds {}",
+                path.display(),
+                have.join(", ")
+            ))
+            })?,
+        None => match index.manifests.as_slice() {
+            [one] => one,
+            _ => {
+                return Err(crate::error::failed(format!(
+                    "`{}` holds {} manifests and the report names no digest to choose one",
+                    path.display(),
+                    index.manifests.len()
+                )))
+            }
+        },
+    };
+    let check = |d: &Descriptor| -> anyhow::Result<u64> {
+        let Some((got, size)) = sums.get(&d.digest) else {
+            return Err(crate::error::failed(format!(
+                "`{}` lacks blob {} that image {name} {version} needs",
+                path.display(),
+                d.digest
+            )));
+        };
+        if *got != d.digest {
+            return Err(crate::error::failed(format!(
+                "image {name} {version}: blob {} in `{}` has sha256 {got}: the tar was changed \
+                 after it was written",
+                d.digest,
+                path.display()
+            )));
+        }
+        Ok(*size)
+    };
+    let msize = check(desc)?;
+    let bytes = small.get(&desc.digest).cloned().unwrap_or_default();
+    let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "could not parse manifest {} of `{}`",
+            desc.digest,
+            path.display()
+        )
+    })?;
+    let mut blobs = vec![(desc.digest.clone(), msize)];
+    blobs.push((manifest.config.digest.clone(), check(&manifest.config)?));
+    for l in &manifest.layers {
+        blobs.push((l.digest.clone(), check(l)?));
+    }
+    Ok(ImageEntry {
+        name: name.to_string(),
+        version: version.to_string(),
+        digest: desc.digest.clone(),
+        media_type: manifest
+            .media_type
+            .clone()
+            .unwrap_or_else(|| desc.media_type.clone()),
+        size: msize,
+        image_id: manifest.config.digest.clone(),
+        blobs,
+        run: None,
+    })
+}
+
+/// Recomputes every blob of `entry` stored under `images` and checks the manifest names the
+/// same config. Used before an image moves on to the next environment.
+pub fn verify_stored(images: &Path, entry: &ImageEntry) -> anyhow::Result<()> {
+    for (digest, _) in &entry.blobs {
+        let p = blob_file(images, digest);
+        let (got, _) = crate::oci::blob::file_digest(&p)?;
+        if &got != digest {
+            return Err(crate::error::failed(format!(
+                "image {}: blob `{}` has sha256 {got}, but {digest} was approved: it was changed \
+                 after promotion",
+                entry.ref_name(),
+                p.display()
+            )));
+        }
+    }
+    let p = blob_file(images, &entry.digest);
+    let bytes = fs::read(&p).with_context(|| format!("could not read `{}`", p.display()))?;
+    let m: Manifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("could not parse `{}`", p.display()))?;
+    if m.config.digest != entry.image_id {
+        return Err(crate::error::failed(format!(
+            "image {}: manifest {} names config {}, but {} was approved",
+            entry.ref_name(),
+            entry.digest,
+            m.config.digest,
+            entry.image_id
+        )));
+    }
+    Ok(())
+}
+
+/// Copies the blobs of `art` that `images` lacks, hashing each on the way and renaming it
+/// into place only when its bytes match its digest.
+pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
+    let dir = images.join("blobs").join("sha256");
+    fs::create_dir_all(&dir).with_context(|| format!("could not create `{}`", dir.display()))?;
+    let wanted: BTreeSet<&str> = art
+        .entry
+        .blobs
+        .iter()
+        .map(|(d, _)| d.as_str())
+        .filter(|d| !blob_file(images, d).exists())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    match &art.source {
+        ImageSource::Layout(src) => {
+            for d in wanted {
+                let from = blob_file(src, d);
+                let mut f = File::open(&from)
+                    .with_context(|| format!("could not read `{}`", from.display()))?;
+                put_blob(images, d, &mut f)?;
+            }
+        }
+        ImageSource::Tar(tar_path) => {
+            let f = File::open(tar_path)
+                .with_context(|| format!("could not read `{}`", tar_path.display()))?;
+            let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+            let mut done = BTreeSet::new();
+            for ent in ar
+                .entries()
+                .with_context(|| format!("could not read `{}`", tar_path.display()))?
+            {
+                let mut ent =
+                    ent.with_context(|| format!("could not read `{}`", tar_path.display()))?;
+                let p = ent
+                    .path()
+                    .map(|p| p.to_string_lossy().trim_start_matches("./").to_string())
+                    .unwrap_or_default();
+                if let Some(hex) = p.strip_prefix("blobs/sha256/") {
+                    let d = format!("sha256:{hex}");
+                    if wanted.contains(d.as_str()) && done.insert(d.clone()) {
+                        put_blob(images, &d, &mut ent)?;
+                    }
+                }
+            }
+            if let Some(missing) = wanted.iter().find(|d| !done.contains(**d)) {
+                return Err(crate::error::failed(format!(
+                    "`{}` no longer holds blob {missing}: it changed after it was checked",
+                    tar_path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Streams `r` into `blobs/sha256/.tmp-<pid>-<hex>`, checks the sha256 and renames.
+fn put_blob(images: &Path, digest: &str, r: &mut dyn Read) -> anyhow::Result<()> {
+    let hex = hex_of(digest)
+        .ok_or_else(|| crate::error::failed(format!("`{digest}` is not a sha256 digest")))?;
+    let dest = blob_file(images, digest);
+    let tmp = dest.with_file_name(format!(".tmp-{}-{hex}", std::process::id()));
+    let result = (|| {
+        let mut out =
+            File::create(&tmp).with_context(|| format!("could not create `{}`", tmp.display()))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = r
+                .read(&mut buf)
+                .with_context(|| format!("could not read blob {digest}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .with_context(|| format!("could not write `{}`", tmp.display()))?;
+        }
+        out.sync_all()
+            .with_context(|| format!("could not sync `{}`", tmp.display()))?;
+        let got = hex::encode(hasher.finalize());
+        if got != hex {
+            return Err(crate::error::failed(format!(
+                "blob {digest} read back as sha256:{got}: its source changed while it was copied"
+            )));
+        }
+        fs::rename(&tmp, &dest)
+            .with_context(|| format!("could not move `{}` into place", dest.display()))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The `index.json` text for `images` (sorted by ref name, so equal lists give equal bytes).
+pub fn index_json(images: &[ImageEntry]) -> anyhow::Result<Vec<u8>> {
+    let mut sorted: Vec<&ImageEntry> = images.iter().collect();
+    sorted.sort_by_key(|i| i.ref_name());
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(MEDIA_INDEX.to_string()),
+        manifests: sorted
+            .iter()
+            .map(|i| Descriptor {
+                media_type: if i.media_type.is_empty() {
+                    MEDIA_MANIFEST.to_string()
+                } else {
+                    i.media_type.clone()
+                },
+                digest: i.digest.clone(),
+                size: i.size,
+                annotations: [(ANNOTATION_REF_NAME.to_string(), i.ref_name())].into(),
+            })
+            .collect(),
+    };
+    let mut out = serde_json::to_vec_pretty(&index).context("could not encode index.json")?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// Makes `images/index.json` list exactly `images` (temp + rename; nothing is written when
+/// it already does). Returns whether it changed.
+pub fn write_index(env_dir: &Path, images: &[ImageEntry]) -> anyhow::Result<bool> {
+    let dir = images_dir(env_dir);
+    let path = dir.join("index.json");
+    let want = index_json(images)?;
+    if images.is_empty() && !path.exists() {
+        return Ok(false);
+    }
+    if fs::read(&path).is_ok_and(|have| have == want) {
+        return Ok(false);
+    }
+    fs::create_dir_all(dir.join("blobs").join("sha256"))
+        .with_context(|| format!("could not create `{}`", dir.display()))?;
+    let layout = dir.join("oci-layout");
+    if !layout.exists() {
+        atomic(&layout, OCI_LAYOUT.as_bytes())?;
+    }
+    atomic(&path, &want)?;
+    Ok(true)
+}
+
+fn atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    super::store::write_synced(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("could not move `{}` into place", path.display()))?;
+    if let Some(d) = path.parent() {
+        super::store::sync_dir(d)?;
+    }
+    Ok(())
+}
+
+/// Removes temp files and blobs no digest in `referenced` names; returns how many.
+pub fn remove_unreferenced(env_dir: &Path, referenced: &BTreeSet<String>) -> anyhow::Result<usize> {
+    let dir = images_dir(env_dir);
+    let mut removed = 0;
+    for sub in [dir.clone(), dir.join("blobs").join("sha256")] {
+        let Ok(rd) = fs::read_dir(&sub) else { continue };
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let doomed = if name.starts_with(".tmp-") {
+                true
+            } else if sub != dir {
+                !referenced.contains(&format!("sha256:{name}"))
+            } else {
+                false
+            };
+            if doomed {
+                let p = ent.path();
+                fs::remove_file(&p)
+                    .with_context(|| format!("could not remove `{}`", p.display()))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}

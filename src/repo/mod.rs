@@ -1,0 +1,745 @@
+//! Environment repositories: `<root>/<env>/` is a signed apt repository (pool, Packages,
+//! Release, InRelease, Release.gpg, by-hash) that changes only by whole generations.
+//!
+//! Owns: publish (add verified .debs), rollback (restore the previous generation's contents),
+//! list, prune, and the history. Every change runs under the repository lock, writes a new
+//! generation beside the current one and makes it current with one rename, so readers see
+//! the old repository or the new one, never a mix (see [`store`] for the layout).
+//!
+//! Must not: decide *what* may be promoted (the gate in `promote` does), or print (it
+//! reports through [`Reporter`]).
+
+pub mod history;
+pub mod images;
+pub mod index;
+pub mod store;
+pub mod version;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::report::Reporter;
+use crate::sign::Signer;
+use history::{HistoryArtifact, HistoryEntry};
+use images::{ImageArtifact, ImageEntry};
+use index::IndexFile;
+use store::{GenerationMeta, Layout, RepoLock};
+
+/// Where and how one environment repository is written.
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    /// Directory holding every environment (default `<dist>/repos`).
+    pub root: PathBuf,
+    /// Environment name: the directory, the apt `Suite` and `Codename`.
+    pub env: String,
+    pub origin: String,
+    pub label: String,
+    /// `Valid-Until` = `Date` + this.
+    pub valid_for: Duration,
+    /// Architectures indexed even when empty; the architectures of published packages are
+    /// added to these.
+    pub architectures: Vec<String>,
+}
+
+impl RepoConfig {
+    /// Defaults: origin `builder`, label `builder <env>`, valid for 30 days, `amd64`.
+    pub fn new(root: impl Into<PathBuf>, env: &str) -> Self {
+        RepoConfig {
+            root: root.into(),
+            env: env.to_string(),
+            origin: "builder".into(),
+            label: format!("builder {env}"),
+            valid_for: Duration::from_secs(30 * 86_400),
+            architectures: vec!["amd64".into()],
+        }
+    }
+
+    /// `<root>/<env>`.
+    pub fn env_dir(&self) -> PathBuf {
+        self.root.join(&self.env)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let ok = !self.env.is_empty()
+            && self
+                .env
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && !self.env.starts_with('.');
+        if !ok {
+            return Err(crate::error::usage(format!(
+                "`{}` is not a valid environment name: use letters, digits, `-`, `_` and `.` \
+                 (e.g. `dev`, `staging`, `prod`)",
+                self.env
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A .deb to publish, with the sha256 the gate approved.
+#[derive(Debug, Clone)]
+pub struct DebArtifact {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// One package in a generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageEntry {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    /// Path relative to `<root>/<env>/`, as `Packages` lists it.
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+    pub md5: String,
+    /// The .deb's control fields, in order.
+    pub control: Vec<(String, String)>,
+    /// The smoke run whose passed report approved this package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+}
+
+impl PackageEntry {
+    fn same_key(&self, o: &PackageEntry) -> bool {
+        self.name == o.name && self.version == o.version && self.arch == o.arch
+    }
+
+    fn artifact(&self) -> HistoryArtifact {
+        HistoryArtifact {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            arch: self.arch.clone(),
+            sha256: self.sha256.clone(),
+            size: self.size,
+            run: self.run.clone(),
+        }
+    }
+}
+
+/// A generation that is now current.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub number: u64,
+    pub packages: Vec<PackageEntry>,
+    pub images: Vec<ImageEntry>,
+    /// `<root>/<env>/.generations/<n>`.
+    pub dir: PathBuf,
+}
+
+/// What `prune` removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// The new current generation, when the index changed.
+    pub generation: Option<u64>,
+    pub removed_versions: Vec<HistoryArtifact>,
+    pub removed_files: Vec<String>,
+    pub removed_generations: Vec<u64>,
+}
+
+/// Reads a .deb and checks it against the approved sha256, before anything is written.
+fn inspect_artifact(a: &DebArtifact) -> anyhow::Result<(PackageEntry, PathBuf)> {
+    let (sha256, md5, size) = store::digest_file(&a.path)?;
+    if !sha256.eq_ignore_ascii_case(a.sha256.trim()) {
+        return Err(crate::error::failed(format!(
+            "`{}` has sha256 {sha256}, but {} was approved: the file changed after the smoke \
+             test; rebuild and test it again",
+            a.path.display(),
+            a.sha256.trim()
+        )));
+    }
+    let deb = crate::deb::read_deb(&a.path)
+        .with_context(|| format!("could not read package `{}`", a.path.display()))?;
+    let field = |name: &str| -> anyhow::Result<String> {
+        deb.fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                crate::error::failed(format!(
+                    "`{}` has no `{name}` control field: it cannot go into an apt repository",
+                    a.path.display()
+                ))
+            })
+    };
+    let name = field("Package")?;
+    let version = field("Version")?;
+    let arch = field("Architecture")?;
+    let source = field("Source")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| name.clone());
+    let filename = index::pool_path(&source, &name, &version, &arch);
+    Ok((
+        PackageEntry {
+            name,
+            version,
+            arch,
+            filename,
+            size,
+            sha256,
+            md5,
+            control: deb.fields,
+            run: None,
+        },
+        a.path.clone(),
+    ))
+}
+
+/// Adds `add` to the environment: verifies every sha256 first, then writes the new
+/// generation (previous contents + added packages) and makes it current.
+/// `source` names where the artifacts come from (a smoke report path or an environment).
+/// An empty `add` re-signs the current contents with a fresh `Date`/`Valid-Until`.
+pub fn publish(
+    cfg: &RepoConfig,
+    signer: &Signer,
+    add: &[DebArtifact],
+    source: &str,
+    reporter: &Reporter,
+) -> anyhow::Result<Generation> {
+    let p = Publication {
+        debs: add.iter().map(|a| (a.clone(), None)).collect(),
+        images: Vec::new(),
+        source: source.to_string(),
+        from_env: None,
+    };
+    publish_full(cfg, signer, &p, reporter)
+}
+
+/// Everything one promotion adds to an environment.
+#[derive(Debug, Clone, Default)]
+pub struct Publication {
+    /// Packages with the smoke run that approved each.
+    pub debs: Vec<(DebArtifact, Option<String>)>,
+    /// Images (already verified by the caller; every blob is hashed again while copied).
+    pub images: Vec<ImageArtifact>,
+    /// A smoke report path, a source environment, or what the caller says.
+    pub source: String,
+    pub from_env: Option<String>,
+}
+
+/// [`publish`] with images and provenance: under the lock, copies pool files and image
+/// blobs, writes the generation (packages + images), switches to it, then rewrites
+/// `images/index.json` from it.
+pub fn publish_full(
+    cfg: &RepoConfig,
+    signer: &Signer,
+    publication: &Publication,
+    reporter: &Reporter,
+) -> anyhow::Result<Generation> {
+    cfg.check()?;
+    let add = &publication.debs;
+    let mut incoming: Vec<(PackageEntry, PathBuf)> = Vec::new();
+    for (a, run) in add {
+        let (mut entry, path) = inspect_artifact(a)?;
+        entry.run = run.clone();
+        if let Some((other, other_path)) = incoming.iter().find(|(e, _)| e.same_key(&entry)) {
+            if other.sha256 != entry.sha256 {
+                return Err(crate::error::failed(format!(
+                    "`{}` and `{}` are both {} {} ({}) with different content",
+                    other_path.display(),
+                    path.display(),
+                    entry.name,
+                    entry.version,
+                    entry.arch
+                )));
+            }
+            continue;
+        }
+        incoming.push((entry, path));
+    }
+
+    let layout = Layout::new(&cfg.root, &cfg.env);
+    let _lock = RepoLock::acquire(&layout, reporter)?;
+    store::clean_leftovers(&layout, reporter)?;
+    export_public_key(cfg, signer)?;
+    let current = layout.current()?;
+    let (mut packages, mut images) = match current {
+        Some(c) => {
+            let m = layout.read_meta(c)?;
+            (m.packages, m.images)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut added = Vec::new();
+    let mut added_images = Vec::new();
+    let images_dir = images::images_dir(&layout.env_dir);
+    for art in &publication.images {
+        let new = &art.entry;
+        if let Some(have) = images.iter().find(|i| i.same_key(new)) {
+            if have.digest != new.digest {
+                return Err(crate::error::failed(format!(
+                    "image {} is already in `{}` with digest {}, and the new one has {}: a \
+                     published version never changes; bump the version",
+                    new.ref_name(),
+                    cfg.env,
+                    have.digest,
+                    new.digest
+                )));
+            }
+        }
+    }
+    for art in &publication.images {
+        images::import(&images_dir, art)?;
+        images.retain(|i| !i.same_key(&art.entry));
+        images.push(art.entry.clone());
+        added_images.push(art.entry.clone());
+    }
+    for (entry, path) in incoming {
+        if let Some(have) = packages.iter().find(|p| p.same_key(&entry)) {
+            if have.sha256 != entry.sha256 {
+                return Err(crate::error::failed(format!(
+                    "{} {} ({}) is already in `{}` with sha256 {}, and `{}` has {}: a published \
+                     version never changes; bump the version",
+                    entry.name,
+                    entry.version,
+                    entry.arch,
+                    cfg.env,
+                    have.sha256,
+                    path.display(),
+                    entry.sha256
+                )));
+            }
+            added.push(entry.artifact());
+            continue;
+        }
+        store::put_pool_file(&layout, &path, &entry.filename, &entry.sha256)?;
+        added.push(entry.artifact());
+        packages.push(entry);
+    }
+    let mut runs: Vec<String> = added
+        .iter()
+        .filter_map(|a: &HistoryArtifact| a.run.clone())
+        .chain(added_images.iter().filter_map(|i| i.run.clone()))
+        .collect();
+    runs.sort();
+    runs.dedup();
+    let entry = HistoryEntry {
+        time: String::new(),
+        generation: 0,
+        action: "publish".into(),
+        artifacts: added,
+        source: publication.source.clone(),
+        who: history::who(),
+        restored: None,
+        images: added_images,
+        runs,
+        from_env: publication.from_env.clone(),
+    };
+    let g = write_generation(
+        cfg, &layout, signer, packages, images, current, current, entry,
+    )?;
+    reporter.status(
+        "Published",
+        format!(
+            "{} package(s) and {} image(s) to `{}` (generation {}, {} package(s) and {} \
+             image(s) in total)",
+            add.len(),
+            publication.images.len(),
+            cfg.env,
+            g.number,
+            g.packages.len(),
+            g.images.len()
+        ),
+    );
+    Ok(g)
+}
+
+/// Makes the contents of the generation before the current one current again (as a new
+/// generation, freshly dated and signed, so apt's date checks hold).
+pub fn rollback(
+    cfg: &RepoConfig,
+    signer: &Signer,
+    reporter: &Reporter,
+) -> anyhow::Result<Generation> {
+    cfg.check()?;
+    let layout = Layout::new(&cfg.root, &cfg.env);
+    let _lock = RepoLock::acquire(&layout, reporter)?;
+    store::clean_leftovers(&layout, reporter)?;
+    let Some(current) = layout.current()? else {
+        return Err(crate::error::usage(format!(
+            "`{}` has no published generation to roll back",
+            cfg.env_dir().display()
+        )));
+    };
+    let meta = layout.read_meta(current)?;
+    let Some(target) = meta.previous else {
+        return Err(crate::error::failed(format!(
+            "generation {current} of `{}` has no previous generation to roll back to",
+            cfg.env
+        )));
+    };
+    let target_meta = layout
+        .read_meta(target)
+        .with_context(|| format!("cannot roll `{}` back to generation {target}", cfg.env))?;
+    for p in &target_meta.packages {
+        let f = layout.env_dir.join(&p.filename);
+        if !f.exists() {
+            return Err(crate::error::failed(format!(
+                "cannot roll back to generation {target}: its pool file `{}` was pruned",
+                f.display()
+            )));
+        }
+    }
+    let entry = HistoryEntry {
+        time: String::new(),
+        generation: 0,
+        action: "rollback".into(),
+        artifacts: target_meta
+            .packages
+            .iter()
+            .map(PackageEntry::artifact)
+            .collect(),
+        source: format!("generation {target}"),
+        who: history::who(),
+        restored: Some(target),
+        images: target_meta.images.clone(),
+        runs: Vec::new(),
+        from_env: None,
+    };
+    let images_dir = images::images_dir(&layout.env_dir);
+    for i in &target_meta.images {
+        images::verify_stored(&images_dir, i)
+            .with_context(|| format!("cannot roll `{}` back to generation {target}", cfg.env))?;
+    }
+    let g = write_generation(
+        cfg,
+        &layout,
+        signer,
+        target_meta.packages,
+        target_meta.images,
+        Some(current),
+        target_meta.previous,
+        entry,
+    )?;
+    reporter.status(
+        "Rolled back",
+        format!(
+            "`{}` to the contents of generation {target} (now generation {})",
+            cfg.env, g.number
+        ),
+    );
+    Ok(g)
+}
+
+/// What the current generation holds (empty for a repository never published to).
+pub fn list(cfg: &RepoConfig) -> anyhow::Result<Vec<PackageEntry>> {
+    cfg.check()?;
+    let layout = Layout::new(&cfg.root, &cfg.env);
+    match layout.current()? {
+        Some(c) => Ok(layout.read_meta(c)?.packages),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// What the current generation holds: packages and images (empty for a new repository).
+pub fn contents(cfg: &RepoConfig) -> anyhow::Result<(Vec<PackageEntry>, Vec<ImageEntry>)> {
+    cfg.check()?;
+    let layout = Layout::new(&cfg.root, &cfg.env);
+    match layout.current()? {
+        Some(c) => {
+            let m = layout.read_meta(c)?;
+            Ok((m.packages, m.images))
+        }
+        None => Ok((Vec::new(), Vec::new())),
+    }
+}
+
+/// The history lines of the environment, oldest first.
+pub fn history(cfg: &RepoConfig) -> anyhow::Result<Vec<HistoryEntry>> {
+    cfg.check()?;
+    history::read(&Layout::new(&cfg.root, &cfg.env))
+}
+
+/// Keeps the `keep` newest versions of each package (per architecture) in the index, then
+/// deletes generations that hold a removed version and pool files no remaining generation
+/// references. Rollback still works to any remaining generation.
+pub fn prune(
+    cfg: &RepoConfig,
+    signer: &Signer,
+    keep: usize,
+    reporter: &Reporter,
+) -> anyhow::Result<PruneReport> {
+    cfg.check()?;
+    if keep == 0 {
+        return Err(crate::error::usage(
+            "`--keep 0` would empty the repository: keep at least 1 version",
+        ));
+    }
+    let layout = Layout::new(&cfg.root, &cfg.env);
+    let _lock = RepoLock::acquire(&layout, reporter)?;
+    store::clean_leftovers(&layout, reporter)?;
+    let Some(current) = layout.current()? else {
+        return Ok(PruneReport::default());
+    };
+    let meta = layout.read_meta(current)?;
+    let mut kept: Vec<PackageEntry> = Vec::new();
+    let mut removed: Vec<PackageEntry> = Vec::new();
+    let mut sorted = meta.packages.clone();
+    index::sort_entries(&mut sorted);
+    // Newest first within each name+arch group.
+    for p in sorted.iter().rev() {
+        let n = kept
+            .iter()
+            .filter(|k| k.name == p.name && k.arch == p.arch)
+            .count();
+        if n < keep {
+            kept.push(p.clone());
+        } else {
+            removed.push(p.clone());
+        }
+    }
+    let mut report = PruneReport {
+        removed_versions: removed.iter().map(PackageEntry::artifact).collect(),
+        ..PruneReport::default()
+    };
+    let removed_files: BTreeSet<String> = removed.iter().map(|p| p.filename.clone()).collect();
+    let mut new_current = current;
+    if !removed.is_empty() {
+        // The nearest earlier generation that holds no removed version stays a rollback target.
+        let mut previous = meta.previous;
+        while let Some(p) = previous {
+            match layout.read_meta(p) {
+                Ok(m)
+                    if !m
+                        .packages
+                        .iter()
+                        .any(|x| removed_files.contains(&x.filename)) =>
+                {
+                    break
+                }
+                Ok(m) => previous = m.previous,
+                Err(_) => previous = None,
+            }
+        }
+        let entry = HistoryEntry {
+            time: String::new(),
+            generation: 0,
+            action: "prune".into(),
+            artifacts: report.removed_versions.clone(),
+            source: format!("keep {keep}"),
+            who: history::who(),
+            restored: None,
+            images: Vec::new(),
+            runs: Vec::new(),
+            from_env: None,
+        };
+        let g = write_generation(
+            cfg,
+            &layout,
+            signer,
+            kept,
+            meta.images.clone(),
+            Some(current),
+            previous,
+            entry,
+        )?;
+        new_current = g.number;
+        report.generation = Some(g.number);
+    }
+    // Generations that reference a removed file go; the rest keep their pool files.
+    let mut referenced = BTreeSet::new();
+    for n in layout.generation_numbers()? {
+        if n == new_current {
+            referenced.extend(
+                layout
+                    .read_meta(n)?
+                    .packages
+                    .into_iter()
+                    .map(|p| p.filename),
+            );
+            continue;
+        }
+        let doomed = match layout.read_meta(n) {
+            Ok(m)
+                if m.packages
+                    .iter()
+                    .any(|x| removed_files.contains(&x.filename)) =>
+            {
+                true
+            }
+            Ok(m) => {
+                referenced.extend(m.packages.into_iter().map(|p| p.filename));
+                false
+            }
+            Err(_) => true,
+        };
+        if doomed {
+            store::remove_generation(&layout, n)?;
+            report.removed_generations.push(n);
+        }
+    }
+    report.removed_files =
+        store::remove_pool_files(&layout, |rel| !referenced.contains(rel), true)?;
+    reporter.status(
+        "Pruned",
+        format!(
+            "`{}`: {} version(s), {} pool file(s), {} generation(s) removed",
+            cfg.env,
+            report.removed_versions.len(),
+            report.removed_files.len(),
+            report.removed_generations.len()
+        ),
+    );
+    Ok(report)
+}
+
+/// Writes generation `max+1` beside the current one, then switches to it, points
+/// `images/index.json` at its images and records it.
+#[allow(clippy::too_many_arguments)]
+fn write_generation(
+    cfg: &RepoConfig,
+    layout: &Layout,
+    signer: &Signer,
+    mut packages: Vec<PackageEntry>,
+    mut images: Vec<ImageEntry>,
+    current: Option<u64>,
+    previous: Option<u64>,
+    mut entry: HistoryEntry,
+) -> anyhow::Result<Generation> {
+    index::sort_entries(&mut packages);
+    images.sort_by_key(ImageEntry::ref_name);
+    let number = layout
+        .generation_numbers()?
+        .into_iter()
+        .chain(current)
+        .max()
+        .map_or(1, |m| m + 1);
+    let now = crate::timefmt::now_secs();
+    entry.time = crate::timefmt::rfc3339_secs(now);
+    entry.generation = number;
+
+    let mut arches: BTreeSet<String> = cfg.architectures.iter().cloned().collect();
+    arches.extend(
+        packages
+            .iter()
+            .filter(|p| p.arch != "all")
+            .map(|p| p.arch.clone()),
+    );
+    if arches.is_empty() {
+        arches.insert("amd64".into());
+    }
+    let arches: Vec<String> = arches.into_iter().collect();
+
+    let mut files = Vec::new();
+    for arch in &arches {
+        let text = index::packages_text(&packages, arch);
+        let gz = index::gzip(text.as_bytes()).context("could not compress Packages")?;
+        let dir = format!("main/binary-{arch}");
+        files.push(IndexFile::new(format!("{dir}/Packages"), text.into_bytes()));
+        files.push(IndexFile::new(format!("{dir}/Packages.gz"), gz));
+    }
+
+    let gens = layout.gens();
+    std::fs::create_dir_all(&gens)
+        .with_context(|| format!("could not create `{}`", gens.display()))?;
+    let staging = gens.join(format!(".tmp-{number}-{}", std::process::id()));
+    let base = staging.join("dists").join(&cfg.env);
+    for f in &files {
+        store::write_synced(&base.join(&f.path), &f.bytes)?;
+        let dir = base.join(f.dir()).join("by-hash");
+        store::write_synced(&dir.join("SHA256").join(&f.sha256), &f.bytes)?;
+        store::write_synced(&dir.join("MD5Sum").join(&f.md5), &f.bytes)?;
+    }
+    // Clients that read the previous InRelease fetch its files by hash after the switch.
+    if let Some(c) = current {
+        let prev_base = layout.gen_dir(c).join("dists").join(&cfg.env);
+        for f in layout.read_meta(c)?.index_files {
+            let dir = f.dir().to_string();
+            for (algo, sum) in [("SHA256", &f.sha256), ("MD5Sum", &f.md5)] {
+                let rel = PathBuf::from(&dir).join("by-hash").join(algo).join(sum);
+                let to = base.join(&rel);
+                if to.exists() {
+                    continue;
+                }
+                let from = prev_base.join(&rel);
+                if let Some(d) = to.parent() {
+                    std::fs::create_dir_all(d)
+                        .with_context(|| format!("could not create `{}`", d.display()))?;
+                }
+                if std::fs::hard_link(&from, &to).is_err() {
+                    std::fs::copy(&from, &to).with_context(|| {
+                        format!("could not copy `{}` to `{}`", from.display(), to.display())
+                    })?;
+                }
+            }
+        }
+    }
+
+    let valid_until = now + cfg.valid_for.as_secs() as i64;
+    let release = index::release_text(&index::ReleaseInfo {
+        origin: &cfg.origin,
+        label: &cfg.label,
+        suite: &cfg.env,
+        date_secs: now,
+        valid_until_secs: valid_until,
+        architectures: &arches,
+        files: &files,
+    });
+    store::write_synced(&base.join("Release"), release.as_bytes())?;
+    store::write_synced(
+        &base.join("InRelease"),
+        &signer.clearsign(release.as_bytes())?,
+    )?;
+    store::write_synced(
+        &base.join("Release.gpg"),
+        &signer.detached_sign(release.as_bytes())?,
+    )?;
+
+    let meta = GenerationMeta {
+        number,
+        previous,
+        packages,
+        index_files: files,
+        history: entry.clone(),
+        images,
+    };
+    let json = serde_json::to_vec_pretty(&meta).context("could not encode generation.json")?;
+    store::write_synced(&staging.join("generation.json"), &json)?;
+
+    let dir = layout.gen_dir(number);
+    std::fs::rename(&staging, &dir).with_context(|| {
+        format!(
+            "could not move `{}` to `{}`",
+            staging.display(),
+            dir.display()
+        )
+    })?;
+    store::sync_dir(&gens)?;
+    layout.switch_to(number)?;
+    images::write_index(&layout.env_dir, &meta.images)?;
+    history::append(layout, &entry)?;
+    Ok(Generation {
+        number,
+        packages: meta.packages,
+        images: meta.images,
+        dir,
+    })
+}
+
+/// The public key clients verify with, beside the repository: `<env>/signing-key.gpg`
+/// (binary, for `signed-by=`) and `signing-key.asc` (armored).
+fn export_public_key(cfg: &RepoConfig, signer: &Signer) -> anyhow::Result<()> {
+    let dir = cfg.root.join(&cfg.env);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("could not create `{}`", dir.display()))?;
+    for (name, bytes) in [
+        ("signing-key.gpg", signer.public_key_binary()),
+        ("signing-key.asc", signer.public_key_armored().into_bytes()),
+    ] {
+        let path = dir.join(name);
+        // Rewritten only when the key changed (temp file + rename; leftovers of a killed
+        // run are removed by `store::clean_leftovers`).
+        if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
+            crate::sign::write_file_atomic(&path, &bytes, 0o644, true)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! The on-disk layout of one environment repository and the mechanics that keep it
+//! consistent: the lock, generations, the single-rename switch, pool writes, crash cleanup.
+//!
+//! ```text
+//! <root>/<env>/
+//!   .lock                         flock: one promoter at a time
+//!   dists -> .generations/<n>/dists   the ONLY mutable pointer; replaced by rename(2)
+//!   .generations/<n>/generation.json  what generation n holds (packages, index files, history)
+//!   .generations/<n>/dists/<env>/...  Release, InRelease, Release.gpg, Packages{,.gz}, by-hash
+//!   .generations/.tmp-<n>-<pid>/      a generation being written (removed on the next run)
+//!   pool/main/<p>/<source>/<file>.deb written once (temp + rename), never changed
+//!   images/                       OCI layout; index.json follows the current generation
+//!   history.jsonl                 one line per publish / rollback / prune
+//! ```
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use md5::Md5;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::history::HistoryEntry;
+use super::index::IndexFile;
+use super::PackageEntry;
+use crate::report::Reporter;
+
+/// What `.generations/<n>/generation.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerationMeta {
+    pub number: u64,
+    /// The generation `rollback` returns to from this one.
+    pub previous: Option<u64>,
+    pub packages: Vec<PackageEntry>,
+    /// The index files this generation's `Release` lists (their by-hash copies are carried
+    /// into the next generation).
+    pub index_files: Vec<IndexFile>,
+    pub history: HistoryEntry,
+    /// The images `images/index.json` lists while this generation is current.
+    #[serde(default)]
+    pub images: Vec<super::images::ImageEntry>,
+}
+
+/// Paths of one environment repository.
+pub struct Layout {
+    pub env_dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path, env: &str) -> Self {
+        Layout {
+            env_dir: root.join(env),
+        }
+    }
+    pub fn gens(&self) -> PathBuf {
+        self.env_dir.join(".generations")
+    }
+    pub fn gen_dir(&self, n: u64) -> PathBuf {
+        self.gens().join(n.to_string())
+    }
+    pub fn dists_link(&self) -> PathBuf {
+        self.env_dir.join("dists")
+    }
+    pub fn history(&self) -> PathBuf {
+        self.env_dir.join("history.jsonl")
+    }
+
+    /// The current generation number, from the `dists` symlink; `None` for a new repository.
+    pub fn current(&self) -> anyhow::Result<Option<u64>> {
+        let link = self.dists_link();
+        let meta = match fs::symlink_metadata(&link) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e).with_context(|| format!("could not read `{}`", link.display()))
+            }
+        };
+        if !meta.file_type().is_symlink() {
+            return Err(crate::error::failed(format!(
+                "`{}` is not a symlink to a builder generation: this directory was not made by \
+                 builder; use another `--root` or move it away",
+                link.display()
+            )));
+        }
+        let target = fs::read_link(&link)
+            .with_context(|| format!("could not read symlink `{}`", link.display()))?;
+        let n = target
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| {
+                crate::error::failed(format!(
+                    "`{}` points to `{}`, which is not a builder generation",
+                    link.display(),
+                    target.display()
+                ))
+            })?;
+        Ok(Some(n))
+    }
+
+    pub fn read_meta(&self, n: u64) -> anyhow::Result<GenerationMeta> {
+        let path = self.gen_dir(n).join("generation.json");
+        let text = fs::read(&path).with_context(|| {
+            format!(
+                "could not read `{}`: generation {n} is missing (pruned?)",
+                path.display()
+            )
+        })?;
+        serde_json::from_slice(&text)
+            .with_context(|| format!("could not parse `{}`", path.display()))
+    }
+
+    /// Numbers of the complete generation directories.
+    pub fn generation_numbers(&self) -> anyhow::Result<Vec<u64>> {
+        let dir = self.gens();
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("could not list `{}`", dir.display())),
+        };
+        for ent in rd {
+            let ent = ent.with_context(|| format!("could not list `{}`", dir.display()))?;
+            if let Some(n) = ent.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) {
+                out.push(n);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Makes generation `n` current with one `rename(2)` of a fresh symlink over `dists`.
+    pub fn switch_to(&self, n: u64) -> anyhow::Result<()> {
+        let tmp = self
+            .env_dir
+            .join(format!(".dists.tmp-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let target = PathBuf::from(".generations")
+            .join(n.to_string())
+            .join("dists");
+        std::os::unix::fs::symlink(&target, &tmp)
+            .with_context(|| format!("could not create symlink `{}`", tmp.display()))?;
+        fs::rename(&tmp, self.dists_link()).with_context(|| {
+            format!(
+                "could not switch `{}` to generation {n}",
+                self.dists_link().display()
+            )
+        })?;
+        sync_dir(&self.env_dir)
+    }
+}
+
+/// An exclusive `flock` on `<env>/.lock`, released on drop.
+pub struct RepoLock {
+    _lock: crate::fslock::FileLock,
+}
+
+impl RepoLock {
+    pub fn acquire(layout: &Layout, reporter: &Reporter) -> anyhow::Result<Self> {
+        fs::create_dir_all(&layout.env_dir).with_context(|| {
+            format!("could not create repository `{}`", layout.env_dir.display())
+        })?;
+        let path = layout.env_dir.join(".lock");
+        let lock = crate::fslock::FileLock::acquire(&path, || {
+            reporter.status(
+                "Waiting",
+                format!("for another promoter to release `{}`", path.display()),
+            )
+        })?;
+        Ok(RepoLock { _lock: lock })
+    }
+}
+
+/// Removes what a crashed run left behind. Call with the lock held.
+/// - temporary generations, symlinks and pool files;
+/// - complete generations newer than the current one (written but never switched to);
+/// - pool files no generation references (copied by a run that died before its switch);
+/// - appends the current generation's history line if the run died right after the switch.
+pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<()> {
+    let current = layout.current()?;
+    let mut removed = 0usize;
+    for (dir, prefix) in [
+        (layout.gens(), ".tmp-"),
+        (layout.env_dir.clone(), ".dists.tmp-"),
+        (layout.env_dir.clone(), ".signing-key."),
+    ] {
+        if let Ok(rd) = fs::read_dir(&dir) {
+            for ent in rd.flatten() {
+                let name = ent.file_name().to_string_lossy().into_owned();
+                if name.starts_with(prefix) && (prefix != ".signing-key." || name.contains(".tmp-"))
+                {
+                    remove_any(&ent.path())?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    let mut referenced = BTreeSet::new();
+    let mut blobs = BTreeSet::new();
+    for n in layout.generation_numbers()? {
+        let stale = current.is_none_or(|c| n > c);
+        let meta = if stale {
+            None
+        } else {
+            layout.read_meta(n).ok()
+        };
+        match meta {
+            Some(m) => {
+                blobs.extend(
+                    m.images
+                        .iter()
+                        .flat_map(|i| i.blobs.iter().map(|b| b.0.clone())),
+                );
+                referenced.extend(m.packages.into_iter().map(|p| p.filename))
+            }
+            None if Some(n) == current => {
+                return Err(crate::error::failed(format!(
+                    "the current generation {n} of `{}` has no readable generation.json",
+                    layout.env_dir.display()
+                )))
+            }
+            None => {
+                remove_any(&layout.gen_dir(n))?;
+                removed += 1;
+            }
+        }
+    }
+    removed += remove_pool_files(layout, |rel| !referenced.contains(rel), true)?.len();
+    removed += super::images::remove_unreferenced(&layout.env_dir, &blobs)?;
+    if removed > 0 {
+        reporter.verbose(format!(
+            "cleaned {removed} leftovers of an interrupted run in `{}`",
+            layout.env_dir.display()
+        ));
+    }
+    if let Some(c) = current {
+        let meta = layout.read_meta(c)?;
+        // A run that died between its switch and its index.json rename is completed here.
+        super::images::write_index(&layout.env_dir, &meta.images)?;
+        super::history::ensure_recorded(layout, &meta.history)?;
+    }
+    Ok(())
+}
+
+/// Deletes pool files (and `.tmp-` files when `temps`) for which `doomed(relative path)`
+/// holds; returns the relative paths removed.
+pub fn remove_pool_files(
+    layout: &Layout,
+    doomed: impl Fn(&str) -> bool,
+    temps: bool,
+) -> anyhow::Result<Vec<String>> {
+    let pool = layout.env_dir.join("pool");
+    let mut out = Vec::new();
+    if !pool.exists() {
+        return Ok(out);
+    }
+    for ent in walkdir::WalkDir::new(&pool).contents_first(true) {
+        let ent = ent.with_context(|| format!("could not list `{}`", pool.display()))?;
+        let path = ent.path();
+        if ent.file_type().is_dir() {
+            if path != pool {
+                // Only succeeds when empty.
+                let _ = fs::remove_dir(path);
+            }
+            continue;
+        }
+        let rel = path
+            .strip_prefix(&layout.env_dir)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let is_temp = ent.file_name().to_string_lossy().starts_with(".tmp-");
+        if (temps && is_temp) || (!is_temp && doomed(&rel)) {
+            fs::remove_file(path)
+                .with_context(|| format!("could not remove `{}`", path.display()))?;
+            if !is_temp {
+                out.push(rel);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn remove_any(path: &Path) -> anyhow::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(_) => return Ok(()),
+    };
+    if meta.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+    .with_context(|| format!("could not remove `{}`", path.display()))
+}
+
+pub fn remove_generation(layout: &Layout, n: u64) -> anyhow::Result<()> {
+    remove_any(&layout.gen_dir(n))
+}
+
+/// `(sha256, md5, size)` of a file, streamed.
+pub fn digest_file(path: &Path) -> anyhow::Result<(String, String, u64)> {
+    let mut f = File::open(path).with_context(|| format!("could not read `{}`", path.display()))?;
+    let mut sha = Sha256::new();
+    let mut md5 = Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("could not read `{}`", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        md5.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((
+        hex::encode(sha.finalize()),
+        hex::encode(md5.finalize()),
+        size,
+    ))
+}
+
+/// Copies `src` into the pool at `rel` unless an identical file is there; a file with the
+/// same name and other bytes is an error (published versions never change).
+pub fn put_pool_file(layout: &Layout, src: &Path, rel: &str, sha256: &str) -> anyhow::Result<()> {
+    let dest = layout.env_dir.join(rel);
+    if dest.exists() {
+        let (have, _, _) = digest_file(&dest)?;
+        if have == sha256 {
+            return Ok(());
+        }
+        return Err(crate::error::failed(format!(
+            "`{}` is already in the pool with other content (sha256 {have}, new {sha256}): a \
+             published name+version+architecture never changes; bump the version",
+            dest.display()
+        )));
+    }
+    let dir = dest.parent().unwrap_or(&layout.env_dir);
+    fs::create_dir_all(dir).with_context(|| format!("could not create `{}`", dir.display()))?;
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    fs::copy(src, &tmp)
+        .with_context(|| format!("could not copy `{}` to `{}`", src.display(), tmp.display()))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("could not sync `{}`", tmp.display()))?;
+    // The bytes that land in the pool are the ones that were checked: `src` may have been
+    // rewritten (a concurrent `builder package`) since its hash was compared.
+    let (copied, _, _) = digest_file(&tmp)?;
+    if copied != sha256 {
+        let _ = fs::remove_file(&tmp);
+        return Err(crate::error::failed(format!(
+            "`{}` changed while it was being published (sha256 {copied}, checked {sha256}): \
+             nothing was published; run the promotion again",
+            src.display()
+        )));
+    }
+    fs::rename(&tmp, &dest)
+        .with_context(|| format!("could not move `{}` into place", dest.display()))
+}
+
+/// Writes a file and syncs it (used inside a staging generation, so no temp is needed).
+pub fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("could not create `{}`", dir.display()))?;
+    }
+    let mut f =
+        File::create(path).with_context(|| format!("could not create `{}`", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("could not write `{}`", path.display()))
+}
+
+pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("could not sync directory `{}`", dir.display()))
+}

@@ -1,0 +1,288 @@
+//! The one place that writes to the terminal. Operations report through a [`Reporter`]:
+//! progress bars and colours on a TTY, plain timestamped lines in CI (`CI=true` or no TTY),
+//! and machine-readable results on stdout with `--json`. Human messages go to stderr so that
+//! stdout stays clean for results.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::fmt::Display;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How human-facing output looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Interactive terminal: progress bars, spinners.
+    Tty,
+    /// CI or a pipe: one plain line per event, each with a UTC timestamp.
+    Plain,
+}
+
+/// Verbosity: -q gives `Quiet`, -v gives `Verbose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+#[derive(Clone)]
+pub struct Reporter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    style: Style,
+    verbosity: Verbosity,
+    json: bool,
+    multi: Option<MultiProgress>,
+    start: Instant,
+    // Serialises plain lines from concurrent tasks so they never interleave mid-line.
+    lock: Mutex<()>,
+}
+
+impl Reporter {
+    pub fn new(style: Style, verbosity: Verbosity, json: bool) -> Self {
+        let multi = (style == Style::Tty).then(|| {
+            let m = MultiProgress::new();
+            m.set_draw_target(ProgressDrawTarget::stderr());
+            m
+        });
+        Reporter {
+            inner: Arc::new(Inner {
+                style,
+                verbosity,
+                json,
+                multi,
+                start: Instant::now(),
+                lock: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Picks the style from the environment: plain when `CI` is set to a true value or
+    /// stderr is not a terminal.
+    pub fn detect(force_plain: bool, verbosity: Verbosity, json: bool) -> Self {
+        let ci = std::env::var("CI")
+            .map(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+            .unwrap_or(false);
+        let style = if force_plain || ci || !std::io::stderr().is_terminal() {
+            Style::Plain
+        } else {
+            Style::Tty
+        };
+        Self::new(style, verbosity, json)
+    }
+
+    /// A reporter that prints nothing but errors; for tests and library callers.
+    pub fn quiet() -> Self {
+        Self::new(Style::Plain, Verbosity::Quiet, false)
+    }
+
+    pub fn style(&self) -> Style {
+        self.inner.style
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.inner.json
+    }
+
+    pub fn verbosity(&self) -> Verbosity {
+        self.inner.verbosity
+    }
+
+    fn line(&self, text: &str) {
+        let _guard = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+        match (&self.inner.multi, self.inner.style) {
+            (Some(multi), _) => {
+                // println on MultiProgress keeps bars below the text.
+                if multi.println(text).is_err() {
+                    eprintln!("{text}");
+                }
+            }
+            (None, Style::Plain) => {
+                let stamp = crate::timefmt::rfc3339(SystemTime::now());
+                let mut err = std::io::stderr().lock();
+                for l in text.lines() {
+                    let _ = writeln!(err, "{stamp} {l}");
+                }
+            }
+            (None, Style::Tty) => eprintln!("{text}"),
+        }
+    }
+
+    /// A cargo-like status line: `   Packaging backend 1.4.0`.
+    pub fn status(&self, verb: &str, msg: impl Display) {
+        if self.inner.verbosity >= Verbosity::Normal {
+            self.line(&format!("{verb:>12} {msg}"));
+        }
+    }
+
+    /// An informational line at normal verbosity.
+    pub fn info(&self, msg: impl Display) {
+        if self.inner.verbosity >= Verbosity::Normal {
+            self.line(&msg.to_string());
+        }
+    }
+
+    /// Detail shown with `-v`.
+    pub fn verbose(&self, msg: impl Display) {
+        if self.inner.verbosity >= Verbosity::Verbose {
+            self.line(&msg.to_string());
+        }
+    }
+
+    /// A warning, shown unless `-q`.
+    pub fn warn(&self, msg: impl Display) {
+        if self.inner.verbosity >= Verbosity::Normal {
+            self.line(&format!("warning: {msg}"));
+        }
+    }
+
+    /// A line of a child process's log (build output, container logs), prefixed with its source.
+    pub fn log(&self, prefix: &str, line: &str) {
+        if self.inner.verbosity >= Verbosity::Normal {
+            self.line(&format!("{prefix:>12} | {line}"));
+        }
+    }
+
+    /// Prints an error with its chain of causes. Always shown, even with `-q`.
+    pub fn error(&self, err: &anyhow::Error) {
+        let mut text = String::new();
+        let mut chain = err.chain();
+        if let Some(first) = chain.next() {
+            let first = first.to_string();
+            // Diagnostics already carry their own `error:` prefixes.
+            if first.starts_with("error") {
+                text.push_str(&first);
+            } else {
+                text.push_str("error: ");
+                text.push_str(&first);
+            }
+        }
+        for cause in chain {
+            text.push_str("\n  caused by: ");
+            text.push_str(&cause.to_string());
+        }
+        let _guard = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(multi) = &self.inner.multi {
+            let _ = multi.clear();
+        }
+        eprintln!("{text}");
+    }
+
+    /// Writes a result to stdout (tables, paths). Not affected by `-q`.
+    pub fn output(&self, text: impl Display) {
+        let _guard = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+    }
+
+    /// Writes a JSON document to stdout (`--json`).
+    pub fn json<T: serde::Serialize + ?Sized>(&self, value: &T) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(value)?;
+        self.output(text);
+        Ok(())
+    }
+
+    /// Starts a progress indicator: a bar (with `total`) or spinner on a TTY; a start line and
+    /// a finish line in plain mode.
+    pub fn progress(&self, label: impl Into<String>, total: Option<u64>) -> Progress {
+        let label = label.into();
+        let bar = match (&self.inner.multi, self.inner.verbosity >= Verbosity::Normal) {
+            (Some(multi), true) => {
+                let bar = match total {
+                    Some(n) => {
+                        let b = ProgressBar::new(n);
+                        b.set_style(
+                            ProgressStyle::with_template(
+                                "{prefix:>12.cyan.bold} [{bar:30}] {pos}/{len} {msg}",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                        );
+                        b
+                    }
+                    None => {
+                        let b = ProgressBar::new_spinner();
+                        b.set_style(
+                            ProgressStyle::with_template("{prefix:>12.cyan.bold} {spinner} {msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        b.enable_steady_tick(Duration::from_millis(120));
+                        b
+                    }
+                };
+                bar.set_prefix(label.clone());
+                Some(multi.add(bar))
+            }
+            _ => {
+                self.status(&label, "started");
+                None
+            }
+        };
+        Progress {
+            reporter: self.clone(),
+            label,
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    /// Time since the reporter was made.
+    pub fn elapsed(&self) -> Duration {
+        self.inner.start.elapsed()
+    }
+}
+
+/// A running progress indicator; see [`Reporter::progress`].
+pub struct Progress {
+    reporter: Reporter,
+    label: String,
+    bar: Option<ProgressBar>,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn inc(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+
+    pub fn set_position(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(n);
+        }
+    }
+
+    /// Updates the message beside the bar; in plain mode only shown with `-v`.
+    pub fn message(&self, msg: impl Display) {
+        match &self.bar {
+            Some(b) => b.set_message(msg.to_string()),
+            None => self.reporter.verbose(format!("{:>12} {msg}", self.label)),
+        }
+    }
+
+    /// Ends the indicator with a final status line.
+    pub fn finish(self, msg: impl Display) {
+        let secs = self.started.elapsed().as_secs_f64();
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        self.reporter
+            .status(&self.label, format!("{msg} ({secs:.1}s)"));
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            if !b.is_finished() {
+                b.finish_and_clear();
+            }
+        }
+    }
+}

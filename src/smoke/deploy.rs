@@ -1,0 +1,392 @@
+//! Starting the smoke deployment through the Docker API: a labelled network
+//! `builder-smoke-<run>`, every service's containers (restart policy, environment with
+//! `{service}` references expanded to DNS names, a network alias per service) and HAProxy with
+//! the generated config, published on 127.0.0.1 only. Everything is tracked by the run's
+//! [`Guard`]; waiting for health reads HAProxy's stats (minimal images have no shell to
+//! probe from inside).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::haproxy::{self, ServerAddr, STATS_PORT, TRAFFIC_PORT};
+use super::stack::{expand, Stack};
+use crate::docker::{interrupted, Guard};
+use crate::report::Reporter;
+
+/// Stage label of everything a smoke run creates.
+pub const STAGE: &str = "smoke";
+/// Label naming the service a container belongs to.
+pub const LABEL_SERVICE: &str = "io.builder.service";
+
+/// One service container.
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub service: String,
+    /// HAProxy server name and short name, e.g. `frontend-3`.
+    pub server: String,
+    /// Container name (also its DNS name on the network).
+    pub container: String,
+    pub id: String,
+}
+
+/// What is running.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub network: String,
+    pub members: Vec<Member>,
+    pub load_balancer: String,
+    /// Host port on 127.0.0.1 that reaches HAProxy's traffic port.
+    pub port: u16,
+    /// Host port on 127.0.0.1 of HAProxy's stats page.
+    pub stats_port: u16,
+}
+
+impl Deployment {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    pub fn stats_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}{}",
+            self.stats_port,
+            haproxy::STATS_PATH
+        )
+    }
+}
+
+/// The name of the network of run `run_id`.
+pub fn network_name(run_id: &str) -> String {
+    format!("builder-smoke-{run_id}")
+}
+
+async fn cancellable<T>(
+    cancel: &CancellationToken,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T> {
+    tokio::select! {
+        v = f => Ok(v),
+        _ = cancel.cancelled() => Err(interrupted()),
+    }
+}
+
+fn labels(run_id: &str, service: &str) -> HashMap<String, String> {
+    let mut l = crate::docker::labels(run_id, STAGE);
+    l.insert(LABEL_SERVICE.to_string(), service.to_string());
+    l
+}
+
+/// Creates the network and starts every service container (dependencies first), then
+/// HAProxy. `images` maps service name → image id to run; `lb_image` is HAProxy's image id.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    docker: &Docker,
+    guard: &Guard,
+    stack: &Stack,
+    images: &HashMap<String, String>,
+    lb_image: &str,
+    run_id: &str,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<Deployment> {
+    let network = network_name(run_id);
+    let created = cancellable(
+        cancel,
+        docker.create_network(NetworkCreateRequest {
+            name: network.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(crate::docker::labels(run_id, STAGE)),
+            ..Default::default()
+        }),
+    )
+    .await?
+    .with_context(|| format!("could not create the network `{network}`"))?;
+    guard.track_network(&created.id);
+
+    let mut members = Vec::new();
+    let mut servers = Vec::new();
+    for svc in &stack.services {
+        let image = images
+            .get(&svc.name)
+            .with_context(|| format!("no image resolved for service `{}`", svc.name))?;
+        let env: Vec<String> = svc
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", expand(v, |n| n.to_string())))
+            .collect();
+        for i in 1..=svc.replicas {
+            let server = format!("{}-{i}", svc.name);
+            let container = format!("builder-smoke-{run_id}-{server}");
+            let body = ContainerCreateBody {
+                image: Some(image.clone()),
+                env: Some(env.clone()),
+                labels: Some(labels(run_id, &svc.name)),
+                hostname: Some(server.clone()),
+                // `docker kill` with the stop signal (or SIGKILL) counts as a manual stop that
+                // the restart policy ignores; other crashes are restarted.
+                stop_signal: Some("SIGTERM".into()),
+                stop_timeout: Some(5),
+                host_config: Some(HostConfig {
+                    network_mode: Some(network.clone()),
+                    restart_policy: Some(RestartPolicy {
+                        name: Some(restart_policy(&stack.restart.policy)),
+                        maximum_retry_count: (stack.restart.policy == "on-failure")
+                            .then_some(stack.restart.max_retries as i64),
+                    }),
+                    ..Default::default()
+                }),
+                networking_config: Some(NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        network.clone(),
+                        EndpointSettings {
+                            aliases: Some(vec![svc.name.clone(), server.clone()]),
+                            ..Default::default()
+                        },
+                    )])),
+                }),
+                ..Default::default()
+            };
+            let id = create_and_start(docker, guard, &container, body, cancel).await?;
+            reporter.verbose(format!("started {container} ({})", short(&id)));
+            servers.push(ServerAddr {
+                service: svc.name.clone(),
+                server: server.clone(),
+                host: container.clone(),
+                port: svc.port,
+            });
+            members.push(Member {
+                service: svc.name.clone(),
+                server,
+                container,
+                id,
+            });
+        }
+    }
+
+    let lb_name = format!("builder-smoke-{run_id}-lb");
+    let config = haproxy::config(stack, &servers);
+    let bind = |port: u16| {
+        (
+            format!("{port}/tcp"),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                // Empty: the engine picks a free port; we read it back from inspect.
+                host_port: Some(String::new()),
+            }]),
+        )
+    };
+    let body = ContainerCreateBody {
+        image: Some(lb_image.to_string()),
+        entrypoint: Some(vec!["/usr/sbin/haproxy".into()]),
+        cmd: Some(vec![
+            "-db".into(),
+            "-f".into(),
+            "/etc/haproxy/haproxy.cfg".into(),
+        ]),
+        labels: Some(labels(run_id, "load-balancer")),
+        exposed_ports: Some(vec![
+            format!("{TRAFFIC_PORT}/tcp"),
+            format!("{STATS_PORT}/tcp"),
+        ]),
+        host_config: Some(HostConfig {
+            network_mode: Some(network.clone()),
+            port_bindings: Some(HashMap::from([bind(TRAFFIC_PORT), bind(STATS_PORT)])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let opts = CreateContainerOptionsBuilder::default()
+        .name(&lb_name)
+        .build();
+    let lb = cancellable(cancel, docker.create_container(Some(opts), body))
+        .await?
+        .with_context(|| format!("could not create the load balancer container `{lb_name}`"))?;
+    guard.track_container(&lb.id);
+    upload_config(docker, &lb.id, &config).await?;
+    cancellable(cancel, docker.start_container(&lb.id, None))
+        .await?
+        .with_context(|| format!("could not start the load balancer `{lb_name}`"))?;
+    let info = docker
+        .inspect_container(&lb.id, None)
+        .await
+        .with_context(|| format!("could not inspect the load balancer `{lb_name}`"))?;
+    let ports = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .unwrap_or_default();
+    let host_port = |p: u16| -> Result<u16> {
+        ports
+            .get(&format!("{p}/tcp"))
+            .and_then(|b| b.as_ref())
+            .and_then(|b| b.iter().find_map(|x| x.host_port.as_deref()?.parse().ok()))
+            .with_context(|| {
+                format!("the load balancer `{lb_name}` has no published port for {p}/tcp; did it exit? see `docker logs {lb_name}`")
+            })
+    };
+    let port = host_port(TRAFFIC_PORT)?;
+    let stats_port = host_port(STATS_PORT)?;
+    Ok(Deployment {
+        network,
+        members,
+        load_balancer: lb_name,
+        port,
+        stats_port,
+    })
+}
+
+fn restart_policy(name: &str) -> RestartPolicyNameEnum {
+    match name {
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+        "no" => RestartPolicyNameEnum::NO,
+        _ => RestartPolicyNameEnum::ON_FAILURE,
+    }
+}
+
+pub fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+async fn create_and_start(
+    docker: &Docker,
+    guard: &Guard,
+    name: &str,
+    body: ContainerCreateBody,
+    cancel: &CancellationToken,
+) -> Result<String> {
+    let opts = CreateContainerOptionsBuilder::default().name(name).build();
+    let created = cancellable(cancel, docker.create_container(Some(opts), body))
+        .await?
+        .with_context(|| format!("could not create the container `{name}`"))?;
+    guard.track_container(&created.id);
+    cancellable(cancel, docker.start_container(&created.id, None))
+        .await?
+        .with_context(|| format!("could not start the container `{name}`"))?;
+    Ok(created.id)
+}
+
+/// Writes `haproxy.cfg` into `/etc/haproxy/` of the (created, not started) container.
+async fn upload_config(docker: &Docker, id: &str, config: &str) -> Result<()> {
+    let dir = tempfile::tempdir().context("could not create a temp directory")?;
+    let tar_path = dir.path().join("haproxy-cfg.tar");
+    {
+        let file = std::fs::File::create(&tar_path)
+            .with_context(|| format!("could not create `{}`", tar_path.display()))?;
+        let mut tar = tar::Builder::new(file);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(config.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, "haproxy.cfg", config.as_bytes())
+            .and_then(|_| tar.finish())
+            .with_context(|| format!("could not write `{}`", tar_path.display()))?;
+    }
+    crate::docker::upload_tar_file(docker, id, &tar_path, "/etc/haproxy").await
+}
+
+/// Waits until HAProxy reports every server UP; on timeout the error names the servers that
+/// are not and shows the end of their logs.
+pub async fn wait_ready(
+    docker: &Docker,
+    dep: &Deployment,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let start = Instant::now();
+    let mut last_err = String::new();
+    let mut not_up: Vec<String> = Vec::new();
+    while start.elapsed() < timeout {
+        if cancel.is_cancelled() {
+            return Err(interrupted());
+        }
+        match haproxy::fetch_stats(dep.stats_port).await {
+            Ok(stats) => {
+                not_up = dep
+                    .members
+                    .iter()
+                    .filter_map(|m| match stats.iter().find(|s| s.server == m.server) {
+                        Some(s) if s.status == "UP" => None,
+                        Some(s) => Some(format!("{} ({} {})", m.server, s.status, s.check_status)),
+                        None => Some(format!("{} (not in the stats)", m.server)),
+                    })
+                    .collect();
+                if not_up.is_empty() && !stats.is_empty() {
+                    return Ok(());
+                }
+            }
+            Err(e) => last_err = format!("{e:#}"),
+        }
+        if !lb_running(docker, &dep.load_balancer).await {
+            let logs = logs_tail(docker, &dep.load_balancer, 20).await;
+            return Err(crate::error::failed(format!(
+                "the load balancer `{}` exited; its last log lines:\n{logs}",
+                dep.load_balancer
+            )));
+        }
+        cancellable(cancel, tokio::time::sleep(Duration::from_millis(500))).await?;
+    }
+    let mut msg = format!(
+        "the deployment did not become healthy within {:.0}s",
+        timeout.as_secs_f64()
+    );
+    if not_up.is_empty() {
+        msg.push_str(&format!(
+            "; the HAProxy stats page did not answer: {last_err}"
+        ));
+    } else {
+        msg.push_str(&format!("; not up: {}", not_up.join(", ")));
+        for m in dep
+            .members
+            .iter()
+            .filter(|m| not_up.contains(&m.server))
+            .take(3)
+        {
+            let logs = logs_tail(docker, &m.id, 10).await;
+            msg.push_str(&format!("\n--- last log lines of {}:\n{logs}", m.container));
+        }
+    }
+    Err(crate::error::failed(msg))
+}
+
+async fn lb_running(docker: &Docker, name: &str) -> bool {
+    docker
+        .inspect_container(name, None)
+        .await
+        .ok()
+        .and_then(|i| i.state?.running)
+        .unwrap_or(false)
+}
+
+/// The last `n` log lines of a container (stdout and stderr), for error messages.
+pub async fn logs_tail(docker: &Docker, id: &str, n: usize) -> String {
+    let opts = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail(&n.to_string())
+        .build();
+    let mut stream = docker.logs(id, Some(opts));
+    let mut out = String::new();
+    let read = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    if out.trim().is_empty() {
+        "(no output)".to_string()
+    } else {
+        out.trim_end().to_string()
+    }
+}

@@ -1,0 +1,161 @@
+//! The gate: each threshold of the stack checked against a [`LoadReport`], one [`Check`] per
+//! threshold with a message that names it, the bound and the measured value.
+
+use serde::Serialize;
+
+use super::stack::Thresholds;
+use crate::load::LoadReport;
+
+/// One threshold and its outcome.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Check {
+    /// Stable id: `achieved_rate`, `success_ratio`, `p99_latency`.
+    pub name: String,
+    pub threshold: String,
+    pub actual: String,
+    pub passed: bool,
+    pub message: String,
+}
+
+/// Checks every threshold; an empty measurement fails all of them.
+pub fn evaluate(t: &Thresholds, requested_rate: f64, r: &LoadReport) -> Vec<Check> {
+    let measured = r.sent + r.dropped > 0;
+    let ratio = if requested_rate > 0.0 {
+        r.achieved_rate / requested_rate
+    } else {
+        0.0
+    };
+    let rate_ok = measured && ratio >= t.min_rate_ratio;
+    let success_ok = measured && r.success_ratio >= t.min_success;
+    let p99 = r.latency_ms.p99;
+    let p99_ok = measured && r.ok + r.failed > 0 && p99 <= t.max_p99_ms;
+    vec![
+        Check {
+            name: "achieved_rate".into(),
+            threshold: format!(
+                ">= {:.1}% of {requested_rate} req/s ({:.2} req/s)",
+                t.min_rate_ratio * 100.0,
+                t.min_rate_ratio * requested_rate
+            ),
+            actual: format!("{:.2} req/s ({:.1}%)", r.achieved_rate, ratio * 100.0),
+            passed: rate_ok,
+            message: if rate_ok {
+                format!("achieved rate {:.2} req/s held the target", r.achieved_rate)
+            } else {
+                format!(
+                    "achieved rate {:.2} req/s is {:.1}% of the requested {requested_rate} req/s; the threshold min_rate_ratio is {:.1}% ({} dropped, {} late)",
+                    r.achieved_rate,
+                    ratio * 100.0,
+                    t.min_rate_ratio * 100.0,
+                    r.dropped,
+                    r.late
+                )
+            },
+        },
+        Check {
+            name: "success_ratio".into(),
+            threshold: format!(">= {:.2}%", t.min_success * 100.0),
+            actual: format!("{:.2}%", r.success_ratio * 100.0),
+            passed: success_ok,
+            message: if success_ok {
+                format!("{:.2}% of requests succeeded", r.success_ratio * 100.0)
+            } else {
+                format!(
+                    "success ratio {:.2}% is below the threshold min_success {:.2}% ({} ok, {} failed, {} dropped; statuses: {}; errors: {})",
+                    r.success_ratio * 100.0,
+                    t.min_success * 100.0,
+                    r.ok,
+                    r.failed,
+                    r.dropped,
+                    kv(&r.status_counts),
+                    kv(&r.error_counts)
+                )
+            },
+        },
+        Check {
+            name: "p99_latency".into(),
+            threshold: format!("<= {} ms", t.max_p99_ms),
+            actual: format!("{p99:.1} ms"),
+            passed: p99_ok,
+            message: if p99_ok {
+                format!("p99 latency {p99:.1} ms is within {} ms", t.max_p99_ms)
+            } else {
+                format!(
+                    "p99 latency {p99:.1} ms is above the threshold max_p99_ms {} ms",
+                    t.max_p99_ms
+                )
+            },
+        },
+    ]
+}
+
+fn kv(m: &std::collections::BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{Percentiles, StoppedBy};
+
+    fn report(achieved: f64, success: f64, p99: f64) -> LoadReport {
+        LoadReport {
+            mode: "open".into(),
+            requested_rate: 50.0,
+            achieved_rate: achieved,
+            ok_rate: achieved * success,
+            sent: 1000,
+            ok: (1000.0 * success) as u64,
+            failed: 1000 - (1000.0 * success) as u64,
+            late: 0,
+            dropped: 0,
+            aborted: 0,
+            success_ratio: success,
+            latency_ms: Percentiles {
+                p99,
+                ..Default::default()
+            },
+            status_counts: Default::default(),
+            error_counts: Default::default(),
+            targets: vec![],
+            timeline: vec![],
+            duration_s: 20.0,
+            measured_s: 20.0,
+            warmup_s: 0.0,
+            timeout_s: 2.0,
+            late_tolerance_ms: 10.0,
+            max_in_flight: 1024,
+            max_requests: None,
+            stopped_by: StoppedBy::Duration,
+        }
+    }
+
+    const T: Thresholds = Thresholds {
+        min_rate_ratio: 0.98,
+        min_success: 0.98,
+        max_p99_ms: 1000.0,
+    };
+
+    #[test]
+    fn passes_and_fails_each_threshold() {
+        assert!(evaluate(&T, 50.0, &report(49.9, 0.995, 300.0))
+            .iter()
+            .all(|c| c.passed));
+        let c = evaluate(&T, 50.0, &report(40.0, 0.5, 2500.0));
+        assert!(c.iter().all(|c| !c.passed));
+        assert!(c[0].message.contains("min_rate_ratio"), "{}", c[0].message);
+        assert!(c[1].message.contains("min_success"), "{}", c[1].message);
+        assert!(c[2].message.contains("max_p99_ms"), "{}", c[2].message);
+        let c = evaluate(&T, 50.0, &report(49.5, 0.97, 300.0));
+        assert_eq!(
+            c.iter().map(|c| c.passed).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+    }
+}

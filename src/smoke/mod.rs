@@ -1,0 +1,475 @@
+//! `builder smoke`: deploy the packaged images behind HAProxy on a fresh Docker network, load
+//! them at a constant rate through 127.0.0.1 and gate on the stack's thresholds.
+//!
+//! Flow: stack.toml (+ overrides) → artifacts under test checked against dist/manifest.json
+//! (files re-hashed, image ids compared) before anything starts → network, services,
+//! HAProxy (`deploy`) → every server UP in HAProxy's stats → load (`crate::load`) while
+//! `monitor` records and makes restarts → gate (`gate`) → `dist/smoke/<run>/` reports
+//! (`report`, `html`) → teardown through the run's [`Guard`] on every path (success, failure,
+//! timeout, Ctrl-C) unless `--keep`.
+//!
+//! Owns: the stack file format (`stack`), HAProxy config and stats (`haproxy`). Never prints:
+//! everything goes through the [`Reporter`]; the CLI prints the summary.
+
+pub mod artifacts;
+pub mod deploy;
+pub mod gate;
+pub mod haproxy;
+pub mod html;
+pub mod monitor;
+pub mod report;
+pub mod stack;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use bollard::Docker;
+use tokio_util::sync::CancellationToken;
+
+use crate::docker::{interrupted, Guard};
+use crate::load::{LoadOptions, LoadReport, Target};
+use crate::project::Paths;
+use crate::recipe::Recipe;
+use crate::report::Reporter;
+use deploy::Deployment;
+use report::{Capacity, CapacityStep, Inputs, SmokeReport};
+use stack::{Overrides, Stack};
+
+/// `--find-capacity` stepping.
+#[derive(Debug, Clone)]
+pub struct CapacityOptions {
+    pub start: f64,
+    pub step: f64,
+    pub max: f64,
+    pub step_duration: Duration,
+    pub step_warmup: Duration,
+}
+
+impl Default for CapacityOptions {
+    fn default() -> Self {
+        CapacityOptions {
+            start: 25.0,
+            step: 25.0,
+            max: 400.0,
+            step_duration: Duration::from_secs(10),
+            step_warmup: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SmokeOptions {
+    /// Default: `<recipes>/stack.toml`.
+    pub stack_file: Option<PathBuf>,
+    pub overrides: Overrides,
+    /// Leave the deployment running at the end (remove it with `builder gc`).
+    pub keep: bool,
+    pub capacity: Option<CapacityOptions>,
+}
+
+/// The result of a run that got as far as measuring.
+#[derive(Debug)]
+pub struct SmokeOutcome {
+    pub report: SmokeReport,
+    /// `dist/smoke/<run>/`.
+    pub dir: PathBuf,
+    /// The deployment is still up (`--keep`).
+    pub kept: bool,
+}
+
+/// Reads the stack and applies the overrides (no Docker). Errors are diagnostics or usage
+/// errors (exit code 2).
+pub fn load_stack(paths: &Paths, opts: &SmokeOptions) -> Result<(Stack, Vec<Recipe>)> {
+    let file = opts
+        .stack_file
+        .clone()
+        .unwrap_or_else(|| paths.recipes.join("stack.toml"));
+    let recipes = crate::recipe::load_project(paths)?;
+    let images: stack::RecipeImages = recipes
+        .iter()
+        .map(|r| (r.package.name.clone(), r.image.is_some()))
+        .collect();
+    let mut stack = stack::load(&file, &images)?;
+    stack.apply(&opts.overrides)?;
+    Ok((stack, recipes))
+}
+
+/// Runs a smoke test (or a capacity search). Returns the outcome whether the gate passed or
+/// not; errors are setup problems, an unhealthy deployment or an interruption.
+pub async fn run(
+    paths: &Paths,
+    opts: &SmokeOptions,
+    reporter: &Reporter,
+    cancel: CancellationToken,
+) -> Result<SmokeOutcome> {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let (stack, recipes) = load_stack(paths, opts)?;
+    let under = artifacts::collect(paths, &stack, &recipes)?;
+    let docker = crate::docker::connect().await?;
+    reporter.status(
+        "Checking",
+        format!(
+            "{} artifacts against dist/manifest.json",
+            under.artifacts.len()
+        ),
+    );
+    let images = artifacts::ensure_images(&docker, paths, &under, reporter).await?;
+    let bases = crate::base::BaseImages::load(&paths.project)?;
+    let lb_image = bases
+        .ensure_image(&docker, &stack.load_balancer.base, reporter)
+        .await?;
+
+    let run_id = crate::docker::new_run_id();
+    let guard = Guard::new(docker.clone());
+    let budget = stack.load_balancer.ready_timeout
+        + stack.load.warmup
+        + stack.load.duration
+        + capacity_budget(opts.capacity.as_ref())
+        + Duration::from_secs(120);
+    let work = deploy_and_measure(
+        &docker,
+        &guard,
+        &stack,
+        &images,
+        &lb_image.id,
+        &run_id,
+        opts,
+        reporter,
+        &cancel,
+    );
+    let result = match tokio::time::timeout(budget, work).await {
+        Ok(r) => r,
+        Err(_) => Err(crate::error::failed(format!(
+            "the smoke run took longer than {:.0}s and was stopped",
+            budget.as_secs_f64()
+        ))),
+    };
+    let interrupted_now = cancel.is_cancelled();
+    let keep = opts.keep && result.is_ok() && !interrupted_now;
+    if keep {
+        // Leave everything up: the guard must never run (its drop would remove it all).
+        std::mem::forget(guard);
+    } else {
+        reporter.status("Removing", format!("smoke deployment {run_id}"));
+        if let Err(e) = guard.cleanup().await {
+            reporter.warn(format!("{e:#}"));
+        }
+    }
+    if interrupted_now {
+        return Err(interrupted());
+    }
+    let measured = result?;
+    let finished = SystemTime::now();
+    let report = build_report(
+        &stack,
+        opts,
+        &run_id,
+        under,
+        measured,
+        started,
+        finished,
+        clock.elapsed(),
+    );
+    let dir = paths.dist.join("smoke").join(&run_id);
+    report::write_all(&dir, &report)
+        .with_context(|| format!("could not write the smoke reports into `{}`", dir.display()))?;
+    Ok(SmokeOutcome {
+        report,
+        dir,
+        kept: keep,
+    })
+}
+
+fn capacity_budget(c: Option<&CapacityOptions>) -> Duration {
+    match c {
+        None => Duration::ZERO,
+        Some(c) => {
+            let steps = ((c.max - c.start) / c.step.max(1.0)).max(0.0).floor() as u32 + 1;
+            (c.step_duration + c.step_warmup + Duration::from_secs(5)) * steps
+        }
+    }
+}
+
+/// What the measured part produced.
+struct Measured {
+    deployment: Deployment,
+    load: LoadReport,
+    checks: Vec<gate::Check>,
+    restarts: Vec<monitor::Restart>,
+    containers: Vec<monitor::ContainerSummary>,
+    capacity: Option<Capacity>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn deploy_and_measure(
+    docker: &Docker,
+    guard: &Guard,
+    stack: &Stack,
+    images: &std::collections::HashMap<String, String>,
+    lb_image: &str,
+    run_id: &str,
+    opts: &SmokeOptions,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<Measured> {
+    let n: u32 = stack.services.iter().map(|s| s.replicas).sum();
+    reporter.status(
+        "Starting",
+        format!(
+            "{} on network {} ({n} containers + HAProxy)",
+            describe(stack),
+            deploy::network_name(run_id)
+        ),
+    );
+    let dep = deploy::start(
+        docker, guard, stack, images, lb_image, run_id, reporter, cancel,
+    )
+    .await?;
+    let mon = monitor::Monitor::start(docker, &dep, run_id, &stack.restart, reporter);
+    let waiting = reporter.progress("Waiting", None);
+    waiting.message(format!("for {n} servers to pass their health checks"));
+    let ready = deploy::wait_ready(docker, &dep, stack.load_balancer.ready_timeout, cancel).await;
+    if let Err(e) = ready {
+        let _ = mon.finish().await;
+        return Err(e);
+    }
+    waiting.finish(format!("all {n} servers up behind {}", dep.url()));
+
+    let (load, rate, capacity) = match &opts.capacity {
+        None => {
+            mon.mark_load_start();
+            let load = run_load(
+                stack,
+                &dep,
+                stack.load.rate,
+                stack.load.duration,
+                stack.load.warmup,
+                reporter,
+                cancel,
+            )
+            .await?;
+            (load, stack.load.rate, None)
+        }
+        Some(c) => {
+            mon.mark_load_start();
+            find_capacity(stack, &dep, c, reporter, cancel).await?
+        }
+    };
+    let (restarts, containers) = mon.finish().await;
+    if cancel.is_cancelled() {
+        return Err(interrupted());
+    }
+    let checks = gate::evaluate(&stack.thresholds, rate, &load);
+    Ok(Measured {
+        deployment: dep,
+        load,
+        checks,
+        restarts,
+        containers,
+        capacity,
+    })
+}
+
+fn describe(stack: &Stack) -> String {
+    stack
+        .services
+        .iter()
+        .map(|s| format!("{}×{}", s.name, s.replicas))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn run_load(
+    stack: &Stack,
+    dep: &Deployment,
+    rate: f64,
+    duration: Duration,
+    warmup: Duration,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<LoadReport> {
+    let targets: Vec<Target> = stack
+        .load
+        .paths
+        .iter()
+        .map(|p| Target {
+            url: format!("{}{}", dep.url(), p.path),
+            weight: p.weight,
+        })
+        .collect();
+    let opts = LoadOptions {
+        targets,
+        rate,
+        duration,
+        warmup,
+        timeout: stack.load.timeout,
+        // Bounded: never more than the schedule asks for.
+        max_requests: Some((rate * (duration + warmup).as_secs_f64()).ceil() as u64 + 1),
+        ..LoadOptions::default()
+    };
+    let expected = opts.max_requests;
+    reporter.status(
+        "Loading",
+        format!(
+            "{rate} req/s for {:.0}s (+{:.0}s warm-up) through {}",
+            duration.as_secs_f64(),
+            warmup.as_secs_f64(),
+            dep.url()
+        ),
+    );
+    let progress = reporter.progress("Load", expected);
+    let report = crate::load::run(opts, cancel.clone(), Some(&progress)).await?;
+    progress.finish(format!(
+        "{} sent, {} ok, {} failed",
+        report.sent, report.ok, report.failed
+    ));
+    Ok(report)
+}
+
+async fn find_capacity(
+    stack: &Stack,
+    dep: &Deployment,
+    c: &CapacityOptions,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<(LoadReport, f64, Option<Capacity>)> {
+    let mut steps = Vec::new();
+    let mut best: Option<(LoadReport, f64)> = None;
+    let mut first: Option<(LoadReport, f64)> = None;
+    let mut rate = c.start;
+    while rate <= c.max + 1e-9 {
+        let load = run_load(
+            stack,
+            dep,
+            rate,
+            c.step_duration,
+            c.step_warmup,
+            reporter,
+            cancel,
+        )
+        .await?;
+        if cancel.is_cancelled() {
+            return Err(interrupted());
+        }
+        let checks = gate::evaluate(&stack.thresholds, rate, &load);
+        let passed = checks.iter().all(|c| c.passed);
+        reporter.status(
+            if passed { "Held" } else { "Broke" },
+            format!(
+                "{rate} req/s: achieved {:.2}, success {:.2}%, p99 {:.0} ms",
+                load.achieved_rate,
+                load.success_ratio * 100.0,
+                load.latency_ms.p99
+            ),
+        );
+        steps.push(CapacityStep {
+            rate,
+            achieved_rate: load.achieved_rate,
+            success_ratio: load.success_ratio,
+            p50_ms: load.latency_ms.p50,
+            p99_ms: load.latency_ms.p99,
+            passed,
+            broken: checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.message.clone())
+                .collect(),
+        });
+        if first.is_none() {
+            first = Some((load.clone(), rate));
+        }
+        if !passed {
+            break;
+        }
+        best = Some((load, rate));
+        rate += c.step;
+        // Let queues drain before the next step.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let highest = best.as_ref().map_or(0.0, |b| b.1);
+    let (load, rate) = best.or(first).context("no capacity step ran")?;
+    Ok((
+        load,
+        rate,
+        Some(Capacity {
+            highest_passing_rate: highest,
+            steps,
+            step_duration_s: c.step_duration.as_secs_f64(),
+            step_warmup_s: c.step_warmup.as_secs_f64(),
+        }),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    stack: &Stack,
+    opts: &SmokeOptions,
+    run_id: &str,
+    under: artifacts::UnderTest,
+    m: Measured,
+    started: SystemTime,
+    finished: SystemTime,
+    elapsed: Duration,
+) -> SmokeReport {
+    let mut checks = m.checks;
+    let mut passed = checks.iter().all(|c| c.passed);
+    if let Some(cap) = &m.capacity {
+        // The capacity search passes when the stack's own rate held.
+        let held = cap.highest_passing_rate >= stack.load.rate;
+        checks.push(gate::Check {
+            name: "capacity".into(),
+            threshold: format!(">= {} req/s", stack.load.rate),
+            actual: format!("{} req/s", cap.highest_passing_rate),
+            passed: held,
+            message: if held {
+                format!("the deployment held {} req/s", cap.highest_passing_rate)
+            } else {
+                format!(
+                    "the highest rate that held every threshold is {} req/s, below the stack's rate {} req/s",
+                    cap.highest_passing_rate, stack.load.rate
+                )
+            },
+        });
+        passed = held;
+    }
+    let reasons = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.message.clone())
+        .collect();
+    SmokeReport {
+        schema: SmokeReport::SCHEMA,
+        run_id: run_id.to_string(),
+        mode: if m.capacity.is_some() {
+            "find-capacity"
+        } else {
+            "gate"
+        }
+        .into(),
+        passed,
+        started: crate::timefmt::rfc3339(started),
+        finished: crate::timefmt::rfc3339(finished),
+        duration_s: elapsed.as_secs_f64(),
+        inputs: Inputs {
+            stack_file: stack.file.display().to_string(),
+            overrides: opts.overrides.clone(),
+            stack: stack.clone(),
+        },
+        artifacts: under.artifacts,
+        source_commit: under.source_commit,
+        deployment: m.deployment,
+        thresholds: stack.thresholds,
+        checks,
+        reasons,
+        percentiles: m.load.latency_ms,
+        status_counts: m.load.status_counts.clone(),
+        error_counts: m.load.error_counts.clone(),
+        timeline: m.load.timeline.clone(),
+        restarts: m.restarts,
+        containers: m.containers,
+        results: m.load,
+        capacity: m.capacity,
+    }
+}

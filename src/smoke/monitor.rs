@@ -1,0 +1,382 @@
+//! Watching the deployment while the load runs. Docker restarts containers that exit with an
+//! error (restart policy); builder records those restarts from the engine's `die`/`start`
+//! events. Docker does not restart a container that stays up but fails its health check, nor
+//! one stopped by `docker kill` (a manual stop for the engine): builder polls HAProxy's stats
+//! and the containers' state once a second and restarts such containers itself after a grace
+//! period, recording why. Every restart ends up in the report.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bollard::models::ContainerStateStatusEnum;
+use bollard::query_parameters::{EventsOptions, RestartContainerOptionsBuilder};
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::deploy::{Deployment, Member};
+use super::haproxy;
+use super::stack::RestartSpec;
+use crate::report::Reporter;
+
+/// How long an exited container that Docker is not restarting may stay down.
+const EXITED_GRACE: Duration = Duration::from_secs(2);
+
+/// One restart of a service container.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Restart {
+    pub container: String,
+    pub server: String,
+    pub service: String,
+    /// `docker` (restart policy) or `builder` (health check failing, or not restarted by Docker).
+    pub by: String,
+    /// RFC 3339 time.
+    pub at: String,
+    /// Seconds since the load started (negative: before).
+    pub t_s: f64,
+    pub reason: String,
+}
+
+/// Final state of one container.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ContainerSummary {
+    pub container: String,
+    pub service: String,
+    /// Docker's RestartCount at the end of the run.
+    pub docker_restarts: i64,
+    pub builder_restarts: u32,
+    pub status: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    restarts: Vec<Restart>,
+    /// Containers builder is restarting itself: their next `start` event is ours.
+    ours: HashSet<String>,
+    /// Last `die` seen per container id: (exit code, time).
+    died: HashMap<String, String>,
+}
+
+pub struct Monitor {
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    shared: Arc<Mutex<Shared>>,
+    builder_counts: Arc<Mutex<HashMap<String, u32>>>,
+    docker: Docker,
+    members: Vec<Member>,
+    /// Restarts that happened while no load was running are still reported; offsets are
+    /// relative to this instant (the start of the load).
+    t0: Arc<Mutex<Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn offset(t0: &Mutex<Instant>) -> f64 {
+    let t0 = *lock(t0);
+    let now = Instant::now();
+    if now >= t0 {
+        (now - t0).as_secs_f64()
+    } else {
+        -(t0 - now).as_secs_f64()
+    }
+}
+
+impl Monitor {
+    /// Starts watching `dep` (events and a 1 s poll loop).
+    pub fn start(
+        docker: &Docker,
+        dep: &Deployment,
+        run_id: &str,
+        spec: &RestartSpec,
+        reporter: &Reporter,
+    ) -> Monitor {
+        let stop = CancellationToken::new();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let builder_counts = Arc::new(Mutex::new(HashMap::new()));
+        let t0 = Arc::new(Mutex::new(Instant::now()));
+        let events = tokio::spawn(watch_events(
+            docker.clone(),
+            dep.members.clone(),
+            run_id.to_string(),
+            shared.clone(),
+            t0.clone(),
+            reporter.clone(),
+            stop.clone(),
+        ));
+        let poll = tokio::spawn(poll_loop(
+            docker.clone(),
+            dep.members.clone(),
+            dep.stats_port,
+            spec.clone(),
+            shared.clone(),
+            builder_counts.clone(),
+            t0.clone(),
+            reporter.clone(),
+            stop.clone(),
+        ));
+        Monitor {
+            stop,
+            tasks: vec![events, poll],
+            shared,
+            builder_counts,
+            docker: docker.clone(),
+            members: dep.members.clone(),
+            t0,
+        }
+    }
+
+    /// Offsets in the report count from now (call it when the load starts).
+    pub fn mark_load_start(&self) {
+        *lock(&self.t0) = Instant::now();
+    }
+
+    /// Restarts recorded so far.
+    pub fn restarts(&self) -> Vec<Restart> {
+        lock(&self.shared).restarts.clone()
+    }
+
+    /// Stops watching and returns every restart plus each container's final state.
+    pub async fn finish(self) -> (Vec<Restart>, Vec<ContainerSummary>) {
+        // Let the last events arrive (a restart right at the end).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let mut restarts = lock(&self.shared).restarts.clone();
+        let counts = lock(&self.builder_counts).clone();
+        let mut summary = Vec::new();
+        for m in &self.members {
+            let info = self.docker.inspect_container(&m.id, None).await.ok();
+            let docker_restarts = info.as_ref().and_then(|i| i.restart_count).unwrap_or(0);
+            let status = info
+                .and_then(|i| i.state?.status)
+                .map_or("unknown".to_string(), |s| s.to_string());
+            // Events can be missed (a reconnect); Docker's own count is authoritative.
+            let seen = restarts
+                .iter()
+                .filter(|r| r.container == m.container && r.by == "docker")
+                .count() as i64;
+            for _ in seen..docker_restarts {
+                restarts.push(Restart {
+                    container: m.container.clone(),
+                    server: m.server.clone(),
+                    service: m.service.clone(),
+                    by: "docker".into(),
+                    at: crate::timefmt::rfc3339(SystemTime::now()),
+                    t_s: offset(&self.t0),
+                    reason: "restarted by its restart policy (counted from RestartCount)".into(),
+                });
+            }
+            summary.push(ContainerSummary {
+                container: m.container.clone(),
+                service: m.service.clone(),
+                docker_restarts,
+                builder_restarts: counts.get(&m.id).copied().unwrap_or(0),
+                status,
+            });
+        }
+        restarts.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+        (restarts, summary)
+    }
+}
+
+async fn watch_events(
+    docker: Docker,
+    members: Vec<Member>,
+    run_id: String,
+    shared: Arc<Mutex<Shared>>,
+    t0: Arc<Mutex<Instant>>,
+    reporter: Reporter,
+    stop: CancellationToken,
+) {
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        (
+            "label".to_string(),
+            vec![format!("{}={run_id}", crate::docker::LABEL_RUN)],
+        ),
+        (
+            "event".to_string(),
+            vec!["die".to_string(), "start".to_string()],
+        ),
+    ]);
+    let mut stream = docker.events(Some(EventsOptions {
+        filters: Some(filters),
+        ..Default::default()
+    }));
+    loop {
+        let ev = tokio::select! {
+            _ = stop.cancelled() => return,
+            ev = stream.next() => ev,
+        };
+        let Some(Ok(ev)) = ev else { return };
+        let Some(actor) = ev.actor else { continue };
+        let Some(id) = actor.id else { continue };
+        let Some(m) = members.iter().find(|m| m.id == id) else {
+            continue;
+        };
+        let attrs = actor.attributes.unwrap_or_default();
+        match ev.action.as_deref() {
+            Some("die") => {
+                let code = attrs.get("exitCode").cloned().unwrap_or_else(|| "?".into());
+                lock(&shared).died.insert(id.clone(), code);
+            }
+            Some("start") => {
+                let mut s = lock(&shared);
+                if s.ours.remove(&id) {
+                    continue;
+                }
+                let Some(code) = s.died.remove(&id) else {
+                    continue;
+                };
+                let reason = format!("exited with code {code}{}", exit_meaning(&code));
+                reporter.warn(format!("{} {reason}; Docker restarted it", m.container));
+                s.restarts.push(Restart {
+                    container: m.container.clone(),
+                    server: m.server.clone(),
+                    service: m.service.clone(),
+                    by: "docker".into(),
+                    at: crate::timefmt::rfc3339(SystemTime::now()),
+                    t_s: offset(&t0),
+                    reason,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+fn exit_meaning(code: &str) -> &'static str {
+    match code {
+        "1" => " (error)",
+        "2" => " (Go runtime crash or usage error)",
+        "137" => " (SIGKILL)",
+        "139" => " (SIGSEGV)",
+        "143" => " (SIGTERM)",
+        _ => "",
+    }
+}
+
+#[derive(Default)]
+struct Track {
+    down_since: Option<Instant>,
+    exited_since: Option<Instant>,
+    started_at: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn poll_loop(
+    docker: Docker,
+    members: Vec<Member>,
+    stats_port: u16,
+    spec: RestartSpec,
+    shared: Arc<Mutex<Shared>>,
+    counts: Arc<Mutex<HashMap<String, u32>>>,
+    t0: Arc<Mutex<Instant>>,
+    reporter: Reporter,
+    stop: CancellationToken,
+) {
+    let mut track: HashMap<String, Track> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let stats = haproxy::fetch_stats(stats_port).await.ok();
+        for m in &members {
+            let Ok(info) = docker.inspect_container(&m.id, None).await else {
+                continue;
+            };
+            let Some(state) = info.state else { continue };
+            let t = track.entry(m.id.clone()).or_default();
+            let started = state.started_at.clone().unwrap_or_default();
+            if started != t.started_at {
+                // A fresh start: give it a full grace period before judging its health.
+                t.started_at = started;
+                t.down_since = None;
+            }
+            let now = Instant::now();
+            let running = state.running.unwrap_or(false);
+            let restarting = state.restarting.unwrap_or(false);
+            let done = lock(&counts).get(&m.id).copied().unwrap_or(0);
+            if running {
+                t.exited_since = None;
+            }
+            let exited = matches!(
+                state.status,
+                Some(ContainerStateStatusEnum::EXITED) | Some(ContainerStateStatusEnum::DEAD)
+            ) && !restarting;
+            if exited {
+                let since = *t.exited_since.get_or_insert(now);
+                if now - since >= EXITED_GRACE && done < spec.builder_max {
+                    let code = state.exit_code.unwrap_or(-1);
+                    let reason = format!(
+                        "exited with code {code}{} and Docker did not restart it (a manual kill/stop, or out of restart retries); builder started it again",
+                        exit_meaning(&code.to_string())
+                    );
+                    lock(&shared).ours.insert(m.id.clone());
+                    lock(&shared).died.remove(&m.id);
+                    if docker.start_container(&m.id, None).await.is_ok() {
+                        record(&shared, &counts, &t0, m, &reporter, reason);
+                    } else {
+                        lock(&shared).ours.remove(&m.id);
+                    }
+                    t.exited_since = None;
+                }
+                continue;
+            }
+            let Some(stats) = &stats else { continue };
+            let Some(s) = stats.iter().find(|s| s.server == m.server) else {
+                continue;
+            };
+            if !running || s.is_up() {
+                t.down_since = None;
+                continue;
+            }
+            let since = *t.down_since.get_or_insert(now);
+            if now - since >= spec.unhealthy_grace && done < spec.builder_max {
+                let reason = format!(
+                    "running but failing its health check for {:.0}s (HAProxy: {}, last check {}); builder restarted it",
+                    (now - since).as_secs_f64(),
+                    s.status,
+                    if s.check_status.is_empty() { "-" } else { &s.check_status }
+                );
+                lock(&shared).ours.insert(m.id.clone());
+                let opts = RestartContainerOptionsBuilder::default().t(2).build();
+                if docker.restart_container(&m.id, Some(opts)).await.is_ok() {
+                    record(&shared, &counts, &t0, m, &reporter, reason);
+                } else {
+                    lock(&shared).ours.remove(&m.id);
+                }
+                t.down_since = None;
+            }
+        }
+    }
+}
+
+fn record(
+    shared: &Mutex<Shared>,
+    counts: &Mutex<HashMap<String, u32>>,
+    t0: &Mutex<Instant>,
+    m: &Member,
+    reporter: &Reporter,
+    reason: String,
+) {
+    reporter.warn(format!("{}: {reason}", m.container));
+    *lock(counts).entry(m.id.clone()).or_default() += 1;
+    lock(shared).restarts.push(Restart {
+        container: m.container.clone(),
+        server: m.server.clone(),
+        service: m.service.clone(),
+        by: "builder".into(),
+        at: crate::timefmt::rfc3339(SystemTime::now()),
+        t_s: offset(t0),
+        reason,
+    });
+}

@@ -1,0 +1,167 @@
+//! The smoke reports in `dist/smoke/<run>/`: `report.json` (everything, including the exact
+//! artifacts under test, copied from `dist/manifest.json` so promotion can compare them byte
+//! for byte), `junit.xml` (one testcase per threshold) and `report.html` (see [`super::html`]).
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::deploy::Deployment;
+use super::gate::Check;
+use super::monitor::{ContainerSummary, Restart};
+use super::stack::{Overrides, Stack, Thresholds};
+use crate::load::{LoadReport, Percentiles, Second};
+use crate::manifest::{write_atomic, Artifact};
+
+/// What was run, as given.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inputs {
+    pub stack_file: String,
+    pub overrides: Overrides,
+    /// The stack after overrides, as deployed.
+    pub stack: Stack,
+}
+
+/// One step of `--find-capacity`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityStep {
+    pub rate: f64,
+    pub achieved_rate: f64,
+    pub success_ratio: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub passed: bool,
+    /// Messages of the thresholds that broke.
+    pub broken: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Capacity {
+    /// Highest step rate that passed every threshold (0 if none did).
+    pub highest_passing_rate: f64,
+    pub steps: Vec<CapacityStep>,
+    pub step_duration_s: f64,
+    pub step_warmup_s: f64,
+}
+
+/// `report.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SmokeReport {
+    pub schema: u32,
+    pub run_id: String,
+    /// `gate` or `find-capacity`.
+    pub mode: String,
+    pub passed: bool,
+    pub started: String,
+    pub finished: String,
+    pub duration_s: f64,
+    pub inputs: Inputs,
+    /// The artifacts under test (every service's .deb and image), copied from the manifest.
+    pub artifacts: Vec<Artifact>,
+    /// `dist/manifest.json`'s source commit, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_commit: Option<String>,
+    pub deployment: Deployment,
+    pub thresholds: Thresholds,
+    pub checks: Vec<Check>,
+    /// Messages of every broken threshold (empty when passed).
+    pub reasons: Vec<String>,
+    pub percentiles: Percentiles,
+    pub status_counts: std::collections::BTreeMap<String, u64>,
+    pub error_counts: std::collections::BTreeMap<String, u64>,
+    pub timeline: Vec<Second>,
+    pub restarts: Vec<Restart>,
+    pub containers: Vec<ContainerSummary>,
+    /// The load generator's full report of the gated run.
+    pub results: LoadReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+}
+
+impl SmokeReport {
+    pub const SCHEMA: u32 = 1;
+}
+
+/// Writes report.json, junit.xml and report.html into `dir`.
+pub fn write_all(dir: &Path, r: &SmokeReport) -> anyhow::Result<()> {
+    let mut json = serde_json::to_vec_pretty(r)?;
+    json.push(b'\n');
+    write_atomic(&dir.join("report.json"), &json)?;
+    write_atomic(&dir.join("junit.xml"), junit(r).as_bytes())?;
+    write_atomic(&dir.join("report.html"), super::html::render(r).as_bytes())?;
+    Ok(())
+}
+
+/// Escapes text for XML/HTML attribute and element content.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// One `<testsuite>` with a `<testcase>` per threshold; broken ones carry a `<failure>`.
+pub fn junit(r: &SmokeReport) -> String {
+    let failures = r.checks.iter().filter(|c| !c.passed).count();
+    let time = r.results.duration_s;
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x.push_str(&format!(
+        "<testsuites name=\"builder smoke\" tests=\"{}\" failures=\"{failures}\" time=\"{time:.3}\">\n",
+        r.checks.len()
+    ));
+    x.push_str(&format!(
+        "  <testsuite name=\"smoke {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{time:.3}\" timestamp=\"{}\">\n",
+        esc(&r.run_id),
+        r.checks.len(),
+        esc(&r.started)
+    ));
+    x.push_str("    <properties>\n");
+    let mut prop = |k: &str, v: &str| {
+        x.push_str(&format!(
+            "      <property name=\"{}\" value=\"{}\"/>\n",
+            esc(k),
+            esc(v)
+        ))
+    };
+    prop("run_id", &r.run_id);
+    prop("stack", &r.inputs.stack_file);
+    prop("rate", &r.inputs.stack.load.rate.to_string());
+    for a in &r.artifacts {
+        prop(&format!("{}:{}", a.kind, a.name), &a.sha256);
+    }
+    x.push_str("    </properties>\n");
+    for c in &r.checks {
+        x.push_str(&format!(
+            "    <testcase classname=\"smoke.gate\" name=\"{}\" time=\"{time:.3}\">\n",
+            esc(&c.name)
+        ));
+        if c.passed {
+            x.push_str(&format!(
+                "      <system-out>{}: {} (threshold {})</system-out>\n",
+                esc(&c.name),
+                esc(&c.actual),
+                esc(&c.threshold)
+            ));
+        } else {
+            x.push_str(&format!(
+                "      <failure message=\"{}\" type=\"threshold\">{} (threshold {}, actual {})</failure>\n",
+                esc(&c.message),
+                esc(&c.message),
+                esc(&c.threshold),
+                esc(&c.actual)
+            ));
+        }
+        x.push_str("    </testcase>\n");
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
+}

@@ -1,0 +1,205 @@
+//! `builder ci` end to end on a copy of the bundled project: the whole chain against the
+//! real engine, the files CI publishes, and the documented exit codes (0 pass, 1 gate failed,
+//! 2 recipe error, 3 environment error).
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// A copy of the project as a fresh clone has it (recipes, services, base images).
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["recipes", "services", "base-images"] {
+        copy_tree(&repo().join(sub), &dir.path().join(sub));
+    }
+    dir
+}
+
+fn ci(dir: &Path, config: &Path, extra: &[&str]) -> std::process::Output {
+    run(builder()
+        .arg("--project")
+        .arg(dir)
+        .arg("ci")
+        .args(["--duration", "12s", "--warmup", "3s"])
+        .args(extra)
+        .env("XDG_CONFIG_HOME", config)
+        .env_remove("BUILDER_SIGNING_KEY")
+        .env_remove("BUILDER_SIGNING_KEY_FILE"))
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+#[test]
+fn ci_passes_then_fails_the_gate_with_exit_1() {
+    let dir = project();
+    let config = tempfile::tempdir().unwrap();
+    let out = ci(dir.path(), config.path(), &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no terminal escape codes under ci:\n{err}"
+    );
+    let dist = dir.path().join("dist");
+
+    // SHA256SUMS lists every artifact and matches the bytes.
+    let sums = std::fs::read_to_string(dist.join("SHA256SUMS")).unwrap();
+    for f in [
+        "debs/backend_1.0.0-1_amd64.deb",
+        "debs/frontend_1.0.0-1_amd64.deb",
+        "images/backend_1.0.0-1.tar",
+        "images/frontend_1.0.0-1.tar",
+    ] {
+        assert!(
+            sums.contains(&format!("  {f}\n")),
+            "{f} missing from SHA256SUMS:\n{sums}"
+        );
+    }
+    sh(std::process::Command::new("sha256sum")
+        .arg("--check")
+        .arg("--quiet")
+        .arg("SHA256SUMS")
+        .current_dir(&dist));
+
+    // manifest.json: every artifact with sha256, size and version; the smoke report names the
+    // same bytes; the pipeline summary says every stage passed.
+    let manifest = json(&dist.join("manifest.json"));
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 4, "{manifest}");
+    for a in artifacts {
+        assert!(sums.contains(a["sha256"].as_str().unwrap()), "{a}");
+        assert!(
+            a["size"].as_u64().unwrap() > 0 && a["version"] == "1.0.0-1",
+            "{a}"
+        );
+    }
+    let summary = json(&dist.join("pipeline.json"));
+    assert_eq!(summary["passed"], true);
+    let stages: Vec<_> = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, vec!["passed"; 5], "{summary}");
+    let report = json(Path::new(summary["smoke_report"].as_str().unwrap()));
+    assert_eq!(report["passed"], true);
+    let junit = std::fs::read_to_string(dist.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("name=\"smoke\"") && junit.contains("name=\"success_ratio\""),
+        "{junit}"
+    );
+    assert!(!junit.contains("<failure"), "{junit}");
+
+    // Promoted into dev; the key was generated outside the project.
+    // The repository verifies with the public key exported beside it.
+    sh(std::process::Command::new("gpgv")
+        .arg("--keyring")
+        .arg(dist.join("repos/dev/signing-key.gpg"))
+        .arg(dist.join("repos/dev/dists/dev/InRelease")));
+    assert!(config.path().join("builder/signing-key.asc").is_file());
+    assert!(!dir.path().join("dist").join("signing-key.asc").exists());
+
+    // Rebase: a new image of the same .deb on the Debian-slim base, with no build and no
+    // container: a new image id, the same application layer.
+    let inspect = |dir: &Path| -> serde_json::Value {
+        let out = run(builder()
+            .arg("--project")
+            .arg(dir)
+            .args(["--json", "inspect", "dist/images/backend_1.0.0-1.tar"])
+            .current_dir(dir));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = inspect(dir.path());
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .args(["--json", "package", "--rebase", "backend", "--base", "slim"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let after = inspect(dir.path());
+    assert_ne!(before["image_id"], after["image_id"]);
+    let app_layer =
+        |v: &serde_json::Value| v["layers"].as_array().unwrap().last().unwrap()["digest"].clone();
+    assert_eq!(app_layer(&before), app_layer(&after));
+    assert!(before["layers"][0]["digest"] != after["layers"][0]["digest"]);
+    // Back to the recipe's base for the next run (the same bytes as before: reproducible).
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .args(["package", "--rebase", "backend", "--base", "static"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(inspect(dir.path())["image_id"], before["image_id"]);
+
+    // Same project again with a backend that fails half the requests: the build cache hits,
+    // the gate fails, exit code 1, nothing promoted, the reports say why.
+    let out = ci(
+        dir.path(),
+        config.path(),
+        &["--env", "backend:FAILURE_RATE=0.5"],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("smoke gate failed"), "{err}");
+    let summary = json(&dist.join("pipeline.json"));
+    assert_eq!(summary["passed"], false);
+    assert_eq!(summary["exit_code"], 1);
+    assert_eq!(
+        summary["stages"][1]["detail"], "0 built, 2 from cache",
+        "{summary}"
+    );
+    assert_eq!(summary["stages"][3]["status"], "failed");
+    assert_eq!(summary["stages"][4]["status"], "skipped");
+    let junit = std::fs::read_to_string(dist.join("junit.xml")).unwrap();
+    assert!(junit.contains("<failure"), "{junit}");
+    let history = std::fs::read_to_string(dist.join("repos/dev/history.jsonl")).unwrap();
+    assert_eq!(
+        history.lines().count(),
+        1,
+        "a failed gate promoted something:\n{history}"
+    );
+}
+
+#[test]
+fn ci_recipe_error_exits_2_and_still_writes_the_summary() {
+    let dir = project();
+    let config = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("recipes/backend.toml");
+    let text_ = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace("name = \"backend\"", "nmae = \"backend\"");
+    std::fs::write(&recipe, text_).unwrap();
+    let out = ci(dir.path(), config.path(), &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("recipes/backend.toml:") && err.contains("did you mean `name`?"),
+        "{err}"
+    );
+    let summary = json(&dir.path().join("dist/pipeline.json"));
+    assert_eq!(summary["exit_code"], 2);
+    assert_eq!(summary["stages"][0]["status"], "failed");
+    assert!(dir.path().join("dist/junit.xml").is_file());
+}
+
+#[test]
+fn ci_without_an_engine_exits_3() {
+    let dir = project();
+    let config = tempfile::tempdir().unwrap();
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .arg("ci")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("XDG_CONFIG_HOME", config.path()));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("Docker engine"), "{err}");
+}

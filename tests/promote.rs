@@ -1,0 +1,950 @@
+//! `builder promote` end to end with real tools: packages made by the real `builder package`,
+//! smoke reports written as the smoke stage's contract says, apt-get inside a container from
+//! the `bookworm` base image (update with date checks, install, upgrade, tampering refused),
+//! SIGKILLed and concurrent promoters, and a real registry (Debian's `docker-registry`)
+//! checked with `skopeo`.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+const RECIPE: &str = r#"
+[package]
+name = "demo"
+version = "VERSION"
+architecture = "amd64"
+maintainer = "Release Engineering <release@example.com>"
+description = """
+Demo service for builder's promotion tests
+
+A script, a conffile and a systemd unit.
+"""
+section = "net"
+license = "MIT"
+compression = "gzip"
+
+[[files]]
+from = "app/demo.sh"
+to = "/usr/bin/demo"
+mode = "0755"
+
+[[files]]
+from = "app/demo.conf"
+to = "/etc/demo/demo.conf"
+
+[[files]]
+from = "app/payload.bin"
+to = "/usr/share/demo/payload.bin"
+
+[[systemd]]
+unit = "app/demo.service"
+enable = false
+"#;
+
+fn sha256_file(p: &Path) -> String {
+    hex::encode(Sha256::digest(fs::read(p).unwrap()))
+}
+
+/// A fixture project with the `demo` recipe at `version`; `payload` bytes of filler let
+/// tests make the package large enough to be killed mid-copy.
+struct Project {
+    dir: tempfile::TempDir,
+    keys: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let p = Project { dir, keys };
+        let o = p.builder(&[
+            "key",
+            "generate",
+            "--out",
+            p.key().to_str().unwrap(),
+            "--name",
+            "promote test",
+        ]);
+        assert!(o.status.success(), "{}", both(&o));
+        p
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn dist(&self) -> PathBuf {
+        self.path().join("dist")
+    }
+    fn key(&self) -> PathBuf {
+        self.keys.path().join("signing.asc")
+    }
+    fn keyring(&self) -> PathBuf {
+        self.keys.path().join("signing.asc.pub.gpg")
+    }
+    fn env_dir(&self, env: &str) -> PathBuf {
+        self.dist().join("repos").join(env)
+    }
+
+    fn builder_cmd(&self, args: &[&str]) -> Command {
+        let mut c = builder();
+        c.arg("--project")
+            .arg(self.path())
+            .args(args)
+            .env("BUILDER_SIGNING_KEY_FILE", self.key())
+            .env_remove("BUILDER_SIGNING_KEY")
+            .env_remove("BUILDER_REGISTRY")
+            .current_dir(self.path());
+        c
+    }
+
+    fn builder(&self, args: &[&str]) -> Output {
+        run(&mut self.builder_cmd(args))
+    }
+
+    /// Writes the recipe at `version` and runs the real `builder package demo`.
+    fn package(&self, version: &str, payload_kib: usize) -> PathBuf {
+        let script = format!("#!/bin/sh\necho demo {version}\n");
+        let payload: String = (0..payload_kib * 1024)
+            .map(|i| char::from(b'a' + ((i * 7 + version.len()) % 26) as u8))
+            .collect();
+        write_files(
+            self.path(),
+            &[
+                ("recipes/demo.toml", &RECIPE.replace("VERSION", version)),
+                ("app/demo.sh", &script),
+                ("app/demo.conf", "listen = 8080\n"),
+                ("app/payload.bin", &payload),
+                (
+                    "app/demo.service",
+                    "[Unit]\nDescription=Demo\n\n[Service]\nExecStart=/usr/bin/demo\n\n[Install]\nWantedBy=multi-user.target\n",
+                ),
+            ],
+        );
+        let o = self.builder(&["package", "demo", "--no-image"]);
+        assert!(o.status.success(), "builder package: {}", both(&o));
+        self.dist().join(format!("debs/demo_{version}_amd64.deb"))
+    }
+
+    /// Writes `dist/smoke/<run>/report.json` as the smoke stage does: the artifacts copied
+    /// from `dist/manifest.json`, plus fields promotion does not read.
+    fn report(&self, run: &str, passed: bool, reasons: &[&str]) {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(self.dist().join("manifest.json")).unwrap()).unwrap();
+        write_report(&self.dist(), run, passed, reasons, &manifest["artifacts"]);
+    }
+
+    fn promote(&self, args: &[&str]) -> Output {
+        let mut a = vec!["promote"];
+        a.extend_from_slice(args);
+        self.builder(&a)
+    }
+}
+
+static REPORT_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn write_report(
+    dist: &Path,
+    run: &str,
+    passed: bool,
+    reasons: &[&str],
+    artifacts: &serde_json::Value,
+) {
+    // Strictly increasing `finished`, so "latest" is well defined even within one second.
+    let n = REPORT_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let report = serde_json::json!({
+        "run": run,
+        "started": "2030-01-01T00:00:00Z",
+        "finished": format!("2030-01-01T00:{:02}:{:02}Z", n / 60, n % 60),
+        "passed": passed,
+        "reasons": reasons,
+        "artifacts": artifacts,
+        "latency_ms": { "p50": 3.1, "p95": 9.0, "p99": 20.5 },
+        "requests": 1500,
+    });
+    let dir = dist.join("smoke").join(run);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("report.json"),
+        serde_json::to_vec_pretty(&report).unwrap(),
+    )
+    .unwrap();
+}
+
+fn both(o: &Output) -> String {
+    format!("{}{}", text(&o.stdout), text(&o.stderr))
+}
+
+fn pool_file(p: &Project, env: &str, version: &str) -> PathBuf {
+    p.env_dir(env)
+        .join(format!("pool/main/d/demo/demo_{version}_amd64.deb"))
+}
+
+fn history(p: &Project, env: &str) -> Vec<serde_json::Value> {
+    fs::read_to_string(p.env_dir(env).join("history.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn promotion_refuses_missing_failed_and_changed_artifacts_then_carries_the_same_bytes() {
+    let p = Project::new();
+    let deb = p.package("1.0", 4);
+
+    // No report at all.
+    let o = p.promote(&["--to", "dev"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(both(&o).contains("no smoke report in"), "{}", both(&o));
+    assert!(!p.env_dir("dev").join("dists").exists());
+
+    // The latest report failed.
+    p.report("run-ok-old", true, &[]);
+    p.report(
+        "run-bad",
+        false,
+        &["p99 latency 812 ms > 500 ms", "success rate 0.91 < 0.98"],
+    );
+    let o = p.promote(&["--to", "dev"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        both(&o).contains(
+            "the latest smoke run run-bad failed: p99 latency 812 ms > 500 ms; success rate \
+             0.91 < 0.98; fix it and run `builder smoke` again"
+        ),
+        "{}",
+        both(&o)
+    );
+    assert!(!p.env_dir("dev").join("dists").exists());
+
+    // Passed, but the .deb changed after the report.
+    p.report("run-1", true, &[]);
+    let approved = sha256_file(&deb);
+    let mut bytes = fs::read(&deb).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&deb, &bytes).unwrap();
+    let changed = sha256_file(&deb);
+    let o = p.promote(&["--to", "dev"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let msg = both(&o);
+    assert!(
+        msg.contains("deb demo 1.0") && msg.contains(&approved) && msg.contains(&changed),
+        "{msg}"
+    );
+    assert!(
+        !p.env_dir("dev").join("dists").exists(),
+        "nothing may be written"
+    );
+    assert!(
+        !p.env_dir("dev").join("pool").exists(),
+        "nothing may be written"
+    );
+
+    // Restored: promotes, with the run id recorded.
+    bytes[last] ^= 0x01;
+    fs::write(&deb, &bytes).unwrap();
+    let start = Instant::now();
+    let o = p.promote(&["--to", "dev", "--json"]);
+    let promote_time = start.elapsed();
+    assert!(o.status.success(), "{}", both(&o));
+    eprintln!(
+        "promote --to dev (1 package): {:.3}s",
+        promote_time.as_secs_f64()
+    );
+    let res: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(res["packages"][0]["sha256"], approved.as_str());
+    assert_eq!(res["packages"][0]["run"], "run-1");
+    assert_eq!(sha256_file(&pool_file(&p, "dev", "1.0")), approved);
+    let h = history(&p, "dev");
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["runs"][0], "run-1");
+    assert_eq!(h[0]["artifacts"][0]["sha256"], approved.as_str());
+    assert!(h[0]["source"].as_str().unwrap().contains("run-1"));
+
+    // Out of order is refused; one step at a time carries the same bytes.
+    let o = p.promote(&["--from", "dev", "--to", "prod"]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(both(&o).contains("skips staging"), "{}", both(&o));
+    let o = p.promote(&["--from", "staging", "--to", "dev"]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    let o = p.promote(&["--from", "dev", "--to", "staging"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(sha256_file(&pool_file(&p, "staging", "1.0")), approved);
+    let h = history(&p, "staging");
+    assert_eq!(h[0]["from_env"], "dev");
+    assert_eq!(
+        h[0]["runs"][0], "run-1",
+        "staging traces back to the passed report"
+    );
+
+    // `--to prod` defaults to `--from staging`.
+    let o = p.promote(&["--to", "prod"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(sha256_file(&pool_file(&p, "prod", "1.0")), approved);
+
+    // A changed pool file in the source environment is refused on the way on.
+    let v2 = p.package("2.0", 4);
+    p.report("run-2", true, &[]);
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let staged = pool_file(&p, "dev", "2.0");
+    let good = sha256_file(&v2);
+    let mut b = fs::read(&staged).unwrap();
+    b[100] ^= 0xff;
+    fs::write(&staged, &b).unwrap();
+    let o = p.promote(&["--from", "dev", "--to", "staging"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        both(&o).contains(&good) && both(&o).contains(&sha256_file(&staged)),
+        "{}",
+        both(&o)
+    );
+    b[100] ^= 0xff;
+    fs::write(&staged, &b).unwrap();
+    assert!(p
+        .promote(&["--from", "dev", "--to", "staging"])
+        .status
+        .success());
+    assert!(p.promote(&["--to", "prod"]).status.success());
+
+    // Rollback of prod: 1.0 only again; listed by `repo list`.
+    let o = p.promote(&["--to", "prod", "--rollback"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let o = p.builder(&["--json", "repo", "list", "prod"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let versions: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1.0"]);
+
+    // Skipping is allowed when the config says so.
+    fs::write(p.path().join("promote.toml"), "allow_skip = true\n").unwrap();
+    let o = p.promote(&["--from", "dev", "--to", "prod"]);
+    assert!(o.status.success(), "{}", both(&o));
+    fs::write(p.path().join("promote.toml"), "alow_skip = true\n").unwrap();
+    let o = p.promote(&["--from", "dev", "--to", "prod"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "unknown keys are errors: {}",
+        both(&o)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// apt in a container
+
+struct Container {
+    id: String,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Container {
+    fn exec(&self, script: &str) -> Output {
+        Command::new("docker")
+            .args([
+                "exec",
+                "-e",
+                "DEBIAN_FRONTEND=noninteractive",
+                "-e",
+                "LC_ALL=C",
+            ])
+            .arg(&self.id)
+            .args(["sh", "-c", script])
+            .output()
+            .unwrap()
+    }
+}
+
+/// The `bookworm` base image (made once, shared through the test cache).
+fn bookworm_image() -> String {
+    let root = repo();
+    let mut c = builder();
+    c.arg("--project")
+        .arg(&root)
+        .args(["base", "build", "bookworm"]);
+    sh(&mut c);
+    let mut c = builder();
+    c.arg("--project")
+        .arg(&root)
+        .args(["--json", "base", "list"]);
+    let list: serde_json::Value = serde_json::from_str(&sh(&mut c)).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "bookworm")
+        .and_then(|r| r["tag"].as_str())
+        .expect("bookworm in `base list`")
+        .to_string()
+}
+
+/// apt options: only our source list, date checks on, no sandbox user (read-only bind mount
+/// owned by root).
+const APT: &str = "apt-get -q -o Dir::Etc::SourceList=/etc/apt/builder.list \
+    -o Dir::Etc::SourceParts=- -o Acquire::Check-Date=true -o Acquire::Check-Valid-Until=true \
+    -o APT::Sandbox::User=root";
+
+#[test]
+fn apt_in_a_container_installs_upgrades_and_refuses_tampering() {
+    let p = Project::new();
+    p.package("1.0.0", 4);
+    p.report("apt-run-1", true, &[]);
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+
+    // Tampered copies live beside the real repository in the mounted directory.
+    let image = bookworm_image();
+    let run_id = format!("promote-test-{}", std::process::id());
+    let out = sh(Command::new("docker")
+        .args(["run", "-d", "--network", "none"])
+        .args(["--label", "io.builder=1", "--label"])
+        .arg(format!("io.builder.run={run_id}"))
+        .args(["--label", "io.builder.stage=test"])
+        .arg("-v")
+        .arg(format!("{}:/repos:ro", p.dist().join("repos").display()))
+        .arg("-v")
+        .arg(format!(
+            "{}:/etc/apt/keyrings/builder.gpg:ro",
+            p.keyring().display()
+        ))
+        .args([&image, "sleep", "600"]));
+    let c = Container {
+        id: out.trim().to_string(),
+    };
+    let list = |env: &str| {
+        format!(
+            "echo 'deb [signed-by=/etc/apt/keyrings/builder.gpg] file:/repos/{env} dev main' \
+             > /etc/apt/builder.list && rm -rf /var/lib/apt/lists/*"
+        )
+    };
+    let start = Instant::now();
+    let o = c.exec(&format!(
+        "{} && {APT} update && {APT} install -y demo",
+        list("dev")
+    ));
+    let install_time = start.elapsed();
+    let t = both(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(!t.contains("W:") && !t.contains("E:"), "{t}");
+    eprintln!(
+        "apt-get update + install in a container: {:.2}s",
+        install_time.as_secs_f64()
+    );
+
+    let o = c.exec(
+        "demo && cat /etc/demo/demo.conf && test -f /lib/systemd/system/demo.service && \
+         dpkg-query -W -f='${Version} ${Conffiles}\\n' demo",
+    );
+    let t = both(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("demo 1.0.0") && t.contains("listen = 8080"),
+        "{t}"
+    );
+    assert!(
+        t.contains("1.0.0  /etc/demo/demo.conf") || t.contains("/etc/demo/demo.conf "),
+        "{t}"
+    );
+
+    // A newer promoted version upgrades cleanly; the edited conffile is kept.
+    p.package("1.1.0", 4);
+    p.report("apt-run-2", true, &[]);
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let o = c.exec(&format!(
+        "echo 'listen = 9090' > /etc/demo/demo.conf && {APT} update && \
+         {APT} install -y --only-upgrade -o Dpkg::Options::=--force-confold demo && demo && \
+         cat /etc/demo/demo.conf"
+    ));
+    let t = both(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("demo 1.1.0") && t.contains("listen = 9090"),
+        "{t}"
+    );
+
+    // Tampering: a copy of dev with an edited Packages, and one with a changed .deb.
+    let repos = p.dist().join("repos");
+    for (name, what) in [("tampered-packages", "packages"), ("tampered-deb", "deb")] {
+        let dir = repos.join(name);
+        copy_tree(&p.env_dir("dev"), &dir);
+        if what == "packages" {
+            let pk = fs::canonicalize(dir.join("dists/dev/main/binary-amd64/Packages")).unwrap();
+            let s = fs::read_to_string(&pk)
+                .unwrap()
+                .replace("Section: net", "Section: evil");
+            fs::remove_file(&pk).unwrap();
+            fs::write(&pk, s).unwrap();
+            // apt prefers Packages.gz by hash; remove it so the edited file is what it reads.
+            for gz in walkdir::WalkDir::new(dir.join(".generations")) {
+                let gz = gz.unwrap();
+                if gz.file_name().to_string_lossy().len() == 64 || gz.file_name() == "Packages.gz" {
+                    let _ = fs::remove_file(gz.path());
+                }
+            }
+        } else {
+            let deb = dir.join("pool/main/d/demo/demo_1.1.0_amd64.deb");
+            let mut b = fs::read(&deb).unwrap();
+            let n = b.len() - 10;
+            b[n] ^= 0x55;
+            fs::write(&deb, b).unwrap();
+        }
+    }
+    let o = c.exec(&format!("{} && {APT} update", list("tampered-packages")));
+    let t = both(&o);
+    assert!(
+        !o.status.success() || t.contains("E:") || t.contains("W:"),
+        "a tampered Packages must be refused: {t}"
+    );
+    assert!(
+        t.contains("Hash Sum mismatch") || t.contains("File has unexpected size"),
+        "{t}"
+    );
+    eprintln!("tampered Packages: {}", problems(&t));
+    let o = c.exec(&format!(
+        "{} && {APT} update && {APT} install -y --reinstall demo",
+        list("tampered-deb")
+    ));
+    let t = both(&o);
+    assert!(!o.status.success(), "a tampered .deb must be refused: {t}");
+    assert!(
+        t.contains("Hash Sum mismatch") || t.contains("File has unexpected size"),
+        "{t}"
+    );
+    eprintln!("tampered .deb: {}", problems(&t));
+}
+
+fn problems(t: &str) -> String {
+    t.lines()
+        .filter(|l| l.starts_with("E:") || l.starts_with("W:") || l.starts_with("Err:"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+// ---------------------------------------------------------------------------------------
+// crashes and concurrency
+
+/// A private apt root on the host (never touching the host's apt state) that checks the
+/// environment repository's signature and dates and resolves `demo`.
+fn apt_verifies(env_dir: &Path, keyring: &Path) -> Result<(), String> {
+    let d = tempfile::tempdir().unwrap();
+    for sub in [
+        "var/lib/apt/lists/partial",
+        "var/cache/apt/archives/partial",
+        "etc/apt",
+    ] {
+        fs::create_dir_all(d.path().join(sub)).unwrap();
+    }
+    fs::write(d.path().join("status"), "").unwrap();
+    fs::write(
+        d.path().join("sources.list"),
+        format!(
+            "deb [signed-by={}] file:{} dev main\n",
+            keyring.display(),
+            env_dir.display()
+        ),
+    )
+    .unwrap();
+    let dir = d.path().display().to_string();
+    let o = Command::new("apt-get")
+        .args(["-o", &format!("Dir={dir}")])
+        .args(["-o", &format!("Dir::State::status={dir}/status")])
+        .args(["-o", &format!("Dir::Etc::SourceList={dir}/sources.list")])
+        .args([
+            "-o",
+            "Dir::Etc::SourceParts=-",
+            "-o",
+            "Dir::Etc::TrustedParts=-",
+        ])
+        .args(["-o", "Dir::Log=/tmp", "-o", "Debug::NoLocking=1"])
+        .args([
+            "-o",
+            "Acquire::Check-Date=true",
+            "-o",
+            "Acquire::Check-Valid-Until=true",
+        ])
+        .args([
+            "-o",
+            "APT::Sandbox::User=root",
+            "-o",
+            "APT::Architecture=amd64",
+        ])
+        .args(["update"])
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    let t = both(&o);
+    if o.status.success()
+        && !t
+            .lines()
+            .any(|l| l.starts_with("W:") || l.starts_with("E:"))
+    {
+        Ok(())
+    } else {
+        Err(t)
+    }
+}
+
+#[test]
+fn sigkilled_promoters_never_break_the_repository_and_concurrent_ones_serialise() {
+    let p = Project::new();
+    p.package("0.1", 4);
+    p.report("kill-0", true, &[]);
+    assert!(p.promote(&["--to", "dev"]).status.success());
+    let env = p.env_dir("dev");
+
+    let kills = 15;
+    let mut killed_mid_run = 0;
+    for round in 0..kills {
+        // A larger package each round makes the copy long enough to be cut.
+        let version = format!("1.{round}");
+        p.package(&version, 2048);
+        p.report(&format!("kill-{}", round + 1), true, &[]);
+        let mut child = p
+            .builder_cmd(&["promote", "--to", "dev"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill it while it writes: as soon as a temp file or staging generation appears
+        // (then a few ms more, to land in different phases), whatever the machine's speed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            let writing = walkdir::WalkDir::new(&env)
+                .into_iter()
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().contains(".tmp-"));
+            if writing {
+                std::thread::sleep(Duration::from_millis(round as u64 % 4));
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.code().is_none() {
+            killed_mid_run += 1;
+        }
+        apt_verifies(&env, &p.keyring())
+            .unwrap_or_else(|e| panic!("round {round}: apt refuses the repository: {e}"));
+        // The next promotion succeeds and completes what the killed one left.
+        let o = p.promote(&["--to", "dev"]);
+        assert!(o.status.success(), "round {round}: {}", both(&o));
+        apt_verifies(&env, &p.keyring()).unwrap();
+        assert_eq!(
+            sha256_file(&pool_file(&p, "dev", &version)),
+            sha256_file(&p.dist().join(format!("debs/demo_{version}_amd64.deb")))
+        );
+    }
+    eprintln!("{killed_mid_run}/{kills} promoters were killed before they finished");
+    assert!(
+        killed_mid_run >= kills / 3,
+        "too few kills landed mid-run: {killed_mid_run}"
+    );
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&env)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Two promoters at once: both finish, one after the other.
+    let before = history(&p, "dev").len();
+    let spawn = || {
+        p.builder_cmd(&["promote", "--to", "dev"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", both(&a));
+    assert!(b.status.success(), "{}", both(&b));
+    let waited = [&a, &b].iter().any(|o| text(&o.stderr).contains("Waiting"));
+    eprintln!("concurrent promoters: one waited for the lock: {waited}");
+    let h = history(&p, "dev");
+    assert_eq!(h.len(), before + 2, "{h:?}");
+    let g1 = h[before]["generation"].as_u64().unwrap();
+    let g2 = h[before + 1]["generation"].as_u64().unwrap();
+    assert_eq!(g2, g1 + 1);
+    for g in [g1, g2] {
+        assert!(env
+            .join(format!(".generations/{g}/generation.json"))
+            .is_file());
+    }
+    apt_verifies(&env, &p.keyring()).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// registry
+
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_registry() -> Registry {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("config.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry (Debian package docker-registry) must be installed");
+    let r = Registry {
+        child,
+        port,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r
+}
+
+/// A real OCI image tar written by builder's own writer: one small layer, a config.
+fn write_image(dist: &Path, name: &str, version: &str) -> serde_json::Value {
+    use builder::archive::{FileSource, Tree};
+    use builder::oci::spec::{ImageConfig, RootFs, RunConfig};
+    let work = tempfile::tempdir().unwrap();
+    let mut tree = Tree::new();
+    tree.add_dir("srv", 0o755).unwrap();
+    tree.add_file(
+        "srv/hello.txt",
+        0o644,
+        FileSource::Bytes(format!("hello {name} {version}\n").into_bytes().into()),
+    )
+    .unwrap();
+    let layer =
+        builder::oci::compress_tree(&tree, 1_700_000_000, &work.path().join("l.tar.gz")).unwrap();
+    let config = ImageConfig {
+        created: None,
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        config: RunConfig {
+            entrypoint: vec!["/srv/hello".into()],
+            ..Default::default()
+        },
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.diff_id.clone()],
+        },
+        history: Vec::new(),
+    };
+    let path = dist.join(format!("images/{name}_{version}.tar"));
+    let w = builder::oci::write_image_tar(
+        &path,
+        &builder::oci::ImageParts {
+            config: &config,
+            layers: std::slice::from_ref(&layer),
+            repo_tag: &format!("{name}:{version}"),
+            ref_name: version,
+            mtime: 1_700_000_000,
+        },
+    )
+    .unwrap();
+    serde_json::json!({
+        "kind": "image", "name": name, "version": version,
+        "path": format!("images/{name}_{version}.tar"),
+        "sha256": w.tar_digest.trim_start_matches("sha256:"),
+        "size": w.tar_size, "image_id": w.config_digest, "digest": w.manifest_digest,
+        "tag": format!("{name}:{version}"),
+    })
+}
+
+fn skopeo_digest(reference: &str) -> String {
+    let out = sh(Command::new("skopeo").args(["inspect", "--tls-verify=false", reference]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["Digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn images_land_in_an_oci_layout_and_a_registry_with_the_same_digest() {
+    let p = Project::new();
+    let reg = start_registry();
+    let addr = format!("127.0.0.1:{}", reg.port);
+    let img = write_image(&p.dist(), "web", "1.0.0");
+    let digest = img["digest"].as_str().unwrap().to_string();
+    write_report(&p.dist(), "img-1", true, &[], &serde_json::json!([img]));
+
+    let start = Instant::now();
+    let o = p.promote(&["--to", "dev", "--registry", &addr, "--json"]);
+    let total = start.elapsed();
+    assert!(o.status.success(), "{}", both(&o));
+    let res: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    eprintln!(
+        "promote with push: total {:.3}s, promote {:.3}s, push {:.3}s",
+        total.as_secs_f64(),
+        res["promote_seconds"].as_f64().unwrap(),
+        res["push_seconds"].as_f64().unwrap()
+    );
+    assert_eq!(res["pushed"][0]["digest"], digest.as_str());
+    assert_eq!(
+        skopeo_digest(&format!("docker://{addr}/dev/web:1.0.0")),
+        digest,
+        "the registry must serve the approved manifest"
+    );
+    // The environment's OCI layout holds the image under `<name>:<version>`.
+    let layout = p.env_dir("dev").join("images");
+    assert_eq!(
+        skopeo_digest(&format!("oci:{}:web:1.0.0", layout.display())),
+        digest
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "web:1.0.0"
+    );
+
+    // A changed image is refused before anything is written.
+    let img2 = write_image(&p.dist(), "web", "2.0.0");
+    write_report(&p.dist(), "img-2", true, &[], &serde_json::json!([img2]));
+    let tar = p.dist().join("images/web_2.0.0.tar");
+    let mut b = fs::read(&tar).unwrap();
+    // Flip a byte inside the last blob region (not the tar padding): the report's tar
+    // sha256 then differs.
+    let n = b.len() / 2;
+    b[n] ^= 0x01;
+    fs::write(&tar, &b).unwrap();
+    let o = p.promote(&["--to", "dev", "--registry", &addr]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(both(&o).contains("image web 2.0.0"), "{}", both(&o));
+    b[n] ^= 0x01;
+    fs::write(&tar, &b).unwrap();
+    let o = p.promote(&["--to", "dev", "--registry", &addr]);
+    assert!(o.status.success(), "{}", both(&o));
+
+    // dev → staging: the same digest under staging/, blobs skipped where present.
+    let o = p.promote(&[
+        "--from",
+        "dev",
+        "--to",
+        "staging",
+        "--registry",
+        &addr,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(
+        skopeo_digest(&format!("docker://{addr}/staging/web:2.0.0")),
+        img2["digest"].as_str().unwrap()
+    );
+    let o = p.builder(&["repo", "list", "staging"]);
+    assert!(
+        both(&o).contains(img2["digest"].as_str().unwrap()),
+        "{}",
+        both(&o)
+    );
+
+    // Rollback restores the previous image list in index.json.
+    let o = p.promote(&["--to", "dev", "--rollback"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let refs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(refs, ["web:1.0.0"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// CI examples
+
+#[test]
+fn ci_examples_run_readmes_commands_and_their_promotions_parse() {
+    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(readme.contains(".ci/setup") && readme.contains("cargo run --release -- ci"));
+    let p = Project::new();
+    for file in ["github-actions.yml", "gitlab-ci.yml"] {
+        let text = fs::read_to_string(repo().join("examples/ci").join(file)).unwrap();
+        assert!(text.contains("bash .ci/setup"), "{file}");
+        assert!(
+            text.contains("cargo run --release --locked -- ci"),
+            "{file}"
+        );
+        assert!(
+            text.contains("junit.xml") && text.contains("dist/"),
+            "{file}"
+        );
+        // Every promotion the example runs is a valid command line: on an empty project it
+        // is refused as a failed stage (1, nothing to promote), never as a usage error (2).
+        for line in text.lines().filter(|l| l.contains("-- promote ")) {
+            let cmd = line.split("-- promote ").nth(1).unwrap().trim();
+            let args: Vec<&str> = cmd.split_whitespace().collect();
+            let o = p.promote(&args);
+            if args.contains(&"--rollback") {
+                let t = both(&o);
+                assert!(t.contains("no published generation to roll back"), "{t}");
+                continue;
+            }
+            assert_eq!(o.status.code(), Some(1), "{file}: `{cmd}`: {}", both(&o));
+            assert!(
+                both(&o).contains("holds nothing to promote"),
+                "{}",
+                both(&o)
+            );
+        }
+    }
+}

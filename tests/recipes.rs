@@ -1,0 +1,226 @@
+//! `builder validate` on good and bad recipes: every bad input gives a one-screen error with
+//! file:line:col and exit code 2, never a panic. The messages are snapshotted (insta), with
+//! the temp directory replaced by `[PROJECT]`.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const GOOD: &str = r#"
+[package]
+name = "app"
+version = "1.2.3"
+maintainer = "Ops <ops@example.com>"
+description = "An app"
+
+[[files]]
+from = "services/app/app.env"
+to = "/etc/app/app.env"
+"#;
+
+/// A project with base images, one service's files and no recipes yet.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(
+        dir.path(),
+        &[
+            ("base-images/go.toml", "kind = \"debootstrap\"\n"),
+            ("base-images/static.toml", "kind = \"static\"\n"),
+            ("services/app/app.env", "PORT=8080\n"),
+            ("services/app/main.go", "package main\n"),
+            (
+                "services/app/app.service",
+                "[Service]\nExecStart=/usr/bin/app\n",
+            ),
+            ("recipes/.keep", ""),
+        ],
+    );
+    dir
+}
+
+/// Validates `recipe` (written as recipes/app.toml) and returns (exit code, stderr).
+fn validate(dir: &Path, recipe: &str) -> (i32, String) {
+    std::fs::write(dir.join("recipes/app.toml"), recipe).unwrap();
+    let out = run(builder().arg("--project").arg(dir).arg("validate"));
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE"), "backtrace: {stderr}");
+    let stderr = stderr.replace(&dir.display().to_string(), "[PROJECT]");
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn good_recipe_validates() {
+    let dir = project();
+    let (code, err) = validate(dir.path(), GOOD);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn repository_recipes_validate() {
+    let out = run(builder().arg("--project").arg(repo()).arg("validate"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("backend") && stdout.contains("frontend"),
+        "{stdout}"
+    );
+}
+
+/// Each case: (snapshot name, recipe text, text the message must contain).
+const BAD: &[(&str, &str, &str)] = &[
+    ("syntax", "[package\nname = \"app\"\n", "recipes/app.toml:1:"),
+    (
+        "unknown_keys",
+        "[package]\nnmae = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\nsecton = \"net\"\n",
+        "did you mean `name`?",
+    ),
+    ("unknown_table", "[pakage]\nname = \"app\"\n", "did you mean `package`?"),
+    (
+        "bad_name",
+        "[package]\nname = \"App_1\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n",
+        "not a valid Debian package name",
+    ),
+    (
+        "bad_version",
+        "[package]\nname = \"app\"\nversion = \"v1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n",
+        "must start with a digit",
+    ),
+    (
+        "version_type",
+        "[package]\nname = \"app\"\nversion = 1.0\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n",
+        "app.toml:3:11",
+    ),
+    (
+        "bad_arch_relation_maintainer",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\narchitecture = \"x86_64\"\nmaintainer = \"ops@e.com\"\ndescription = \"x\"\ndepends = [\"libc6 (=> 2.31)\"]\n",
+        "unknown relation `=>`",
+    ),
+    (
+        "traversal",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[[files]]\nfrom = \"../../etc/passwd\"\nto = \"/etc/passwd\"\n",
+        "escapes the project",
+    ),
+    (
+        "absolute_outside",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[[files]]\nfrom = \"/etc/hostname\"\nto = \"/etc/hostname\"\n",
+        "is outside the project",
+    ),
+    (
+        "symlink_out",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[[files]]\nfrom = \"services/app/escape\"\nto = \"/etc/x\"\n",
+        "symlink pointing outside the project",
+    ),
+    (
+        "duplicate_destination",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[[files]]\nfrom = \"services/app/app.env\"\nto = \"/etc/app.env\"\n[[files]]\nfrom = \"services/app/main.go\"\nto = \"/etc/app.env\"\n",
+        "two entries install to `/etc/app.env`",
+    ),
+    (
+        "missing_file",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[[files]]\nfrom = \"services/app/nope.conf\"\nto = \"/etc/nope.conf\"\n",
+        "does not exist",
+    ),
+    (
+        "bad_destinations",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[[files]]\nfrom = \"services/app/app.env\"\nto = \"etc/app.env\"\nmode = \"999\"\n[[files]]\nfrom = \"services/app/main.go\"\nto = \"/usr//share/../x\"\n",
+        "must be an absolute path",
+    ),
+    (
+        "build_and_image",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[build]\nbuilder = \"gcc\"\nsource = \"services/app\"\ncommand = []\nnetwork = \"host\"\n[image]\nbase = \"statik\"\nentrypoint = [\"app\"]\nports = [8080, 70000, 0]\nuser = \"root\"\n",
+        "port 70000 is out of range",
+    ),
+];
+
+#[test]
+fn bad_recipes_give_located_errors_and_exit_2() {
+    let dir = project();
+    std::os::unix::fs::symlink("/etc/hostname", dir.path().join("services/app/escape")).unwrap();
+    let mut failures = Vec::new();
+    for (name, recipe, expect) in BAD {
+        let (code, err) = validate(dir.path(), recipe);
+        if code != 2 || !err.contains(expect) || !err.contains("recipes/app.toml") {
+            failures.push(format!(
+                "case {name}: exit {code}, expected `{expect}` in:\n{err}"
+            ));
+        }
+        assert!(
+            err.lines().count() < 60,
+            "case {name}: more than one screen:\n{err}"
+        );
+        insta::assert_snapshot!(*name, err);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn escapes_through_globs_and_root_uids_are_refused_from_the_project_directory() {
+    let dir = project();
+    std::os::unix::fs::symlink("/etc/hostname", dir.path().join("services/app/escape")).unwrap();
+    let recipe = "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n\
+        [[files]]\nfrom = \"services/app/esc*\"\nto = \"/etc/app/\"\n\
+        [image]\nbase = \"static\"\nentrypoint = [\"/usr/bin/app\"]\nuser = \"00:0\"\n";
+    std::fs::write(dir.path().join("recipes/app.toml"), recipe).unwrap();
+    // Run from inside the project with the default `--project .`.
+    let out = run(builder().arg("validate").current_dir(dir.path()));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("resolves outside the project"), "{err}");
+    assert!(err.contains("images run as a non-root user"), "{err}");
+}
+
+#[test]
+fn all_problems_in_all_recipes_are_reported() {
+    let dir = project();
+    write_files(
+        dir.path(),
+        &[(
+            "recipes/other.toml",
+            "[package]\nname = \"other\"\nversion = \"x\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n",
+        )],
+    );
+    let bad_app = "[package]\nname = \"APP\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\nhomepage = \"ftp://x\"\n";
+    let (code, err) = validate(dir.path(), bad_app);
+    assert_eq!(code, 2);
+    assert!(err.contains("recipes/app.toml:2:8"), "{err}");
+    assert!(err.contains("recipes/app.toml:6:12"), "{err}");
+    assert!(err.contains("recipes/other.toml:3:11"), "{err}");
+    assert!(err.contains("3 problems found in 2 files"), "{err}");
+}
+
+#[test]
+fn json_output_lists_errors() {
+    let dir = project();
+    std::fs::write(
+        dir.path().join("recipes/app.toml"),
+        "[package]\nname = \"x\"\n",
+    )
+    .unwrap();
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .args(["--json", "validate"]));
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    assert_eq!(v["ok"], false);
+    assert!(v["errors"][0]["line"].as_u64().unwrap() >= 1, "{v}");
+}
+
+#[test]
+fn unknown_package_name_lists_known_ones() {
+    let dir = project();
+    std::fs::write(dir.path().join("recipes/app.toml"), GOOD).unwrap();
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .args(["package", "ap"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no recipe for package `ap`") && err.contains("did you mean `app`?"),
+        "{err}"
+    );
+}
