@@ -425,6 +425,46 @@ fn gc_removes_what_a_crashed_run_left_and_spares_live_runs() {
     let live = format!("{run}-live");
     create(&crashed, &dead_pid);
     create(&live, &std::process::id().to_string());
+    // A user's own containers are never builder's garbage: one of a base image, which must
+    // not hand builder's ownership labels down to it, and one that carries the labels an
+    // image of an older builder handed down (`io.builder=1`, a dead pid, but no run).
+    let user = format!("{run}-user");
+    let inherited = format!("{run}-inherited");
+    for (name, labels) in [
+        (&user, vec![]),
+        (
+            &inherited,
+            vec![
+                "--label".to_string(),
+                "io.builder=1".to_string(),
+                "--label".to_string(),
+                format!("io.builder.pid={dead_pid}"),
+            ],
+        ),
+    ] {
+        let mut args: Vec<&str> = vec!["create", "--name", name];
+        args.extend(labels.iter().map(String::as_str));
+        args.extend([made.bookworm.as_str(), "true"]);
+        let o = docker(&args);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let image_labels = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Labels}}",
+        &made.bookworm,
+    ]);
+    let image_labels = String::from_utf8_lossy(&image_labels.stdout).to_string();
+    assert!(
+        image_labels.contains("\"io.builder.base\":\"bookworm\""),
+        "{image_labels}"
+    );
+    assert!(!image_labels.contains("\"io.builder\":"), "{image_labels}");
+    assert!(
+        !image_labels.contains("\"io.builder.pid\":"),
+        "{image_labels}"
+    );
     let net = docker(&[
         "network",
         "create",
@@ -440,6 +480,16 @@ fn gc_removes_what_a_crashed_run_left_and_spares_live_runs() {
 
     let o = builder(Path::new(REPO), &cache_dir(), &["--json", "gc"]);
     let _ = docker(&["rm", "-f", &live]);
+    let user_kept = docker(&["container", "inspect", &user]).status.success();
+    let inherited_kept = docker(&["container", "inspect", &inherited])
+        .status
+        .success();
+    let _ = docker(&["rm", "-f", &user, &inherited]);
+    assert!(user_kept, "gc removed a user's container of a base image");
+    assert!(
+        inherited_kept,
+        "gc removed a container with inherited labels"
+    );
     assert!(o.status.success(), "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let containers: Vec<&str> = report["containers"]

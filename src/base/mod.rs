@@ -413,10 +413,9 @@ impl BaseImages {
             changes.push(format!("USER {u}"));
         }
         changes.push(format!(
-            "LABEL {}=1 {}=base io.builder.base={name} io.builder.hash={version} {}={}",
-            crate::docker::LABEL_ROOT,
-            crate::docker::LABEL_STAGE,
-            crate::docker::LABEL_PID,
+            "LABEL {}={name} io.builder.hash={version} {}={}",
+            crate::docker::LABEL_BASE,
+            crate::docker::LABEL_IMAGE_PID,
             std::process::id()
         ));
         let opts = crate::docker::ImportOptions {

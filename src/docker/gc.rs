@@ -19,7 +19,7 @@ use bollard::Docker;
 use serde::Serialize;
 
 use super::volumes::{LABEL_RECIPE, STAGE_CACHE};
-use super::{LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_STAGE};
+use super::{LABEL_IMAGE_PID, LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_STAGE};
 use crate::report::Reporter;
 
 /// What to collect.
@@ -74,19 +74,25 @@ pub async fn gc(docker: &Docker, reporter: &Reporter) -> Result<GcReport> {
 
 /// Whether the process that created an object is still running on this host.
 fn owner_alive(labels: Option<&HashMap<String, String>>) -> bool {
-    let Some(pid) = labels
+    labels
         .and_then(|l| l.get(LABEL_PID))
         .and_then(|p| p.parse::<u32>().ok())
-    else {
-        return false;
-    };
+        .is_some_and(pid_alive)
+}
+
+fn pid_alive(pid: u32) -> bool {
     pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The label filter for containers, networks and volumes of builder runs. Requiring the run
+/// label, which builder sets on each object it creates and never on an image, keeps `gc` off
+/// containers that merely inherited `io.builder=1` from an image (a user's `docker run` of a
+/// base image made by an older builder).
 fn filters(opts: &GcOptions) -> HashMap<String, Vec<String>> {
     let mut labels = vec![format!("{LABEL_ROOT}=1")];
-    if let Some(run) = &opts.run {
-        labels.push(format!("{LABEL_RUN}={run}"));
+    match &opts.run {
+        Some(run) => labels.push(format!("{LABEL_RUN}={run}")),
+        None => labels.push(LABEL_RUN.to_string()),
     }
     HashMap::from([("label".to_string(), labels)])
 }
@@ -186,8 +192,15 @@ pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> 
 
     remove_cache_volumes(docker, opts, reporter, &mut report).await?;
 
-    let mut image_filters = filters(opts);
-    image_filters.insert("dangling".to_string(), vec!["true".to_string()]);
+    // Half-made base imports: untagged images that carry the importer's pid, a key that
+    // container gc never reads (containers inherit image labels). They belong to no run.
+    if opts.run.is_some() {
+        return Ok(report);
+    }
+    let image_filters = HashMap::from([
+        ("label".to_string(), vec![LABEL_IMAGE_PID.to_string()]),
+        ("dangling".to_string(), vec!["true".to_string()]),
+    ]);
     let images = docker
         .list_images(Some(
             ListImagesOptionsBuilder::default()
@@ -198,7 +211,12 @@ pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> 
         .await
         .context("could not list images")?;
     for i in images {
-        if keep(Some(&i.labels), &mut report) {
+        let pid = i
+            .labels
+            .get(LABEL_IMAGE_PID)
+            .and_then(|p| p.parse::<u32>().ok());
+        if !opts.include_live && pid.is_some_and(pid_alive) {
+            report.skipped_live += 1;
             continue;
         }
         if !opts.dry_run {

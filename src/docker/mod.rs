@@ -41,6 +41,13 @@ pub const LABEL_RUN: &str = "io.builder.run";
 pub const LABEL_STAGE: &str = "io.builder.stage";
 /// Label holding the pid of the process that created the object (for `gc`).
 pub const LABEL_PID: &str = "io.builder.pid";
+/// Label on base images: the base's name. Images never carry [`LABEL_ROOT`], [`LABEL_RUN`]
+/// or [`LABEL_PID`]: containers inherit image labels, and `gc` would take a user's
+/// container of a base image for a leftover of a dead run.
+pub const LABEL_BASE: &str = "io.builder.base";
+/// Label on base images: the pid of the importing process, so `gc` spares an import still
+/// in progress.
+pub const LABEL_IMAGE_PID: &str = "io.builder.image.pid";
 
 /// The socket used when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
