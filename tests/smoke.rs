@@ -243,12 +243,23 @@ fn real_stack_passes_at_50_rps_and_survives_killed_frontends() {
     let mut network = String::new();
     let mut load_started = None;
     let mut killed = false;
-    let run = smoke(&["--duration", "20s", "--warmup", "5s"], |line| {
+    let run = smoke(&["--duration", "25s", "--warmup", "5s"], |line| {
         if let Some(i) = line.find("network builder-smoke-") {
             network = line[i + 8..].split_whitespace().next().unwrap().to_string();
         }
         if line.contains("Load started") {
             load_started = Some(Instant::now());
+            let prefix = network.clone();
+            // Freeze one frontend (SIGSTOP on its process, from the host): it stays up for
+            // Docker but fails HAProxy's health check, so builder must restart it after the
+            // stack's unhealthy grace (10 s). 1 s in, so that happens within the run.
+            let frozen = format!("{prefix}-frontend-7");
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                let pid =
+                    sh(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &frozen]));
+                sh(Command::new("kill").args(["-STOP", pid.trim()]));
+            });
             let prefix = network.clone();
             // Crash one frontend (SIGQUIT: the Go runtime exits 2, Docker restarts it) and
             // kill another (SIGKILL: a manual stop for Docker, so builder must restart it),
@@ -277,8 +288,8 @@ fn real_stack_passes_at_50_rps_and_survives_killed_frontends() {
     assert!(res["achieved_rate"].as_f64().unwrap() >= 49.0, "{res}");
     assert!(res["success_ratio"].as_f64().unwrap() >= 0.98, "{res}");
     assert!(
-        res["sent"].as_u64().unwrap() >= 980,
-        "20 s at 50 req/s: {res}"
+        res["sent"].as_u64().unwrap() >= 1225,
+        "25 s at 50 req/s: {res}"
     );
     assert_eq!(res["warmup_s"], 5.0);
     for p in ["p50", "p90", "p95", "p99", "p999", "max"] {
@@ -316,6 +327,21 @@ fn real_stack_passes_at_50_rps_and_survives_killed_frontends() {
     assert!(
         killed["reason"].as_str().unwrap().contains("137"),
         "{killed}"
+    );
+    let frozen = by("frontend-7");
+    assert_eq!(frozen["by"], "builder", "{frozen}");
+    assert!(
+        frozen["reason"]
+            .as_str()
+            .unwrap()
+            .contains("running but failing its health check"),
+        "{frozen}"
+    );
+    assert!(
+        run.stderr
+            .contains("frontend-7: running but failing its health check"),
+        "{}",
+        run.stderr
     );
     let containers = r["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 9);
