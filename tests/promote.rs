@@ -909,6 +909,84 @@ fn images_land_in_an_oci_layout_and_a_registry_with_the_same_digest() {
     assert_eq!(refs, ["web:1.0.0"]);
 }
 
+/// `repo prune --keep 1` drops old image versions from `images/index.json` and deletes the
+/// blobs no remaining generation references, keeping what the newest version needs.
+#[test]
+fn prune_drops_old_images_and_their_blobs() {
+    let p = Project::new();
+    let mut imgs = Vec::new();
+    for (i, v) in ["1.0.0", "1.10.0", "1.9.0"].iter().enumerate() {
+        let img = write_image(&p.dist(), "web", v);
+        write_report(
+            &p.dist(),
+            &format!("prune-{i}"),
+            true,
+            &[],
+            &serde_json::json!([img]),
+        );
+        let o = p.promote(&["--to", "dev"]);
+        assert!(o.status.success(), "{}", both(&o));
+        imgs.push(img);
+    }
+    let layout = p.env_dir("dev").join("images");
+    let blobs = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = blobs(&layout);
+    for img in &imgs {
+        assert!(before.contains(&img["digest"].as_str().unwrap().to_string()));
+    }
+
+    let o = p.builder(&["--json", "repo", "prune", "dev", "--keep", "1"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let removed: Vec<&str> = report["removed_images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["version"].as_str().unwrap())
+        .collect();
+    // Debian version order: 1.10.0 is the newest.
+    assert_eq!(removed, ["1.9.0", "1.0.0"], "{report}");
+    let after = blobs(&layout);
+    assert_eq!(
+        report["removed_blobs"],
+        (before.len() - after.len()) as u64,
+        "{report}"
+    );
+    let newest = imgs[1]["digest"].as_str().unwrap();
+    assert!(after.contains(&newest.to_string()), "{after:?}");
+    for old in [&imgs[0], &imgs[2]] {
+        let d = old["digest"].as_str().unwrap().to_string();
+        assert!(!after.contains(&d), "{d} left in {after:?}");
+    }
+    // What is left is a valid layout that skopeo reads, listing only the newest version.
+    assert_eq!(
+        skopeo_digest(&format!("oci:{}:web:1.10.0", layout.display())),
+        newest
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
+    let o = p.builder(&["repo", "list", "dev"]);
+    assert!(
+        !both(&o).contains("1.9.0") && both(&o).contains("1.10.0"),
+        "{}",
+        both(&o)
+    );
+    let o = p.builder(&["repo", "history", "dev"]);
+    assert!(
+        both(&o).lines().last().unwrap().contains("prune"),
+        "{}",
+        both(&o)
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // CI examples
 

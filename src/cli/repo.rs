@@ -37,11 +37,12 @@ pub struct SignArgs {
 pub enum RepoCommand {
     /// Show the packages and images the environment holds now
     List(EnvArgs),
-    /// Keep the N newest versions of each package; delete pool files no generation needs
+    /// Keep the N newest versions of each package and image; delete pool files and image
+    /// blobs no generation needs
     Prune {
         #[command(flatten)]
         env: EnvArgs,
-        /// Versions to keep per package
+        /// Versions to keep per package (name and architecture) and per image name
         #[arg(long, value_name = "N")]
         keep: usize,
         #[command(flatten)]

@@ -139,8 +139,38 @@ pub struct PruneReport {
     /// The new current generation, when the index changed.
     pub generation: Option<u64>,
     pub removed_versions: Vec<HistoryArtifact>,
+    /// Image versions dropped from the index (`images/index.json`).
+    pub removed_images: Vec<ImageEntry>,
     pub removed_files: Vec<String>,
+    /// Image blobs no remaining generation references, deleted from `images/blobs/`.
+    pub removed_blobs: usize,
     pub removed_generations: Vec<u64>,
+}
+
+/// Splits `items` into the newest `keep` of each group and the rest (newest first within a
+/// group, by Debian version order).
+fn keep_newest<T: Clone>(
+    items: &[T],
+    keep: usize,
+    group: impl Fn(&T) -> String,
+    version: impl Fn(&T) -> &str,
+) -> (Vec<T>, Vec<T>) {
+    let mut sorted = items.to_vec();
+    sorted.sort_by(|a, b| {
+        group(a)
+            .cmp(&group(b))
+            .then_with(|| version::compare(version(b), version(a)))
+    });
+    let (mut kept, mut removed) = (Vec::new(), Vec::new());
+    for item in sorted {
+        let n = kept.iter().filter(|k| group(k) == group(&item)).count();
+        if n < keep {
+            kept.push(item);
+        } else {
+            removed.push(item);
+        }
+    }
+    (kept, removed)
 }
 
 /// Reads a .deb and checks it against the approved sha256, before anything is written.
@@ -480,41 +510,42 @@ pub fn prune(
         return Ok(PruneReport::default());
     };
     let meta = layout.read_meta(current)?;
-    let mut kept: Vec<PackageEntry> = Vec::new();
-    let mut removed: Vec<PackageEntry> = Vec::new();
-    let mut sorted = meta.packages.clone();
-    index::sort_entries(&mut sorted);
-    // Newest first within each name+arch group.
-    for p in sorted.iter().rev() {
-        let n = kept
-            .iter()
-            .filter(|k| k.name == p.name && k.arch == p.arch)
-            .count();
-        if n < keep {
-            kept.push(p.clone());
-        } else {
-            removed.push(p.clone());
-        }
-    }
+    let (kept, removed) = keep_newest(
+        &meta.packages,
+        keep,
+        |p: &PackageEntry| format!("{}\0{}", p.name, p.arch),
+        |p| &p.version,
+    );
+    let (kept_images, removed_images) = keep_newest(
+        &meta.images,
+        keep,
+        |i: &ImageEntry| i.name.clone(),
+        |i| &i.version,
+    );
     let mut report = PruneReport {
         removed_versions: removed.iter().map(PackageEntry::artifact).collect(),
+        removed_images: removed_images.clone(),
         ..PruneReport::default()
     };
     let removed_files: BTreeSet<String> = removed.iter().map(|p| p.filename.clone()).collect();
+    let removed_digests: BTreeSet<&str> =
+        removed_images.iter().map(|i| i.digest.as_str()).collect();
+    // A generation that holds a removed package or image can no longer be restored whole.
+    let holds_removed = |m: &store::GenerationMeta| {
+        m.packages
+            .iter()
+            .any(|x| removed_files.contains(&x.filename))
+            || m.images
+                .iter()
+                .any(|x| removed_digests.contains(x.digest.as_str()))
+    };
     let mut new_current = current;
-    if !removed.is_empty() {
+    if !removed.is_empty() || !removed_images.is_empty() {
         // The nearest earlier generation that holds no removed version stays a rollback target.
         let mut previous = meta.previous;
         while let Some(p) = previous {
             match layout.read_meta(p) {
-                Ok(m)
-                    if !m
-                        .packages
-                        .iter()
-                        .any(|x| removed_files.contains(&x.filename)) =>
-                {
-                    break
-                }
+                Ok(m) if !holds_removed(&m) => break,
                 Ok(m) => previous = m.previous,
                 Err(_) => previous = None,
             }
@@ -527,7 +558,7 @@ pub fn prune(
             source: format!("keep {keep}"),
             who: history::who(),
             restored: None,
-            images: Vec::new(),
+            images: removed_images.clone(),
             runs: Vec::new(),
             from_env: None,
         };
@@ -536,7 +567,7 @@ pub fn prune(
             &layout,
             signer,
             kept,
-            meta.images.clone(),
+            kept_images,
             Some(current),
             previous,
             entry,
@@ -544,47 +575,39 @@ pub fn prune(
         new_current = g.number;
         report.generation = Some(g.number);
     }
-    // Generations that reference a removed file go; the rest keep their pool files.
+    // Generations that reference a removed file or image go; the rest keep theirs.
     let mut referenced = BTreeSet::new();
+    let mut blobs = BTreeSet::new();
     for n in layout.generation_numbers()? {
-        if n == new_current {
-            referenced.extend(
-                layout
-                    .read_meta(n)?
-                    .packages
-                    .into_iter()
-                    .map(|p| p.filename),
-            );
-            continue;
-        }
-        let doomed = match layout.read_meta(n) {
-            Ok(m)
-                if m.packages
-                    .iter()
-                    .any(|x| removed_files.contains(&x.filename)) =>
-            {
-                true
+        let meta = match layout.read_meta(n) {
+            Ok(m) if n == new_current || !holds_removed(&m) => m,
+            Err(e) if n == new_current => return Err(e),
+            _ => {
+                store::remove_generation(&layout, n)?;
+                report.removed_generations.push(n);
+                continue;
             }
-            Ok(m) => {
-                referenced.extend(m.packages.into_iter().map(|p| p.filename));
-                false
-            }
-            Err(_) => true,
         };
-        if doomed {
-            store::remove_generation(&layout, n)?;
-            report.removed_generations.push(n);
-        }
+        blobs.extend(
+            meta.images
+                .iter()
+                .flat_map(|i| i.blobs.iter().map(|b| b.0.clone())),
+        );
+        referenced.extend(meta.packages.into_iter().map(|p| p.filename));
     }
     report.removed_files =
         store::remove_pool_files(&layout, |rel| !referenced.contains(rel), true)?;
+    report.removed_blobs = images::remove_unreferenced(&layout.env_dir, &blobs)?;
     reporter.status(
         "Pruned",
         format!(
-            "`{}`: {} version(s), {} pool file(s), {} generation(s) removed",
+            "`{}`: {} package version(s), {} pool file(s), {} image version(s), {} image \
+             blob(s), {} generation(s) removed",
             cfg.env,
             report.removed_versions.len(),
             report.removed_files.len(),
+            report.removed_images.len(),
+            report.removed_blobs,
             report.removed_generations.len()
         ),
     );
