@@ -724,14 +724,21 @@ fn free_port() -> u16 {
 }
 
 fn start_registry() -> Registry {
+    start_registry_with(|_| String::new())
+}
+
+/// Starts Debian's docker-registry on 127.0.0.1; `extra(dir)` appends YAML (under `http:`
+/// first, so it may add `  tls:`) and may write files into the registry's temp dir.
+fn start_registry_with(extra: impl FnOnce(&Path) -> String) -> Registry {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = dir.path().join("config.yml");
+    let more = extra(dir.path());
     fs::write(
         &cfg,
         format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
+             http:\n  addr: 127.0.0.1:{port}\n{more}",
             dir.path().join("data").display()
         ),
     )
@@ -907,6 +914,101 @@ fn images_land_in_an_oci_layout_and_a_registry_with_the_same_digest() {
         })
         .collect();
     assert_eq!(refs, ["web:1.0.0"]);
+}
+
+/// A registry with TLS (a private CA) and a password (htpasswd, Basic auth): the push logs
+/// in, trusts the CA from BUILDER_REGISTRY_CA, and keeps the digest; a wrong password, a
+/// missing login and an untrusted certificate are each refused with what to set.
+#[test]
+fn push_to_a_tls_registry_with_a_login() {
+    // A private CA and a server certificate for 127.0.0.1 that it signed.
+    let certs = tempfile::tempdir().unwrap();
+    let at = |f: &str| certs.path().join(f).to_str().unwrap().to_string();
+    let openssl = |args: &str| sh(Command::new("openssl").args(args.split_whitespace()));
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    openssl(&format!(
+        "req -x509 {ec} -days 2 -subj /CN=builder-test-CA -keyout {} -out {}",
+        at("ca.key"),
+        at("ca.pem")
+    ));
+    openssl(&format!(
+        "req {ec} -subj /CN=127.0.0.1 -keyout {} -out {}",
+        at("key.pem"),
+        at("srv.csr")
+    ));
+    fs::write(
+        at("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&format!(
+        "x509 -req -in {} -CA {} -CAkey {} -CAcreateserial -days 2 -extfile {} -out {}",
+        at("srv.csr"),
+        at("ca.pem"),
+        at("ca.key"),
+        at("ext.cnf"),
+        at("cert.pem")
+    ));
+    let (ca, cert, key) = (
+        certs.path().join("ca.pem"),
+        certs.path().join("cert.pem"),
+        certs.path().join("key.pem"),
+    );
+    let (cert2, key2) = (cert.clone(), key.clone());
+    let reg = start_registry_with(move |dir| {
+        let hash = bcrypt::hash("s3cret", 5).unwrap();
+        fs::write(dir.join("htpasswd"), format!("ci:{hash}\n")).unwrap();
+        format!(
+            "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: test\n    \
+             path: {}\n",
+            cert2.display(),
+            key2.display(),
+            dir.join("htpasswd").display()
+        )
+    });
+    let addr = format!("https://127.0.0.1:{}", reg.port);
+    let p = Project::new();
+    let img = write_image(&p.dist(), "api", "1.0.0");
+    let digest = img["digest"].as_str().unwrap().to_string();
+    write_report(&p.dist(), "tls-1", true, &[], &serde_json::json!([img]));
+    let push = |user: Option<&str>, password: &str, ca: Option<&Path>| {
+        let mut c = p.builder_cmd(&["promote", "--to", "dev", "--registry", &addr, "--json"]);
+        c.env_remove("BUILDER_REGISTRY_USERNAME")
+            .env_remove("BUILDER_REGISTRY_PASSWORD")
+            .env_remove("BUILDER_REGISTRY_CA");
+        if let Some(u) = user {
+            c.env("BUILDER_REGISTRY_USERNAME", u)
+                .env("BUILDER_REGISTRY_PASSWORD", password);
+        }
+        if let Some(ca) = ca {
+            c.env("BUILDER_REGISTRY_CA", ca);
+        }
+        run(&mut c)
+    };
+
+    let o = push(Some("ci"), "s3cret", None);
+    assert_eq!(o.status.code(), Some(3), "{}", both(&o));
+    assert!(both(&o).contains("BUILDER_REGISTRY_CA"), "{}", both(&o));
+    let o = push(None, "", Some(&ca));
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(both(&o).contains("requires a login"), "{}", both(&o));
+    let o = push(Some("ci"), "wrong", Some(&ca));
+    assert_eq!(o.status.code(), Some(3), "{}", both(&o));
+    assert!(both(&o).contains("refused the login"), "{}", both(&o));
+
+    let o = push(Some("ci"), "s3cret", Some(&ca));
+    assert!(o.status.success(), "{}", both(&o));
+    let res: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(res["pushed"][0]["digest"], digest.as_str(), "{res}");
+    let out = sh(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "ci:s3cret",
+        &format!("docker://127.0.0.1:{}/dev/api:1.0.0", reg.port),
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Digest"], digest.as_str());
 }
 
 /// `repo prune --keep 1` drops old image versions from `images/index.json` and deletes the

@@ -22,8 +22,10 @@ pub struct PromoteArgs {
     /// Make the previous generation of --to current again (packages and images)
     #[arg(long)]
     pub rollback: bool,
-    /// Push images to this registry as <registry>/<env>/<name>:<version> (host:port, HTTP)
-    #[arg(long, value_name = "HOST:PORT", env = "BUILDER_REGISTRY")]
+    /// Push images to this registry as <registry>/<env>/<name>:<version>: https://host[:port],
+    /// http://host:port, or host:port (TLS unless loopback). Login from
+    /// BUILDER_REGISTRY_USERNAME/BUILDER_REGISTRY_PASSWORD, extra CA from BUILDER_REGISTRY_CA
+    #[arg(long, value_name = "REGISTRY", env = "BUILDER_REGISTRY")]
     pub registry: Option<String>,
     /// Directory holding the environment repositories [default: <dist>/repos]
     #[arg(long, value_name = "DIR")]
