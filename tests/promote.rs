@@ -1011,6 +1011,49 @@ fn push_to_a_tls_registry_with_a_login() {
     assert_eq!(v["Digest"], digest.as_str());
 }
 
+/// `builder repo` finds the repositories where promote.toml's `root` puts them, and signs
+/// with its `signing_key`, exactly as `builder promote` does.
+#[test]
+fn repo_commands_follow_promote_toml() {
+    let p = Project::new();
+    fs::write(
+        p.path().join("promote.toml"),
+        format!(
+            "root = \"published\"\nsigning_key = \"{}\"\n",
+            p.key().display()
+        ),
+    )
+    .unwrap();
+    for (i, v) in ["1.0.0", "2.0.0"].iter().enumerate() {
+        let img = write_image(&p.dist(), "web", v);
+        write_report(
+            &p.dist(),
+            &format!("toml-{i}"),
+            true,
+            &[],
+            &serde_json::json!([img]),
+        );
+        let o = run(p
+            .builder_cmd(&["promote", "--to", "dev"])
+            .env_remove("BUILDER_SIGNING_KEY_FILE"));
+        assert!(o.status.success(), "{}", both(&o));
+    }
+    assert!(p.path().join("published/dev/images/index.json").exists());
+    assert!(!p.env_dir("dev").exists(), "nothing goes to dist/repos");
+    let o = p.builder(&["repo", "list", "dev"]);
+    assert!(both(&o).contains("2.0.0"), "{}", both(&o));
+    let o = run(p
+        .builder_cmd(&["--json", "repo", "prune", "dev", "--keep", "1"])
+        .env_remove("BUILDER_SIGNING_KEY_FILE"));
+    assert!(o.status.success(), "{}", both(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["removed_images"][0]["version"], "1.0.0", "{report}");
+    assert!(
+        !p.env_dir("dev").exists(),
+        "prune must not create dist/repos/dev"
+    );
+}
+
 /// `repo prune --keep 1` drops old image versions from `images/index.json` and deletes the
 /// blobs no remaining generation references, keeping what the newest version needs.
 #[test]

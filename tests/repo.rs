@@ -860,3 +860,34 @@ fn builder_written_debs_publish_resolve_and_roll_back_via_cli() {
     apt.update().unwrap();
     assert_eq!(apt.madison("svc"), ["2.0.0"]);
 }
+
+/// An older generation whose generation.json cannot be read is a rollback target with
+/// unknown files: the next publish keeps it and every pool file, and prune refuses.
+#[test]
+fn unreadable_old_generation_is_kept_and_blocks_prune() {
+    let t = tempfile::tempdir().unwrap();
+    let keys = make_key(t.path(), "dev");
+    let signer = Signer::from_file(&keys.secret).unwrap();
+    let root = t.path().join("repos");
+    for v in ["1.0", "1.1"] {
+        let d = build_deb(t.path(), "hello", v, "amd64", v);
+        repo::publish(&cfg(&root), &signer, &[d], "r", &q()).unwrap();
+    }
+    let gen1 = root.join("dev/.generations/1/generation.json");
+    fs::write(&gen1, "{ not json").unwrap();
+
+    let d = build_deb(t.path(), "hello", "1.2", "amd64", "1.2");
+    repo::publish(&cfg(&root), &signer, &[d], "r", &q()).unwrap();
+    assert!(gen1.exists(), "the unreadable generation was deleted");
+    let pool = root.join("dev/pool/main/h/hello");
+    for v in ["1.0", "1.1", "1.2"] {
+        assert!(pool.join(format!("hello_{v}_amd64.deb")).exists(), "{v}");
+    }
+
+    let err = repo::prune(&cfg(&root), &signer, 1, &q()).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("generation 1 cannot be read"), "{msg}");
+    for v in ["1.0", "1.1", "1.2"] {
+        assert!(pool.join(format!("hello_{v}_amd64.deb")).exists(), "{v}");
+    }
+}

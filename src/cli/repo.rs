@@ -59,15 +59,30 @@ pub enum RepoCommand {
     History(EnvArgs),
 }
 
-fn config(env: &EnvArgs, paths: &Paths) -> RepoConfig {
-    let root = env.root.clone().unwrap_or_else(|| paths.dist.join("repos"));
-    RepoConfig::new(root, &env.env)
+/// The repository `env` names: `--root`, else `root` from promote.toml, else
+/// `<dist>/repos`, the same place `builder promote` writes to.
+fn config(env: &EnvArgs, paths: &Paths) -> anyhow::Result<RepoConfig> {
+    let root = match &env.root {
+        Some(r) => r.clone(),
+        None => crate::promote::PromoteConfig::load(paths, None)?.root,
+    };
+    Ok(RepoConfig::new(root, &env.env))
+}
+
+/// The signing key as `builder promote` finds it: `--signing-key`, else `signing_key` from
+/// promote.toml, else `BUILDER_SIGNING_KEY` / `BUILDER_SIGNING_KEY_FILE`.
+fn signer(sign: &SignArgs, paths: &Paths) -> anyhow::Result<Signer> {
+    let path = match &sign.signing_key {
+        Some(p) => Some(p.clone()),
+        None => crate::promote::PromoteConfig::load(paths, None)?.signing_key,
+    };
+    Signer::load(path.as_deref())
 }
 
 pub fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     match args.command {
         RepoCommand::List(env) => {
-            let cfg = config(&env, paths);
+            let cfg = config(&env, paths)?;
             let (packages, images) = repo::contents(&cfg)?;
             if reporter.is_json() {
                 let rows: Vec<_> = packages
@@ -106,23 +121,23 @@ pub fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result
             }
         }
         RepoCommand::Prune { env, keep, sign } => {
-            let cfg = config(&env, paths);
-            let signer = Signer::load(sign.signing_key.as_deref())?;
+            let cfg = config(&env, paths)?;
+            let signer = signer(&sign, paths)?;
             let report = repo::prune(&cfg, &signer, keep, reporter)?;
             if reporter.is_json() {
                 reporter.json(&report)?;
             }
         }
         RepoCommand::Rollback { env, sign } => {
-            let cfg = config(&env, paths);
-            let signer = Signer::load(sign.signing_key.as_deref())?;
+            let cfg = config(&env, paths)?;
+            let signer = signer(&sign, paths)?;
             let g = repo::rollback(&cfg, &signer, reporter)?;
             if reporter.is_json() {
                 reporter.json(&serde_json::json!({ "generation": g.number }))?;
             }
         }
         RepoCommand::History(env) => {
-            let cfg = config(&env, paths);
+            let cfg = config(&env, paths)?;
             let entries = repo::history(&cfg)?;
             if reporter.is_json() {
                 reporter.json(&entries)?;

@@ -219,8 +219,10 @@ async fn chain(
 /// how to configure a real one. `None` when a key is configured in promote.toml or the
 /// environment.
 pub fn ensure_signing_key(paths: &Paths, reporter: &Reporter) -> anyhow::Result<Option<PathBuf>> {
-    let configured = std::env::var_os(crate::sign::ENV_KEY).is_some()
-        || std::env::var_os(crate::sign::ENV_KEY_FILE).is_some()
+    // Empty counts as unset, as in `Signer::load` (a CI secret missing on a fork is empty).
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+    let configured = set(crate::sign::ENV_KEY)
+        || set(crate::sign::ENV_KEY_FILE)
         || crate::promote::PromoteConfig::load(paths, None)?
             .signing_key
             .is_some();
@@ -291,11 +293,23 @@ fn write_outputs(
     write_atomic(&paths.dist.join("SHA256SUMS"), sums.as_bytes())
 }
 
+/// Escapes text for an XML attribute or element. Characters XML 1.0 does not allow at all
+/// (control characters such as the ESC of a build log's colour codes) become `?`, so the
+/// report stays parseable when a build fails.
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A testsuite with a testcase per stage, followed by the smoke gate's own testsuite.
@@ -349,4 +363,18 @@ pub fn junit(summary: &PipelineSummary, smoke: Option<&str>) -> String {
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xml_escape;
+
+    #[test]
+    fn xml_escape_keeps_reports_parseable() {
+        assert_eq!(
+            xml_escape("\u{1b}[31merror\u{1b}[0m: a<b & \"c\"\tok\n"),
+            "?[31merror?[0m: a&lt;b &amp; &quot;c&quot;\tok\n"
+        );
+        assert_eq!(xml_escape("\u{0}\u{7}\u{FFFE}é"), "???é");
+    }
 }

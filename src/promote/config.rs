@@ -12,7 +12,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Deserialize;
 
 use crate::error::usage;
@@ -102,6 +101,6 @@ impl PromoteConfig {
 
 fn parse(path: &Path) -> anyhow::Result<Raw> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("could not read `{}`", path.display()))?;
+        .map_err(|e| usage(format!("could not read `{}`: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| usage(format!("`{}`: {e}", path.display())))
 }

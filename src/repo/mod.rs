@@ -289,7 +289,6 @@ pub fn publish_full(
     let layout = Layout::new(&cfg.root, &cfg.env);
     let _lock = RepoLock::acquire(&layout, reporter)?;
     store::clean_leftovers(&layout, reporter)?;
-    export_public_key(cfg, signer)?;
     let current = layout.current()?;
     let (mut packages, mut images) = match current {
         Some(c) => {
@@ -509,6 +508,18 @@ pub fn prune(
     let Some(current) = layout.current()? else {
         return Ok(PruneReport::default());
     };
+    // Every generation must be readable before anything changes: an unreadable one's files
+    // are unknown, and pruning could delete what it needs.
+    for n in layout.generation_numbers()? {
+        layout.read_meta(n).with_context(|| {
+            format!(
+                "cannot prune `{}`: generation {n} cannot be read, so what it needs is unknown; \
+                 repair or remove `{}`",
+                cfg.env,
+                layout.gen_dir(n).display()
+            )
+        })?;
+    }
     let meta = layout.read_meta(current)?;
     let (kept, removed) = keep_newest(
         &meta.packages,
@@ -581,8 +592,8 @@ pub fn prune(
     for n in layout.generation_numbers()? {
         let meta = match layout.read_meta(n) {
             Ok(m) if n == new_current || !holds_removed(&m) => m,
-            Err(e) if n == new_current => return Err(e),
-            _ => {
+            Err(e) => return Err(e),
+            Ok(_) => {
                 store::remove_generation(&layout, n)?;
                 report.removed_generations.push(n);
                 continue;
@@ -629,6 +640,9 @@ fn write_generation(
 ) -> anyhow::Result<Generation> {
     index::sort_entries(&mut packages);
     images.sort_by_key(ImageEntry::ref_name);
+    // Every new generation is signed by `signer`: the exported public key must be its key,
+    // whichever command (publish, rollback, prune) writes the generation.
+    export_public_key(cfg, signer)?;
     let number = layout
         .generation_numbers()?
         .into_iter()

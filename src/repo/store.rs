@@ -201,15 +201,19 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
     }
     let mut referenced = BTreeSet::new();
     let mut blobs = BTreeSet::new();
+    // An older generation whose generation.json cannot be read (damaged, or written by
+    // another builder version) is a rollback target whose files are unknown: it is kept, and
+    // nothing is deleted from the pool or the blobs this time.
+    let mut unknown = Vec::new();
     for n in layout.generation_numbers()? {
         let stale = current.is_none_or(|c| n > c);
-        let meta = if stale {
-            None
-        } else {
-            layout.read_meta(n).ok()
-        };
-        match meta {
-            Some(m) => {
+        if stale {
+            remove_any(&layout.gen_dir(n))?;
+            removed += 1;
+            continue;
+        }
+        match layout.read_meta(n) {
+            Ok(m) => {
                 blobs.extend(
                     m.images
                         .iter()
@@ -217,20 +221,26 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
                 );
                 referenced.extend(m.packages.into_iter().map(|p| p.filename))
             }
-            None if Some(n) == current => {
+            Err(e) if Some(n) == current => {
                 return Err(crate::error::failed(format!(
-                    "the current generation {n} of `{}` has no readable generation.json",
+                    "the current generation {n} of `{}` has no readable generation.json: {e:#}",
                     layout.env_dir.display()
                 )))
             }
-            None => {
-                remove_any(&layout.gen_dir(n))?;
-                removed += 1;
-            }
+            Err(e) => unknown.push(format!("{n} ({e:#})")),
         }
     }
-    removed += remove_pool_files(layout, |rel| !referenced.contains(rel), true)?.len();
-    removed += super::images::remove_unreferenced(&layout.env_dir, &blobs)?;
+    if unknown.is_empty() {
+        removed += remove_pool_files(layout, |rel| !referenced.contains(rel), true)?.len();
+        removed += super::images::remove_unreferenced(&layout.env_dir, &blobs)?;
+    } else {
+        reporter.warn(format!(
+            "`{}`: generation(s) {} cannot be read; left alone, and unreferenced pool files \
+             and blobs are kept until they can",
+            layout.env_dir.display(),
+            unknown.join(", ")
+        ));
+    }
     if removed > 0 {
         reporter.verbose(format!(
             "cleaned {removed} leftovers of an interrupted run in `{}`",

@@ -82,8 +82,9 @@ impl Signer {
         }
         if let Ok(text) = std::env::var(ENV_KEY) {
             if !text.trim().is_empty() {
-                return Self::from_armored(&text)
-                    .with_context(|| format!("could not use the key in `{ENV_KEY}`"));
+                return Self::from_armored(&text).map_err(|e| {
+                    crate::error::usage(format!("could not use the key in `{ENV_KEY}`: {e:#}"))
+                });
             }
         }
         if let Ok(p) = std::env::var(ENV_KEY_FILE) {
@@ -99,10 +100,20 @@ impl Signer {
 
     /// Loads an armored secret key file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("could not read signing key `{}`", path.display()))?;
-        Self::from_armored(&text)
-            .with_context(|| format!("could not use signing key `{}`", path.display()))
+        // A missing or unusable key is a configuration error (exit 2), not a refused stage.
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::error::usage(format!(
+                "could not read signing key `{}`: {e}; pass the path of an armored secret key \
+                 (`builder key generate --out PATH` makes one)",
+                path.display()
+            ))
+        })?;
+        Self::from_armored(&text).map_err(|e| {
+            crate::error::usage(format!(
+                "could not use signing key `{}`: {e:#}",
+                path.display()
+            ))
+        })
     }
 
     /// Parses an armored, unprotected secret key.
