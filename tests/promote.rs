@@ -1054,6 +1054,48 @@ fn repo_commands_follow_promote_toml() {
     );
 }
 
+/// A damaged blob already in the environment is copied again from the approved source, not
+/// published as approved; two versions that map to one tag are refused.
+#[test]
+fn damaged_blobs_are_repaired_and_tag_collisions_refused() {
+    let p = Project::new();
+    let img = write_image(&p.dist(), "web", "1.0~rc1");
+    write_report(&p.dist(), "blob-1", true, &[], &serde_json::json!([img]));
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let blobs = p.env_dir("dev").join("images/blobs/sha256");
+    let manifest = blobs.join(
+        img["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:"),
+    );
+    let layer = fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| fs::metadata(p).unwrap().len() > 100 && *p != manifest)
+        .unwrap();
+    let good = fs::read(&layer).unwrap();
+    fs::write(&layer, b"damaged").unwrap();
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(
+        fs::read(&layer).unwrap(),
+        good,
+        "the damaged blob was not repaired"
+    );
+
+    let img2 = write_image(&p.dist(), "web", "1.0+rc1");
+    write_report(&p.dist(), "blob-2", true, &[], &serde_json::json!([img2]));
+    let o = p.promote(&["--to", "dev"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        both(&o).contains("would share the tag `1.0_rc1`"),
+        "{}",
+        both(&o)
+    );
+}
+
 /// `repo prune --keep 1` drops old image versions from `images/index.json` and deletes the
 /// blobs no remaining generation references, keeping what the newest version needs.
 #[test]

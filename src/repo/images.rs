@@ -262,17 +262,21 @@ pub fn verify_stored(images: &Path, entry: &ImageEntry) -> anyhow::Result<()> {
 }
 
 /// Copies the blobs of `art` that `images` lacks, hashing each on the way and renaming it
-/// into place only when its bytes match its digest.
+/// into place only when its bytes match its digest. A blob already present is hashed too:
+/// one whose bytes no longer match its name (a damaged disk, a hand edit) is copied again
+/// from the approved source instead of being published as approved.
 pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
     let dir = images.join("blobs").join("sha256");
     fs::create_dir_all(&dir).with_context(|| format!("could not create `{}`", dir.display()))?;
-    let wanted: BTreeSet<&str> = art
-        .entry
-        .blobs
-        .iter()
-        .map(|(d, _)| d.as_str())
-        .filter(|d| !blob_file(images, d).exists())
-        .collect();
+    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    for (d, _) in &art.entry.blobs {
+        let have = blob_file(images, d);
+        let intact =
+            have.exists() && crate::oci::blob::file_digest(&have).is_ok_and(|(got, _)| got == *d);
+        if !intact {
+            wanted.insert(d.as_str());
+        }
+    }
     if wanted.is_empty() {
         return Ok(());
     }

@@ -315,6 +315,28 @@ pub fn publish_full(
             }
         }
     }
+    // Versions that differ only in characters a tag cannot hold (`1.0~rc1`, `1.0+rc1`)
+    // would share one ref name in index.json and one registry tag.
+    for (i, art) in publication.images.iter().enumerate() {
+        let new = &art.entry;
+        let earlier = publication.images[..i].iter().map(|a| &a.entry);
+        if let Some(other) = images
+            .iter()
+            .chain(earlier)
+            .find(|o| o.name == new.name && o.version != new.version && o.tag() == new.tag())
+        {
+            return Err(crate::error::failed(format!(
+                "image {} {} and {} {} would share the tag `{}` in `{}` (a tag cannot hold `~`, \
+                 `+` or `:`); change one version",
+                other.name,
+                other.version,
+                new.name,
+                new.version,
+                new.tag(),
+                cfg.env
+            )));
+        }
+    }
     for art in &publication.images {
         images::import(&images_dir, art)?;
         images.retain(|i| !i.same_key(&art.entry));
