@@ -1096,6 +1096,40 @@ fn damaged_blobs_are_repaired_and_tag_collisions_refused() {
     );
 }
 
+/// `promote --from dev` holds dev's lock from reading it until staging switched, so a
+/// rollback of dev cannot slip in between: while dev is locked the promotion waits.
+#[test]
+fn promote_from_an_env_waits_for_its_lock() {
+    let p = Project::new();
+    let img = write_image(&p.dist(), "web", "1.0.0");
+    write_report(&p.dist(), "lock-1", true, &[], &serde_json::json!([img]));
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+
+    let held = builder::fslock::FileLock::acquire(&p.env_dir("dev").join(".lock"), || {}).unwrap();
+    let mut child = p
+        .builder_cmd(&["promote", "--from", "dev", "--to", "staging"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let early = child.try_wait().unwrap();
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        early.is_none(),
+        "promote --from dev did not wait for dev's lock: {err}"
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Waiting") && err.contains("dev/.lock"),
+        "{err}"
+    );
+    assert!(p.env_dir("staging/images/index.json").exists());
+}
+
 /// `repo prune --keep 1` drops old image versions from `images/index.json` and deletes the
 /// blobs no remaining generation references, keeping what the newest version needs.
 #[test]

@@ -167,7 +167,22 @@ pub async fn promote(
                         rep.verbose(format!("promoting what smoke run {} passed", r.run));
                         gate::from_report(&dist, &r)?
                     }
-                    Source::Env(env) => gate::from_env(&dist, &RepoConfig::new(&root, &env))?,
+                    Source::Env(env) => {
+                        // The source stays locked from reading it until the target switched:
+                        // a rollback of the source in between must not be promoted past.
+                        // Locks are taken in promotion order (source, then target).
+                        let src = RepoConfig::new(&root, &env);
+                        let layout = repo::store::Layout::new(&src.root, &src.env);
+                        let lock = match layout.env_dir.exists() {
+                            true => Some(repo::store::RepoLock::acquire(&layout, &rep)?),
+                            false => None, // from_env says it holds nothing
+                        };
+                        let p = gate::from_env(&dist, &src)?;
+                        let text = p.source.clone();
+                        let g = repo::publish_full(&target, &signer, &p, &rep)?;
+                        drop(lock);
+                        return Ok((g, text));
+                    }
                 };
                 let text = publication.source.clone();
                 let g = repo::publish_full(&target, &signer, &publication, &rep)?;
