@@ -119,7 +119,7 @@ pub async fn resolve_cache(paths: &Paths, recipes: &[&Recipe], plan: &mut Plan) 
                 continue;
             }
         };
-        match crate::build::cache_key(recipe, &id) {
+        match crate::build::cache_key_in(paths, recipe, &id) {
             Ok(key) => {
                 bp.cache = match crate::build::cache_status(paths, recipe, &key) {
                     crate::build::CacheStatus::Hit => "hit".into(),

@@ -354,6 +354,44 @@ pub fn wait_for_cleanup() {
     }
 }
 
+/// Whether process `pid` is running on this host (as `gc` checks it).
+fn pid_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes, from the bases cache directory `dir`, what makers that died (Ctrl-C, kill) left:
+/// temp rootfs trees `tmp-<stem>-<pid>` (also this process's own, whose background removal
+/// may not have finished) and half-written files `<name>-<hash>.tar.tmp-<pid>` /
+/// `.json.tmp-<pid>` whose pid is gone.
+pub(super) fn sweep_leftovers(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            let pid = name
+                .strip_prefix("tmp-")
+                .and_then(|rest| rest.rsplit('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(p) = pid {
+                if p == std::process::id() || !pid_alive(p) {
+                    drop(TempRoot { path: e.path() });
+                }
+            }
+        } else if ft.is_file() {
+            let pid = name
+                .rsplit_once(".tmp-")
+                .filter(|(stem, _)| stem.ends_with(".tar") || stem.ends_with(".json"))
+                .and_then(|(_, p)| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !pid_alive(p)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 /// Makes the rootfs tar of a `debootstrap` or `tarball` base at `out`.
 pub fn make_tree_base(
     def: &BaseDef,
@@ -369,22 +407,7 @@ pub fn make_tree_base(
             std::process::id()
         )),
     };
-    // Leftovers of makers that died (Ctrl-C, kill) or exited before their background
-    // removal finished: the pid at the end of the name is gone.
-    if let Ok(rd) = std::fs::read_dir(parent) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let pid = name
-                .strip_prefix("tmp-")
-                .and_then(|rest| rest.rsplit('-').next())
-                .and_then(|p| p.parse::<u32>().ok());
-            if let Some(p) = pid {
-                if p == std::process::id() || !Path::new(&format!("/proc/{p}")).exists() {
-                    drop(TempRoot { path: e.path() });
-                }
-            }
-        }
-    }
+    sweep_leftovers(parent);
     std::fs::create_dir_all(&tmp.path)
         .with_context(|| format!("could not create `{}`", tmp.path.display()))?;
     let progress = reporter.progress(format!("base {}", def.name), None);
@@ -488,6 +511,41 @@ pub fn make_static(name: &str, from: &str, from_tar: &Path, out: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_removes_temp_files_of_dead_makers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // a pid above the kernel's limit (2^22) never runs
+        let dead = 4_194_305u32;
+        let me = std::process::id();
+        let names = [
+            format!("go-0123456789abcdef.tar.tmp-{dead}"),
+            format!("go-0123456789abcdef.json.tmp-{dead}"),
+            format!("go-0123456789abcdef.tar.tmp-{me}"),
+            format!("go-0123456789abcdef.tar.tmp-x{dead}"),
+            format!("notes.txt.tmp-{dead}"),
+            "go-0123456789abcdef.tar".to_string(),
+        ];
+        for n in &names {
+            std::fs::write(d.join(n), "x").unwrap();
+        }
+        std::fs::create_dir(d.join(format!("tmp-go-0123456789abcdef-{dead}"))).unwrap();
+        sweep_leftovers(d);
+        let mut left: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            names[2].clone(), // this process may still be writing it
+            names[3].clone(),
+            names[4].clone(),
+            names[5].clone(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+    }
 
     #[test]
     fn exclusions() {

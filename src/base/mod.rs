@@ -420,7 +420,11 @@ impl BaseImages {
         ));
         let opts = crate::docker::ImportOptions {
             changes,
-            message: Some(format!("builder base {name} ({})", def.kind.name())),
+            message: Some(format!(
+                "{}{name} ({})",
+                crate::docker::IMPORT_COMMENT_PREFIX,
+                def.kind.name()
+            )),
         };
         let id = crate::docker::import_rootfs(docker, &rootfs.tar, &opts)
             .await
@@ -445,6 +449,16 @@ impl BaseImages {
         reporter: &Reporter,
     ) -> Result<ImageRef> {
         let progress = reporter.progress(format!("pull {name}"), None);
+        // Without a tag the engine pulls every tag of the repository: ask for `latest`, as
+        // `docker pull` does, and use the full reference from here on.
+        let full;
+        let reference = match pull_tag(reference) {
+            Some(tag) => {
+                full = format!("{reference}:{tag}");
+                full.as_str()
+            }
+            None => reference,
+        };
         let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
             .from_image(reference)
             .build();
@@ -533,15 +547,10 @@ impl BaseImages {
         }
         let dir = cache_dir().join("bases");
         if let Ok(rd) = std::fs::read_dir(&dir) {
-            let prefix = format!("{name}-");
             for e in rd.flatten() {
                 let f = e.file_name().to_string_lossy().into_owned();
-                let rest = f.strip_prefix(&prefix).unwrap_or("");
-                // `<name>-<16 hex>.<ext>`: do not touch `<name>-other-...` of another base
-                let is_ours = rest.len() > TAG_HEX
-                    && rest[..TAG_HEX].chars().all(|c| c.is_ascii_hexdigit())
-                    && rest.as_bytes()[TAG_HEX] == b'.'
-                    && (all_versions || rest[..TAG_HEX] == current_hash);
+                let is_ours = cache_file_hash(&f, name)
+                    .is_some_and(|hash| all_versions || hash == current_hash);
                 if is_ours && (f.ends_with(".tar") || f.ends_with(".json")) {
                     std::fs::remove_file(e.path())
                         .with_context(|| format!("could not remove `{}`", e.path().display()))?;
@@ -555,7 +564,67 @@ impl BaseImages {
     }
 }
 
+/// The definition hash in the cache file name `<name>-<16 hex>.<ext>` of base `name`;
+/// `None` for any other name (`<name>-other-...` of another base, short or non-ASCII names).
+fn cache_file_hash<'a>(file: &'a str, name: &str) -> Option<&'a str> {
+    let rest = file.strip_prefix(name)?.strip_prefix('-')?;
+    let hash = rest.get(..TAG_HEX)?;
+    (hash.chars().all(|c| c.is_ascii_hexdigit()) && rest.as_bytes().get(TAG_HEX) == Some(&b'.'))
+        .then_some(hash)
+}
+
+/// The tag to pull when a registry `ref` names none: `latest` unless the reference carries
+/// a digest (`@sha256:...`) or its last path component a `:tag` (a colon before the last
+/// `/` is a registry port, as in `host:5000/repo`).
+fn pull_tag(reference: &str) -> Option<&'static str> {
+    if reference.contains('@') {
+        return None;
+    }
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    (!last.contains(':')).then_some("latest")
+}
+
 /// Quotes a value for an `ENV` line of the import `changes` (Dockerfile syntax).
 fn quote(v: &str) -> String {
     format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untagged_registry_refs_pull_latest_only() {
+        assert_eq!(pull_tag("debian"), Some("latest"));
+        assert_eq!(pull_tag("library/debian"), Some("latest"));
+        assert_eq!(
+            pull_tag("host:5000/repo"),
+            Some("latest"),
+            "a port is no tag"
+        );
+        assert_eq!(pull_tag("host:5000/team/repo"), Some("latest"));
+        assert_eq!(pull_tag("debian:12-slim"), None);
+        assert_eq!(pull_tag("host:5000/repo:1.2"), None);
+        assert_eq!(pull_tag("debian@sha256:0123abcd"), None);
+        assert_eq!(pull_tag("host:5000/repo@sha256:0123abcd"), None);
+    }
+
+    #[test]
+    fn cache_file_names_never_panic_and_match_only_this_base() {
+        let hash = "0123456789abcdef";
+        assert_eq!(TAG_HEX, hash.len());
+        assert_eq!(cache_file_hash(&format!("go-{hash}.tar"), "go"), Some(hash));
+        assert_eq!(
+            cache_file_hash(&format!("go-{hash}.json"), "go"),
+            Some(hash)
+        );
+        assert_eq!(cache_file_hash(&format!("go-other-{hash}.tar"), "go"), None);
+        assert_eq!(cache_file_hash(&format!("go-{hash}x.tar"), "go"), None);
+        assert_eq!(cache_file_hash("go-0123", "go"), None);
+        assert_eq!(cache_file_hash("go-", "go"), None);
+        // a multi-byte character across the hash boundary
+        assert_eq!(cache_file_hash("go-0123456789abcdeé.tar", "go"), None);
+        assert_eq!(cache_file_hash("go-ééééééééé.tar", "go"), None);
+        assert_eq!(cache_file_hash(&format!("gox{hash}.tar"), "go"), None);
+    }
 }

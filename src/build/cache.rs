@@ -134,43 +134,48 @@ fn list_relative(dir: &Path) -> Vec<String> {
 }
 
 /// Replaces `dist/build/<name>/` with `staged`: the old directory is renamed aside, the new one
-/// renamed into place, then the old one removed.
+/// renamed into place, then the old one removed. Serialised per recipe across processes by
+/// `dist/build/.<name>.lock`, so concurrent builders never interleave their renames. Blocking.
 pub fn install(staged: tempfile::TempDir, target: &Path) -> anyhow::Result<()> {
-    let staged = staged.keep();
     let parent = target.parent().unwrap_or(Path::new("."));
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let _lock = crate::fslock::FileLock::acquire(&parent.join(format!(".{name}.lock")), || {})?;
+    // Until the final rename, dropping `staged` (an error) removes the staging directory.
     let old = if target.exists() {
         let old = tempfile::Builder::new()
             .prefix(&format!(".{name}.old-"))
             .tempdir_in(parent)
-            .with_context(|| format!("could not create a directory in `{}`", parent.display()))?
-            .keep();
+            .with_context(|| format!("could not create a directory in `{}`", parent.display()))?;
         // rename(2) replaces an empty directory.
-        std::fs::rename(target, &old).with_context(|| {
+        std::fs::rename(target, old.path()).with_context(|| {
             format!(
                 "could not move `{}` aside to `{}`",
                 target.display(),
-                old.display()
+                old.path().display()
             )
         })?;
         Some(old)
     } else {
         None
     };
+    let staged = staged.keep();
     if let Err(e) = std::fs::rename(&staged, target) {
-        if let Some(old) = &old {
-            let _ = std::fs::rename(old, target);
-        }
         let _ = std::fs::remove_dir_all(&staged);
+        if let Some(old) = old {
+            // Never let the guard delete the previous outputs: put them back, or leave them.
+            let old = old.keep();
+            let _ = std::fs::rename(&old, target);
+        }
         return Err(e)
             .with_context(|| format!("could not move the outputs into `{}`", target.display()));
     }
     if let Some(old) = old {
-        std::fs::remove_dir_all(&old)
-            .with_context(|| format!("could not remove `{}`", old.display()))?;
+        let path = old.path().to_path_buf();
+        old.close()
+            .with_context(|| format!("could not remove `{}`", path.display()))?;
     }
     Ok(())
 }
@@ -198,14 +203,55 @@ mod tests {
             "round 1"
         );
         // Only the target is left: no staging or old directories.
-        let names: Vec<_> = std::fs::read_dir(dist.path().join("build"))
+        let mut names: Vec<_> = std::fs::read_dir(dist.path().join("build"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, vec!["svc"]);
+        names.sort();
+        assert_eq!(names, vec![".svc.lock", "svc"]);
         // A tampered output is a miss.
         std::fs::write(target.join("bin"), "tampered").unwrap();
         assert!(check(&target, "key1").is_none());
+    }
+
+    #[test]
+    fn concurrent_installs_of_one_recipe_all_succeed() {
+        let dist = tempfile::tempdir().unwrap();
+        let target = out_dir(dist.path(), "svc");
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let (dist, target) = (dist.path(), &target);
+                s.spawn(move || {
+                    let staged = staging_dir(dist, "svc").unwrap();
+                    std::fs::write(staged.path().join("bin"), format!("build {i}")).unwrap();
+                    seal(
+                        staged.path(),
+                        &["bin".into()],
+                        &format!("k{i}"),
+                        "svc",
+                        "img",
+                    )
+                    .unwrap();
+                    install(staged, target).unwrap();
+                });
+            }
+        });
+        let stamp: Stamp =
+            serde_json::from_str(&std::fs::read_to_string(target.join(STAMP)).unwrap()).unwrap();
+        assert!(
+            check(&target, &stamp.key).is_some(),
+            "one complete build won"
+        );
+        let mut names: Vec<_> = std::fs::read_dir(dist.path().join("build"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![".svc.lock", "svc"],
+            "no staging or old dirs left"
+        );
     }
 
     #[test]

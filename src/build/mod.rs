@@ -98,15 +98,38 @@ fn spec_of(recipe: &Recipe) -> anyhow::Result<&BuildSpec> {
 /// The cache key of `recipe` built with the builder image `builder_image_id`: sha256 over the
 /// image id, the recipe name, package version and SOURCE_DATE_EPOCH (both are exported into
 /// the build), the `[build]` table and every uploaded source file's path, mode and bytes.
+/// Assumes the default `dist/` of the recipe's project; [`cache_key_in`] honours `--dist`.
 pub fn cache_key(recipe: &Recipe, builder_image_id: &str) -> anyhow::Result<String> {
+    cache_key_in(
+        &Paths::new(recipe.project.clone()),
+        recipe,
+        builder_image_id,
+    )
+}
+
+/// [`cache_key`] with the dist directory of `paths`, which (like builder's cache directory)
+/// is left out of the sources when it lies inside them.
+pub fn cache_key_in(
+    paths: &Paths,
+    recipe: &Recipe,
+    builder_image_id: &str,
+) -> anyhow::Result<String> {
     let spec = spec_of(recipe)?;
-    let entries = list_sources(recipe, spec)?;
+    let entries = list_sources(paths, recipe, spec)?;
     key_for(recipe, spec, builder_image_id, &entries)
 }
 
-fn list_sources(recipe: &Recipe, spec: &BuildSpec) -> anyhow::Result<Vec<source::SourceEntry>> {
+/// The uploaded sources: the `source` tree minus ignored entries and minus builder's own
+/// output (`paths.dist`) and cache directories should they lie inside it, so outputs of an
+/// earlier build never change the key or get uploaded.
+fn list_sources(
+    paths: &Paths,
+    recipe: &Recipe,
+    spec: &BuildSpec,
+) -> anyhow::Result<Vec<source::SourceEntry>> {
     let rules = source::IgnoreRules::new(&spec.ignore)?;
-    source::list(&recipe.project.join(&spec.source), &rules)
+    let exclude = [paths.dist.clone(), crate::project::cache_dir()];
+    source::list_excluding(&recipe.project.join(&spec.source), &rules, &exclude)
 }
 
 fn key_for(
@@ -149,9 +172,14 @@ pub fn cache_volume_name(recipe: &str, builder: &str, path: &str) -> String {
     h.update([0]);
     h.update(path.trim_end_matches('/').as_bytes());
     let hash = hex::encode(h.finalize());
-    // Volume names allow [a-zA-Z0-9_.-]; Debian package names add only `+`, which `_`
-    // (not allowed in package names) replaces without collisions.
-    let recipe: String = recipe
+    format!("builder-cache-{}-{}", docker_name_part(recipe), &hash[..12])
+}
+
+/// A recipe (Debian package) name made fit for a Docker object name: volume and container
+/// names allow `[a-zA-Z0-9_.-]`; package names add only `+`, which `_` (not allowed in
+/// package names) replaces without collisions.
+fn docker_name_part(recipe: &str) -> String {
+    recipe
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
@@ -160,8 +188,7 @@ pub fn cache_volume_name(recipe: &str, builder: &str, path: &str) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("builder-cache-{recipe}-{}", &hash[..12])
+        .collect()
 }
 
 /// Whether the outputs for `key` are already in `dist/build/<name>/` (used by `builder plan`).
@@ -267,7 +294,7 @@ async fn build_one(
 ) -> anyhow::Result<BuildResult> {
     let started = Instant::now();
     let name = recipe.package.name.as_str();
-    let entries = list_sources(recipe, spec)?;
+    let entries = list_sources(paths, recipe, spec)?;
     let key = key_for(recipe, spec, image_id, &entries)?;
     let out_dir = cache::out_dir(&paths.dist, name);
     if !opts.no_cache {
@@ -320,7 +347,10 @@ async fn build_one(
         reporter.warn(format!("{e:#}"));
     }
     let outputs = cache::seal(staged.path(), &spec.outputs, &key, name, image_id)?;
-    cache::install(staged, &out_dir)?;
+    let target = out_dir.clone();
+    tokio::task::spawn_blocking(move || cache::install(staged, &target))
+        .await
+        .context("the install task failed")??;
     let seconds = started.elapsed().as_secs_f64();
     reporter.status("Built", format!("{name} in {seconds:.1}s"));
     Ok(BuildResult {

@@ -90,14 +90,23 @@ pub async fn run(
         host_config: Some(host),
         ..Default::default()
     };
+    let container = container_name(job.name, job.run_id);
     let opts = CreateContainerOptionsBuilder::default()
-        .name(&format!("builder-build-{}-{}", job.name, job.run_id))
+        .name(&container)
         .build();
-    let created = cancellable(cancel, docker.create_container(Some(opts), body))
-        .await?
+    // Tracked by its name before the request: if Ctrl-C drops the request after the engine
+    // made the container, cleanup still removes it (a name that never came to be is a 404,
+    // which cleanup counts as removed). The request itself is not abandoned halfway, so the
+    // engine cannot finish creating after cleanup ran; it is quick (the image is local).
+    guard.track_container(&container);
+    let created = docker
+        .create_container(Some(opts), body)
+        .await
         .with_context(|| format!("could not create the build container for `{}`", job.name))?;
+    if cancel.is_cancelled() {
+        return Err(crate::docker::interrupted());
+    }
     let id = created.id;
-    guard.track_container(&id);
 
     let user = resolve_user(docker, &id, spec.user.as_deref(), job.image_id, cancel).await?;
     reporter.verbose(format!(
@@ -196,6 +205,12 @@ pub async fn run(
     .await?
     .with_context(|| format!("could not download /out of the `{}` build", job.name))?;
     Ok(())
+}
+
+/// `builder-build-<recipe>-<run id>`: unique per run and recipe, so the guard can track the
+/// container by name before it exists.
+fn container_name(recipe: &str, run_id: &str) -> String {
+    format!("builder-build-{}-{run_id}", super::docker_name_part(recipe))
 }
 
 /// Awaits `fut` unless the token is cancelled first.
@@ -434,6 +449,17 @@ async fn read_container_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_names_are_valid_for_any_package_name() {
+        let n = container_name("libfoo++", "0190abc-123456");
+        assert_eq!(n, "builder-build-libfoo__-0190abc-123456");
+        // Docker: [a-zA-Z0-9][a-zA-Z0-9_.-]+
+        assert!(n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)));
+        assert_eq!(container_name("backend", "r"), "builder-build-backend-r");
+    }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
         daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\

@@ -96,6 +96,17 @@ impl IgnoreRules {
 /// Lists the source tree under `root`, sorted by path, skipping ignored entries (an ignored
 /// directory's contents are skipped too).
 pub fn list(root: &Path, ignore: &IgnoreRules) -> anyhow::Result<Vec<SourceEntry>> {
+    list_excluding(root, ignore, &[])
+}
+
+/// [`list`], also skipping each directory of `exclude` that lies below `root` (builder's own
+/// output and cache directories, whatever their names), so earlier outputs never enter the
+/// cache key or the upload. Directories that do not exist or lie elsewhere change nothing.
+pub fn list_excluding(
+    root: &Path,
+    ignore: &IgnoreRules,
+    exclude: &[PathBuf],
+) -> anyhow::Result<Vec<SourceEntry>> {
     let meta = std::fs::metadata(root).with_context(|| {
         format!(
             "could not read the build source `{}`; check `source` in the recipe's [build] table",
@@ -108,6 +119,7 @@ pub fn list(root: &Path, ignore: &IgnoreRules) -> anyhow::Result<Vec<SourceEntry
             root.display()
         )));
     }
+    let skipped = excluded_below(root, exclude);
     let mut out = Vec::new();
     let mut walker = walkdir::WalkDir::new(root)
         .min_depth(1)
@@ -131,7 +143,7 @@ pub fn list(root: &Path, ignore: &IgnoreRules) -> anyhow::Result<Vec<SourceEntry
             })?
             .to_string();
         let ft = entry.file_type();
-        if ignore.is_ignored(&rel, ft.is_dir()) {
+        if ignore.is_ignored(&rel, ft.is_dir()) || (ft.is_dir() && skipped.contains(&rel)) {
             if ft.is_dir() {
                 walker.skip_current_dir();
             }
@@ -164,6 +176,22 @@ pub fn list(root: &Path, ignore: &IgnoreRules) -> anyhow::Result<Vec<SourceEntry
     // and the tar use.
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(out)
+}
+
+/// The `/`-separated paths, relative to `root`, of the directories of `exclude` strictly
+/// below it (compared after resolving symlinks on both sides).
+fn excluded_below(root: &Path, exclude: &[PathBuf]) -> Vec<String> {
+    let Ok(root) = std::fs::canonicalize(root) else {
+        return Vec::new();
+    };
+    exclude
+        .iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .filter_map(|d| {
+            let rel = d.strip_prefix(&root).ok()?.to_str()?.to_string();
+            (!rel.is_empty()).then_some(rel)
+        })
+        .collect()
 }
 
 /// Feeds every entry's path, kind, mode and bytes into `hasher`.
@@ -384,6 +412,35 @@ mod tests {
             names,
             vec![("cmd", 0o755), ("cmd/main.go", 0o644), ("run.sh", 0o755)]
         );
+    }
+
+    #[test]
+    fn builder_output_and_cache_directories_below_the_root_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        for d in ["out/build/svc", "cache/bases", "keep", "other/out"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("out/build/svc/bin"), "old output").unwrap();
+        std::fs::write(root.join("cache/bases/x.tar"), "tar").unwrap();
+        std::fs::write(root.join("keep/a.go"), "package a").unwrap();
+        std::fs::write(root.join("other/out/b.go"), "package b").unwrap();
+        let exclude = vec![
+            root.join("out"),
+            // through a `..` and a missing directory: resolved, or ignored
+            root.join("keep/../cache"),
+            root.join("missing"),
+            dir.path().join("elsewhere"),
+        ];
+        let entries = list_excluding(&root, &rules(&[]), &exclude).unwrap();
+        let names: Vec<_> = entries.iter().map(|e| e.rel.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["keep", "keep/a.go", "other", "other/out", "other/out/b.go"]
+        );
+        // excluding the root itself, or a parent of it, skips nothing
+        let all = list_excluding(&root, &rules(&[]), &[root.clone(), dir.path().into()]);
+        assert_eq!(all.unwrap().len(), 12);
     }
 
     #[test]

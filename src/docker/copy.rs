@@ -389,6 +389,21 @@ fn extract(reader: impl Read, dest: &Path) -> Result<Vec<PathBuf>> {
                 };
                 let src = dest.join(&src_rel);
                 prepare_parent(dest, &src_rel)?;
+                // Only a regular file extracted earlier: copying a symlink would follow it
+                // (`out/a -> /etc/shadow`, then `out/b` linked to `out/a`) out of `dest`.
+                match std::fs::symlink_metadata(&src) {
+                    Ok(m) if m.file_type().is_file() => {}
+                    _ => anyhow::bail!(
+                        "refusing hard link `{}` to `{}`: its target is not a regular file \
+                         extracted before it",
+                        raw.display(),
+                        link.display()
+                    ),
+                }
+                if src == target {
+                    files.push(rel);
+                    continue; // a link to itself: the file is already there
+                }
                 remove_existing(&target)?;
                 std::fs::copy(&src, &target).with_context(|| {
                     format!(
@@ -464,6 +479,35 @@ mod tests {
         let err = extract(&data[..], &dir.path().join("d")).unwrap_err();
         assert!(err.to_string().contains("escapes"), "{err:#}");
         assert!(!dir.path().join("evil").exists());
+    }
+
+    #[test]
+    fn hard_links_copy_earlier_regular_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("shadow");
+        std::fs::write(&secret, "host secret").unwrap();
+        let data = tar_with(&[
+            ("out/a", tar::EntryType::Symlink, secret.to_str().unwrap()),
+            ("out/b", tar::EntryType::Link, "out/a"),
+        ]);
+        let err = extract(&data[..], dir.path()).unwrap_err();
+        assert!(err.to_string().contains("refusing hard link"), "{err:#}");
+        assert!(std::fs::symlink_metadata(dir.path().join("b")).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let data = tar_with(&[
+            ("out/bin", tar::EntryType::Regular, "binary"),
+            ("out/alias", tar::EntryType::Link, "out/bin"),
+        ]);
+        let files = extract(&data[..], dir.path()).unwrap();
+        assert_eq!(files, vec![PathBuf::from("alias"), PathBuf::from("bin")]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("alias")).unwrap(),
+            "binary"
+        );
+        let meta = std::fs::symlink_metadata(dir.path().join("alias")).unwrap();
+        assert!(meta.file_type().is_file());
     }
 
     #[test]

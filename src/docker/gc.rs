@@ -19,7 +19,9 @@ use bollard::Docker;
 use serde::Serialize;
 
 use super::volumes::{LABEL_RECIPE, STAGE_CACHE};
-use super::{LABEL_IMAGE_PID, LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_STAGE};
+use super::{
+    IMPORT_COMMENT_PREFIX, LABEL_IMAGE_PID, LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_STAGE,
+};
 use crate::report::Reporter;
 
 /// What to collect.
@@ -194,6 +196,8 @@ pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> 
 
     // Half-made base imports: untagged images that carry the importer's pid, a key that
     // container gc never reads (containers inherit image labels). They belong to no run.
+    // Images built FROM a base inherit that label too, so each candidate must also carry
+    // builder's import message as its comment, which derived images do not inherit.
     if opts.run.is_some() {
         return Ok(report);
     }
@@ -211,6 +215,14 @@ pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> 
         .await
         .context("could not list images")?;
     for i in images {
+        match super::inspect_image(docker, &i.id).await {
+            Ok(Some(info)) if is_builder_import(info.comment.as_deref()) => {}
+            Ok(_) => continue, // a user's image derived from a base, or already gone
+            Err(e) => {
+                report.failed.push(format!("image `{}`: {e:#}", i.id));
+                continue;
+            }
+        }
         let pid = i
             .labels
             .get(LABEL_IMAGE_PID)
@@ -230,6 +242,12 @@ pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> 
         report.images.push(i.id);
     }
     Ok(report)
+}
+
+/// Whether an image's `Comment` is the message builder sets when it imports a base (see
+/// [`IMPORT_COMMENT_PREFIX`]); `docker build` and `docker commit` do not copy it.
+fn is_builder_import(comment: Option<&str>) -> bool {
+    comment.is_some_and(|c| c.starts_with(IMPORT_COMMENT_PREFIX))
 }
 
 /// Removes the cache volumes `opts.cache` selects. One still in use belongs to a running
@@ -282,4 +300,19 @@ async fn remove_cache_volumes(
         report.volumes.push(v.name);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_builder_imports_count_as_half_made_bases() {
+        assert!(is_builder_import(Some("builder base go (debootstrap)")));
+        // what images built FROM a base carry: its labels, but no (or another) comment
+        assert!(!is_builder_import(None));
+        assert!(!is_builder_import(Some("")));
+        assert!(!is_builder_import(Some("buildkit.dockerfile.v0")));
+        assert!(!is_builder_import(Some("my builder base tweak")));
+    }
 }

@@ -49,6 +49,11 @@ pub const LABEL_BASE: &str = "io.builder.base";
 /// in progress.
 pub const LABEL_IMAGE_PID: &str = "io.builder.image.pid";
 
+/// Start of the import message (the image's `Comment`) of every base image builder imports.
+/// Images built FROM a base inherit its labels but not its comment, so `gc` requires both
+/// before it takes a dangling image for a half-made import of its own.
+pub const IMPORT_COMMENT_PREFIX: &str = "builder base ";
+
 /// The socket used when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 

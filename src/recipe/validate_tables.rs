@@ -190,13 +190,8 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: Spanned<RawBuild>) -> Option<BuildSp
     }
     for c in &raw.cache {
         ctx.check(c, check_dest(c.get_ref()));
-        let path = c.get_ref().trim_end_matches('/');
-        if path.is_empty()
-            || path == workdir.trim_end_matches('/')
-            || path == "/out"
-            || path.starts_with("/out/")
-        {
-            ctx.err(c.span(), format!("`{}` cannot be a cache directory: use a tool cache path such as \"/tmp/gocache\"", c.get_ref()));
+        if let Some(what) = cache_conflict(c.get_ref(), &workdir) {
+            ctx.err(c.span(), format!("`{}` cannot be a cache directory: it {what}; use a tool cache path outside both, such as \"/tmp/gocache\"", c.get_ref()));
         }
     }
     if ctx.diags.len() > before {
@@ -217,6 +212,29 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: Spanned<RawBuild>) -> Option<BuildSp
         workdir,
         cache: raw.cache.into_iter().map(Spanned::into_inner).collect(),
     })
+}
+
+/// Why `cache` cannot be a cache directory of a build whose sources land in `workdir`: a
+/// volume on, above or below the workdir or /out would keep sources or outputs between
+/// builds. Compared by path components, so `/src2` is not below `/src`.
+fn cache_conflict(cache: &str, workdir: &str) -> Option<String> {
+    let cache = Path::new(cache);
+    if !cache
+        .components()
+        .any(|c| matches!(c, Component::Normal(_)))
+    {
+        return Some("is the root directory".to_string());
+    }
+    let overlaps = |other: &Path| cache.starts_with(other) || other.starts_with(cache);
+    if overlaps(Path::new(workdir)) {
+        Some(format!(
+            "overlaps the workdir `{workdir}` the sources are copied into"
+        ))
+    } else if overlaps(Path::new("/out")) {
+        Some("overlaps /out, where the outputs are collected".to_string())
+    } else {
+        None
+    }
 }
 
 pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) -> Option<ImageSpec> {
@@ -328,4 +346,65 @@ pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) ->
 fn is_root_user(user: &str) -> bool {
     let name = user.split(':').next().unwrap_or("");
     name == "root" || name.trim_start_matches('+').parse::<u64>() == Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_directories_stay_clear_of_the_workdir_and_out() {
+        assert_eq!(cache_conflict("/tmp/gocache", "/src"), None);
+        assert_eq!(
+            cache_conflict("/src2", "/src"),
+            None,
+            "a sibling sharing a prefix"
+        );
+        assert_eq!(cache_conflict("/outside", "/src"), None);
+        for (cache, workdir) in [
+            ("/src", "/src"),
+            ("/src/", "/src"),
+            ("/src/vendor", "/src"),
+            ("/src/a/b/", "/src/"),
+            ("/work", "/work/app"),
+            ("/", "/src"),
+            ("/out", "/src"),
+            ("/out/cache", "/src"),
+        ] {
+            assert!(
+                cache_conflict(cache, workdir).is_some(),
+                "`{cache}` with workdir `{workdir}` must be refused"
+            );
+        }
+        let why = cache_conflict("/src/vendor", "/src").unwrap();
+        assert!(why.contains("workdir `/src`"), "{why}");
+    }
+
+    #[test]
+    fn a_cache_below_the_workdir_is_reported_at_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::create_dir_all(root.join("base-images")).unwrap();
+        let go = concat!(env!("CARGO_MANIFEST_DIR"), "/base-images/go.toml");
+        std::fs::copy(go, root.join("base-images/go.toml")).unwrap();
+        let file = root.join("probe.toml");
+        std::fs::write(
+            &file,
+            "[package]\nname = \"probe\"\nversion = \"1.0\"\n\
+             maintainer = \"A <a@example.com>\"\ndescription = \"p\"\n\n\
+             [build]\nbuilder = \"go\"\nsource = \"src\"\ncommand = [\"true\"]\n\
+             workdir = \"/build\"\ncache = [\"/tmp/ok\", \"/build/vendor\"]\n",
+        )
+        .unwrap();
+        let err = super::super::load_file(&file, root)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`/build/vendor` cannot be a cache directory"),
+            "{err}"
+        );
+        assert!(err.contains("probe.toml:12:"), "{err}");
+        assert!(!err.contains("`/tmp/ok`"), "{err}");
+    }
 }
