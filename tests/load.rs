@@ -245,6 +245,34 @@ async fn warmup_is_run_but_not_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ends_in_the_warmup_has_a_sensible_timeline() {
+    let _serial = SERIAL.lock().await;
+    let srv = server(false);
+    // 100 req/s with a 5 s warm-up, stopped after 150 requests: 1.5 s into the warm-up.
+    let mut o = opts(&[srv.url("/")], 100.0, Duration::from_secs(1));
+    o.warmup = Duration::from_secs(5);
+    o.max_requests = Some(150);
+    let r = run(o).await;
+    assert_eq!(
+        (r.sent, r.stopped_by),
+        (0, StoppedBy::MaxRequests),
+        "{r:#?}"
+    );
+    assert_eq!(srv.requests(), 150);
+    assert_eq!(r.timeline.len(), 2, "{:#?}", r.timeline);
+    assert!(r.timeline.iter().all(|s| s.warmup));
+    assert_eq!((r.timeline[0].sent, r.timeline[1].sent), (100, 50));
+    for s in &r.timeline {
+        assert!(
+            (s.achieved_rate - 100.0).abs() < 1.0,
+            "second {}: {} req/s",
+            s.second,
+            s.achieved_rate
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_returns_a_partial_report_at_once() {
     let _serial = SERIAL.lock().await;
     let srv = server(false);
@@ -314,6 +342,20 @@ async fn cli_refuses_remote_and_bad_input_with_exit_2() {
                 "10x",
             ],
             "duration",
+        ),
+        (
+            // Would overflow `warmup + duration` if it were not refused when parsed.
+            &[
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5",
+                "--duration",
+                "4000000000000000h",
+                "--warmup",
+                "4000000000000000h",
+            ],
+            "--duration: duration `4000000000000000h` is too long",
         ),
     ];
     for (args, needle) in cases {

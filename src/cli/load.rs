@@ -68,6 +68,11 @@ fn target(arg: &str) -> anyhow::Result<Target> {
     })
 }
 
+/// Parses a duration flag; the usage error names the flag.
+fn flag_duration(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
+    load::parse_duration(text).map_err(|e| usage(format!("{flag}: {e}")))
+}
+
 pub async fn run(args: LoadArgs, reporter: &Reporter) -> anyhow::Result<u8> {
     let opts = LoadOptions {
         targets: args
@@ -76,9 +81,9 @@ pub async fn run(args: LoadArgs, reporter: &Reporter) -> anyhow::Result<u8> {
             .map(|u| target(u))
             .collect::<anyhow::Result<_>>()?,
         rate: args.rate.unwrap_or(0.0),
-        duration: load::parse_duration(&args.duration)?,
-        warmup: load::parse_duration(&args.warmup)?,
-        timeout: load::parse_duration(&args.timeout)?,
+        duration: flag_duration("--duration", &args.duration)?,
+        warmup: flag_duration("--warmup", &args.warmup)?,
+        timeout: flag_duration("--timeout", &args.timeout)?,
         max_requests: args.max_requests,
         max_in_flight: args.max_in_flight,
     };

@@ -91,14 +91,27 @@ impl StackArgs {
             stack_file: self.stack,
             overrides: Overrides {
                 rate: self.rate,
-                duration: self.duration.as_deref().map(parse_duration).transpose()?,
-                warmup: self.warmup.as_deref().map(parse_duration).transpose()?,
+                duration: self
+                    .duration
+                    .as_deref()
+                    .map(|d| flag_duration("--duration", d))
+                    .transpose()?,
+                warmup: self
+                    .warmup
+                    .as_deref()
+                    .map(|d| flag_duration("--warmup", d))
+                    .transpose()?,
                 env: self.env,
                 ..Overrides::default()
             },
             ..SmokeOptions::default()
         })
     }
+}
+
+/// Parses a duration flag; the usage error names the flag.
+fn flag_duration(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
+    parse_duration(text).map_err(|e| crate::error::usage(format!("{flag}: {e}")))
 }
 
 fn options(args: SmokeArgs, paths: &Paths) -> anyhow::Result<SmokeOptions> {
@@ -119,14 +132,11 @@ fn options(args: SmokeArgs, paths: &Paths) -> anyhow::Result<SmokeOptions> {
             start: args.capacity_start,
             step: args.capacity_step,
             max: args.capacity_max,
-            step_duration: parse_duration(&args.step_duration)?,
+            step_duration: flag_duration("--step-duration", &args.step_duration)?,
             ..CapacityOptions::default()
         };
-        if !(c.start > 0.0 && c.step > 0.0 && c.max >= c.start && c.max <= crate::load::MAX_RATE) {
-            return Err(crate::error::usage(
-                "--capacity-start and --capacity-step must be above 0 and --capacity-max at least --capacity-start",
-            ));
-        }
+        // Same limits as the load generator: refused here, before anything is deployed.
+        c.validate()?;
         Some(c)
     } else {
         None
@@ -219,4 +229,17 @@ fn summary(o: &SmokeOutcome) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_are_named() {
+        let e = flag_duration("--step-duration", "500h").unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().starts_with("--step-duration: "), "{e}");
+        assert!(e.to_string().contains("too long"), "{e}");
+    }
 }

@@ -132,9 +132,12 @@ pub async fn exchange(
     // the request was not sent (`is_canceled`), and it is safe to retry once on a new one.
     for attempt in 0..2 {
         *phase = Phase::Requesting;
-        let (mut sender, reused) = match pool.take() {
-            Some(s) if attempt == 0 => (s, true),
-            _ => {
+        // Only the first attempt may use a pooled connection: a retry opens a new one, and
+        // must not pop (and drop) another live keep-alive connection from the pool.
+        let pooled = if attempt == 0 { pool.take() } else { None };
+        let (mut sender, reused) = match pooled {
+            Some(s) => (s, true),
+            None => {
                 *phase = Phase::Connecting;
                 match pool.connect().await {
                     Ok(s) => (s, false),

@@ -32,6 +32,9 @@ struct Shared {
     t0: Instant,
     /// Offset from `t0` (µs) of the last measured request sent or dropped.
     last_measured_us: AtomicU64,
+    /// Offset from `t0` (µs) of the last request scheduled (sent or dropped), warm-up
+    /// included: its due time in the open model. Bounds the timeline.
+    last_scheduled_us: AtomicU64,
 }
 
 impl Shared {
@@ -42,6 +45,11 @@ impl Shared {
     fn mark_measured(&self, at: Instant) {
         let us = u64::try_from(at.saturating_duration_since(self.t0).as_micros()).unwrap_or(0);
         self.last_measured_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    fn mark_scheduled(&self, offset: Duration) {
+        let us = u64::try_from(offset.as_micros()).unwrap_or(u64::MAX);
+        self.last_scheduled_us.fetch_max(us, Ordering::Relaxed);
     }
 }
 
@@ -129,6 +137,7 @@ pub async fn execute(
         user_agent: HeaderValue::from_static(concat!("builder-load/", env!("CARGO_PKG_VERSION"))),
         t0,
         last_measured_us: AtomicU64::new(0),
+        last_scheduled_us: AtomicU64::new(0),
     });
     let cycle = wrr_cycle(&weights);
 
@@ -157,6 +166,9 @@ pub async fn execute(
     let mut stats = shared.stats();
     let c = stats.measured.clone();
     let last_s = shared.last_measured_us.load(Ordering::Relaxed) as f64 / 1e6;
+    // The timeline covers everything scheduled, warm-up included: a run that ended during
+    // the warm-up has no measured request, but its timeline is still that long.
+    let last_scheduled_s = shared.last_scheduled_us.load(Ordering::Relaxed) as f64 / 1e6;
     let measured_s = if c.sent + c.dropped > 0 {
         (last_s - warmup_s + interval_s).max(interval_s)
     } else {
@@ -199,7 +211,7 @@ pub async fn execute(
         status_counts: stats.status_counts(),
         error_counts: stats.error_counts(),
         targets: stats.target_reports(&urls),
-        timeline: stats.timeline(schedule_s.min(last_s + interval_s.max(1e-6))),
+        timeline: stats.timeline(timeline_len(schedule_s, last_scheduled_s, interval_s)),
         duration_s,
         measured_s,
         warmup_s,
@@ -209,6 +221,12 @@ pub async fn execute(
         max_requests: opts.max_requests,
         stopped_by,
     }
+}
+
+/// Length in seconds the timeline covers: up to one arrival interval after the last request
+/// scheduled (warm-up included), never beyond the schedule.
+fn timeline_len(schedule_s: f64, last_scheduled_s: f64, interval_s: f64) -> f64 {
+    schedule_s.min(last_scheduled_s + interval_s.max(1e-6))
 }
 
 /// Dispatches request `i` at `t0 + i/rate` until the schedule, `max_requests` or `cancel` ends.
@@ -252,6 +270,7 @@ async fn open_loop(
         let now = Instant::now();
         let measured = offset >= opts.warmup;
         let target = cycle[(i % cycle.len() as u64) as usize];
+        shared.mark_scheduled(offset);
         if measured {
             shared.mark_measured(now);
         }
@@ -301,6 +320,7 @@ async fn closed_loop(
                 let offset = now.saturating_duration_since(shared.t0);
                 let (sec, measured) = (second_of(offset), offset >= warmup);
                 let target = cycle[(i % cycle.len() as u64) as usize];
+                shared.mark_scheduled(offset);
                 if measured {
                     shared.mark_measured(now);
                 }
@@ -364,5 +384,19 @@ async fn drain(
             // Belt and braces against a missed wake-up.
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_length_counts_the_warmup() {
+        // 10 req/s, stopped after 1.2 s of a 5 s warm-up: the last request was due at 1.1 s.
+        let len = timeline_len(15.0, 1.1, 0.1);
+        assert!((len - 1.2).abs() < 1e-9, "{len}");
+        // A full run is capped by the schedule.
+        assert_eq!(timeline_len(15.0, 14.95, 0.1), 15.0);
     }
 }

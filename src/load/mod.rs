@@ -47,6 +47,11 @@ pub mod testserver;
 pub const MAX_RATE: f64 = 100_000.0;
 /// Longest run accepted (`warmup + duration`).
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Longest per-request timeout accepted.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest duration [`parse_duration`] accepts (7 days): far beyond any limit here, and small
+/// enough that sums and products of a few of them never overflow.
+pub const MAX_PARSED_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// One URL to load, `http://127.0.0.1:port/path`, with its share of the traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,15 +281,19 @@ pub fn validate(opts: &LoadOptions, tuning: &Tuning) -> anyhow::Result<()> {
     if opts.duration.is_zero() {
         return Err(usage("duration must be above 0, e.g. 10s"));
     }
-    if opts.duration + opts.warmup > MAX_DURATION {
+    let total = opts.duration.saturating_add(opts.warmup);
+    if total > MAX_DURATION {
         return Err(usage(format!(
             "warm-up plus duration is {:.0}s; the limit is {}s",
-            (opts.duration + opts.warmup).as_secs_f64(),
+            total.as_secs_f64(),
             MAX_DURATION.as_secs()
         )));
     }
-    if opts.timeout.is_zero() || opts.timeout > Duration::from_secs(600) {
-        return Err(usage("timeout must be above 0 and at most 600s"));
+    if opts.timeout.is_zero() || opts.timeout > MAX_TIMEOUT {
+        return Err(usage(format!(
+            "timeout must be above 0 and at most {}s",
+            MAX_TIMEOUT.as_secs()
+        )));
     }
     if opts.max_in_flight == 0 || opts.max_in_flight > 100_000 {
         return Err(usage("max in flight must be from 1 to 100000"));
@@ -295,7 +304,8 @@ pub fn validate(opts: &LoadOptions, tuning: &Tuning) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses a duration such as `30s`, `500ms`, `2m`, `1h` or a plain number of seconds (`1.5`).
+/// Parses a duration such as `30s`, `500ms`, `2m`, `1h` or a plain number of seconds (`1.5`),
+/// at most [`MAX_PARSED_DURATION`] (longer is a usage error, never an overflow later).
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let t = text.trim();
     let split = t
@@ -318,7 +328,18 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
             )))
         }
     };
-    Duration::try_from_secs_f64(secs).map_err(|_| usage(format!("invalid duration `{text}`")))
+    let max = MAX_PARSED_DURATION.as_secs();
+    if secs.is_finite() && secs > max as f64 {
+        return Err(usage(format!(
+            "duration `{text}` is too long; write at most {}h (7 days)",
+            max / 3600
+        )));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        usage(format!(
+            "invalid duration `{text}`; write e.g. 30s, 500ms, 2m or 1h"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -334,6 +355,36 @@ mod tests {
         for bad in ["", "s", "10x", "-1s", "1e400"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn huge_durations_are_usage_errors_not_overflows() {
+        assert_eq!(parse_duration("168h").unwrap(), MAX_PARSED_DURATION);
+        let long = "1".repeat(400);
+        for bad in [
+            "169h",
+            "4000000000000000h",
+            "18446744073709551615",
+            long.as_str(),
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2, "{bad}");
+            assert!(
+                e.to_string().contains("too long") || e.to_string().contains("invalid"),
+                "{bad}: {e}"
+            );
+        }
+        // Options built in code (not parsed) cannot overflow the check either.
+        let o = LoadOptions {
+            targets: vec![Target {
+                url: "http://127.0.0.1:1/".into(),
+                weight: 1,
+            }],
+            duration: Duration::MAX,
+            warmup: Duration::MAX,
+            ..LoadOptions::default()
+        };
+        assert!(validate(&o, &Tuning::default()).is_err());
     }
 
     #[test]

@@ -296,8 +296,9 @@ async fn upload_config(docker: &Docker, id: &str, config: &str) -> Result<()> {
     crate::docker::upload_tar_file(docker, id, &tar_path, "/etc/haproxy").await
 }
 
-/// Waits until HAProxy reports every server UP; on timeout the error names the servers that
-/// are not and shows the end of their logs.
+/// Waits until HAProxy reports every server UP with a completed, passing health check (a
+/// server is `UP` before its first check, check status `INI`); on timeout the error names the
+/// servers that are not and shows the end of their logs.
 pub async fn wait_ready(
     docker: &Docker,
     dep: &Deployment,
@@ -317,8 +318,17 @@ pub async fn wait_ready(
                     .members
                     .iter()
                     .filter_map(|m| match stats.iter().find(|s| s.server == m.server) {
-                        Some(s) if s.status == "UP" => None,
-                        Some(s) => Some(format!("{} ({} {})", m.server, s.status, s.check_status)),
+                        Some(s) if s.is_ready() => None,
+                        Some(s) => Some(format!(
+                            "{} ({}, last check {})",
+                            m.server,
+                            s.status,
+                            if s.check_status.is_empty() {
+                                "-"
+                            } else {
+                                &s.check_status
+                            }
+                        )),
                         None => Some(format!("{} (not in the stats)", m.server)),
                     })
                     .collect();

@@ -120,6 +120,20 @@ impl ServerStat {
     pub fn is_up(&self) -> bool {
         self.status.starts_with("UP")
     }
+
+    /// `UP` and its last health check completed and passed. HAProxy lists a new server as `UP`
+    /// before its first check (check status `INI`), so `UP` alone does not mean ready.
+    pub fn is_ready(&self) -> bool {
+        self.status == "UP" && check_passed(&self.check_status)
+    }
+}
+
+/// A completed, passing check: `L7OK`/`L7OKC` (HTTP, as configured), `L6OK` or `L4OK`. HAProxy
+/// prefixes `* ` while a check is running; the status shown is still the last completed one.
+/// Empty, `INI` (not checked yet) and every failure status are not.
+pub fn check_passed(check_status: &str) -> bool {
+    let s = check_status.trim_start_matches('*').trim();
+    s.starts_with("L7OK") || s == "L6OK" || s == "L4OK"
 }
 
 /// Parses HAProxy's `show stat` CSV (the header line starts with `# `); only servers.
@@ -170,10 +184,8 @@ pub async fn fetch_stats(port: u16) -> Result<Vec<ServerStat>> {
         .await
         .context("the HAProxy stats page did not answer within 3 s")?
         .with_context(|| format!("could not read the HAProxy stats page on 127.0.0.1:{port}"))?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("the HAProxy stats page sent no HTTP body")?;
+    let (head, body) = split_response(&buf).context("the HAProxy stats page sent no HTTP body")?;
+    let head = String::from_utf8_lossy(head);
     if !head.starts_with("HTTP/1.") || head.split_whitespace().nth(1).is_none_or(|c| c != "200") {
         anyhow::bail!(
             "the HAProxy stats page answered `{}`",
@@ -183,26 +195,41 @@ pub async fn fetch_stats(port: u16) -> Result<Vec<ServerStat>> {
     let chunked = head
         .lines()
         .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
-    if chunked {
-        Ok(parse_stats(&dechunk(body)))
+    // Dechunk the raw bytes first, then decode: a chunk may end inside a multi-byte character.
+    let body = if chunked {
+        dechunk(body)
     } else {
-        Ok(parse_stats(body))
-    }
+        body.to_vec()
+    };
+    Ok(parse_stats(&String::from_utf8_lossy(&body)))
+}
+
+/// Splits a raw HTTP response into its head and body at the first empty line.
+fn split_response(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((&buf[..at], &buf[at + 4..]))
 }
 
 /// Decodes an HTTP/1.1 chunked body (HAProxy answers the stats page chunked even to 1.0).
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = size.split(';').next().unwrap_or("").trim();
+/// Works on bytes and never indexes past the input: an incomplete last chunk (a truncated
+/// response) is left out, like a malformed size line it ends the body.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+        let line = String::from_utf8_lossy(&body[..eol]);
+        let size = line.split(';').next().unwrap_or("").trim();
         let Ok(n) = usize::from_str_radix(size, 16) else {
             break;
         };
-        if n == 0 || rest.len() < n {
+        let rest = &body[eol + 2..];
+        if n == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+        let (Some(chunk), Some(after)) = (rest.get(..n), rest.get(n..)) else {
+            break;
+        };
+        out.extend_from_slice(chunk);
+        body = after.strip_prefix(b"\r\n").unwrap_or(after);
     }
     out
 }
@@ -213,7 +240,46 @@ mod tests {
 
     #[test]
     fn chunked_bodies() {
-        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
+        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
+    }
+
+    #[test]
+    fn chunk_boundary_inside_a_multibyte_char() {
+        // "é" is 0xC3 0xA9; the first chunk ends between its two bytes.
+        let body = b"2\r\na\xC3\r\n2\r\n\xA9b\r\n0\r\n\r\n";
+        let out = dechunk(body);
+        assert_eq!(String::from_utf8(out).unwrap(), "a\u{e9}b");
+    }
+
+    #[test]
+    fn truncated_or_malformed_chunks_do_not_panic() {
+        assert_eq!(dechunk(b"2\r\nab\r\n10\r\nabc"), b"ab");
+        assert_eq!(dechunk(b"zz\r\nabc\r\n"), b"");
+        assert_eq!(dechunk(b"3\r\nabc"), b"abc");
+        assert_eq!(dechunk(b"ffffffffffffffff\r\nab"), b"");
+        assert_eq!(dechunk(b""), b"");
+        let (head, body) = split_response(b"HTTP/1.0 200 OK\r\n\r\nx").unwrap();
+        assert_eq!((head, body), (&b"HTTP/1.0 200 OK"[..], &b"x"[..]));
+        assert!(split_response(b"HTTP/1.0 200 OK\r\n").is_none());
+    }
+
+    #[test]
+    fn ready_needs_a_passing_check() {
+        let stat = |status: &str, check: &str| ServerStat {
+            backend: "be_frontend".into(),
+            server: "frontend-1".into(),
+            status: status.into(),
+            check_status: check.into(),
+            check_fail: 0,
+        };
+        assert!(stat("UP", "L7OK").is_ready());
+        assert!(stat("UP", "* L7OK").is_ready());
+        assert!(stat("UP", "L4OK").is_ready());
+        assert!(!stat("UP", "INI").is_ready());
+        assert!(!stat("UP", "* INI").is_ready());
+        assert!(!stat("UP", "").is_ready());
+        assert!(!stat("UP 1/2", "L7STS").is_ready());
+        assert!(!stat("DOWN", "L7OK").is_ready());
     }
 
     #[test]

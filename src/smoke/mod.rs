@@ -36,6 +36,9 @@ use deploy::Deployment;
 use report::{Capacity, CapacityStep, Inputs, SmokeReport};
 use stack::{Overrides, Stack};
 
+/// Most steps a `--find-capacity` search may take.
+pub const MAX_CAPACITY_STEPS: u64 = 1000;
+
 /// `--find-capacity` stepping.
 #[derive(Debug, Clone)]
 pub struct CapacityOptions {
@@ -55,6 +58,57 @@ impl Default for CapacityOptions {
             step_duration: Duration::from_secs(10),
             step_warmup: Duration::from_secs(2),
         }
+    }
+}
+
+impl CapacityOptions {
+    /// Number of rates the search tries at most: `start`, `start + step`, ... up to `max`.
+    /// Only meaningful for options that passed [`CapacityOptions::validate`].
+    pub fn steps(&self) -> u64 {
+        let n = ((self.max - self.start) / self.step + 1e-9).floor();
+        if n.is_finite() && n >= 0.0 {
+            (n as u64).saturating_add(1)
+        } else {
+            1
+        }
+    }
+
+    /// The rate of step `i` (0-based), computed without accumulating rounding errors.
+    fn rate(&self, i: u64) -> f64 {
+        self.start + i as f64 * self.step
+    }
+
+    /// Checks the search before anything starts; every message names the flags.
+    pub fn validate(&self) -> Result<()> {
+        let max_rate = crate::load::MAX_RATE;
+        if !(self.start > 0.0 && self.step > 0.0 && self.max >= self.start && self.max <= max_rate)
+        {
+            return Err(crate::error::usage(format!(
+                "--capacity-start and --capacity-step must be above 0, and --capacity-max at least --capacity-start and at most {max_rate} req/s"
+            )));
+        }
+        let steps = self.steps();
+        if steps > MAX_CAPACITY_STEPS {
+            return Err(crate::error::usage(format!(
+                "--find-capacity would try {steps} rates from --capacity-start {} to --capacity-max {} by --capacity-step {}; the limit is {MAX_CAPACITY_STEPS}: raise --capacity-step or narrow the range",
+                self.start, self.max, self.step
+            )));
+        }
+        if self.step_duration.is_zero() {
+            return Err(crate::error::usage(
+                "--step-duration must be above 0, e.g. 10s",
+            ));
+        }
+        let per_step = self.step_duration.saturating_add(self.step_warmup);
+        if per_step > crate::load::MAX_DURATION {
+            return Err(crate::error::usage(format!(
+                "--step-duration plus the {:.0}s step warm-up is {:.0}s; the limit is {}s",
+                self.step_warmup.as_secs_f64(),
+                per_step.as_secs_f64(),
+                crate::load::MAX_DURATION.as_secs()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -105,6 +159,9 @@ pub async fn run(
 ) -> Result<SmokeOutcome> {
     let started = SystemTime::now();
     let clock = Instant::now();
+    if let Some(c) = &opts.capacity {
+        c.validate()?;
+    }
     let (stack, recipes) = load_stack(paths, opts)?;
     let under = artifacts::collect(paths, &stack, &recipes)?;
     let docker = crate::docker::connect().await?;
@@ -123,11 +180,13 @@ pub async fn run(
 
     let run_id = crate::docker::new_run_id();
     let guard = Guard::new(docker.clone());
-    let budget = stack.load_balancer.ready_timeout
-        + stack.load.warmup
-        + stack.load.duration
-        + capacity_budget(opts.capacity.as_ref())
-        + Duration::from_secs(120);
+    let budget = stack
+        .load_balancer
+        .ready_timeout
+        .saturating_add(stack.load.warmup)
+        .saturating_add(stack.load.duration)
+        .saturating_add(capacity_budget(opts.capacity.as_ref()))
+        .saturating_add(Duration::from_secs(120));
     let work = deploy_and_measure(
         &docker,
         &guard,
@@ -182,12 +241,18 @@ pub async fn run(
     })
 }
 
+/// Time the capacity search may take: every step with its warm-up, the pause after it and
+/// some slack. Saturates instead of overflowing.
 fn capacity_budget(c: Option<&CapacityOptions>) -> Duration {
     match c {
         None => Duration::ZERO,
         Some(c) => {
-            let steps = ((c.max - c.start) / c.step.max(1.0)).max(0.0).floor() as u32 + 1;
-            (c.step_duration + c.step_warmup + Duration::from_secs(5)) * steps
+            let steps = u32::try_from(c.steps()).unwrap_or(u32::MAX);
+            c.step_duration
+                .saturating_add(c.step_warmup)
+                .saturating_add(Duration::from_secs(5))
+                .checked_mul(steps)
+                .unwrap_or(Duration::MAX)
         }
     }
 }
@@ -338,8 +403,9 @@ async fn find_capacity(
     let mut steps = Vec::new();
     let mut best: Option<(LoadReport, f64)> = None;
     let mut first: Option<(LoadReport, f64)> = None;
-    let mut rate = c.start;
-    while rate <= c.max + 1e-9 {
+    // Bounded: `steps()` is at most MAX_CAPACITY_STEPS once validated.
+    for i in 0..c.steps().min(MAX_CAPACITY_STEPS) {
+        let rate = c.rate(i);
         let load = run_load(
             stack,
             dep,
@@ -384,7 +450,6 @@ async fn find_capacity(
             break;
         }
         best = Some((load, rate));
-        rate += c.step;
         // Let queues drain before the next step.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -471,5 +536,79 @@ fn build_report(
         containers: m.containers,
         results: m.load,
         capacity: m.capacity,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap(start: f64, step: f64, max: f64) -> CapacityOptions {
+        CapacityOptions {
+            start,
+            step,
+            max,
+            ..CapacityOptions::default()
+        }
+    }
+
+    #[test]
+    fn capacity_steps_use_the_real_step() {
+        assert_eq!(CapacityOptions::default().steps(), 16);
+        assert_eq!(cap(0.1, 0.1, 0.3).steps(), 3);
+        assert_eq!(cap(10.0, 0.5, 12.0).steps(), 5);
+        assert_eq!(cap(10.0, 7.0, 12.0).steps(), 1);
+        let c = cap(1.0, 0.5, 3.0);
+        let rates: Vec<f64> = (0..c.steps()).map(|i| c.rate(i)).collect();
+        assert_eq!(rates, [1.0, 1.5, 2.0, 2.5, 3.0]);
+        // The budget counts those 5 steps (not 3, as with a step rounded up to 1).
+        let per = c.step_duration + c.step_warmup + Duration::from_secs(5);
+        assert_eq!(capacity_budget(Some(&c)), per * 5);
+    }
+
+    #[test]
+    fn capacity_searches_are_bounded_up_front() {
+        assert!(CapacityOptions::default().validate().is_ok());
+        let e = cap(1.0, 0.01, 400.0).validate().unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("--capacity-step") && msg.contains("1000"),
+            "{msg}"
+        );
+        assert!(cap(1.0, 0.1, 100.9).validate().is_ok());
+        for bad in [
+            cap(0.0, 1.0, 10.0),
+            cap(1.0, 0.0, 10.0),
+            cap(10.0, 1.0, 5.0),
+            cap(1.0, f64::NAN, 10.0),
+            cap(1.0, 1.0, f64::INFINITY),
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        let zero = CapacityOptions {
+            step_duration: Duration::ZERO,
+            ..CapacityOptions::default()
+        };
+        assert!(zero
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--step-duration"));
+        let long = CapacityOptions {
+            step_duration: Duration::from_secs(3600),
+            ..CapacityOptions::default()
+        };
+        assert!(long
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--step-duration"));
+        // Huge values saturate instead of overflowing.
+        let huge = CapacityOptions {
+            step_duration: Duration::MAX,
+            ..cap(1.0, 1.0, 1000.0)
+        };
+        assert_eq!(capacity_budget(Some(&huge)), Duration::MAX);
     }
 }

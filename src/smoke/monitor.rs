@@ -59,9 +59,35 @@ struct Shared {
     died: HashMap<String, String>,
 }
 
-pub struct Monitor {
+/// The monitor's background tasks. Dropping it (an error, a timeout or Ctrl-C dropped the
+/// [`Monitor`] before [`Monitor::finish`]) cancels them and aborts them at once, so the poll
+/// loop can neither run forever nor restart containers while the deployment is torn down.
+struct Tasks {
     stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Tasks {
+    /// Stops the tasks and waits for them to end (they return at the next `select!`).
+    async fn stop(&mut self) {
+        self.stop.cancel();
+        for t in std::mem::take(&mut self.handles) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        for t in &self.handles {
+            t.abort();
+        }
+    }
+}
+
+pub struct Monitor {
+    tasks: Tasks,
     shared: Arc<Mutex<Shared>>,
     builder_counts: Arc<Mutex<HashMap<String, u32>>>,
     docker: Docker,
@@ -119,8 +145,10 @@ impl Monitor {
             stop.clone(),
         ));
         Monitor {
-            stop,
-            tasks: vec![events, poll],
+            tasks: Tasks {
+                stop,
+                handles: vec![events, poll],
+            },
             shared,
             builder_counts,
             docker: docker.clone(),
@@ -139,14 +167,12 @@ impl Monitor {
         lock(&self.shared).restarts.clone()
     }
 
-    /// Stops watching and returns every restart plus each container's final state.
-    pub async fn finish(self) -> (Vec<Restart>, Vec<ContainerSummary>) {
+    /// Stops watching and returns every restart plus each container's final state. Dropping a
+    /// `Monitor` without calling this stops its tasks too (without the summary).
+    pub async fn finish(mut self) -> (Vec<Restart>, Vec<ContainerSummary>) {
         // Let the last events arrive (a restart right at the end).
         tokio::time::sleep(Duration::from_millis(300)).await;
-        self.stop.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        self.tasks.stop().await;
         let mut restarts = lock(&self.shared).restarts.clone();
         let counts = lock(&self.builder_counts).clone();
         let mut summary = Vec::new();
@@ -379,4 +405,64 @@ fn record(
         t_s: offset(t0),
         reason,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Sets its flag when dropped: tells whether a task's future was dropped (aborted or ended).
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_the_tasks_cancels_and_aborts_them() {
+        let stop = CancellationToken::new();
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = Flag(ended.clone());
+        // A task that ignores the token: only an abort ends it.
+        let handle = tokio::spawn(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+        });
+        let tasks = Tasks {
+            stop: stop.clone(),
+            handles: vec![handle],
+        };
+        drop(tasks);
+        assert!(stop.is_cancelled());
+        for _ in 0..100 {
+            if ended.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ended.load(Ordering::SeqCst), "the task was not aborted");
+    }
+
+    #[tokio::test]
+    async fn stop_waits_for_tasks_that_honour_the_token() {
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let ended = Arc::new(AtomicBool::new(false));
+        let done = ended.clone();
+        let handle = tokio::spawn(async move {
+            token.cancelled().await;
+            done.store(true, Ordering::SeqCst);
+        });
+        let mut tasks = Tasks {
+            stop,
+            handles: vec![handle],
+        };
+        tokio::time::timeout(Duration::from_secs(5), tasks.stop())
+            .await
+            .expect("stop returns");
+        assert!(ended.load(Ordering::SeqCst));
+        assert!(tasks.handles.is_empty());
+    }
 }

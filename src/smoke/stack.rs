@@ -281,13 +281,37 @@ impl Ctx<'_> {
     fn duration_of(&mut self, s: &S<String>, what: &str) -> Duration {
         match crate::load::parse_duration(s.get_ref()) {
             Ok(d) if !d.is_zero() => d,
-            _ => {
+            Ok(_) => {
                 self.err_help(
                     s.span(),
                     format!("invalid {what} `{}`", s.get_ref()),
                     "write a positive duration such as `30s`, `500ms` or `2m`",
                 );
                 Duration::from_secs(1)
+            }
+            Err(e) => {
+                self.err_help(
+                    s.span(),
+                    format!("invalid {what} `{}`", s.get_ref()),
+                    e.to_string(),
+                );
+                Duration::from_secs(1)
+            }
+        }
+    }
+
+    /// Reports `d` (parsed from `v`) when it is longer than `max`, at `v`'s position.
+    fn at_most(&mut self, v: &Option<S<String>>, d: Duration, max: Duration, what: &str) {
+        if let Some(v) = v {
+            if d > max {
+                self.err_help(
+                    v.span(),
+                    format!("{what} `{}` is too long", v.get_ref()),
+                    format!(
+                        "the load generator accepts at most {}s; write a shorter duration",
+                        max.as_secs()
+                    ),
+                );
             }
         }
     }
@@ -627,7 +651,13 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
         }
         paths.push(LoadPath {
             path: p.path.get_ref().clone(),
-            weight: cx.int(&p.weight, 1, 1, 1_000_000, "weight"),
+            weight: cx.int(
+                &p.weight,
+                1,
+                1,
+                i64::from(crate::load::target::MAX_WEIGHT),
+                "weight",
+            ),
         });
     }
     if paths.is_empty() {
@@ -641,11 +671,11 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
         rate,
         duration: cx.duration_of(&l.duration, "duration"),
         warmup: l.warmup.as_ref().map_or(Duration::ZERO, |w| {
-            crate::load::parse_duration(w.get_ref()).unwrap_or_else(|_| {
+            crate::load::parse_duration(w.get_ref()).unwrap_or_else(|e| {
                 cx.err_help(
                     w.span(),
                     format!("invalid warmup `{}`", w.get_ref()),
-                    "write a duration such as `5s`, or `0s` for none",
+                    format!("{e}; write a duration such as `5s`, or `0s` for none"),
                 );
                 Duration::ZERO
             })
@@ -653,6 +683,25 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
         timeout: cx.duration(&l.timeout, Duration::from_secs(2), "timeout"),
         paths,
     };
+    // The load generator's own limits, reported here with positions instead of after a deploy.
+    cx.at_most(
+        &l.timeout,
+        load.timeout,
+        crate::load::MAX_TIMEOUT,
+        "timeout",
+    );
+    let total = load.duration.saturating_add(load.warmup);
+    if total > crate::load::MAX_DURATION {
+        cx.err_help(
+            l.duration.span(),
+            format!(
+                "warmup plus duration is {:.0}s, more than the load generator's limit of {}s",
+                total.as_secs_f64(),
+                crate::load::MAX_DURATION.as_secs()
+            ),
+            "shorten `duration` or `warmup`",
+        );
+    }
 
     let t = raw.thresholds.get_ref();
     let max_p99 = *t.max_p99_ms.get_ref();
@@ -792,6 +841,14 @@ impl Stack {
         }
         if let Some(w) = o.warmup {
             self.load.warmup = w;
+        }
+        let total = self.load.duration.saturating_add(self.load.warmup);
+        if total > crate::load::MAX_DURATION {
+            return Err(usage(format!(
+                "warm-up plus duration is {:.0}s (--warmup/--duration or the stack's `load.warmup`/`load.duration`); the limit is {}s: pass a shorter --duration or --warmup",
+                total.as_secs_f64(),
+                crate::load::MAX_DURATION.as_secs()
+            )));
         }
         for r in &o.replicas {
             let (svc, n) = r.split_once('=').ok_or_else(|| {
@@ -982,5 +1039,35 @@ max_p99_ms = 1000
         let e = s.apply(&bad).unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
         assert!(e.to_string().contains("did you mean `frontend`"), "{e}");
+    }
+
+    #[test]
+    fn load_generator_limits_are_checked_with_positions() {
+        let out = errors(
+            &GOOD
+                .replace("weight = 9", "weight = 20000")
+                .replace("warmup = \"5s\"", "warmup = \"5s\"\ntimeout = \"11m\""),
+        );
+        assert!(out.contains("weight 20000 is out of range"), "{out}");
+        assert!(out.contains("from 1 to 10000"), "{out}");
+        assert!(out.contains("timeout `11m` is too long"), "{out}");
+        assert!(out.contains("stack.toml:19:11"), "{out}");
+        let out = errors(&GOOD.replace("duration = \"30s\"", "duration = \"3599s\""));
+        assert!(out.contains("warmup plus duration is 3604s"), "{out}");
+        assert!(out.contains("stack.toml:17:"), "{out}");
+        let out = errors(&GOOD.replace("duration = \"30s\"", "duration = \"200h\""));
+        assert!(out.contains("too long"), "{out}");
+    }
+
+    #[test]
+    fn overrides_keep_the_run_within_the_limit() {
+        let mut s = parse(Path::new("stack.toml"), GOOD, &recipes()).unwrap();
+        let o = Overrides {
+            duration: Some(Duration::from_secs(3598)),
+            ..Default::default()
+        };
+        let e = s.apply(&o).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().contains("--duration"), "{e}");
     }
 }
