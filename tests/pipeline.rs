@@ -203,3 +203,31 @@ fn ci_without_an_engine_exits_3() {
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("Docker engine"), "{err}");
 }
+
+/// The promotion target is checked in the validate stage, before a build or smoke run: an
+/// environment promote.toml does not list, or one that is not first, is a usage error.
+#[test]
+fn ci_checks_the_promotion_target_before_building() {
+    let dir = project();
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("promote.toml"),
+        "environments = [\"qa\", \"prod\"]\n",
+    )
+    .unwrap();
+    for (args, want) in [
+        (["--promote-to", "dev"], "unknown environment `dev`"),
+        (
+            ["--promote-to", "prod"],
+            "builder promote --from qa --to prod",
+        ),
+    ] {
+        let out = ci(dir.path(), config.path(), &args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        let summary = json(&dir.path().join("dist/pipeline.json"));
+        assert_eq!(summary["stages"][0]["status"], "failed", "{summary}");
+        assert_eq!(summary["stages"][1]["status"], "skipped", "{summary}");
+    }
+}

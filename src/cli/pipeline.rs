@@ -16,9 +16,10 @@ pub struct PipelineArgs {
     #[arg(long)]
     pub no_cache: bool,
 
-    /// Environment to promote into after the smoke gate passes
-    #[arg(long, value_name = "ENV", default_value = "dev")]
-    pub promote_to: String,
+    /// Environment to promote into after the smoke gate passes [default: the first of
+    /// promote.toml's `environments`, `dev` without one]
+    #[arg(long, value_name = "ENV")]
+    pub promote_to: Option<String>,
 
     /// Stop after the smoke gate: promote nothing
     #[arg(long)]
@@ -37,7 +38,8 @@ pub struct PipelineArgs {
 pub async fn run(args: PipelineArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     let opts = PipelineOptions {
         no_cache: args.no_cache,
-        promote_to: (!args.no_promote).then_some(args.promote_to),
+        promote: !args.no_promote,
+        promote_to: args.promote_to,
         signing_key: args.signing_key,
         smoke: args.smoke.options()?,
     };

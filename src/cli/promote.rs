@@ -19,6 +19,9 @@ pub struct PromoteArgs {
     /// the first environment, else the environment before --to]
     #[arg(long, value_name = "ENV", conflicts_with = "rollback")]
     pub from: Option<String>,
+    /// Promote what this smoke run passed (its run id) instead of the latest passed report
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["rollback", "from"])]
+    pub run: Option<String>,
     /// Make the previous generation of --to current again (packages and images)
     #[arg(long)]
     pub rollback: bool,
@@ -42,6 +45,7 @@ pub async fn run(args: PromoteArgs, paths: &Paths, reporter: &Reporter) -> anyho
     let opts = PromoteOptions {
         to: args.to,
         from: args.from,
+        run: args.run,
         rollback: args.rollback,
         config: args.config,
         registry: args.registry,

@@ -23,7 +23,9 @@ use crate::report::Reporter;
 pub struct PipelineOptions {
     /// Rebuild even when the build cache hits.
     pub no_cache: bool,
-    /// Environment to promote into after a passed smoke test; `None` skips promotion.
+    /// Promote after a passed smoke test.
+    pub promote: bool,
+    /// Environment to promote into; `None` is the first of promote.toml's environments.
     pub promote_to: Option<String>,
     pub smoke: crate::smoke::SmokeOptions,
     /// Signing key for the repositories (else promote.toml, the environment, or a key
@@ -67,8 +69,9 @@ pub async fn run(
 ) -> (PipelineSummary, anyhow::Result<()>) {
     let started = crate::timefmt::rfc3339(std::time::SystemTime::now());
     let mut stages: Vec<StageResult> = Vec::new();
-    let mut smoke_dir = None;
-    let result = chain(paths, opts, reporter, cancel, &mut stages, &mut smoke_dir).await;
+    let mut out = RunOutputs::default();
+    let result = chain(paths, opts, reporter, cancel, &mut stages, &mut out).await;
+    let smoke_dir = out.smoke_dir;
     for name in STAGES.iter().skip(stages.len()) {
         stages.push(StageResult {
             stage: name.to_string(),
@@ -90,10 +93,24 @@ pub async fn run(
         smoke_report: smoke_dir.as_ref().map(|d: &PathBuf| d.join("report.json")),
         source_commit: crate::project::git_revision(&paths.project),
     };
-    let written = write_outputs(paths, &summary, smoke_dir.as_deref(), reporter);
+    let written = write_outputs(
+        paths,
+        &summary,
+        smoke_dir.as_deref(),
+        out.produced.as_ref(),
+        reporter,
+    );
     // The stage's error decides the exit code; a failure to write the summary comes second.
     let result = result.and(written);
     (summary, result)
+}
+
+/// What a run leaves for the summary files.
+#[derive(Default)]
+struct RunOutputs {
+    smoke_dir: Option<PathBuf>,
+    /// The files this run's package stage wrote (absolute); `None` when it did not run.
+    produced: Option<std::collections::BTreeSet<PathBuf>>,
 }
 
 async fn stage<T>(
@@ -128,12 +145,18 @@ async fn chain(
     reporter: &Reporter,
     cancel: CancellationToken,
     stages: &mut Vec<StageResult>,
-    smoke_dir: &mut Option<PathBuf>,
+    out: &mut RunOutputs,
 ) -> anyhow::Result<()> {
-    let recipes = stage(stages, "validate", reporter, async {
+    let (recipes, promote_to) = stage(stages, "validate", reporter, async {
         let r = crate::recipe::load_project(paths)?;
         let n = r.len();
-        Ok((r, format!("{n} recipes")))
+        // The promotion target is checked now, not after a full build and smoke run.
+        let promote_to = if opts.promote {
+            Some(promote_target(paths, opts.promote_to.as_deref())?)
+        } else {
+            None
+        };
+        Ok(((r, promote_to), format!("{n} recipes")))
     })
     .await?;
     let all: Vec<&crate::recipe::Recipe> = recipes.iter().collect();
@@ -168,13 +191,22 @@ async fn chain(
         )
         .await?;
         let images = results.iter().filter(|r| r.image.is_some()).count();
+        out.produced = Some(
+            results
+                .iter()
+                .flat_map(|r| {
+                    std::iter::once(r.deb.path.clone())
+                        .chain(r.image.iter().map(|i| i.path.clone()))
+                })
+                .collect(),
+        );
         Ok(((), format!("{} packages, {images} images", results.len())))
     })
     .await?;
 
     let outcome = stage(stages, "smoke", reporter, async {
         let outcome = crate::smoke::run(paths, &opts.smoke, reporter, cancel.clone()).await?;
-        *smoke_dir = Some(outcome.dir.clone());
+        out.smoke_dir = Some(outcome.dir.clone());
         if !outcome.report.passed {
             return Err(crate::error::failed(format!(
                 "smoke gate failed (run {}): {}; report: {}",
@@ -187,9 +219,10 @@ async fn chain(
         Ok((outcome, detail))
     })
     .await?;
+    let run_id = outcome.report.run_id.clone();
     drop(outcome);
 
-    let Some(env) = &opts.promote_to else {
+    let Some(env) = &promote_to else {
         stages.push(StageResult {
             stage: "promote".into(),
             status: "skipped".into(),
@@ -203,8 +236,10 @@ async fn chain(
             Some(k) => Some(k.clone()),
             None => ensure_signing_key(paths, reporter)?,
         };
+        // Exactly what this run's smoke test passed, not whatever report is newest.
         let promote_opts = crate::promote::PromoteOptions {
             to: env.clone(),
+            run: Some(run_id),
             signing_key,
             ..Default::default()
         };
@@ -212,6 +247,25 @@ async fn chain(
         Ok(((), format!("generation {} of `{}`", r.generation, r.env)))
     })
     .await
+}
+
+/// The environment the pipeline promotes into: `requested`, else the first environment of
+/// promote.toml. Only the first environment takes artifacts straight from a smoke run
+/// (unless `allow_skip`); later ones are promoted from the one before with `builder promote`.
+fn promote_target(paths: &Paths, requested: Option<&str>) -> anyhow::Result<String> {
+    let cfg = crate::promote::PromoteConfig::load(paths, None)?;
+    let env = requested.unwrap_or(&cfg.environments[0]).to_string();
+    let pos = cfg.position(&env)?;
+    if pos > 0 && !cfg.allow_skip {
+        return Err(crate::error::usage(format!(
+            "`--promote-to {env}`: a pipeline promotes what it tested into the first \
+             environment (`{}`); promote on with `builder promote --from {} --to {env}`, or set \
+             `allow_skip = true` in promote.toml",
+            cfg.environments[0],
+            cfg.environments[pos - 1]
+        )));
+    }
+    Ok(env)
 }
 
 /// The key the pipeline signs with when nothing is configured: a key generated once under
@@ -259,13 +313,14 @@ pub fn ensure_signing_key(paths: &Paths, reporter: &Reporter) -> anyhow::Result<
 }
 
 /// `pipeline.json` and `junit.xml` first (they say what happened), then `manifest.json`
-/// (empty when nothing was packaged) and `SHA256SUMS` of the artifacts the manifest records,
-/// so stale files of earlier runs in dist/ are never listed. A file that cannot be hashed is
-/// reported and left out rather than stopping the others.
+/// (created empty when there is none) and `SHA256SUMS` of the artifacts this run packaged,
+/// checked against the manifest, so stale files of earlier runs in dist/ are never listed.
+/// A file that cannot be hashed is reported and left out rather than stopping the others.
 fn write_outputs(
     paths: &Paths,
     summary: &PipelineSummary,
     smoke_dir: Option<&Path>,
+    produced: Option<&std::collections::BTreeSet<PathBuf>>,
     reporter: &Reporter,
 ) -> anyhow::Result<()> {
     let mut json = serde_json::to_vec_pretty(summary)?;
@@ -281,12 +336,27 @@ fn write_outputs(
     if !manifest_path.exists() {
         manifest.save(&manifest_path)?;
     }
+    // Only what this run packaged, and only with the bytes the manifest records: artifacts
+    // of earlier runs (a recipe since removed, a stage that failed before packaging) are
+    // never listed, and SHA256SUMS never contradicts manifest.json.
     let mut sums = String::new();
-    let mut files: Vec<&str> = manifest.artifacts.iter().map(|a| a.path.as_str()).collect();
-    files.sort();
-    for rel in files {
+    let mut arts: Vec<&crate::manifest::Artifact> = manifest
+        .artifacts
+        .iter()
+        .filter(|a| produced.is_some_and(|p| p.contains(&paths.dist.join(&a.path))))
+        .collect();
+    arts.sort_by(|a, b| a.path.cmp(&b.path));
+    for a in arts {
+        let rel = &a.path;
         match crate::digest::sha256_file(&paths.dist.join(rel)) {
-            Ok(sum) => sums.push_str(&format!("{sum}  {rel}\n")),
+            Ok(sum) if sum.eq_ignore_ascii_case(a.sha256.trim_start_matches("sha256:")) => {
+                sums.push_str(&format!("{sum}  {rel}\n"))
+            }
+            Ok(sum) => reporter.warn(format!(
+                "left `{rel}` out of SHA256SUMS: it has sha256 {sum}, but manifest.json records \
+                 {}; it changed after packaging",
+                a.sha256
+            )),
             Err(e) => reporter.warn(format!("left `{rel}` out of SHA256SUMS: {e:#}")),
         }
     }

@@ -46,7 +46,16 @@ fn check_sha(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<std::
 }
 
 /// The latest report, which must have passed.
-pub fn passed_report(dist: &Path) -> anyhow::Result<SmokeReport> {
+pub fn passed_report(dist: &Path, run: Option<&str>) -> anyhow::Result<SmokeReport> {
+    if let Some(id) = run {
+        let Some(r) = smoke_report::find(dist, id)? else {
+            return Err(failed(format!(
+                "no report of smoke run `{id}` in `{}`; `builder smoke` prints the run id",
+                smoke_report::smoke_dir(dist).display()
+            )));
+        };
+        return check_passed(r, "smoke run");
+    }
     let Some(r) = smoke_report::latest(dist)? else {
         return Err(failed(format!(
             "no smoke report in `{}`: nothing has passed the smoke test yet; run `builder smoke` \
@@ -54,6 +63,10 @@ pub fn passed_report(dist: &Path) -> anyhow::Result<SmokeReport> {
             smoke_report::smoke_dir(dist).display()
         )));
     };
+    check_passed(r, "the latest smoke run")
+}
+
+fn check_passed(r: SmokeReport, which: &str) -> anyhow::Result<SmokeReport> {
     if !r.passed {
         let reasons = if r.reasons.is_empty() {
             "no reason recorded".to_string()
@@ -61,7 +74,7 @@ pub fn passed_report(dist: &Path) -> anyhow::Result<SmokeReport> {
             r.reasons.join("; ")
         };
         return Err(failed(format!(
-            "the latest smoke run {} failed: {reasons}; fix it and run `builder smoke` again",
+            "{which} {} failed: {reasons}; fix it and run `builder smoke` again",
             r.run
         )));
     }

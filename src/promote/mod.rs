@@ -39,6 +39,9 @@ pub struct PromoteOptions {
     /// Source environment; `None` promotes from the latest smoke report (into the first
     /// environment), or from the environment before `to` when `to` is not the first.
     pub from: Option<String>,
+    /// Promote what this smoke run passed (its report), instead of the latest report or an
+    /// environment. `to` must be the first environment unless `allow_skip`.
+    pub run: Option<String>,
     /// Make the previous generation of `to` current again instead.
     pub rollback: bool,
     /// `promote.toml` to read instead of `<project>/promote.toml`.
@@ -78,12 +81,30 @@ pub struct PromotedPackage {
 
 /// Where a promotion takes its artifacts from.
 enum Source {
-    Report,
+    /// The latest smoke report, or the report of the given run.
+    Report(Option<String>),
     Env(String),
 }
 
 fn resolve_source(cfg: &PromoteConfig, opts: &PromoteOptions) -> anyhow::Result<Source> {
     let to = cfg.position(&opts.to)?;
+    if let Some(run) = &opts.run {
+        if opts.from.is_some() {
+            return Err(usage(
+                "`--run` promotes a smoke run's artifacts: it takes no `--from`",
+            ));
+        }
+        if to > 0 && !cfg.allow_skip {
+            return Err(usage(format!(
+                "`--run {run}` promotes straight from a smoke run, which only the first \
+                 environment (`{}`) takes; set `allow_skip = true` in {} to allow `{}`",
+                cfg.environments[0],
+                config::FILE,
+                opts.to
+            )));
+        }
+        return Ok(Source::Report(Some(run.clone())));
+    }
     let from = match &opts.from {
         Some(f) if f == &opts.to => {
             return Err(usage(format!(
@@ -96,7 +117,7 @@ fn resolve_source(cfg: &PromoteConfig, opts: &PromoteOptions) -> anyhow::Result<
     };
     let order = cfg.environments.join(" → ");
     match from {
-        None => Ok(Source::Report),
+        None => Ok(Source::Report(None)),
         Some(f) if f > to => Err(usage(format!(
             "promotions go forward ({order}): `{}` comes after `{}`; to go back, use \
              `builder promote --to {} --rollback`",
@@ -162,8 +183,8 @@ pub async fn promote(
             }
             Some(source) => {
                 let publication = match source {
-                    Source::Report => {
-                        let r = gate::passed_report(&dist)?;
+                    Source::Report(run) => {
+                        let r = gate::passed_report(&dist, run.as_deref())?;
                         rep.verbose(format!("promoting what smoke run {} passed", r.run));
                         gate::from_report(&dist, &r)?
                     }
