@@ -243,12 +243,22 @@ fn real_stack_passes_at_50_rps_and_survives_killed_frontends() {
     let mut network = String::new();
     let mut load_started = None;
     let mut killed = false;
+    let mut internal = String::new();
     let run = smoke(&["--duration", "25s", "--warmup", "5s"], |line| {
         if let Some(i) = line.find("network builder-smoke-") {
             network = line[i + 8..].split_whitespace().next().unwrap().to_string();
         }
         if line.contains("Load started") {
             load_started = Some(Instant::now());
+            // The services' network has no route out; only HAProxy's edge bridge does.
+            internal = sh(Command::new("docker").args([
+                "network",
+                "inspect",
+                "-f",
+                "{{.Internal}}",
+                &network,
+                &format!("{network}-edge"),
+            ]));
             let prefix = network.clone();
             // Freeze one frontend (SIGSTOP on its process, from the host): it stays up for
             // Docker but fails HAProxy's health check, so builder must restart it after the
@@ -279,6 +289,10 @@ fn real_stack_passes_at_50_rps_and_survives_killed_frontends() {
         }
     });
     assert!(killed && load_started.is_some(), "{}", run.stderr);
+    assert_eq!(
+        internal.split_whitespace().collect::<Vec<_>>(),
+        ["true", "false"]
+    );
     let r = &run.report;
     assert_eq!(run.code, 0, "gate failed: {}\n{}", r["reasons"], run.stderr);
     assert_eq!(r["passed"], true);

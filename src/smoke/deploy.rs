@@ -1,5 +1,6 @@
-//! Starting the smoke deployment through the Docker API: a labelled network
-//! `builder-smoke-<run>`, every service's containers (restart policy, environment with
+//! Starting the smoke deployment through the Docker API: a labelled internal network
+//! `builder-smoke-<run>` (no route out) plus an edge bridge for HAProxy's published ports,
+//! every service's containers (restart policy, environment with
 //! `{service}` references expanded to DNS names, a network alias per service) and HAProxy with
 //! the generated config, published on 127.0.0.1 only. Everything is tracked by the run's
 //! [`Guard`]; waiting for health reads HAProxy's stats (minimal images have no shell to
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
 use bollard::Docker;
@@ -99,19 +100,26 @@ pub async fn start(
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> Result<Deployment> {
+    // The services live on an internal network: no route out of it, so whatever a stack
+    // file's environment points them at, the load stays on this machine. Only HAProxy is
+    // also on an "edge" bridge, through which Docker publishes its ports on 127.0.0.1.
     let network = network_name(run_id);
-    let created = cancellable(
-        cancel,
-        docker.create_network(NetworkCreateRequest {
-            name: network.clone(),
-            driver: Some("bridge".into()),
-            labels: Some(crate::docker::labels(run_id, STAGE)),
-            ..Default::default()
-        }),
-    )
-    .await?
-    .with_context(|| format!("could not create the network `{network}`"))?;
-    guard.track_network(&created.id);
+    let edge = format!("{network}-edge");
+    for (name, internal) in [(&network, true), (&edge, false)] {
+        let created = cancellable(
+            cancel,
+            docker.create_network(NetworkCreateRequest {
+                name: name.clone(),
+                driver: Some("bridge".into()),
+                internal: Some(internal),
+                labels: Some(crate::docker::labels(run_id, STAGE)),
+                ..Default::default()
+            }),
+        )
+        .await?
+        .with_context(|| format!("could not create the network `{name}`"))?;
+        guard.track_network(&created.id);
+    }
 
     let mut members = Vec::new();
     let mut servers = Vec::new();
@@ -199,7 +207,7 @@ pub async fn start(
             format!("{STATS_PORT}/tcp"),
         ]),
         host_config: Some(HostConfig {
-            network_mode: Some(network.clone()),
+            network_mode: Some(edge.clone()),
             port_bindings: Some(HashMap::from([bind(TRAFFIC_PORT), bind(STATS_PORT)])),
             ..Default::default()
         }),
@@ -212,6 +220,18 @@ pub async fn start(
         .await?
         .with_context(|| format!("could not create the load balancer container `{lb_name}`"))?;
     guard.track_container(&lb.id);
+    cancellable(
+        cancel,
+        docker.connect_network(
+            &network,
+            NetworkConnectRequest {
+                container: lb.id.clone(),
+                endpoint_config: None,
+            },
+        ),
+    )
+    .await?
+    .with_context(|| format!("could not connect `{lb_name}` to the network `{network}`"))?;
     upload_config(docker, &lb.id, &config).await?;
     cancellable(cancel, docker.start_container(&lb.id, None))
         .await?
