@@ -1011,6 +1011,158 @@ fn push_to_a_tls_registry_with_a_login() {
     assert_eq!(v["Digest"], digest.as_str());
 }
 
+/// A token-auth front for a real registry, as Docker Hub, GHCR or Harbor put in front of
+/// distribution: `/v2/...` without a valid Bearer token answers 401 with a challenge
+/// naming the realm and scope; `/token` checks the Basic login and hands out a token for
+/// the scope asked; requests with the token are forwarded to the registry. Records the
+/// scopes tokens were asked for.
+struct TokenFront {
+    port: u16,
+    scopes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+fn start_token_front(registry_port: u16) -> TokenFront {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let scopes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = scopes.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                            let auth = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            let reply = |code: u16, body: String, challenge: Option<String>| {
+                                let mut r = hyper::Response::builder().status(code);
+                                if let Some(c) = challenge {
+                                    r = r.header("www-authenticate", c);
+                                }
+                                Ok::<_, std::convert::Infallible>(r.body(Full::new(Bytes::from(body))).unwrap())
+                            };
+                            if let Some(q) = path.strip_prefix("/token?") {
+                                // base64("ci:s3cret")
+                                if auth != "Basic Y2k6czNjcmV0" {
+                                    return reply(401, "bad login".into(), None);
+                                }
+                                let scope = q
+                                    .split('&')
+                                    .find_map(|kv| kv.strip_prefix("scope="))
+                                    .unwrap_or("")
+                                    .replace("%3A", ":")
+                                    .replace("%2F", "/")
+                                    .replace("%2C", ",");
+                                seen.lock().unwrap().push(scope.clone());
+                                return reply(200, format!("{{\"token\":\"tok {scope}\"}}"), None);
+                            }
+                            // /v2/<name>/(blobs|manifests)/...: the repository is the scope.
+                            let repo = path
+                                .trim_start_matches("/v2/")
+                                .split("/blobs/")
+                                .next()
+                                .and_then(|r| r.split("/manifests/").next())
+                                .unwrap_or("")
+                                .to_string();
+                            let scope = format!("repository:{repo}:pull,push");
+                            if auth != format!("Bearer tok {scope}") {
+                                return reply(
+                                    401,
+                                    "token required".into(),
+                                    Some(format!(
+                                        "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test\",scope=\"{scope}\""
+                                    )),
+                                );
+                            }
+                            // Forward to the registry.
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let stream = tokio::net::TcpStream::connect(("127.0.0.1", registry_port)).await.unwrap();
+                            let (mut send, conn) = hyper::client::conn::http1::handshake(
+                                hyper_util::rt::TokioIo::new(stream),
+                            )
+                            .await
+                            .unwrap();
+                            tokio::spawn(conn);
+                            let mut fwd = hyper::Request::builder().method(parts.method).uri(&path);
+                            for (k, v) in parts.headers.iter().filter(|(k, _)| *k != "authorization") {
+                                fwd = fwd.header(k, v);
+                            }
+                            let resp = send.send_request(fwd.body(Full::new(body)).unwrap()).await.unwrap();
+                            let (parts, body) = resp.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            Ok(hyper::Response::from_parts(parts, Full::new(body)))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    TokenFront {
+        port,
+        scopes,
+        _thread: thread,
+    }
+}
+
+/// The Bearer flow end to end: 401 with a challenge, a token fetched from the realm with
+/// the Basic login for the challenge's scope, the request sent again with it.
+#[test]
+fn push_through_a_bearer_token_service() {
+    let reg = start_registry();
+    let front = start_token_front(reg.port);
+    let p = Project::new();
+    let img = write_image(&p.dist(), "api", "2.0.0");
+    let digest = img["digest"].as_str().unwrap().to_string();
+    write_report(&p.dist(), "bearer-1", true, &[], &serde_json::json!([img]));
+    let addr = format!("127.0.0.1:{}", front.port);
+    let push = |password: &str| {
+        run(p
+            .builder_cmd(&["promote", "--to", "dev", "--registry", &addr, "--json"])
+            .env("BUILDER_REGISTRY_USERNAME", "ci")
+            .env("BUILDER_REGISTRY_PASSWORD", password)
+            .env_remove("BUILDER_REGISTRY_CA"))
+    };
+    let o = push("wrong");
+    assert_eq!(o.status.code(), Some(3), "{}", both(&o));
+    assert!(both(&o).contains("refused the login"), "{}", both(&o));
+    let o = push("s3cret");
+    assert!(o.status.success(), "{}", both(&o));
+    let res: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(res["pushed"][0]["digest"], digest.as_str(), "{res}");
+    let scopes = front.scopes.lock().unwrap().clone();
+    assert!(!scopes.is_empty(), "no token was asked for");
+    assert!(
+        scopes.iter().all(|s| s == "repository:dev/api:pull,push"),
+        "{scopes:?}"
+    );
+    // The registry behind the front holds the approved manifest.
+    assert_eq!(
+        skopeo_digest(&format!("docker://127.0.0.1:{}/dev/api:2.0.0", reg.port)),
+        digest
+    );
+}
+
 /// `builder repo` finds the repositories where promote.toml's `root` puts them, and signs
 /// with its `signing_key`, exactly as `builder promote` does.
 #[test]
