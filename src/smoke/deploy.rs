@@ -106,19 +106,22 @@ pub async fn start(
     let network = network_name(run_id);
     let edge = format!("{network}-edge");
     for (name, internal) in [(&network, true), (&edge, false)] {
-        let created = cancellable(
-            cancel,
-            docker.create_network(NetworkCreateRequest {
+        // Tracked by name before the request, and the request is not abandoned on Ctrl-C:
+        // an abandoned create may still complete in the engine after cleanup ran.
+        guard.track_network(name);
+        docker
+            .create_network(NetworkCreateRequest {
                 name: name.clone(),
                 driver: Some("bridge".into()),
                 internal: Some(internal),
                 labels: Some(crate::docker::labels(run_id, STAGE)),
                 ..Default::default()
-            }),
-        )
-        .await?
-        .with_context(|| format!("could not create the network `{name}`"))?;
-        guard.track_network(&created.id);
+            })
+            .await
+            .with_context(|| format!("could not create the network `{name}`"))?;
+        if cancel.is_cancelled() {
+            return Err(interrupted());
+        }
     }
 
     let mut members = Vec::new();
@@ -216,10 +219,15 @@ pub async fn start(
     let opts = CreateContainerOptionsBuilder::default()
         .name(&lb_name)
         .build();
-    let lb = cancellable(cancel, docker.create_container(Some(opts), body))
-        .await?
+    guard.track_container(&lb_name);
+    let lb = docker
+        .create_container(Some(opts), body)
+        .await
         .with_context(|| format!("could not create the load balancer container `{lb_name}`"))?;
     guard.track_container(&lb.id);
+    if cancel.is_cancelled() {
+        return Err(interrupted());
+    }
     cancellable(
         cancel,
         docker.connect_network(
@@ -286,10 +294,16 @@ async fn create_and_start(
     cancel: &CancellationToken,
 ) -> Result<String> {
     let opts = CreateContainerOptionsBuilder::default().name(name).build();
-    let created = cancellable(cancel, docker.create_container(Some(opts), body))
-        .await?
+    // Tracked by name first and never abandoned mid-request (see the networks in `start`).
+    guard.track_container(name);
+    let created = docker
+        .create_container(Some(opts), body)
+        .await
         .with_context(|| format!("could not create the container `{name}`"))?;
     guard.track_container(&created.id);
+    if cancel.is_cancelled() {
+        return Err(interrupted());
+    }
     cancellable(cancel, docker.start_container(&created.id, None))
         .await?
         .with_context(|| format!("could not start the container `{name}`"))?;
