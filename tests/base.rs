@@ -430,8 +430,23 @@ fn gc_removes_what_a_crashed_run_left_and_spares_live_runs() {
     // image of an older builder handed down (`io.builder=1`, a dead pid, but no run).
     let user = format!("{run}-user");
     let inherited = format!("{run}-inherited");
+    // And a run of a builder in another pid scope (a CI job in another container sharing
+    // this engine): its pid means nothing here, so plain gc leaves it.
+    let foreign = format!("{run}-foreign");
     for (name, labels) in [
         (&user, vec![]),
+        (
+            &foreign,
+            [
+                "io.builder=1".to_string(),
+                format!("io.builder.run={run}-other"),
+                format!("io.builder.pid={dead_pid}"),
+                "io.builder.pid-scope=ci-runner-7/pid:[1]".to_string(),
+            ]
+            .into_iter()
+            .flat_map(|l| ["--label".to_string(), l])
+            .collect(),
+        ),
         (
             &inherited,
             vec![
@@ -484,8 +499,10 @@ fn gc_removes_what_a_crashed_run_left_and_spares_live_runs() {
     let inherited_kept = docker(&["container", "inspect", &inherited])
         .status
         .success();
-    let _ = docker(&["rm", "-f", &user, &inherited]);
+    let foreign_kept = docker(&["container", "inspect", &foreign]).status.success();
+    let _ = docker(&["rm", "-f", &user, &inherited, &foreign]);
     assert!(user_kept, "gc removed a user's container of a base image");
+    assert!(foreign_kept, "gc removed a run of another pid scope");
     assert!(
         inherited_kept,
         "gc removed a container with inherited labels"

@@ -413,10 +413,12 @@ impl BaseImages {
             changes.push(format!("USER {u}"));
         }
         changes.push(format!(
-            "LABEL {}={name} io.builder.hash={version} {}={}",
+            "LABEL {}={name} io.builder.hash={version} {}={} {}={}",
             crate::docker::LABEL_BASE,
             crate::docker::LABEL_IMAGE_PID,
-            std::process::id()
+            std::process::id(),
+            crate::docker::LABEL_IMAGE_PID_SCOPE,
+            quote(&crate::docker::pid_scope())
         ));
         let opts = crate::docker::ImportOptions {
             changes,

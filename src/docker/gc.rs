@@ -20,7 +20,8 @@ use serde::Serialize;
 
 use super::volumes::{LABEL_RECIPE, STAGE_CACHE};
 use super::{
-    IMPORT_COMMENT_PREFIX, LABEL_IMAGE_PID, LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_STAGE,
+    IMPORT_COMMENT_PREFIX, LABEL_IMAGE_PID, LABEL_IMAGE_PID_SCOPE, LABEL_PID, LABEL_PID_SCOPE,
+    LABEL_ROOT, LABEL_RUN, LABEL_STAGE,
 };
 use crate::report::Reporter;
 
@@ -74,10 +75,20 @@ pub async fn gc(docker: &Docker, reporter: &Reporter) -> Result<GcReport> {
     gc_with(docker, &GcOptions::default(), reporter).await
 }
 
-/// Whether the process that created an object is still running on this host.
-fn owner_alive(labels: Option<&HashMap<String, String>>) -> bool {
+/// Whether the process that created an object may still be running: its pid is alive
+/// here, or it was created in another pid scope (another host or container sharing the
+/// engine), where this process cannot tell, so the object is left to its own side or to
+/// `gc --all`.
+fn owner_alive(labels: Option<&HashMap<String, String>>, scope: &str) -> bool {
+    let Some(labels) = labels else { return false };
+    if labels
+        .get(LABEL_PID_SCOPE)
+        .is_some_and(|s| !s.is_empty() && s != scope)
+    {
+        return true;
+    }
     labels
-        .and_then(|l| l.get(LABEL_PID))
+        .get(LABEL_PID)
         .and_then(|p| p.parse::<u32>().ok())
         .is_some_and(pid_alive)
 }
@@ -103,7 +114,7 @@ fn filters(opts: &GcOptions) -> HashMap<String, Vec<String>> {
 pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> Result<GcReport> {
     let mut report = GcReport::default();
     let keep = |labels: Option<&HashMap<String, String>>, report: &mut GcReport| {
-        let live = !opts.include_live && owner_alive(labels);
+        let live = !opts.include_live && owner_alive(labels, &super::pid_scope());
         if live {
             report.skipped_live += 1;
         }
@@ -227,7 +238,11 @@ pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> 
             .labels
             .get(LABEL_IMAGE_PID)
             .and_then(|p| p.parse::<u32>().ok());
-        if !opts.include_live && pid.is_some_and(pid_alive) {
+        let elsewhere = i
+            .labels
+            .get(LABEL_IMAGE_PID_SCOPE)
+            .is_some_and(|s| !s.is_empty() && *s != super::pid_scope());
+        if !opts.include_live && (elsewhere || pid.is_some_and(pid_alive)) {
             report.skipped_live += 1;
             continue;
         }
@@ -305,6 +320,33 @@ async fn remove_cache_volumes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owners_in_another_pid_scope_are_never_judged_by_pid() {
+        let dead = u32::MAX.to_string();
+        let mine = super::super::pid_scope();
+        let with = |pid: &str, scope: &str| {
+            HashMap::from([
+                (LABEL_PID.to_string(), pid.to_string()),
+                (LABEL_PID_SCOPE.to_string(), scope.to_string()),
+            ])
+        };
+        // same scope: the pid decides
+        assert!(!owner_alive(Some(&with(&dead, &mine)), &mine));
+        assert!(owner_alive(
+            Some(&with(&std::process::id().to_string(), &mine)),
+            &mine
+        ));
+        // another host or container sharing the engine: left alone
+        assert!(owner_alive(
+            Some(&with(&dead, "ci-runner-7/pid:[1]")),
+            &mine
+        ));
+        // objects of older builders carry no scope: judged by pid as before
+        let old = HashMap::from([(LABEL_PID.to_string(), dead)]);
+        assert!(!owner_alive(Some(&old), &mine));
+        assert!(!owner_alive(None, &mine));
+    }
 
     #[test]
     fn only_builder_imports_count_as_half_made_bases() {

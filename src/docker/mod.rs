@@ -41,6 +41,11 @@ pub const LABEL_RUN: &str = "io.builder.run";
 pub const LABEL_STAGE: &str = "io.builder.stage";
 /// Label holding the pid of the process that created the object (for `gc`).
 pub const LABEL_PID: &str = "io.builder.pid";
+/// Label holding where that pid lives: the host name and the pid namespace (see
+/// [`pid_scope`]). `gc` judges only objects of its own scope by pid: CI jobs in containers
+/// that share one engine (or a remote `DOCKER_HOST`) must not take each other's running
+/// builds for leftovers.
+pub const LABEL_PID_SCOPE: &str = "io.builder.pid-scope";
 /// Label on base images: the base's name. Images never carry [`LABEL_ROOT`], [`LABEL_RUN`]
 /// or [`LABEL_PID`]: containers inherit image labels, and `gc` would take a user's
 /// container of a base image for a leftover of a dead run.
@@ -48,6 +53,8 @@ pub const LABEL_BASE: &str = "io.builder.base";
 /// Label on base images: the pid of the importing process, so `gc` spares an import still
 /// in progress.
 pub const LABEL_IMAGE_PID: &str = "io.builder.image.pid";
+/// Label on base images: the importer's pid scope (see [`LABEL_PID_SCOPE`]).
+pub const LABEL_IMAGE_PID_SCOPE: &str = "io.builder.image.pid-scope";
 
 /// Start of the import message (the image's `Comment`) of every base image builder imports.
 /// Images built FROM a base inherit its labels but not its comment, so `gc` requires both
@@ -123,7 +130,25 @@ pub fn labels(run_id: &str, stage: &str) -> HashMap<String, String> {
         (LABEL_RUN.to_string(), run_id.to_string()),
         (LABEL_STAGE.to_string(), stage.to_string()),
         (LABEL_PID.to_string(), std::process::id().to_string()),
+        (LABEL_PID_SCOPE.to_string(), pid_scope()),
     ])
+}
+
+/// This process's pid scope: `<host name>/<pid namespace inode>`. Two processes whose pids
+/// are comparable (same host, same pid namespace) have the same scope.
+pub fn pid_scope() -> String {
+    static SCOPE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SCOPE
+        .get_or_init(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default();
+            let ns = std::fs::read_link("/proc/self/ns/pid")
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("{host}/{ns}")
+        })
+        .clone()
 }
 
 /// A short, unique run id that sorts by creation time: 11 hex digits of milliseconds since
@@ -164,5 +189,10 @@ mod tests {
         assert_eq!(l[LABEL_RUN], "r1");
         assert_eq!(l[LABEL_STAGE], "build");
         assert_eq!(l[LABEL_PID], std::process::id().to_string());
+        assert!(
+            l[LABEL_PID_SCOPE].contains("/pid:["),
+            "{}",
+            l[LABEL_PID_SCOPE]
+        );
     }
 }
