@@ -263,3 +263,50 @@ fn missing_build_output_says_how_to_fix() {
     assert!(err.contains("run `builder build demo` first"), "{err}");
     assert!(!dir.path().join("dist/debs/demo_2.1.0-3_amd64.deb").exists());
 }
+
+/// After a recipe is removed, packaging every recipe drops its entries from manifest.json
+/// (and says so); packaging one named recipe leaves the others' entries alone.
+#[test]
+fn removed_recipes_leave_the_manifest() {
+    let dir = fixture("gzip");
+    let other = RECIPE
+        .replace("COMPRESSION", "gzip")
+        .replace("name = \"demo\"", "name = \"other\"");
+    write_files(dir.path(), &[("recipes/other.toml", &other)]);
+    package(dir.path(), None);
+    let names = |dir: &Path| -> Vec<String> {
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("dist/manifest.json")).unwrap())
+                .unwrap();
+        let mut v: Vec<String> = m["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(dir.path()), ["demo", "other"]);
+
+    std::fs::remove_file(dir.path().join("recipes/other.toml")).unwrap();
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .args(["package", "demo"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        names(dir.path()),
+        ["demo", "other"],
+        "a named package keeps the rest"
+    );
+
+    let out = run(builder().arg("--project").arg(dir.path()).arg("package"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("deb other debs/other_2.1.0-3_amd64.deb: no recipe makes it"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(names(dir.path()), ["demo"]);
+}

@@ -64,6 +64,17 @@ pub async fn run(args: PackageArgs, paths: &Paths, reporter: &Reporter) -> anyho
         load: !args.no_load,
     };
     let results = package::package(paths, &selected, &opts, reporter).await?;
+    if args.names.is_empty() {
+        for a in package::forget_removed(paths, &selected)? {
+            reporter.status(
+                "Forgot",
+                format!(
+                    "{} {} {}: no recipe makes it any more",
+                    a.kind, a.name, a.path
+                ),
+            );
+        }
+    }
     if reporter.is_json() {
         reporter.json(&results)?;
     } else {

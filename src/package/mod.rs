@@ -232,6 +232,41 @@ pub async fn rebase(
     package_image(paths, recipe, &deb, Some(base), load, reporter).await
 }
 
+/// Drops manifest entries of recipes that no longer exist (their package or image name is
+/// no recipe's), after every recipe was packaged, so manifest.json and what `smoke` and CI
+/// read list only artifacts the project still makes. Returns the dropped entries.
+pub fn forget_removed(paths: &Paths, all: &[&Recipe]) -> anyhow::Result<Vec<Artifact>> {
+    let mut names: std::collections::BTreeSet<(&str, &str)> = std::collections::BTreeSet::new();
+    for r in all {
+        names.insert(("deb", r.package.name.as_str()));
+        if let Some(i) = &r.image {
+            names.insert(("image", i.name.as_str()));
+        }
+    }
+    let mut dropped = Vec::new();
+    let path = paths.manifest();
+    if !path.exists() {
+        return Ok(dropped);
+    }
+    let m = Manifest::load(&path)?;
+    if m.artifacts
+        .iter()
+        .all(|a| names.contains(&(a.kind.as_str(), a.name.as_str())))
+    {
+        return Ok(dropped);
+    }
+    record(paths, |m| {
+        m.artifacts.retain(|a| {
+            let keep = names.contains(&(a.kind.as_str(), a.name.as_str()));
+            if !keep {
+                dropped.push(a.clone());
+            }
+            keep
+        })
+    })?;
+    Ok(dropped)
+}
+
 /// Loads the manifest, applies `f`, stamps the source commit and saves it atomically.
 pub fn record(paths: &Paths, f: impl FnOnce(&mut Manifest)) -> anyhow::Result<()> {
     let path = paths.manifest();

@@ -191,6 +191,15 @@ async fn chain(
         )
         .await?;
         let images = results.iter().filter(|r| r.image.is_some()).count();
+        for a in crate::package::forget_removed(paths, &all)? {
+            reporter.status(
+                "Forgot",
+                format!(
+                    "{} {} {}: no recipe makes it any more",
+                    a.kind, a.name, a.path
+                ),
+            );
+        }
         out.produced = Some(
             results
                 .iter()
