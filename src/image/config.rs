@@ -121,13 +121,31 @@ pub fn image_config(i: &ConfigInput<'_>) -> ImageConfig {
     }
 }
 
-/// The OCI/Go architecture name for a Debian architecture (`all` runs anywhere: amd64).
+/// The OCI/Go architecture name for a Debian architecture. `all` takes the machine's own:
+/// the bases are made (debootstrap) for the host's architecture.
 pub fn debian_to_oci_arch(arch: &str) -> &str {
     match arch {
-        "all" | "amd64" => "amd64",
+        "all" => host_oci_arch(),
+        "amd64" => "amd64",
         "i386" => "386",
         "armhf" | "armel" => "arm",
+        "ppc64el" => "ppc64le",
+        "mips64el" => "mips64le",
+        "mipsel" => "mipsle",
         other => other,
+    }
+}
+
+fn host_oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        _ => "amd64",
     }
 }
 

@@ -78,10 +78,112 @@ pub fn app_tree(data: &Tree, spec: &ImageSpec, conffiles: Option<&[String]>) -> 
     out
 }
 
+/// Moves `app` entries off paths that are symlinks in the base: a layer that holds a
+/// directory where a lower layer has a symlink replaces the symlink (the OCI and Docker
+/// unpack rule), so `lib/systemd/...` over a merged-usr base (`lib -> usr/lib`) would leave
+/// a `/lib` holding only `systemd/`, and the loader and libc gone. Such entries go where the
+/// base's symlinks lead (`usr/lib/systemd/...`); a directory entry at the symlink itself is
+/// dropped, so the base's link stays.
+pub fn onto_base(app: &Tree, base: &super::BaseListing) -> Tree {
+    let mut out = Tree::new();
+    for (key, node) in app.iter() {
+        let resolved = through_base_links(key, base);
+        let at_link = matches!(
+            base.entries.get(&resolved),
+            Some((super::check::Kind::Symlink(_), _))
+        );
+        if at_link && matches!(node.kind, NodeKind::Dir) {
+            continue;
+        }
+        // Keys are valid and sorted; two entries meeting at one path keep the first.
+        let _ = match &node.kind {
+            NodeKind::Dir => out.add_dir(&resolved, node.mode),
+            NodeKind::File(src) => out.add_file(&resolved, node.mode, src.clone()),
+            NodeKind::Symlink(target) => out.add_symlink(&resolved, target),
+        };
+    }
+    out
+}
+
+/// `key` with every proper ancestor that is a symlink in the base replaced by its target
+/// (resolved like the kernel: relative to the link's directory, `/` for absolute targets,
+/// never above the root). Bounded like the kernel's 40 link hops.
+fn through_base_links(key: &str, base: &super::BaseListing) -> String {
+    let mut path: Vec<String> = key.split('/').map(str::to_string).collect();
+    let mut hops = 0;
+    'restart: while hops < 40 {
+        for i in 1..path.len() {
+            let prefix = path[..i].join("/");
+            if let Some((super::check::Kind::Symlink(target), _)) = base.entries.get(&prefix) {
+                hops += 1;
+                let mut new: Vec<String> = if target.starts_with('/') {
+                    Vec::new()
+                } else {
+                    path[..i - 1].to_vec()
+                };
+                for part in target.split('/') {
+                    match part {
+                        "" | "." => {}
+                        ".." => {
+                            new.pop();
+                        }
+                        p => new.push(p.to_string()),
+                    }
+                }
+                new.extend(path[i..].iter().cloned());
+                path = new;
+                continue 'restart;
+            }
+        }
+        break;
+    }
+    path.join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::archive::FileSource;
+
+    #[test]
+    fn entries_follow_the_bases_merged_usr_links() {
+        use super::super::check::Kind;
+        let mut base = super::super::BaseListing::default();
+        base.entries.insert("usr".into(), (Kind::Dir, 0o755));
+        base.entries.insert("usr/lib".into(), (Kind::Dir, 0o755));
+        base.entries
+            .insert("lib".into(), (Kind::Symlink("usr/lib".into()), 0o777));
+        base.entries
+            .insert("bin".into(), (Kind::Symlink("/usr/bin".into()), 0o777));
+        base.entries.insert(
+            "usr/lib/x".into(),
+            (Kind::Symlink("../share/y".into()), 0o777),
+        );
+        let mut app = Tree::new();
+        let f = || FileSource::Bytes(std::sync::Arc::from(&b"x"[..]));
+        app.add_file("lib/systemd/system/svc.service", 0o644, f())
+            .unwrap();
+        app.add_file("bin/svc", 0o755, f()).unwrap();
+        app.add_file("usr/lib/x/z", 0o644, f()).unwrap();
+        app.add_file("etc/svc/env", 0o644, f()).unwrap();
+        let out = onto_base(&app, &base);
+        let keys: Vec<&str> = out.iter().map(|(k, _)| k).collect();
+        assert!(!keys.contains(&"lib") && !keys.contains(&"bin"), "{keys:?}");
+        for want in [
+            "usr/lib/systemd/system/svc.service",
+            "usr/bin/svc",
+            "usr/share/y/z",
+            "etc/svc/env",
+        ] {
+            assert!(keys.contains(&want), "{want} missing from {keys:?}");
+        }
+        // a link loop ends
+        base.entries
+            .insert("a".into(), (Kind::Symlink("b".into()), 0o777));
+        base.entries
+            .insert("b".into(), (Kind::Symlink("a".into()), 0o777));
+        let _ = through_base_links("a/c", &base);
+    }
 
     fn spec(conffiles: bool, systemd: bool) -> ImageSpec {
         ImageSpec {

@@ -111,11 +111,15 @@ pub fn check_image_spec(recipe: &Recipe, data: &Tree, bases: &BaseImages) -> any
         return Ok(());
     };
     require_base(bases, recipe, &spec.base)?;
-    check::check_spec(recipe, spec, &spec.base, data, None)?;
-    if needs_listing(spec, data) {
+    // What the image will ship (before the .deb exists, every /etc file counts as a conffile,
+    // as builder marks them).
+    let app = layer::app_tree(data, spec, None);
+    check::check_spec(recipe, spec, &spec.base, &app, None)?;
+    if needs_listing(spec, &app) {
         let rootfs = bases.rootfs(&spec.base, &Reporter::quiet())?;
         let listing = BaseListing::read(&rootfs.tar)?;
-        check::check_spec(recipe, spec, &spec.base, data, Some(&listing))?;
+        let app = layer::onto_base(&app, &listing);
+        check::check_spec(recipe, spec, &spec.base, &app, Some(&listing))?;
     }
     Ok(())
 }
@@ -213,12 +217,15 @@ fn write_image(
         .with_context(|| format!("could not read the files of `{}`", deb.display()))?;
     let contents =
         crate::deb::read_deb(deb).with_context(|| format!("could not read `{}`", deb.display()))?;
-    check::check_spec(recipe, spec, base_name, &data, None)?;
+    // The checks look at what the image ships: the layer's tree (conffiles, docs and units
+    // filtered as the spec says, paths moved through the base's symlinks) over the base.
     let rootfs = bases.rootfs(base_name, reporter)?;
-    if needs_listing(spec, &data) {
-        let listing = BaseListing::read(&rootfs.tar)?;
-        check::check_spec(recipe, spec, base_name, &data, Some(&listing))?;
-    }
+    let listing = BaseListing::read(&rootfs.tar)?;
+    let app = layer::onto_base(
+        &layer::app_tree(&data, spec, Some(&contents.conffiles)),
+        &listing,
+    );
+    check::check_spec(recipe, spec, base_name, &app, Some(&listing))?;
 
     let tag = tag_for_version(&recipe.package.file_version());
     let repo_tag = format!("{}:{tag}", spec.name);
@@ -242,7 +249,6 @@ fn write_image(
 
     let base_layer = base_blob(&rootfs.tar, &rootfs.diff_id)
         .with_context(|| format!("could not compress base `{base_name}`"))?;
-    let app = layer::app_tree(&data, spec, Some(&contents.conffiles));
     let app_mtime = deb_mtime(deb).unwrap_or(opts.mtime);
     let app_layer = compress_tree(&app, app_mtime, &work.path().join("app.tar.gz"))
         .with_context(|| format!("could not write the application layer of `{repo_tag}`"))?;

@@ -8,7 +8,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -112,7 +112,8 @@ fn read_blob(entry: impl Read, size: u64, name: &str) -> anyhow::Result<(String,
             keep: (size <= SMALL_BLOB).then_some(&mut keep),
         };
         let mut gz = HashReader {
-            inner: GzDecoder::new(&mut tee),
+            // Every member: a layer may be several concatenated gzip members (eStargz).
+            inner: MultiGzDecoder::new(&mut tee),
             hasher: Sha256::new(),
             count: 0,
         };
@@ -231,8 +232,22 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
             .and_then(|b| b.bytes.as_deref())
             .ok_or_else(|| not_image(&format!("the {what} blob {digest} is missing")))
     };
+    // A descriptor's size must be its blob's: OCI tools (skopeo, containerd) refuse a
+    // mismatch, so inspect must too.
+    let sized = |d: &str, declared: u64, what: &str| -> anyhow::Result<()> {
+        match blobs.get(d) {
+            Some(b) if b.size != declared => bail!(
+                "`{}` is corrupt: the {what} descriptor says {declared} bytes, blob {d} has {}",
+                path.display(),
+                b.size
+            ),
+            _ => Ok(()),
+        }
+    };
+    sized(&desc.digest, desc.size, "manifest")?;
     let manifest: Manifest = serde_json::from_slice(small(&desc.digest, "manifest")?)
         .with_context(|| format!("the manifest in `{}` is not valid", path.display()))?;
+    sized(&manifest.config.digest, manifest.config.size, "config")?;
     let config: ImageConfig = serde_json::from_slice(small(&manifest.config.digest, "config")?)
         .with_context(|| format!("the config in `{}` is not valid", path.display()))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
@@ -280,6 +295,17 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
         let blob = blobs.get(&desc.digest).ok_or_else(|| {
             not_image(&format!("layer {} blob {} is missing", i + 1, desc.digest))
         })?;
+        sized(&desc.digest, desc.size, &format!("layer {}", i + 1))?;
+        let gzip_type = desc.media_type.ends_with("+gzip") || desc.media_type.ends_with(".gzip");
+        if gzip_type != blob.unpacked.is_some() {
+            bail!(
+                "`{}` is corrupt: layer {} has media type `{}`, but its blob is {}gzip",
+                path.display(),
+                i + 1,
+                desc.media_type,
+                if blob.unpacked.is_some() { "" } else { "not " }
+            );
+        }
         let (unpacked_digest, unpacked_size) = match &blob.unpacked {
             Some(u) => u.clone(),
             // An uncompressed layer: the blob is the tar.
