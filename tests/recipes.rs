@@ -224,3 +224,17 @@ fn unknown_package_name_lists_known_ones() {
         "{err}"
     );
 }
+
+/// `validate` with nothing to validate is the same usage error `package` gives.
+#[test]
+fn validate_without_recipes_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("recipes")).unwrap();
+    let out = run(builder().arg("--project").arg(dir.path()).arg("validate"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no recipes in"),
+        "{}",
+        text(&out.stderr)
+    );
+}

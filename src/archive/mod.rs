@@ -78,6 +78,13 @@ pub fn normalize(path: &str) -> Result<String, TreeError> {
     if path.contains('\0') {
         return Err(invalid("it contains a NUL byte"));
     }
+    // dpkg refuses newlines in archive member names, and md5sums/conffiles are
+    // line-based: no control characters at all.
+    if path.chars().any(|c| c.is_control()) {
+        return Err(invalid(
+            "it contains a control character (a newline, tab, ...); rename the file",
+        ));
+    }
     let mut parts = Vec::new();
     for part in path.split('/') {
         match part {

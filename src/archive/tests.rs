@@ -245,3 +245,18 @@ fn huge_sizes_use_base256() {
     let parsed = tar::Header::from_byte_slice(&h).size().unwrap();
     assert_eq!(parsed, 10 << 33);
 }
+
+#[test]
+fn control_characters_in_names_are_refused() {
+    // dpkg refuses newlines in member names; md5sums and conffiles are line-based.
+    for bad in ["usr/share/new\nline.txt", "etc/tab\there", "usr/bin/x\r"] {
+        assert!(
+            matches!(normalize(bad), Err(TreeError::InvalidPath { .. })),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        normalize("usr/share/ünïcode name").unwrap(),
+        "usr/share/ünïcode name"
+    );
+}

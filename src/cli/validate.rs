@@ -17,7 +17,14 @@ pub struct ValidateArgs {
 
 pub fn run(args: ValidateArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     let files = if args.recipes.is_empty() {
-        recipe::recipe_files(&paths.recipes)?
+        let files = recipe::recipe_files(&paths.recipes)?;
+        if files.is_empty() {
+            return Err(crate::error::usage(format!(
+                "no recipes in `{}`: add a <name>.toml there (see README's recipe reference)",
+                paths.recipes.display()
+            )));
+        }
+        files
     } else {
         args.recipes
     };

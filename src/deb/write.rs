@@ -58,6 +58,12 @@ fn check_conffiles(spec: &DebSpec) -> anyhow::Result<String> {
         if !c.starts_with('/') {
             bail!("conffile `{c}` must be an absolute path");
         }
+        if crate::archive::normalize(c).ok().as_deref() != Some(&c[1..]) {
+            bail!(
+                "conffile `{c}` is not a normalised path: write it as `/{}`",
+                c.trim_matches('/')
+            );
+        }
         if !seen.insert(c.as_str()) {
             bail!("conffile `{c}` is listed twice");
         }
@@ -182,6 +188,11 @@ pub fn write_deb(spec: &DebSpec, out: &Path) -> anyhow::Result<DebInfo> {
     };
 
     set_mode_644(out_tmp.as_file())?;
+    // On disk before the name points at it: manifest.json (synced) records its sha256.
+    out_tmp
+        .as_file()
+        .sync_all()
+        .with_context(|| format!("could not sync `{}`", tmp_path.display()))?;
     out_tmp
         .persist(out)
         .with_context(|| format!("could not rename the temp file to `{}`", out.display()))?;

@@ -41,9 +41,17 @@ pub fn parse_version(v: &str) -> Result<Version, String> {
     }
     let (epoch, rest) = match v.split_once(':') {
         Some((e, rest)) => {
-            let epoch = e.parse::<u32>().map_err(|_| {
-                format!("the epoch `{e}` in version `{v}` must be a non-negative integer")
-            })?;
+            // dpkg keeps the epoch in an int: at most 2147483647.
+            let epoch = e
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= i32::MAX as u32)
+                .ok_or_else(|| {
+                    format!(
+                        "the epoch `{e}` in version `{v}` must be an integer from 0 to \
+                         2147483647"
+                    )
+                })?;
             (Some(epoch), rest)
         }
         None => (None, v),
@@ -303,10 +311,24 @@ fn check_alternative(alt: &str, field: &str) -> Result<(), String> {
         .find(|c: char| c.is_whitespace() || c == '(' || c == '[' || c == '<')
         .unwrap_or(rest.len());
     let name = &rest[..name_end];
-    let bare = name.split_once(':').map_or(name, |(n, arch)| {
-        let _ = arch;
-        n
-    });
+    let bare = match name.split_once(':') {
+        None => name,
+        Some((n, arch)) => {
+            // dpkg's arch qualifier: `any`, `native` or an architecture name.
+            let ok = !arch.is_empty()
+                && arch.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && arch
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(format!(
+                    "in `{field}` entry `{alt}`: `{arch}` is not an architecture qualifier; \
+                     write `name:any`, `name:native` or `name:amd64`"
+                ));
+            }
+            n
+        }
+    };
     check_name(bare).map_err(|e| format!("in `{field}` entry `{alt}`: {e}"))?;
     rest = rest[name_end..].trim_start();
     if let Some(r) = rest.strip_prefix('(') {
@@ -332,22 +354,13 @@ fn check_alternative(alt: &str, field: &str) -> Result<(), String> {
         parse_version(version.trim()).map_err(|e| format!("in `{field}` entry `{alt}`: {e}"))?;
         rest = after.trim_start();
     }
-    if let Some(r) = rest.strip_prefix('[') {
-        let (archs, after) = r
-            .split_once(']')
-            .ok_or_else(|| format!("in `{field}` entry `{alt}`: missing `]`"))?;
-        if archs.trim().is_empty() {
-            return Err(format!(
-                "in `{field}` entry `{alt}`: empty architecture list"
-            ));
-        }
-        rest = after.trim_start();
-    }
-    while let Some(r) = rest.strip_prefix('<') {
-        let (_, after) = r
-            .split_once('>')
-            .ok_or_else(|| format!("in `{field}` entry `{alt}`: missing `>`"))?;
-        rest = after.trim_start();
+    // `[arch]` lists and `<profile>`s belong to source packages' Build-Depends; dpkg
+    // refuses them in a binary package's fields.
+    if rest.starts_with('[') || rest.starts_with('<') {
+        return Err(format!(
+            "in `{field}` entry `{alt}`: `{rest}` (architecture lists and build profiles) is \
+             only valid in a source package's Build-Depends; remove it"
+        ));
     }
     if !rest.is_empty() {
         return Err(format!(
@@ -381,6 +394,8 @@ mod tests {
         assert!(parse_version("v1.0").is_err());
         assert!(parse_version("1.0 ").is_err());
         assert!(parse_version("x:1.0").is_err());
+        assert!(parse_version("2147483647:1.0").is_ok());
+        assert!(parse_version("2147483648:1.0").is_err());
         assert!(parse_version("1.0_1").is_err());
         assert!(parse_version("1.0-").is_err());
     }
@@ -388,8 +403,14 @@ mod tests {
     #[test]
     fn relations() {
         assert!(check_relation("libc6 (>= 2.31)", "depends").is_ok());
-        assert!(check_relation("aa | bb (<< 2) [amd64] <!nocheck>", "depends").is_ok());
+        assert!(check_relation("aa | bb (<< 2)", "depends").is_ok());
+        // dpkg refuses source-only syntax and bad qualifiers in a binary package
+        assert!(check_relation("aa | bb (<< 2) [amd64]", "depends").is_err());
+        assert!(check_relation("bb <!nocheck>", "depends").is_err());
+        assert!(check_relation("foo:", "depends").is_err());
+        assert!(check_relation("foo:Bad_Arch", "depends").is_err());
         assert!(check_relation("foo:any", "depends").is_ok());
+        assert!(check_relation("foo:amd64 (>= 1)", "depends").is_ok());
         assert!(check_relation("libc6 (=> 2)", "depends").is_err());
         assert!(check_relation("a, b", "depends").is_err());
         assert!(check_relation("xx (>= 1)", "provides").is_err());

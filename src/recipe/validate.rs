@@ -126,8 +126,11 @@ fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
                 e.span(),
                 "the epoch is given twice: in `version` and in `epoch`",
             );
-        } else if !(0..=i64::from(u32::MAX)).contains(e.get_ref()) {
-            ctx.err(e.span(), "the epoch must be a non-negative integer");
+        } else if !(0..=i64::from(i32::MAX)).contains(e.get_ref()) {
+            ctx.err(
+                e.span(),
+                "the epoch must be an integer from 0 to 2147483647 (dpkg's limit)",
+            );
         } else if *e.get_ref() > 0 {
             epoch = Some(*e.get_ref() as u32);
         }
@@ -250,6 +253,14 @@ pub(super) fn check_dest(to: &str) -> Result<(), String> {
             to.trim_start_matches("./")
         ));
     }
+    if to.ends_with("//") {
+        return Err(format!("`{to}` ends in `//`: write each `/` once"));
+    }
+    if to.trim_end_matches('/').ends_with(char::is_whitespace) {
+        return Err(format!(
+            "`{to}` ends in whitespace, which dpkg strips: remove it"
+        ));
+    }
     let body = to.trim_end_matches('/');
     for part in body.split('/').skip(1) {
         match part {
@@ -259,7 +270,7 @@ pub(super) fn check_dest(to: &str) -> Result<(), String> {
                     "`{to}` contains `{part}`: write the normalised path"
                 ))
             }
-            _ if part.contains('\0') || part.contains('\n') => {
+            _ if part.chars().any(|c| c.is_control()) => {
                 return Err(format!("`{to}` contains a control character"))
             }
             _ => {}
@@ -603,6 +614,26 @@ fn duplicates(ctx: &mut Ctx<'_>, files: &[FileSpec], units: &[SystemdUnit]) {
             ctx.diags.push(d);
         } else {
             seen.insert(to, line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod dest_tests {
+    use super::check_dest;
+
+    #[test]
+    fn destinations_are_written_the_way_dpkg_records_them() {
+        assert!(check_dest("/etc/demo/").is_ok());
+        assert!(check_dest("/usr/bin/demo").is_ok());
+        for bad in [
+            "/etc/demo//",
+            "/etc//demo",
+            "/etc/demo/trail ",
+            "/etc/demo/x\n",
+            "etc/demo",
+        ] {
+            assert!(check_dest(bad).is_err(), "{bad:?}");
         }
     }
 }
