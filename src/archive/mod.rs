@@ -18,7 +18,7 @@ use anyhow::Context;
 mod read;
 mod write;
 
-pub use read::read_tree;
+pub use read::{read_tree, read_tree_limited};
 pub use write::{write_tar, write_tar_observed, FileObserver, TarOptions};
 
 /// Where a regular file's bytes come from.

@@ -11,6 +11,12 @@ use super::{normalize, FileSource, Node, NodeKind, Tree};
 /// Reads a tar into a tree of in-memory files. `./` prefixes are dropped; absolute names,
 /// `..` components, non-UTF-8 names and device nodes are refused. Hard links become copies.
 pub fn read_tree<R: Read>(r: R) -> anyhow::Result<Tree> {
+    read_tree_limited(r, u64::MAX)
+}
+
+/// [`read_tree`], refusing any regular file larger than `max_file` bytes before reading it
+/// (a crafted archive must not make the reader hold gigabytes).
+pub fn read_tree_limited<R: Read>(r: R, max_file: u64) -> anyhow::Result<Tree> {
     let mut archive = tar::Archive::new(r);
     let mut tree = Tree::new();
     for entry in archive
@@ -49,6 +55,12 @@ pub fn read_tree<R: Read>(r: R) -> anyhow::Result<Tree> {
             },
             EntryType::Regular | EntryType::Continuous => {
                 let size = entry.size();
+                if size > max_file {
+                    bail!(
+                        "tar entry `{name}` is {size} bytes, more than the {max_file} this \
+                         archive may hold per file"
+                    );
+                }
                 let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
                 entry
                     .read_to_end(&mut data)

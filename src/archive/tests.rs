@@ -260,3 +260,22 @@ fn control_characters_in_names_are_refused() {
         "usr/share/ünïcode name"
     );
 }
+
+#[test]
+fn read_tree_limited_refuses_big_files_before_reading_them() {
+    let mut t = Tree::new();
+    t.add_file("control", 0o644, bytes("Package: x\n")).unwrap();
+    t.add_file(
+        "templates",
+        0o644,
+        FileSource::Bytes(vec![b'z'; 4096].into()),
+    )
+    .unwrap();
+    let tar = deb_tar(&t);
+    let err = super::read_tree_limited(&tar[..], 1024).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("`./templates` is 4096 bytes"),
+        "{err:#}"
+    );
+    assert!(super::read_tree_limited(&tar[..], 4096).is_ok());
+}

@@ -12,7 +12,10 @@ use super::ar::{self, ArError, Member};
 use super::compress::decoder;
 use super::control::parse_control;
 use super::{Compression, DebContents, DebError, DebFile};
-use crate::archive::{read_tree, FileSource, NodeKind, Tree};
+use crate::archive::{read_tree_limited, FileSource, NodeKind, Tree};
+
+/// Largest file builder reads from a control.tar.
+const CONTROL_FILE_MAX: u64 = 64 << 20;
 
 struct Opened {
     path: PathBuf,
@@ -137,9 +140,11 @@ impl Opened {
         }
     }
 
-    fn tree(&self, which: &(Member, Compression)) -> Result<Tree, DebError> {
+    /// The tree of a member; files above `max_file` bytes make it corrupt.
+    fn tree(&self, which: &(Member, Compression), max_file: u64) -> Result<Tree, DebError> {
         let mut r = self.member(which)?;
-        let tree = read_tree(&mut r).map_err(|e| self.corrupt(&which.0, format!("{e:#}")))?;
+        let tree = read_tree_limited(&mut r, max_file)
+            .map_err(|e| self.corrupt(&which.0, format!("{e:#}")))?;
         // Read to the end so the compressor's trailer and checksum are verified too.
         std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| self.corrupt(&which.0, e))?;
         Ok(tree)
@@ -156,7 +161,9 @@ fn text(tree: &Tree, name: &str) -> Option<String> {
 /// Reads a .deb's control archive and lists its data archive.
 pub fn read_deb(path: &Path) -> Result<DebContents, DebError> {
     let deb = open(path)?;
-    let control_tree = deb.tree(&deb.control)?;
+    // control.tar holds small text files (control, md5sums, scripts, templates): a crafted
+    // one must not make `inspect` hold gigabytes. dpkg's own files stay far below this.
+    let control_tree = deb.tree(&deb.control, CONTROL_FILE_MAX)?;
     let control_text = text(&control_tree, "control").ok_or_else(|| DebError::BadMember {
         path: deb.path.clone(),
         member: deb.control.0.name.clone(),
@@ -255,5 +262,5 @@ fn link_of<R: Read>(entry: &tar::Entry<'_, R>) -> Option<String> {
 /// The data.tar of a .deb as a [`Tree`] of in-memory files.
 pub fn read_data_tree(path: &Path) -> anyhow::Result<Tree> {
     let deb = open(path)?;
-    Ok(deb.tree(&deb.data)?)
+    Ok(deb.tree(&deb.data, u64::MAX)?)
 }

@@ -288,6 +288,12 @@ pub fn check_relation(entry: &str, field: &str) -> Result<(), String> {
     if entry.is_empty() {
         return Err(format!("empty entry in `{field}`: remove it"));
     }
+    if entry.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "`{}` in `{field}` contains a control character (a newline?): write it on one line",
+            entry.escape_debug()
+        ));
+    }
     if entry.contains(',') {
         return Err(format!(
             "`{entry}` in `{field}` contains a comma: write each relation as its own array element"
@@ -411,6 +417,7 @@ mod tests {
         assert!(check_relation("foo:Bad_Arch", "depends").is_err());
         assert!(check_relation("foo:any", "depends").is_ok());
         assert!(check_relation("foo:amd64 (>= 1)", "depends").is_ok());
+        assert!(check_relation("foo\n(>= 1)", "depends").is_err());
         assert!(check_relation("libc6 (=> 2)", "depends").is_err());
         assert!(check_relation("a, b", "depends").is_err());
         assert!(check_relation("xx (>= 1)", "provides").is_err());
