@@ -813,6 +813,13 @@ fn write_image(dist: &Path, name: &str, version: &str) -> serde_json::Value {
     })
 }
 
+/// An image tar of `name` `version` and a passed smoke report of run `run` approving it.
+fn approved_image(dist: &Path, name: &str, version: &str, run: &str) -> serde_json::Value {
+    let img = write_image(dist, name, version);
+    write_report(dist, run, true, &[], &serde_json::json!([img]));
+    img
+}
+
 fn skopeo_digest(reference: &str) -> String {
     let out = sh(Command::new("skopeo").args(["inspect", "--tls-verify=false", reference]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -824,9 +831,8 @@ fn images_land_in_an_oci_layout_and_a_registry_with_the_same_digest() {
     let p = Project::new();
     let reg = start_registry();
     let addr = format!("127.0.0.1:{}", reg.port);
-    let img = write_image(&p.dist(), "web", "1.0.0");
+    let img = approved_image(&p.dist(), "web", "1.0.0", "img-1");
     let digest = img["digest"].as_str().unwrap().to_string();
-    write_report(&p.dist(), "img-1", true, &[], &serde_json::json!([img]));
 
     let start = Instant::now();
     let o = p.promote(&["--to", "dev", "--registry", &addr, "--json"]);
@@ -859,8 +865,7 @@ fn images_land_in_an_oci_layout_and_a_registry_with_the_same_digest() {
     );
 
     // A changed image is refused before anything is written.
-    let img2 = write_image(&p.dist(), "web", "2.0.0");
-    write_report(&p.dist(), "img-2", true, &[], &serde_json::json!([img2]));
+    let img2 = approved_image(&p.dist(), "web", "2.0.0", "img-2");
     let tar = p.dist().join("images/web_2.0.0.tar");
     let mut b = fs::read(&tar).unwrap();
     // Flip a byte inside the last blob region (not the tar padding): the report's tar
@@ -968,9 +973,8 @@ fn push_to_a_tls_registry_with_a_login() {
     });
     let addr = format!("https://127.0.0.1:{}", reg.port);
     let p = Project::new();
-    let img = write_image(&p.dist(), "api", "1.0.0");
+    let img = approved_image(&p.dist(), "api", "1.0.0", "tls-1");
     let digest = img["digest"].as_str().unwrap().to_string();
-    write_report(&p.dist(), "tls-1", true, &[], &serde_json::json!([img]));
     let push = |user: Option<&str>, password: &str, ca: Option<&Path>| {
         let mut c = p.builder_cmd(&["promote", "--to", "dev", "--registry", &addr, "--json"]);
         c.env_remove("BUILDER_REGISTRY_USERNAME")
@@ -1132,9 +1136,8 @@ fn push_through_a_bearer_token_service() {
     let reg = start_registry();
     let front = start_token_front(reg.port);
     let p = Project::new();
-    let img = write_image(&p.dist(), "api", "2.0.0");
+    let img = approved_image(&p.dist(), "api", "2.0.0", "bearer-1");
     let digest = img["digest"].as_str().unwrap().to_string();
-    write_report(&p.dist(), "bearer-1", true, &[], &serde_json::json!([img]));
     let addr = format!("127.0.0.1:{}", front.port);
     let push = |password: &str| {
         run(p
@@ -1177,14 +1180,7 @@ fn repo_commands_follow_promote_toml() {
     )
     .unwrap();
     for (i, v) in ["1.0.0", "2.0.0"].iter().enumerate() {
-        let img = write_image(&p.dist(), "web", v);
-        write_report(
-            &p.dist(),
-            &format!("toml-{i}"),
-            true,
-            &[],
-            &serde_json::json!([img]),
-        );
+        approved_image(&p.dist(), "web", v, &format!("toml-{i}"));
         let o = run(p
             .builder_cmd(&["promote", "--to", "dev"])
             .env_remove("BUILDER_SIGNING_KEY_FILE"));
@@ -1211,8 +1207,7 @@ fn repo_commands_follow_promote_toml() {
 #[test]
 fn damaged_blobs_are_repaired_and_tag_collisions_refused() {
     let p = Project::new();
-    let img = write_image(&p.dist(), "web", "1.0~rc1");
-    write_report(&p.dist(), "blob-1", true, &[], &serde_json::json!([img]));
+    let img = approved_image(&p.dist(), "web", "1.0~rc1", "blob-1");
     let o = p.promote(&["--to", "dev"]);
     assert!(o.status.success(), "{}", both(&o));
     let blobs = p.env_dir("dev").join("images/blobs/sha256");
@@ -1237,8 +1232,7 @@ fn damaged_blobs_are_repaired_and_tag_collisions_refused() {
         "the damaged blob was not repaired"
     );
 
-    let img2 = write_image(&p.dist(), "web", "1.0+rc1");
-    write_report(&p.dist(), "blob-2", true, &[], &serde_json::json!([img2]));
+    approved_image(&p.dist(), "web", "1.0+rc1", "blob-2");
     let o = p.promote(&["--to", "dev"]);
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     assert!(
@@ -1253,8 +1247,7 @@ fn damaged_blobs_are_repaired_and_tag_collisions_refused() {
 #[test]
 fn promote_from_an_env_waits_for_its_lock() {
     let p = Project::new();
-    let img = write_image(&p.dist(), "web", "1.0.0");
-    write_report(&p.dist(), "lock-1", true, &[], &serde_json::json!([img]));
+    approved_image(&p.dist(), "web", "1.0.0", "lock-1");
     let o = p.promote(&["--to", "dev"]);
     assert!(o.status.success(), "{}", both(&o));
 
@@ -1289,14 +1282,7 @@ fn prune_drops_old_images_and_their_blobs() {
     let p = Project::new();
     let mut imgs = Vec::new();
     for (i, v) in ["1.0.0", "1.10.0", "1.9.0"].iter().enumerate() {
-        let img = write_image(&p.dist(), "web", v);
-        write_report(
-            &p.dist(),
-            &format!("prune-{i}"),
-            true,
-            &[],
-            &serde_json::json!([img]),
-        );
+        let img = approved_image(&p.dist(), "web", v, &format!("prune-{i}"));
         let o = p.promote(&["--to", "dev"]);
         assert!(o.status.success(), "{}", both(&o));
         imgs.push(img);

@@ -109,10 +109,7 @@ struct Response {
 
 /// Whether `host[:port]` names this machine (Docker's default insecure registries).
 fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
+    let name = host_name(host);
     name == "localhost"
         || name
             .parse::<std::net::IpAddr>()
@@ -705,30 +702,17 @@ mod tests {
     #[test]
     fn scheme_follows_dockers_rules() {
         let a = Access::default();
-        assert!(Registry::with_access("127.0.0.1:5000", &a)
-            .unwrap()
-            .tls
-            .is_none());
-        assert!(Registry::with_access("localhost:5000", &a)
-            .unwrap()
-            .tls
-            .is_none());
-        assert!(Registry::with_access("[::1]:5000", &a)
-            .unwrap()
-            .tls
-            .is_none());
-        assert!(Registry::with_access("registry.example.com", &a)
-            .unwrap()
-            .tls
-            .is_some());
-        assert!(Registry::with_access("http://10.0.0.5:5000", &a)
-            .unwrap()
-            .tls
-            .is_none());
-        assert!(Registry::with_access("https://127.0.0.1:5000/", &a)
-            .unwrap()
-            .tls
-            .is_some());
+        for (addr, tls) in [
+            ("127.0.0.1:5000", false),
+            ("localhost:5000", false),
+            ("[::1]:5000", false),
+            ("registry.example.com", true),
+            ("http://10.0.0.5:5000", false),
+            ("https://127.0.0.1:5000/", true),
+        ] {
+            let r = Registry::with_access(addr, &a).unwrap();
+            assert_eq!(r.tls.is_some(), tls, "{addr}");
+        }
         assert_eq!(
             with_port("registry.example.com", true),
             "registry.example.com:443"
