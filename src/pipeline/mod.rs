@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::manifest::write_atomic;
 use crate::project::Paths;
 use crate::report::Reporter;
+use crate::smoke::report::esc;
 
 /// Options of one pipeline run.
 #[derive(Debug, Clone, Default)]
@@ -372,25 +373,6 @@ fn write_outputs(
     write_atomic(&paths.dist.join("SHA256SUMS"), sums.as_bytes())
 }
 
-/// Escapes text for an XML attribute or element. Characters XML 1.0 does not allow at all
-/// (control characters such as the ESC of a build log's colour codes) become `?`, so the
-/// report stays parseable when a build fails.
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A testsuite with a testcase per stage, followed by the smoke gate's own testsuite.
 pub fn junit(summary: &PipelineSummary, smoke: Option<&str>) -> String {
     let failures = summary
@@ -408,7 +390,7 @@ pub fn junit(summary: &PipelineSummary, smoke: Option<&str>) -> String {
     out.push_str(&format!(
         "  <testsuite name=\"builder pipeline\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{total:.3}\" timestamp=\"{}\">\n",
         summary.stages.len(),
-        xml_escape(&summary.started)
+        esc(&summary.started)
     ));
     for s in &summary.stages {
         out.push_str(&format!(
@@ -418,8 +400,8 @@ pub fn junit(summary: &PipelineSummary, smoke: Option<&str>) -> String {
         match s.status.as_str() {
             "failed" => out.push_str(&format!(
                 ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
-                xml_escape(s.detail.lines().next().unwrap_or("failed")),
-                xml_escape(&s.detail)
+                esc(s.detail.lines().next().unwrap_or("failed")),
+                esc(&s.detail)
             )),
             "skipped" => out.push_str(">\n      <skipped/>\n    </testcase>\n"),
             _ => out.push_str("/>\n"),
@@ -442,18 +424,4 @@ pub fn junit(summary: &PipelineSummary, smoke: Option<&str>) -> String {
     }
     out.push_str("</testsuites>\n");
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::xml_escape;
-
-    #[test]
-    fn xml_escape_keeps_reports_parseable() {
-        assert_eq!(
-            xml_escape("\u{1b}[31merror\u{1b}[0m: a<b & \"c\"\tok\n"),
-            "?[31merror?[0m: a&lt;b &amp; &quot;c&quot;\tok\n"
-        );
-        assert_eq!(xml_escape("\u{0}\u{7}\u{FFFE}é"), "???é");
-    }
 }

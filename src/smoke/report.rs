@@ -92,7 +92,9 @@ pub fn write_all(dir: &Path, r: &SmokeReport) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Escapes text for XML/HTML attribute and element content.
+/// Escapes text for XML/HTML attribute and element content. Characters XML 1.0 does not
+/// allow at all (control characters such as the ESC of a build log's colour codes, U+FFFE,
+/// U+FFFF) become spaces, so a report stays parseable whatever it quotes.
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -103,6 +105,7 @@ pub fn esc(s: &str) -> String {
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&apos;"),
             c if (c as u32) < 0x20 && c != '\n' && c != '\t' => o.push(' '),
+            '\u{FFFE}' | '\u{FFFF}' => o.push(' '),
             c => o.push(c),
         }
     }
@@ -164,4 +167,18 @@ pub fn junit(r: &SmokeReport) -> String {
     }
     x.push_str("  </testsuite>\n</testsuites>\n");
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::esc;
+
+    #[test]
+    fn esc_keeps_reports_parseable() {
+        assert_eq!(
+            esc("\u{1b}[31merror\u{1b}[0m: a<b & \"c\"\tok\n"),
+            " [31merror [0m: a&lt;b &amp; &quot;c&quot;\tok\n"
+        );
+        assert_eq!(esc("\u{0}\u{7}\u{FFFE}é'"), "   é&apos;");
+    }
 }
