@@ -80,15 +80,26 @@ pub async fn gc(docker: &Docker, reporter: &Reporter) -> Result<GcReport> {
 /// engine), where this process cannot tell, so the object is left to its own side or to
 /// `gc --all`.
 fn owner_alive(labels: Option<&HashMap<String, String>>, scope: &str) -> bool {
+    owner_alive_by(labels, LABEL_PID, LABEL_PID_SCOPE, scope)
+}
+
+/// [`owner_alive`] with the label keys that hold the pid and its scope (base images use
+/// their own keys, which containers made from them inherit but gc never reads for them).
+fn owner_alive_by(
+    labels: Option<&HashMap<String, String>>,
+    pid_key: &str,
+    scope_key: &str,
+    scope: &str,
+) -> bool {
     let Some(labels) = labels else { return false };
     if labels
-        .get(LABEL_PID_SCOPE)
+        .get(scope_key)
         .is_some_and(|s| !s.is_empty() && s != scope)
     {
         return true;
     }
     labels
-        .get(LABEL_PID)
+        .get(pid_key)
         .and_then(|p| p.parse::<u32>().ok())
         .is_some_and(pid_alive)
 }
@@ -234,15 +245,13 @@ pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> 
                 continue;
             }
         }
-        let pid = i
-            .labels
-            .get(LABEL_IMAGE_PID)
-            .and_then(|p| p.parse::<u32>().ok());
-        let elsewhere = i
-            .labels
-            .get(LABEL_IMAGE_PID_SCOPE)
-            .is_some_and(|s| !s.is_empty() && *s != super::pid_scope());
-        if !opts.include_live && (elsewhere || pid.is_some_and(pid_alive)) {
+        let live = owner_alive_by(
+            Some(&i.labels),
+            LABEL_IMAGE_PID,
+            LABEL_IMAGE_PID_SCOPE,
+            &super::pid_scope(),
+        );
+        if !opts.include_live && live {
             report.skipped_live += 1;
             continue;
         }

@@ -621,12 +621,7 @@ pub fn prune(
                 continue;
             }
         };
-        blobs.extend(
-            meta.images
-                .iter()
-                .flat_map(|i| i.blobs.iter().map(|b| b.0.clone())),
-        );
-        referenced.extend(meta.packages.into_iter().map(|p| p.filename));
+        meta.collect_references(&mut referenced, &mut blobs);
     }
     report.removed_files =
         store::remove_pool_files(&layout, |rel| !referenced.contains(rel), true)?;

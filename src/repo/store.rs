@@ -44,6 +44,18 @@ pub struct GenerationMeta {
     pub images: Vec<super::images::ImageEntry>,
 }
 
+impl GenerationMeta {
+    /// Adds the pool files and image blobs this generation needs to the two sets.
+    pub fn collect_references(&self, files: &mut BTreeSet<String>, blobs: &mut BTreeSet<String>) {
+        files.extend(self.packages.iter().map(|p| p.filename.clone()));
+        blobs.extend(
+            self.images
+                .iter()
+                .flat_map(|i| i.blobs.iter().map(|b| b.0.clone())),
+        );
+    }
+}
+
 /// Paths of one environment repository.
 pub struct Layout {
     pub env_dir: PathBuf,
@@ -213,14 +225,7 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
             continue;
         }
         match layout.read_meta(n) {
-            Ok(m) => {
-                blobs.extend(
-                    m.images
-                        .iter()
-                        .flat_map(|i| i.blobs.iter().map(|b| b.0.clone())),
-                );
-                referenced.extend(m.packages.into_iter().map(|p| p.filename))
-            }
+            Ok(m) => m.collect_references(&mut referenced, &mut blobs),
             Err(e) if Some(n) == current => {
                 return Err(crate::error::failed(format!(
                     "the current generation {n} of `{}` has no readable generation.json: {e:#}",
