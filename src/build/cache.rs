@@ -203,15 +203,20 @@ mod tests {
             "round 1"
         );
         // Only the target is left: no staging or old directories.
-        let mut names: Vec<_> = std::fs::read_dir(dist.path().join("build"))
+        assert_eq!(names_in(&dist.path().join("build")), [".svc.lock", "svc"]);
+        // A tampered output is a miss.
+        std::fs::write(target.join("bin"), "tampered").unwrap();
+        assert!(check(&target, "key1").is_none());
+    }
+
+    /// The sorted names in `dir`.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, vec![".svc.lock", "svc"]);
-        // A tampered output is a miss.
-        std::fs::write(target.join("bin"), "tampered").unwrap();
-        assert!(check(&target, "key1").is_none());
+        names
     }
 
     #[test]
@@ -242,14 +247,9 @@ mod tests {
             check(&target, &stamp.key).is_some(),
             "one complete build won"
         );
-        let mut names: Vec<_> = std::fs::read_dir(dist.path().join("build"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
         assert_eq!(
-            names,
-            vec![".svc.lock", "svc"],
+            names_in(&dist.path().join("build")),
+            [".svc.lock", "svc"],
             "no staging or old dirs left"
         );
     }
