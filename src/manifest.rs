@@ -1,6 +1,8 @@
 //! `dist/manifest.json`: every artifact builder produced, with sha256, size, version and the
-//! source commit. Stages update their own entries (same kind + name replaced); the file is
-//! rewritten through a temp file and a rename, so readers never see half of it.
+//! source commit it was made from. Stages update their own entries (same kind + name
+//! replaced) under `dist/.manifest.lock`, so concurrent commands never lose each other's
+//! entries; the file is rewritten through a temp file and a rename, so readers never see
+//! half of it.
 
 use std::path::Path;
 
@@ -11,7 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct Manifest {
     /// Format version of this file.
     pub schema: u32,
-    /// The commit of the project the artifacts were made from, if it is a git checkout.
+    /// The commit every artifact was made from, when they share one (see each artifact's
+    /// own `source_commit` otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_commit: Option<String>,
     pub artifacts: Vec<Artifact>,
@@ -39,6 +42,9 @@ pub struct Artifact {
     /// `name:version` tag the image was loaded as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// The git commit of the project this artifact was made from, if it is a checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_commit: Option<String>,
 }
 
 impl Manifest {
@@ -47,12 +53,21 @@ impl Manifest {
     /// Reads the manifest, or an empty one when it does not exist yet.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-                format!(
-                    "`{}` is not a valid builder manifest: delete it and run `builder package` again",
-                    path.display()
-                )
-            }),
+            Ok(bytes) => {
+                let mut m: Manifest = serde_json::from_slice(&bytes).with_context(|| {
+                    format!(
+                        "`{}` is not a valid builder manifest: delete it and run `builder package` again",
+                        path.display()
+                    )
+                })?;
+                // Manifests written before artifacts carried their own commit had one for all.
+                if let Some(c) = &m.source_commit {
+                    for a in m.artifacts.iter_mut().filter(|a| a.source_commit.is_none()) {
+                        a.source_commit = Some(c.clone());
+                    }
+                }
+                Ok(m)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest {
                 schema: Self::SCHEMA,
                 ..Default::default()
@@ -70,6 +85,44 @@ impl Manifest {
             .sort_by(|x, y| (&x.kind, &x.name).cmp(&(&y.kind, &y.name)));
     }
 
+    /// The commit all `artifacts` were made from, if they name one and the same one.
+    pub fn common_commit<'a>(artifacts: impl IntoIterator<Item = &'a Artifact>) -> Option<String> {
+        let mut commits = artifacts.into_iter().map(|a| a.source_commit.as_deref());
+        let first = commits.next()??;
+        commits.all(|c| c == Some(first)).then(|| first.to_string())
+    }
+
+    /// Loads the manifest at `path` under its lock, applies `f`, stamps `commit` on the
+    /// artifacts `f` added without one and saves it atomically. Holding the lock from load to
+    /// rename is what keeps two concurrent `builder package` runs from dropping each other's
+    /// entries.
+    pub fn update(
+        path: &Path,
+        commit: Option<String>,
+        f: impl FnOnce(&mut Manifest),
+    ) -> anyhow::Result<()> {
+        let _lock = Self::lock(path)?;
+        let mut m = Manifest::load(path)?;
+        m.schema = Manifest::SCHEMA;
+        f(&mut m);
+        for a in m.artifacts.iter_mut().filter(|a| a.source_commit.is_none()) {
+            a.source_commit.clone_from(&commit);
+        }
+        m.source_commit = Self::common_commit(&m.artifacts);
+        m.save(path)
+    }
+
+    /// The lock that serialises changes to the manifest at `path` (`.manifest.lock` beside it).
+    pub fn lock(path: &Path) -> anyhow::Result<crate::fslock::FileLock> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("could not create `{}`", dir.display()))?;
+        crate::fslock::FileLock::acquire(&dir.join(".manifest.lock"), || {})
+    }
+
     pub fn find(&self, kind: &str, name: &str) -> Option<&Artifact> {
         self.artifacts
             .iter()
@@ -84,7 +137,8 @@ impl Manifest {
     }
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory and a rename.
+/// Writes `bytes` to `path` through a temp file in the same directory and a rename. The file
+/// is made readable by all (0644), like the .debs beside it: temp files start at 0600.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let dir = path
@@ -99,6 +153,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("could not create a temp file in `{}`", dir.display()))?;
     tmp.write_all(bytes)
         .with_context(|| format!("could not write `{}`", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("could not set the mode of `{}`", path.display()))?;
+    }
     tmp.as_file().sync_all().ok();
     tmp.persist(path)
         .with_context(|| format!("could not write `{}`", path.display()))?;

@@ -127,7 +127,7 @@ pub fn check_image_spec(recipe: &Recipe, data: &Tree, bases: &BaseImages) -> any
 /// The mtime of the .deb's first ar member: the SOURCE_DATE_EPOCH it was packaged with
 /// (builder and `dpkg-deb` both stamp members with it). The app layer uses it so that its
 /// digest depends on the .deb alone, whenever and with whatever epoch the image is made.
-fn deb_mtime(deb: &Path) -> Option<u64> {
+pub fn deb_mtime(deb: &Path) -> Option<u64> {
     use std::io::Read;
     let mut head = [0u8; 8 + 60];
     std::fs::File::open(deb).ok()?.read_exact(&mut head).ok()?;

@@ -84,7 +84,8 @@ pub async fn package(
         let deb = write_deb(paths, recipe, &spec, mtime, reporter)?;
         let image = match (&bases, &recipe.image) {
             (Some(_), Some(_)) => {
-                Some(package_image(paths, recipe, &deb, None, opts.load, reporter).await?)
+                let revision = crate::project::git_revision(&paths.project);
+                Some(package_image(paths, recipe, &deb, None, opts.load, revision, reporter).await?)
             }
             _ => None,
         };
@@ -129,6 +130,7 @@ fn write_deb(
             image_id: None,
             digest: None,
             tag: None,
+            source_commit: None,
         })
     })?;
     Ok(DebResult {
@@ -151,12 +153,13 @@ async fn package_image(
     deb: &DebResult,
     base: Option<&str>,
     load: bool,
+    revision: Option<String>,
     reporter: &Reporter,
 ) -> anyhow::Result<ImageResult> {
     let opts = ImageOptions {
         mtime: deb.source_date_epoch,
         load,
-        revision: crate::project::git_revision(&paths.project),
+        revision: revision.clone(),
         source: recipe.package.homepage.clone(),
     };
     let image =
@@ -180,6 +183,7 @@ async fn package_image(
             image_id: Some(image.image_id.clone()),
             digest: Some(image.manifest_digest.clone()),
             tag: Some(image.tag.clone()),
+            source_commit: revision,
         })
     })?;
     Ok(image)
@@ -218,7 +222,13 @@ pub async fn rebase(
             p.name
         )));
     }
-    let mtime = crate::project::source_date_epoch(&paths.project, &deb::inputs(recipe))?;
+    // The image tells where its .deb came from: the commit and SOURCE_DATE_EPOCH the .deb was
+    // packaged with, not the checkout's state now.
+    let mtime = match crate::image::deb_mtime(&path) {
+        Some(t) => t,
+        None => crate::project::source_date_epoch(&paths.project, &deb::inputs(recipe))?,
+    };
+    let revision = recorded.source_commit.clone();
     let deb = DebResult {
         name: p.name.clone(),
         version: p.version(),
@@ -229,7 +239,7 @@ pub async fn rebase(
         installed_size_kib: 0,
         source_date_epoch: mtime,
     };
-    package_image(paths, recipe, &deb, Some(base), load, reporter).await
+    package_image(paths, recipe, &deb, Some(base), load, revision, reporter).await
 }
 
 /// Drops manifest entries of recipes that no longer exist (their package or image name is
@@ -267,12 +277,12 @@ pub fn forget_removed(paths: &Paths, all: &[&Recipe]) -> anyhow::Result<Vec<Arti
     Ok(dropped)
 }
 
-/// Loads the manifest, applies `f`, stamps the source commit and saves it atomically.
+/// Loads the manifest under its lock, applies `f`, stamps the project's commit on the
+/// artifacts `f` added and saves it atomically.
 pub fn record(paths: &Paths, f: impl FnOnce(&mut Manifest)) -> anyhow::Result<()> {
-    let path = paths.manifest();
-    let mut m = Manifest::load(&path)?;
-    m.schema = Manifest::SCHEMA;
-    m.source_commit = crate::project::git_revision(&paths.project);
-    f(&mut m);
-    m.save(&path)
+    Manifest::update(
+        &paths.manifest(),
+        crate::project::git_revision(&paths.project),
+        f,
+    )
 }

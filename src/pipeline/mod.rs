@@ -342,6 +342,7 @@ fn write_outputs(
         junit(summary, smoke_junit.as_deref()).as_bytes(),
     )?;
     let manifest_path = paths.manifest();
+    let _lock = crate::manifest::Manifest::lock(&manifest_path)?;
     let manifest = crate::manifest::Manifest::load(&manifest_path)?;
     if !manifest_path.exists() {
         manifest.save(&manifest_path)?;

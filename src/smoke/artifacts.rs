@@ -78,9 +78,9 @@ pub fn collect(paths: &Paths, stack: &Stack, recipes: &[Recipe]) -> Result<Under
     }
     artifacts.sort_by(|x, y| (&x.kind, &x.name).cmp(&(&y.kind, &y.name)));
     Ok(UnderTest {
-        artifacts,
         images,
-        source_commit: manifest.source_commit,
+        source_commit: Manifest::common_commit(&artifacts),
+        artifacts,
     })
 }
 
