@@ -44,25 +44,64 @@ pub fn failed(msg: impl Into<String>) -> anyhow::Error {
 /// Maps an error chain to the exit code: the first classified error in the chain wins;
 /// recipe diagnostics are usage errors; anything else is a failed stage.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    // A `Failure` given as context (`e.context(Failure::Usage(..))`) is found only this way:
+    // `chain()` yields context layers as wrappers that do not downcast to it.
+    let code = |f: &Failure| match f {
+        Failure::Usage(_) => EXIT_USAGE,
+        Failure::Environment(_) => EXIT_ENVIRONMENT,
+        Failure::Failed(_) => EXIT_FAILED,
+    };
+    if let Some(f) = err.downcast_ref::<Failure>() {
+        return code(f);
+    }
     for cause in err.chain() {
         if let Some(f) = cause.downcast_ref::<Failure>() {
-            return match f {
-                Failure::Usage(_) => EXIT_USAGE,
-                Failure::Environment(_) => EXIT_ENVIRONMENT,
-                Failure::Failed(_) => EXIT_FAILED,
-            };
+            return code(f);
         }
         if cause.downcast_ref::<crate::recipe::Diagnostics>().is_some() {
             return EXIT_USAGE;
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            // The machine, not the input: a full disk, a read-only mount, a directory this user
+            // may not write.
             if matches!(
                 io.kind(),
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::QuotaExceeded
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::PermissionDenied
             ) {
                 return EXIT_ENVIRONMENT;
             }
         }
     }
     EXIT_FAILED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn the_machine_s_io_errors_are_environment_errors() {
+        for kind in [
+            ErrorKind::StorageFull,
+            ErrorKind::QuotaExceeded,
+            ErrorKind::ReadOnlyFilesystem,
+            ErrorKind::PermissionDenied,
+        ] {
+            let err = anyhow::Error::new(Error::from(kind)).context("could not write `dist/x`");
+            assert_eq!(exit_code(&err), EXIT_ENVIRONMENT, "{kind:?}");
+        }
+        let err = anyhow::Error::new(Error::from(ErrorKind::InvalidData)).context("bad");
+        assert_eq!(exit_code(&err), EXIT_FAILED);
+        let err = anyhow::Error::new(Error::from(ErrorKind::PermissionDenied))
+            .context(Failure::Usage("`--dist` is a file".into()));
+        assert_eq!(
+            exit_code(&err),
+            EXIT_USAGE,
+            "the first classified error wins"
+        );
+    }
 }

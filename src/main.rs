@@ -20,11 +20,25 @@ fn main() -> ExitCode {
     let result = runtime.block_on(builder::cli::run(cli, reporter.clone()));
     // Do not wait for stray blocking tasks (e.g. a stdin reader) on the way out.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    match result {
-        Ok(code) => ExitCode::from(code),
+    let code = match result {
+        Ok(code) => code,
         Err(err) => {
             reporter.error(&err);
-            ExitCode::from(builder::error::exit_code(&err))
+            builder::error::exit_code(&err)
         }
+    };
+    match reporter.take_output_error() {
+        Some(e) => {
+            reporter.error(&anyhow::Error::new(e).context(
+                "could not write the results to stdout: check the disk or file it is redirected to",
+            ));
+            // The command's own failure says more; otherwise this is the environment's.
+            ExitCode::from(if code == builder::error::EXIT_OK {
+                builder::error::EXIT_ENVIRONMENT
+            } else {
+                code
+            })
+        }
+        None => ExitCode::from(code),
     }
 }

@@ -71,7 +71,11 @@ pub fn plan(paths: &Paths, recipes: &[&Recipe]) -> Plan {
                 }),
                 image: r.image.as_ref().map(|i| ImagePlan {
                     base: i.base.clone(),
-                    tag: format!("{}:{}", i.name, p.file_version()),
+                    tag: format!(
+                        "{}:{}",
+                        i.name,
+                        crate::image::tag_for_version(&p.file_version())
+                    ),
                     path: paths.dist.join("images").join(format!(
                         "{}_{}.tar",
                         i.name,

@@ -55,17 +55,27 @@ pub fn cache_dir() -> PathBuf {
     }
 }
 
+/// 2242-03-16T12:56:31Z (8^11 - 1): the latest time a ustar header's 11 octal digits hold,
+/// which every tar reader (dpkg's too) understands without extensions.
+pub const MAX_SOURCE_DATE_EPOCH: u64 = 8_589_934_591;
+
 /// The timestamp written into every archive, so that the same inputs give the same bytes:
 /// 1. `SOURCE_DATE_EPOCH` when set (the reproducible-builds convention);
 /// 2. else the commit time of the project's git HEAD;
 /// 3. else the newest modification time among `inputs` (the recipe and its files).
 pub fn source_date_epoch(project: &Path, inputs: &[PathBuf]) -> anyhow::Result<u64> {
     if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
-        return v.trim().parse::<u64>().map_err(|_| {
-            crate::error::usage(format!(
+        return match v.trim().parse::<u64>() {
+            Ok(t) if t <= MAX_SOURCE_DATE_EPOCH => Ok(t),
+            Ok(_) => Err(crate::error::usage(format!(
+                "SOURCE_DATE_EPOCH=`{v}` is after 2242-03-16, the latest time a tar header \
+                 holds: set it to a time in seconds since 1970, e.g. \
+                 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)"
+            ))),
+            Err(_) => Err(crate::error::usage(format!(
                 "SOURCE_DATE_EPOCH=`{v}` is not a number of seconds since 1970: unset it or set e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)"
-            ))
-        });
+            ))),
+        };
     }
     if let Some(t) = git_head_time(project) {
         return Ok(t);

@@ -39,8 +39,9 @@ struct Inner {
     json: bool,
     multi: Option<MultiProgress>,
     start: Instant,
-    // Serialises plain lines from concurrent tasks so they never interleave mid-line.
-    lock: Mutex<()>,
+    // Serialises plain lines from concurrent tasks so they never interleave mid-line; holds
+    // the first error writing results to stdout.
+    lock: Mutex<Option<std::io::Error>>,
 }
 
 impl Reporter {
@@ -57,7 +58,7 @@ impl Reporter {
                 json,
                 multi,
                 start: Instant::now(),
-                lock: Mutex::new(()),
+                lock: Mutex::new(None),
             }),
         }
     }
@@ -99,7 +100,7 @@ impl Reporter {
             (Some(multi), _) => {
                 // println on MultiProgress keeps bars below the text.
                 if multi.println(text).is_err() {
-                    eprintln!("{text}");
+                    stderr_line(text);
                 }
             }
             (None, Style::Plain) => {
@@ -109,7 +110,7 @@ impl Reporter {
                     let _ = writeln!(err, "{stamp} {l}");
                 }
             }
-            (None, Style::Tty) => eprintln!("{text}"),
+            (None, Style::Tty) => stderr_line(text),
         }
     }
 
@@ -170,14 +171,30 @@ impl Reporter {
         if let Some(multi) = &self.inner.multi {
             let _ = multi.clear();
         }
-        eprintln!("{text}");
+        stderr_line(&text);
     }
 
-    /// Writes a result to stdout (tables, paths). Not affected by `-q`.
+    /// Writes a result to stdout (tables, paths). Not affected by `-q`. A failed write (a full
+    /// disk behind `> file`) is kept for [`Reporter::take_output_error`], so the command
+    /// still ends with an error instead of exit 0 and a short file.
     pub fn output(&self, text: impl Display) {
-        let _guard = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failed = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
+        if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+            // A reader that stopped early (`| head`) is not a failure of ours.
+            if e.kind() != std::io::ErrorKind::BrokenPipe && failed.is_none() {
+                *failed = Some(e);
+            }
+        }
+    }
+
+    /// The first error writing results to stdout, if any (a closed pipe is not one).
+    pub fn take_output_error(&self) -> Option<std::io::Error> {
+        self.inner
+            .lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Writes a JSON document to stdout (`--json`).
@@ -285,4 +302,10 @@ impl Drop for Progress {
             }
         }
     }
+}
+
+/// One line to stderr. A closed stderr (`2>&-`, a reader gone) is ignored: `eprintln!`
+/// would panic there and turn any exit code into 101.
+fn stderr_line(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }

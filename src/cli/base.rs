@@ -92,6 +92,7 @@ pub async fn run(args: BaseArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
             let names = selected(&bases, &names)?;
             let docker = crate::docker::connect().await?;
             let cancel = crate::docker::cancel_on_signals();
+            let mut all_made = Vec::new();
             for n in names {
                 // The rootfs tar too (what images use as their base layer), even when the
                 // engine already has the image: `base build` leaves the base fully made.
@@ -111,11 +112,14 @@ pub async fn run(args: BaseArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
                     r = bases.ensure_image(&docker, &n, reporter) => r?,
                     _ = cancel.cancelled() => return Err(crate::docker::interrupted()),
                 };
-                if reporter.is_json() {
-                    reporter.json(&made)?;
-                } else {
+                if !reporter.is_json() {
                     reporter.output(format!("{:<12} {} {}", n, made.tag, made.id));
                 }
+                all_made.push(made);
+            }
+            // One JSON document for the whole command, whatever the number of bases.
+            if reporter.is_json() {
+                reporter.json(&all_made)?;
             }
             Ok(0)
         }
@@ -125,14 +129,19 @@ pub async fn run(args: BaseArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
         } => {
             let names = selected(&bases, &names)?;
             let docker = crate::docker::connect().await?;
+            let mut rows = Vec::new();
             for n in names {
                 let removed = bases.remove(&docker, &n, all_versions).await?;
                 if removed.is_empty() {
                     reporter.status("Nothing", format!("to remove for base `{n}`"));
                 }
-                for r in removed {
+                for r in &removed {
                     reporter.status("Removed", r);
                 }
+                rows.push(serde_json::json!({ "base": n, "removed": removed }));
+            }
+            if reporter.is_json() {
+                reporter.json(&rows)?;
             }
             Ok(0)
         }

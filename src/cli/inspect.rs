@@ -47,7 +47,7 @@ pub fn run(args: InspectArgs, reporter: &Reporter) -> anyhow::Result<u8> {
         FileType::Deb => inspect_deb(path, reporter),
         FileType::Tar => crate::oci::inspect::print(path, reporter),
         FileType::Unknown => Err(usage(format!(
-            "`{}` is not a Debian package (no ar signature `!<arch>`); pass a .deb file",
+            "`{}` is not a Debian package (no ar signature `!<arch>`) nor an image tar; pass a .deb or a dist/images/*.tar file",
             path.display()
         ))),
     }

@@ -114,8 +114,13 @@ fn generate(args: GenerateArgs, paths: &Paths, reporter: &Reporter) -> anyhow::R
         Some(e) => format!("{} <{e}>", args.name.trim()),
         None => args.name.trim().to_string(),
     };
-    let asc = PathBuf::from(format!("{}.pub.asc", out.display()));
-    let gpg = PathBuf::from(format!("{}.pub.gpg", out.display()));
+    let with_suffix = |suffix: &str| {
+        let mut p = out.clone().into_os_string();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let asc = with_suffix(".pub.asc");
+    let gpg = with_suffix(".pub.gpg");
     if !args.force {
         for p in [&out, &asc, &gpg] {
             if p.exists() {

@@ -56,7 +56,7 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Only errors
+    /// No progress or status lines on stderr: only errors there, and the results on stdout
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 }
@@ -71,7 +71,7 @@ pub enum Command {
     Build(build::BuildArgs),
     /// Write .deb packages (and images) for recipes into dist/
     Package(package::PackageArgs),
-    /// Print the control fields and file list of a .deb
+    /// Print the control fields and file list of a .deb, or the manifest and layers of an image tar
     Inspect(inspect::InspectArgs),
     /// Send constant-rate HTTP load to local URLs and report latency and errors
     Load(load::LoadArgs),

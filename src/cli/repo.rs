@@ -141,6 +141,11 @@ pub fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result
             let entries = repo::history(&cfg)?;
             if reporter.is_json() {
                 reporter.json(&entries)?;
+            } else if entries.is_empty() {
+                reporter.info(format!(
+                    "`{}` has no history yet: `builder promote` makes its first generation",
+                    cfg.env_dir().display()
+                ));
             } else {
                 let mut out = String::new();
                 for e in &entries {

@@ -33,7 +33,7 @@ pub fn run(args: ValidateArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Re
             if reporter.is_json() {
                 let list: Vec<_> = recipes
                     .iter()
-                    .map(|r| json!({"file": r.file, "package": r.package.name, "version": r.package.version()}))
+                    .map(|r| json!({"file": r.file.to_string_lossy(), "package": r.package.name, "version": r.package.version()}))
                     .collect();
                 reporter.json(&json!({"ok": true, "recipes": list, "errors": []}))?;
             } else {
@@ -61,7 +61,7 @@ fn diagnostics_json(d: &Diagnostics) -> Vec<serde_json::Value> {
         .iter()
         .map(|d| {
             json!({
-                "file": d.file, "line": d.line, "column": d.col,
+                "file": d.file.to_string_lossy(), "line": d.line, "column": d.col,
                 "message": d.message, "label": d.label, "help": d.help,
             })
         })

@@ -460,7 +460,20 @@ pub fn render(i: &ImageInspect) -> String {
 
 /// `builder inspect IMAGE.tar`: the report as text, or as JSON with `--json`.
 pub fn print(path: &Path, reporter: &crate::report::Reporter) -> anyhow::Result<u8> {
-    let report = inspect(path)?;
+    use crate::error::{exit_code, Failure, EXIT_FAILED};
+    // A damaged or foreign file is bad input (exit 2), as for a .deb; a full disk or a
+    // permission problem keeps its own class.
+    let report = inspect(path).map_err(|e| {
+        if exit_code(&e) == EXIT_FAILED {
+            e.context(Failure::Usage(format!(
+                "`{}` is not a readable image tar: pass one that `builder package` wrote \
+                 (dist/images/*.tar) or `docker save` made",
+                path.display()
+            )))
+        } else {
+            e
+        }
+    })?;
     if reporter.is_json() {
         reporter.json(&report)?;
     } else {
