@@ -35,8 +35,25 @@ fn project() -> tempfile::TempDir {
                 "[Service]\nExecStart=/usr/bin/app\n",
             ),
             ("recipes/.keep", ""),
+            ("units/x'$(touch PWNED)'.service", "[Service]\n"),
+            ("units/a b.service", "[Service]\n"),
+            ("units/.service", "[Service]\n"),
+            (
+                "units/app@.service",
+                "[Service]\nExecStart=/usr/bin/app %i\n",
+            ),
+            ("scripts/crlf", "#!/bin/sh\r\nset -e\r\n"),
+            ("scripts/bom", "\u{feff}#!/bin/sh\nset -e\n"),
+            ("scripts/noshebang", "set -e\n"),
+            ("scripts/crlf-later", "#!/bin/sh\nset -e\r\necho hi\n"),
         ],
     );
+    // Latin-1 `é`: not UTF-8.
+    std::fs::write(
+        dir.path().join("scripts/latin1"),
+        b"#!/bin/sh\necho caf\xe9\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -132,6 +149,26 @@ const BAD: &[(&str, &str, &str)] = &[
         "build_and_image",
         "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[build]\nbuilder = \"gcc\"\nsource = \"services/app\"\ncommand = []\nnetwork = \"host\"\n[image]\nbase = \"statik\"\nentrypoint = [\"app\"]\nports = [8080, 70000, 0]\nuser = \"root\"\n",
         "port 70000 is out of range",
+    ),
+    (
+        "unit_names",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[[systemd]]\nunit = \"units/x'$(touch PWNED)'.service\"\n[[systemd]]\nunit = \"units/a b.service\"\n[[systemd]]\nunit = \"units/.service\"\n[[systemd]]\nunit = \"units/app@.service\"\nstart = true\n",
+        "`x'$(touch PWNED)'.service` is not a valid systemd unit name",
+    ),
+    (
+        "scripts",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[scripts]\npreinst = \"scripts/crlf\"\npostinst = \"scripts/bom\"\nprerm = \"scripts/latin1\"\npostrm = \"scripts/noshebang\"\n",
+        "recipes/app.toml:8:12",
+    ),
+    (
+        "description_control",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"An app\\u0000 with a NUL\"\n[[files]]\nsymlink = \"/usr/bin/a\\u0000b\"\nto = \"/usr/bin/b\"\n",
+        "the description contains the control character U+0000",
+    ),
+    (
+        "leading_plus",
+        "[package]\nname = \"app\"\nversion = \"+1:1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"Tab\\tin the synopsis\"\n[[files]]\nfrom = \"services/app/app.env\"\nto = \"/etc/app.env\"\nmode = \"+755\"\n",
+        "the epoch `+1`",
     ),
 ];
 
@@ -236,5 +273,89 @@ fn validate_without_recipes_exits_2() {
         text(&out.stderr).contains("no recipes in"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn scripts_with_crlf_after_the_shebang_are_refused_by_validate_and_package() {
+    let dir = project();
+    let recipe = format!("{GOOD}[scripts]\npostinst = \"scripts/crlf-later\"\n");
+    let (code, err) = validate(dir.path(), &recipe);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("recipes/app.toml:12:12"), "{err}");
+    assert!(err.contains("line 2 ends in a carriage return"), "{err}");
+    assert!(err.contains(r"sed -i 's/\r$//'"), "{err}");
+    let out = run(builder().arg("--project").arg(dir.path()).arg("package"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("carriage return"));
+}
+
+#[test]
+fn a_good_script_and_a_template_unit_validate() {
+    let dir = project();
+    write_files(
+        dir.path(),
+        &[("scripts/good", "#!/bin/sh\nset -e\n#DEBHELPER#\n")],
+    );
+    let recipe = format!(
+        "{GOOD}[scripts]\npostinst = \"scripts/good\"\n[[systemd]]\nunit = \"units/app@.service\"\n[[systemd]]\nunit = \"services/app/app.service\"\n"
+    );
+    let (code, err) = validate(dir.path(), &recipe);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Runs `builder package` and returns the control member `name` of the .deb (or "").
+fn packaged_script(dir: &Path, name: &str) -> String {
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir)
+        .arg("package")
+        .env("SOURCE_DATE_EPOCH", "1700000000"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deb = dir.join("dist/debs/app_1.2.3_amd64.deb");
+    let out = run(std::process::Command::new("dpkg-deb")
+        .arg("--info")
+        .arg(&deb)
+        .arg(name));
+    text(&out.stdout)
+}
+
+/// dh_installsystemd skips template units (`name@.service`): enabling or starting them
+/// needs an instance. They are shipped and systemd is reloaded, nothing else.
+#[test]
+fn template_units_are_shipped_but_not_enabled_or_started() {
+    let dir = project();
+    let recipe = format!(
+        "{GOOD}[[systemd]]\nunit = \"units/app@.service\"\n[[systemd]]\nunit = \"services/app/app.service\"\n"
+    );
+    std::fs::write(dir.path().join("recipes/app.toml"), recipe).unwrap();
+    let postinst = packaged_script(dir.path(), "postinst");
+    assert!(postinst.contains("enable 'app.service'"), "{postinst}");
+    assert!(
+        postinst.contains("deb-systemd-invoke $_dh_action 'app.service' >"),
+        "{postinst}"
+    );
+    assert!(!postinst.contains("app@"), "{postinst}");
+    let prerm = packaged_script(dir.path(), "prerm");
+    assert!(prerm.contains("stop 'app.service'"), "{prerm}");
+    assert!(!prerm.contains("app@"), "{prerm}");
+    let postrm = packaged_script(dir.path(), "postrm");
+    assert!(postrm.contains("daemon-reload"), "{postrm}");
+    assert!(!postrm.contains("app@"), "{postrm}");
+
+    // A package with only a template unit: reload on install and removal, nothing else.
+    let recipe = format!("{GOOD}[[systemd]]\nunit = \"units/app@.service\"\n");
+    std::fs::write(dir.path().join("recipes/app.toml"), recipe).unwrap();
+    let postinst = packaged_script(dir.path(), "postinst");
+    assert!(
+        postinst.contains("systemctl --system daemon-reload"),
+        "{postinst}"
+    );
+    assert!(!postinst.contains("deb-systemd"), "{postinst}");
+    assert_eq!(packaged_script(dir.path(), "prerm"), "");
+    let postrm = packaged_script(dir.path(), "postrm");
+    assert!(
+        postrm.contains("daemon-reload") && !postrm.contains("deb-systemd-helper"),
+        "{postrm}"
     );
 }

@@ -41,6 +41,12 @@ pub fn parse_version(v: &str) -> Result<Version, String> {
     }
     let (epoch, rest) = match v.split_once(':') {
         Some((e, rest)) => {
+            // Policy 5.6.12: the epoch is digits only (`parse` would also take `+1`).
+            if e.is_empty() || !e.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "the epoch `{e}` in version `{v}` must be digits only, e.g. `1:{rest}`"
+                ));
+            }
             // dpkg keeps the epoch in an int: at most 2147483647.
             let epoch = e
                 .parse::<u32>()
@@ -228,7 +234,7 @@ pub fn check_maintainer(m: &str) -> Result<(), String> {
                 && email.contains('@')
                 && !email.contains(char::is_whitespace)
         });
-    if well_formed && !m.contains('\n') {
+    if well_formed && !m.chars().any(char::is_control) {
         Ok(())
     } else {
         Err(format!(
@@ -240,6 +246,7 @@ pub fn check_maintainer(m: &str) -> Result<(), String> {
 /// Splits a description into the synopsis (first line) and the extended lines, checking the
 /// rules from Policy 5.6.13.
 pub fn split_description(d: &str) -> Result<(String, Vec<String>), String> {
+    check_description_chars(d)?;
     let mut lines = d.lines();
     let synopsis = lines.next().unwrap_or("").trim().to_string();
     if synopsis.is_empty() {
@@ -258,10 +265,30 @@ pub fn split_description(d: &str) -> Result<(String, Vec<String>), String> {
     while long.last().is_some_and(|l| l.is_empty()) {
         long.pop();
     }
-    if long.iter().any(|l| l.contains('\t')) {
-        return Err("the description contains a tab: use spaces".into());
-    }
     Ok((synopsis, long))
+}
+
+/// Only newlines may separate a description's lines: any other control character (a NUL
+/// truncates what `dpkg -s` shows, a tab breaks the synopsis) is refused with its line and
+/// column in the description's text.
+fn check_description_chars(d: &str) -> Result<(), String> {
+    for (i, line) in d.split('\n').enumerate() {
+        // A recipe saved with CRLF line endings.
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if let Some((col, c)) = line.chars().enumerate().find(|(_, c)| c.is_control()) {
+            let at = format!("line {}, column {} of its text", i + 1, col + 1);
+            return Err(if c == '\t' {
+                format!("the description contains a tab ({at}): use spaces")
+            } else {
+                format!(
+                    "the description contains the control character U+{:04X} ({at}): remove it; \
+                     only newlines may separate the description's lines",
+                    c as u32
+                )
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The control-file form of a description: synopsis, then each extended line indented by
@@ -404,6 +431,9 @@ mod tests {
         assert!(parse_version("2147483648:1.0").is_err());
         assert!(parse_version("1.0_1").is_err());
         assert!(parse_version("1.0-").is_err());
+        assert!(parse_version("+1:1.0").is_err());
+        assert!(parse_version(":1.0").is_err());
+        assert!(parse_version("0:1.0").is_ok());
     }
 
     #[test]
@@ -432,6 +462,13 @@ mod tests {
         assert_eq!(format_description(&s, &l), "Short\n Long line\n .\n More");
         assert!(split_description("").is_err());
         assert!(split_description(&"x".repeat(81)).is_err());
+        assert!(split_description("Short\r\n\r\nLong\r\n").is_ok());
+        let nul = split_description("An app\0 with a NUL").unwrap_err();
+        assert!(nul.contains("U+0000 (line 1, column 7"), "{nul}");
+        let tab = split_description("Tab\tin the synopsis").unwrap_err();
+        assert!(tab.contains("tab (line 1, column 4"), "{tab}");
+        assert!(split_description("Short\n\nlong \x1b[31m red").is_err());
+        assert!(split_description("Short\rnot a newline").is_err());
     }
 
     #[test]
@@ -439,5 +476,6 @@ mod tests {
         assert!(check_maintainer("Ops <ops@example.com>").is_ok());
         assert!(check_maintainer("ops@example.com").is_err());
         assert!(check_maintainer("<ops@example.com>").is_err());
+        assert!(check_maintainer("Ops\0 <ops@example.com>").is_err());
     }
 }

@@ -8,6 +8,7 @@ pub mod diag;
 pub mod model;
 mod raw;
 mod validate;
+mod validate_scripts;
 mod validate_tables;
 
 use std::collections::HashMap;

@@ -162,10 +162,18 @@ pub struct SystemdUnit {
     pub path: PathBuf,
     /// Unit name (file name), e.g. `backend.service`.
     pub name: String,
-    /// Enable on install (deb-systemd-helper); default true.
+    /// Enable on install (deb-systemd-helper); default true, always false for templates.
     pub enable: bool,
-    /// Start on install and restart on upgrade; default true.
+    /// Start on install and restart on upgrade; default true, always false for templates.
     pub start: bool,
+}
+
+impl SystemdUnit {
+    /// A template unit such as `getty@.service` (debhelper's test: the name has an `@`).
+    /// dh_installsystemd never enables, starts or stops one: that needs an instance name.
+    pub fn is_template(&self) -> bool {
+        self.name.contains('@')
+    }
 }
 
 /// Build command: exec form, or a shell string run with `sh -c`.

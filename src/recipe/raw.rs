@@ -86,8 +86,8 @@ pub struct RawScripts {
 #[serde(deny_unknown_fields)]
 pub struct RawUnit {
     pub unit: S<String>,
-    pub enable: Option<bool>,
-    pub start: Option<bool>,
+    pub enable: Option<S<bool>>,
+    pub start: Option<S<bool>>,
 }
 
 /// A command: `["go", "build"]` or a shell string `"go build && strip x"`.

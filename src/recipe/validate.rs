@@ -12,6 +12,7 @@ use super::debian;
 use super::diag::Diagnostic;
 use super::model::*;
 use super::raw::*;
+use super::validate_scripts::{check_script, check_unit_name, printable, Problem};
 
 pub(super) struct Ctx<'a> {
     pub file: &'a Path,
@@ -160,6 +161,7 @@ fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
         let v = h.get_ref();
         if !(v.starts_with("http://") || v.starts_with("https://"))
             || v.contains(char::is_whitespace)
+            || v.contains(char::is_control)
         {
             ctx.err(
                 h.span(),
@@ -353,8 +355,10 @@ fn parse_mode(v: &toml::Value) -> Result<u32, String> {
         _ => return Err("write the mode as an octal string, e.g. `mode = \"0755\"`".into()),
     };
     let digits = s.strip_prefix("0o").unwrap_or(s);
+    // `from_str_radix` also takes a leading `+`: only octal digits are a mode.
+    let octal = !digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
     match u32::from_str_radix(digits, 8) {
-        Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
+        Ok(m) if octal && m <= 0o7777 => Ok(m),
         _ => Err(format!(
             "`{s}` is not an octal file mode: use e.g. \"0644\" or \"0755\""
         )),
@@ -390,8 +394,21 @@ fn file(ctx: &mut Ctx<'_>, raw: Spanned<RawFile>) -> Option<FileSpec> {
         }
         (None, Some(target)) => {
             let t = target.get_ref();
-            if t.is_empty() || t.contains('\0') {
-                ctx.err(target.span(), "the symlink target is empty");
+            if t.is_empty() {
+                ctx.err(target.span(), "the symlink target is empty").help = Some(
+                    "name the path the link points to, e.g. `symlink = \"/usr/bin/backend\"`"
+                        .into(),
+                );
+            } else if let Some(c) = t.chars().find(|c| c.is_control()) {
+                ctx.err(
+                    target.span(),
+                    format!(
+                        "the symlink target `{}` contains the control character U+{:04X}: control characters are not allowed in a symlink target",
+                        printable(t),
+                        c as u32
+                    ),
+                )
+                .help = Some("remove it from `symlink`".into());
             }
             if raw.conffile {
                 ctx.err(target.span(), "a symlink cannot be a conffile");
@@ -519,47 +536,82 @@ fn script_path(ctx: &mut Ctx<'_>, s: &Option<Spanned<String>>, what: &str) -> Op
     }
 }
 
+fn problem_at(ctx: &mut Ctx<'_>, span: Range<usize>, p: Problem) {
+    ctx.err(span, p.message).help = Some(p.help);
+}
+
+/// A maintainer script: its path, then its contents (what dpkg will execute), so that
+/// `validate` refuses what `package` or dpkg would fail on.
+fn script(ctx: &mut Ctx<'_>, s: &Option<Spanned<String>>, what: &str) -> Option<PathBuf> {
+    let rel = script_path(ctx, s, what)?;
+    let span = s.as_ref()?.span();
+    if let Err(p) = check_script(&ctx.project.join(&rel), &rel, what) {
+        problem_at(ctx, span, p);
+        return None;
+    }
+    Some(rel)
+}
+
 fn scripts(ctx: &mut Ctx<'_>, raw: Spanned<RawScripts>) -> Scripts {
     let raw = raw.into_inner();
     Scripts {
-        preinst: script_path(ctx, &raw.preinst, "the preinst script"),
-        postinst: script_path(ctx, &raw.postinst, "the postinst script"),
-        prerm: script_path(ctx, &raw.prerm, "the prerm script"),
-        postrm: script_path(ctx, &raw.postrm, "the postrm script"),
+        preinst: script(ctx, &raw.preinst, "the preinst script"),
+        postinst: script(ctx, &raw.postinst, "the postinst script"),
+        prerm: script(ctx, &raw.prerm, "the prerm script"),
+        postrm: script(ctx, &raw.postrm, "the postrm script"),
     }
 }
-
-const UNIT_SUFFIXES: &[&str] = &[
-    ".service",
-    ".socket",
-    ".timer",
-    ".path",
-    ".target",
-    ".mount",
-    ".automount",
-    ".slice",
-];
 
 fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>) -> Option<SystemdUnit> {
     let raw = raw.into_inner();
     let path = script_path(ctx, &Some(raw.unit.clone()), "the systemd unit")?;
+    // The name goes into the generated maintainer scripts: systemd's rules keep it a
+    // plain word there.
     let name = path.file_name()?.to_string_lossy().into_owned();
-    if !UNIT_SUFFIXES.iter().any(|s| name.ends_with(s)) {
-        ctx.err(
-            raw.unit.span(),
-            format!(
-                "`{name}` is not a systemd unit name: it must end with {}",
-                UNIT_SUFFIXES.join(", ")
-            ),
-        );
+    if let Err(p) = check_unit_name(&name) {
+        problem_at(ctx, raw.unit.span(), p);
         return None;
     }
-    Some(SystemdUnit {
+    let mut unit = SystemdUnit {
         path,
         name,
-        enable: raw.enable.unwrap_or(true),
-        start: raw.start.unwrap_or(true),
-    })
+        enable: raw.enable.as_ref().is_none_or(|e| *e.get_ref()),
+        start: raw.start.as_ref().is_none_or(|s| *s.get_ref()),
+    };
+    if unit.is_template() {
+        // Like dh_installsystemd: a template has no instance to enable or start.
+        for (key, done, value) in [
+            ("enable", "enabled", &raw.enable),
+            ("start", "started", &raw.start),
+        ] {
+            if let Some(v) = value.as_ref().filter(|v| *v.get_ref()) {
+                ctx.err(
+                    v.span(),
+                    format!(
+                        "`{}` is a template unit: it cannot be {done} without an instance name",
+                        unit.name
+                    ),
+                )
+                .help = Some(format!(
+                    "remove `{key} = true` (templates are shipped and systemd is reloaded); \
+                     {key} an instance from your postinst, e.g. `{}`",
+                    instance_example(key, &unit.name)
+                ));
+            }
+        }
+        unit.enable = false;
+        unit.start = false;
+    }
+    Some(unit)
+}
+
+/// `systemctl start backend@main.service` for the template `backend@.service`.
+fn instance_example(key: &str, template: &str) -> String {
+    let instance = template.replacen("@.", "@main.", 1);
+    match key {
+        "enable" => format!("deb-systemd-helper enable {instance}"),
+        _ => format!("deb-systemd-invoke start {instance}"),
+    }
 }
 
 /// Two entries may not install to the same path.
@@ -620,7 +672,17 @@ fn duplicates(ctx: &mut Ctx<'_>, files: &[FileSpec], units: &[SystemdUnit]) {
 
 #[cfg(test)]
 mod dest_tests {
-    use super::check_dest;
+    use super::{check_dest, parse_mode};
+
+    #[test]
+    fn modes_are_octal_digits_only() {
+        let mode = |s: &str| parse_mode(&toml::Value::String(s.into()));
+        assert_eq!(mode("0755"), Ok(0o755));
+        assert_eq!(mode("0o644"), Ok(0o644));
+        for bad in ["+755", "0o+755", "-755", "", "0o", "999", "17777", " 755"] {
+            assert!(mode(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn destinations_are_written_the_way_dpkg_records_them() {
