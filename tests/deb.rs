@@ -1,6 +1,9 @@
 //! The .deb writer and reader checked with the real tools: dpkg-deb, dpkg (into a throwaway
-//! root), md5sum, lintian, and `builder inspect`. Packages are built through the library
-//! (recipe-driven end-to-end tests live with the package stage).
+//! root), md5sum, lintian, and `builder inspect`. Packages are built through the library;
+//! the recipe-driven tests at the end check how `builder package` collects `[[files]]`
+//! (the rest of the package stage is tested in tests/package.rs).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -500,4 +503,325 @@ fn inspect_refuses_bad_files_with_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.deb"));
+}
+
+// ---- `builder package`: what `[[files]]` entries collect -------------------------------
+
+const RECIPE_HEAD: &str = r#"
+[package]
+name = "demo"
+version = "1.0"
+architecture = "all"
+maintainer = "Ops <ops@example.com>"
+description = """
+Demo for the file collection tests
+
+It ships whatever the entries below collect.
+"""
+license = "MIT"
+"#;
+
+/// A project with `recipes/demo.toml` (the header plus `entries`) and `files`.
+fn project(entries: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = format!("{RECIPE_HEAD}{entries}");
+    common::write_files(dir.path(), &[("recipes/demo.toml", recipe.as_str())]);
+    common::write_files(dir.path(), files);
+    dir
+}
+
+/// Runs `builder package` on `dir` (without SOURCE_DATE_EPOCH unless `epoch`).
+fn package_demo(dir: &Path, epoch: Option<&str>) -> Output {
+    let mut cmd = common::builder();
+    cmd.arg("--project").arg(dir).arg("package");
+    if let Some(e) = epoch {
+        cmd.env("SOURCE_DATE_EPOCH", e);
+    }
+    common::run(&mut cmd)
+}
+
+fn demo_deb(dir: &Path) -> PathBuf {
+    dir.join("dist/debs/demo_1.0_all.deb")
+}
+
+/// Packages `dir`, which must fail as a recipe error; returns stderr.
+fn refused(dir: &Path) -> String {
+    let out = package_demo(dir, Some("1700000000"));
+    let err = common::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("demo.toml"), "names the recipe: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!demo_deb(dir).exists(), "{err}");
+    err
+}
+
+fn contents(deb: &Path) -> String {
+    stdout(
+        Command::new("dpkg-deb")
+            .env("TZ", "UTC")
+            .arg("--contents")
+            .arg(deb),
+    )
+}
+
+#[test]
+fn project_wide_entries_leave_out_dist_and_git() {
+    for (entry, root) in [
+        ("from = \".\"\nto = \"/usr/share/demo/\"", "usr/share/demo/"),
+        (
+            "from = \"recipes/..\"\nto = \"/usr/share/demo/\"",
+            "usr/share/demo/",
+        ),
+        ("from = \"*\"\nto = \"/usr/share/demo/\"", "usr/share/demo/"),
+    ] {
+        let dir = project(
+            &format!("\n[[files]]\n{entry}\n"),
+            &[
+                ("app/run.sh", "echo hi\n"),
+                (".git/config", "[core]\n"),
+                ("vendor/lib/.git", "gitdir: ../../.git/modules/lib\n"),
+                ("vendor/lib/lib.txt", "lib\n"),
+            ],
+        );
+        // Without SOURCE_DATE_EPOCH and outside git, the time comes from the inputs, which
+        // must not include the first run's dist/ either.
+        let first = package_demo(dir.path(), None);
+        assert!(first.status.success(), "{}", common::text(&first.stderr));
+        let a = std::fs::read(demo_deb(dir.path())).unwrap();
+        let second = package_demo(dir.path(), None);
+        assert!(second.status.success(), "{}", common::text(&second.stderr));
+        let b = std::fs::read(demo_deb(dir.path())).unwrap();
+        assert!(a == b, "{entry}: a second run differs");
+        let list = contents(&demo_deb(dir.path()));
+        assert!(list.contains(&format!("./{root}app/run.sh")), "{list}");
+        assert!(
+            list.contains(&format!("./{root}vendor/lib/lib.txt")),
+            "{list}"
+        );
+        assert!(!list.contains("dist"), "{entry}: {list}");
+        assert!(!list.contains(".git"), "{entry}: {list}");
+    }
+}
+
+#[test]
+fn special_files_are_refused_naming_their_type() {
+    let cases = [
+        (
+            "from = \"pipe\"\nto = \"/usr/share/demo/pipe\"",
+            "pipe",
+            "FIFO",
+        ),
+        (
+            "from = \"tree/\"\nto = \"/usr/share/demo/\"",
+            "tree/sock",
+            "socket",
+        ),
+        (
+            "from = \"g/*\"\nto = \"/usr/share/demo/\"",
+            "g/pipe",
+            "FIFO",
+        ),
+    ];
+    for (entry, special, kind) in cases {
+        let dir = project(
+            &format!("\n[[files]]\n{entry}\n"),
+            &[("tree/a.txt", "a\n"), ("g/a.txt", "a\n")],
+        );
+        let path = dir.path().join(special);
+        if kind == "FIFO" {
+            common::sh(Command::new("mkfifo").arg(&path));
+        } else {
+            std::os::unix::net::UnixListener::bind(&path).unwrap();
+        }
+        let err = refused(dir.path());
+        assert!(
+            err.contains(special) && err.contains(kind),
+            "{entry}: {err}"
+        );
+        assert!(
+            err.contains("only regular files, directories and symlinks"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn collected_names_follow_the_rules_for_to() {
+    for (entry, bad, why) in [
+        (
+            "from = \"conf/\"\nto = \"/etc/demo/\"",
+            "conf/trail ",
+            "ends in whitespace",
+        ),
+        (
+            "from = \"docs/*\"\nto = \"/usr/share/demo/\"",
+            "docs/trail ",
+            "ends in whitespace",
+        ),
+        (
+            "from = \"conf/\"\nto = \"/etc/demo/\"",
+            "conf/tab\there",
+            "control character",
+        ),
+        (
+            "from = \"docs/*\"\nto = \"/usr/share/demo/\"",
+            "docs/tab\there",
+            "control character",
+        ),
+    ] {
+        let dir = project(
+            &format!("\n[[files]]\n{entry}\n"),
+            &[
+                ("conf/ok.conf", "ok\n"),
+                ("docs/ok.md", "ok\n"),
+                (bad, "x\n"),
+            ],
+        );
+        let err = refused(dir.path());
+        assert!(
+            err.contains(why) && err.contains("rename"),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn globs_refuse_names_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = project(
+        "\n[[files]]\nfrom = \"t/*\"\nto = \"/usr/share/demo/\"\n",
+        &[("t/a.txt", "a\n")],
+    );
+    let bad = dir
+        .path()
+        .join("t")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    std::fs::write(&bad, "x\n").unwrap();
+    let err = refused(dir.path());
+    assert!(
+        err.contains("not valid UTF-8") && err.contains("caf"),
+        "{err}"
+    );
+    // A name the pattern cannot match is no concern of the glob.
+    let recipe =
+        format!("{RECIPE_HEAD}\n[[files]]\nfrom = \"t/*.txt\"\nto = \"/usr/share/demo/\"\n");
+    common::write_files(dir.path(), &[("recipes/demo.toml", recipe.as_str())]);
+    let out = package_demo(dir.path(), Some("1700000000"));
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    // When such a name is the only match, validation says so instead of "matches no file".
+    std::fs::remove_file(dir.path().join("t/a.txt")).unwrap();
+    std::fs::remove_file(demo_deb(dir.path())).unwrap();
+    let recipe = format!("{RECIPE_HEAD}\n[[files]]\nfrom = \"t/*\"\nto = \"/usr/share/demo/\"\n");
+    common::write_files(dir.path(), &[("recipes/demo.toml", recipe.as_str())]);
+    let err = refused(dir.path());
+    assert!(
+        err.contains("matches only `t/caf\u{fffd}`, whose name is not valid UTF-8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn names_and_link_targets_dpkg_cannot_install_are_refused() {
+    // dpkg unpacks to `<name>.dpkg-new`: 246 bytes is the longest name it can install.
+    let ok = "n".repeat(246);
+    let long = "n".repeat(247);
+    let dir = project(
+        "\n[[files]]\nfrom = \"tree/\"\nto = \"/usr/share/demo/\"\n",
+        &[(format!("tree/{ok}").as_str(), "ok\n")],
+    );
+    let out = package_demo(dir.path(), Some("1700000000"));
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    std::fs::remove_file(demo_deb(dir.path())).unwrap();
+    common::write_files(dir.path(), &[(format!("tree/{long}").as_str(), "long\n")]);
+    let err = refused(dir.path());
+    assert!(
+        err.contains("247 bytes") && err.contains(".dpkg-new"),
+        "{err}"
+    );
+
+    let target = format!("/{}", "t".repeat(4095));
+    let dir = project(
+        &format!("\n[[files]]\nsymlink = \"{target}\"\nto = \"/usr/bin/demo\"\n"),
+        &[],
+    );
+    let err = refused(dir.path());
+    assert!(err.contains("4096 bytes or longer"), "{err}");
+}
+
+#[test]
+fn collisions_with_generated_files_are_recipe_errors() {
+    let unit = "[Unit]\nDescription=Demo\n\n[Service]\nExecStart=/bin/true\n";
+    let cases = [
+        (
+            "lintian-overrides = [\"no-manual-page\"]\n\n[[files]]\nfrom = \"overrides\"\nto = \"/usr/share/lintian/overrides/demo\"\n",
+            "`lintian-overrides`",
+        ),
+        (
+            "\n[[files]]\nfrom = \"overrides\"\nto = \"/usr/share/doc/demo\"\n",
+            "installs `/usr/share/doc/demo` as a file, not a directory",
+        ),
+        (
+            "\n[[files]]\nsymlink = \"/tmp\"\nto = \"/usr/share/doc\"\n",
+            "installs `/usr/share/doc` as a symlink, not a directory",
+        ),
+        (
+            "\n[[files]]\nfrom = \"demo.service\"\nto = \"/lib/systemd/system/\"\n\n[[systemd]]\nunit = \"demo.service\"\n",
+            "[[systemd]] already installs the unit",
+        ),
+    ];
+    for (entries, needle) in cases {
+        let dir = project(
+            entries,
+            &[
+                ("overrides", "demo: no-manual-page\n"),
+                ("demo.service", unit),
+            ],
+        );
+        let err = refused(dir.path());
+        assert!(err.contains(needle), "{entries}: {err}");
+        assert!(err.contains("[[files]] entry at line"), "{err}");
+    }
+}
+
+#[test]
+fn fallback_time_follows_every_packaged_file() {
+    let dir = project(
+        "\n[[files]]\nfrom = \"docs/*.md\"\nto = \"/usr/share/doc/demo/\"\n\n[[files]]\nfrom = \"conf/\"\nto = \"/etc/demo/\"\n",
+        &[
+            ("docs/a.md", "a\n"),
+            ("docs/b.md", "b\n"),
+            ("conf/sub/x.conf", "x\n"),
+        ],
+    );
+    let touch = |date: &str, paths: &[&str]| {
+        for p in paths {
+            common::sh(
+                Command::new("touch")
+                    .args(["-d", date])
+                    .arg(dir.path().join(p)),
+            );
+        }
+    };
+    let all = [
+        "recipes/demo.toml",
+        "docs/a.md",
+        "docs/b.md",
+        "conf/sub/x.conf",
+    ];
+    let stamp = |want: &str| {
+        let out = package_demo(dir.path(), None);
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        let list = contents(&demo_deb(dir.path()));
+        assert!(
+            list.contains(&format!("{want} ./usr/share/doc/demo/a.md")),
+            "want {want}:\n{list}"
+        );
+    };
+    touch("2020-01-01 00:00:00 UTC", &all);
+    stamp("2020-01-01 00:00");
+    // A file matched by the glob, then one inside the tree.
+    touch("2021-02-03 04:05:00 UTC", &["docs/b.md"]);
+    stamp("2021-02-03 04:05");
+    touch("2022-03-04 05:06:00 UTC", &["conf/sub/x.conf"]);
+    stamp("2022-03-04 05:06");
 }

@@ -57,6 +57,9 @@ pub struct Node {
     pub kind: NodeKind,
 }
 
+/// Symlink targets must be shorter than this (Linux's PATH_MAX, NUL included).
+pub const MAX_SYMLINK_TARGET: usize = 4096;
+
 /// Why a path could not be added to a [`Tree`]; callers turn these into recipe diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TreeError {
@@ -118,6 +121,15 @@ impl Tree {
             return Err(TreeError::InvalidPath {
                 path: path.to_string(),
                 reason: "the symlink target is empty or contains a NUL byte",
+            });
+        }
+        // symlink(2) refuses targets of PATH_MAX bytes or more: such an entry could be
+        // written but never unpacked (dpkg and container runtimes fail at install time).
+        if target.len() >= MAX_SYMLINK_TARGET {
+            return Err(TreeError::InvalidPath {
+                path: path.to_string(),
+                reason: "the symlink target is 4096 bytes or longer, more than Linux can \
+                         store (PATH_MAX); shorten it",
             });
         }
         self.add_leaf(path, 0o777, NodeKind::Symlink(target.to_string()))

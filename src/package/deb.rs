@@ -2,16 +2,20 @@
 //! outputs, symlinks) into a data tree, adds systemd units, the copyright file and the
 //! changelog, decides the conffiles, merges maintainer scripts with systemd snippets and
 //! orders the control fields.
+//!
+//! Everything wrong with what the entries collect (special files, names dpkg cannot
+//! install, collisions with generated files) is a recipe error naming the entry; nothing
+//! here may pick up builder's own output (`dist/`) or `.git`.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
 use super::systemd;
-use crate::archive::{FileSource, NodeKind, Tree};
+use crate::archive::{FileSource, NodeKind, Tree, TreeError};
 use crate::deb::{DebSpec, Script};
 use crate::recipe::{debian, Compression, FileSpec, Recipe, Source};
 
@@ -19,6 +23,13 @@ use crate::recipe::{debian, Compression, FileSpec, Recipe, Source};
 pub fn build_dir(dist: &Path, recipe: &Recipe) -> PathBuf {
     dist.join("build").join(&recipe.package.name)
 }
+
+/// The longest file name dpkg can install: it unpacks every file as `<name>.dpkg-new`
+/// first, and Linux names hold 255 bytes.
+const MAX_NAME: usize = 255 - ".dpkg-new".len();
+
+/// Never packaged from a tree or a glob, at any depth (unless a glob names it literally).
+const GIT: &str = ".git";
 
 fn default_mode(meta: &std::fs::Metadata) -> u32 {
     if meta.permissions().mode() & 0o111 != 0 {
@@ -28,14 +39,131 @@ fn default_mode(meta: &std::fs::Metadata) -> u32 {
     }
 }
 
+/// How the recipe spells an entry, for messages.
+fn describe(spec: &FileSpec) -> String {
+    let source = match &spec.source {
+        Source::Path { path } => format!("from = \"{}\"", path.display()),
+        Source::Glob { pattern } => format!("from = \"{pattern}\""),
+        Source::Build { path } => format!("from = \"build:{}\"", path.display()),
+        Source::Symlink { target } => format!("symlink = \"{target}\""),
+    };
+    format!("`{source}`, `to = \"{}\"`", spec.to)
+}
+
 fn entry_error(recipe: &Recipe, spec: &FileSpec, msg: impl std::fmt::Display) -> anyhow::Error {
-    crate::error::usage(format!("{}:{}: {msg}", recipe.file.display(), spec.line))
+    crate::error::usage(format!(
+        "{}:{}: [[files]] entry {}: {msg}",
+        recipe.file.display(),
+        spec.line,
+        describe(spec)
+    ))
+}
+
+/// Builder's own directories (the output directory, wherever it is, and the cache),
+/// resolved; trees and globs leave them out so a package never holds earlier packages.
+struct Excluded {
+    dirs: Vec<PathBuf>,
+}
+
+impl Excluded {
+    fn new(dist: &Path) -> Self {
+        let dirs = [dist.to_path_buf(), crate::project::cache_dir()]
+            .iter()
+            .filter_map(|d| d.canonicalize().ok())
+            .collect();
+        Excluded { dirs }
+    }
+
+    /// The excluded directories strictly below `root`, relative to it.
+    fn below(&self, root: &Path) -> Vec<PathBuf> {
+        let Ok(root) = root.canonicalize() else {
+            return Vec::new();
+        };
+        self.dirs
+            .iter()
+            .filter_map(|d| d.strip_prefix(&root).ok())
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .collect()
+    }
+
+    /// Whether `path` (resolved) is an excluded directory or inside one.
+    fn covers(&self, path: &Path) -> bool {
+        path.canonicalize()
+            .is_ok_and(|c| self.dirs.iter().any(|d| c.starts_with(d)))
+    }
+}
+
+/// Why dpkg could not install a path of the package, if it could not.
+fn installable(dest: &str) -> Result<(), String> {
+    if dest.chars().any(char::is_control) {
+        return Err(
+            "contains a control character (a newline, tab, ...), which dpkg's file lists cannot hold"
+                .into(),
+        );
+    }
+    if dest.ends_with(char::is_whitespace) {
+        return Err("ends in whitespace, which dpkg strips from conffiles and file lists".into());
+    }
+    if let Some(long) = dest.split('/').find(|p| p.len() > MAX_NAME) {
+        let mut cut = 40;
+        while !long.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        return Err(format!(
+            "has a name of {} bytes (`{}…`); dpkg installs names of at most {MAX_NAME} bytes, \
+             since it appends `.dpkg-new` while unpacking",
+            long.len(),
+            &long[..cut]
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a path from disk that would land at `dest` where dpkg cannot install it.
+fn check_installable(src: &Path, dest: &str) -> anyhow::Result<()> {
+    installable(dest).map_err(|why| {
+        anyhow::anyhow!(
+            "`{}` would be installed as `/{dest}`, which {why}: rename the file or change `to`",
+            src.display()
+        )
+    })
+}
+
+/// Refuses what is not a regular file, a directory or a symlink, naming what it is.
+fn unsupported(path: &Path, ft: std::fs::FileType) -> anyhow::Error {
+    let kind = if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    };
+    anyhow::anyhow!(
+        "`{}` is {kind}: only regular files, directories and symlinks can be packaged; \
+         remove it or point `from` elsewhere",
+        path.display()
+    )
 }
 
 /// Adds a file or a directory tree from disk at `dest` (a tree path without leading `/`).
-fn add_path(tree: &mut Tree, src: &Path, dest: &str, mode: Option<u32>) -> anyhow::Result<()> {
+/// Inside a tree, `.git` and builder's own directories are left out.
+fn add_path(
+    tree: &mut Tree,
+    src: &Path,
+    dest: &str,
+    mode: Option<u32>,
+    skip: &Excluded,
+) -> anyhow::Result<()> {
     let meta =
         std::fs::metadata(src).with_context(|| format!("could not read `{}`", src.display()))?;
+    if !dest.is_empty() {
+        check_installable(src, dest)?;
+    }
     if meta.is_file() {
         tree.add_file(
             dest,
@@ -44,15 +172,30 @@ fn add_path(tree: &mut Tree, src: &Path, dest: &str, mode: Option<u32>) -> anyho
         )?;
         return Ok(());
     }
+    if !meta.is_dir() {
+        return Err(unsupported(src, meta.file_type()));
+    }
     if !dest.is_empty() {
         tree.add_dir(dest, 0o755)?;
     }
-    for entry in walkdir::WalkDir::new(src).min_depth(1).sort_by_file_name() {
+    let below = skip.below(src);
+    let mut walker = walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = walker.next() {
         let entry = entry.with_context(|| format!("could not walk `{}`", src.display()))?;
         let rel = entry
             .path()
             .strip_prefix(src)
             .context("walkdir left its root")?;
+        let ft = entry.file_type();
+        if entry.file_name() == GIT || (ft.is_dir() && below.iter().any(|b| b == rel)) {
+            if ft.is_dir() {
+                walker.skip_current_dir();
+            }
+            continue;
+        }
         let rel = rel.to_str().with_context(|| {
             format!("`{}` is not valid UTF-8: rename it", entry.path().display())
         })?;
@@ -61,11 +204,17 @@ fn add_path(tree: &mut Tree, src: &Path, dest: &str, mode: Option<u32>) -> anyho
         } else {
             format!("{dest}/{rel}")
         };
-        let ft = entry.file_type();
+        check_installable(entry.path(), &d)?;
         if ft.is_symlink() {
             let target = std::fs::read_link(entry.path())
                 .with_context(|| format!("could not read link `{}`", entry.path().display()))?;
-            tree.add_symlink(&d, &target.to_string_lossy())?;
+            let target = target.to_str().with_context(|| {
+                format!(
+                    "the target of symlink `{}` is not valid UTF-8: change it",
+                    entry.path().display()
+                )
+            })?;
+            tree.add_symlink(&d, target)?;
         } else if ft.is_dir() {
             tree.add_dir(&d, 0o755)?;
         } else if ft.is_file() {
@@ -78,10 +227,7 @@ fn add_path(tree: &mut Tree, src: &Path, dest: &str, mode: Option<u32>) -> anyho
                 FileSource::Path(entry.path().to_path_buf()),
             )?;
         } else {
-            bail!(
-                "`{}` is not a regular file, directory or symlink: remove it from the package",
-                entry.path().display()
-            );
+            return Err(unsupported(entry.path(), ft));
         }
     }
     Ok(())
@@ -93,7 +239,6 @@ fn file_name(p: &Path) -> anyhow::Result<&str> {
         .with_context(|| format!("`{}` has no UTF-8 file name", p.display()))
 }
 
-/// Expands the `[[files]]` entries into `tree`; returns the flagged conffiles.
 /// Refuses a source that resolves (through symlinks) outside `root`: a recipe may only
 /// package files of the project, and build outputs only from the build directory.
 fn ensure_within(path: &Path, root: &Path, what: &str) -> anyhow::Result<()> {
@@ -124,90 +269,260 @@ fn destination(to: &str, into_dir: bool, src: &Path) -> anyhow::Result<String> {
     })
 }
 
-/// Expands the `[[files]]` entries into `tree`; returns the flagged conffiles.
-fn add_files(recipe: &Recipe, dist: &Path, tree: &mut Tree) -> anyhow::Result<Vec<String>> {
-    let mut conffiles = Vec::new();
-    for spec in &recipe.files {
+fn is_glob_part(part: &str) -> bool {
+    part.contains(['*', '?', '['])
+}
+
+/// The paths `pattern` (relative to `project`) matches, sorted. Matches reached through a
+/// wildcard that are `.git` or builder's own directories are left out, as in trees. The
+/// glob crate skips names that are not UTF-8 without a word; those are refused here when
+/// they would match, as a tree refuses them.
+fn expand_glob(project: &Path, pattern: &str, skip: &Excluded) -> anyhow::Result<Vec<PathBuf>> {
+    let parts: Vec<&str> = pattern.split('/').collect();
+    let literal = parts.iter().take_while(|p| !is_glob_part(p)).count();
+    let prefix = parts[..literal].join("/");
+    let base = project.join(&prefix);
+    // What the pattern names literally is the user's choice.
+    let literal_git = parts[..literal].contains(&GIT);
+    let literal_skipped = skip.covers(&base);
+
+    let full = format!(
+        "{}/{pattern}",
+        glob::Pattern::escape(&project.to_string_lossy())
+    );
+    let mut matches = Vec::new();
+    let mut left_out = 0;
+    for m in glob::glob(&full).with_context(|| format!("bad glob `{pattern}`"))? {
+        let m = m.map_err(|e| {
+            anyhow::anyhow!(
+                "could not read `{}` while expanding the glob: {}: check its permissions",
+                e.path().display(),
+                e.error()
+            )
+        })?;
+        let below_prefix = m
+            .strip_prefix(&base)
+            .ok()
+            .and_then(Path::to_str)
+            .unwrap_or_default();
+        let in_git = !literal_git && below_prefix.split('/').any(|p| p == GIT);
+        if in_git || (!literal_skipped && skip.covers(&m)) {
+            left_out += 1;
+            continue;
+        }
+        matches.push(m);
+    }
+
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let compiled = glob::Pattern::new(pattern).with_context(|| format!("bad glob `{pattern}`"))?;
+    let mut walk = walkdir::WalkDir::new(&base).min_depth(1);
+    if !parts.contains(&"**") {
+        walk = walk.max_depth(parts.len() - literal);
+    }
+    let below = if literal_skipped {
+        Vec::new()
+    } else {
+        skip.below(&base)
+    };
+    let walk = walk.into_iter().filter_entry(|e| {
+        let rel = e.path().strip_prefix(&base).unwrap_or(e.path());
+        (literal_git || e.file_name() != GIT) && !below.iter().any(|b| b == rel)
+    });
+    // Unreadable directories were reported by the glob itself.
+    for entry in walk.flatten() {
+        let rel = entry.path().strip_prefix(&base).unwrap_or(entry.path());
+        if rel.to_str().is_some() {
+            continue;
+        }
+        let lossy = rel.to_string_lossy();
+        let candidate = if prefix.is_empty() {
+            lossy.into_owned()
+        } else {
+            format!("{prefix}/{lossy}")
+        };
+        if compiled.matches_with(&candidate, opts) {
+            bail!(
+                "`{}` matches the glob, but its name is not valid UTF-8: rename it",
+                entry.path().display()
+            );
+        }
+    }
+
+    if matches.is_empty() {
+        if left_out > 0 {
+            bail!(
+                "the glob `{pattern}` matches only `.git` or builder's output directory, which are never packaged: narrow the pattern"
+            );
+        }
+        bail!("the glob `{pattern}` matches no file");
+    }
+    matches.sort();
+    Ok(matches)
+}
+
+/// What one `[[files]]` entry adds, and where.
+struct Collector<'a> {
+    recipe: &'a Recipe,
+    dist: &'a Path,
+    skip: Excluded,
+}
+
+impl<'a> Collector<'a> {
+    fn new(recipe: &'a Recipe, dist: &'a Path) -> Self {
+        Collector {
+            recipe,
+            dist,
+            skip: Excluded::new(dist),
+        }
+    }
+
+    /// Adds one entry to `tree`; returns the single path it installs (None for globs and
+    /// symlinks), for the conffile check.
+    fn add_entry(&self, spec: &FileSpec, tree: &mut Tree) -> anyhow::Result<Option<String>> {
+        let recipe = self.recipe;
         let to = spec.to.trim_start_matches('/');
         let into_dir = spec.to.ends_with('/');
-        // The single path this entry installs (None for globs), for the conffile check.
-        let result: anyhow::Result<Option<String>> = (|| {
-            Ok(match &spec.source {
-                Source::Symlink { target } => {
-                    tree.add_symlink(to, target)?;
-                    None
+        Ok(match &spec.source {
+            Source::Symlink { target } => {
+                installable(to).map_err(|why| anyhow::anyhow!("`{}` {why}", spec.to))?;
+                tree.add_symlink(to, target)?;
+                None
+            }
+            Source::Path { path } => {
+                let src = recipe.project.join(path);
+                ensure_within(&src, &recipe.project, "the file")?;
+                let dest = destination(to, into_dir, &src)?;
+                add_path(tree, &src, &dest, spec.mode, &self.skip)?;
+                Some(dest)
+            }
+            Source::Build { path } => {
+                let out = build_dir(self.dist, recipe);
+                let src = out.join(path);
+                if !src.exists() {
+                    return Err(crate::error::usage(format!(
+                        "build output `{}` is missing (`{}`): run `builder build {}` first",
+                        path.display(),
+                        src.display(),
+                        recipe.package.name
+                    )));
                 }
-                Source::Path { path } => {
-                    let src = recipe.project.join(path);
-                    ensure_within(&src, &recipe.project, "the file")?;
-                    let dest = destination(to, into_dir, &src)?;
-                    add_path(tree, &src, &dest, spec.mode)?;
-                    Some(dest)
+                ensure_within(&src, &out, "the build output")?;
+                let dest = destination(to, into_dir, &src)?;
+                add_path(tree, &src, &dest, spec.mode, &self.skip)?;
+                if src.is_dir() {
+                    // The build cache's stamp is not an output.
+                    let stamp = format!("{dest}/{}", crate::build::cache::STAMP);
+                    tree.remove_prefix(stamp.trim_start_matches('/'));
                 }
-                Source::Build { path } => {
-                    let out = build_dir(dist, recipe);
-                    let src = out.join(path);
-                    if !src.exists() {
-                        return Err(crate::error::usage(format!(
-                            "build output `{}` is missing (`{}`): run `builder build {}` first",
-                            path.display(),
-                            src.display(),
-                            recipe.package.name
-                        )));
-                    }
-                    ensure_within(&src, &out, "the build output")?;
-                    let dest = destination(to, into_dir, &src)?;
-                    add_path(tree, &src, &dest, spec.mode)?;
-                    if src.is_dir() {
-                        // The build cache's stamp is not an output.
-                        let stamp = format!("{dest}/{}", crate::build::cache::STAMP);
-                        tree.remove_prefix(stamp.trim_start_matches('/'));
-                    }
-                    Some(dest)
+                Some(dest)
+            }
+            Source::Glob { pattern } => {
+                let dir = to.trim_end_matches('/');
+                for m in expand_glob(&recipe.project, pattern, &self.skip)? {
+                    ensure_within(&m, &recipe.project, "the glob match")?;
+                    let name = file_name(&m)?;
+                    let dest = if dir.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    add_path(tree, &m, &dest, spec.mode, &self.skip)?;
                 }
-                Source::Glob { pattern } => {
-                    let root = glob::Pattern::escape(&recipe.project.to_string_lossy());
-                    let full = format!("{root}/{pattern}");
-                    let mut matches: Vec<PathBuf> = glob::glob(&full)
-                        .with_context(|| format!("bad glob `{pattern}`"))?
-                        .filter_map(Result::ok)
-                        .collect();
-                    matches.sort();
-                    if matches.is_empty() {
-                        bail!("the glob `{pattern}` matches no file");
-                    }
-                    let dir = to.trim_end_matches('/');
-                    for m in matches {
-                        ensure_within(&m, &recipe.project, "the glob match")?;
-                        let name = file_name(&m)?;
-                        let dest = if dir.is_empty() {
-                            name.to_string()
-                        } else {
-                            format!("{dir}/{name}")
-                        };
-                        add_path(tree, &m, &dest, spec.mode)?;
-                    }
-                    None
+                None
+            }
+        })
+    }
+
+    /// The first of `specs` that installs `path` (or something below it).
+    fn owner<'s>(&self, specs: &'s [FileSpec], path: &str) -> Option<&'s FileSpec> {
+        specs.iter().find(|s| {
+            let mut t = Tree::new();
+            // A failing entry still shows what it added before failing.
+            let _ = self.add_entry(s, &mut t);
+            t.get(path).is_some()
+        })
+    }
+
+    /// Turns a collision of something builder generates (`what`) with the `[[files]]`
+    /// entries into a recipe error naming both sides; `fix` says how to resolve a
+    /// duplicate path.
+    fn collision(&self, what: &str, fix: &str, tree: &Tree, err: TreeError) -> anyhow::Error {
+        let file = self.recipe.file.display();
+        let files = &self.recipe.files;
+        let msg = match &err {
+            TreeError::Duplicate(key) => match self.owner(files, key) {
+                Some(s) => format!(
+                    "{what} goes to `/{key}`, but the [[files]] entry at line {} ({}) installs that path too: {fix}",
+                    s.line,
+                    describe(s)
+                ),
+                None => format!("{what} goes to `/{key}`, which is already in the package: {fix}"),
+            },
+            TreeError::ParentNotDir { path, parent } => {
+                let kind = match tree.get(parent).map(|n| &n.kind) {
+                    Some(NodeKind::Symlink(_)) => "a symlink",
+                    _ => "a file",
+                };
+                match self.owner(files, parent) {
+                    Some(s) => format!(
+                        "{what} goes to `/{path}`, but the [[files]] entry at line {} ({}) installs `/{parent}` as {kind}, not a directory: change that entry's `to` so `/{parent}` stays a directory",
+                        s.line,
+                        describe(s)
+                    ),
+                    None => format!("{what} goes to `/{path}`, but `/{parent}` is {kind} in the package, not a directory"),
                 }
-            })
-        })();
-        let dest = result.map_err(|e| entry_error(recipe, spec, format!("{e:#}")))?;
-        if spec.conffile {
-            match dest.as_deref().and_then(|d| tree.get(d)) {
-                Some(node) if matches!(node.kind, NodeKind::File(_)) => {
-                    conffiles.push(format!("/{}", dest.unwrap_or_default()))
-                }
-                _ => {
-                    return Err(entry_error(
+            }
+            TreeError::InvalidPath { .. } => format!("{what}: {err}"),
+        };
+        crate::error::usage(format!("{file}: {msg}"))
+    }
+
+    /// Expands the `[[files]]` entries into `tree`; returns the flagged conffiles.
+    fn add_files(&self, tree: &mut Tree) -> anyhow::Result<Vec<String>> {
+        let recipe = self.recipe;
+        let mut conffiles = Vec::new();
+        for (i, spec) in recipe.files.iter().enumerate() {
+            let dest = self.add_entry(spec, tree).map_err(|e| {
+                // Name the earlier entry a path collides with.
+                let clash = e.chain().find_map(|c| match c.downcast_ref::<TreeError>() {
+                    Some(TreeError::Duplicate(p)) => Some(p.clone()),
+                    Some(TreeError::ParentNotDir { parent, .. }) => Some(parent.clone()),
+                    _ => None,
+                });
+                match clash.and_then(|p| Some((self.owner(&recipe.files[..i], &p)?, p))) {
+                    Some((other, p)) => entry_error(
                         recipe,
                         spec,
-                        format!("`conffile = true` needs the entry to install a single regular file, but `{}` is not one", spec.to),
-                    ))
+                        format!(
+                            "{e:#}: `/{p}` comes from the entry at line {} ({}); install each path once",
+                            other.line,
+                            describe(other)
+                        ),
+                    ),
+                    None => entry_error(recipe, spec, format!("{e:#}")),
+                }
+            })?;
+            if spec.conffile {
+                match dest.as_deref().and_then(|d| tree.get(d)) {
+                    Some(node) if matches!(node.kind, NodeKind::File(_)) => {
+                        conffiles.push(format!("/{}", dest.unwrap_or_default()))
+                    }
+                    _ => {
+                        return Err(entry_error(
+                            recipe,
+                            spec,
+                            format!("`conffile = true` needs the entry to install a single regular file, but `{}` is not one", spec.to),
+                        ))
+                    }
                 }
             }
         }
+        Ok(conffiles)
     }
-    Ok(conffiles)
 }
 
 fn gzip_n(data: &[u8]) -> anyhow::Result<Vec<u8>> {
@@ -221,9 +536,13 @@ fn gzip_n(data: &[u8]) -> anyhow::Result<Vec<u8>> {
 
 /// `/usr/share/doc/<name>/copyright` (machine-readable format) and the changelog, which
 /// Debian policy requires and lintian checks; skipped where the recipe ships its own.
-fn add_docs(recipe: &Recipe, tree: &mut Tree, mtime: u64) -> anyhow::Result<()> {
+/// Collisions with the `[[files]]` entries are recipe errors naming the entry.
+fn add_docs(c: &Collector, tree: &mut Tree, mtime: u64) -> anyhow::Result<()> {
+    let recipe = c.recipe;
     let p = &recipe.package;
     let doc = format!("usr/share/doc/{}", p.name);
+    // Said for a duplicate path only, which the `is_none` checks below rule out today.
+    let doc_fix = format!("ship your own file inside `/{doc}/` instead");
     if tree.get(&format!("{doc}/copyright")).is_none() {
         let mut text = format!(
             "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: {}\n",
@@ -241,11 +560,14 @@ fn add_docs(recipe: &Recipe, tree: &mut Tree, mtime: u64) -> anyhow::Result<()> 
         if p.license.is_none() {
             text.push_str(" No license was stated in the recipe; set `license` in [package].\n");
         }
-        tree.add_file(
+        let added = tree.add_file(
             &format!("{doc}/copyright"),
             0o644,
             FileSource::Bytes(Arc::from(text.into_bytes())),
-        )?;
+        );
+        if let Err(e) = added {
+            return Err(c.collision("the generated copyright file", &doc_fix, tree, e));
+        }
     }
     if !p.lintian_overrides.is_empty() {
         let path = format!("usr/share/lintian/overrides/{}", p.name);
@@ -254,11 +576,19 @@ fn add_docs(recipe: &Recipe, tree: &mut Tree, mtime: u64) -> anyhow::Result<()> 
             .iter()
             .map(|t| format!("{}: {t}\n", p.name))
             .collect();
-        tree.add_file(
+        let added = tree.add_file(
             &path,
             0o644,
             FileSource::Bytes(Arc::from(text.into_bytes())),
-        )?;
+        );
+        if let Err(e) = added {
+            return Err(c.collision(
+                "the lintian overrides file builder writes from `lintian-overrides` in [package]",
+                "ship the overrides one way: remove that entry, or remove `lintian-overrides` from [package]",
+                tree,
+                e,
+            ));
+        }
     }
     // Policy 12.7: changelog.Debian.gz for non-native packages (with a revision), else changelog.gz.
     let name = if p.revision.is_some() {
@@ -275,11 +605,14 @@ fn add_docs(recipe: &Recipe, tree: &mut Tree, mtime: u64) -> anyhow::Result<()> 
             recipe.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
             p.maintainer
         );
-        tree.add_file(
+        let added = tree.add_file(
             &format!("{doc}/{name}"),
             0o644,
             FileSource::Bytes(Arc::from(gzip_n(text.as_bytes())?)),
-        )?;
+        );
+        if let Err(e) = added {
+            return Err(c.collision("the generated changelog", &doc_fix, tree, e));
+        }
     }
     Ok(())
 }
@@ -328,15 +661,36 @@ pub fn spec(
     compression: Option<Compression>,
     mtime: u64,
 ) -> anyhow::Result<DebSpec> {
+    let collector = Collector::new(recipe, dist);
     let mut tree = Tree::new();
-    let mut conffiles = add_files(recipe, dist, &mut tree)?;
+    let mut conffiles = collector.add_files(&mut tree)?;
     for unit in &recipe.systemd {
         let src = recipe.project.join(&unit.path);
         let dest = format!("lib/systemd/system/{}", unit.name);
-        tree.add_file(&dest, 0o644, FileSource::Path(src))
-            .with_context(|| format!("{}: systemd unit `{}`", recipe.file.display(), unit.name))?;
+        if let Err(e) = tree.add_file(&dest, 0o644, FileSource::Path(src)) {
+            return Err(collector.collision(
+                &format!(
+                    "the unit of `[[systemd]] unit = \"{}\"`",
+                    unit.path.display()
+                ),
+                "remove that [[files]] entry, since [[systemd]] already installs the unit \
+                 (and writes its maintainer-script snippets)",
+                &tree,
+                e,
+            ));
+        }
     }
-    add_docs(recipe, &mut tree, mtime)?;
+    add_docs(&collector, &mut tree, mtime)?;
+    // The entries' own paths were checked as they were collected; this catches what
+    // builder generates from recipe names (systemd units, the doc directory).
+    for (path, _) in tree.iter() {
+        if let Err(why) = installable(path) {
+            return Err(crate::error::usage(format!(
+                "{}: the package would install `/{path}`, which {why}: shorten or rename it in the recipe",
+                recipe.file.display()
+            )));
+        }
+    }
     if recipe.package.etc_conffiles {
         for (path, node) in tree.iter() {
             if path.starts_with("etc/") && matches!(node.kind, NodeKind::File(_)) {
@@ -386,14 +740,30 @@ pub fn spec(
     })
 }
 
-/// Every input file of a recipe (for the SOURCE_DATE_EPOCH fallback).
+/// Every input file of a recipe, for the SOURCE_DATE_EPOCH fallback (the newest
+/// modification time): the recipe, each regular file the `[[files]]` entries collect (from
+/// trees, glob matches and build outputs too), the systemd units and the maintainer
+/// scripts. Directories are left out: their times change when builder writes `dist/`.
+/// An entry that cannot be collected is skipped; [`spec`] reports it.
 pub fn inputs(recipe: &Recipe) -> Vec<PathBuf> {
+    let dist = crate::project::Paths::new(recipe.project.clone()).dist;
+    let collector = Collector::new(recipe, &dist);
     let mut v = vec![recipe.file.clone()];
-    for f in &recipe.files {
-        if let Source::Path { path } = &f.source {
-            v.push(recipe.project.join(path));
-        }
+    for spec in &recipe.files {
+        let mut tree = Tree::new();
+        let _ = collector.add_entry(spec, &mut tree);
+        v.extend(tree.iter().filter_map(|(_, node)| match &node.kind {
+            NodeKind::File(FileSource::Path(p)) => Some(p.clone()),
+            _ => None,
+        }));
     }
     v.extend(recipe.systemd.iter().map(|u| recipe.project.join(&u.path)));
+    let s = &recipe.scripts;
+    v.extend(
+        [&s.preinst, &s.postinst, &s.prerm, &s.postrm]
+            .into_iter()
+            .flatten()
+            .map(|p| recipe.project.join(p)),
+    );
     v
 }

@@ -285,6 +285,29 @@ fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
+/// A path under `project` that the glob `rel` would match if names did not have to be
+/// UTF-8 (the glob crate skips such names without a word), to explain an empty match.
+fn non_utf8_match(project: &Path, rel: &Path) -> Option<PathBuf> {
+    let text = rel.to_str()?;
+    let parts: Vec<&str> = text.split('/').collect();
+    let literal = parts.iter().take_while(|p| !is_glob(p)).count();
+    let base = project.join(parts[..literal].join("/"));
+    let pattern = glob::Pattern::new(&parts[literal..].join("/")).ok()?;
+    let mut walk = walkdir::WalkDir::new(&base).min_depth(1);
+    if !parts.contains(&"**") {
+        walk = walk.max_depth(parts.len() - literal);
+    }
+    walk.into_iter().flatten().find_map(|e| {
+        let below = e.path().strip_prefix(&base).ok()?;
+        (below.to_str().is_none() && pattern.matches(&below.to_string_lossy())).then(|| {
+            e.path()
+                .strip_prefix(project)
+                .unwrap_or(e.path())
+                .to_path_buf()
+        })
+    })
+}
+
 /// Resolves a project-relative path and refuses anything that escapes the project.
 pub(super) fn resolve_in_project(ctx: &Ctx<'_>, from: &str) -> Result<PathBuf, String> {
     let p = Path::new(from);
@@ -477,8 +500,25 @@ fn from_source(ctx: &mut Ctx<'_>, from: &Spanned<String>) -> Option<Source> {
             }
         };
         if matches.is_empty() {
-            ctx.err(from.span(), format!("the glob `{f}` matches no file"))
-                .help = Some("check the pattern; it is relative to the project root".into());
+            match non_utf8_match(ctx.project, &rel) {
+                Some(name) => {
+                    ctx.err(
+                        from.span(),
+                        format!(
+                            "the glob `{f}` matches only `{}`, whose name is not valid UTF-8",
+                            name.display()
+                        ),
+                    )
+                    .help = Some(
+                        "rename it: the package's file lists (md5sums, conffiles) are UTF-8".into(),
+                    );
+                }
+                None => {
+                    ctx.err(from.span(), format!("the glob `{f}` matches no file"))
+                        .help =
+                        Some("check the pattern; it is relative to the project root".into());
+                }
+            }
             return None;
         }
         // Every match must stay inside the project after following symlinks (glob's `.*`
