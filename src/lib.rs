@@ -28,6 +28,7 @@ pub mod docker;
 pub mod error;
 pub mod fslock;
 pub mod image;
+pub mod interrupt;
 pub mod load;
 pub mod manifest;
 pub mod oci;

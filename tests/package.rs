@@ -274,19 +274,7 @@ fn removed_recipes_leave_the_manifest() {
         .replace("name = \"demo\"", "name = \"other\"");
     write_files(dir.path(), &[("recipes/other.toml", &other)]);
     package(dir.path(), None);
-    let names = |dir: &Path| -> Vec<String> {
-        let m: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("dist/manifest.json")).unwrap())
-                .unwrap();
-        let mut v: Vec<String> = m["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["name"].as_str().unwrap().to_string())
-            .collect();
-        v.sort();
-        v
-    };
+    let names = manifest_names;
     assert_eq!(names(dir.path()), ["demo", "other"]);
 
     std::fs::remove_file(dir.path().join("recipes/other.toml")).unwrap();
@@ -309,4 +297,276 @@ fn removed_recipes_leave_the_manifest() {
         text(&out.stderr)
     );
     assert_eq!(names(dir.path()), ["demo"]);
+}
+
+/// The artifact names in dist/manifest.json, sorted.
+fn manifest_names(dir: &Path) -> Vec<String> {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dist/manifest.json")).unwrap()).unwrap();
+    let mut v: Vec<String> = m["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn concurrent_package_runs_keep_every_manifest_entry() {
+    let dir = fixture("none");
+    let names = ["pa", "pb", "pc", "pd"];
+    for n in names {
+        let r = RECIPE
+            .replace("COMPRESSION", "none")
+            .replace("name = \"demo\"", &format!("name = \"{n}\""));
+        write_files(dir.path(), &[(&format!("recipes/{n}.toml"), &r)]);
+    }
+    std::fs::remove_file(dir.path().join("recipes/demo.toml")).unwrap();
+    // Each round starts four `builder package NAME` at once; without the manifest lock
+    // each rewrote the file from what it had read and entries went missing.
+    for round in 0..3 {
+        let _ = std::fs::remove_file(dir.path().join("dist/manifest.json"));
+        let children: Vec<_> = names
+            .iter()
+            .map(|n| {
+                builder()
+                    .arg("--project")
+                    .arg(dir.path())
+                    .args(["-q", "package", n])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        assert_eq!(manifest_names(dir.path()), names, "round {round}");
+    }
+    // Results in dist/ are readable by everyone, like the .debs.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["dist/manifest.json", "dist/debs/pa_2.1.0-3_amd64.deb"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{f}");
+    }
+}
+
+#[test]
+fn each_artifact_keeps_the_commit_it_was_made_from() {
+    let dir = fixture("none");
+    let other = RECIPE
+        .replace("COMPRESSION", "none")
+        .replace("name = \"demo\"", "name = \"other\"");
+    write_files(dir.path(), &[("recipes/other.toml", &other)]);
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let first = git(&["rev-parse", "HEAD"]);
+    let pkg = |name: &str| {
+        let out = run(builder()
+            .arg("--project")
+            .arg(dir.path())
+            .args(["-q", "package", name]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    pkg("demo");
+    write_files(dir.path(), &[("app/docs/NEWS.md", "news\n")]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "two"]);
+    let second = git(&["rev-parse", "HEAD"]);
+    pkg("other");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("dist/manifest.json")).unwrap())
+            .unwrap();
+    let commit_of = |name: &str| {
+        m["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap()["source_commit"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(commit_of("demo"), first);
+    assert_eq!(commit_of("other"), second);
+    assert!(
+        m.get("source_commit").is_none(),
+        "no single commit when artifacts differ: {m}"
+    );
+    pkg("demo");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("dist/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["source_commit"], second.as_str());
+}
+
+#[test]
+fn out_of_range_source_date_epoch_is_a_usage_error() {
+    let dir = fixture("none");
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .env("SOURCE_DATE_EPOCH", "18446744073709551615")
+        .arg("package"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("SOURCE_DATE_EPOCH=`18446744073709551615` is after 2242-03-16"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("dist/debs").exists());
+}
+
+#[test]
+fn a_full_stdout_is_an_environment_error() {
+    let dir = fixture("none");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = builder()
+        .arg("--project")
+        .arg(dir.path())
+        .args(["--json", "validate"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("could not write the results to stdout"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn validate_json_names_a_non_utf8_recipe_file() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = fixture("none");
+    let odd = dir
+        .path()
+        .join("recipes")
+        .join(std::ffi::OsStr::from_bytes(b"d\xffmo.toml"));
+    std::fs::rename(dir.path().join("recipes/demo.toml"), &odd).unwrap();
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .args(["--json", "validate"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(
+        v["recipes"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("d\u{fffd}mo.toml"),
+        "{v}"
+    );
+}
+
+#[test]
+fn inspect_calls_a_damaged_image_tar_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.tar");
+    let mut b = tar::Builder::new(Vec::new());
+    let name = format!("blobs/sha256/{}", "0".repeat(64));
+    let mut h = tar::Header::new_ustar();
+    h.set_path(&name).unwrap();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &b"hello"[..]).unwrap();
+    std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+    let out = run(builder().arg("inspect").arg(&path));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("is not a readable image tar"), "{err}");
+    assert!(err.contains("is corrupt: its content hashes to"), "{err}");
+}
+
+#[test]
+fn ctrl_c_while_packaging_leaves_no_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // 48 MiB that xz needs many seconds for, so the signal lands mid-write.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..48 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect();
+    std::fs::create_dir_all(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/blob"), data).unwrap();
+    write_files(
+        dir.path(),
+        &[(
+            "recipes/big.toml",
+            "[package]\nname = \"big\"\nversion = \"1.0\"\narchitecture = \"all\"\n\
+             maintainer = \"A <a@example.com>\"\ndescription = \"big\"\ncompression = \"xz\"\n\n\
+             [[files]]\nfrom = \"app/blob\"\nto = \"/usr/share/big/blob\"\n",
+        )],
+    );
+    let mut child = builder()
+        .arg("--project")
+        .arg(dir.path())
+        .arg("package")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let debs = dir.path().join("dist/debs");
+    let started = std::time::Instant::now();
+    // Wait until the writer has its temp file, then interrupt.
+    while !std::fs::read_dir(&debs).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no temp file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let waited = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        waited.elapsed() < std::time::Duration::from_secs(20),
+        "builder took {:?} to stop",
+        waited.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&debs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

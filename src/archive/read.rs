@@ -14,9 +14,11 @@ pub fn read_tree<R: Read>(r: R) -> anyhow::Result<Tree> {
     read_tree_limited(r, u64::MAX)
 }
 
-/// [`read_tree`], refusing any regular file larger than `max_file` bytes before reading it
-/// (a crafted archive must not make the reader hold gigabytes).
-pub fn read_tree_limited<R: Read>(r: R, max_file: u64) -> anyhow::Result<Tree> {
+/// [`read_tree`], refusing an archive whose regular files hold more than `max_total` bytes
+/// together, before reading the file that would pass it: a crafted archive (many large
+/// files of zeros compress to almost nothing) must not make the reader hold gigabytes.
+pub fn read_tree_limited<R: Read>(r: R, max_total: u64) -> anyhow::Result<Tree> {
+    let mut left = max_total;
     let mut archive = tar::Archive::new(r);
     let mut tree = Tree::new();
     for entry in archive
@@ -55,12 +57,13 @@ pub fn read_tree_limited<R: Read>(r: R, max_file: u64) -> anyhow::Result<Tree> {
             },
             EntryType::Regular | EntryType::Continuous => {
                 let size = entry.size();
-                if size > max_file {
+                if size > left {
                     bail!(
-                        "tar entry `{name}` is {size} bytes, more than the {max_file} this \
-                         archive may hold per file"
+                        "tar entry `{name}` is {size} bytes, more than the {left} left of the \
+                         {max_total} its archive may hold in all"
                     );
                 }
+                left -= size;
                 let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
                 entry
                     .read_to_end(&mut data)

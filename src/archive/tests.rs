@@ -277,5 +277,23 @@ fn read_tree_limited_refuses_big_files_before_reading_them() {
         format!("{err:#}").contains("`./templates` is 4096 bytes"),
         "{err:#}"
     );
-    assert!(super::read_tree_limited(&tar[..], 4096).is_ok());
+    assert!(super::read_tree_limited(&tar[..], 4096 + 11).is_ok());
+    // The limit is on the whole archive: two files that fit alone do not fit together.
+    assert!(super::read_tree_limited(&tar[..], 4096 + 10).is_err());
+}
+
+#[test]
+fn symlink_targets_linux_cannot_store_are_refused() {
+    let mut t = Tree::new();
+    let longest = "t".repeat(MAX_SYMLINK_TARGET - 1);
+    t.add_symlink("usr/lib/ok", &longest).unwrap();
+    let err = t
+        .add_symlink("usr/lib/long", &"t".repeat(MAX_SYMLINK_TARGET))
+        .unwrap_err();
+    assert!(
+        matches!(&err, TreeError::InvalidPath { path, .. } if path == "usr/lib/long"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("4096 bytes or longer"), "{err}");
+    assert!(t.get("usr/lib/long").is_none());
 }

@@ -142,6 +142,7 @@ pub fn write_tar_observed<W: Write>(
                 observer.start(path);
                 let mut left = size;
                 while left > 0 {
+                    crate::interrupt::check()?;
                     let want = left.min(buf.len() as u64) as usize;
                     let n = file
                         .read(&mut buf[..want])

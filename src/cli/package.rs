@@ -41,6 +41,9 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
 }
 
 pub async fn run(args: PackageArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+    // Ctrl-C or SIGTERM stops the writers at their next block and removes their temp files.
+    let cancel = crate::docker::cancel_on_signals();
+    let _stop_watching = cancel.clone().drop_guard();
     let recipes = recipe::load_project(paths)?;
     if let (Some(name), Some(base)) = (&args.rebase, &args.base) {
         let selected = recipe::select(&recipes, std::slice::from_ref(name))?;

@@ -14,8 +14,8 @@ use super::control::parse_control;
 use super::{Compression, DebContents, DebError, DebFile};
 use crate::archive::{read_tree_limited, FileSource, NodeKind, Tree};
 
-/// Largest file builder reads from a control.tar.
-const CONTROL_FILE_MAX: u64 = 64 << 20;
+/// Most bytes builder reads from a control.tar, all files together.
+const CONTROL_MAX: u64 = 64 << 20;
 
 struct Opened {
     path: PathBuf,
@@ -140,10 +140,10 @@ impl Opened {
         }
     }
 
-    /// The tree of a member; files above `max_file` bytes make it corrupt.
-    fn tree(&self, which: &(Member, Compression), max_file: u64) -> Result<Tree, DebError> {
+    /// The tree of a member; more than `max_total` bytes of files make it corrupt.
+    fn tree(&self, which: &(Member, Compression), max_total: u64) -> Result<Tree, DebError> {
         let mut r = self.member(which)?;
-        let tree = read_tree_limited(&mut r, max_file)
+        let tree = read_tree_limited(&mut r, max_total)
             .map_err(|e| self.corrupt(&which.0, format!("{e:#}")))?;
         // Read to the end so the compressor's trailer and checksum are verified too.
         std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| self.corrupt(&which.0, e))?;
@@ -163,7 +163,7 @@ pub fn read_deb(path: &Path) -> Result<DebContents, DebError> {
     let deb = open(path)?;
     // control.tar holds small text files (control, md5sums, scripts, templates): a crafted
     // one must not make `inspect` hold gigabytes. dpkg's own files stay far below this.
-    let control_tree = deb.tree(&deb.control, CONTROL_FILE_MAX)?;
+    let control_tree = deb.tree(&deb.control, CONTROL_MAX)?;
     let control_text = text(&control_tree, "control").ok_or_else(|| DebError::BadMember {
         path: deb.path.clone(),
         member: deb.control.0.name.clone(),
@@ -228,7 +228,18 @@ fn list_data(deb: &Opened) -> Result<Vec<DebFile>, DebError> {
         let entry = entry.map_err(|e| deb.corrupt(member, e))?;
         let header = entry.header();
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let trimmed = name.trim_start_matches("./").trim_start_matches('/');
+        // dpkg extracts relative to the root and refuses what would leave it; say so rather
+        // than list `/etc/x` or `./../etc/x` as if they were ordinary files.
+        if name.starts_with('/') || name.split('/').any(|c| c == "..") {
+            return Err(deb.corrupt(
+                member,
+                format!(
+                    "entry `{name}` is an absolute path or climbs out with `..`: dpkg would \
+                     refuse this package; do not install it"
+                ),
+            ));
+        }
+        let trimmed = name.trim_start_matches("./");
         let path = format!("/{}", trimmed.trim_end_matches('/'));
         let (kind, link) = match header.entry_type() {
             EntryType::Directory => ('d', None),

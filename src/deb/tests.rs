@@ -341,3 +341,69 @@ fn gzip_chunk_sizes() {
         println!("chunk {chunk:>10}: {n} bytes (deflate {} )", n - 18);
     }
 }
+
+/// A .deb from raw members: `control.tar` and `data.tar` uncompressed, as given.
+fn raw_deb(path: &std::path::Path, control_tar: &[u8], data_tar: &[u8]) {
+    let mut v = Vec::new();
+    v.extend_from_slice(ar::MAGIC);
+    ar::write_member(&mut v, "debian-binary", 0, b"2.0\n").unwrap();
+    ar::write_member(&mut v, "control.tar", 0, control_tar).unwrap();
+    ar::write_member(&mut v, "data.tar", 0, data_tar).unwrap();
+    std::fs::write(path, v).unwrap();
+}
+
+/// A tar of `(raw name, size)` regular files of zeros; names are written byte for byte.
+fn raw_tar(files: &[(&str, u64)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, size) in files {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(*size);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, std::io::repeat(0).take(*size)).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn a_control_tar_of_many_large_files_is_refused_before_it_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bomb.deb");
+    // Each file alone is under the limit; together they are not.
+    let control = raw_tar(&[
+        ("./control", 0),
+        ("./a", 30 << 20),
+        ("./b", 30 << 20),
+        ("./c", 30 << 20),
+    ]);
+    raw_deb(&p, &control, &raw_tar(&[]));
+    let err = read_deb(&p).unwrap_err().to_string();
+    assert!(err.contains("`./c` is 31457280 bytes"), "{err}");
+}
+
+#[test]
+fn data_entries_that_leave_the_root_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("escape.deb");
+    let mut control = tar::Builder::new(Vec::new());
+    let text = b"Package: x\nVersion: 1\nArchitecture: all\nMaintainer: A <a@example.com>\nDescription: x\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_path("./control").unwrap();
+    h.set_size(text.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    control.append(&h, &text[..]).unwrap();
+    let control = control.into_inner().unwrap();
+    for evil in ["./../../etc/evil", "/etc/evil"] {
+        raw_deb(&p, &control, &raw_tar(&[("./", 0), (evil, 4)]));
+        let err = read_deb(&p).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("entry `{evil}` is an absolute path or climbs out")),
+            "{err}"
+        );
+    }
+    raw_deb(&p, &control, &raw_tar(&[("./etc/fine", 4)]));
+    assert_eq!(read_deb(&p).unwrap().files[0].path, "/etc/fine");
+}

@@ -194,6 +194,7 @@ pub fn cancel_on_signals() -> CancellationToken {
                 _ = child.cancelled() => return,
             }
         }
+        crate::interrupt::request();
         child.cancel();
         // Cleanup is under way; a second Ctrl-C means "stop now" (exit code 130, like a shell).
         if tokio::signal::ctrl_c().await.is_ok() {
