@@ -4,11 +4,13 @@
 //! Run: `cargo bench --bench deb`. The input tree (~270 MB: large compressible binaries,
 //! text, thousands of small files) is generated once under `target/bench-data/` and reused.
 //! `BENCH_RUNS=N` repeats each measurement and keeps the fastest; `BENCH_ONLY=gzip` limits
-//! the compressions. builder also computes md5sums while it packs; dpkg-deb gets a
+//! the compressions. `BENCH_TREE=DIR` packs a copy of a real directory instead (made once
+//! under `target/bench-data/copy-<name>/`), e.g. a tree of system binaries and headers. builder also computes md5sums while it packs; dpkg-deb gets a
 //! ready-made DEBIAN/md5sums (as dh_md5sums would leave), so builder does more work.
 #![allow(clippy::print_stdout)]
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -73,6 +75,33 @@ fn text(rng: &mut Rng, size: usize) -> Vec<u8> {
     out
 }
 
+const CONTROL: &str = "Package: bench\nVersion: 1.0\nArchitecture: amd64\n\
+                       Maintainer: Bench <b@example.com>\nDescription: benchmark tree\n";
+
+/// Copies `src` once into `base/tree` (a copy, so the DEBIAN/ files dpkg-deb needs never
+/// touch the original); returns the copy's root.
+fn copied_tree(base: &Path, src: &Path) -> PathBuf {
+    let root = base.join("tree");
+    if base.join(MARKER).exists() {
+        return root;
+    }
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root).unwrap();
+    println!("copying {} to {} (once)", src.display(), root.display());
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(src.join("."))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a {} failed", src.display());
+    let _ = fs::remove_dir_all(root.join("DEBIAN"));
+    fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    fs::write(root.join("DEBIAN/control"), CONTROL).unwrap();
+    fs::write(base.join(MARKER), "").unwrap();
+    root
+}
+
 /// Generates the tree once; returns its root (which also holds DEBIAN/control for dpkg-deb).
 fn tree_dir(base: &Path) -> PathBuf {
     let root = base.join("tree");
@@ -115,12 +144,7 @@ fn tree_dir(base: &Path) -> PathBuf {
         fs::write(d.join(format!("f{i:05}.dat")), content).unwrap();
     }
     fs::create_dir_all(root.join("DEBIAN")).unwrap();
-    fs::write(
-        root.join("DEBIAN/control"),
-        "Package: bench\nVersion: 1.0\nArchitecture: amd64\nMaintainer: Bench <b@example.com>\n\
-         Description: benchmark tree\n",
-    )
-    .unwrap();
+    fs::write(root.join("DEBIAN/control"), CONTROL).unwrap();
     fs::write(base.join(MARKER), "").unwrap();
     root
 }
@@ -150,10 +174,14 @@ fn builder_tree(root: &Path) -> Tree {
         if rel == "DEBIAN" || rel.starts_with("DEBIAN/") {
             continue;
         }
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o7777;
         if entry.file_type().is_dir() {
-            tree.add_dir(rel, 0o755).unwrap();
+            tree.add_dir(rel, mode).unwrap();
+        } else if entry.file_type().is_symlink() {
+            let target = fs::read_link(entry.path()).unwrap();
+            tree.add_symlink(rel, target.to_str().unwrap()).unwrap();
         } else {
-            tree.add_file(rel, 0o644, FileSource::Path(entry.path().to_path_buf()))
+            tree.add_file(rel, mode, FileSource::Path(entry.path().to_path_buf()))
                 .unwrap();
         }
     }
@@ -185,9 +213,26 @@ fn timed<F: FnMut()>(runs: usize, mut f: F) -> (Duration, f64) {
 }
 
 fn main() {
-    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
-    fs::create_dir_all(&base).unwrap();
-    let root = tree_dir(&base);
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    let (base, root) = match std::env::var_os("BENCH_TREE") {
+        Some(src) => {
+            let src = fs::canonicalize(&src).expect("BENCH_TREE must name an existing directory");
+            let name: String = src
+                .to_string_lossy()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let base = data.join(format!("copy{name}"));
+            fs::create_dir_all(&base).unwrap();
+            let root = copied_tree(&base, &src);
+            (base, root)
+        }
+        None => {
+            fs::create_dir_all(&data).unwrap();
+            let root = tree_dir(&data);
+            (data, root)
+        }
+    };
     let out = base.join("out");
     fs::create_dir_all(&out).unwrap();
     let runs: usize = std::env::var("BENCH_RUNS")
