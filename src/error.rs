@@ -6,11 +6,13 @@
 //! - 1: a stage failed (build failed, smoke gate failed, promotion refused)
 //! - 2: recipe or usage error (bad TOML, bad flag, unknown recipe)
 //! - 3: environment error (Docker unreachable, disk full, missing tool)
+//! - 130: interrupted (Ctrl-C or SIGTERM), after cleaning up, as a shell reports it
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_ENVIRONMENT: u8 = 3;
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// An error whose kind decides the exit code.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,9 @@ pub enum Failure {
     /// A stage ran and failed: a build, a gate, a check.
     #[error("{0}")]
     Failed(String),
+    /// Stopped by Ctrl-C or SIGTERM (after cleanup): CI must not mistake it for a failure.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 /// Shorthand for a usage error (exit code 2).
@@ -50,6 +55,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         Failure::Usage(_) => EXIT_USAGE,
         Failure::Environment(_) => EXIT_ENVIRONMENT,
         Failure::Failed(_) => EXIT_FAILED,
+        Failure::Interrupted(_) => EXIT_INTERRUPTED,
     };
     if let Some(f) = err.downcast_ref::<Failure>() {
         return code(f);
@@ -62,6 +68,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             return EXIT_USAGE;
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            // Only `crate::interrupt::check` surfaces this kind; I/O calls retry it.
+            if io.kind() == std::io::ErrorKind::Interrupted {
+                return EXIT_INTERRUPTED;
+            }
             // The machine, not the input: a full disk, a read-only mount, a directory this user
             // may not write.
             if matches!(
@@ -96,6 +106,9 @@ mod tests {
         }
         let err = anyhow::Error::new(Error::from(ErrorKind::InvalidData)).context("bad");
         assert_eq!(exit_code(&err), EXIT_FAILED);
+        let err = anyhow::Error::new(Error::new(ErrorKind::Interrupted, "interrupted"))
+            .context("could not write the package");
+        assert_eq!(exit_code(&err), EXIT_INTERRUPTED);
         let err = anyhow::Error::new(Error::from(ErrorKind::PermissionDenied))
             .context(Failure::Usage("`--dist` is a file".into()));
         assert_eq!(

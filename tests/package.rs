@@ -562,7 +562,7 @@ fn ctrl_c_while_packaging_leaves_no_temp_files() {
         "builder took {:?} to stop",
         waited.elapsed()
     );
-    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     let left: Vec<_> = std::fs::read_dir(&debs)
         .unwrap()

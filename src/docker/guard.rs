@@ -206,5 +206,5 @@ pub fn cancel_on_signals() -> CancellationToken {
 
 /// The error an operation returns after it was cancelled by a signal and cleaned up.
 pub fn interrupted() -> anyhow::Error {
-    crate::error::failed("interrupted")
+    crate::error::Failure::Interrupted("interrupted".into()).into()
 }
