@@ -671,7 +671,10 @@ fn sigkilled_promoters_never_break_the_repository_and_concurrent_ones_serialise(
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // Two promoters at once: both finish, one after the other.
+    // Two promoters at once: both finish, one after the other; the second finds the
+    // artifacts already there and writes nothing.
+    p.package("2.0", 4);
+    p.report("concurrent", true, &[]);
     let before = history(&p, "dev").len();
     let spawn = || {
         p.builder_cmd(&["promote", "--to", "dev"])
@@ -687,15 +690,19 @@ fn sigkilled_promoters_never_break_the_repository_and_concurrent_ones_serialise(
     let waited = [&a, &b].iter().any(|o| text(&o.stderr).contains("Waiting"));
     eprintln!("concurrent promoters: one waited for the lock: {waited}");
     let h = history(&p, "dev");
-    assert_eq!(h.len(), before + 2, "{h:?}");
+    assert_eq!(h.len(), before + 1, "{h:?}");
     let g1 = h[before]["generation"].as_u64().unwrap();
-    let g2 = h[before + 1]["generation"].as_u64().unwrap();
-    assert_eq!(g2, g1 + 1);
-    for g in [g1, g2] {
-        assert!(env
-            .join(format!(".generations/{g}/generation.json"))
-            .is_file());
-    }
+    assert!(env
+        .join(format!(".generations/{g1}/generation.json"))
+        .is_file());
+    assert!(
+        [&a, &b]
+            .iter()
+            .any(|o| text(&o.stderr).contains("already holds these artifacts")),
+        "{}\n{}",
+        both(&a),
+        both(&b)
+    );
     apt_verifies(&env, &p.keyring()).unwrap();
 }
 
@@ -1384,4 +1391,240 @@ fn ci_examples_run_readmes_commands_and_their_promotions_parse() {
             );
         }
     }
+}
+
+fn gpgv_ok(keyring: &Path, inrelease: &Path) -> bool {
+    Command::new("gpgv")
+        .arg("--keyring")
+        .arg(keyring)
+        .arg(inrelease)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// `<env>/signing-key.gpg` changes only with the generation it verifies; a different key
+/// is refused (naming both fingerprints) unless `--rotate-key`, for promote and repo alike;
+/// the same artifacts again write nothing.
+#[test]
+fn the_repository_key_changes_only_by_rotation_and_only_with_its_generation() {
+    let p = Project::new();
+    p.package("1.0", 4);
+    p.report("k-1", true, &[]);
+    assert!(p.promote(&["--to", "dev"]).status.success());
+    let env = p.env_dir("dev");
+    let key_file = env.join("signing-key.gpg");
+    let old_key = fs::read(&key_file).unwrap();
+    assert_eq!(
+        fs::read_link(&key_file).unwrap(),
+        Path::new("dists/signing-key.gpg")
+    );
+    let old_fpr = builder::sign::public_key_fingerprint(&old_key).unwrap();
+
+    // The same artifacts again: nothing new.
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(
+        both(&o).contains("`dev` already holds these artifacts (generation 1)"),
+        "{}",
+        both(&o)
+    );
+    assert_eq!(history(&p, "dev").len(), 1);
+
+    let other = p.keys.path().join("other.asc");
+    let o = p.builder(&["key", "generate", "--out", other.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", both(&o));
+    let other_s = other.to_str().unwrap();
+    p.package("2.0", 4);
+    p.report("k-2", true, &[]);
+    let o = p.promote(&["--to", "dev", "--signing-key", other_s]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    let new_fpr = builder::sign::Signer::from_file(&other)
+        .unwrap()
+        .fingerprint();
+    let msg = both(&o);
+    assert!(
+        msg.contains(&old_fpr) && msg.contains(&new_fpr) && msg.contains("--rotate-key"),
+        "{msg}"
+    );
+    assert_eq!(history(&p, "dev").len(), 1);
+    assert!(!pool_file(&p, "dev", "2.0").exists());
+
+    // A rotation whose generation cannot be written leaves the old key beside the old
+    // signatures (a by-hash file the next generation carries over is missing).
+    let by_hash = env.join("dists/dev/main/binary-amd64/by-hash/SHA256");
+    let saved = p.keys.path().join("by-hash");
+    fs::create_dir_all(&saved).unwrap();
+    for e in fs::read_dir(&by_hash).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), saved.join(e.file_name())).unwrap();
+        fs::remove_file(e.path()).unwrap();
+    }
+    let o = p.promote(&["--to", "dev", "--signing-key", other_s, "--rotate-key"]);
+    assert!(!o.status.success(), "{}", both(&o));
+    assert_eq!(
+        fs::read(&key_file).unwrap(),
+        old_key,
+        "the key changed alone"
+    );
+    assert!(gpgv_ok(&key_file, &env.join("dists/dev/InRelease")));
+    for e in fs::read_dir(&saved).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), by_hash.join(e.file_name())).unwrap();
+    }
+
+    let o = p.promote(&["--to", "dev", "--signing-key", other_s, "--rotate-key"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(
+        both(&o).contains("rotating the signing key"),
+        "{}",
+        both(&o)
+    );
+    let new_key = fs::read(&key_file).unwrap();
+    assert_eq!(
+        builder::sign::public_key_fingerprint(&new_key).unwrap(),
+        new_fpr
+    );
+    assert!(gpgv_ok(&key_file, &env.join("dists/dev/InRelease")));
+    apt_verifies(&env, &key_file).unwrap();
+
+    // `repo rollback` re-signs: the old key (BUILDER_SIGNING_KEY_FILE) is now the other one.
+    let o = p.builder(&["repo", "rollback", "dev"]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(both(&o).contains(&new_fpr), "{}", both(&o));
+    let o = p.builder(&["repo", "rollback", "dev", "--rotate-key"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(fs::read(&key_file).unwrap(), old_key);
+    apt_verifies(&env, &key_file).unwrap();
+}
+
+/// `--signing-key` > BUILDER_SIGNING_KEY > BUILDER_SIGNING_KEY_FILE > promote.toml > the
+/// generated key; a bad promote.toml key names promote.toml.
+#[test]
+fn signing_key_precedence_and_where_a_bad_key_came_from() {
+    let p = Project::new();
+    let xdg = tempfile::tempdir().unwrap();
+    p.package("1.0", 4);
+    p.report("pk-1", true, &[]);
+    fs::write(
+        p.path().join("promote.toml"),
+        "signing_key = \"missing.asc\"\n",
+    )
+    .unwrap();
+    // The environment wins over promote.toml.
+    let o = run(p
+        .builder_cmd(&["promote", "--to", "dev"])
+        .env("XDG_CONFIG_HOME", xdg.path()));
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(
+        both(&o).contains("BUILDER_SIGNING_KEY_FILE"),
+        "{}",
+        both(&o)
+    );
+    // Without it, promote.toml's key is used, and its error says so.
+    p.package("2.0", 4);
+    p.report("pk-2", true, &[]);
+    let o = run(p
+        .builder_cmd(&["promote", "--to", "dev"])
+        .env("XDG_CONFIG_HOME", xdg.path())
+        .env_remove("BUILDER_SIGNING_KEY_FILE"));
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(
+        both(&o).contains("`signing_key` in") && both(&o).contains("promote.toml"),
+        "{}",
+        both(&o)
+    );
+    // Nothing configured: the key pipeline/ci generated is used when it exists.
+    fs::remove_file(p.path().join("promote.toml")).unwrap();
+    fs::create_dir_all(xdg.path().join("builder")).unwrap();
+    fs::copy(p.key(), xdg.path().join("builder/signing-key.asc")).unwrap();
+    let o = run(p
+        .builder_cmd(&["promote", "--to", "dev"])
+        .env("XDG_CONFIG_HOME", xdg.path())
+        .env_remove("BUILDER_SIGNING_KEY_FILE"));
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(
+        both(&o).contains("generated by pipeline/ci"),
+        "{}",
+        both(&o)
+    );
+}
+
+/// Unknown environments and bad `environments` entries are usage errors that create nothing.
+#[test]
+fn unknown_and_invalid_environments_are_refused_before_anything_is_created() {
+    let p = Project::new();
+    for cmd in [
+        vec!["repo", "list", "nope"],
+        vec!["repo", "history", "nope"],
+        vec!["repo", "prune", "nope", "--keep", "1"],
+        vec!["repo", "rollback", "nope"],
+    ] {
+        let o = p.builder(&cmd);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", both(&o));
+        assert!(
+            both(&o).contains("unknown environment `nope`")
+                && both(&o).contains("dev → staging → prod"),
+            "{}",
+            both(&o)
+        );
+        assert!(!p.env_dir("nope").exists(), "{cmd:?} created it");
+    }
+    for (envs, bad) in [("[\"../x\", \"dev\"]", "`../x`"), ("[\"\"]", "``")] {
+        fs::write(
+            p.path().join("promote.toml"),
+            format!("environments = {envs}\n"),
+        )
+        .unwrap();
+        let o = p.promote(&["--to", "dev"]);
+        assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+        let msg = both(&o);
+        assert!(
+            msg.contains("`environments` in")
+                && msg.contains("promote.toml")
+                && msg.contains(&format!("{bad} is not a valid environment name")),
+            "{msg}"
+        );
+    }
+}
+
+/// An unreadable old report is skipped with a warning; asked for by `--run`, or newer than
+/// every readable one, it is an error. An unknown `--run` is a usage error listing run ids.
+#[test]
+fn unreadable_old_reports_are_skipped_and_unknown_runs_listed() {
+    let p = Project::new();
+    p.package("1.0", 4);
+    let broken = p.dist().join("smoke/old/report.json");
+    fs::create_dir_all(broken.parent().unwrap()).unwrap();
+    fs::write(&broken, "{").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    p.report("good-1", true, &[]);
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let msg = both(&o);
+    assert!(
+        msg.contains("skipping `")
+            && msg.contains("smoke/old/report.json")
+            && msg.contains("delete"),
+        "{msg}"
+    );
+    let o = p.promote(&["--to", "dev", "--run", "old"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(both(&o).contains("smoke/old/report.json"), "{}", both(&o));
+
+    let o = p.promote(&["--to", "dev", "--run", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(
+        both(&o).contains("no smoke run `nope`") && both(&o).contains("`good-1`"),
+        "{}",
+        both(&o)
+    );
+
+    // The newest report unreadable: the latest result is unknown.
+    std::thread::sleep(Duration::from_millis(20));
+    fs::write(&broken, "{").unwrap();
+    let o = p.promote(&["--to", "dev"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(both(&o).contains("cannot be read"), "{}", both(&o));
 }

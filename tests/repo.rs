@@ -395,9 +395,11 @@ fn bad_sha_and_changed_bytes_are_refused_before_writing() {
     let changed = build_deb(t2.path(), "hello", "1.0", "amd64", "different");
     let err = repo::publish(&c, &keys.signer, &[changed], "r", &q()).unwrap_err();
     assert!(format!("{err:#}").contains("bump the version"), "{err:#}");
-    // Identical bytes again are fine and change nothing but the generation.
+    // Identical bytes again are fine and change nothing: no new generation.
     let g = repo::publish(&c, &keys.signer, &[deb], "r", &q()).unwrap();
     assert_eq!(g.packages.len(), 1);
+    assert!(g.unchanged);
+    assert_eq!((g.number, repo::history(&c).unwrap().len()), (1, 1));
 }
 
 #[test]

@@ -33,9 +33,14 @@ pub struct PromoteArgs {
     /// Directory holding the environment repositories [default: <dist>/repos]
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Armored secret key [default: $BUILDER_SIGNING_KEY or $BUILDER_SIGNING_KEY_FILE]
+    /// Armored secret key [default: $BUILDER_SIGNING_KEY, $BUILDER_SIGNING_KEY_FILE,
+    /// `signing_key` in promote.toml, then the key pipeline/ci generated]
     #[arg(long, value_name = "PATH")]
     pub signing_key: Option<PathBuf>,
+    /// Sign with a key other than the one the repository publishes, replacing its
+    /// signing-key.gpg (clients pinned to the old key must install the new one)
+    #[arg(long)]
+    pub rotate_key: bool,
     /// Promotion config [default: <project>/promote.toml when it exists]
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -51,15 +56,17 @@ pub async fn run(args: PromoteArgs, paths: &Paths, reporter: &Reporter) -> anyho
         registry: args.registry,
         root: args.root,
         signing_key: args.signing_key,
+        rotate_key: args.rotate_key,
     };
     let result = promote::promote(paths, &opts, reporter).await?;
     if reporter.is_json() {
         reporter.json(&result)?;
     } else {
         let mut out = String::new();
+        let unchanged = if result.unchanged { " (unchanged)" } else { "" };
         let _ = writeln!(
             out,
-            "{}: generation {} from {} ({:.2}s)",
+            "{}: generation {}{unchanged} from {} ({:.2}s)",
             result.env, result.generation, result.source, result.promote_seconds
         );
         for p in &result.packages {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::Paths;
+use crate::promote::PromoteConfig;
 use crate::repo::{self, RepoConfig};
 use crate::report::Reporter;
 use crate::sign::Signer;
@@ -28,9 +29,14 @@ pub struct EnvArgs {
 
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// Armored secret key [default: $BUILDER_SIGNING_KEY or $BUILDER_SIGNING_KEY_FILE]
+    /// Armored secret key [default: $BUILDER_SIGNING_KEY, $BUILDER_SIGNING_KEY_FILE,
+    /// `signing_key` in promote.toml, then the key pipeline/ci generated]
     #[arg(long, value_name = "PATH")]
     pub signing_key: Option<PathBuf>,
+    /// Sign with a key other than the one the repository publishes, replacing its
+    /// signing-key.gpg (clients pinned to the old key must install the new one)
+    #[arg(long)]
+    pub rotate_key: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,29 +66,30 @@ pub enum RepoCommand {
 }
 
 /// The repository `env` names: `--root`, else `root` from promote.toml, else
-/// `<dist>/repos`, the same place `builder promote` writes to.
-fn config(env: &EnvArgs, paths: &Paths) -> anyhow::Result<RepoConfig> {
-    let root = match &env.root {
-        Some(r) => r.clone(),
-        None => crate::promote::PromoteConfig::load(paths, None)?.root,
-    };
-    Ok(RepoConfig::new(root, &env.env))
+/// `<dist>/repos`, the same place `builder promote` writes to. `env` must be one of
+/// promote.toml's environments (checked before anything is created).
+fn config(env: &EnvArgs, paths: &Paths) -> anyhow::Result<(RepoConfig, PromoteConfig)> {
+    let promote = PromoteConfig::load(paths, None)?;
+    promote.position(&env.env)?;
+    let root = env.root.clone().unwrap_or_else(|| promote.root.clone());
+    Ok((RepoConfig::new(root, &env.env), promote))
 }
 
-/// The signing key as `builder promote` finds it: `--signing-key`, else `signing_key` from
-/// promote.toml, else `BUILDER_SIGNING_KEY` / `BUILDER_SIGNING_KEY_FILE`.
-fn signer(sign: &SignArgs, paths: &Paths) -> anyhow::Result<Signer> {
-    let path = match &sign.signing_key {
-        Some(p) => Some(p.clone()),
-        None => crate::promote::PromoteConfig::load(paths, None)?.signing_key,
-    };
-    Signer::load(path.as_deref())
+/// The signing key as `builder promote` finds it (see [`PromoteConfig::signer`]).
+fn signer(
+    sign: &SignArgs,
+    promote: &PromoteConfig,
+    cfg: &mut RepoConfig,
+    reporter: &Reporter,
+) -> anyhow::Result<Signer> {
+    cfg.rotate_key = sign.rotate_key;
+    promote.signer(sign.signing_key.as_deref(), reporter)
 }
 
 pub fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     match args.command {
         RepoCommand::List(env) => {
-            let cfg = config(&env, paths)?;
+            let (cfg, _) = config(&env, paths)?;
             let (packages, images) = repo::contents(&cfg)?;
             if reporter.is_json() {
                 let rows: Vec<_> = packages
@@ -121,23 +128,23 @@ pub fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result
             }
         }
         RepoCommand::Prune { env, keep, sign } => {
-            let cfg = config(&env, paths)?;
-            let signer = signer(&sign, paths)?;
+            let (mut cfg, promote) = config(&env, paths)?;
+            let signer = signer(&sign, &promote, &mut cfg, reporter)?;
             let report = repo::prune(&cfg, &signer, keep, reporter)?;
             if reporter.is_json() {
                 reporter.json(&report)?;
             }
         }
         RepoCommand::Rollback { env, sign } => {
-            let cfg = config(&env, paths)?;
-            let signer = signer(&sign, paths)?;
+            let (mut cfg, promote) = config(&env, paths)?;
+            let signer = signer(&sign, &promote, &mut cfg, reporter)?;
             let g = repo::rollback(&cfg, &signer, reporter)?;
             if reporter.is_json() {
                 reporter.json(&serde_json::json!({ "generation": g.number }))?;
             }
         }
         RepoCommand::History(env) => {
-            let cfg = config(&env, paths)?;
+            let (cfg, _) = config(&env, paths)?;
             let entries = repo::history(&cfg)?;
             if reporter.is_json() {
                 reporter.json(&entries)?;

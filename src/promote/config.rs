@@ -35,6 +35,8 @@ pub struct PromoteConfig {
     pub root: PathBuf,
     pub registry: Option<String>,
     pub signing_key: Option<PathBuf>,
+    /// The file read (`None`: no promote.toml, defaults).
+    pub file: Option<PathBuf>,
 }
 
 pub const FILE: &str = "promote.toml";
@@ -61,6 +63,12 @@ impl PromoteConfig {
             )));
         }
         for (i, e) in environments.iter().enumerate() {
+            // An environment is a directory under `root`: `../x` or `` must not get that far.
+            if let Err(why) = crate::repo::check_env_name(e) {
+                return Err(usage(format!(
+                    "`environments`{where_}: {why}; fix that entry"
+                )));
+            }
             if environments[..i].contains(e) {
                 return Err(usage(format!("environment `{e}` is listed twice{where_}")));
             }
@@ -81,7 +89,28 @@ impl PromoteConfig {
                 .unwrap_or_else(|| paths.dist.join("repos")),
             registry: raw.registry.filter(|r| !r.trim().is_empty()),
             signing_key: raw.signing_key.map(relative),
+            file,
         })
+    }
+
+    /// The signing key: `flag`, else the environment, else `signing_key` here, else the
+    /// generated key (see [`crate::sign::resolve`]); says which one in an info line.
+    pub fn signer(
+        &self,
+        flag: Option<&std::path::Path>,
+        reporter: &crate::report::Reporter,
+    ) -> anyhow::Result<crate::sign::Signer> {
+        let default_file = PathBuf::from(FILE);
+        let config = self
+            .signing_key
+            .as_deref()
+            .map(|k| (k, self.file.as_deref().unwrap_or(&default_file)));
+        let (signer, source) = crate::sign::resolve(flag, config)?;
+        reporter.info(format!(
+            "signing with key {} from {source}",
+            signer.fingerprint()
+        ));
+        Ok(signer)
     }
 
     /// Position of `env` in the promotion order.

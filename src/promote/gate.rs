@@ -11,9 +11,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::error::failed;
+use crate::error::{failed, usage};
 use crate::repo::images::{self, ImageArtifact, ImageEntry, ImageSource};
 use crate::repo::{self, DebArtifact, PackageEntry, Publication, RepoConfig};
+use crate::report::Reporter;
 
 use super::smoke_report::{self, ReportArtifact, SmokeReport};
 
@@ -46,17 +47,33 @@ fn check_sha(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<std::
 }
 
 /// The latest report, which must have passed.
-pub fn passed_report(dist: &Path, run: Option<&str>) -> anyhow::Result<SmokeReport> {
+pub fn passed_report(
+    dist: &Path,
+    run: Option<&str>,
+    reporter: &Reporter,
+) -> anyhow::Result<SmokeReport> {
     if let Some(id) = run {
-        let Some(r) = smoke_report::find(dist, id)? else {
-            return Err(failed(format!(
-                "no report of smoke run `{id}` in `{}`; `builder smoke` prints the run id",
+        let Some(r) = smoke_report::find(dist, id, reporter)? else {
+            // A wrong id is a usage error: say which ids exist (the newest few).
+            let known: Vec<String> = smoke_report::sorted(dist, &Reporter::quiet())?
+                .into_iter()
+                .rev()
+                .take(5)
+                .map(|r| format!("`{}`", r.run))
+                .collect();
+            let known = match known.len() {
+                0 => "there are none yet: run `builder smoke` first".to_string(),
+                _ => format!("the newest are {}", known.join(", ")),
+            };
+            return Err(usage(format!(
+                "`--run {id}`: no smoke run `{id}` in `{}`; {known} (`builder smoke` prints \
+                 the run id)",
                 smoke_report::smoke_dir(dist).display()
             )));
         };
         return check_passed(r, "smoke run");
     }
-    let Some(r) = smoke_report::latest(dist)? else {
+    let Some(r) = smoke_report::latest(dist, reporter)? else {
         return Err(failed(format!(
             "no smoke report in `{}`: nothing has passed the smoke test yet; run `builder smoke` \
              first",
@@ -181,6 +198,7 @@ fn approving_report(
     what: &str,
     run: Option<&str>,
     cache: &mut BTreeMap<String, SmokeReport>,
+    reporter: &Reporter,
 ) -> anyhow::Result<SmokeReport> {
     let Some(run) = run else {
         return Err(failed(format!(
@@ -191,7 +209,7 @@ fn approving_report(
     if let Some(r) = cache.get(run) {
         return Ok(r.clone());
     }
-    let r = smoke_report::find(dist, run)?.ok_or_else(|| {
+    let r = smoke_report::find(dist, run, reporter)?.ok_or_else(|| {
         failed(format!(
             "{what} in `{env}` was approved by smoke run {run}, whose report is no longer in \
              `{}`: it cannot be checked again; keep dist/smoke/ with the repositories",
@@ -208,7 +226,11 @@ fn approving_report(
 }
 
 /// What `source` holds now, traced back to passed reports and hashed again.
-pub fn from_env(dist: &Path, source: &RepoConfig) -> anyhow::Result<Publication> {
+pub fn from_env(
+    dist: &Path,
+    source: &RepoConfig,
+    reporter: &Reporter,
+) -> anyhow::Result<Publication> {
     let (packages, imgs) = repo::contents(source)?;
     if packages.is_empty() && imgs.is_empty() {
         return Err(failed(format!(
@@ -229,7 +251,7 @@ pub fn from_env(dist: &Path, source: &RepoConfig) -> anyhow::Result<Publication>
     );
     for pkg in packages {
         let what = format!("package {} {} ({})", pkg.name, pkg.version, pkg.arch);
-        let r = approving_report(dist, env, &what, pkg.run.as_deref(), &mut cache)?;
+        let r = approving_report(dist, env, &what, pkg.run.as_deref(), &mut cache, reporter)?;
         let listed = r
             .artifacts
             .iter()
@@ -269,7 +291,7 @@ pub fn from_env(dist: &Path, source: &RepoConfig) -> anyhow::Result<Publication>
     let src_images = images::images_dir(&source.env_dir());
     for img in newest(&imgs, |i: &ImageEntry| i.name.clone(), |i| &i.version) {
         let what = format!("image {}", img.ref_name());
-        let r = approving_report(dist, env, &what, img.run.as_deref(), &mut cache)?;
+        let r = approving_report(dist, env, &what, img.run.as_deref(), &mut cache, reporter)?;
         let Some(a) = r
             .artifacts
             .iter()

@@ -27,7 +27,6 @@ use crate::error::usage;
 use crate::project::Paths;
 use crate::repo::{self, images::ImageEntry, RepoConfig};
 use crate::report::Reporter;
-use crate::sign::Signer;
 
 pub use config::PromoteConfig;
 
@@ -50,8 +49,11 @@ pub struct PromoteOptions {
     pub registry: Option<String>,
     /// Overrides the config's repositories root.
     pub root: Option<PathBuf>,
-    /// Overrides the config's signing key path.
+    /// The signing key; wins over the environment and the config (see
+    /// [`PromoteConfig::signer`]).
     pub signing_key: Option<PathBuf>,
+    /// Allow signing with a key other than the one the target repository publishes.
+    pub rotate_key: bool,
 }
 
 /// What one promotion did.
@@ -61,6 +63,8 @@ pub struct PromoteResult {
     /// `smoke run <id> (...)`, `environment <env> (...)` or `rollback`.
     pub source: String,
     pub generation: u64,
+    /// `to` already held exactly these artifacts: nothing was written.
+    pub unchanged: bool,
     pub packages: Vec<PromotedPackage>,
     pub images: Vec<ImageEntry>,
     pub pushed: Vec<registry::Pushed>,
@@ -150,9 +154,6 @@ pub async fn promote(
     if let Some(r) = &opts.root {
         cfg.root = r.clone();
     }
-    if let Some(k) = &opts.signing_key {
-        cfg.signing_key = Some(k.clone());
-    }
     let registry = cfg
         .registry
         .as_deref()
@@ -170,8 +171,9 @@ pub async fn promote(
     } else {
         Some(resolve_source(&cfg, opts)?)
     };
-    let signer = Signer::load(cfg.signing_key.as_deref())?;
-    let target = RepoConfig::new(&cfg.root, &opts.to);
+    let signer = cfg.signer(opts.signing_key.as_deref(), reporter)?;
+    let mut target = RepoConfig::new(&cfg.root, &opts.to);
+    target.rotate_key = opts.rotate_key;
     let dist = paths.dist.clone();
     let rep = reporter.clone();
     let root = cfg.root.clone();
@@ -184,7 +186,7 @@ pub async fn promote(
             Some(source) => {
                 let publication = match source {
                     Source::Report(run) => {
-                        let r = gate::passed_report(&dist, run.as_deref())?;
+                        let r = gate::passed_report(&dist, run.as_deref(), &rep)?;
                         rep.verbose(format!("promoting what smoke run {} passed", r.run));
                         gate::from_report(&dist, &r)?
                     }
@@ -198,7 +200,7 @@ pub async fn promote(
                             true => Some(repo::store::RepoLock::acquire(&layout, &rep)?),
                             false => None, // from_env says it holds nothing
                         };
-                        let p = gate::from_env(&dist, &src)?;
+                        let p = gate::from_env(&dist, &src, &rep)?;
                         let text = p.source.clone();
                         let g = repo::publish_full(&target, &signer, &p, &rep)?;
                         drop(lock);
@@ -247,6 +249,7 @@ pub async fn promote(
         env: opts.to.clone(),
         source: source_text,
         generation: g.number,
+        unchanged: g.unchanged,
         packages: g
             .packages
             .iter()

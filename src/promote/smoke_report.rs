@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::report::Reporter;
+
 /// The part of a smoke report promotion reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SmokeReport {
@@ -64,44 +66,97 @@ pub fn read(path: &Path) -> anyhow::Result<SmokeReport> {
     Ok(r)
 }
 
+/// The reports under `dist/smoke/`: those promotion can read, and those it cannot.
+#[derive(Debug, Default)]
+pub struct Reports {
+    pub readable: Vec<SmokeReport>,
+    /// `report.json` files that cannot be read or parsed, with why.
+    pub unreadable: Vec<(PathBuf, anyhow::Error)>,
+}
+
 /// Every complete report under `dist/smoke/` (runs still in progress have no report.json).
-pub fn all(dist: &Path) -> anyhow::Result<Vec<SmokeReport>> {
+/// One damaged report does not hide the others: it goes to `unreadable`.
+pub fn all(dist: &Path) -> anyhow::Result<Reports> {
     let dir = smoke_dir(dist);
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Reports::default()),
         Err(e) => return Err(e).with_context(|| format!("could not list `{}`", dir.display())),
     };
-    let mut out = Vec::new();
+    let mut out = Reports::default();
     for ent in rd {
         let ent = ent.with_context(|| format!("could not list `{}`", dir.display()))?;
         let p = ent.path().join("report.json");
         if p.is_file() {
-            out.push(read(&p)?);
+            match read(&p) {
+                Ok(r) => out.readable.push(r),
+                Err(e) => out.unreadable.push((p, e)),
+            }
         }
     }
     Ok(out)
 }
 
+fn mtime(p: &Path) -> std::time::SystemTime {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .ok()
+        .unwrap_or(std::time::UNIX_EPOCH)
+}
+
+fn warn_unreadable(reporter: &Reporter, unreadable: &[(PathBuf, anyhow::Error)]) {
+    for (p, e) in unreadable {
+        reporter.warn(format!(
+            "skipping `{}`: {e:#}; delete it (or its run directory) if that run is not needed",
+            p.display()
+        ));
+    }
+}
+
+/// Every readable report, oldest first (by `finished`, then by file modification time);
+/// unreadable ones are skipped with a warning.
+pub fn sorted(dist: &Path, reporter: &Reporter) -> anyhow::Result<Vec<SmokeReport>> {
+    let reports = all(dist)?;
+    warn_unreadable(reporter, &reports.unreadable);
+    Ok(sorted_reports(reports.readable))
+}
+
 /// The most recently finished report (by `finished`, then by file modification time).
-pub fn latest(dist: &Path) -> anyhow::Result<Option<SmokeReport>> {
-    let mut reports = all(dist)?;
-    let mtime = |r: &SmokeReport| {
-        std::fs::metadata(&r.path)
-            .and_then(|m| m.modified())
-            .ok()
-            .unwrap_or(std::time::UNIX_EPOCH)
-    };
+/// Unreadable reports are skipped with a warning, unless one is newer than every readable
+/// one: then the latest run's result is unknown, which is an error.
+pub fn latest(dist: &Path, reporter: &Reporter) -> anyhow::Result<Option<SmokeReport>> {
+    let Reports {
+        readable,
+        unreadable,
+    } = all(dist)?;
+    let newest_ok = readable.iter().map(|r| mtime(&r.path)).max();
+    if let Some((p, e)) = unreadable
+        .iter()
+        .find(|(p, _)| newest_ok.is_none_or(|t| mtime(p) > t))
+    {
+        return Err(crate::error::failed(format!(
+            "the newest smoke report `{}` cannot be read ({e:#}), so the latest run's result is \
+             unknown; run `builder smoke` again, or delete it to promote an older run",
+            p.display()
+        )));
+    }
+    let mut readable = sorted_reports(readable);
+    warn_unreadable(reporter, &unreadable);
+    Ok(readable.pop())
+}
+
+fn sorted_reports(mut reports: Vec<SmokeReport>) -> Vec<SmokeReport> {
     reports.sort_by(|a, b| {
         a.finished
             .cmp(&b.finished)
-            .then_with(|| mtime(a).cmp(&mtime(b)))
+            .then_with(|| mtime(&a.path).cmp(&mtime(&b.path)))
     });
-    Ok(reports.pop())
+    reports
 }
 
-/// The report of run `run`: `dist/smoke/<run>/report.json`, else any report whose `run` is it.
-pub fn find(dist: &Path, run: &str) -> anyhow::Result<Option<SmokeReport>> {
+/// The report of run `run`: `dist/smoke/<run>/report.json` (an error when unreadable), else
+/// any readable report whose `run` is it (unreadable ones are skipped with a warning).
+pub fn find(dist: &Path, run: &str, reporter: &Reporter) -> anyhow::Result<Option<SmokeReport>> {
     let direct = smoke_dir(dist).join(run).join("report.json");
     if !run.contains('/') && direct.is_file() {
         let r = read(&direct)?;
@@ -109,12 +164,21 @@ pub fn find(dist: &Path, run: &str) -> anyhow::Result<Option<SmokeReport>> {
             return Ok(Some(r));
         }
     }
-    Ok(all(dist)?.into_iter().find(|r| r.run == run))
+    let reports = all(dist)?;
+    let found = reports.readable.into_iter().find(|r| r.run == run);
+    if found.is_none() {
+        warn_unreadable(reporter, &reports.unreadable);
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn q() -> Reporter {
+        Reporter::quiet()
+    }
 
     fn write(dir: &Path, run: &str, json: &str) {
         let d = dir.join("smoke").join(run);
@@ -140,29 +204,45 @@ mod tests {
         );
         // A run still in progress has a directory but no report.
         std::fs::create_dir_all(t.path().join("smoke/c")).unwrap();
-        let latest = latest(t.path()).unwrap().unwrap();
+        let latest = latest(t.path(), &q()).unwrap().unwrap();
         assert_eq!(latest.run, "a");
         assert!(!latest.passed);
         assert_eq!(latest.reasons, ["p99 too high"]);
         assert_eq!(latest.artifacts[0].path, "debs/x.deb");
-        assert_eq!(find(t.path(), "b").unwrap().unwrap().run, "b");
-        assert!(find(t.path(), "zzz").unwrap().is_none());
+        assert_eq!(find(t.path(), "b", &q()).unwrap().unwrap().run, "b");
+        assert!(find(t.path(), "zzz", &q()).unwrap().is_none());
         assert!(latest_or_none_when_empty());
     }
 
     fn latest_or_none_when_empty() -> bool {
         let t = tempfile::tempdir().unwrap();
-        latest(t.path()).unwrap().is_none()
+        latest(t.path(), &q()).unwrap().is_none()
     }
 
     #[test]
     fn a_report_without_passed_is_an_error_naming_the_file() {
         let t = tempfile::tempdir().unwrap();
         write(t.path(), "a", r#"{"run":"a"}"#);
-        let err = format!("{:#}", latest(t.path()).unwrap_err());
+        let err = format!("{:#}", latest(t.path(), &q()).unwrap_err());
         assert!(
             err.contains("report.json") && err.contains("passed"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_unreadable_older_report_is_skipped_but_not_when_asked_for() {
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "old", "{");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write(
+            t.path(),
+            "new",
+            r#"{"run":"new","passed":true,"artifacts":[]}"#,
+        );
+        assert_eq!(latest(t.path(), &q()).unwrap().unwrap().run, "new");
+        assert_eq!(find(t.path(), "new", &q()).unwrap().unwrap().run, "new");
+        let err = format!("{:#}", find(t.path(), "old", &q()).unwrap_err());
+        assert!(err.contains("old/report.json"), "{err}");
     }
 }

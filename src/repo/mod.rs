@@ -43,6 +43,9 @@ pub struct RepoConfig {
     /// Architectures indexed even when empty; the architectures of published packages are
     /// added to these.
     pub architectures: Vec<String>,
+    /// Sign with a key other than the one the repository publishes (`--rotate-key`).
+    /// Without it, a different key is refused: clients pinned to the old key would break.
+    pub rotate_key: bool,
 }
 
 impl RepoConfig {
@@ -55,6 +58,7 @@ impl RepoConfig {
             label: format!("builder {env}"),
             valid_for: Duration::from_secs(30 * 86_400),
             architectures: vec!["amd64".into()],
+            rotate_key: false,
         }
     }
 
@@ -64,21 +68,102 @@ impl RepoConfig {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        let ok = !self.env.is_empty()
-            && self
-                .env
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            && !self.env.starts_with('.');
-        if !ok {
-            return Err(crate::error::usage(format!(
-                "`{}` is not a valid environment name: use letters, digits, `-`, `_` and `.` \
-                 (e.g. `dev`, `staging`, `prod`)",
-                self.env
-            )));
-        }
-        Ok(())
+        check_env_name(&self.env).map_err(crate::error::usage)
     }
+}
+
+/// Whether `env` can name an environment (a directory and an apt suite): letters, digits,
+/// `-`, `_` and `.`, not starting with `.`. The error says what is wrong with it.
+pub fn check_env_name(env: &str) -> Result<(), String> {
+    let ok = !env.is_empty()
+        && env
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !env.starts_with('.');
+    if !ok {
+        return Err(format!(
+            "`{env}` is not a valid environment name: use letters, digits, `-`, `_` and `.` \
+             (e.g. `dev`, `staging`, `prod`)"
+        ));
+    }
+    Ok(())
+}
+
+/// The public key file names beside the repository (`<env>/<name>`), symlinks into the
+/// current generation (`dists/<name>`), so they change with the `dists` switch.
+const KEY_FILES: [&str; 2] = ["signing-key.gpg", "signing-key.asc"];
+
+/// Refuses (exit 2) to sign with a key other than the one the repository publishes, unless
+/// `cfg.rotate_key`. Returns whether the key changes. Call with the lock held, before
+/// writing anything.
+fn check_signing_key(
+    cfg: &RepoConfig,
+    layout: &Layout,
+    signer: &Signer,
+    reporter: &Reporter,
+) -> anyhow::Result<bool> {
+    let path = layout.env_dir.join(KEY_FILES[0]);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("could not read `{}`", path.display())),
+    };
+    let have = crate::sign::public_key_fingerprint(&bytes);
+    let new = signer.fingerprint();
+    if have.as_deref().is_ok_and(|h| *h == new) {
+        return Ok(false);
+    }
+    let have_text = match &have {
+        Ok(f) => format!("key {f}"),
+        Err(e) => format!("no readable key ({e:#})"),
+    };
+    if !cfg.rotate_key {
+        return Err(crate::error::usage(format!(
+            "`{}` holds {have_text}, but the signing key is {new}: apt clients set up with \
+             `signed-by=` the repository's key would reject `{}`; sign with the repository's \
+             key, or pass `--rotate-key` to replace it (clients must then install the new \
+             `signing-key.gpg`)",
+            path.display(),
+            cfg.env
+        )));
+    }
+    reporter.warn(format!(
+        "rotating the signing key of `{}`: `{}` held {have_text}, now {new}; clients must \
+         install the new `signing-key.gpg`",
+        cfg.env,
+        path.display()
+    ));
+    Ok(true)
+}
+
+/// Points `<env>/signing-key.{gpg,asc}` at `dists/` (temp symlink + rename), once: after
+/// that they follow every switch. Skipped while the current generation has no key files
+/// (written by an older builder).
+fn link_public_key(layout: &Layout) -> anyhow::Result<()> {
+    for name in KEY_FILES {
+        let target = PathBuf::from("dists").join(name);
+        if !layout.dists_link().join(name).is_file() {
+            continue;
+        }
+        let path = layout.env_dir.join(name);
+        if std::fs::read_link(&path).is_ok_and(|t| t == target) {
+            continue;
+        }
+        let tmp = layout
+            .env_dir
+            .join(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp)
+            .with_context(|| format!("could not create symlink `{}`", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| {
+            format!(
+                "could not point `{}` at `{}`",
+                path.display(),
+                target.display()
+            )
+        })?;
+    }
+    store::sync_dir(&layout.env_dir)
 }
 
 /// A .deb to publish, with the sha256 the gate approved.
@@ -131,6 +216,8 @@ pub struct Generation {
     pub images: Vec<ImageEntry>,
     /// `<root>/<env>/.generations/<n>`.
     pub dir: PathBuf,
+    /// The environment already held everything published: no new generation was written.
+    pub unchanged: bool,
 }
 
 /// What `prune` removed.
@@ -289,6 +376,7 @@ pub fn publish_full(
     let layout = Layout::new(&cfg.root, &cfg.env);
     let _lock = RepoLock::acquire(&layout, reporter)?;
     store::clean_leftovers(&layout, reporter)?;
+    let rotating = check_signing_key(cfg, &layout, signer, reporter)?;
     let current = layout.current()?;
     let (mut packages, mut images) = match current {
         Some(c) => {
@@ -297,6 +385,37 @@ pub fn publish_full(
         }
         None => (Vec::new(), Vec::new()),
     };
+    // The same artifacts again change nothing: no new generation, no history line (an
+    // empty publication still re-signs, and a key rotation still writes one).
+    let held = !incoming.is_empty() || !publication.images.is_empty();
+    let held =
+        held && incoming.iter().all(|(e, _)| {
+            packages
+                .iter()
+                .any(|p| p.same_key(e) && p.sha256 == e.sha256)
+        }) && publication.images.iter().all(|a| {
+            images
+                .iter()
+                .any(|i| i.same_key(&a.entry) && i.digest == a.entry.digest)
+        });
+    if let (Some(c), true, false) = (current, held, rotating) {
+        // Blobs are still checked: a damaged one is copied again from the approved source.
+        let images_dir = images::images_dir(&layout.env_dir);
+        for art in &publication.images {
+            images::import(&images_dir, art)?;
+        }
+        reporter.info(format!(
+            "`{}` already holds these artifacts (generation {c})",
+            cfg.env
+        ));
+        return Ok(Generation {
+            number: c,
+            packages,
+            images,
+            dir: layout.gen_dir(c),
+            unchanged: true,
+        });
+    }
     let mut added = Vec::new();
     let mut added_images = Vec::new();
     let images_dir = images::images_dir(&layout.env_dir);
@@ -414,6 +533,7 @@ pub fn rollback(
     let layout = Layout::new(&cfg.root, &cfg.env);
     let _lock = RepoLock::acquire(&layout, reporter)?;
     store::clean_leftovers(&layout, reporter)?;
+    check_signing_key(cfg, &layout, signer, reporter)?;
     let Some(current) = layout.current()? else {
         return Err(crate::error::usage(format!(
             "`{}` has no published generation to roll back",
@@ -574,6 +694,7 @@ pub fn prune(
     };
     let mut new_current = current;
     if !removed.is_empty() || !removed_images.is_empty() {
+        check_signing_key(cfg, &layout, signer, reporter)?;
         // The nearest earlier generation that holds no removed version stays a rollback target.
         let mut previous = meta.previous;
         while let Some(p) = previous {
@@ -657,9 +778,6 @@ fn write_generation(
 ) -> anyhow::Result<Generation> {
     index::sort_entries(&mut packages);
     images.sort_by_key(ImageEntry::ref_name);
-    // Every new generation is signed by `signer`: the exported public key must be its key,
-    // whichever command (publish, rollback, prune) writes the generation.
-    export_public_key(cfg, signer)?;
     let number = layout
         .generation_numbers()?
         .into_iter()
@@ -746,6 +864,14 @@ fn write_generation(
         &base.join("Release.gpg"),
         &signer.detached_sign(release.as_bytes())?,
     )?;
+    // The public key travels with the generation it verifies: `<env>/signing-key.*` point
+    // into `dists/`, so the key and the signatures change in the same rename.
+    let dists_dir = staging.join("dists");
+    store::write_synced(&dists_dir.join(KEY_FILES[0]), &signer.public_key_binary())?;
+    store::write_synced(
+        &dists_dir.join(KEY_FILES[1]),
+        signer.public_key_armored().as_bytes(),
+    )?;
 
     let meta = GenerationMeta {
         number,
@@ -768,6 +894,7 @@ fn write_generation(
     })?;
     store::sync_dir(&gens)?;
     layout.switch_to(number)?;
+    link_public_key(layout)?;
     images::write_index(&layout.env_dir, &meta.images)?;
     history::append(layout, &entry)?;
     Ok(Generation {
@@ -775,25 +902,6 @@ fn write_generation(
         packages: meta.packages,
         images: meta.images,
         dir,
+        unchanged: false,
     })
-}
-
-/// The public key clients verify with, beside the repository: `<env>/signing-key.gpg`
-/// (binary, for `signed-by=`) and `signing-key.asc` (armored).
-fn export_public_key(cfg: &RepoConfig, signer: &Signer) -> anyhow::Result<()> {
-    let dir = cfg.root.join(&cfg.env);
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("could not create `{}`", dir.display()))?;
-    for (name, bytes) in [
-        ("signing-key.gpg", signer.public_key_binary()),
-        ("signing-key.asc", signer.public_key_armored().into_bytes()),
-    ] {
-        let path = dir.join(name);
-        // Rewritten only when the key changed (temp file + rename; leftovers of a killed
-        // run are removed by `store::clean_leftovers`).
-        if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
-            crate::sign::write_file_atomic(&path, &bytes, 0o644, true)?;
-        }
-    }
-    Ok(())
 }

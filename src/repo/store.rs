@@ -257,6 +257,8 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
         // A run that died between its switch and its index.json rename is completed here.
         super::images::write_index(&layout.env_dir, &meta.images)?;
         super::history::ensure_recorded(layout, &meta.history)?;
+        // A run that died between its switch and pointing the key files into `dists/`.
+        super::link_public_key(layout)?;
     }
     Ok(())
 }
