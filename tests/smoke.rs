@@ -2,8 +2,9 @@
 //! packaged by the real binary (images loaded into the engine), then deployed behind HAProxy
 //! and loaded at 50 req/s through 127.0.0.1. The scenarios run in parallel (each costs its
 //! duration): a passing run during which one frontend crashes and another is killed, a run
-//! with one frontend and one with the backend failing 20% (both must fail the gate), and a bad
-//! stack file. After each run nothing of it is left in Docker.
+//! with one frontend and one with the backend failing 20% (both must fail the gate), two
+//! deployments that never become healthy (wrong `health`, wrong `port`: failed reports all the
+//! same) and a bad stack file. After each run nothing of it is left in Docker.
 
 mod common;
 
@@ -478,8 +479,21 @@ fn bad_stack_file_points_at_the_line_and_exits_2() {
         "{err}"
     );
     assert!(err.contains("replicas 0 is out of range"), "{err}");
-    // A bad override is a usage error too, naming the service.
     std::fs::write(&file, &text).unwrap();
+    // `--frontends` out of range names `--frontends`, not the `--replicas` it stands for.
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .arg("smoke")
+        .args(["--frontends", "0"]));
+    let err = text_of(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--frontends 0: N must be from 1 to 64"),
+        "{err}"
+    );
+    assert!(!err.contains("--replicas"), "{err}");
+    // A bad override is a usage error too, naming the service.
     let out = run(builder()
         .arg("--project")
         .arg(dir.path())
@@ -524,8 +538,112 @@ fn sigterm_mid_run_tears_everything_down() {
         stderr.push('\n');
     }
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("error: interrupted"), "{stderr}");
     assert!(!run_id.is_empty(), "{stderr}");
     assert_nothing_left(&run_id);
+}
+
+/// A copy of the project's stack.toml with `edit` applied and a short `ready_timeout`, in a
+/// temp dir (the shared project's own stack file stays as it is).
+fn edited_stack(edit: impl Fn(&str) -> String) -> (tempfile::TempDir, PathBuf) {
+    let text = std::fs::read_to_string(repo().join("recipes/stack.toml")).unwrap();
+    let text = edit(&text).replacen("ready_timeout = \"90s\"", "ready_timeout = \"12s\"", 1);
+    assert!(text.contains("ready_timeout = \"12s\""));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.toml");
+    std::fs::write(&file, text).unwrap();
+    (dir, file)
+}
+
+/// The backend's `[services.backend]` table with `key = value` replaced.
+fn edit_backend(text: &str, from: &str, to: &str) -> String {
+    let (head, tail) = text.split_once("[services.backend]").unwrap();
+    let (table, rest) = tail.split_once("[services.frontend]").unwrap();
+    assert!(table.contains(from), "{table}");
+    format!(
+        "{head}[services.backend]{}[services.frontend]{rest}",
+        table.replacen(from, to, 1)
+    )
+}
+
+/// A deployment that never becomes healthy: exit 1 with the reason, and the three reports
+/// all the same, each saying so.
+fn never_healthy(stack: &Path) -> Run {
+    let run = smoke(
+        &[
+            "--stack",
+            stack.to_str().unwrap(),
+            "--frontends",
+            "1",
+            "--duration",
+            "5s",
+        ],
+        |_| {},
+    );
+    let r = &run.report;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(r["passed"], false);
+    assert!(r["results"].is_null(), "{r}");
+    assert_eq!(failed_checks(r), ["deployment_ready"], "{}", r["checks"]);
+    let why = r["error"].as_str().unwrap();
+    assert!(
+        why.starts_with(
+            "the deployment did not become healthy within 12s; not up: backend-1 (DOWN"
+        ),
+        "{why}"
+    );
+    assert_eq!(r["reasons"][0].as_str().unwrap(), why);
+    assert!(
+        run.stderr
+            .contains("error: the deployment did not become healthy within 12s"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("`services.backend.health`")
+            && run.stderr.contains("`services.backend.port`"),
+        "{}",
+        run.stderr
+    );
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(run.dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(&json, r);
+    let junit = std::fs::read_to_string(run.dir.join("junit.xml")).unwrap();
+    assert_well_formed_xml(&junit, "junit.xml");
+    assert_eq!(junit.matches("<testcase ").count(), 1, "{junit}");
+    assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
+    assert!(junit.contains("name=\"deployment_ready\""), "{junit}");
+    assert!(junit.contains("did not become healthy"), "{junit}");
+    let html = std::fs::read_to_string(run.dir.join("report.html")).unwrap();
+    assert!(html.contains("FAILED") && html.contains("did not become healthy"));
+    assert!(html.trim_end().ends_with("</html>"));
+    check_artifacts(r);
+    run
+}
+
+#[test]
+fn wrong_health_path_fails_with_reports() {
+    let (_dir, stack) = edited_stack(|t| edit_backend(t, "health = \"/\"", "health = \"/nosuch\""));
+    let run = never_healthy(&stack);
+    assert!(
+        run.stderr
+            .contains("backend-1: L7STS 404 (is `health` right?)"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(now \"/nosuch\""), "{}", run.stderr);
+}
+
+#[test]
+fn wrong_port_fails_with_reports() {
+    let (_dir, stack) = edited_stack(|t| edit_backend(t, "port = 8080", "port = 8081"));
+    let run = never_healthy(&stack);
+    assert!(
+        run.stderr
+            .contains("backend-1: L4CON (connection refused: is `port` right?)"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(now 8081)"), "{}", run.stderr);
 }

@@ -114,19 +114,7 @@ fn flag_duration(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> 
     parse_duration(text).map_err(|e| crate::error::usage(format!("{flag}: {e}")))
 }
 
-fn options(args: SmokeArgs, paths: &Paths) -> anyhow::Result<SmokeOptions> {
-    let mut replicas = args.replicas;
-    if let Some(n) = args.frontends {
-        // The default route's service is only known from the stack: resolve it first.
-        let (stack, _) = smoke::load_stack(
-            paths,
-            &SmokeOptions {
-                stack_file: args.run.stack.clone(),
-                ..SmokeOptions::default()
-            },
-        )?;
-        replicas.insert(0, format!("{}={n}", stack.load_balancer.service));
-    }
+fn options(args: SmokeArgs) -> anyhow::Result<SmokeOptions> {
     let capacity = if args.find_capacity {
         let c = CapacityOptions {
             start: args.capacity_start,
@@ -142,7 +130,8 @@ fn options(args: SmokeArgs, paths: &Paths) -> anyhow::Result<SmokeOptions> {
         None
     };
     let mut opts = args.run.options()?;
-    opts.overrides.replicas = replicas;
+    opts.overrides.frontends = args.frontends;
+    opts.overrides.replicas = args.replicas;
     opts.overrides.min_rate_ratio = args.min_rate_ratio;
     opts.overrides.min_success = args.min_success;
     opts.overrides.max_p99_ms = args.max_p99;
@@ -152,7 +141,7 @@ fn options(args: SmokeArgs, paths: &Paths) -> anyhow::Result<SmokeOptions> {
 }
 
 pub async fn run(args: SmokeArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
-    let opts = options(args, paths)?;
+    let opts = options(args)?;
     let cancel = crate::docker::cancel_on_signals();
     let outcome = smoke::run(paths, &opts, reporter, cancel).await?;
     if reporter.is_json() {
@@ -162,6 +151,10 @@ pub async fn run(args: SmokeArgs, paths: &Paths, reporter: &Reporter) -> anyhow:
     }
     if outcome.report.passed {
         Ok(EXIT_OK)
+    } else if let Some(why) = &outcome.report.error {
+        // Stopped before the gate (e.g. never healthy): the reason, not a threshold.
+        reporter.error(&crate::error::failed(why.clone()));
+        Ok(EXIT_FAILED)
     } else {
         reporter.error(&crate::error::failed(format!(
             "smoke gate failed: {}",
@@ -179,8 +172,10 @@ fn summary(o: &SmokeOutcome) -> String {
         r.mode,
         if r.passed { "PASSED" } else { "FAILED" }
     );
-    s.push_str(&super::load::summary(&r.results));
-    s.push('\n');
+    if let Some(results) = &r.results {
+        s.push_str(&super::load::summary(results));
+        s.push('\n');
+    }
     for c in &r.checks {
         s.push_str(&format!(
             "  {} {:<14} {} (threshold {})\n",
@@ -221,11 +216,11 @@ fn summary(o: &SmokeOutcome) -> String {
         "     reports  {}/{{report.json,report.html,junit.xml}}",
         o.dir.display()
     ));
-    if o.kept {
+    if let (true, Some(dep)) = (o.kept, &r.deployment) {
         s.push_str(&format!(
             "\n        kept  the deployment is still up: {} (HAProxy stats: {}); remove it with `builder gc`",
-            r.deployment.url(),
-            r.deployment.stats_url()
+            dep.url(),
+            dep.stats_url()
         ));
     }
     s

@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::haproxy::{self, ServerAddr, STATS_PORT, TRAFFIC_PORT};
+use super::haproxy::{self, ServerAddr, ServerStat, STATS_PORT, TRAFFIC_PORT};
 use super::stack::{expand, Stack};
 use crate::docker::{interrupted, Guard};
 use crate::report::Reporter;
@@ -331,44 +331,34 @@ async fn upload_config(docker: &Docker, id: &str, config: &str) -> Result<()> {
 }
 
 /// Waits until HAProxy reports every server UP with a completed, passing health check (a
-/// server is `UP` before its first check, check status `INI`); on timeout the error names the
-/// servers that are not and shows the end of their logs.
+/// server is `UP` before its first check, check status `INI`) within the stack's
+/// `load_balancer.ready_timeout`; on timeout the error names the servers that are not, the
+/// last check of each with a hint, the stack fields to look at and the end of their logs.
 pub async fn wait_ready(
     docker: &Docker,
     dep: &Deployment,
-    timeout: Duration,
+    stack: &Stack,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    let timeout = stack.load_balancer.ready_timeout;
     let start = Instant::now();
     let mut last_err = String::new();
-    let mut not_up: Vec<String> = Vec::new();
+    let mut last_stats: Option<Vec<ServerStat>> = None;
     while start.elapsed() < timeout {
         if cancel.is_cancelled() {
             return Err(interrupted());
         }
         match haproxy::fetch_stats(dep.stats_port).await {
             Ok(stats) => {
-                not_up = dep
-                    .members
-                    .iter()
-                    .filter_map(|m| match stats.iter().find(|s| s.server == m.server) {
-                        Some(s) if s.is_ready() => None,
-                        Some(s) => Some(format!(
-                            "{} ({}, last check {})",
-                            m.server,
-                            s.status,
-                            if s.check_status.is_empty() {
-                                "-"
-                            } else {
-                                &s.check_status
-                            }
-                        )),
-                        None => Some(format!("{} (not in the stats)", m.server)),
-                    })
-                    .collect();
-                if not_up.is_empty() && !stats.is_empty() {
+                let ready = !stats.is_empty()
+                    && dep
+                        .members
+                        .iter()
+                        .all(|m| stats.iter().any(|s| s.server == m.server && s.is_ready()));
+                if ready {
                     return Ok(());
                 }
+                last_stats = Some(stats);
             }
             Err(e) => last_err = format!("{e:#}"),
         }
@@ -381,27 +371,138 @@ pub async fn wait_ready(
         }
         cancellable(cancel, tokio::time::sleep(Duration::from_millis(500))).await?;
     }
-    let mut msg = format!(
-        "the deployment did not become healthy within {:.0}s",
-        timeout.as_secs_f64()
-    );
-    if not_up.is_empty() {
-        msg.push_str(&format!(
-            "; the HAProxy stats page did not answer: {last_err}"
-        ));
-    } else {
-        msg.push_str(&format!("; not up: {}", not_up.join(", ")));
-        for m in dep
-            .members
-            .iter()
-            .filter(|m| not_up.contains(&m.server))
-            .take(3)
-        {
-            let logs = logs_tail(docker, &m.id, 10).await;
-            msg.push_str(&format!("\n--- last log lines of {}:\n{logs}", m.container));
-        }
+    let Some(stats) = last_stats else {
+        return Err(crate::error::failed(format!(
+            "the deployment did not become healthy within {:.0}s; the HAProxy stats page did not answer: {last_err}",
+            timeout.as_secs_f64()
+        )));
+    };
+    let mut msg = not_ready_message(stack, &dep.members, &stats, timeout);
+    let stuck: Vec<&Member> = dep
+        .members
+        .iter()
+        .filter(|m| !stats.iter().any(|s| s.server == m.server && s.is_ready()))
+        .collect();
+    for m in stuck.iter().take(3) {
+        let logs = logs_tail(docker, &m.id, 10).await;
+        msg.push_str(&format!("\n--- last log lines of {}:\n{logs}", m.container));
     }
     Err(crate::error::failed(msg))
+}
+
+/// Most servers listed one per line in [`not_ready_message`].
+const MAX_LISTED: usize = 10;
+
+/// The "did not become healthy" message: which servers are not up (with HAProxy's status and
+/// last check), a hint per server, and the stack fields of their services to check.
+fn not_ready_message(
+    stack: &Stack,
+    members: &[Member],
+    stats: &[ServerStat],
+    timeout: Duration,
+) -> String {
+    let stuck: Vec<(&Member, Option<&ServerStat>)> = members
+        .iter()
+        .map(|m| (m, stats.iter().find(|s| s.server == m.server)))
+        .filter(|(_, s)| !s.is_some_and(|s| s.is_ready()))
+        .collect();
+    let summary: Vec<String> = stuck
+        .iter()
+        .map(|(m, s)| match s {
+            Some(s) => format!(
+                "{} ({}, last check {})",
+                m.server,
+                s.status,
+                or_dash(check_name(&s.check_status))
+            ),
+            None => format!("{} (not in the stats)", m.server),
+        })
+        .collect();
+    let mut msg = format!(
+        "the deployment did not become healthy within {:.0}s; not up: {}",
+        timeout.as_secs_f64(),
+        summary.join(", ")
+    );
+    msg.push_str("\nlast HAProxy check per server:");
+    for (m, s) in stuck.iter().take(MAX_LISTED) {
+        let hint = match s {
+            Some(s) => check_hint(s),
+            None => "not in HAProxy's stats (see the load balancer's log)".to_string(),
+        };
+        msg.push_str(&format!("\n  {}: {hint}", m.server));
+    }
+    if stuck.len() > MAX_LISTED {
+        msg.push_str(&format!("\n  ... and {} more", stuck.len() - MAX_LISTED));
+    }
+    let mut services: Vec<&str> = stuck.iter().map(|(m, _)| m.service.as_str()).collect();
+    services.dedup();
+    for name in services {
+        if let Some(svc) = stack.services.iter().find(|s| s.name == name) {
+            msg.push_str(&format!(
+                "\ncheck `services.{name}.health` (now {:?}: `GET` must answer 200) and `services.{name}.port` (now {}) in `{}`",
+                svc.health,
+                svc.port,
+                stack.file.display()
+            ));
+        }
+    }
+    msg
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// The check status without the `* ` HAProxy puts in front while a check is running.
+fn check_name(check_status: &str) -> &str {
+    check_status.trim_start_matches('*').trim()
+}
+
+/// HAProxy's last check of a server that is not ready, with what it most likely means in
+/// terms of the stack file (`port`, `health`), e.g. `L7STS 404 (is `health` right?)`.
+fn check_hint(s: &ServerStat) -> String {
+    let status = check_name(&s.check_status);
+    let said = |default: &str| {
+        let t = s.last_check.trim();
+        if t.is_empty() {
+            default.to_string()
+        } else {
+            t.to_lowercase()
+        }
+    };
+    if s.status.starts_with("MAINT") {
+        return format!(
+            "{} (HAProxy cannot resolve its name: is the container running? see its log)",
+            s.status
+        );
+    }
+    match status {
+        "" | "INI" => {
+            "not checked yet (did the container start? is `load_balancer.check_interval` long?)"
+                .to_string()
+        }
+        "L4CON" => format!("L4CON ({}: is `port` right?)", said("connection refused")),
+        "L4TOUT" => "L4TOUT (connection timed out: is `port` right?)".to_string(),
+        "L7STS" => {
+            let code = s.check_code.trim();
+            let why = match code.chars().next() {
+                Some('4') | Some('3') => "is `health` right?",
+                Some('5') => "the service fails its own health check: see its log",
+                _ => "`health` must answer 200",
+            };
+            format!("L7STS {} ({why})", or_dash(code))
+        }
+        "L7TOUT" => {
+            "L7TOUT (no answer to `GET health` within `load_balancer.timeout_check`)".to_string()
+        }
+        "L7RSP" => "L7RSP (not an HTTP response: is `port` the service's HTTP port?)".to_string(),
+        other if s.last_check.trim().is_empty() => other.to_string(),
+        other => format!("{other} ({})", said("")),
+    }
 }
 
 async fn lb_running(docker: &Docker, name: &str) -> bool {
@@ -432,5 +533,122 @@ pub async fn logs_tail(docker: &Docker, id: &str, n: usize) -> String {
         "(no output)".to_string()
     } else {
         out.trim_end().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn stack() -> Stack {
+        let text = r#"
+[services.backend]
+image = "backend"
+port = 8081
+health = "/nosuch"
+
+[services.frontend]
+image = "frontend"
+replicas = 2
+
+[load_balancer]
+kind = "haproxy"
+service = "frontend"
+
+[load]
+rate = 50
+duration = "30s"
+paths = [{ path = "/", weight = 1 }]
+
+[thresholds]
+min_rate_ratio = 0.98
+min_success = 0.98
+max_p99_ms = 1000
+"#;
+        let images = [
+            ("backend".to_string(), true),
+            ("frontend".to_string(), true),
+        ]
+        .into_iter()
+        .collect();
+        super::super::stack::parse(Path::new("recipes/stack.toml"), text, &images).unwrap()
+    }
+
+    fn member(service: &str, server: &str) -> Member {
+        Member {
+            service: service.into(),
+            server: server.into(),
+            container: format!("builder-smoke-x-{server}"),
+            id: server.into(),
+        }
+    }
+
+    fn stat(server: &str, status: &str, check: &str, code: &str, last: &str) -> ServerStat {
+        ServerStat {
+            backend: String::new(),
+            server: server.into(),
+            status: status.into(),
+            check_status: check.into(),
+            check_fail: 3,
+            check_code: code.into(),
+            last_check: last.into(),
+        }
+    }
+
+    #[test]
+    fn not_healthy_names_the_check_and_the_stack_fields() {
+        let members = [
+            member("backend", "backend-1"),
+            member("frontend", "frontend-1"),
+            member("frontend", "frontend-2"),
+        ];
+        let stats = [
+            stat("backend-1", "DOWN", "L4CON", "", "Connection refused"),
+            stat("frontend-1", "UP", "L7OK", "200", "OK"),
+            stat("frontend-2", "DOWN", "* L7STS", "404", "Not Found"),
+        ];
+        let msg = not_ready_message(&stack(), &members, &stats, Duration::from_secs(12));
+        assert!(
+            msg.starts_with(
+                "the deployment did not become healthy within 12s; not up: \
+                 backend-1 (DOWN, last check L4CON), frontend-2 (DOWN, last check L7STS)\n"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("\n  backend-1: L4CON (connection refused: is `port` right?)"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("\n  frontend-2: L7STS 404 (is `health` right?)"),
+            "{msg}"
+        );
+        assert!(!msg.contains("frontend-1"), "{msg}");
+        assert!(
+            msg.contains(
+                "check `services.backend.health` (now \"/nosuch\": `GET` must answer 200) and \
+                 `services.backend.port` (now 8081) in `recipes/stack.toml`"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("`services.frontend.health`"), "{msg}");
+    }
+
+    #[test]
+    fn check_hints() {
+        let hint = |check: &str, code: &str| check_hint(&stat("s", "DOWN", check, code, ""));
+        assert_eq!(
+            hint("L4CON", ""),
+            "L4CON (connection refused: is `port` right?)"
+        );
+        assert!(hint("L4TOUT", "").contains("`port`"));
+        assert!(hint("L7STS", "503").contains("see its log"));
+        assert!(hint("L7TOUT", "").contains("timeout_check"));
+        assert!(hint("INI", "").starts_with("not checked yet"));
+        assert!(
+            check_hint(&stat("s", "MAINT (resolution)", "L4CON", "", ""))
+                .contains("cannot resolve")
+        );
     }
 }

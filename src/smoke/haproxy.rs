@@ -113,6 +113,10 @@ pub struct ServerStat {
     pub check_status: String,
     /// Number of checks failed so far.
     pub check_fail: u64,
+    /// HTTP status of the last layer-7 check (`404`), empty otherwise.
+    pub check_code: String,
+    /// HAProxy's text about the last check (`Connection refused`, `Not Found`), may be empty.
+    pub last_check: String,
 }
 
 impl ServerStat {
@@ -149,6 +153,8 @@ pub fn parse_stats(csv: &str) -> Vec<ServerStat> {
     };
     let chk = idx("check_status");
     let fail = idx("chkfail");
+    let code = idx("check_code");
+    let last = idx("last_chk");
     lines
         .filter_map(|l| {
             let f: Vec<&str> = l.split(',').collect();
@@ -165,6 +171,8 @@ pub fn parse_stats(csv: &str) -> Vec<ServerStat> {
                     .and_then(|i| f.get(i))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0),
+                check_code: code.and_then(|i| f.get(i)).unwrap_or(&"").to_string(),
+                last_check: last.and_then(|i| f.get(i)).unwrap_or(&"").to_string(),
             })
         })
         .collect()
@@ -271,6 +279,8 @@ mod tests {
             status: status.into(),
             check_status: check.into(),
             check_fail: 0,
+            check_code: String::new(),
+            last_check: String::new(),
         };
         assert!(stat("UP", "L7OK").is_ready());
         assert!(stat("UP", "* L7OK").is_ready());
@@ -284,21 +294,27 @@ mod tests {
 
     #[test]
     fn stats_csv_servers_only() {
-        let csv = "# pxname,svname,qcur,status,check_status,chkfail,\n\
-                   web,FRONTEND,,OPEN,,,\n\
-                   be_frontend,frontend-1,0,UP,L7OK,0,\n\
-                   be_frontend,frontend-2,0,DOWN,L4CON,3,\n\
-                   be_frontend,BACKEND,0,UP,,,\n";
+        let csv = "# pxname,svname,qcur,status,check_status,chkfail,check_code,last_chk,\n\
+                   web,FRONTEND,,OPEN,,,,,\n\
+                   be_frontend,frontend-1,0,UP,L7OK,0,200,OK,\n\
+                   be_frontend,frontend-2,0,DOWN,L4CON,3,,Connection refused,\n\
+                   be_backend,backend-1,0,DOWN,L7STS,2,404,Not Found,\n\
+                   be_frontend,BACKEND,0,UP,,,,,\n";
         let s = parse_stats(csv);
-        assert_eq!(s.len(), 2);
+        assert_eq!(s.len(), 3);
         assert!(s[0].is_up());
         assert_eq!(
             (
                 s[1].status.as_str(),
                 s[1].check_status.as_str(),
-                s[1].check_fail
+                s[1].check_fail,
+                s[1].last_check.as_str()
             ),
-            ("DOWN", "L4CON", 3)
+            ("DOWN", "L4CON", 3, "Connection refused")
+        );
+        assert_eq!(
+            (s[2].check_code.as_str(), s[2].last_check.as_str()),
+            ("404", "Not Found")
         );
     }
 }

@@ -250,7 +250,8 @@ fn status_color(code: &str) -> &'static str {
 
 /// The whole page.
 pub fn render(r: &SmokeReport) -> String {
-    let res = &r.results;
+    let res = r.results.as_ref();
+    let target = res.map_or(r.inputs.stack.load.rate, |l| l.requested_rate);
     let tl = &r.timeline;
     let x_max = tl.len() as f64;
     let warm = tl.iter().filter(|s| s.warmup).count() as f64;
@@ -307,11 +308,7 @@ pub fn render(r: &SmokeReport) -> String {
                 points: tl.iter().map(|s| (mid(s), Some(s.failed as f64))).collect(),
             },
         ],
-        hlines: vec![(
-            res.requested_rate,
-            format!("target {} req/s", res.requested_rate),
-            "#555",
-        )],
+        hlines: vec![(target, format!("target {target} req/s"), "#555")],
         markers,
         shade,
         x_max,
@@ -322,8 +319,9 @@ pub fn render(r: &SmokeReport) -> String {
         .map(|(k, v)| (format!("HTTP {k}"), *v, status_color(k)))
         .collect();
     items.extend(r.error_counts.iter().map(|(k, v)| (k.clone(), *v, "#777")));
-    if res.dropped > 0 {
-        items.push(("dropped (not sent)".into(), res.dropped, "#444"));
+    let dropped = res.map_or(0, |l| l.dropped);
+    if dropped > 0 {
+        items.push(("dropped (not sent)".into(), dropped, "#444"));
     }
     let status = bars(&items);
 
@@ -364,16 +362,18 @@ code{{font-size:12px;word-break:break-all}}\
         }
     );
     let p = &r.percentiles;
-    let _ = writeln!(
-        h,
-        "<div><span class=\"kpi\">target<b>{:.0} req/s</b></span><span class=\"kpi\">achieved<b>{:.2} req/s</b></span><span class=\"kpi\">success<b>{:.2}%</b></span><span class=\"kpi\">p50<b>{:.0} ms</b></span><span class=\"kpi\">p99<b>{:.0} ms</b></span><span class=\"kpi\">restarts<b>{}</b></span></div>",
-        res.requested_rate,
-        res.achieved_rate,
-        res.success_ratio * 100.0,
-        p.p50,
-        p.p99,
-        r.restarts.len()
-    );
+    if let Some(res) = res {
+        let _ = writeln!(
+            h,
+            "<div><span class=\"kpi\">target<b>{:.0} req/s</b></span><span class=\"kpi\">achieved<b>{:.2} req/s</b></span><span class=\"kpi\">success<b>{:.2}%</b></span><span class=\"kpi\">p50<b>{:.0} ms</b></span><span class=\"kpi\">p99<b>{:.0} ms</b></span><span class=\"kpi\">restarts<b>{}</b></span></div>",
+            res.requested_rate,
+            res.achieved_rate,
+            res.success_ratio * 100.0,
+            p.p50,
+            p.p99,
+            r.restarts.len()
+        );
+    }
     h.push_str("<h2>Thresholds</h2><table><tr><th>check</th><th>threshold</th><th>actual</th><th>result</th></tr>");
     for c in &r.checks {
         let _ = write!(
@@ -390,22 +390,30 @@ code{{font-size:12px;word-break:break-all}}\
             }
         );
     }
-    h.push_str("</table>\n<h2>Latency</h2>\n");
-    h.push_str(&latency);
-    let _ = writeln!(
-        h,
-        "<table><tr><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr><tr><td>{:.1} ms</td><td>{:.1} ms</td><td>{:.1} ms</td><td>{:.1} ms</td><td>{:.1} ms</td><td>{:.1} ms</td><td>{:.1} ms</td></tr></table>",
-        p.p50, p.p90, p.p95, p.p99, p.p999, p.max, p.mean
-    );
-    h.push_str("<h2>Throughput</h2>\n");
-    h.push_str(&throughput);
-    let _ = writeln!(
-        h,
-        "<p class=\"muted\">{} sent, {} ok, {} failed, {} late, {} dropped over {:.1}s measured ({:.1}s warm-up excluded).</p>",
-        res.sent, res.ok, res.failed, res.late, res.dropped, res.measured_s, res.warmup_s
-    );
-    h.push_str("<h2>Status breakdown</h2>\n");
-    h.push_str(&status);
+    h.push_str("</table>\n");
+    match res {
+        None => h.push_str(
+            "<h2>Load</h2><p>No load ran: the run stopped before the gate (see above).</p>\n",
+        ),
+        Some(res) => {
+            h.push_str("<h2>Latency</h2>\n");
+            h.push_str(&latency);
+            let _ = writeln!(
+                h,
+                "<table><tr><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr><tr><td>{:.1} ms</td><td>{:.1} ms</td><td>{:.1} ms</td><td>{:.1} ms</td><td>{:.1} ms</td><td>{:.1} ms</td><td>{:.1} ms</td></tr></table>",
+                p.p50, p.p90, p.p95, p.p99, p.p999, p.max, p.mean
+            );
+            h.push_str("<h2>Throughput</h2>\n");
+            h.push_str(&throughput);
+            let _ = writeln!(
+                h,
+                "<p class=\"muted\">{} sent, {} ok, {} failed, {} late, {} dropped over {:.1}s measured ({:.1}s warm-up excluded).</p>",
+                res.sent, res.ok, res.failed, res.late, res.dropped, res.measured_s, res.warmup_s
+            );
+            h.push_str("<h2>Status breakdown</h2>\n");
+            h.push_str(&status);
+        }
+    }
     if let Some(cap) = &r.capacity {
         let _ = write!(
             h,

@@ -6,7 +6,9 @@
 //! HAProxy (`deploy`) → every server UP in HAProxy's stats → load (`crate::load`) while
 //! `monitor` records and makes restarts → gate (`gate`) → `dist/smoke/<run>/` reports
 //! (`report`, `html`) → teardown through the run's [`Guard`] on every path (success, failure,
-//! timeout, Ctrl-C) unless `--keep`.
+//! timeout, Ctrl-C) unless `--keep`. Once something was deployed, every outcome but Ctrl-C
+//! leaves the reports: a deployment that never became healthy or a run over its time budget
+//! is a failed check in them (see [`stopped_report`]).
 //!
 //! Owns: the stack file format (`stack`), HAProxy config and stats (`haproxy`). Never prints:
 //! everything goes through the [`Reporter`]; the CLI prints the summary.
@@ -122,7 +124,8 @@ pub struct SmokeOptions {
     pub capacity: Option<CapacityOptions>,
 }
 
-/// The result of a run that got as far as measuring.
+/// The result of a run that got as far as deploying: measured and gated, or stopped before the
+/// gate for a reason that fails the stage (then `report.error` says why, exit code 1).
 #[derive(Debug)]
 pub struct SmokeOutcome {
     pub report: SmokeReport,
@@ -150,7 +153,9 @@ pub fn load_stack(paths: &Paths, opts: &SmokeOptions) -> Result<(Stack, Vec<Reci
 }
 
 /// Runs a smoke test (or a capacity search). Returns the outcome whether the gate passed or
-/// not; errors are setup problems, an unhealthy deployment or an interruption.
+/// not, also when the deployment never became healthy (a failed report with
+/// `report.error`); errors are setup problems before anything was deployed, an interruption,
+/// or an environment error during the run (after its reports were written).
 pub async fn run(
     paths: &Paths,
     opts: &SmokeOptions,
@@ -187,6 +192,7 @@ pub async fn run(
         .saturating_add(stack.load.duration)
         .saturating_add(capacity_budget(opts.capacity.as_ref()))
         .saturating_add(Duration::from_secs(120));
+    let mut partial = Partial::default();
     let work = deploy_and_measure(
         &docker,
         &guard,
@@ -197,6 +203,7 @@ pub async fn run(
         opts,
         reporter,
         &cancel,
+        &mut partial,
     );
     let result = match tokio::time::timeout(budget, work).await {
         Ok(r) => r,
@@ -219,21 +226,52 @@ pub async fn run(
     if interrupted_now {
         return Err(interrupted());
     }
-    let measured = result?;
     let finished = SystemTime::now();
-    let report = build_report(
-        &stack,
-        opts,
-        &run_id,
-        under,
-        measured,
-        started,
-        finished,
-        clock.elapsed(),
-    );
     let dir = paths.dist.join("smoke").join(&run_id);
-    report::write_all(&dir, &report)
-        .with_context(|| format!("could not write the smoke reports into `{}`", dir.display()))?;
+    let write = |report: &SmokeReport| {
+        report::write_all(&dir, report)
+            .with_context(|| format!("could not write the smoke reports into `{}`", dir.display()))
+    };
+    let report = match result {
+        Ok(measured) => {
+            let report = build_report(
+                &stack,
+                opts,
+                &run_id,
+                under,
+                measured,
+                started,
+                finished,
+                clock.elapsed(),
+            );
+            write(&report)?;
+            report
+        }
+        Err(e) => {
+            let report = stopped_report(
+                &stack,
+                opts,
+                &run_id,
+                under,
+                partial,
+                &e,
+                budget,
+                started,
+                finished,
+                clock.elapsed(),
+            );
+            // The run's own error comes first; a report that could not be written is a warning.
+            if let Err(w) = write(&report) {
+                reporter.warn(format!("{w:#}"));
+                return Err(e);
+            }
+            if crate::error::exit_code(&e) != crate::error::EXIT_FAILED {
+                reporter.status("Reports", format!("{}", dir.display()));
+                return Err(e);
+            }
+            report
+        }
+    };
     Ok(SmokeOutcome {
         report,
         dir,
@@ -257,6 +295,16 @@ fn capacity_budget(c: Option<&CapacityOptions>) -> Duration {
     }
 }
 
+/// How far a run got, for the report of a run that stopped before the gate.
+#[derive(Default)]
+struct Partial {
+    deployment: Option<Deployment>,
+    /// Every server passed its health checks.
+    ready: bool,
+    restarts: Vec<monitor::Restart>,
+    containers: Vec<monitor::ContainerSummary>,
+}
+
 /// What the measured part produced.
 struct Measured {
     deployment: Deployment,
@@ -278,6 +326,7 @@ async fn deploy_and_measure(
     opts: &SmokeOptions,
     reporter: &Reporter,
     cancel: &CancellationToken,
+    partial: &mut Partial,
 ) -> Result<Measured> {
     let n: u32 = stack.services.iter().map(|s| s.replicas).sum();
     reporter.status(
@@ -292,14 +341,16 @@ async fn deploy_and_measure(
         docker, guard, stack, images, lb_image, run_id, reporter, cancel,
     )
     .await?;
+    partial.deployment = Some(dep.clone());
     let mon = monitor::Monitor::start(docker, &dep, run_id, &stack.restart, reporter);
     let waiting = reporter.progress("Waiting", None);
     waiting.message(format!("for {n} servers to pass their health checks"));
-    let ready = deploy::wait_ready(docker, &dep, stack.load_balancer.ready_timeout, cancel).await;
+    let ready = deploy::wait_ready(docker, &dep, stack, cancel).await;
     if let Err(e) = ready {
-        let _ = mon.finish().await;
+        (partial.restarts, partial.containers) = mon.finish().await;
         return Err(e);
     }
+    partial.ready = true;
     waiting.finish(format!("all {n} servers up behind {}", dep.url()));
 
     let (load, rate, capacity) = match &opts.capacity {
@@ -524,7 +575,7 @@ fn build_report(
         },
         artifacts: under.artifacts,
         source_commit: under.source_commit,
-        deployment: m.deployment,
+        deployment: Some(m.deployment),
         thresholds: stack.thresholds,
         checks,
         reasons,
@@ -534,8 +585,86 @@ fn build_report(
         timeline: m.load.timeline.clone(),
         restarts: m.restarts,
         containers: m.containers,
-        results: m.load,
+        results: Some(m.load),
         capacity: m.capacity,
+        error: None,
+    }
+}
+
+/// The report of a run that stopped before the gate: one failed check, `deployment_ready`
+/// when the servers never all passed their health checks, else `completed` (the load could
+/// not run or the run went over its time budget), with the error as its message.
+#[allow(clippy::too_many_arguments)]
+fn stopped_report(
+    stack: &Stack,
+    opts: &SmokeOptions,
+    run_id: &str,
+    under: artifacts::UnderTest,
+    partial: Partial,
+    error: &anyhow::Error,
+    budget: Duration,
+    started: SystemTime,
+    finished: SystemTime,
+    elapsed: Duration,
+) -> SmokeReport {
+    let message = format!("{error:#}");
+    let check = if partial.ready {
+        gate::Check {
+            name: "completed".into(),
+            threshold: format!("the run completes within {:.0}s", budget.as_secs_f64()),
+            actual: "stopped".into(),
+            passed: false,
+            message: message.clone(),
+        }
+    } else {
+        gate::Check {
+            name: "deployment_ready".into(),
+            threshold: format!(
+                "every server passes its health check within {:.0}s (load_balancer.ready_timeout)",
+                stack.load_balancer.ready_timeout.as_secs_f64()
+            ),
+            actual: if partial.deployment.is_some() {
+                "not healthy".into()
+            } else {
+                "not started".into()
+            },
+            passed: false,
+            message: message.clone(),
+        }
+    };
+    SmokeReport {
+        schema: SmokeReport::SCHEMA,
+        run_id: run_id.to_string(),
+        mode: if opts.capacity.is_some() {
+            "find-capacity"
+        } else {
+            "gate"
+        }
+        .into(),
+        passed: false,
+        started: crate::timefmt::rfc3339(started),
+        finished: crate::timefmt::rfc3339(finished),
+        duration_s: elapsed.as_secs_f64(),
+        inputs: Inputs {
+            stack_file: stack.file.display().to_string(),
+            overrides: opts.overrides.clone(),
+            stack: stack.clone(),
+        },
+        artifacts: under.artifacts,
+        source_commit: under.source_commit,
+        deployment: partial.deployment,
+        thresholds: stack.thresholds,
+        checks: vec![check],
+        reasons: vec![message.clone()],
+        error: Some(message),
+        percentiles: Default::default(),
+        status_counts: Default::default(),
+        error_counts: Default::default(),
+        timeline: Vec::new(),
+        restarts: partial.restarts,
+        containers: partial.containers,
+        results: None,
+        capacity: None,
     }
 }
 

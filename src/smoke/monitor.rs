@@ -3,9 +3,12 @@
 //! events. Docker does not restart a container that stays up but fails its health check, nor
 //! one stopped by `docker kill` (a manual stop for the engine): builder polls HAProxy's stats
 //! and the containers' state once a second and restarts such containers itself after a grace
-//! period, recording why. Every restart ends up in the report.
+//! period, recording why. Every restart ends up in the report. Health-based restarts wait for
+//! the load to start: until then `load_balancer.ready_timeout` judges health, and restarting a
+//! server that never passed its check would only hide why (its last check becomes `L4CON`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -95,6 +98,8 @@ pub struct Monitor {
     /// Restarts that happened while no load was running are still reported; offsets are
     /// relative to this instant (the start of the load).
     t0: Arc<Mutex<Instant>>,
+    /// The load started: from now on a server failing its health check gets restarted.
+    loaded: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -124,6 +129,7 @@ impl Monitor {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let builder_counts = Arc::new(Mutex::new(HashMap::new()));
         let t0 = Arc::new(Mutex::new(Instant::now()));
+        let loaded = Arc::new(AtomicBool::new(false));
         let events = tokio::spawn(watch_events(
             docker.clone(),
             dep.members.clone(),
@@ -141,6 +147,7 @@ impl Monitor {
             shared.clone(),
             builder_counts.clone(),
             t0.clone(),
+            loaded.clone(),
             reporter.clone(),
             stop.clone(),
         ));
@@ -154,12 +161,14 @@ impl Monitor {
             docker: docker.clone(),
             members: dep.members.clone(),
             t0,
+            loaded,
         }
     }
 
     /// Offsets in the report count from now (call it when the load starts).
     pub fn mark_load_start(&self) {
         *lock(&self.t0) = Instant::now();
+        self.loaded.store(true, Ordering::SeqCst);
     }
 
     /// Restarts recorded so far.
@@ -304,6 +313,7 @@ async fn poll_loop(
     shared: Arc<Mutex<Shared>>,
     counts: Arc<Mutex<HashMap<String, u32>>>,
     t0: Arc<Mutex<Instant>>,
+    loaded: Arc<AtomicBool>,
     reporter: Reporter,
     stop: CancellationToken,
 ) {
@@ -361,7 +371,7 @@ async fn poll_loop(
             let Some(s) = stats.iter().find(|s| s.server == m.server) else {
                 continue;
             };
-            if !running || s.is_up() {
+            if !running || s.is_up() || !loaded.load(Ordering::SeqCst) {
                 t.down_since = None;
                 continue;
             }

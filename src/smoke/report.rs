@@ -1,6 +1,8 @@
 //! The smoke reports in `dist/smoke/<run>/`: `report.json` (everything, including the exact
 //! artifacts under test, copied from `dist/manifest.json` so promotion can compare them byte
 //! for byte), `junit.xml` (one testcase per threshold) and `report.html` (see [`super::html`]).
+//! A run that stopped before the gate (a deployment that never became healthy, a run over its
+//! time budget) gets the same three files with one failed check saying why.
 
 use std::path::Path;
 
@@ -61,19 +63,24 @@ pub struct SmokeReport {
     /// `dist/manifest.json`'s source commit, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_commit: Option<String>,
-    pub deployment: Deployment,
+    /// `null` when the run stopped before every container was started.
+    pub deployment: Option<Deployment>,
     pub thresholds: Thresholds,
     pub checks: Vec<Check>,
     /// Messages of every broken threshold (empty when passed).
     pub reasons: Vec<String>,
+    /// Why the run stopped before the gate (then `checks` holds that one failed check and
+    /// `results` is `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub percentiles: Percentiles,
     pub status_counts: std::collections::BTreeMap<String, u64>,
     pub error_counts: std::collections::BTreeMap<String, u64>,
     pub timeline: Vec<Second>,
     pub restarts: Vec<Restart>,
     pub containers: Vec<ContainerSummary>,
-    /// The load generator's full report of the gated run.
-    pub results: LoadReport,
+    /// The load generator's full report of the gated run; `null` when no load ran.
+    pub results: Option<LoadReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
 }
@@ -115,7 +122,12 @@ pub fn esc(s: &str) -> String {
 /// One `<testsuite>` with a `<testcase>` per threshold; broken ones carry a `<failure>`.
 pub fn junit(r: &SmokeReport) -> String {
     let failures = r.checks.iter().filter(|c| !c.passed).count();
-    let time = r.results.duration_s;
+    let time = r.results.as_ref().map_or(r.duration_s, |l| l.duration_s);
+    let kind = if r.error.is_some() {
+        "error"
+    } else {
+        "threshold"
+    };
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     x.push_str(&format!(
         "<testsuites name=\"builder smoke\" tests=\"{}\" failures=\"{failures}\" time=\"{time:.3}\">\n",
@@ -156,8 +168,8 @@ pub fn junit(r: &SmokeReport) -> String {
             ));
         } else {
             x.push_str(&format!(
-                "      <failure message=\"{}\" type=\"threshold\">{} (threshold {}, actual {})</failure>\n",
-                esc(&c.message),
+                "      <failure message=\"{}\" type=\"{kind}\">{} (threshold {}, actual {})</failure>\n",
+                esc(c.message.lines().next().unwrap_or_default()),
                 esc(&c.message),
                 esc(&c.threshold),
                 esc(&c.actual)

@@ -490,7 +490,7 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
                 ));
             }
         }
-        let replicas = cx.int(&s.replicas, 1, 1, 64, "replicas");
+        let replicas = cx.int(&s.replicas, 1, 1, MAX_REPLICAS.into(), "replicas");
         let port = cx.int(&s.port, 8080, 1, 65535, "port") as u16;
         let health = s.health.as_ref().map_or("/".to_string(), |h| {
             if !h.get_ref().starts_with('/') || h.get_ref().contains(char::is_whitespace) {
@@ -774,6 +774,9 @@ fn start_order(names: &[String], deps: &BTreeMap<String, BTreeSet<String>>) -> O
     Some(order)
 }
 
+/// Most containers of one service.
+pub const MAX_REPLICAS: u32 = 64;
+
 /// Command-line changes to the stack, applied after validation.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Overrides {
@@ -782,6 +785,10 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     #[serde(skip)]
     pub warmup: Option<Duration>,
+    /// `--frontends N`: replicas of the load balancer's default-route service (applied before
+    /// `replicas`, which may name that service too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frontends: Option<u32>,
     /// `service=N`
     pub replicas: Vec<String>,
     /// `service:KEY=VALUE`
@@ -796,6 +803,7 @@ impl Overrides {
         self.rate.is_none()
             && self.duration.is_none()
             && self.warmup.is_none()
+            && self.frontends.is_none()
             && self.replicas.is_empty()
             && self.env.is_empty()
             && self.min_rate_ratio.is_none()
@@ -850,6 +858,15 @@ impl Stack {
                 crate::load::MAX_DURATION.as_secs()
             )));
         }
+        if let Some(n) = o.frontends {
+            if !(1..=MAX_REPLICAS).contains(&n) {
+                return Err(usage(format!(
+                    "--frontends {n}: N must be from 1 to {MAX_REPLICAS}"
+                )));
+            }
+            let svc = self.load_balancer.service.clone();
+            self.service_mut(&svc, "--frontends")?.replicas = n;
+        }
         for r in &o.replicas {
             let (svc, n) = r.split_once('=').ok_or_else(|| {
                 usage(format!(
@@ -860,8 +877,12 @@ impl Stack {
                 .trim()
                 .parse()
                 .ok()
-                .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| usage(format!("--replicas `{r}`: N must be from 1 to 64")))?;
+                .filter(|n| (1..=MAX_REPLICAS).contains(n))
+                .ok_or_else(|| {
+                    usage(format!(
+                        "--replicas `{r}`: N must be from 1 to {MAX_REPLICAS}"
+                    ))
+                })?;
             self.service_mut(svc.trim(), "--replicas")?.replicas = n;
         }
         for e in &o.env {
@@ -1039,6 +1060,33 @@ max_p99_ms = 1000
         let e = s.apply(&bad).unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
         assert!(e.to_string().contains("did you mean `frontend`"), "{e}");
+    }
+
+    #[test]
+    fn frontends_flag_is_named_in_its_errors() {
+        let mut s = parse(Path::new("stack.toml"), GOOD, &recipes()).unwrap();
+        let o = |n| Overrides {
+            frontends: Some(n),
+            ..Default::default()
+        };
+        s.apply(&o(3)).unwrap();
+        assert_eq!(s.service("frontend").unwrap().replicas, 3);
+        for n in [0, 65] {
+            let e = s.apply(&o(n)).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2);
+            assert_eq!(
+                e.to_string(),
+                format!("--frontends {n}: N must be from 1 to 64")
+            );
+        }
+        // An explicit --replicas for the same service wins.
+        let both = Overrides {
+            frontends: Some(2),
+            replicas: vec!["frontend=5".into()],
+            ..Default::default()
+        };
+        s.apply(&both).unwrap();
+        assert_eq!(s.service("frontend").unwrap().replicas, 5);
     }
 
     #[test]
