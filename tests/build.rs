@@ -749,6 +749,50 @@ outputs = ["never"]
 }
 
 #[test]
+fn a_build_past_its_timeout_fails_and_leaves_no_container() {
+    let recipe = format!(
+        r#"{PACKAGE}
+[build]
+builder = "go"
+source = "src"
+command = ["sh", "-c", "sleep 60"]
+timeout = "3s"
+"#
+    );
+    let project = small_project(&recipe, &[("a.txt", "a")]);
+    // Make the builder image first, so the timeout only covers the build itself.
+    let warm = builder(project.path())
+        .args(["base", "build", "go"])
+        .output()
+        .unwrap();
+    assert!(warm.status.success(), "{}", text(&warm));
+    let child = builder(project.path())
+        .arg("build")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "the timeout must stop the build: {}",
+        text(&out)
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("build of `probe` timed out after 3s; raise `[build] timeout` in")
+            && stderr.contains("recipes/probe.toml")
+            && stderr.contains("or fix the command"),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(pid), "", "the build container must be removed");
+    assert!(!project.path().join("dist/build/probe").exists());
+}
+
+#[test]
 fn unknown_builder_is_a_usage_error() {
     let recipe =
         format!("{PACKAGE}\n[build]\nbuilder = \"rust\"\nsource = \"src\"\ncommand = [\"true\"]\n");

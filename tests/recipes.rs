@@ -359,3 +359,97 @@ fn template_units_are_shipped_but_not_enabled_or_started() {
         "{postrm}"
     );
 }
+
+const HEAD: &str = "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n";
+
+#[test]
+fn an_image_on_a_builder_image_is_refused_at_its_base() {
+    let dir = project();
+    write_files(
+        dir.path(),
+        &[
+            ("base-images/slim.toml", "kind = \"debootstrap\"\n"),
+            (
+                "recipes/tool.toml",
+                "[package]\nname = \"tool\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n\
+                 [build]\nbuilder = \"go\"\nsource = \"services/app\"\ncommand = \"true\"\n",
+            ),
+        ],
+    );
+    let recipe = format!("{HEAD}[image]\nbase = \"go\"\nentrypoint = [\"/usr/bin/app\"]\n");
+    let (code, err) = validate(dir.path(), &recipe);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("recipes/app.toml:7:8"), "{err}");
+    assert!(
+        err.contains("`go` is a builder image (the [build] builder of `tool.toml`)")
+            && err.contains("images must not contain build tools")
+            && err.contains("use a runtime base such as `slim`, `static`"),
+        "{err}"
+    );
+    // A base no recipe builds with is fine.
+    let recipe = format!("{HEAD}[image]\nbase = \"slim\"\nentrypoint = [\"/usr/bin/app\"]\n");
+    let (code, err) = validate(dir.path(), &recipe);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn build_sources_must_be_declared_outputs() {
+    let dir = project();
+    let build = "[build]\nbuilder = \"go\"\nsource = \"services/app\"\ncommand = \"true\"\noutputs = [\"o\", \"share/doc\"]\n";
+    let entry =
+        |from: &str| format!("{HEAD}[[files]]\nfrom = \"{from}\"\nto = \"/usr/bin/x\"\n{build}");
+    let (code, err) = validate(dir.path(), &entry("build:p"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("recipes/app.toml:7:8"), "{err}");
+    assert!(
+        err.contains("`build:p` is not a build output: [build] outputs has `o`, `share/doc`")
+            && err.contains("help: add `p` to [build] outputs"),
+        "{err}"
+    );
+    for ok in [
+        "build:o",
+        "build:./o",
+        "build:share/doc/README",
+        "build:share",
+        "build:.",
+    ] {
+        let (code, err) = validate(dir.path(), &entry(ok));
+        assert_eq!(code, 0, "{ok}: {err}");
+    }
+}
+
+#[test]
+fn an_unknown_builder_is_reported_once() {
+    let dir = project();
+    let recipe = format!(
+        "{HEAD}[[files]]\nfrom = \"build:o\"\nto = \"/usr/bin/o\"\n\
+         [build]\nbuilder = \"nosuch\"\nsource = \"services/app\"\ncommand = \"true\"\noutputs = [\"o\"]\n"
+    );
+    let (code, err) = validate(dir.path(), &recipe);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no builder image `nosuch`"), "{err}");
+    assert!(!err.contains("needs a `[build]` table"), "{err}");
+    assert!(err.contains("1 problem"), "{err}");
+}
+
+#[test]
+fn build_timeouts_are_durations() {
+    let dir = project();
+    let build = |t: &str| {
+        format!("{HEAD}[build]\nbuilder = \"go\"\nsource = \"services/app\"\ncommand = \"true\"\ntimeout = \"{t}\"\n")
+    };
+    for bad in ["soon", "0s", "10d"] {
+        let (code, err) = validate(dir.path(), &build(bad));
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(
+            err.contains(&format!("invalid build timeout `{bad}`"))
+                && err.contains("recipes/app.toml:10:11")
+                && err.contains("timeout = \"30m\""),
+            "{bad}: {err}"
+        );
+    }
+    for good in ["30m", "2s", "1.5h", "90"] {
+        let (code, err) = validate(dir.path(), &build(good));
+        assert_eq!(code, 0, "{good}: {err}");
+    }
+}

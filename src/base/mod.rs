@@ -93,6 +93,15 @@ struct Inner {
     hashes: Mutex<HashMap<String, String>>,
 }
 
+/// The span of the `from` value in a base definition's text.
+fn from_span(text: &str) -> Option<std::ops::Range<usize>> {
+    #[derive(serde::Deserialize)]
+    struct From {
+        from: Option<toml::Spanned<String>>,
+    }
+    toml::from_str::<From>(text).ok()?.from.map(|f| f.span())
+}
+
 impl BaseImages {
     /// Reads `<project>/base-images/*.toml`. Every problem in every file is reported with
     /// file:line:col (exit code 2). A project without the directory has no bases.
@@ -115,6 +124,8 @@ impl BaseImages {
         files.sort();
         let mut diags = Diagnostics::default();
         let mut defs = BTreeMap::new();
+        // Each definition's text, so the cross-file checks below can point at `from`.
+        let mut texts: HashMap<String, String> = HashMap::new();
         for f in &files {
             let text = match std::fs::read_to_string(f) {
                 Ok(t) => t,
@@ -128,6 +139,7 @@ impl BaseImages {
             };
             match def::parse(f, &text) {
                 Ok(d) => {
+                    texts.insert(d.name.clone(), text);
                     defs.insert(d.name.clone(), d);
                 }
                 Err(d) => diags.extend(d),
@@ -136,32 +148,53 @@ impl BaseImages {
         let mut extra = Vec::new();
         for d in defs.values() {
             if let BaseKind::Static { from } = &d.kind {
+                let at = |msg: String| match texts.get(&d.name) {
+                    Some(text) => match from_span(text) {
+                        Some(span) => Diagnostic::at(&d.file, text, span, msg),
+                        None => Diagnostic::in_file(&d.file, msg),
+                    },
+                    None => Diagnostic::in_file(&d.file, msg),
+                };
+                // What `from` could name instead: rootfs bases other than this one.
+                let rootfs: Vec<&str> = defs
+                    .values()
+                    .filter(|o| o.name != d.name)
+                    .filter(|o| {
+                        matches!(
+                            o.kind,
+                            BaseKind::Debootstrap { .. } | BaseKind::Tarball { .. }
+                        )
+                    })
+                    .map(|o| o.name.as_str())
+                    .collect();
+                let one_of = if rootfs.is_empty() {
+                    "none exists yet: add a debootstrap or tarball base".to_string()
+                } else {
+                    format!("one of: {}", rootfs.join(", "))
+                };
                 match defs.get(from).map(|f| &f.kind) {
                     Some(BaseKind::Debootstrap { .. } | BaseKind::Tarball { .. }) => {}
                     Some(k) => extra.push(
-                        Diagnostic::in_file(
-                            &d.file,
-                            format!(
-                                "base `{}` is made from `{from}`, a {} base without a rootfs",
-                                d.name,
-                                k.name()
-                            ),
-                        )
-                        .help("`from` must name a debootstrap or tarball base"),
-                    ),
-                    None => extra.push(
-                        Diagnostic::in_file(
-                            &d.file,
-                            format!(
-                                "base `{}` is made from `{from}`, which does not exist",
-                                d.name
-                            ),
-                        )
+                        at(format!(
+                            "base `{}` is made from `{from}`, a {} base without a rootfs",
+                            d.name,
+                            k.name()
+                        ))
                         .help(format!(
-                            "add base-images/{from}.toml, or use one of: {}",
-                            defs.keys().cloned().collect::<Vec<_>>().join(", ")
+                            "`from` must name a debootstrap or tarball base, {one_of}"
                         )),
                     ),
+                    None => {
+                        let mut diag = at(format!(
+                            "base `{}` is made from `{from}`, which does not exist",
+                            d.name
+                        ))
+                        .help(format!("add base-images/{from}.toml, or use {one_of}"));
+                        if let Some(s) = crate::recipe::diag::did_you_mean(from, &rootfs) {
+                            diag = diag.label(format!("did you mean `{s}`?"));
+                        }
+                        extra.push(diag)
+                    }
                 }
             }
         }
@@ -594,6 +627,40 @@ fn quote(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_bases_with_a_bad_from_are_reported_at_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let bases = dir.path().join("base-images");
+        std::fs::create_dir_all(&bases).unwrap();
+        for (name, text) in [
+            ("bookworm", "kind = \"debootstrap\"\nsuite = \"bookworm\"\n"),
+            (
+                "m",
+                "# runtime\nkind = \"static\"\nfrom = \"missingbase\"\n",
+            ),
+            ("mm", "kind = \"static\"\nfrom = \"bokworm\"\n"),
+            ("cyc1", "kind = \"static\"\nfrom = \"cyc2\"\n"),
+            ("cyc2", "kind = \"static\"\nfrom = \"cyc1\"\n"),
+        ] {
+            std::fs::write(bases.join(format!("{name}.toml")), text).unwrap();
+        }
+        let Err(err) = BaseImages::load(dir.path()) else {
+            panic!("bad `from`s must be refused");
+        };
+        let err = format!("{err:#}");
+        assert!(err.contains("base-images/m.toml:3:8"), "{err}");
+        assert!(err.contains("base-images/cyc1.toml:2:8"), "{err}");
+        assert!(err.contains("base-images/cyc2.toml:2:8"), "{err}");
+        assert!(err.contains("did you mean `bookworm`?"), "{err}");
+        // Only rootfs bases are offered, never the file's own name.
+        assert!(
+            err.contains("add base-images/missingbase.toml, or use one of: bookworm\n"),
+            "{err}"
+        );
+        assert!(!err.contains("did you mean `m`"), "{err}");
+        assert!(!err.contains("did you mean `mm`"), "{err}");
+    }
 
     #[test]
     fn untagged_registry_refs_pull_latest_only() {

@@ -79,11 +79,20 @@ pub fn seal(
     let mut missing = Vec::new();
     let mut hashed = Vec::new();
     for rel in outputs {
-        let path = staged.join(rel);
-        if !path.is_file() {
-            missing.push(rel.as_str());
-            continue;
-        }
+        let path = match resolve_output(staged, rel) {
+            Ok(Some(path)) => path,
+            Ok(None) => {
+                missing.push(rel.as_str());
+                continue;
+            }
+            Err(problem) => {
+                return Err(crate::error::failed(format!(
+                    "build of `{recipe}` produced output `{rel}` but {problem}; outputs must be \
+                     regular files, and a symlink among them must be relative and point inside \
+                     /out (e.g. `ln -s backend /out/alias`): copy the file into /out instead"
+                )))
+            }
+        };
         hashed.push((rel.clone(), sha256_file(&path)?));
     }
     if !missing.is_empty() {
@@ -115,18 +124,77 @@ pub fn seal(
     Ok(hashed)
 }
 
+/// The real path of output `rel` in `staged`: `None` when it does not exist (or is not a
+/// file), an error saying why when a symlink on the way leaves `staged` (the host's files
+/// must never be hashed or installed as outputs) or the output is not a regular file.
+fn resolve_output(staged: &Path, rel: &str) -> Result<Option<PathBuf>, String> {
+    let root = staged
+        .canonicalize()
+        .map_err(|e| format!("the staging directory is unreadable ({e})"))?;
+    let mut prefix = PathBuf::new();
+    for part in Path::new(rel).components() {
+        prefix.push(part);
+        let path = staged.join(&prefix);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            return Ok(None);
+        };
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        let target = std::fs::read_link(&path).unwrap_or_default();
+        let what = if prefix.as_path() == Path::new(rel) {
+            "it is a symlink".to_string()
+        } else {
+            format!("`{}` is a symlink", prefix.display())
+        };
+        if target.is_absolute() {
+            return Err(format!(
+                "{what} to the absolute path `{}`",
+                target.display()
+            ));
+        }
+        match path.canonicalize() {
+            Ok(real) if real.starts_with(&root) => {}
+            Ok(_) => return Err(format!("{what} to `{}`, outside /out", target.display())),
+            Err(_) => {
+                return Err(format!(
+                    "{what} to `{}`, which does not exist",
+                    target.display()
+                ))
+            }
+        }
+    }
+    let real = staged
+        .join(rel)
+        .canonicalize()
+        .map_err(|e| format!("it cannot be resolved ({e})"))?;
+    if !real.starts_with(&root) {
+        return Err("it resolves outside /out".to_string());
+    }
+    match std::fs::metadata(&real) {
+        Ok(m) if m.is_file() => Ok(Some(real)),
+        Ok(m) if m.is_dir() => Ok(None),
+        Ok(_) => Err("it is not a regular file".to_string()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// What the build left in `dir`: files and symlinks (shown as `link -> target`).
 fn list_relative(dir: &Path) -> Vec<String> {
     walkdir::WalkDir::new(dir)
         .min_depth(1)
         .sort_by_file_name()
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
+        .filter(|e| e.file_type().is_file() || e.file_type().is_symlink())
         .filter_map(|e| {
-            e.path()
-                .strip_prefix(dir)
-                .ok()
-                .map(|p| p.display().to_string())
+            let rel = e.path().strip_prefix(dir).ok()?.display().to_string();
+            Some(if e.file_type().is_symlink() {
+                let target = std::fs::read_link(e.path()).unwrap_or_default();
+                format!("{rel} -> {}", target.display())
+            } else {
+                rel
+            })
         })
         .filter(|p| p != STAMP)
         .take(20)
@@ -251,6 +319,58 @@ mod tests {
             names_in(&dist.path().join("build")),
             [".svc.lock", "svc"],
             "no staging or old dirs left"
+        );
+    }
+
+    #[test]
+    fn symlinked_outputs_must_stay_inside_out() {
+        let dist = tempfile::tempdir().unwrap();
+        let staged = staging_dir(dist.path(), "svc").unwrap();
+        let s = staged.path();
+        std::fs::write(s.join("real"), "bytes").unwrap();
+        std::fs::create_dir(s.join("d")).unwrap();
+        std::fs::write(s.join("d/f"), "in d").unwrap();
+        let link = |target: &str, name: &str| std::os::unix::fs::symlink(target, s.join(name));
+        link("/etc/passwd", "abs").unwrap();
+        link("../../../../../../../../etc/passwd", "rel-out").unwrap();
+        link("nowhere", "dangling").unwrap();
+        link("/etc", "dir-out").unwrap();
+        link("real", "alias").unwrap();
+        link("d", "dir-in").unwrap();
+        for (out, expect) in [
+            (
+                "abs",
+                "`abs` but it is a symlink to the absolute path `/etc/passwd`",
+            ),
+            ("rel-out", "outside /out"),
+            ("dangling", "`nowhere`, which does not exist"),
+            (
+                "dir-out/passwd",
+                "`dir-out` is a symlink to the absolute path `/etc`",
+            ),
+        ] {
+            let err = seal(s, &[out.into()], "k", "svc", "img").unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(expect), "{out}: {msg}");
+            assert_eq!(crate::error::exit_code(&err), crate::error::EXIT_FAILED);
+        }
+        // Relative links inside /out are fine and hash their target.
+        let outs = seal(s, &["alias".into(), "dir-in/f".into()], "k", "svc", "img").unwrap();
+        assert_eq!(
+            outs[0].1,
+            crate::digest::sha256_file(&s.join("real")).unwrap()
+        );
+    }
+
+    #[test]
+    fn missing_outputs_list_symlinks_that_were_produced() {
+        let dist = tempfile::tempdir().unwrap();
+        let staged = staging_dir(dist.path(), "svc").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", staged.path().join("p2")).unwrap();
+        let err = seal(staged.path(), &["p".into()], "k", "svc", "img").unwrap_err();
+        assert!(
+            err.to_string().contains("found: p2 -> /etc/passwd"),
+            "{err}"
         );
     }
 

@@ -340,7 +340,25 @@ async fn build_one(
         caches,
     };
     let guard = Guard::new(docker.clone());
-    let ran = run::run(docker, &guard, job, reporter, cancel, staged.path()).await;
+    // The timeout stops the run the way Ctrl-C does (through a child token), so the guard
+    // below removes the container on this path too.
+    let run_cancel = cancel.child_token();
+    let ran = {
+        let running = run::run(docker, &guard, job, reporter, &run_cancel, staged.path());
+        tokio::pin!(running);
+        tokio::select! {
+            ran = &mut running => ran,
+            _ = tokio::time::sleep(spec.timeout) => {
+                run_cancel.cancel();
+                let _ = running.await;
+                if cancel.is_cancelled() {
+                    Err(crate::docker::interrupted())
+                } else {
+                    Err(timed_out(recipe, spec))
+                }
+            }
+        }
+    };
     let cleaned = guard.cleanup().await;
     ran?;
     if let Err(e) = cleaned {
@@ -361,6 +379,16 @@ async fn build_one(
         outputs,
         seconds,
     })
+}
+
+/// The error for a build that ran past `[build] timeout`.
+fn timed_out(recipe: &Recipe, spec: &BuildSpec) -> anyhow::Error {
+    crate::error::failed(format!(
+        "build of `{}` timed out after {}; raise `[build] timeout` in `{}` or fix the command",
+        recipe.package.name,
+        spec.timeout_text,
+        recipe.file.display()
+    ))
 }
 
 mod images {

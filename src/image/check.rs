@@ -187,7 +187,10 @@ pub fn check_spec(
     base: Option<&BaseListing>,
 ) -> anyhow::Result<()> {
     let file = recipe.file.display();
-    let at = |field: &str| format!("`{file}`: [image] {field}");
+    let at = |field: &str| match spec.line_of(field) {
+        Some(line) => format!("`{file}:{line}`: [image] {field}"),
+        None => format!("`{file}`: [image] {field}"),
+    };
     if !valid_image_name(&spec.name) {
         return Err(usage(format!(
             "{}: `{}` is not a valid image name; use lowercase letters, digits and `.`, `_`, `-` \

@@ -198,6 +198,7 @@ mod tests {
             include_conffiles: conffiles,
             include_systemd: systemd,
             name: "svc".into(),
+            lines: Default::default(),
         }
     }
 

@@ -80,6 +80,15 @@ fn spec_of(recipe: &Recipe) -> anyhow::Result<&ImageSpec> {
 }
 
 fn require_base(bases: &BaseImages, recipe: &Recipe, name: &str) -> anyhow::Result<()> {
+    let recipes_dir = recipe.file.parent().unwrap_or(Path::new("."));
+    let builders = crate::recipe::builder_images(recipes_dir);
+    if let Some((msg, help)) = crate::recipe::builder_base_problem(name, &builders, &recipe.project)
+    {
+        return Err(usage(format!(
+            "base `{name}` refused for image of `{}`: {msg}; {help}",
+            recipe.package.name
+        )));
+    }
     if bases.get(name).is_some() {
         return Ok(());
     }
@@ -364,4 +373,79 @@ pub async fn build_image(
         crate::oci::inspect::human_size(result.size)
     ));
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project with a `go` builder image used by `tool`, a `static` runtime base and the
+    /// recipe `svc` with an [image] table; returns the dir and the loaded `svc`.
+    fn project() -> (tempfile::TempDir, Recipe) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, text) in [
+            ("base-images/go.toml", "kind = \"debootstrap\"\nsuite = \"bookworm\"\n"),
+            ("base-images/bookworm.toml", "kind = \"debootstrap\"\nsuite = \"bookworm\"\n"),
+            ("base-images/static.toml", "kind = \"static\"\nfrom = \"bookworm\"\n"),
+            ("src/main.go", "package main\n"),
+            (
+                "recipes/tool.toml",
+                "[package]\nname = \"tool\"\nversion = \"1.0\"\nmaintainer = \"A <a@example.com>\"\n\
+                 description = \"t\"\n[build]\nbuilder = \"go\"\nsource = \"src\"\ncommand = \"true\"\n",
+            ),
+            (
+                "recipes/svc.toml",
+                "[package]\nname = \"svc\"\nversion = \"1.0\"\nmaintainer = \"A <a@example.com>\"\n\
+                 description = \"s\"\n\n[image]\nbase = \"static\"\nentrypoint = [\"/usr/bin/svc\"]\n\
+                 user = \"alice\"\n",
+            ),
+        ] {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let recipe = crate::recipe::load_file(&root.join("recipes/svc.toml"), root)
+            .unwrap_or_else(|d| panic!("{d}"));
+        (dir, recipe)
+    }
+
+    #[test]
+    fn a_builder_image_is_refused_as_a_rebase_target() {
+        let (dir, recipe) = project();
+        let bases = BaseImages::load(dir.path()).unwrap();
+        let err = require_base(&bases, &recipe, "go").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("`go` is a builder image (the [build] builder of `tool.toml`)")
+                && msg.contains("must not contain build tools")
+                && msg.contains("use a runtime base such as `bookworm`, `static`"),
+            "{msg}"
+        );
+        assert_eq!(crate::error::exit_code(&err), crate::error::EXIT_USAGE);
+        require_base(&bases, &recipe, "static").unwrap();
+    }
+
+    #[test]
+    fn package_time_image_errors_name_the_line_of_the_field() {
+        let (_dir, recipe) = project();
+        let spec = recipe.image.as_ref().unwrap();
+        let base = BaseListing {
+            passwd: "root:x:0:0::/root:/bin/sh\n".into(),
+            ..Default::default()
+        };
+        let err = check::check_spec(&recipe, spec, "static", &Tree::new(), Some(&base))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("recipes/svc.toml:10`: [image] user"), "{err}");
+        let mut spec = spec.clone();
+        spec.user = "65532:65532".into();
+        let err = check::check_spec(&recipe, &spec, "static", &Tree::new(), Some(&base))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("recipes/svc.toml:9`: [image] entrypoint"),
+            "{err}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ mod validate;
 mod validate_scripts;
 mod validate_tables;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -43,6 +43,16 @@ pub fn load_file(file: &Path, project: &Path) -> Result<Recipe, Diagnostics> {
             )]))
         }
     };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    load_file_with(file, project, &builder_images(dir), text)
+}
+
+fn load_file_with(
+    file: &Path,
+    project: &Path,
+    builders: &BTreeMap<String, String>,
+    text: String,
+) -> Result<Recipe, Diagnostics> {
     let raw: raw::RawRecipe = diag::parse_toml(file, &text)?;
     let canonical = project
         .canonicalize()
@@ -52,6 +62,8 @@ pub fn load_file(file: &Path, project: &Path) -> Result<Recipe, Diagnostics> {
         text: &text,
         project,
         canonical,
+        builders,
+        build_outputs: None,
         diags: Vec::new(),
     };
     let recipe = validate::recipe(&mut ctx, raw);
@@ -59,6 +71,78 @@ pub fn load_file(file: &Path, project: &Path) -> Result<Recipe, Diagnostics> {
         Some(r) if ctx.diags.is_empty() => Ok(r),
         _ => Err(Diagnostics::new(ctx.diags)),
     }
+}
+
+/// The builder images by role: each `[build] builder` named by a recipe in `recipes_dir`,
+/// mapped to the first recipe file (name) that uses it. Unreadable or broken recipes are
+/// skipped (validation reports them). Such an image holds a toolchain and a shell, so it is
+/// never an image's runtime base.
+pub fn builder_images(recipes_dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for file in recipe_files(recipes_dir).unwrap_or_default() {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let Ok(value) = text.parse::<toml::Table>() else {
+            continue;
+        };
+        let builder = value
+            .get("build")
+            .and_then(|b| b.get("builder"))
+            .and_then(|b| b.as_str());
+        if let Some(b) = builder {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.entry(b.to_string()).or_insert(name);
+        }
+    }
+    out
+}
+
+/// The error for an image made on builder image `base` (used by `[image] base` validation
+/// and `package --rebase --base`): images must stay minimal.
+/// `builders` is [`builder_images`]; returns (message, help) or `None` when `base` is no
+/// builder image.
+pub fn builder_base_problem(
+    base: &str,
+    builders: &BTreeMap<String, String>,
+    project: &Path,
+) -> Option<(String, String)> {
+    let recipe_file = builders.get(base)?;
+    let mut runtime: Vec<String> = std::fs::read_dir(project.join("base-images"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".toml")
+                .map(str::to_string)
+        })
+        .filter(|n| n != base && !builders.contains_key(n))
+        .collect();
+    runtime.sort();
+    let suggest = if runtime.is_empty() {
+        "add a runtime base definition in base-images/ (e.g. kind = \"static\")".to_string()
+    } else {
+        format!(
+            "use a runtime base such as {}",
+            runtime
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Some((
+        format!(
+            "`{base}` is a builder image (the [build] builder of `{recipe_file}`): images must \
+             not contain build tools (compiler, shell, package manager)"
+        ),
+        suggest,
+    ))
 }
 
 /// The recipe files in a directory, sorted, without reserved names.
@@ -86,8 +170,17 @@ pub fn recipe_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub fn load_files(files: &[PathBuf], project: &Path) -> Result<Vec<Recipe>, Diagnostics> {
     let mut all = Diagnostics::default();
     let mut recipes = Vec::new();
+    let mut builders: HashMap<PathBuf, BTreeMap<String, String>> = HashMap::new();
     for f in files {
-        match load_file(f, project) {
+        let dir = f.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let builders = builders
+            .entry(dir.clone())
+            .or_insert_with(|| builder_images(&dir));
+        let loaded = match std::fs::read_to_string(f) {
+            Ok(text) => load_file_with(f, project, builders, text),
+            Err(_) => load_file(f, project),
+        };
+        match loaded {
             Ok(r) => recipes.push(r),
             Err(d) => all.extend(d),
         }

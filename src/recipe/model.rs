@@ -215,7 +215,17 @@ pub struct BuildSpec {
     /// Go build cache). They speed builds up; they are not inputs of the cache key, so only
     /// content-addressed tool caches belong here.
     pub cache: Vec<String>,
+    /// How long the build container may run (`timeout = "30m"`, default 1h). Not part of
+    /// the cache key (it never changes an output), so left out of the serialised form.
+    #[serde(skip)]
+    pub timeout: std::time::Duration,
+    /// `timeout` as written (or the default `1h`), for messages.
+    #[serde(skip)]
+    pub timeout_text: String,
 }
+
+/// The `[build] timeout` when the recipe sets none.
+pub const DEFAULT_BUILD_TIMEOUT: &str = "1h";
 
 /// The `[image]` table.
 #[derive(Debug, Clone, Serialize)]
@@ -236,4 +246,18 @@ pub struct ImageSpec {
     pub include_systemd: bool,
     /// Image name; default the package name.
     pub name: String,
+    /// Line of each field as written (`entrypoint`, `user`, ...; `[image]` for the table
+    /// itself), so checks at package time can point at it. Not part of the image.
+    #[serde(skip)]
+    pub lines: BTreeMap<String, usize>,
+}
+
+impl ImageSpec {
+    /// The line of `field`, else of the `[image]` table, when known.
+    pub fn line_of(&self, field: &str) -> Option<usize> {
+        self.lines
+            .get(field)
+            .or_else(|| self.lines.get("[image]"))
+            .copied()
+    }
 }

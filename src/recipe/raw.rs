@@ -118,6 +118,7 @@ pub struct RawBuild {
     pub workdir: Option<S<String>>,
     #[serde(default)]
     pub cache: Vec<S<String>>,
+    pub timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

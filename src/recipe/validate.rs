@@ -20,6 +20,11 @@ pub(super) struct Ctx<'a> {
     pub project: &'a Path,
     /// Canonical project root, for escape checks.
     pub canonical: PathBuf,
+    /// The project's builder images by role: builder name → a recipe file using it.
+    pub builders: &'a std::collections::BTreeMap<String, String>,
+    /// `[build] outputs` as written (`None` without a `[build]` table), so `from = "build:x"`
+    /// can be checked against them at its own position.
+    pub build_outputs: Option<Vec<String>>,
     pub diags: Vec<Diagnostic>,
 }
 
@@ -39,6 +44,14 @@ impl Ctx<'_> {
 
 pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
     let before = ctx.diags.len();
+    let has_build_table = raw.build.is_some();
+    ctx.build_outputs = raw.build.as_ref().map(|b| {
+        b.get_ref()
+            .outputs
+            .iter()
+            .map(|o| o.get_ref().clone())
+            .collect()
+    });
     let package = package(ctx, raw.package);
     let files: Vec<FileSpec> = raw.files.into_iter().filter_map(|f| file(ctx, f)).collect();
     let scripts = raw.scripts.map(|s| scripts(ctx, s)).unwrap_or_default();
@@ -57,7 +70,7 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
     if files
         .iter()
         .any(|f| matches!(f.source, Source::Build { .. }))
-        && build.is_none()
+        && !has_build_table
     {
         let line = files
             .iter()
@@ -458,6 +471,24 @@ fn file(ctx: &mut Ctx<'_>, raw: Spanned<RawFile>) -> Option<FileSpec> {
     })
 }
 
+/// `p` without `.` components.
+fn normal_path(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
+}
+
+/// Whether `from = "build:<p>"` names something the build keeps: a declared output, a path
+/// under one (an output directory), a directory holding one, or the whole output directory.
+fn build_path_declared(p: &Path, outputs: &[String]) -> bool {
+    let p = normal_path(p);
+    p.as_os_str().is_empty()
+        || outputs.iter().any(|o| {
+            let o = normal_path(Path::new(o));
+            p.starts_with(&o) || o.starts_with(&p)
+        })
+}
+
 fn from_source(ctx: &mut Ctx<'_>, from: &Spanned<String>) -> Option<Source> {
     let f = from.get_ref();
     if let Some(rest) = f.strip_prefix("build:") {
@@ -473,6 +504,32 @@ fn from_source(ctx: &mut Ctx<'_>, from: &Spanned<String>) -> Option<Source> {
                 ),
             );
             return None;
+        }
+        if let Some(outputs) = &ctx.build_outputs {
+            if !build_path_declared(p, outputs) {
+                let wanted = normal_path(p);
+                let listed = if outputs.is_empty() {
+                    "[build] outputs is empty".to_string()
+                } else {
+                    format!(
+                        "[build] outputs has {}",
+                        outputs
+                            .iter()
+                            .map(|o| format!("`{o}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                ctx.err(
+                    from.span(),
+                    format!("`{f}` is not a build output: {listed}, and builder keeps only those"),
+                )
+                .help = Some(format!(
+                    "add `{}` to [build] outputs (and make the build write it to /out)",
+                    wanted.display()
+                ));
+                return None;
+            }
         }
         return Some(Source::Build {
             path: p.to_path_buf(),

@@ -194,6 +194,28 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: Spanned<RawBuild>) -> Option<BuildSp
             ctx.err(c.span(), format!("`{}` cannot be a cache directory: it {what}; use a tool cache path outside both, such as \"/tmp/gocache\"", c.get_ref()));
         }
     }
+    let timeout_text = raw.timeout.as_ref().map_or_else(
+        || DEFAULT_BUILD_TIMEOUT.to_string(),
+        |t| t.get_ref().trim().to_string(),
+    );
+    let timeout =
+        match crate::load::parse_duration(&timeout_text) {
+            Ok(d) if !d.is_zero() => d,
+            other => {
+                let why = match other {
+                    Err(e) => format!("{e:#}"),
+                    Ok(_) => "a zero timeout would stop every build".to_string(),
+                };
+                if let Some(t) = &raw.timeout {
+                    ctx.err(t.span(), format!("invalid build timeout `{timeout_text}`: {why}"))
+                    .help = Some(
+                    "write a positive duration such as `timeout = \"30m\"`, `\"90s\"` or `\"2h\"`"
+                        .into(),
+                );
+                }
+                std::time::Duration::from_secs(3600)
+            }
+        };
     if ctx.diags.len() > before {
         return None;
     }
@@ -211,6 +233,8 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: Spanned<RawBuild>) -> Option<BuildSp
         user: raw.user.map(Spanned::into_inner),
         workdir,
         cache: raw.cache.into_iter().map(Spanned::into_inner).collect(),
+        timeout,
+        timeout_text,
     })
 }
 
@@ -242,6 +266,11 @@ pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) ->
     let raw = raw.into_inner();
     let before = ctx.diags.len();
     base_image_exists(ctx, &raw.base, "runtime base");
+    if let Some((msg, help)) =
+        super::builder_base_problem(raw.base.get_ref(), ctx.builders, ctx.project)
+    {
+        ctx.err(raw.base.span(), msg).help = Some(help);
+    }
     let entrypoint = match &raw.entrypoint {
         Some(e) if e.get_ref().is_empty() => {
             ctx.err(
@@ -258,7 +287,7 @@ pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) ->
         }
         None => {
             ctx.err(
-                span,
+                span.clone(),
                 "an [image] table needs `entrypoint`, e.g. entrypoint = [\"/usr/bin/backend\"]",
             );
             Vec::new()
@@ -323,6 +352,26 @@ pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) ->
             ctx.err(n.span(), format!("`{v}` is not a valid image name: use lowercase letters, digits, `.`, `_`, `-` and `/`"));
         }
     }
+    let line = |at: usize| ctx.text[..at.min(ctx.text.len())].matches('\n').count() + 1;
+    let mut lines = BTreeMap::from([
+        ("[image]".to_string(), line(span.start)),
+        ("base".to_string(), line(raw.base.span().start)),
+    ]);
+    let fields = [
+        (
+            "entrypoint",
+            raw.entrypoint.as_ref().map(|e| e.span().start),
+        ),
+        ("user", raw.user.as_ref().map(|u| u.span().start)),
+        ("workdir", raw.workdir.as_ref().map(|w| w.span().start)),
+        ("name", raw.name.as_ref().map(|n| n.span().start)),
+        ("ports", raw.ports.first().map(|p| p.span().start)),
+    ];
+    for (field, at) in fields {
+        if let Some(at) = at {
+            lines.insert(field.to_string(), line(at));
+        }
+    }
     let env = env_map(ctx, raw.env);
     if ctx.diags.len() > before {
         return None;
@@ -339,6 +388,7 @@ pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) ->
         include_conffiles: raw.include_conffiles.unwrap_or(true),
         include_systemd: raw.include_systemd.unwrap_or(false),
         name,
+        lines,
     })
 }
 
