@@ -249,7 +249,7 @@ fn missing_build_output_says_how_to_fix() {
     let recipe = RECIPE
         .replace("COMPRESSION", "xz")
         .replace("from = \"app/demo.sh\"", "from = \"build:demo\"")
-        + "\n[build]\nbuilder = \"go\"\nsource = \"app\"\ncommand = [\"true\"]\n";
+        + "\n[build]\nbuilder = \"go\"\nsource = \"app\"\ncommand = [\"true\"]\noutputs = [\"demo\"]\n";
     write_files(
         dir.path(),
         &[
