@@ -114,12 +114,7 @@ impl Manifest {
 
     /// The lock that serialises changes to the manifest at `path` (`.manifest.lock` beside it).
     pub fn lock(path: &Path) -> anyhow::Result<crate::fslock::FileLock> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("could not create `{}`", dir.display()))?;
+        let dir = created_parent(path)?;
         crate::fslock::FileLock::acquire(&dir.join(".manifest.lock"), || {})
     }
 
@@ -137,16 +132,22 @@ impl Manifest {
     }
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory and a rename. The file
-/// is made readable by all (0644), like the .debs beside it: temp files start at 0600.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
+/// The directory `path` is in (`.` for a bare name), created if missing.
+fn created_parent(path: &Path) -> anyhow::Result<&Path> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .with_context(|| format!("could not create `{}`", dir.display()))?;
+    Ok(dir)
+}
+
+/// Writes `bytes` to `path` through a temp file in the same directory and a rename. The file
+/// is made readable by all (0644), like the .debs beside it: temp files start at 0600.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = created_parent(path)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".builder-tmp-")
         .tempfile_in(dir)

@@ -101,6 +101,22 @@ pub fn builder_images(recipes_dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// The names of `<project>/base-images/*.toml`, in directory order, without reading them
+/// (recipe validation must not fail on a broken base definition; `base` commands report it).
+pub(crate) fn base_image_names(project: &Path) -> Vec<String> {
+    std::fs::read_dir(project.join("base-images"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".toml")
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 /// The error for an image made on builder image `base` (used by `[image] base` validation
 /// and `package --rebase --base`): images must stay minimal.
 /// `builders` is [`builder_images`]; returns (message, help) or `None` when `base` is no
@@ -111,16 +127,8 @@ pub fn builder_base_problem(
     project: &Path,
 ) -> Option<(String, String)> {
     let recipe_file = builders.get(base)?;
-    let mut runtime: Vec<String> = std::fs::read_dir(project.join("base-images"))
+    let mut runtime: Vec<String> = base_image_names(project)
         .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_suffix(".toml")
-                .map(str::to_string)
-        })
         .filter(|n| n != base && !builders.contains_key(n))
         .collect();
     runtime.sort();

@@ -52,17 +52,7 @@ fn base_image_exists(ctx: &mut Ctx<'_>, name: &Spanned<String>, what: &str) {
     let n = name.get_ref();
     let dir = ctx.project.join("base-images");
     if !dir.join(format!("{n}.toml")).is_file() {
-        let known: Vec<String> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".toml")
-                    .map(str::to_string)
-            })
-            .collect();
+        let known = super::base_image_names(ctx.project);
         let refs: Vec<&str> = known.iter().map(String::as_str).collect();
         let d = ctx.err(
             name.span(),

@@ -556,27 +556,8 @@ fn build_report(
         .map(|c| c.message.clone())
         .collect();
     SmokeReport {
-        schema: SmokeReport::SCHEMA,
-        run_id: run_id.to_string(),
-        mode: if m.capacity.is_some() {
-            "find-capacity"
-        } else {
-            "gate"
-        }
-        .into(),
         passed,
-        started: crate::timefmt::rfc3339(started),
-        finished: crate::timefmt::rfc3339(finished),
-        duration_s: elapsed.as_secs_f64(),
-        inputs: Inputs {
-            stack_file: stack.file.display().to_string(),
-            overrides: opts.overrides.clone(),
-            stack: stack.clone(),
-        },
-        artifacts: under.artifacts,
-        source_commit: under.source_commit,
         deployment: Some(m.deployment),
-        thresholds: stack.thresholds,
         checks,
         reasons,
         percentiles: m.load.latency_ms,
@@ -587,7 +568,54 @@ fn build_report(
         containers: m.containers,
         results: Some(m.load),
         capacity: m.capacity,
+        ..report_frame(stack, opts, run_id, under, started, finished, elapsed)
+    }
+}
+
+/// What every report of a run holds whatever its outcome (the run, its inputs, the
+/// artifacts under test); the outcome fields are empty and `passed` is false.
+fn report_frame(
+    stack: &Stack,
+    opts: &SmokeOptions,
+    run_id: &str,
+    under: artifacts::UnderTest,
+    started: SystemTime,
+    finished: SystemTime,
+    elapsed: Duration,
+) -> SmokeReport {
+    SmokeReport {
+        schema: SmokeReport::SCHEMA,
+        run_id: run_id.to_string(),
+        mode: if opts.capacity.is_some() {
+            "find-capacity"
+        } else {
+            "gate"
+        }
+        .into(),
+        passed: false,
+        started: crate::timefmt::rfc3339(started),
+        finished: crate::timefmt::rfc3339(finished),
+        duration_s: elapsed.as_secs_f64(),
+        inputs: Inputs {
+            stack_file: stack.file.display().to_string(),
+            overrides: opts.overrides.clone(),
+            stack: stack.clone(),
+        },
+        artifacts: under.artifacts,
+        source_commit: under.source_commit,
+        deployment: None,
+        thresholds: stack.thresholds,
+        checks: Vec::new(),
+        reasons: Vec::new(),
         error: None,
+        percentiles: Default::default(),
+        status_counts: Default::default(),
+        error_counts: Default::default(),
+        timeline: Vec::new(),
+        restarts: Vec::new(),
+        containers: Vec::new(),
+        results: None,
+        capacity: None,
     }
 }
 
@@ -633,38 +661,13 @@ fn stopped_report(
         }
     };
     SmokeReport {
-        schema: SmokeReport::SCHEMA,
-        run_id: run_id.to_string(),
-        mode: if opts.capacity.is_some() {
-            "find-capacity"
-        } else {
-            "gate"
-        }
-        .into(),
-        passed: false,
-        started: crate::timefmt::rfc3339(started),
-        finished: crate::timefmt::rfc3339(finished),
-        duration_s: elapsed.as_secs_f64(),
-        inputs: Inputs {
-            stack_file: stack.file.display().to_string(),
-            overrides: opts.overrides.clone(),
-            stack: stack.clone(),
-        },
-        artifacts: under.artifacts,
-        source_commit: under.source_commit,
         deployment: partial.deployment,
-        thresholds: stack.thresholds,
         checks: vec![check],
         reasons: vec![message.clone()],
         error: Some(message),
-        percentiles: Default::default(),
-        status_counts: Default::default(),
-        error_counts: Default::default(),
-        timeline: Vec::new(),
         restarts: partial.restarts,
         containers: partial.containers,
-        results: None,
-        capacity: None,
+        ..report_frame(stack, opts, run_id, under, started, finished, elapsed)
     }
 }
 
