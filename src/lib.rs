@@ -10,6 +10,7 @@
 //! plan        what each recipe will do (cache keys, outputs) before anything runs
 //! archive/    deterministic tar trees shared by the .deb and OCI writers
 //! deb/        .deb writer (ar + control.tar + data.tar) and reader (`builder inspect`)
+//! debian/     Debian's archive read natively: verified InRelease/Packages, .deb downloads
 //! package/    recipe + build outputs → .deb (and image) in dist/, manifest.json
 //! report      the one place that prints: progress bars on a TTY, plain lines in CI, JSON
 //! error       exit codes: 0 ok, 1 stage failed, 2 usage/recipe error, 3 environment error
@@ -23,6 +24,7 @@ pub mod base;
 pub mod build;
 pub mod cli;
 pub mod deb;
+pub mod debian;
 pub mod digest;
 pub mod docker;
 pub mod error;

@@ -137,7 +137,7 @@ fn with_port(host: &str, tls: bool) -> String {
     }
 }
 
-fn tls_connector(access: &Access) -> anyhow::Result<tokio_rustls::TlsConnector> {
+pub(crate) fn tls_connector(access: &Access) -> anyhow::Result<tokio_rustls::TlsConnector> {
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable entries in the system store are skipped, as curl and Go do.
     for cert in rustls_native_certs::load_native_certs().certs {

@@ -1,0 +1,13 @@
+//! Debian's archive, read natively: verified `InRelease`/`Packages` indexes and `.deb`
+//! downloads ([`archive`]), deb822 and relation parsing ([`deb822`], [`relation`]).
+//!
+//! Must not: run maintainer scripts, chroot, or need root. Nothing here talks to Docker.
+
+pub mod archive;
+pub mod deb822;
+pub mod fetch;
+pub mod index;
+pub mod keyring;
+pub mod relation;
+pub mod release;
+pub mod source;
