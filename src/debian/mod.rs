@@ -1,5 +1,6 @@
 //! Debian's archive, read natively: verified `InRelease`/`Packages` indexes and `.deb`
-//! downloads ([`archive`]), deb822 and relation parsing ([`deb822`], [`relation`]).
+//! downloads ([`archive`]), deb822 and relation parsing ([`deb822`], [`relation`]), the
+//! resolver ([`resolve`]).
 //!
 //! Must not: run maintainer scripts, chroot, or need root. Nothing here talks to Docker.
 
@@ -10,4 +11,5 @@ pub mod index;
 pub mod keyring;
 pub mod relation;
 pub mod release;
+pub mod resolve;
 pub mod source;
