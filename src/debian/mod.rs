@@ -5,6 +5,7 @@
 //! Must not: run maintainer scripts, chroot, or need root. Nothing here talks to Docker.
 
 pub mod archive;
+pub mod cacerts;
 pub mod deb822;
 pub mod fetch;
 pub mod index;
