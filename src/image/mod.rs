@@ -14,6 +14,7 @@
 pub mod check;
 pub mod config;
 pub mod layer;
+pub mod start;
 
 use std::path::{Path, PathBuf};
 
