@@ -10,7 +10,10 @@
 //! plan        what each recipe will do (cache keys, outputs) before anything runs
 //! archive/    deterministic tar trees shared by the .deb and OCI writers
 //! deb/        .deb writer (ar + control.tar + data.tar) and reader (`builder inspect`)
-//! debian/     Debian's archive read natively: verified InRelease/Packages, .deb downloads
+//! debian/     Debian's archive read natively: verified InRelease/Packages, .deb downloads,
+//!             the resolver, builder.lock, package sets unpacked into rootfs layers
+//! base/       base images: package sets, debootstrap, tarballs → rootfs tars → engine images
+//! image/      .deb + base (+ dependency layer) → OCI image; the start check (ELF, #!)
 //! package/    recipe + build outputs → .deb (and image) in dist/, manifest.json
 //! report      the one place that prints: progress bars on a TTY, plain lines in CI, JSON
 //! error       exit codes: 0 ok, 1 stage failed, 2 usage/recipe error, 3 environment error

@@ -11,6 +11,12 @@ use crate::recipe::Recipe;
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub recipes: Vec<RecipePlan>,
+    /// builder.lock against the recipes and bases: every set not `current` is drift that
+    /// `package` will resolve (or `--locked` will refuse).
+    pub lock: Vec<crate::debian::project::SetStatus>,
+    /// Why the lock could not be compared, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,7 +55,8 @@ pub struct ImagePlan {
 
 /// The offline part of the plan: everything but cache status.
 pub fn plan(paths: &Paths, recipes: &[&Recipe]) -> Plan {
-    let recipes = recipes
+    let owned: Vec<Recipe> = recipes.iter().map(|r| (*r).clone()).collect();
+    let recipes: Vec<RecipePlan> = recipes
         .iter()
         .map(|r| {
             let p = &r.package;
@@ -85,7 +92,23 @@ pub fn plan(paths: &Paths, recipes: &[&Recipe]) -> Plan {
             }
         })
         .collect();
-    Plan { recipes }
+    let (lock, lock_error) = match crate::base::BaseImages::load(&paths.project)
+        .and_then(|bases| crate::debian::project::drift(&owned, &bases))
+    {
+        // A plan of some recipes cannot tell an unused entry from another recipe's.
+        Ok(sets) => (
+            sets.into_iter()
+                .filter(|s| s.state != crate::debian::project::SetState::Unused)
+                .collect(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+    };
+    Plan {
+        recipes,
+        lock,
+        lock_error,
+    }
 }
 
 /// Fills in each build's cache key and hit/miss. The key includes the builder image id, so

@@ -31,6 +31,12 @@ struct RawDef {
     reference: Option<Spanned<String>>,
     // static
     from: Option<Spanned<String>>,
+    // packages
+    exclude: Option<Spanned<Vec<String>>>,
+    #[serde(rename = "include-required")]
+    include_required: Option<Spanned<bool>>,
+    users: Option<Spanned<Vec<RawUser>>>,
+    groups: Option<Spanned<Vec<RawGroup>>>,
     // common
     user: Option<Spanned<RawUser>>,
     env: Option<Spanned<BTreeMap<String, String>>>,
@@ -43,6 +49,20 @@ struct RawUser {
     uid: u32,
     gid: Option<u32>,
     home: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    gid: u32,
+}
+
+/// A group added to a package-set rootfs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupDef {
+    pub name: String,
+    pub gid: u32,
 }
 
 /// A non-root user created in the rootfs.
@@ -73,6 +93,20 @@ pub enum BaseKind {
     Registry { reference: String },
     /// Only CA certificates, tzdata and generated passwd/group taken from base `from`.
     Static { from: String },
+    /// Debian packages resolved against the archive, locked in `builder.lock`, unpacked
+    /// without debootstrap, chroot or root (see `crate::debian`).
+    Packages {
+        /// Root relations (`name`, `name (>= version)`), sorted.
+        packages: Vec<String>,
+        /// Names whose relations count as met without installing them, sorted.
+        exclude: Vec<String>,
+        /// Also every `Priority: required` package of the first suite (as debootstrap's
+        /// minbase takes them).
+        include_required: bool,
+        /// Extra accounts (besides `user`).
+        users: Vec<UserDef>,
+        groups: Vec<GroupDef>,
+    },
 }
 
 impl BaseKind {
@@ -82,6 +116,7 @@ impl BaseKind {
             BaseKind::Tarball { .. } => "tarball",
             BaseKind::Registry { .. } => "registry",
             BaseKind::Static { .. } => "static",
+            BaseKind::Packages { .. } => "packages",
         }
     }
 }
@@ -120,7 +155,7 @@ impl BaseDef {
     }
 }
 
-const KINDS: &[&str] = &["debootstrap", "tarball", "registry", "static"];
+const KINDS: &[&str] = &["debootstrap", "tarball", "registry", "static", "packages"];
 const VARIANTS: &[&str] = &["minbase", "buildd", "fakechroot", "-"];
 
 fn valid_name(s: &str) -> bool {
@@ -149,6 +184,103 @@ fn valid_user(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c))
 }
 
+fn user_def(
+    r: &RawUser,
+    span: std::ops::Range<usize>,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> Diagnostic,
+    diags: &mut Vec<Diagnostic>,
+) -> UserDef {
+    if !valid_user(&r.name) {
+        diags.push(
+            at(
+                span.clone(),
+                format!("`{}` is not a valid user name", r.name),
+            )
+            .help("use lowercase letters, digits, `_` and `-`, e.g. `builder`"),
+        );
+    }
+    if r.uid == 0 || r.uid >= 65534 {
+        diags.push(
+            at(
+                span,
+                format!("uid {} is not allowed for the build user", r.uid),
+            )
+            .help("use a non-root uid such as 1000"),
+        );
+    }
+    UserDef {
+        name: r.name.clone(),
+        uid: r.uid,
+        gid: r.gid.unwrap_or(r.uid),
+        home: r
+            .home
+            .clone()
+            .unwrap_or_else(|| format!("/home/{}", r.name)),
+    }
+}
+
+/// The `packages` kind: relations checked with Debian's grammar, names sorted.
+fn packages_kind(
+    raw: &RawDef,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> Diagnostic,
+    diags: &mut Vec<Diagnostic>,
+) -> BaseKind {
+    let include_required = raw.include_required.as_ref().is_some_and(|b| *b.get_ref());
+    let mut packages = Vec::new();
+    match &raw.packages {
+        Some(p) => {
+            for entry in p.get_ref() {
+                match crate::debian::relation::parse(entry) {
+                    Ok(rels) if rels.len() == 1 => packages.push(rels[0].to_string()),
+                    Ok(_) => diags.push(
+                        at(p.span(), format!("`{entry}` is not one package relation")).help(
+                            "write one package per entry: `\"libc6\"`, `\"tzdata (>= 2024a)\"`",
+                        ),
+                    ),
+                    Err(e) => diags.push(
+                        at(
+                            p.span(),
+                            format!("`{entry}` is not a package relation: {e}"),
+                        )
+                        .help("write `name` or `name (>= version)`, e.g. `\"ca-certificates\"`"),
+                    ),
+                }
+            }
+        }
+        None if !include_required => diags.push(
+            at(
+                raw.kind.span(),
+                "kind = \"packages\" needs `packages`".to_string(),
+            )
+            .help("add `packages = [\"base-files\", \"tzdata\"]`"),
+        ),
+        None => {}
+    }
+    let mut exclude = Vec::new();
+    if let Some(e) = &raw.exclude {
+        for name in e.get_ref() {
+            if !valid_package(name) {
+                diags.push(
+                    at(e.span(), format!("`{name}` is not a Debian package name"))
+                        .help("package names use lowercase letters, digits, `+`, `-` and `.`"),
+                );
+            }
+            exclude.push(name.clone());
+        }
+    }
+    packages.sort();
+    packages.dedup();
+    exclude.sort();
+    exclude.dedup();
+    BaseKind::Packages {
+        packages,
+        exclude,
+        include_required,
+        users: Vec::new(),
+        groups: Vec::new(),
+    }
+}
+
 /// Parses and validates one definition; `name` is the file stem.
 pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
     let raw: RawDef = diag::parse_toml(file, text)?;
@@ -171,6 +303,7 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
         "tarball" => &["path"],
         "registry" => &["ref"],
         "static" => &["from"],
+        "packages" => &["packages", "exclude", "include-required", "users", "groups"],
         other => {
             let mut d = at(raw.kind.span(), format!("unknown base kind `{other}`"))
                 .help(format!("use one of: {}", KINDS.join(", ")));
@@ -180,7 +313,7 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             return Err(Diagnostics::new(vec![d]));
         }
     };
-    let present: [(&str, Option<std::ops::Range<usize>>); 9] = [
+    let present: [(&str, Option<std::ops::Range<usize>>); 13] = [
         ("suite", raw.suite.as_ref().map(|s| s.span())),
         ("variant", raw.variant.as_ref().map(|s| s.span())),
         ("mirror", raw.mirror.as_ref().map(|s| s.span())),
@@ -190,10 +323,18 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
         ("ref", raw.reference.as_ref().map(|s| s.span())),
         ("from", raw.from.as_ref().map(|s| s.span())),
         ("user", raw.user.as_ref().map(|s| s.span())),
+        ("exclude", raw.exclude.as_ref().map(|s| s.span())),
+        (
+            "include-required",
+            raw.include_required.as_ref().map(|s| s.span()),
+        ),
+        ("users", raw.users.as_ref().map(|s| s.span())),
+        ("groups", raw.groups.as_ref().map(|s| s.span())),
     ];
     for (key, span) in &present {
         if let Some(span) = span {
-            let common = *key == "user" && matches!(kind_name, "debootstrap" | "tarball");
+            let common =
+                *key == "user" && matches!(kind_name, "debootstrap" | "tarball" | "packages");
             if !allowed.contains(key) && !common {
                 diags.push(
                     at(
@@ -225,7 +366,8 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             String::new()
         }
     };
-    let kind = match kind_name {
+    let mut kind = match kind_name {
+        "packages" => packages_kind(&raw, &at, &mut diags),
         "debootstrap" => {
             let suite = required(&raw.suite, "suite", &mut diags);
             let variant = raw
@@ -252,7 +394,7 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
                 {
                     diags.push(
                         at(m.span(), format!("mirror `{m2}` is not a URL"))
-                            .help("use e.g. `http://deb.debian.org/debian`"),
+                            .help("use e.g. `http://mirror.example/debian`"),
                     );
                 }
             }
@@ -338,33 +480,34 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             );
         }
     }
-    let user = raw.user.as_ref().map(|u| {
-        let r = u.get_ref();
-        if !valid_user(&r.name) {
-            diags.push(
-                at(u.span(), format!("`{}` is not a valid user name", r.name))
-                    .help("use lowercase letters, digits, `_` and `-`, e.g. `builder`"),
-            );
+    let user = raw
+        .user
+        .as_ref()
+        .map(|u| user_def(u.get_ref(), u.span(), &at, &mut diags));
+    if let BaseKind::Packages { users, groups, .. } = &mut kind {
+        if let Some(list) = &raw.users {
+            for u in list.get_ref() {
+                users.push(user_def(u, list.span(), &at, &mut diags));
+            }
         }
-        if r.uid == 0 || r.uid >= 65534 {
-            diags.push(
-                at(
-                    u.span(),
-                    format!("uid {} is not allowed for the build user", r.uid),
-                )
-                .help("use a non-root uid such as 1000"),
-            );
+        if let Some(list) = &raw.groups {
+            for g in list.get_ref() {
+                if !valid_user(&g.name) || g.gid == 0 {
+                    diags.push(
+                        at(
+                            list.span(),
+                            format!("`{}` (gid {}) is not a valid group", g.name, g.gid),
+                        )
+                        .help("use lowercase letters, digits, `_` and `-`, and a gid other than 0"),
+                    );
+                }
+                groups.push(GroupDef {
+                    name: g.name.clone(),
+                    gid: g.gid,
+                });
+            }
         }
-        UserDef {
-            name: r.name.clone(),
-            uid: r.uid,
-            gid: r.gid.unwrap_or(r.uid),
-            home: r
-                .home
-                .clone()
-                .unwrap_or_else(|| format!("/home/{}", r.name)),
-        }
-    });
+    }
     if !diags.is_empty() {
         return Err(Diagnostics::new(diags));
     }

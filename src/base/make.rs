@@ -58,38 +58,12 @@ fn find_tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The Debian mirror the host's apt uses (deb822 `.sources` or one-line `sources.list`),
-/// skipping security and update suites; `deb.debian.org` if none is found.
-pub fn host_mirror() -> String {
-    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut more: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "sources" || x == "list"))
-            .collect();
-        more.sort();
-        files.extend(more);
-    }
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        for line in text.lines().map(str::trim) {
-            let uri = if let Some(rest) = line.strip_prefix("URIs:") {
-                rest.split_whitespace().next()
-            } else if let Some(rest) = line.strip_prefix("deb ") {
-                rest.split_whitespace().find(|w| w.contains("://"))
-            } else {
-                None
-            };
-            if let Some(u) = uri {
-                if u.contains("debian") && !u.contains("security") && !u.contains("backports") {
-                    return u.trim_end_matches('/').to_string();
-                }
-            }
-        }
-    }
-    "http://deb.debian.org/debian".to_string()
+/// The mirror the host's apt sources name for `suite` (deb822 `.sources` or one-line
+/// `sources.list`), as `crate::debian::source` reads them.
+pub fn host_mirror(suite: &str) -> Option<String> {
+    crate::debian::source::host_sources()
+        .get(suite)
+        .map(|s| s.uri.clone())
 }
 
 /// Paths left out of every rootfs tar: caches, logs, package lists, identity files that the
@@ -215,7 +189,16 @@ fn debootstrap(
             def.name, def.name
         )));
     }
-    let mirror = mirror.clone().unwrap_or_else(host_mirror);
+    let mirror = match mirror.clone().or_else(|| host_mirror(suite)) {
+        Some(m) => m,
+        None => {
+            return Err(crate::error::usage(format!(
+                "base `{}`: the host's apt sources name no mirror for suite `{suite}`; set \
+                 `mirror = \"http://...\"` in base-images/{}.toml",
+                def.name, def.name
+            )))
+        }
+    };
     let mut cmd = Command::new(tool);
     if variant != "-" {
         cmd.arg(format!("--variant={variant}"));
@@ -549,7 +532,7 @@ mod tests {
 
     #[test]
     fn exclusions() {
-        assert!(excluded("var/lib/apt/lists/deb.debian.org_dists", false));
+        assert!(excluded("var/lib/apt/lists/mirror.example_dists", false));
         assert!(!excluded("var/lib/apt/lists", true));
         assert!(excluded("var/log/dpkg.log", false));
         assert!(!excluded("var/log/apt", true));
@@ -562,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn mirror_is_a_url() {
-        assert!(host_mirror().contains("://"));
+    fn a_suite_the_host_does_not_name_has_no_mirror() {
+        assert_eq!(host_mirror("no-such-suite"), None);
     }
 }

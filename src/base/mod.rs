@@ -91,6 +91,8 @@ struct Inner {
     dir: PathBuf,
     defs: BTreeMap<String, BaseDef>,
     hashes: Mutex<HashMap<String, String>>,
+    /// builder.lock and the archive, for `packages` bases.
+    locker: crate::debian::sets::Locker,
 }
 
 /// The span of the `from` value in a base definition's text.
@@ -162,18 +164,24 @@ impl BaseImages {
                     .filter(|o| {
                         matches!(
                             o.kind,
-                            BaseKind::Debootstrap { .. } | BaseKind::Tarball { .. }
+                            BaseKind::Debootstrap { .. }
+                                | BaseKind::Tarball { .. }
+                                | BaseKind::Packages { .. }
                         )
                     })
                     .map(|o| o.name.as_str())
                     .collect();
                 let one_of = if rootfs.is_empty() {
-                    "none exists yet: add a debootstrap or tarball base".to_string()
+                    "none exists yet: add a packages, debootstrap or tarball base".to_string()
                 } else {
                     format!("one of: {}", rootfs.join(", "))
                 };
                 match defs.get(from).map(|f| &f.kind) {
-                    Some(BaseKind::Debootstrap { .. } | BaseKind::Tarball { .. }) => {}
+                    Some(
+                        BaseKind::Debootstrap { .. }
+                        | BaseKind::Tarball { .. }
+                        | BaseKind::Packages { .. },
+                    ) => {}
                     Some(k) => extra.push(
                         at(format!(
                             "base `{}` is made from `{from}`, a {} base without a rootfs",
@@ -181,7 +189,7 @@ impl BaseImages {
                             k.name()
                         ))
                         .help(format!(
-                            "`from` must name a debootstrap or tarball base, {one_of}"
+                            "`from` must name a packages, debootstrap or tarball base, {one_of}"
                         )),
                     ),
                     None => {
@@ -208,6 +216,7 @@ impl BaseImages {
                 dir,
                 defs,
                 hashes: Mutex::new(HashMap::new()),
+                locker: crate::debian::sets::Locker::load(project)?,
             }),
         })
     }
@@ -272,6 +281,20 @@ impl BaseImages {
                     .with_context(|| format!("could not read `{}`", file.display()))?;
                 hasher.update(b"\0tarball:");
                 hasher.update(th.finalize());
+            }
+            BaseKind::Packages { .. } => {
+                hasher.update(b"\0assembly:");
+                hasher.update(crate::debian::assemble::FORMAT.to_le_bytes());
+                // The tag follows the locked files: a new lock is a new base.
+                match self.locked_set(name)? {
+                    Some(set) => {
+                        hasher.update(b"\0locked:");
+                        for p in &set.packages {
+                            hasher.update(p.sha256.as_bytes());
+                        }
+                    }
+                    None => hasher.update(b"\0unlocked"),
+                }
             }
             _ => {}
         }
@@ -344,6 +367,9 @@ impl BaseImages {
                 "base `{name}` is pulled from a registry (`{reference}`) and has no rootfs tar; use a debootstrap, tarball or static base here"
             )));
         }
+        if matches!(def.kind, BaseKind::Packages { .. }) {
+            self.ensure_locked(name, reporter)?;
+        }
         if let Some(r) = self.cached_rootfs(name)? {
             return Ok(r);
         }
@@ -365,6 +391,12 @@ impl BaseImages {
             BaseKind::Static { from } => {
                 let src = self.rootfs(from, reporter)?;
                 make::make_static(name, from, &src.tar, &tar)
+            }
+            BaseKind::Packages { .. } => {
+                let set = self.locked_set(name)?.ok_or_else(|| {
+                    anyhow::anyhow!("internal: base `{name}` is not locked after locking")
+                })?;
+                self.make_packages(def, &set, &tar, reporter)
             }
             _ => make::make_tree_base(def, &self.inner.project, &tar, reporter),
         }
@@ -514,6 +546,149 @@ impl BaseImages {
         let tag = format!("{repo}:{version}");
         progress.finish(&tag);
         Ok(ImageRef { tag, id })
+    }
+
+    /// The locker (builder.lock and the archive) of this project.
+    pub fn locker(&self) -> &crate::debian::sets::Locker {
+        &self.inner.locker
+    }
+
+    /// What a `packages` base is resolved from.
+    pub fn set_request(&self, name: &str) -> Result<crate::debian::sets::SetRequest> {
+        let def = self.def(name)?;
+        let BaseKind::Packages {
+            packages,
+            exclude,
+            include_required,
+            ..
+        } = &def.kind
+        else {
+            return Err(crate::error::usage(format!(
+                "base `{name}` is a {} base, not a package set",
+                def.kind.name()
+            )));
+        };
+        let who = format!("base-images/{name}.toml");
+        let mut roots = Vec::new();
+        for p in packages {
+            for r in crate::debian::relation::parse(p).map_err(anyhow::Error::msg)? {
+                roots.push((r, who.clone()));
+            }
+        }
+        Ok(crate::debian::sets::SetRequest {
+            roots,
+            exclude: exclude.iter().cloned().collect(),
+            include_required: *include_required,
+            ..Default::default()
+        })
+    }
+
+    /// The locked set of a `packages` base, when builder.lock has a current one.
+    pub fn locked_set(&self, name: &str) -> Result<Option<crate::debian::sets::ResolvedSet>> {
+        let req = self.set_request(name)?;
+        let identity = self.inner.locker.config()?.identity();
+        let inputs = req.inputs(crate::debian::lock::SetKind::Base, &identity);
+        Ok(self
+            .inner
+            .locker
+            .current(crate::debian::lock::SetKind::Base, name, &inputs))
+    }
+
+    /// Resolves a `packages` base into builder.lock when it has no current entry.
+    pub fn ensure_locked(
+        &self,
+        name: &str,
+        reporter: &Reporter,
+    ) -> Result<crate::debian::sets::ResolvedSet> {
+        self.ensure_locked_with(name, None, reporter)
+    }
+
+    /// [`Self::ensure_locked`], re-resolving (`lock --update`) with `update`.
+    pub fn ensure_locked_with(
+        &self,
+        name: &str,
+        update: Option<&std::collections::BTreeSet<String>>,
+        reporter: &Reporter,
+    ) -> Result<crate::debian::sets::ResolvedSet> {
+        let req = self.set_request(name)?;
+        let locker = &self.inner.locker;
+        let set = crate::debian::fetch::block_on(locker.ensure(
+            crate::debian::lock::SetKind::Base,
+            name,
+            &req,
+            update,
+            reporter,
+        ))??;
+        if set.changed {
+            // The tag of this base (and of bases made from it) follows the lock.
+            self.inner
+                .hashes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            reporter.status(
+                "Locked",
+                format!(
+                    "base `{name}`: {} packages in {}",
+                    set.packages.len(),
+                    crate::debian::lock::FILE
+                ),
+            );
+        }
+        Ok(set)
+    }
+
+    /// Downloads (if needed) and unpacks a locked package set into the rootfs tar `out`.
+    fn make_packages(
+        &self,
+        def: &BaseDef,
+        set: &crate::debian::sets::ResolvedSet,
+        out: &Path,
+        reporter: &Reporter,
+    ) -> Result<pack::Written> {
+        let BaseKind::Packages { users, groups, .. } = &def.kind else {
+            anyhow::bail!("internal: base `{}` is not a package set", def.name);
+        };
+        let archive = self.inner.locker.archive()?;
+        let refs: Vec<_> = set.packages.iter().map(|p| p.deb_ref()).collect();
+        let paths = crate::debian::fetch::block_on(archive.fetch_debs(&refs, reporter))??;
+        let members: Vec<crate::debian::assemble::Member> = set
+            .packages
+            .iter()
+            .zip(paths)
+            .map(|(locked, deb)| crate::debian::assemble::Member {
+                locked: locked.clone(),
+                deb,
+            })
+            .collect();
+        let mut all_users: Vec<UserDef> = def.user.iter().cloned().collect();
+        all_users.extend(users.iter().cloned());
+        let progress = reporter.progress(format!("base {}", def.name), None);
+        progress.message("unpacking");
+        let assembled = crate::debian::assemble::assemble(
+            &members,
+            &crate::debian::assemble::Options {
+                lower: None,
+                base: true,
+                users: &all_users,
+                groups,
+            },
+        )
+        .with_context(|| format!("could not assemble base `{}`", def.name))?;
+        crate::debian::assemble::report(
+            &format!("base `{}`", def.name),
+            &assembled,
+            &set.needed_by,
+            reporter,
+        );
+        progress.message("writing rootfs tar");
+        let written = pack::write_entries(out, &assembled.entries)?;
+        progress.finish(format!(
+            "{} packages, rootfs {} MB",
+            set.packages.len(),
+            written.size / 1_000_000
+        ));
+        Ok(written)
     }
 
     /// Status of one base for `builder base list`; `docker = None` leaves image fields unknown.

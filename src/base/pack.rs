@@ -144,6 +144,8 @@ pub enum Data {
     Dir,
     File(Vec<u8>),
     Symlink(String),
+    /// A hard link to another entry of the tree (its key), written after it.
+    HardLink(String),
 }
 
 /// An entry of an in-memory tree (used for the `static` base).
@@ -155,13 +157,22 @@ pub struct Entry {
     pub data: Data,
 }
 
-/// Writes in-memory entries (keyed by relative path, without leading `/`) in sorted order.
+/// The order entries are written in: path components compared one by one, so a directory's
+/// whole subtree comes before its next sibling (`etc/ca/x` before `etc/ca.conf`), as a
+/// directory walk with sorted names gives it ([`pack_dir`]).
+pub fn tree_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
+/// Writes in-memory entries (keyed by relative path, without leading `/`) in [`tree_order`].
 pub fn write_entries(
     out: &Path,
     entries: &std::collections::BTreeMap<String, Entry>,
 ) -> Result<Written> {
+    let mut sorted: Vec<(&String, &Entry)> = entries.iter().collect();
+    sorted.sort_by(|a, b| tree_order(a.0, b.0));
     write_atomic(out, |b| {
-        for (path, e) in entries {
+        for (path, e) in sorted {
             match &e.data {
                 Data::Dir => {
                     let mut h = header(tar::EntryType::Directory, e.mode, e.uid, e.gid, EPOCH, 0);
@@ -180,6 +191,10 @@ pub fn write_entries(
                 }
                 Data::Symlink(target) => {
                     let mut h = header(tar::EntryType::Symlink, e.mode, e.uid, e.gid, EPOCH, 0);
+                    b.append_link(&mut h, path, target)?;
+                }
+                Data::HardLink(target) => {
+                    let mut h = header(tar::EntryType::Link, e.mode, e.uid, e.gid, EPOCH, 0);
                     b.append_link(&mut h, path, target)?;
                 }
             }

@@ -14,6 +14,7 @@ mod gc;
 mod inspect;
 mod key;
 mod load;
+mod lock;
 mod package;
 mod pipeline;
 mod plan;
@@ -52,6 +53,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Never change builder.lock: a package set that is not locked, or whose recipe or base
+    /// changed, is an error (for CI, like `cargo --locked`)
+    #[arg(long, global = true)]
+    pub locked: bool,
+
     /// More output (-v shows details)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -75,6 +81,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Send constant-rate HTTP load to local URLs and report latency and errors
     Load(load::LoadArgs),
+    /// Lock the Debian packages of every package-set base and image (builder.lock)
+    Lock(lock::LockArgs),
     /// Make, list and remove base images (base-images/*.toml)
     Base(base::BaseArgs),
     /// Remove containers, networks, volumes and dangling images that crashed runs left
@@ -128,6 +136,7 @@ impl GlobalArgs {
 /// Runs the parsed command; returns the exit code for a run that completed.
 pub async fn run(cli: Cli, reporter: Reporter) -> anyhow::Result<u8> {
     let paths = cli.global.paths();
+    crate::debian::sets::set_frozen(cli.global.locked);
     match cli.command {
         Command::Validate(args) => validate::run(args, &paths, &reporter),
         Command::Plan(args) => plan::run(args, &paths, &reporter).await,
@@ -136,6 +145,7 @@ pub async fn run(cli: Cli, reporter: Reporter) -> anyhow::Result<u8> {
         Command::Inspect(args) => inspect::run(args, &reporter),
         Command::Load(args) => load::run(args, &reporter).await,
         Command::Base(args) => base::run(args, &paths, &reporter).await,
+        Command::Lock(args) => lock::run(args, &paths, &reporter).await,
         Command::Gc(args) => gc::run(args, &reporter).await,
         Command::Smoke(args) => smoke::run(args, &paths, &reporter).await,
         Command::Key(args) => key::run(args, &paths, &reporter),

@@ -58,5 +58,31 @@ pub async fn run(args: PlanArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
             ));
         }
     }
+    let drift: Vec<String> = plan
+        .lock
+        .iter()
+        .filter(|s| s.state != crate::debian::project::SetState::Current)
+        .map(|s| {
+            let why = match s.state {
+                crate::debian::project::SetState::Missing => "not locked yet",
+                crate::debian::project::SetState::Stale => "changed since it was locked",
+                _ => "locked but no longer used",
+            };
+            format!("{} `{}` {why}", s.kind, s.name)
+        })
+        .collect();
+    let file = crate::debian::lock::FILE;
+    match (&plan.lock_error, drift.is_empty()) {
+        (Some(e), _) => reporter.output(format!("lock     {file}: cannot compare: {e}")),
+        (None, true) if plan.lock.is_empty() => {}
+        (None, true) => reporter.output(format!(
+            "lock     {file} is up to date ({} package sets)",
+            plan.lock.len()
+        )),
+        (None, false) => reporter.output(format!(
+            "lock     {file} drift: {}; `builder lock` (or `package`) resolves it, `--locked` refuses",
+            drift.join("; ")
+        )),
+    }
     Ok(crate::error::EXIT_OK)
 }

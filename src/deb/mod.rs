@@ -24,7 +24,7 @@ mod write;
 pub use crate::recipe::Compression;
 pub use compress::{GZIP_LEVEL, XZ_LEVEL, ZSTD_LEVEL};
 pub use control::parse_control;
-pub use read::{read_data_tree, read_deb};
+pub use read::{read_control, read_data_entries, read_data_tree, read_deb, DataEntry};
 pub use write::write_deb;
 
 /// Control-archive files besides `control`, `md5sums` and `conffiles`.

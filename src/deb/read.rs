@@ -161,6 +161,18 @@ fn text(tree: &Tree, name: &str) -> Option<String> {
 /// Reads a .deb's control archive and lists its data archive.
 pub fn read_deb(path: &Path) -> Result<DebContents, DebError> {
     let deb = open(path)?;
+    let mut contents = control_of(&deb)?;
+    contents.files = list_data(&deb)?;
+    Ok(contents)
+}
+
+/// Reads a .deb's control archive only (`files` is left empty): cheap, whatever the size
+/// of the data archive.
+pub fn read_control(path: &Path) -> Result<DebContents, DebError> {
+    control_of(&open(path)?)
+}
+
+fn control_of(deb: &Opened) -> Result<DebContents, DebError> {
     // control.tar holds small text files (control, md5sums, scripts, templates): a crafted
     // one must not make `inspect` hold gigabytes. dpkg's own files stay far below this.
     let control_tree = deb.tree(&deb.control, CONTROL_MAX)?;
@@ -201,11 +213,10 @@ pub fn read_deb(path: &Path) -> Result<DebContents, DebError> {
         })
         .map(|(name, _)| name.to_string())
         .collect();
-    let files = list_data(&deb)?;
     Ok(DebContents {
         control_text,
         fields,
-        files,
+        files: Vec::new(),
         conffiles,
         scripts,
         md5sums,
@@ -274,4 +285,89 @@ fn link_of<R: Read>(entry: &tar::Entry<'_, R>) -> Option<String> {
 pub fn read_data_tree(path: &Path) -> anyhow::Result<Tree> {
     let deb = open(path)?;
     Ok(deb.tree(&deb.data, u64::MAX)?)
+}
+
+/// One data.tar entry with its owner and bytes, as package-set assembly needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataEntry {
+    /// Normalised relative path (`usr/bin/x`); the root entry is skipped.
+    pub path: String,
+    /// `d` directory, `-` regular file, `l` symlink, `h` hard link (to `link`, normalised).
+    pub kind: char,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub link: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// Every entry of a .deb's data.tar, with owners and bytes; more than `max_total` bytes of
+/// files make it corrupt. Device nodes and fifos are skipped (the engine provides /dev).
+pub fn read_data_entries(path: &Path, max_total: u64) -> Result<Vec<DataEntry>, DebError> {
+    let deb = open(path)?;
+    let member = &deb.data.0;
+    let mut r = deb.member(&deb.data)?;
+    let mut archive = tar::Archive::new(&mut r);
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    let entries = archive.entries().map_err(|e| deb.corrupt(member, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| deb.corrupt(member, e))?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if name.starts_with('/') || name.split('/').any(|c| c == "..") {
+            return Err(deb.corrupt(
+                member,
+                format!("entry `{name}` is an absolute path or climbs out with `..`"),
+            ));
+        }
+        let rel = crate::archive::normalize(&name).map_err(|e| deb.corrupt(member, e))?;
+        if rel.is_empty() {
+            continue;
+        }
+        let header = entry.header();
+        let mode = header.mode().map_err(|e| deb.corrupt(member, e))? & 0o7777;
+        let uid = header.uid().map_err(|e| deb.corrupt(member, e))?;
+        let gid = header.gid().map_err(|e| deb.corrupt(member, e))?;
+        let (kind, link) = match header.entry_type() {
+            EntryType::Directory => ('d', None),
+            EntryType::Regular | EntryType::Continuous => ('-', None),
+            EntryType::Symlink => ('l', link_of(&entry)),
+            EntryType::Link => (
+                'h',
+                link_of(&entry)
+                    .map(|l| crate::archive::normalize(&l).map_err(|e| deb.corrupt(member, e)))
+                    .transpose()?,
+            ),
+            EntryType::Char | EntryType::Block | EntryType::Fifo => continue,
+            EntryType::XGlobalHeader | EntryType::XHeader => continue,
+            other => return Err(deb.corrupt(member, format!("entry `{name}` has type {other:?}"))),
+        };
+        let mut data = Vec::new();
+        if kind == '-' {
+            total = total.saturating_add(entry.size());
+            if total > max_total {
+                return Err(deb.corrupt(
+                    member,
+                    format!("its files hold more than {max_total} bytes"),
+                ));
+            }
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| deb.corrupt(member, e))?;
+        }
+        if matches!(kind, 'l' | 'h') && link.as_deref().is_none_or(str::is_empty) {
+            return Err(deb.corrupt(member, format!("link `{name}` has no target")));
+        }
+        out.push(DataEntry {
+            path: rel,
+            kind,
+            mode,
+            uid,
+            gid,
+            link,
+            data,
+        });
+    }
+    std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| deb.corrupt(member, e))?;
+    Ok(out)
 }

@@ -20,13 +20,23 @@ pub enum Kind {
     Symlink(String),
 }
 
-/// Files of a base rootfs: kinds and modes, plus the bytes of /etc/passwd and /etc/group.
+/// Files of a base rootfs: kinds and modes, plus the bytes of /etc/passwd and /etc/group,
+/// the dpkg database, and where each file's bytes lie in the tar (read on demand).
 #[derive(Debug, Clone, Default)]
 pub struct BaseListing {
     pub entries: BTreeMap<String, (Kind, u32)>,
     pub passwd: String,
     pub group: String,
+    /// The rootfs tar the listing was read from.
+    pub tar: Option<std::path::PathBuf>,
+    /// Regular file → (offset of its bytes in the tar, size).
+    pub files: std::collections::HashMap<String, (u64, u64)>,
+    /// `/var/lib/dpkg/status` and the paragraphs of `/var/lib/dpkg/status.d/*`.
+    pub dpkg_status: String,
 }
+
+/// Most bytes of dpkg database the listing keeps.
+const MAX_STATUS: usize = 64 << 20;
 
 impl BaseListing {
     /// Lists a rootfs tar (headers only, except passwd and group).
@@ -62,18 +72,74 @@ impl BaseListing {
                 ),
                 _ => Kind::File,
             };
-            if key == "etc/passwd" || key == "etc/group" {
+            match header.entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    out.files
+                        .insert(key.clone(), (entry.raw_file_position(), entry.size()));
+                }
+                tar::EntryType::Link => {
+                    let target = entry
+                        .link_name()
+                        .with_context(bad)?
+                        .map(|l| l.to_string_lossy().into_owned())
+                        .and_then(|l| crate::archive::normalize(&l).ok());
+                    if let Some(at) = target.and_then(|t| out.files.get(&t).copied()) {
+                        out.files.insert(key.clone(), at);
+                    }
+                }
+                _ => {}
+            }
+            let status_d = key
+                .strip_prefix("var/lib/dpkg/status.d/")
+                .is_some_and(|n| !n.contains('.') && !n.contains('/'));
+            let wanted = matches!(
+                key.as_str(),
+                "etc/passwd" | "etc/group" | "var/lib/dpkg/status"
+            ) || status_d;
+            if wanted && matches!(kind, Kind::File) {
                 let mut text = String::new();
                 entry.read_to_string(&mut text).with_context(bad)?;
-                if key == "etc/passwd" {
-                    out.passwd = text;
-                } else {
-                    out.group = text;
+                match key.as_str() {
+                    "etc/passwd" => out.passwd = text,
+                    "etc/group" => out.group = text,
+                    _ if out.dpkg_status.len() + text.len() <= MAX_STATUS => {
+                        out.dpkg_status.push_str(text.trim_end());
+                        out.dpkg_status.push_str("\n\n");
+                    }
+                    _ => anyhow::bail!(
+                        "the dpkg database of the base rootfs `{}` is larger than {MAX_STATUS} bytes",
+                        tar.display()
+                    ),
                 }
             }
             out.entries.insert(key, (kind, mode));
         }
+        out.tar = Some(tar.to_path_buf());
         Ok(out)
+    }
+
+    /// The bytes of a regular file of the base (not following symlinks), at most `limit`.
+    pub fn read_file(&self, key: &str, limit: u64) -> Option<Vec<u8>> {
+        use std::io::{Seek, SeekFrom};
+        let (offset, size) = *self.files.get(key)?;
+        let mut f = std::fs::File::open(self.tar.as_ref()?).ok()?;
+        f.seek(SeekFrom::Start(offset)).ok()?;
+        let mut buf = Vec::new();
+        f.take(size.min(limit)).read_to_end(&mut buf).ok()?;
+        Some(buf)
+    }
+
+    /// The packages the base's dpkg database says are installed.
+    pub fn installed(&self) -> anyhow::Result<Vec<crate::debian::index::Package>> {
+        crate::debian::index::installed_from_status(&self.dpkg_status).map_err(|e| {
+            anyhow::anyhow!(
+                "the dpkg database of the base rootfs `{}` is damaged: {e}",
+                self.tar
+                    .as_ref()
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default()
+            )
+        })
     }
 }
 

@@ -24,6 +24,8 @@ pub struct ConfigInput<'a> {
     pub deb_file_name: &'a str,
     pub deb_sha256: &'a str,
     pub base_diff_id: &'a str,
+    /// The dependency layer: its diff_id and the packages it holds (`name version`).
+    pub deps: Option<(&'a str, &'a [String])>,
     pub app_diff_id: &'a str,
     /// SOURCE_DATE_EPOCH.
     pub created: u64,
@@ -102,22 +104,34 @@ pub fn image_config(i: &ConfigInput<'_>) -> ImageConfig {
         },
         rootfs: RootFs {
             kind: "layers".into(),
-            diff_ids: vec![i.base_diff_id.to_string(), i.app_diff_id.to_string()],
+            diff_ids: std::iter::once(i.base_diff_id.to_string())
+                .chain(i.deps.map(|(d, _)| d.to_string()))
+                .chain(std::iter::once(i.app_diff_id.to_string()))
+                .collect(),
         },
-        history: vec![
-            History {
-                created: Some(created.clone()),
-                created_by: Some(format!("builder: runtime base `{}`", i.base_name)),
-                comment: Some("base-images/".to_string() + i.base_name + ".toml"),
-                empty_layer: false,
-            },
-            History {
-                created: Some(created),
-                created_by: Some(format!("builder: files of {}", i.deb_file_name)),
-                comment: Some(format!("sha256:{}", i.deb_sha256)),
-                empty_layer: false,
-            },
-        ],
+        history: std::iter::once(History {
+            created: Some(created.clone()),
+            created_by: Some(format!("builder: runtime base `{}`", i.base_name)),
+            comment: Some("base-images/".to_string() + i.base_name + ".toml"),
+            empty_layer: false,
+        })
+        .chain(i.deps.map(|(_, pkgs)| History {
+            created: Some(created.clone()),
+            created_by: Some(format!(
+                "builder: dependencies of {} ({} packages)",
+                i.deb_file_name,
+                pkgs.len()
+            )),
+            comment: Some(pkgs.join(", ")),
+            empty_layer: false,
+        }))
+        .chain(std::iter::once(History {
+            created: Some(created),
+            created_by: Some(format!("builder: files of {}", i.deb_file_name)),
+            comment: Some(format!("sha256:{}", i.deb_sha256)),
+            empty_layer: false,
+        }))
+        .collect(),
     }
 }
 

@@ -197,6 +197,7 @@ mod tests {
             labels: Default::default(),
             include_conffiles: conffiles,
             include_systemd: systemd,
+            exclude: vec![],
             name: "svc".into(),
             lines: Default::default(),
         }

@@ -13,8 +13,11 @@
 
 pub mod check;
 pub mod config;
+pub mod deps;
 pub mod layer;
+pub mod provider;
 pub mod start;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +28,7 @@ use crate::archive::Tree;
 use crate::base::BaseImages;
 use crate::error::usage;
 use crate::oci::{compress_tar_file, compress_tree, write_image_tar, ImageParts, LayerBlob};
+
 use crate::project::Paths;
 use crate::recipe::{ImageSpec, Recipe};
 use crate::report::Reporter;
@@ -57,6 +61,11 @@ pub struct ImageResult {
     pub manifest_digest: String,
     /// The base layer's blob digest.
     pub base_layer_digest: String,
+    /// The dependency layer's blob digest, when the base lacks some of the package's
+    /// Depends.
+    pub deps_layer_digest: Option<String>,
+    /// The packages of the dependency layer (`name version`), as locked.
+    pub dependencies: Vec<String>,
     /// The application layer's blob digest (unchanged by a rebase).
     pub app_layer_digest: String,
     pub base: String,
@@ -132,6 +141,43 @@ pub fn check_image_spec(recipe: &Recipe, data: &Tree, bases: &BaseImages) -> any
         check::check_spec(recipe, spec, &spec.base, &app, Some(&listing))?;
     }
     Ok(())
+}
+
+/// Proves, before the .deb is written, that the recipe's image will start: its base and
+/// dependency layer (resolved and locked now if needed) and the package's files `data`
+/// hold the entrypoint's interpreter and libraries. A recipe without `[image]` passes.
+pub fn check_image_starts(
+    recipe: &Recipe,
+    data: &Tree,
+    bases: &BaseImages,
+    reporter: &Reporter,
+) -> anyhow::Result<()> {
+    let Some(spec) = recipe.image.as_ref() else {
+        return Ok(());
+    };
+    let rootfs = bases.rootfs(&spec.base, reporter)?;
+    let listing = BaseListing::read(&rootfs.tar)?;
+    let app = layer::onto_base(&layer::app_tree(data, spec, None), &listing);
+    let deps = deps::dependency_layer(
+        recipe,
+        spec,
+        &recipe.package.relations,
+        bases,
+        &spec.base,
+        &rootfs.diff_id,
+        &listing,
+        reporter,
+    )?;
+    prove_start(
+        recipe,
+        spec,
+        &spec.base,
+        &app,
+        deps.as_ref(),
+        &listing,
+        &rootfs.env,
+        reporter,
+    )
 }
 
 /// The mtime of the .deb's first ar member: the SOURCE_DATE_EPOCH it was packaged with
@@ -236,6 +282,26 @@ fn write_image(
         &listing,
     );
     check::check_spec(recipe, spec, base_name, &app, Some(&listing))?;
+    let deps = deps::dependency_layer(
+        recipe,
+        spec,
+        &contents.fields,
+        &bases,
+        base_name,
+        &rootfs.diff_id,
+        &listing,
+        reporter,
+    )?;
+    prove_start(
+        recipe,
+        spec,
+        base_name,
+        &app,
+        deps.as_ref(),
+        &listing,
+        &rootfs.env,
+        reporter,
+    )?;
 
     let tag = tag_for_version(&recipe.package.file_version());
     let repo_tag = format!("{}:{tag}", spec.name);
@@ -259,6 +325,13 @@ fn write_image(
 
     let base_layer = base_blob(&rootfs.tar, &rootfs.diff_id)
         .with_context(|| format!("could not compress base `{base_name}`"))?;
+    let deps_layer =
+        match &deps {
+            Some(d) => Some(base_blob(&d.tar, &d.written.diff_id).with_context(|| {
+                format!("could not compress the dependency layer of `{repo_tag}`")
+            })?),
+            None => None,
+        };
     let app_mtime = deb_mtime(deb).unwrap_or(opts.mtime);
     let app_layer = compress_tree(&app, app_mtime, &work.path().join("app.tar.gz"))
         .with_context(|| format!("could not write the application layer of `{repo_tag}`"))?;
@@ -277,12 +350,22 @@ fn write_image(
         deb_file_name: &deb_file_name,
         deb_sha256,
         base_diff_id: &base_layer.diff_id,
+        deps: deps_layer
+            .as_ref()
+            .zip(deps.as_ref())
+            .map(|(l, d)| (l.diff_id.as_str(), d.set.set.packages.as_slice())),
         app_diff_id: &app_layer.diff_id,
         created: opts.mtime,
         revision: opts.revision.as_deref(),
         source: opts.source.as_deref(),
     });
-    let layers = [base_layer, app_layer];
+    let deps_layer_digest = deps_layer.as_ref().map(|l| l.digest.clone());
+    let app_layer_digest = app_layer.digest.clone();
+    let base_layer_digest = base_layer.digest.clone();
+    let layers: Vec<LayerBlob> = std::iter::once(base_layer)
+        .chain(deps_layer)
+        .chain(std::iter::once(app_layer))
+        .collect();
     let written = write_image_tar(
         &dst,
         &ImageParts {
@@ -299,14 +382,95 @@ fn write_image(
         path: dst,
         image_id: written.config_digest,
         manifest_digest: written.manifest_digest,
-        base_layer_digest: layers[0].digest.clone(),
-        app_layer_digest: layers[1].digest.clone(),
+        base_layer_digest,
+        deps_layer_digest,
+        dependencies: deps.map(|d| d.set.set.packages).unwrap_or_default(),
+        app_layer_digest,
         base: base_name.to_string(),
         size: layers.iter().map(|l| l.uncompressed_size).sum(),
         tar_size: written.tar_size,
         tar_sha256: written.tar_digest,
         loaded: false,
     })
+}
+
+/// Proves the entrypoint can start in the image (see [`start`]): a refusal names every
+/// missing file and, where the archive index can tell, the package that provides it.
+#[allow(clippy::too_many_arguments)]
+fn prove_start(
+    recipe: &Recipe,
+    spec: &ImageSpec,
+    base_name: &str,
+    app: &Tree,
+    deps: Option<&deps::DepsLayer>,
+    base: &BaseListing,
+    base_env: &std::collections::BTreeMap<String, String>,
+    reporter: &Reporter,
+) -> anyhow::Result<()> {
+    let (field, argv) = if spec.entrypoint.is_empty() {
+        ("cmd", &spec.cmd)
+    } else {
+        ("entrypoint", &spec.entrypoint)
+    };
+    let Some(program) = argv.first() else {
+        return Ok(());
+    };
+    let base_env: Vec<String> = base_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let env = config::merge_env(&base_env, &spec.env);
+    let mut lower = Vec::new();
+    if let Some(d) = deps {
+        lower.push(&d.listing);
+    }
+    lower.push(base);
+    let view = view::Layers { app, lower };
+    let check = start::StartCheck {
+        view: &view,
+        env: &env,
+    };
+    match check.check(program) {
+        Ok(started) => {
+            reporter.verbose(format!(
+                "image `{}`: `{program}` starts ({})",
+                spec.name,
+                started.describe()
+            ));
+            Ok(())
+        }
+        Err(missing) => {
+            let at = match spec.line_of(field) {
+                Some(line) => format!("`{}:{line}`: [image] {field}", recipe.file.display()),
+                None => format!("`{}`: [image] {field}", recipe.file.display()),
+            };
+            // Who provides what is missing: the index confirms a guess when it can be read.
+            let index = crate::base::BaseImages::load(&recipe.project)
+                .ok()
+                .and_then(|b| {
+                    crate::debian::fetch::block_on(async move {
+                        b.locker().index(&Reporter::quiet()).await.ok()
+                    })
+                    .ok()
+                    .flatten()
+                });
+            let lines: Vec<String> = missing
+                .iter()
+                .map(|m| match provider::hint(m, index.as_deref()) {
+                    Some(h) => format!("  - {m}: {h}"),
+                    None => format!("  - {m}"),
+                })
+                .collect();
+            let fix = if deps.is_none()
+                && recipe.package.relations.iter().all(|(k, _)| k != "Depends")
+            {
+                "add the packages that provide them to `depends` in [package] (their libraries then go into the image's dependency layer), or pick a base that holds them".to_string()
+            } else {
+                "add the packages that provide them to `depends` in [package], or pick a base that holds them".to_string()
+            };
+            Err(usage(format!(
+                "{at}: `{program}` cannot start on base `{base_name}`; nothing was written:\n{}\n{fix}",
+                lines.join("\n")
+            )))
+        }
+    }
 }
 
 /// Loads an image tar written by [`build_image`] and checks that the engine gives it the

@@ -80,6 +80,7 @@ pub async fn package(
         let spec = deb::spec(recipe, &paths.dist, opts.compression, mtime)?;
         if let (Some(bases), Some(_)) = (&bases, &recipe.image) {
             crate::image::check_image_spec(recipe, &spec.data, bases)?;
+            crate::image::check_image_starts(recipe, &spec.data, bases, reporter)?;
         }
         let deb = write_deb(paths, recipe, &spec, mtime, reporter)?;
         let image = match (&bases, &recipe.image) {

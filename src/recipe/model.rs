@@ -244,6 +244,9 @@ pub struct ImageSpec {
     pub include_conffiles: bool,
     /// Keep systemd units in the image; default false.
     pub include_systemd: bool,
+    /// Names among the package's Depends that count as met in the image without being
+    /// installed (tools only maintainer scripts use, such as `adduser` or `debconf`).
+    pub exclude: Vec<String>,
     /// Image name; default the package name.
     pub name: String,
     /// Line of each field as written (`entrypoint`, `user`, ...; `[image]` for the table

@@ -140,4 +140,7 @@ pub struct RawImage {
     pub labels: BTreeMap<String, String>,
     pub include_conffiles: Option<bool>,
     pub include_systemd: Option<bool>,
+    /// Depends that count as met in the image without installing them.
+    #[serde(default)]
+    pub exclude: Option<S<Vec<String>>>,
 }

@@ -362,6 +362,21 @@ pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) ->
             lines.insert(field.to_string(), line(at));
         }
     }
+    let mut exclude = Vec::new();
+    if let Some(e) = &raw.exclude {
+        for name in e.get_ref() {
+            if crate::recipe::debian::check_name(name).is_err() {
+                ctx.err(
+                    e.span(),
+                    format!("`{name}` is not a Debian package name: `exclude` lists package names, e.g. [\"adduser\", \"debconf\"]"),
+                );
+            }
+            exclude.push(name.clone());
+        }
+        exclude.sort();
+        exclude.dedup();
+        lines.insert("exclude".to_string(), line(e.span().start));
+    }
     let env = env_map(ctx, raw.env);
     if ctx.diags.len() > before {
         return None;
@@ -377,6 +392,7 @@ pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) ->
         labels: raw.labels,
         include_conffiles: raw.include_conffiles.unwrap_or(true),
         include_systemd: raw.include_systemd.unwrap_or(false),
+        exclude,
         name,
         lines,
     })

@@ -1,0 +1,774 @@
+//! Package sets into rootfs trees, without dpkg, chroot or root: each .deb's data.tar is
+//! unpacked into an in-memory tree (owners and modes as the .deb has them, mtimes clamped by
+//! the writer), in package-name order, the way dpkg would lay the files out:
+//!
+//! - a base starts from Debian 12's merged-/usr skeleton (`bin`, `sbin`, `lib`, `lib64` are
+//!   links into `usr/`), and every path is placed through the links of what is already
+//!   there (a dependency layer goes through its base's links too), so `/lib/x.so` lands in
+//!   `usr/lib/x.so` and never replaces the link;
+//! - a file that two packages ship is an error unless the bytes are equal or one package
+//!   `Replaces` the other (dpkg's rule);
+//! - documentation is left out as Debian's slim images leave it out (`/usr/share/doc` but
+//!   each `copyright`, `man`, `info`, `groff`, `lintian`, `linda`);
+//! - no maintainer script runs: what the runtime needs from them is written natively
+//!   (`/etc/passwd` and `/etc/group` from base-passwd's masters or a minimal set plus the
+//!   definition's users, the CA bundle and links `update-ca-certificates` would make), and
+//!   the scripts that did not run are reported;
+//! - the package database is written the way distroless writes it:
+//!   `/var/lib/dpkg/status.d/<package>` (the control file with `Status: install ok installed`)
+//!   and `<package>.md5sums`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::lock::LockedPackage;
+use crate::base::def::GroupDef;
+use crate::base::pack::{Data, Entry};
+use crate::base::UserDef;
+use crate::image::check::{BaseListing, Kind};
+use crate::report::Reporter;
+
+/// Bumped whenever the assembled bytes change for the same packages, so cached package-set
+/// rootfs tars and dependency layers are made again.
+pub const FORMAT: u32 = 2;
+
+/// Most bytes of files one .deb may unpack to.
+const MAX_DEB_DATA: u64 = 4 << 30;
+
+/// Where the package database goes.
+pub const STATUS_D: &str = "var/lib/dpkg/status.d";
+
+/// Maintainer scripts (control.tar members that would run).
+const SCRIPTS: &[&str] = &["preinst", "postinst", "prerm", "postrm", "config"];
+
+/// A package to unpack: its lock entry and the verified .deb in the cache.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub locked: LockedPackage,
+    pub deb: PathBuf,
+}
+
+/// How to assemble.
+#[derive(Debug, Clone, Default)]
+pub struct Options<'a> {
+    /// The layers below (a dependency layer's base): their links are followed and their
+    /// files are not shipped again.
+    pub lower: Option<&'a BaseListing>,
+    /// A base from nothing: the merged-/usr skeleton, `/tmp`, `/etc/passwd` and `/etc/group`.
+    pub base: bool,
+    /// Users (and their groups and homes) a base adds.
+    pub users: &'a [UserDef],
+    /// Groups a base adds.
+    pub groups: &'a [GroupDef],
+}
+
+/// What was assembled.
+#[derive(Debug, Clone, Default)]
+pub struct Assembled {
+    pub entries: BTreeMap<String, Entry>,
+    /// `(package, scripts)` for every package whose maintainer scripts did not run.
+    pub skipped_scripts: Vec<(String, Vec<String>)>,
+    /// `name version` of every package unpacked, in order.
+    pub packages: Vec<String>,
+    /// Files the layer leaves out (documentation).
+    pub dropped: usize,
+}
+
+/// Documentation left out of every package set (Debian's slim images' dpkg excludes).
+pub fn dropped_path(p: &str) -> bool {
+    const UNDER: &[&str] = &[
+        "usr/share/man/",
+        "usr/share/info/",
+        "usr/share/groff/",
+        "usr/share/lintian/",
+        "usr/share/linda/",
+    ];
+    if let Some(rest) = p.strip_prefix("usr/share/doc/") {
+        // keep usr/share/doc/<pkg>/copyright (licence compliance), and the dirs to it
+        return !(rest.ends_with("/copyright") && rest.matches('/').count() == 1);
+    }
+    UNDER.iter().any(|u| p.starts_with(u))
+}
+
+struct Builder<'a> {
+    out: BTreeMap<String, Entry>,
+    owner: HashMap<String, usize>,
+    lower: Option<&'a BaseListing>,
+    members: &'a [(Member, Vec<String>)],
+}
+
+impl Builder<'_> {
+    fn kind_at(&self, key: &str) -> Option<Kind> {
+        match self.out.get(key) {
+            Some(e) => Some(match &e.data {
+                Data::Dir => Kind::Dir,
+                Data::Symlink(t) => Kind::Symlink(t.clone()),
+                Data::File(_) | Data::HardLink(_) => Kind::File,
+            }),
+            None => self
+                .lower
+                .and_then(|l| l.entries.get(key).map(|(k, _)| k.clone())),
+        }
+    }
+
+    /// `key` with every proper ancestor that is a symlink replaced by its target (as the
+    /// kernel resolves it), bounded like the kernel's 40 hops.
+    fn place(&self, key: &str) -> String {
+        let mut path: Vec<String> = key.split('/').map(str::to_string).collect();
+        let mut hops = 0;
+        'restart: while hops < 40 {
+            for i in 1..path.len() {
+                let prefix = path[..i].join("/");
+                if let Some(Kind::Symlink(target)) = self.kind_at(&prefix) {
+                    hops += 1;
+                    let mut new: Vec<String> = if target.starts_with('/') {
+                        Vec::new()
+                    } else {
+                        path[..i - 1].to_vec()
+                    };
+                    for part in target.split('/') {
+                        match part {
+                            "" | "." => {}
+                            ".." => {
+                                new.pop();
+                            }
+                            p => new.push(p.to_string()),
+                        }
+                    }
+                    new.extend(path[i..].iter().cloned());
+                    path = new;
+                    continue 'restart;
+                }
+            }
+            break;
+        }
+        path.join("/")
+    }
+
+    fn ensure_parents(&mut self, key: &str) {
+        let mut end = 0;
+        while let Some(i) = key[end..].find('/') {
+            let parent = &key[..end + i];
+            if self.kind_at(parent).is_none() {
+                self.out.insert(
+                    parent.to_string(),
+                    Entry {
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        data: Data::Dir,
+                    },
+                );
+            }
+            end += i + 1;
+        }
+    }
+
+    /// Whether package `a` (index) declares `Replaces` on package `b`.
+    fn replaces(&self, a: usize, b: usize) -> bool {
+        let (Some((_, ra)), Some((mb, _))) = (self.members.get(a), self.members.get(b)) else {
+            return false;
+        };
+        ra.iter().any(|r| {
+            super::relation::parse_flat(r).is_ok_and(|atoms| {
+                atoms
+                    .iter()
+                    .any(|x| x.name == mb.locked.name && x.version_ok(&mb.locked.version))
+            })
+        })
+    }
+
+    fn name(&self, i: usize) -> String {
+        self.members
+            .get(i)
+            .map(|(m, _)| m.locked.id())
+            .unwrap_or_else(|| "builder".into())
+    }
+
+    fn put(&mut self, pkg: usize, key: String, entry: Entry) -> anyhow::Result<()> {
+        let existing = self.kind_at(&key);
+        match (&entry.data, existing) {
+            (Data::Dir, Some(Kind::Dir)) => return Ok(()),
+            // A directory the package ships where a link already is: the link stays (dpkg).
+            (Data::Dir, Some(Kind::Symlink(_))) => return Ok(()),
+            (Data::Dir, Some(Kind::File)) => anyhow::bail!(
+                "`{}` ships the directory `/{key}`, where {} has a file",
+                self.name(pkg),
+                self.owner
+                    .get(&key)
+                    .map(|o| format!("`{}`", self.name(*o)))
+                    .unwrap_or_else(|| "the base".into())
+            ),
+            (_, None) => {}
+            (_, Some(_)) => {
+                let same = match (self.out.get(&key), &entry.data) {
+                    (Some(old), new) => &old.data == new,
+                    (None, _) => false,
+                };
+                // A file of the layers below is shadowed by this layer's copy; between two
+                // packages of this set, dpkg's rule decides.
+                if let (false, Some(&other)) = (same, self.owner.get(&key)) {
+                    if other != pkg && !self.replaces(pkg, other) {
+                        if self.replaces(other, pkg) {
+                            return Ok(());
+                        }
+                        anyhow::bail!(
+                            "`{}` and `{}` both ship `/{key}` with different contents, and \
+                             neither Replaces the other: dpkg would refuse to install them \
+                             together; drop one of them from the set",
+                            self.name(other),
+                            self.name(pkg)
+                        );
+                    }
+                }
+            }
+        }
+        self.ensure_parents(&key);
+        self.owner.insert(key.clone(), pkg);
+        self.out.insert(key, entry);
+        Ok(())
+    }
+}
+
+/// Reads and checks one member: the .deb's sha256 must be the locked one.
+fn read_member(
+    m: &Member,
+) -> anyhow::Result<(crate::deb::DebContents, Vec<crate::deb::DataEntry>)> {
+    let hex = crate::digest::sha256_file(&m.deb)?;
+    let hex = hex.trim_start_matches("sha256:");
+    if hex != m.locked.sha256 {
+        let _ = std::fs::remove_file(&m.deb);
+        return Err(crate::error::failed(format!(
+            "the cached `{}` ({}) has sha256 {hex}, the lock says {}; the damaged copy was \
+             removed, run the command again to download it",
+            m.locked.id(),
+            m.deb.display(),
+            m.locked.sha256
+        )));
+    }
+    let control = crate::deb::read_control(&m.deb)
+        .with_context(|| format!("could not read package `{}`", m.locked.id()))?;
+    let field = |f: &str| {
+        control
+            .fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(f))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if field("Package").as_deref() != Some(m.locked.name.as_str())
+        || field("Version").as_deref() != Some(m.locked.version.as_str())
+    {
+        return Err(crate::error::failed(format!(
+            "`{}` holds package {} {}, not `{}`",
+            m.deb.display(),
+            field("Package").unwrap_or_default(),
+            field("Version").unwrap_or_default(),
+            m.locked.id()
+        )));
+    }
+    let data = crate::deb::read_data_entries(&m.deb, MAX_DEB_DATA)
+        .with_context(|| format!("could not unpack package `{}`", m.locked.id()))?;
+    Ok((control, data))
+}
+
+const MIN_PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\n\
+nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n";
+const MIN_GROUP: &str = "root:x:0:\ntty:x:5:\nstaff:x:50:\nnogroup:x:65534:\n";
+const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n\
+networks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n";
+
+fn file(mode: u32, bytes: Vec<u8>) -> Entry {
+    Entry {
+        mode,
+        uid: 0,
+        gid: 0,
+        data: Data::File(bytes),
+    }
+}
+
+fn dir(mode: u32) -> Entry {
+    Entry {
+        mode,
+        uid: 0,
+        gid: 0,
+        data: Data::Dir,
+    }
+}
+
+/// Unpacks `members` (sorted by name here) into one tree.
+pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assembled> {
+    let mut sorted: Vec<&Member> = members.iter().collect();
+    sorted.sort_by(|a, b| a.locked.name.cmp(&b.locked.name));
+    // Read (hash, decompress) in parallel: that is most of the time.
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let mut read: Vec<Option<anyhow::Result<_>>> = (0..sorted.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let chunks: Vec<Vec<(usize, &Member)>> = (0..threads)
+            .map(|t| {
+                sorted
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % threads == t)
+                    .map(|(i, m)| (i, *m))
+                    .collect()
+            })
+            .collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|(i, m)| (i, read_member(m)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Ok(results) = h.join() {
+                for (i, r) in results {
+                    read[i] = Some(r);
+                }
+            }
+        }
+    });
+    let mut unpacked = Vec::new();
+    for (m, r) in sorted.iter().zip(read) {
+        let r =
+            r.ok_or_else(|| anyhow::anyhow!("reading `{}` stopped unexpectedly", m.locked.id()))??;
+        unpacked.push(((*m).clone(), r));
+    }
+    let with_replaces: Vec<(Member, Vec<String>)> = unpacked
+        .iter()
+        .map(|(m, (c, _))| {
+            let r = c
+                .fields
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("Replaces"))
+                .map(|(_, v)| v.clone())
+                .collect();
+            (m.clone(), r)
+        })
+        .collect();
+    let mut b = Builder {
+        out: BTreeMap::new(),
+        owner: HashMap::new(),
+        lower: opts.lower,
+        members: &with_replaces,
+    };
+    let builder_pkg = usize::MAX;
+    if opts.base {
+        for d in [
+            "usr",
+            "usr/bin",
+            "usr/sbin",
+            "usr/lib",
+            "usr/lib64",
+            "etc",
+            "var",
+            "home",
+        ] {
+            b.put(builder_pkg, d.into(), dir(0o755))?;
+        }
+        b.put(builder_pkg, "tmp".into(), dir(0o1777))?;
+        b.put(builder_pkg, "root".into(), dir(0o700))?;
+        for (link, target) in [
+            ("bin", "usr/bin"),
+            ("sbin", "usr/sbin"),
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+        ] {
+            b.put(
+                builder_pkg,
+                link.into(),
+                Entry {
+                    mode: 0o777,
+                    uid: 0,
+                    gid: 0,
+                    data: Data::Symlink(target.into()),
+                },
+            )?;
+        }
+    }
+    let mut result = Assembled::default();
+    let mut ca_files: Vec<super::cacerts::CaFile> = Vec::new();
+    let mut status: Vec<(String, String, String)> = Vec::new();
+    for (pkg, (m, (control, data))) in unpacked.iter().enumerate() {
+        result.packages.push(m.locked.id());
+        let scripts: Vec<String> = control
+            .scripts
+            .iter()
+            .filter(|s| SCRIPTS.contains(&s.as_str()))
+            .cloned()
+            .collect();
+        if !scripts.is_empty() {
+            result
+                .skipped_scripts
+                .push((m.locked.name.clone(), scripts));
+        }
+        // Where each of this package's paths went (hard links point at the placed path).
+        let mut placed: HashMap<&str, String> = HashMap::new();
+        let mut bytes_of: HashMap<&str, &[u8]> = HashMap::new();
+        for e in data {
+            if e.kind == '-' {
+                bytes_of.insert(e.path.as_str(), &e.data);
+            }
+        }
+        for e in data {
+            if e.kind != 'd' && dropped_path(&e.path) {
+                result.dropped += 1;
+                continue;
+            }
+            if e.kind == 'd' && dropped_path(&format!("{}/", e.path)) && e.path != "usr/share/doc" {
+                continue;
+            }
+            let key = b.place(&e.path);
+            let data = match e.kind {
+                'd' => Data::Dir,
+                '-' => Data::File(e.data.clone()),
+                'l' => Data::Symlink(e.link.clone().unwrap_or_default()),
+                _ => {
+                    let target = e.link.as_deref().unwrap_or_default();
+                    match placed.get(target) {
+                        Some(t) => Data::HardLink(t.clone()),
+                        // the target was left out (documentation): the link becomes a copy
+                        None => match bytes_of.get(target) {
+                            Some(bytes) => Data::File(bytes.to_vec()),
+                            None => anyhow::bail!(
+                                "package `{}`: hard link `/{}` points at `/{target}`, which \
+                                 the package does not ship",
+                                m.locked.id(),
+                                e.path
+                            ),
+                        },
+                    }
+                }
+            };
+            if let Data::File(bytes) = &data {
+                if e.path.starts_with("usr/share/ca-certificates/") && e.path.ends_with(".crt") {
+                    ca_files.push(super::cacerts::CaFile {
+                        path: format!("/{}", e.path),
+                        bytes: bytes.clone(),
+                    });
+                }
+            }
+            placed.insert(e.path.as_str(), key.clone());
+            b.put(
+                pkg,
+                key,
+                Entry {
+                    mode: if e.kind == 'l' { 0o777 } else { e.mode },
+                    uid: e.uid,
+                    gid: e.gid,
+                    data,
+                },
+            )?;
+        }
+        status.push((
+            m.locked.name.clone(),
+            status_text(control),
+            md5sums_text(control),
+        ));
+    }
+    // What maintainer scripts would have made.
+    if !ca_files.is_empty() {
+        // ca-certificates' postinst makes the directory for local certificates.
+        let local = b.place("usr/local/share/ca-certificates");
+        b.put(builder_pkg, local, dir(0o755))?;
+        for made in super::cacerts::ca_certificates_outputs(&ca_files)
+            .map_err(|e| anyhow::anyhow!("could not make the CA bundle: {e}"))?
+        {
+            match made {
+                super::cacerts::Made::File { path, bytes, mode } => {
+                    let key = b.place(path.trim_start_matches('/'));
+                    b.out.remove(&key);
+                    b.put(builder_pkg, key, file(mode, bytes))?;
+                }
+                super::cacerts::Made::Symlink { path, target } => {
+                    let key = b.place(path.trim_start_matches('/'));
+                    b.out.remove(&key);
+                    b.put(
+                        builder_pkg,
+                        key,
+                        Entry {
+                            mode: 0o777,
+                            uid: 0,
+                            gid: 0,
+                            data: Data::Symlink(target),
+                        },
+                    )?;
+                }
+            }
+        }
+    }
+    if opts.base {
+        write_accounts(&mut b, opts.users, opts.groups)?;
+        if b.kind_at("etc/nsswitch.conf").is_none() {
+            b.put(
+                builder_pkg,
+                "etc/nsswitch.conf".into(),
+                file(0o644, NSSWITCH.into()),
+            )?;
+        }
+    }
+    if !status.is_empty() {
+        for (name, text, md5) in status {
+            b.put(
+                builder_pkg,
+                format!("{STATUS_D}/{name}"),
+                file(0o644, text.into_bytes()),
+            )?;
+            if !md5.is_empty() {
+                b.put(
+                    builder_pkg,
+                    format!("{STATUS_D}/{name}.md5sums"),
+                    file(0o644, md5.into_bytes()),
+                )?;
+            }
+        }
+    }
+    fix_hard_link_order(&mut b.out);
+    result.entries = b.out;
+    Ok(result)
+}
+
+/// Shells and package managers: worth a line when a set brings one into an image.
+const SHELLS: &[&str] = &[
+    "dash", "bash", "busybox", "zsh", "mksh", "ksh", "posh", "yash",
+];
+const PACKAGE_MANAGERS: &[&str] = &["dpkg", "apt"];
+
+/// Reports what a set holds that a reader of the image should know: maintainer scripts that
+/// did not run, and any shell or package manager the closure brought.
+pub fn report(
+    what: &str,
+    a: &Assembled,
+    needed_by: &BTreeMap<String, String>,
+    reporter: &Reporter,
+) {
+    if !a.skipped_scripts.is_empty() {
+        reporter.info(format!(
+            "{what}: maintainer scripts of {} packages did not run (no script runs in an \
+             image; passwd, group and the CA bundle are written by builder): {}",
+            a.skipped_scripts.len(),
+            a.skipped_scripts
+                .iter()
+                .map(|(p, s)| format!("{p} ({})", s.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    let names: Vec<&str> = a
+        .packages
+        .iter()
+        .filter_map(|id| id.split(' ').next())
+        .collect();
+    for (label, list) in [("a shell", SHELLS), ("a package manager", PACKAGE_MANAGERS)] {
+        for n in names.iter().filter(|n| list.contains(n)) {
+            let why = needed_by
+                .get(*n)
+                .map(|w| format!(", needed by {w}"))
+                .unwrap_or_default();
+            reporter.info(format!("{what} holds {label}: `{n}`{why}"));
+        }
+    }
+}
+
+/// The status.d paragraph: the control file with `Status: install ok installed` after
+/// `Package`, and `Conffiles` with their md5sums as dpkg records them.
+fn status_text(c: &crate::deb::DebContents) -> String {
+    let mut out = String::new();
+    for line in c.control_text.trim_end().lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("Package:") {
+            out.push_str("Status: install ok installed\n");
+        }
+    }
+    if !c.conffiles.is_empty() {
+        out.push_str("Conffiles:\n");
+        for cf in &c.conffiles {
+            let rel = cf.trim_start_matches('/');
+            let md5 = c
+                .md5sums
+                .iter()
+                .find(|(p, _)| p == rel)
+                .map(|(_, m)| m.as_str())
+                .unwrap_or("newconffile");
+            out.push_str(&format!(" {cf} {md5}\n"));
+        }
+    }
+    out
+}
+
+fn md5sums_text(c: &crate::deb::DebContents) -> String {
+    c.md5sums
+        .iter()
+        .map(|(p, m)| format!("{m}  {p}\n"))
+        .collect()
+}
+
+/// /etc/passwd and /etc/group: base-passwd's master files when the set has them (what its
+/// postinst copies on a fresh system), else a minimal set; then the definition's users.
+fn write_accounts(
+    b: &mut Builder<'_>,
+    users: &[UserDef],
+    groups: &[GroupDef],
+) -> anyhow::Result<()> {
+    let read = |b: &Builder<'_>, key: &str| match b.out.get(key).map(|e| &e.data) {
+        Some(Data::File(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    };
+    let mut passwd = read(b, "etc/passwd")
+        .or_else(|| read(b, "usr/share/base-passwd/passwd.master"))
+        .unwrap_or_else(|| MIN_PASSWD.into());
+    let mut group = read(b, "etc/group")
+        .or_else(|| read(b, "usr/share/base-passwd/group.master"))
+        .unwrap_or_else(|| MIN_GROUP.into());
+    for g in groups {
+        let taken = group.lines().any(|l| {
+            let mut f = l.split(':');
+            let (n, _, id) = (f.next(), f.next(), f.next());
+            n == Some(g.name.as_str()) || id == Some(g.gid.to_string().as_str())
+        });
+        if taken {
+            anyhow::bail!(
+                "group `{}` or gid {} is already in /etc/group",
+                g.name,
+                g.gid
+            );
+        }
+        group.push_str(&format!("{}:x:{}:\n", g.name, g.gid));
+    }
+    let shell = if b.kind_at("usr/bin/sh").is_some() {
+        "/bin/sh"
+    } else {
+        "/sbin/nologin"
+    };
+    for u in users {
+        let has = |db: &str, field: usize, v: &str| {
+            db.lines().any(|l| l.split(':').nth(field) == Some(v))
+        };
+        if has(&passwd, 0, &u.name) {
+            continue;
+        }
+        if has(&passwd, 2, &u.uid.to_string()) {
+            anyhow::bail!(
+                "uid {} of user `{}` is already taken in /etc/passwd",
+                u.uid,
+                u.name
+            );
+        }
+        passwd.push_str(&format!(
+            "{}:x:{}:{}:{}:{}:{shell}\n",
+            u.name, u.uid, u.gid, u.name, u.home
+        ));
+        if !has(&group, 2, &u.gid.to_string()) {
+            group.push_str(&format!("{}:x:{}:\n", u.name, u.gid));
+        }
+        let home = b.place(u.home.trim_start_matches('/'));
+        b.out.remove(&home);
+        b.put(
+            usize::MAX,
+            home,
+            Entry {
+                mode: 0o755,
+                uid: u.uid as u64,
+                gid: u.gid as u64,
+                data: Data::Dir,
+            },
+        )?;
+    }
+    b.out.remove("etc/passwd");
+    b.out.remove("etc/group");
+    b.put(
+        usize::MAX,
+        "etc/passwd".into(),
+        file(0o644, passwd.into_bytes()),
+    )?;
+    b.put(
+        usize::MAX,
+        "etc/group".into(),
+        file(0o644, group.into_bytes()),
+    )?;
+    Ok(())
+}
+
+/// A tar hard link must come after its target: of all the names of one file, the first in
+/// write order ([`crate::base::pack::tree_order`]) holds the bytes and the others link to it
+/// (a hard link is the same file under several names).
+fn fix_hard_link_order(out: &mut BTreeMap<String, Entry>) {
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, e) in out.iter() {
+        if let Data::HardLink(t) = &e.data {
+            groups.entry(t.clone()).or_default().push(k.clone());
+        }
+    }
+    for (target, mut names) in groups {
+        let Some(data) = out.get(&target).map(|e| e.data.clone()) else {
+            continue;
+        };
+        names.push(target.clone());
+        names.sort_by(|a, b| crate::base::pack::tree_order(a, b));
+        let first = names[0].clone();
+        if first == target {
+            continue;
+        }
+        for name in &names {
+            if let Some(e) = out.get_mut(name) {
+                e.data = if *name == first {
+                    data.clone()
+                } else {
+                    Data::HardLink(first.clone())
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documentation_is_dropped_but_copyright_kept() {
+        assert!(dropped_path("usr/share/doc/libc6/changelog.Debian.gz"));
+        assert!(!dropped_path("usr/share/doc/libc6/copyright"));
+        assert!(dropped_path("usr/share/doc/libc6/examples/copyright"));
+        assert!(dropped_path("usr/share/man/man1/ls.1.gz"));
+        assert!(!dropped_path("usr/share/zoneinfo/UTC"));
+        assert!(!dropped_path("usr/share/doc"));
+    }
+
+    #[test]
+    fn hard_links_come_after_their_target() {
+        let mut out = BTreeMap::new();
+        out.insert("b".to_string(), file(0o644, b"x".to_vec()));
+        out.insert(
+            "c".to_string(),
+            Entry {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                data: Data::HardLink("b".into()),
+            },
+        );
+        out.insert(
+            "a".to_string(),
+            Entry {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                data: Data::HardLink("b".into()),
+            },
+        );
+        fix_hard_link_order(&mut out);
+        assert_eq!(out["a"].data, Data::File(b"x".to_vec()));
+        assert_eq!(out["b"].data, Data::HardLink("a".into()));
+        assert_eq!(out["c"].data, Data::HardLink("a".into()));
+    }
+}

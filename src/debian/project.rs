@@ -1,0 +1,299 @@
+//! `builder lock`: every package set of a project (each `packages` base, each image's
+//! dependency layer) resolved into builder.lock, and `--check`, which compares the lock
+//! with the recipes and bases without the network (for CI, like `cargo --locked`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::lock::{Lock, SetKind};
+use super::sets::SetRequest;
+use crate::base::{BaseImages, BaseKind};
+use crate::recipe::Recipe;
+use crate::report::Reporter;
+
+/// What `builder lock` does.
+#[derive(Debug, Clone, Default)]
+pub struct LockOptions {
+    /// `--update [PKG...]`: `Some(empty)` re-resolves everything against today's archive;
+    /// `Some(names)` lets only these packages move.
+    pub update: Option<BTreeSet<String>>,
+}
+
+/// The state of one set against the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetState {
+    /// The lock matches the inputs.
+    Current,
+    /// The lock has no entry.
+    Missing,
+    /// The entry was resolved from other inputs.
+    Stale,
+    /// The lock has an entry no base or recipe uses.
+    Unused,
+    /// Resolved in this run.
+    Resolved,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SetStatus {
+    pub kind: SetKind,
+    pub name: String,
+    pub state: SetState,
+    pub packages: usize,
+    /// `name version` added and removed in this run.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LockReport {
+    pub file: String,
+    pub sets: Vec<SetStatus>,
+    pub packages: usize,
+    /// For `--check`: whether the lock matches.
+    pub up_to_date: bool,
+}
+
+/// One set of a project: `(kind, name, request without installed packages, base of an
+/// image)`.
+type ProjectSet = (SetKind, String, SetRequest, Option<String>);
+
+/// The sets a project has.
+fn project_sets(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<ProjectSet>> {
+    let mut out = Vec::new();
+    for name in bases.names() {
+        if matches!(
+            bases.get(&name).map(|d| &d.kind),
+            Some(BaseKind::Packages { .. })
+        ) {
+            out.push((SetKind::Base, name.clone(), bases.set_request(&name)?, None));
+        }
+    }
+    for r in recipes {
+        let Some(spec) = &r.image else { continue };
+        if bases.get(&spec.base).is_none() {
+            continue;
+        }
+        let req =
+            crate::image::deps::set_request(r, spec, &r.package.relations, bases, &spec.base)?;
+        out.push((
+            SetKind::Image,
+            crate::image::deps::set_name(r, spec, &spec.base),
+            req,
+            Some(spec.base.clone()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Compares the lock with the project (no network). Unused entries are reported too.
+pub fn drift(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<SetStatus>> {
+    let identity = bases.locker().config()?.identity();
+    let lock = bases.locker().snapshot();
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (kind, name, req, _) in project_sets(recipes, bases)? {
+        let inputs = req.inputs(kind, &identity);
+        let entry = lock.as_ref().and_then(|l| l.set(kind, &name));
+        let state = match entry {
+            None => SetState::Missing,
+            Some(s)
+                if s.inputs == inputs && lock.as_ref().is_some_and(|l| l.archive == identity) =>
+            {
+                SetState::Current
+            }
+            Some(_) => SetState::Stale,
+        };
+        seen.insert((kind, name.clone()));
+        out.push(SetStatus {
+            kind,
+            name,
+            state,
+            packages: entry.map_or(0, |s| s.packages.len()),
+            added: vec![],
+            removed: vec![],
+        });
+    }
+    if let Some(l) = &lock {
+        for s in &l.sets {
+            if !seen.contains(&(s.kind, s.name.clone())) {
+                out.push(SetStatus {
+                    kind: s.kind,
+                    name: s.name.clone(),
+                    state: SetState::Unused,
+                    packages: s.packages.len(),
+                    added: vec![],
+                    removed: vec![],
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `builder lock --check`.
+pub fn check(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<LockReport> {
+    let sets = drift(recipes, bases)?;
+    let up_to_date = sets.iter().all(|s| s.state == SetState::Current);
+    Ok(LockReport {
+        file: super::lock::FILE.to_string(),
+        packages: bases.locker().snapshot().map_or(0, |l| l.packages.len()),
+        sets,
+        up_to_date,
+    })
+}
+
+/// `builder lock [--update [PKG...]]`: resolves what is missing or stale (or everything
+/// asked to update), drops unused entries, writes builder.lock.
+pub async fn lock(
+    recipes: &[Recipe],
+    bases: &BaseImages,
+    opts: &LockOptions,
+    reporter: &Reporter,
+) -> anyhow::Result<LockReport> {
+    let locker = bases.locker();
+    let before = locker.snapshot();
+    let identity = locker.config()?.identity();
+    if let Some(names) = opts.update.as_ref().filter(|n| !n.is_empty()) {
+        // Every name must be something the lock holds.
+        let known: BTreeSet<String> = before
+            .iter()
+            .flat_map(|l| l.packages.iter().map(|p| p.name.clone()))
+            .collect();
+        if let Some(n) = names.iter().find(|n| !known.contains(*n)) {
+            return Err(crate::error::usage(format!(
+                "`{n}` is not in {}; `--update` takes names of locked packages",
+                super::lock::FILE
+            )));
+        }
+    }
+    let mut statuses = Vec::new();
+    let mut keep = BTreeSet::new();
+    // Bases first: an image's inputs include its base's content hash, which follows the
+    // base's lock entry, so the images' requests are computed once the bases are locked.
+    for kind in [SetKind::Base, SetKind::Image] {
+        for set in project_sets(recipes, bases)?
+            .into_iter()
+            .filter(|s| s.0 == kind)
+        {
+            keep.insert((set.0, set.1.clone()));
+            statuses.push(lock_one(bases, set, opts, before.as_ref(), reporter).await?);
+        }
+    }
+    // Drop what no base or recipe uses any more (and write a lock even when nothing
+    // resolved, so `builder lock` always leaves one).
+    let unused = locker.snapshot().is_some_and(|l| {
+        l.sets
+            .iter()
+            .any(|s| !keep.contains(&(s.kind, s.name.clone())))
+    });
+    if unused || locker.snapshot().is_none() {
+        locker.store(&identity, |l: &mut Lock| l.retain_sets(&keep))?;
+    }
+    Ok(LockReport {
+        file: super::lock::FILE.to_string(),
+        packages: locker.snapshot().map_or(0, |l| l.packages.len()),
+        sets: statuses,
+        up_to_date: true,
+    })
+}
+
+/// Locks one set unless it is current and not asked to update.
+async fn lock_one(
+    bases: &BaseImages,
+    (kind, name, mut req, base): ProjectSet,
+    opts: &LockOptions,
+    before: Option<&Lock>,
+    reporter: &Reporter,
+) -> anyhow::Result<SetStatus> {
+    let locker = bases.locker();
+    let inputs = req.inputs(kind, &locker.config()?.identity());
+    let current = locker.current(kind, &name, &inputs);
+    let wanted = match (&opts.update, &current) {
+        (None, Some(_)) => false,
+        (Some(names), Some(cur)) if !names.is_empty() => {
+            cur.packages.iter().any(|p| names.contains(&p.name))
+        }
+        _ => true,
+    };
+    if !wanted {
+        return Ok(SetStatus {
+            kind,
+            name,
+            state: SetState::Current,
+            packages: current.map_or(0, |c| c.packages.len()),
+            added: vec![],
+            removed: vec![],
+        });
+    }
+    let resolved = match kind {
+        SetKind::Base => {
+            let b = bases.clone();
+            let (n, u, r) = (name.clone(), opts.update.clone(), reporter.clone());
+            tokio::task::spawn_blocking(move || b.ensure_locked_with(&n, u.as_ref(), &r))
+                .await
+                .map_err(|e| anyhow::anyhow!("the lock task failed: {e}"))??
+        }
+        SetKind::Image => {
+            req.installed = installed_of_base(bases, &base.unwrap_or_default(), reporter).await?;
+            locker
+                .ensure(kind, &name, &req, opts.update.as_ref(), reporter)
+                .await?
+        }
+    };
+    let old: BTreeSet<String> = before
+        .and_then(|l| l.set(kind, &name))
+        .map(|s| s.packages.iter().cloned().collect())
+        .unwrap_or_default();
+    let new: BTreeSet<String> = resolved.set.packages.iter().cloned().collect();
+    Ok(SetStatus {
+        kind,
+        name,
+        state: SetState::Resolved,
+        packages: new.len(),
+        added: new.difference(&old).cloned().collect(),
+        removed: old.difference(&new).cloned().collect(),
+    })
+}
+
+/// What a base holds, for resolving an image on it: a `packages` base's locked packages as
+/// the index describes them, else the dpkg database of its rootfs (made if needed).
+async fn installed_of_base(
+    bases: &BaseImages,
+    base: &str,
+    reporter: &Reporter,
+) -> anyhow::Result<BTreeMap<String, Arc<super::index::Package>>> {
+    if matches!(
+        bases.get(base).map(|d| &d.kind),
+        Some(BaseKind::Packages { .. })
+    ) {
+        let b = bases.clone();
+        let (n, r) = (base.to_string(), reporter.clone());
+        let set = tokio::task::spawn_blocking(move || b.ensure_locked(&n, &r))
+            .await
+            .map_err(|e| anyhow::anyhow!("the lock task failed: {e}"))??;
+        let index = bases.locker().index(reporter).await?;
+        let found: Option<BTreeMap<_, _>> = set
+            .packages
+            .iter()
+            .map(|p| {
+                index
+                    .find(&p.name, &p.version)
+                    .map(|pkg| (p.name.clone(), pkg))
+            })
+            .collect();
+        if let Some(found) = found {
+            return Ok(found);
+        }
+    }
+    let b = bases.clone();
+    let (n, r) = (base.to_string(), reporter.clone());
+    let rootfs = tokio::task::spawn_blocking(move || b.rootfs(&n, &r))
+        .await
+        .map_err(|e| anyhow::anyhow!("the rootfs task failed: {e}"))??;
+    let listing = crate::image::BaseListing::read(&rootfs.tar)?;
+    crate::image::deps::installed_of(&listing)
+}
