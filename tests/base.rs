@@ -254,6 +254,13 @@ fn static_rootfs_holds_the_runtime_files_and_no_program() {
         .iter()
         .filter(|p| p.starts_with("usr/share/doc/"))
         .all(|p| { p.matches('/').count() == 3 || p.ends_with("/copyright") }));
+    // only the bundle of the CA certificates (path-exclude), and no link left dangling
+    assert!(!paths
+        .iter()
+        .any(|p| p.starts_with("usr/share/ca-certificates/mozilla/")));
+    assert!(!paths
+        .iter()
+        .any(|p| p.starts_with("etc/ssl/certs/") && p.ends_with(".pem")));
     assert!(zoneinfo > 300, "only {zoneinfo} zoneinfo entries");
     assert!(passwd.contains("nonroot:x:65532:65532:"), "{passwd}");
     assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");

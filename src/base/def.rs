@@ -33,6 +33,8 @@ struct RawDef {
     from: Option<Spanned<String>>,
     // packages
     exclude: Option<Spanned<Vec<String>>>,
+    #[serde(rename = "path-exclude")]
+    path_exclude: Option<Spanned<Vec<String>>>,
     #[serde(rename = "include-required")]
     include_required: Option<Spanned<bool>>,
     users: Option<Spanned<Vec<RawUser>>>,
@@ -100,6 +102,9 @@ pub enum BaseKind {
         packages: Vec<String>,
         /// Names whose relations count as met without installing them, sorted.
         exclude: Vec<String>,
+        /// Paths of the packages left out of the rootfs (dpkg's `path-exclude` globs, `*`
+        /// matching `/` too), besides the documentation always left out.
+        path_exclude: Vec<String>,
         /// Also every `Priority: required` package of the first suite (as debootstrap's
         /// minbase takes them).
         include_required: bool,
@@ -268,13 +273,28 @@ fn packages_kind(
             exclude.push(name.clone());
         }
     }
+    let mut path_exclude = Vec::new();
+    if let Some(e) = &raw.path_exclude {
+        for pat in e.get_ref() {
+            if !pat.starts_with('/') || glob::Pattern::new(pat).is_err() || pat.contains("..") {
+                diags.push(
+                    at(e.span(), format!("`{pat}` is not an absolute path pattern"))
+                        .help("write dpkg's path-exclude form, e.g. `\"/usr/share/locale/*\"`"),
+                );
+            }
+            path_exclude.push(pat.clone());
+        }
+    }
     packages.sort();
     packages.dedup();
     exclude.sort();
     exclude.dedup();
+    path_exclude.sort();
+    path_exclude.dedup();
     BaseKind::Packages {
         packages,
         exclude,
+        path_exclude,
         include_required,
         users: Vec::new(),
         groups: Vec::new(),
@@ -303,7 +323,14 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
         "tarball" => &["path"],
         "registry" => &["ref"],
         "static" => &["from"],
-        "packages" => &["packages", "exclude", "include-required", "users", "groups"],
+        "packages" => &[
+            "packages",
+            "exclude",
+            "path-exclude",
+            "include-required",
+            "users",
+            "groups",
+        ],
         other => {
             let mut d = at(raw.kind.span(), format!("unknown base kind `{other}`"))
                 .help(format!("use one of: {}", KINDS.join(", ")));
@@ -313,7 +340,7 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             return Err(Diagnostics::new(vec![d]));
         }
     };
-    let present: [(&str, Option<std::ops::Range<usize>>); 13] = [
+    let present: [(&str, Option<std::ops::Range<usize>>); 14] = [
         ("suite", raw.suite.as_ref().map(|s| s.span())),
         ("variant", raw.variant.as_ref().map(|s| s.span())),
         ("mirror", raw.mirror.as_ref().map(|s| s.span())),
@@ -324,6 +351,7 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
         ("from", raw.from.as_ref().map(|s| s.span())),
         ("user", raw.user.as_ref().map(|s| s.span())),
         ("exclude", raw.exclude.as_ref().map(|s| s.span())),
+        ("path-exclude", raw.path_exclude.as_ref().map(|s| s.span())),
         (
             "include-required",
             raw.include_required.as_ref().map(|s| s.span()),
@@ -580,6 +608,39 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("go.toml:3:9"), "{text}");
+    }
+
+    #[test]
+    fn package_sets_check_relations_and_path_patterns() {
+        let d = p(
+            "kind = \"packages\"\npackages = [\"tzdata (>= 2024a)\", \"libc6\"]\n\
+                   exclude = [\"debconf\"]\npath-exclude = [\"/usr/share/locale/*\"]\n",
+        )
+        .unwrap();
+        match &d.kind {
+            BaseKind::Packages {
+                packages,
+                path_exclude,
+                ..
+            } => {
+                assert_eq!(packages, &["libc6", "tzdata (>= 2024a)"]);
+                assert_eq!(path_exclude, &["/usr/share/locale/*"]);
+            }
+            k => panic!("{k:?}"),
+        }
+        let err = p("kind = \"packages\"\npackages = [\"Bad Name\"]\npath-exclude = [\"usr/*\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("go.toml:2:12") && err.contains("is not a package relation"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`usr/*` is not an absolute path pattern"),
+            "{err}"
+        );
+        let err = p("kind = \"packages\"\n").unwrap_err().to_string();
+        assert!(err.contains("needs `packages`"), "{err}");
     }
 
     #[test]

@@ -646,7 +646,13 @@ impl BaseImages {
         out: &Path,
         reporter: &Reporter,
     ) -> Result<pack::Written> {
-        let BaseKind::Packages { users, groups, .. } = &def.kind else {
+        let BaseKind::Packages {
+            users,
+            groups,
+            path_exclude,
+            ..
+        } = &def.kind
+        else {
             anyhow::bail!("internal: base `{}` is not a package set", def.name);
         };
         let archive = self.inner.locker.archive()?;
@@ -672,6 +678,7 @@ impl BaseImages {
                 base: true,
                 users: &all_users,
                 groups,
+                path_exclude,
             },
         )
         .with_context(|| format!("could not assemble base `{}`", def.name))?;

@@ -32,7 +32,7 @@ use crate::report::Reporter;
 
 /// Bumped whenever the assembled bytes change for the same packages, so cached package-set
 /// rootfs tars and dependency layers are made again.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// Most bytes of files one .deb may unpack to.
 const MAX_DEB_DATA: u64 = 4 << 30;
@@ -62,6 +62,8 @@ pub struct Options<'a> {
     pub users: &'a [UserDef],
     /// Groups a base adds.
     pub groups: &'a [GroupDef],
+    /// Paths left out besides the documentation (dpkg `path-exclude` globs, absolute).
+    pub path_exclude: &'a [String],
 }
 
 /// What was assembled.
@@ -90,6 +92,18 @@ pub fn dropped_path(p: &str) -> bool {
         return !(rest.ends_with("/copyright") && rest.matches('/').count() == 1);
     }
     UNDER.iter().any(|u| p.starts_with(u))
+}
+
+/// Whether `path` (relative) matches one of the `path-exclude` globs (`*` matches `/`, as
+/// in dpkg's fnmatch without FNM_PATHNAME).
+fn excluded(patterns: &[glob::Pattern], path: &str) -> bool {
+    let abs = format!("/{path}");
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: false,
+        require_literal_leading_dot: false,
+    };
+    patterns.iter().any(|p| p.matches_with(&abs, opts))
 }
 
 struct Builder<'a> {
@@ -394,6 +408,11 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
             )?;
         }
     }
+    let excludes: Vec<glob::Pattern> = opts
+        .path_exclude
+        .iter()
+        .filter_map(|p| glob::Pattern::new(p).ok())
+        .collect();
     let mut result = Assembled::default();
     let mut ca_files: Vec<super::cacerts::CaFile> = Vec::new();
     let mut status: Vec<(String, String, String)> = Vec::new();
@@ -419,7 +438,17 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
             }
         }
         for e in data {
-            if e.kind != 'd' && dropped_path(&e.path) {
+            // The certificates make the bundle even when they are left out themselves.
+            if e.kind == '-'
+                && e.path.starts_with("usr/share/ca-certificates/")
+                && e.path.ends_with(".crt")
+            {
+                ca_files.push(super::cacerts::CaFile {
+                    path: format!("/{}", e.path),
+                    bytes: e.data.clone(),
+                });
+            }
+            if e.kind != 'd' && (dropped_path(&e.path) || excluded(&excludes, &e.path)) {
                 result.dropped += 1;
                 continue;
             }
@@ -448,14 +477,6 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
                     }
                 }
             };
-            if let Data::File(bytes) = &data {
-                if e.path.starts_with("usr/share/ca-certificates/") && e.path.ends_with(".crt") {
-                    ca_files.push(super::cacerts::CaFile {
-                        path: format!("/{}", e.path),
-                        bytes: bytes.clone(),
-                    });
-                }
-            }
             placed.insert(e.path.as_str(), key.clone());
             b.put(
                 pkg,
@@ -479,30 +500,42 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
         // ca-certificates' postinst makes the directory for local certificates.
         let local = b.place("usr/local/share/ca-certificates");
         b.put(builder_pkg, local, dir(0o755))?;
-        for made in super::cacerts::ca_certificates_outputs(&ca_files)
-            .map_err(|e| anyhow::anyhow!("could not make the CA bundle: {e}"))?
-        {
-            match made {
-                super::cacerts::Made::File { path, bytes, mode } => {
-                    let key = b.place(path.trim_start_matches('/'));
-                    b.out.remove(&key);
-                    b.put(builder_pkg, key, file(mode, bytes))?;
+        let made = super::cacerts::ca_certificates_outputs(&ca_files)
+            .map_err(|e| anyhow::anyhow!("could not make the CA bundle: {e}"))?;
+        // Links to a certificate left out (`path-exclude`) would dangle, and so would the
+        // hash links to those links: both are left out too.
+        let dangling: std::collections::HashSet<String> = made
+            .iter()
+            .filter_map(|m| match m {
+                super::cacerts::Made::Symlink { path, target }
+                    if target.starts_with('/')
+                        && excluded(&excludes, target.trim_start_matches('/')) =>
+                {
+                    Some(path.rsplit('/').next().unwrap_or_default().to_string())
                 }
+                _ => None,
+            })
+            .collect();
+        for m in made {
+            let (path, entry) = match m {
+                super::cacerts::Made::File { path, bytes, mode } => (path, file(mode, bytes)),
                 super::cacerts::Made::Symlink { path, target } => {
-                    let key = b.place(path.trim_start_matches('/'));
-                    b.out.remove(&key);
-                    b.put(
-                        builder_pkg,
-                        key,
-                        Entry {
-                            mode: 0o777,
-                            uid: 0,
-                            gid: 0,
-                            data: Data::Symlink(target),
-                        },
-                    )?;
+                    let name = path.rsplit('/').next().unwrap_or_default();
+                    if dangling.contains(name) || dangling.contains(&target) {
+                        continue;
+                    }
+                    let link = Entry {
+                        mode: 0o777,
+                        uid: 0,
+                        gid: 0,
+                        data: Data::Symlink(target),
+                    };
+                    (path, link)
                 }
-            }
+            };
+            let key = b.place(path.trim_start_matches('/'));
+            b.out.remove(&key);
+            b.put(builder_pkg, key, entry)?;
         }
     }
     if opts.base {

@@ -194,6 +194,7 @@ pub fn dependency_layer(
                     base: false,
                     users: &[],
                     groups: &[],
+                    path_exclude: &[],
                 },
             )
             .with_context(|| {
