@@ -562,6 +562,22 @@ fn a_local_signed_repository_is_verified_and_tampering_is_refused() {
     assert!(text(&o.stderr).contains("expired"), "{}", show(&o));
     repo.sign_release(None);
 
+    // A locked file the archive no longer serves: the error names it and the fix.
+    let deb = repo.root().join("pool/main/tinylib_1.0_all.deb");
+    let kept = std::fs::read(&deb).unwrap();
+    std::fs::remove_file(&deb).unwrap();
+    let gone = tempfile::tempdir().unwrap();
+    let o = run(p.path(), gone.path(), &["base", "build", "tiny"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("`tinylib 1.0`")
+            && err.contains("no longer served")
+            && err.contains("builder lock --update tinylib"),
+        "{err}"
+    );
+    std::fs::write(&deb, kept).unwrap();
+
     // A .deb in the pool changed after it was locked: refused with an empty cache.
     let deb = repo.root().join("pool/main/tinylib_1.0_all.deb");
     let mut bytes = std::fs::read(&deb).unwrap();
