@@ -160,9 +160,52 @@ fn run_logged(cmd: &mut Command, what: &str, line: &dyn Fn(&str)) -> Result<()> 
     Ok(())
 }
 
+/// The locked packages of a base with their verified .deb files.
+pub type LockedDebs = [(crate::debian::lock::LockedPackage, PathBuf)];
+
+/// Writes a local, unsigned apt repository of exactly the locked .deb files under `root`
+/// (`pool/`, `dists/<suite>/main/binary-<arch>/Packages`, `Release`), for debootstrap to
+/// install from: the files were verified against the lock, so no signature is needed.
+fn local_repository(root: &Path, suite: &str, debs: &LockedDebs) -> Result<()> {
+    let arch = crate::debian::source::host_architecture();
+    let pool = root.join("pool");
+    let bin = root.join(format!("dists/{suite}/main/binary-{arch}"));
+    std::fs::create_dir_all(&pool)
+        .with_context(|| format!("could not create `{}`", pool.display()))?;
+    std::fs::create_dir_all(&bin)
+        .with_context(|| format!("could not create `{}`", bin.display()))?;
+    let mut packages = String::new();
+    for (locked, deb) in debs {
+        let name = format!("{}.deb", locked.sha256);
+        let dest = pool.join(&name);
+        if std::fs::hard_link(deb, &dest).is_err() {
+            std::fs::copy(deb, &dest)
+                .with_context(|| format!("could not copy `{}`", deb.display()))?;
+        }
+        let control = crate::deb::read_control(deb)
+            .with_context(|| format!("could not read package `{}`", locked.id()))?;
+        packages.push_str(control.control_text.trim_end());
+        packages.push_str(&format!(
+            "\nFilename: pool/{name}\nSize: {}\nSHA256: {}\n\n",
+            locked.size, locked.sha256
+        ));
+    }
+    let index = bin.join("Packages");
+    std::fs::write(&index, &packages)
+        .with_context(|| format!("could not write `{}`", index.display()))?;
+    let release = format!(
+        "Suite: {suite}\nCodename: {suite}\nComponents: main\nArchitectures: {arch}\nSHA256:\n {} {} main/binary-{arch}/Packages\n",
+        crate::digest::sha256_hex(packages.as_bytes()),
+        packages.len()
+    );
+    let path = root.join(format!("dists/{suite}/Release"));
+    std::fs::write(&path, release).with_context(|| format!("could not write `{}`", path.display()))
+}
+
 fn debootstrap(
     def: &BaseDef,
     dir: &Path,
+    locked: Option<&LockedDebs>,
     reporter: &Reporter,
     progress: &crate::report::Progress,
 ) -> Result<()> {
@@ -203,37 +246,71 @@ fn debootstrap(
     if variant != "-" {
         cmd.arg(format!("--variant={variant}"));
     }
-    if !packages.is_empty() {
-        cmd.arg(format!("--include={}", packages.join(",")));
-    }
-    // Downloaded .debs are kept between bases (bookworm, go and haproxy share most of
-    // them), which saves most of debootstrap's time after the first base on a machine.
-    let debs = crate::project::cache_dir()
-        .join("debootstrap")
-        .join(format!("{suite}-{}", std::env::consts::ARCH));
-    if std::fs::create_dir_all(&debs).is_ok() {
-        if let Ok(abs) = debs.canonicalize() {
-            cmd.arg(format!("--cache-dir={}", abs.display()));
+    // With a lock, debootstrap installs exactly the locked files from a local repository
+    // beside the rootfs (named in --include, so its own choice cannot differ).
+    // Named so that `sweep_leftovers` removes it when this process dies (`tmp-...-<pid>`).
+    let repo = dir.with_file_name(
+        dir.file_name()
+            .map(|n| n.to_string_lossy().replacen("tmp-", "tmp-repo-", 1))
+            .unwrap_or_else(|| "tmp-repo".into()),
+    );
+    let source = match locked {
+        Some(debs) => {
+            let _ = std::fs::remove_dir_all(&repo);
+            local_repository(&repo, suite, debs)?;
+            let names: Vec<&str> = debs.iter().map(|(p, _)| p.name.as_str()).collect();
+            cmd.arg("--no-check-gpg")
+                .arg(format!("--include={}", names.join(",")))
+                .arg("--components=main");
+            format!("file://{}", repo.display())
         }
-    }
-    cmd.arg(format!("--components={}", components.join(",")))
-        .arg(suite)
+        None => {
+            if !packages.is_empty() {
+                cmd.arg(format!("--include={}", packages.join(",")));
+            }
+            // Downloaded .debs are kept between bases (bookworm, go and haproxy share most
+            // of them), which saves most of debootstrap's time after the first base.
+            let debs = crate::project::cache_dir()
+                .join("debootstrap")
+                .join(format!("{suite}-{}", std::env::consts::ARCH));
+            if std::fs::create_dir_all(&debs).is_ok() {
+                if let Ok(abs) = debs.canonicalize() {
+                    cmd.arg(format!("--cache-dir={}", abs.display()));
+                }
+            }
+            cmd.arg(format!("--components={}", components.join(",")));
+            mirror.clone()
+        }
+    };
+    cmd.arg(suite)
         .arg(dir)
-        .arg(&mirror)
+        .arg(&source)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env("SOURCE_DATE_EPOCH", pack::EPOCH.to_string());
     reporter.verbose(format!(
         "debootstrap --variant={variant} {suite} {} {mirror}",
         dir.display()
     ));
-    run_logged(
+    let ran = run_logged(
         &mut cmd,
         &format!(
-            "debootstrap for base `{}` (suite `{suite}`, mirror `{mirror}`)",
+            "debootstrap for base `{}` (suite `{suite}`, mirror `{source}`)",
             def.name
         ),
         &|l| progress.message(l),
-    )
+    );
+    let _ = std::fs::remove_dir_all(&repo);
+    ran?;
+    if locked.is_some() {
+        // apt in the image points at the real mirror, not at the local repository.
+        let list = dir.join("etc/apt/sources.list");
+        std::fs::write(
+            &list,
+            format!("deb {mirror} {suite} {}\n", components.join(" ")),
+        )
+        .with_context(|| format!("could not write `{}`", list.display()))?;
+    }
+    Ok(())
 }
 
 fn append(path: &Path, line: &str) -> Result<()> {
@@ -380,6 +457,7 @@ pub fn make_tree_base(
     def: &BaseDef,
     project: &Path,
     out: &Path,
+    locked: Option<&LockedDebs>,
     reporter: &Reporter,
 ) -> Result<Written> {
     let parent = out.parent().context("cache path without a parent")?;
@@ -395,7 +473,7 @@ pub fn make_tree_base(
         .with_context(|| format!("could not create `{}`", tmp.path.display()))?;
     let progress = reporter.progress(format!("base {}", def.name), None);
     match &def.kind {
-        BaseKind::Debootstrap { .. } => debootstrap(def, &tmp.path, reporter, &progress)?,
+        BaseKind::Debootstrap { .. } => debootstrap(def, &tmp.path, locked, reporter, &progress)?,
         BaseKind::Tarball { path } => unpack_tarball(&project.join(path), &tmp.path)?,
         _ => anyhow::bail!("internal: base `{}` has no rootfs tree", def.name),
     }

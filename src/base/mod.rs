@@ -282,9 +282,11 @@ impl BaseImages {
                 hasher.update(b"\0tarball:");
                 hasher.update(th.finalize());
             }
-            BaseKind::Packages { .. } => {
-                hasher.update(b"\0assembly:");
-                hasher.update(crate::debian::assemble::FORMAT.to_le_bytes());
+            BaseKind::Packages { .. } | BaseKind::Debootstrap { .. } => {
+                if matches!(def.kind, BaseKind::Packages { .. }) {
+                    hasher.update(b"\0assembly:");
+                    hasher.update(crate::debian::assemble::FORMAT.to_le_bytes());
+                }
                 // The tag follows the locked files: a new lock is a new base.
                 match self.locked_set(name)? {
                     Some(set) => {
@@ -367,7 +369,10 @@ impl BaseImages {
                 "base `{name}` is pulled from a registry (`{reference}`) and has no rootfs tar; use a debootstrap, tarball or static base here"
             )));
         }
-        if matches!(def.kind, BaseKind::Packages { .. }) {
+        if matches!(
+            def.kind,
+            BaseKind::Packages { .. } | BaseKind::Debootstrap { .. }
+        ) {
             self.ensure_locked(name, reporter)?;
         }
         if let Some(r) = self.cached_rootfs(name)? {
@@ -398,7 +403,11 @@ impl BaseImages {
                 })?;
                 self.make_packages(def, &set, &tar, reporter)
             }
-            _ => make::make_tree_base(def, &self.inner.project, &tar, reporter),
+            BaseKind::Debootstrap { .. } => {
+                let debs = self.locked_debs(name, reporter)?;
+                make::make_tree_base(def, &self.inner.project, &tar, Some(&debs), reporter)
+            }
+            _ => make::make_tree_base(def, &self.inner.project, &tar, None, reporter),
         }
         .with_context(|| format!("could not make base `{name}`"))?;
         let meta = Meta {
@@ -553,32 +562,65 @@ impl BaseImages {
         &self.inner.locker
     }
 
-    /// What a `packages` base is resolved from.
+    /// What a `packages` or `debootstrap` base is resolved from (debootstrap's choice:
+    /// the required packages, those its variant adds, and `packages`).
     pub fn set_request(&self, name: &str) -> Result<crate::debian::sets::SetRequest> {
         let def = self.def(name)?;
-        let BaseKind::Packages {
-            packages,
-            exclude,
-            include_required,
-            ..
-        } = &def.kind
-        else {
-            return Err(crate::error::usage(format!(
-                "base `{name}` is a {} base, not a package set",
-                def.kind.name()
-            )));
-        };
         let who = format!("base-images/{name}.toml");
+        let (packages, exclude, priorities): (Vec<String>, Vec<String>, Vec<String>) =
+            match &def.kind {
+                BaseKind::Packages {
+                    packages,
+                    exclude,
+                    include_required,
+                    ..
+                } => (
+                    packages.clone(),
+                    exclude.clone(),
+                    if *include_required {
+                        vec!["required".to_string()]
+                    } else {
+                        Vec::new()
+                    },
+                ),
+                BaseKind::Debootstrap {
+                    variant, packages, ..
+                } => {
+                    // debootstrap's scripts/debian-common: what each variant adds. The
+                    // rootfs is merged-/usr already, which `usr-is-merged` states (where the
+                    // suite has it; base-files otherwise) so that init-system-helpers'
+                    // `usrmerge | usr-is-merged` does not pull usrmerge and perl in.
+                    let merged = "usr-is-merged | base-files";
+                    let (extra, priorities): (&[&str], &[&str]) = match variant.as_str() {
+                        "minbase" | "fakechroot" => (&["apt", merged], &["required"]),
+                        "buildd" => (&["apt", "build-essential", merged], &["required"]),
+                        _ => (&["apt", merged], &["required", "important"]),
+                    };
+                    let mut all = packages.clone();
+                    all.extend(extra.iter().map(|s| s.to_string()));
+                    (
+                        all,
+                        Vec::new(),
+                        priorities.iter().map(|s| s.to_string()).collect(),
+                    )
+                }
+                other => {
+                    return Err(crate::error::usage(format!(
+                        "base `{name}` is a {} base, not a package set",
+                        other.name()
+                    )))
+                }
+            };
         let mut roots = Vec::new();
-        for p in packages {
+        for p in &packages {
             for r in crate::debian::relation::parse(p).map_err(anyhow::Error::msg)? {
                 roots.push((r, who.clone()));
             }
         }
         Ok(crate::debian::sets::SetRequest {
             roots,
-            exclude: exclude.iter().cloned().collect(),
-            include_required: *include_required,
+            exclude: exclude.into_iter().collect(),
+            priorities,
             ..Default::default()
         })
     }
@@ -638,6 +680,22 @@ impl BaseImages {
         Ok(set)
     }
 
+    /// The locked packages of a base and their verified .deb files in the cache (downloaded
+    /// if missing).
+    fn locked_debs(
+        &self,
+        name: &str,
+        reporter: &Reporter,
+    ) -> Result<Vec<(crate::debian::lock::LockedPackage, PathBuf)>> {
+        let set = self.locked_set(name)?.ok_or_else(|| {
+            anyhow::anyhow!("internal: base `{name}` is not locked after locking")
+        })?;
+        let archive = self.inner.locker.archive()?;
+        let refs: Vec<_> = set.packages.iter().map(|p| p.deb_ref()).collect();
+        let paths = crate::debian::fetch::block_on(archive.fetch_debs(&refs, reporter))??;
+        Ok(set.packages.into_iter().zip(paths).collect())
+    }
+
     /// Downloads (if needed) and unpacks a locked package set into the rootfs tar `out`.
     fn make_packages(
         &self,
@@ -655,17 +713,10 @@ impl BaseImages {
         else {
             anyhow::bail!("internal: base `{}` is not a package set", def.name);
         };
-        let archive = self.inner.locker.archive()?;
-        let refs: Vec<_> = set.packages.iter().map(|p| p.deb_ref()).collect();
-        let paths = crate::debian::fetch::block_on(archive.fetch_debs(&refs, reporter))??;
-        let members: Vec<crate::debian::assemble::Member> = set
-            .packages
-            .iter()
-            .zip(paths)
-            .map(|(locked, deb)| crate::debian::assemble::Member {
-                locked: locked.clone(),
-                deb,
-            })
+        let members: Vec<crate::debian::assemble::Member> = self
+            .locked_debs(&def.name, reporter)?
+            .into_iter()
+            .map(|(locked, deb)| crate::debian::assemble::Member { locked, deb })
             .collect();
         let mut all_users: Vec<UserDef> = def.user.iter().cloned().collect();
         all_users.extend(users.iter().cloned());

@@ -84,12 +84,20 @@ pub async fn run(args: LockArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
                 format!("{} packages, unchanged", s.packages)
             }
             SetState::Resolved => {
+                // A first lock adds a hundred packages: name a few, count the rest.
+                let list = |v: &[String]| {
+                    if v.len() <= 8 {
+                        v.join(", ")
+                    } else {
+                        format!("{} and {} more", v[..6].join(", "), v.len() - 6)
+                    }
+                };
                 let mut parts = Vec::new();
                 if !s.added.is_empty() {
-                    parts.push(format!("+ {}", s.added.join(", ")));
+                    parts.push(format!("+ {}", list(&s.added)));
                 }
                 if !s.removed.is_empty() {
-                    parts.push(format!("- {}", s.removed.join(", ")));
+                    parts.push(format!("- {}", list(&s.removed)));
                 }
                 format!("{} packages ({})", s.packages, parts.join("; "))
             }

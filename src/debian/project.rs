@@ -67,7 +67,7 @@ fn project_sets(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<Pr
     for name in bases.names() {
         if matches!(
             bases.get(&name).map(|d| &d.kind),
-            Some(BaseKind::Packages { .. })
+            Some(BaseKind::Packages { .. } | BaseKind::Debootstrap { .. })
         ) {
             out.push((SetKind::Base, name.clone(), bases.set_request(&name)?, None));
         }
@@ -268,7 +268,7 @@ async fn installed_of_base(
 ) -> anyhow::Result<BTreeMap<String, Arc<super::index::Package>>> {
     if matches!(
         bases.get(base).map(|d| &d.kind),
-        Some(BaseKind::Packages { .. })
+        Some(BaseKind::Packages { .. } | BaseKind::Debootstrap { .. })
     ) {
         let b = bases.clone();
         let (n, r) = (base.to_string(), reporter.clone());

@@ -35,8 +35,9 @@ pub fn frozen() -> bool {
 pub struct SetRequest {
     pub roots: Vec<(Relation, String)>,
     pub exclude: BTreeSet<String>,
-    /// Every `Priority: required` package of the first suite too.
-    pub include_required: bool,
+    /// Every package of these priorities (`required`, `important`) in the first suite too,
+    /// as debootstrap takes them.
+    pub priorities: Vec<String>,
     /// What lies below (an image's base), by name.
     pub installed: BTreeMap<String, Arc<Package>>,
     /// Identity of what lies below, for the inputs (`""` for a base).
@@ -55,7 +56,7 @@ impl SetRequest {
             "archive": identity,
             "roots": roots,
             "exclude": self.exclude,
-            "required": self.include_required,
+            "priorities": self.priorities,
             "below": self.below,
         }))
     }
@@ -168,7 +169,7 @@ impl Locker {
             )));
         }
         // Nothing to look up (no relation, or the base already holds everything): no index.
-        if !req.include_required {
+        if req.priorities.is_empty() {
             let quick = Request {
                 roots: req.roots.clone(),
                 installed: req.installed.clone(),
@@ -201,17 +202,18 @@ impl Locker {
             exclude: req.exclude.clone(),
             ..Default::default()
         };
-        if req.include_required {
+        if !req.priorities.is_empty() {
             let first = self.config()?.sources.first().map(|s| s.suite.clone());
-            for p in index
-                .iter()
-                .filter(|p| p.priority == "required" && Some(&p.suite) == first.as_ref())
-            {
+            for p in index.iter().filter(|p| {
+                req.priorities.contains(&p.priority) && Some(&p.suite) == first.as_ref()
+            }) {
                 let rel = super::relation::parse(&p.name)
                     .map_err(|e| anyhow::anyhow!("{e}"))?
                     .remove(0);
                 if !request.roots.iter().any(|(r, _)| *r == rel) {
-                    request.roots.push((rel, "Priority: required".into()));
+                    request
+                        .roots
+                        .push((rel, format!("Priority: {}", p.priority)));
                 }
             }
         }

@@ -72,7 +72,7 @@ pub fn set_request(
     Ok(SetRequest {
         roots,
         exclude: spec.exclude.iter().cloned().collect::<BTreeSet<_>>(),
-        include_required: false,
+        priorities: Vec::new(),
         installed: Default::default(),
         below: below_identity(bases, base_name)?,
     })
