@@ -14,13 +14,25 @@ pub struct FileLock {
 impl FileLock {
     /// Takes the lock, waiting for another holder; `waiting` runs once if we have to wait.
     pub fn acquire(path: &Path, waiting: impl FnOnce()) -> Result<FileLock> {
-        use std::os::unix::io::AsRawFd;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)
             .with_context(|| format!("could not open the lock file `{}`", path.display()))?;
+        Self::lock(file, path, waiting)
+    }
+
+    /// Locks a directory itself (no file is created in it): every process that changes a
+    /// file of the directory by rename takes this, whatever its cache or home.
+    pub fn acquire_dir(dir: &Path, waiting: impl FnOnce()) -> Result<FileLock> {
+        let file = std::fs::File::open(dir)
+            .with_context(|| format!("could not open the directory `{}`", dir.display()))?;
+        Self::lock(file, dir, waiting)
+    }
+
+    fn lock(file: std::fs::File, path: &Path, waiting: impl FnOnce()) -> Result<FileLock> {
+        use std::os::unix::io::AsRawFd;
         let fd = file.as_raw_fd();
         // SAFETY: flock on a file descriptor we own; no memory is shared.
         if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {

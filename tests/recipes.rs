@@ -147,7 +147,7 @@ const BAD: &[(&str, &str, &str)] = &[
     ),
     (
         "build_and_image",
-        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[build]\nbuilder = \"gcc\"\nsource = \"services/app\"\ncommand = []\nnetwork = \"host\"\n[image]\nbase = \"statik\"\nentrypoint = [\"app\"]\nports = [8080, 70000, 0]\nuser = \"root\"\n",
+        "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n[build]\nbuilder = \"gcc\"\nsource = \"services/app\"\ncommand = []\nnetwork = \"host\"\n[image]\nbase = \"statik\"\nentrypoint = [\"bin/app\"]\nports = [8080, 70000, 0]\nuser = \"root\"\n",
         "port 70000 is out of range",
     ),
     (

@@ -204,13 +204,37 @@ fn user_def(
             .help("use lowercase letters, digits, `_` and `-`, e.g. `builder`"),
         );
     }
+    if r.name == "root" || r.name == "nobody" {
+        diags.push(
+            at(
+                span.clone(),
+                format!("`{}` is a system account; name a user of your own", r.name),
+            )
+            .help("e.g. `user = { name = \"app\", uid = 1000 }`"),
+        );
+    }
     if r.uid == 0 || r.uid >= 65534 {
         diags.push(
             at(
-                span,
-                format!("uid {} is not allowed for the build user", r.uid),
+                span.clone(),
+                format!("uid {} is not allowed for a user of the base", r.uid),
             )
             .help("use a non-root uid such as 1000"),
+        );
+    }
+    if r.home
+        .as_deref()
+        .is_some_and(|h| !h.starts_with('/') || h.contains(".."))
+    {
+        diags.push(
+            at(
+                span,
+                format!(
+                    "home `{}` must be an absolute path",
+                    r.home.as_deref().unwrap_or_default()
+                ),
+            )
+            .help("e.g. `home = \"/home/app\"`"),
         );
     }
     UserDef {
@@ -515,7 +539,21 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
     if let BaseKind::Packages { users, groups, .. } = &mut kind {
         if let Some(list) = &raw.users {
             for u in list.get_ref() {
-                users.push(user_def(u, list.span(), &at, &mut diags));
+                let d = user_def(u, list.span(), &at, &mut diags);
+                let clash = user
+                    .iter()
+                    .chain(users.iter())
+                    .any(|o| o.name == d.name || o.uid == d.uid);
+                if clash {
+                    diags.push(
+                        at(
+                            list.span(),
+                            format!("user `{}` (uid {}) is given twice", d.name, d.uid),
+                        )
+                        .help("each user needs its own name and uid"),
+                    );
+                }
+                users.push(d);
             }
         }
         if let Some(list) = &raw.groups {

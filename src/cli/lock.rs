@@ -58,6 +58,9 @@ pub async fn run(args: LockArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
                     SetState::Missing => "not locked",
                     SetState::Stale => "changed since it was locked",
                     SetState::Unused => "locked but no longer used",
+                    SetState::Edited => {
+                        "lacks a package its definition names: builder.lock was edited"
+                    }
                     _ => "",
                 };
                 format!("  {} `{}`: {why}", s.kind, s.name)

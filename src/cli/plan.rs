@@ -66,6 +66,7 @@ pub async fn run(args: PlanArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
             let why = match s.state {
                 crate::debian::project::SetState::Missing => "not locked yet",
                 crate::debian::project::SetState::Stale => "changed since it was locked",
+                crate::debian::project::SetState::Edited => "was edited by hand",
                 _ => "locked but no longer used",
             };
             format!("{} `{}` {why}", s.kind, s.name)

@@ -107,6 +107,10 @@ pub struct DebContents {
     /// Control-archive files other than control, md5sums and conffiles (maintainer scripts,
     /// triggers, shlibs, templates...), by name.
     pub scripts: Vec<String>,
+    /// The `postinst` script's text, when there is one (package sets read its
+    /// `update-alternatives` calls). Not shown by `inspect`.
+    #[serde(skip)]
+    pub postinst: Option<String>,
     /// `(path without leading /, md5 hex)` in the order of the md5sums file.
     pub md5sums: Vec<(String, String)>,
     /// ar members in order: `(name, size)`.

@@ -214,6 +214,7 @@ fn control_of(deb: &Opened) -> Result<DebContents, DebError> {
         .map(|(name, _)| name.to_string())
         .collect();
     Ok(DebContents {
+        postinst: text(&control_tree, "postinst"),
         control_text,
         fields,
         files: Vec::new(),

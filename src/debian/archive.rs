@@ -7,7 +7,8 @@
 //!    lists, and kept in the cache under its sha256 (`debian/indexes/<sha256>`).
 //! 3. `.deb` files are fetched in parallel and checked against the sha256 of the verified
 //!    index (or of the lock, which recorded it from a verified index), and kept under their
-//!    sha256 (`debian/debs/<sha256>.deb`). A file in the cache is re-hashed when used.
+//!    sha256 (`debian/debs/<sha256>.deb`). A file in the cache is hashed again when used; a
+//!    damaged one is downloaded anew.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -234,13 +235,23 @@ impl Archive {
         debs: &[DebRef],
         reporter: &Reporter,
     ) -> anyhow::Result<Vec<PathBuf>> {
+        // A cached file is hashed again: a damaged one is removed and downloaded anew.
         let missing: Vec<DebRef> = debs
             .iter()
-            .filter(|d| !cached_ok(&deb_path(&d.sha256), d.size))
+            .filter(|d| {
+                let path = deb_path(&d.sha256);
+                let good = cached_ok(&path, d.size)
+                    && crate::digest::sha256_file(&path)
+                        .is_ok_and(|h| h.trim_start_matches("sha256:") == d.sha256);
+                if !good {
+                    let _ = std::fs::remove_file(&path);
+                }
+                !good
+            })
             .cloned()
             .collect();
+        sweep_parts(&self.cache.join("debs"));
         if !missing.is_empty() {
-            sweep_parts(&self.cache.join("debs"));
             let total: u64 = missing.iter().map(|d| d.size).sum();
             let progress = reporter.progress("Download", Some(missing.len() as u64));
             let results = futures_util::stream::iter(missing.clone().into_iter().map(|d| {
@@ -300,20 +311,27 @@ impl Archive {
     }
 }
 
-/// Removes downloads that processes killed mid-way left behind (older than an hour, so a
-/// download running in another process is never touched).
-fn sweep_parts(dir: &Path) {
+/// Removes downloads that processes killed mid-way left behind: `.part-<pid>-*` of a
+/// process that is gone (or, for names without a pid, older than an hour).
+pub fn sweep_parts(dir: &Path) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for e in rd.flatten() {
-        let stale = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE_PART);
-        if stale && e.file_name().to_string_lossy().starts_with(".part-") {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(".part-") else {
+            continue;
+        };
+        let dead = match rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) {
+            Some(pid) => pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists(),
+            None => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_PART),
+        };
+        if dead {
             let _ = std::fs::remove_file(e.path());
         }
     }

@@ -32,13 +32,25 @@ use crate::report::Reporter;
 
 /// Bumped whenever the assembled bytes change for the same packages, so cached package-set
 /// rootfs tars and dependency layers are made again.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// Most bytes of files one .deb may unpack to.
 const MAX_DEB_DATA: u64 = 4 << 30;
 
 /// Where the package database goes.
 pub const STATUS_D: &str = "var/lib/dpkg/status.d";
+
+/// The "package" of what builder writes itself (skeleton, accounts, CA outputs, database).
+const BUILDER: usize = usize::MAX;
+/// Files builder writes and no package may ship.
+const ACCOUNTS: &[&str] = &["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"];
+/// Debian 12's merged-/usr links.
+const MERGED_USR: &[(&str, &str)] = &[
+    ("bin", "usr/bin"),
+    ("sbin", "usr/sbin"),
+    ("lib", "usr/lib"),
+    ("lib64", "usr/lib64"),
+];
 
 /// Maintainer scripts (control.tar members that would run).
 const SCRIPTS: &[&str] = &["preinst", "postinst", "prerm", "postrm", "config"];
@@ -76,6 +88,11 @@ pub struct Assembled {
     pub packages: Vec<String>,
     /// Files the layer leaves out (documentation).
     pub dropped: usize,
+    /// Alternatives made as `update-alternatives` would: `(name, path)`.
+    pub alternatives: Vec<(String, String)>,
+    /// `update-alternatives` calls that could not be read without running the script:
+    /// `(package, command)`.
+    pub unread_alternatives: Vec<(String, String)>,
 }
 
 /// Documentation left out of every package set (Debian's slim images' dpkg excludes).
@@ -203,6 +220,26 @@ impl Builder<'_> {
 
     fn put(&mut self, pkg: usize, key: String, entry: Entry) -> anyhow::Result<()> {
         let existing = self.kind_at(&key);
+        if pkg != BUILDER {
+            if ACCOUNTS.contains(&key.as_str()) {
+                anyhow::bail!(
+                    "`{}` ships `/{key}`, which builder writes (users and groups come from the \
+                     base definition); leave the package out of the set",
+                    self.name(pkg)
+                );
+            }
+            if MERGED_USR.iter().any(|(l, _)| *l == key)
+                && matches!(existing, Some(Kind::Symlink(_)))
+                && !matches!(entry.data, Data::Dir)
+            {
+                anyhow::bail!(
+                    "`{}` ships `/{key}`, which would replace the merged-/usr link `/{key}`: \
+                     dpkg keeps such a link, and the image's programs and loader are behind \
+                     it; leave the package out of the set",
+                    self.name(pkg)
+                );
+            }
+        }
         match (&entry.data, existing) {
             (Data::Dir, Some(Kind::Dir)) => return Ok(()),
             // A directory the package ships where a link already is: the link stays (dpkg).
@@ -246,22 +283,10 @@ impl Builder<'_> {
     }
 }
 
-/// Reads and checks one member: the .deb's sha256 must be the locked one.
+/// Reads one member (the archive client has checked the file against the lock).
 fn read_member(
     m: &Member,
 ) -> anyhow::Result<(crate::deb::DebContents, Vec<crate::deb::DataEntry>)> {
-    let hex = crate::digest::sha256_file(&m.deb)?;
-    let hex = hex.trim_start_matches("sha256:");
-    if hex != m.locked.sha256 {
-        let _ = std::fs::remove_file(&m.deb);
-        return Err(crate::error::failed(format!(
-            "the cached `{}` ({}) has sha256 {hex}, the lock says {}; the damaged copy was \
-             removed, run the command again to download it",
-            m.locked.id(),
-            m.deb.display(),
-            m.locked.sha256
-        )));
-    }
     let control = crate::deb::read_control(&m.deb)
         .with_context(|| format!("could not read package `{}`", m.locked.id()))?;
     let field = |f: &str| {
@@ -374,7 +399,7 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
         lower: opts.lower,
         members: &with_replaces,
     };
-    let builder_pkg = usize::MAX;
+    let builder_pkg = BUILDER;
     if opts.base {
         for d in [
             "usr",
@@ -390,20 +415,15 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
         }
         b.put(builder_pkg, "tmp".into(), dir(0o1777))?;
         b.put(builder_pkg, "root".into(), dir(0o700))?;
-        for (link, target) in [
-            ("bin", "usr/bin"),
-            ("sbin", "usr/sbin"),
-            ("lib", "usr/lib"),
-            ("lib64", "usr/lib64"),
-        ] {
+        for (link, target) in MERGED_USR {
             b.put(
                 builder_pkg,
-                link.into(),
+                link.to_string(),
                 Entry {
                     mode: 0o777,
                     uid: 0,
                     gid: 0,
-                    data: Data::Symlink(target.into()),
+                    data: Data::Symlink(target.to_string()),
                 },
             )?;
         }
@@ -414,9 +434,11 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
         .filter_map(|p| glob::Pattern::new(p).ok())
         .collect();
     let mut result = Assembled::default();
+    let mut installs: Vec<super::alternatives::Install> = Vec::new();
     let mut ca_files: Vec<super::cacerts::CaFile> = Vec::new();
     let mut status: Vec<(String, String, String)> = Vec::new();
-    for (pkg, (m, (control, data))) in unpacked.iter().enumerate() {
+    // The entries are moved into the tree (not copied): a set's bytes are held once.
+    for (pkg, (m, (control, data))) in unpacked.into_iter().enumerate() {
         result.packages.push(m.locked.id());
         let scripts: Vec<String> = control
             .scripts
@@ -429,14 +451,32 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
                 .skipped_scripts
                 .push((m.locked.name.clone(), scripts));
         }
-        // Where each of this package's paths went (hard links point at the placed path).
-        let mut placed: HashMap<&str, String> = HashMap::new();
-        let mut bytes_of: HashMap<&str, &[u8]> = HashMap::new();
-        for e in data {
-            if e.kind == '-' {
-                bytes_of.insert(e.path.as_str(), &e.data);
-            }
+        if let Some(script) = &control.postinst {
+            let (found, unread) = super::alternatives::parse(&m.locked.name, script);
+            installs.extend(found);
+            result
+                .unread_alternatives
+                .extend(unread.into_iter().map(|u| (m.locked.name.clone(), u)));
         }
+        status.push((
+            m.locked.name.clone(),
+            status_text(&control, &data),
+            md5sums_text(&control),
+        ));
+        // The bytes of files that hard links point at, for a link whose target is left out
+        // (documentation): it then becomes a copy.
+        let link_targets: std::collections::HashSet<&str> = data
+            .iter()
+            .filter(|e| e.kind == 'h')
+            .filter_map(|e| e.link.as_deref())
+            .collect();
+        let bytes_of: HashMap<String, Vec<u8>> = data
+            .iter()
+            .filter(|e| e.kind == '-' && link_targets.contains(e.path.as_str()))
+            .map(|e| (e.path.clone(), e.data.clone()))
+            .collect();
+        // Where each of this package's paths went (hard links point at the placed path).
+        let mut placed: HashMap<String, String> = HashMap::new();
         for e in data {
             // The certificates make the bundle even when they are left out themselves.
             if e.kind == '-'
@@ -456,17 +496,18 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
                 continue;
             }
             let key = b.place(&e.path);
+            let mode = if e.kind == 'l' { 0o777 } else { e.mode };
+            let (uid, gid) = (e.uid, e.gid);
             let data = match e.kind {
                 'd' => Data::Dir,
-                '-' => Data::File(e.data.clone()),
-                'l' => Data::Symlink(e.link.clone().unwrap_or_default()),
+                '-' => Data::File(e.data),
+                'l' => Data::Symlink(e.link.unwrap_or_default()),
                 _ => {
-                    let target = e.link.as_deref().unwrap_or_default();
-                    match placed.get(target) {
+                    let target = e.link.unwrap_or_default();
+                    match placed.get(&target) {
                         Some(t) => Data::HardLink(t.clone()),
-                        // the target was left out (documentation): the link becomes a copy
-                        None => match bytes_of.get(target) {
-                            Some(bytes) => Data::File(bytes.to_vec()),
+                        None => match bytes_of.get(&target) {
+                            Some(bytes) => Data::File(bytes.clone()),
                             None => anyhow::bail!(
                                 "package `{}`: hard link `/{}` points at `/{target}`, which \
                                  the package does not ship",
@@ -477,25 +518,52 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
                     }
                 }
             };
-            placed.insert(e.path.as_str(), key.clone());
+            placed.insert(e.path, key.clone());
             b.put(
                 pkg,
                 key,
                 Entry {
-                    mode: if e.kind == 'l' { 0o777 } else { e.mode },
-                    uid: e.uid,
-                    gid: e.gid,
+                    mode,
+                    uid,
+                    gid,
                     data,
                 },
             )?;
         }
-        status.push((
-            m.locked.name.clone(),
-            status_text(control),
-            md5sums_text(control),
-        ));
     }
-    // What maintainer scripts would have made.
+    // What maintainer scripts would have made: alternatives first.
+    let exists = |b: &Builder<'_>, path: &str| {
+        let key = b.place(path.trim_start_matches('/'));
+        matches!(b.kind_at(&key), Some(Kind::File | Kind::Symlink(_)))
+    };
+    for win in super::alternatives::select(&installs, &|p| exists(&b, p)) {
+        let main = (win.link.clone(), win.name.clone(), win.path.clone());
+        for (link, name, path) in std::iter::once(main).chain(win.slaves.iter().cloned()) {
+            let key = b.place(link.trim_start_matches('/'));
+            // Never over a file a package ships; a slave whose target was left out
+            // (documentation) is left out too.
+            if !exists(&b, &path) || b.kind_at(&key).is_some() {
+                continue;
+            }
+            let through = format!("etc/alternatives/{name}");
+            for (at, target) in [
+                (through.clone(), path.clone()),
+                (key, format!("/{through}")),
+            ] {
+                b.put(
+                    builder_pkg,
+                    at,
+                    Entry {
+                        mode: 0o777,
+                        uid: 0,
+                        gid: 0,
+                        data: Data::Symlink(target),
+                    },
+                )?;
+            }
+            result.alternatives.push((name, path));
+        }
+    }
     if !ca_files.is_empty() {
         // ca-certificates' postinst makes the directory for local certificates.
         let local = b.place("usr/local/share/ca-certificates");
@@ -516,12 +584,43 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
                 _ => None,
             })
             .collect();
+        // A dependency layer over a base that has a bundle adds its certificates to the
+        // base's bundle and conf, as update-ca-certificates would on that system.
+        let below = |path: &str| {
+            opts.lower
+                .and_then(|l| l.read_file(path.trim_start_matches('/'), 64 << 20))
+        };
         for m in made {
             let (path, entry) = match m {
-                super::cacerts::Made::File { path, bytes, mode } => (path, file(mode, bytes)),
+                super::cacerts::Made::File { path, bytes, mode } => {
+                    let merged = match below(&path) {
+                        Some(mut old) if path.ends_with(".conf") => {
+                            for l in String::from_utf8_lossy(&bytes).lines() {
+                                if !l.is_empty() && !l.starts_with('#') {
+                                    old.extend_from_slice(l.as_bytes());
+                                    old.push(b'\n');
+                                }
+                            }
+                            old
+                        }
+                        Some(mut old) => {
+                            old.extend_from_slice(&bytes);
+                            old
+                        }
+                        None => bytes,
+                    };
+                    (path, file(mode, merged))
+                }
                 super::cacerts::Made::Symlink { path, target } => {
                     let name = path.rsplit('/').next().unwrap_or_default();
                     if dangling.contains(name) || dangling.contains(&target) {
+                        continue;
+                    }
+                    // A hash link the base has already (another certificate) stays.
+                    if opts
+                        .lower
+                        .is_some_and(|l| l.entries.contains_key(path.trim_start_matches('/')))
+                    {
                         continue;
                     }
                     let link = Entry {
@@ -595,6 +694,27 @@ pub fn report(
                 .join("; ")
         ));
     }
+    if !a.unread_alternatives.is_empty() {
+        reporter.warn(format!(
+            "{what}: update-alternatives calls built by the scripts themselves were not \
+             made (set the program's full path, or add the link as a file of your package): {}",
+            a.unread_alternatives
+                .iter()
+                .map(|(p, c)| format!("{p}: `{}`", c.chars().take(100).collect::<String>()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    if !a.alternatives.is_empty() {
+        reporter.verbose(format!(
+            "{what}: alternatives made as update-alternatives would: {}",
+            a.alternatives
+                .iter()
+                .map(|(n, p)| format!("{n} → {p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let names: Vec<&str> = a
         .packages
         .iter()
@@ -613,7 +733,8 @@ pub fn report(
 
 /// The status.d paragraph: the control file with `Status: install ok installed` after
 /// `Package`, and `Conffiles` with their md5sums as dpkg records them.
-fn status_text(c: &crate::deb::DebContents) -> String {
+fn status_text(c: &crate::deb::DebContents, data: &[crate::deb::DataEntry]) -> String {
+    use md5::{Digest, Md5};
     let mut out = String::new();
     for line in c.control_text.trim_end().lines() {
         out.push_str(line);
@@ -626,12 +747,13 @@ fn status_text(c: &crate::deb::DebContents) -> String {
         out.push_str("Conffiles:\n");
         for cf in &c.conffiles {
             let rel = cf.trim_start_matches('/');
-            let md5 = c
-                .md5sums
+            // The md5sums file leaves conffiles out (dh_md5sums): hash the shipped bytes, as
+            // dpkg records them on install.
+            let md5 = data
                 .iter()
-                .find(|(p, _)| p == rel)
-                .map(|(_, m)| m.as_str())
-                .unwrap_or("newconffile");
+                .find(|e| e.path == rel && e.kind == '-')
+                .map(|e| hex::encode(Md5::digest(&e.data)))
+                .unwrap_or_else(|| "newconffile".to_string());
             out.push_str(&format!(" {cf} {md5}\n"));
         }
     }
@@ -687,7 +809,20 @@ fn write_accounts(
             db.lines().any(|l| l.split(':').nth(field) == Some(v))
         };
         if has(&passwd, 0, &u.name) {
-            continue;
+            // base-passwd's accounts are fixed: the same name with another uid would be
+            // silently a different user.
+            if passwd.lines().any(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                f.first() == Some(&u.name.as_str()) && f.get(2) == Some(&u.uid.to_string().as_str())
+            }) {
+                continue;
+            }
+            anyhow::bail!(
+                "user `{}` already exists in /etc/passwd with another uid than {}; pick another \
+                 name",
+                u.name,
+                u.uid
+            );
         }
         if has(&passwd, 2, &u.uid.to_string()) {
             anyhow::bail!(
@@ -706,7 +841,7 @@ fn write_accounts(
         let home = b.place(u.home.trim_start_matches('/'));
         b.out.remove(&home);
         b.put(
-            usize::MAX,
+            BUILDER,
             home,
             Entry {
                 mode: 0o755,
@@ -719,15 +854,11 @@ fn write_accounts(
     b.out.remove("etc/passwd");
     b.out.remove("etc/group");
     b.put(
-        usize::MAX,
+        BUILDER,
         "etc/passwd".into(),
         file(0o644, passwd.into_bytes()),
     )?;
-    b.put(
-        usize::MAX,
-        "etc/group".into(),
-        file(0o644, group.into_bytes()),
-    )?;
+    b.put(BUILDER, "etc/group".into(), file(0o644, group.into_bytes()))?;
     Ok(())
 }
 

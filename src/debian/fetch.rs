@@ -66,10 +66,12 @@ pub struct Fetcher {
     /// Addresses by `host:port`, looked up once per process: some resolvers answer one of
     /// glibc's parallel A/AAAA queries only after a 5 s timeout, and a set of 75 downloads
     /// must not pay that 75 times.
-    dns: std::sync::Arc<
-        tokio::sync::Mutex<std::collections::HashMap<String, Vec<std::net::SocketAddr>>>,
-    >,
+    dns: DnsCache,
 }
+
+/// Addresses by `host:port`, shared by every fetcher of the process.
+type DnsCache =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<std::net::SocketAddr>>>>;
 
 struct Url<'a> {
     tls: bool,
@@ -108,9 +110,10 @@ impl Fetcher {
             password: None,
             ca_file: None,
         };
+        static DNS: std::sync::OnceLock<DnsCache> = std::sync::OnceLock::new();
         Ok(Fetcher {
             tls: crate::promote::registry::tls_connector(&access)?,
-            dns: Default::default(),
+            dns: DNS.get_or_init(Default::default).clone(),
         })
     }
 
@@ -140,7 +143,7 @@ impl Fetcher {
                 tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
             }
             let tmp = tempfile::Builder::new()
-                .prefix(".part-")
+                .prefix(&format!(".part-{}-", std::process::id()))
                 .tempfile_in(dir)
                 .map_err(|e| {
                     FetchError::Local(format!(
@@ -169,8 +172,9 @@ impl Fetcher {
                 return Err(FetchError::Mismatch {
                     url: url.to_string(),
                     reason: format!(
-                        "{n} bytes arrived, the verified index says {}; the mirror or a proxy \
-                         changed the file",
+                        "{n} bytes arrived, {} expected (builder.lock, or the verified index it \
+                         was resolved from); the mirror or a proxy changed the file, or the lock \
+                         was edited",
                         expect.size
                     ),
                 });
@@ -179,8 +183,10 @@ impl Fetcher {
                 return Err(FetchError::Mismatch {
                     url: url.to_string(),
                     reason: format!(
-                        "its sha256 is {got}, the verified index says {}; the mirror or a proxy \
-                         changed the file, refusing it",
+                        "its sha256 is {got}, {} expected (builder.lock, or the verified index \
+                         it was resolved from); refusing it: the mirror or a proxy changed the \
+                         file, or the lock was edited (`builder lock --update NAME` takes the \
+                         index's sha256 again)",
                         expect.sha256
                     ),
                 });
@@ -234,22 +240,40 @@ impl Fetcher {
 
     /// A TCP connection to `host:port`, trying each address the (cached) lookup gave.
     async fn connect(&self, addr: &str) -> Result<TcpStream, String> {
-        let addrs = {
-            let mut cache = self.dns.lock().await;
-            match cache.get(addr) {
-                Some(a) => a.clone(),
-                None => {
-                    let found: Vec<std::net::SocketAddr> =
-                        tokio::time::timeout(IDLE, tokio::net::lookup_host(addr))
-                            .await
-                            .map_err(|_| {
-                                format!("looking up `{addr}` took over {}s", IDLE.as_secs())
-                            })?
-                            .map_err(|e| format!("could not look up `{addr}`: {e}"))?
-                            .collect();
-                    cache.insert(addr.to_string(), found.clone());
-                    found
-                }
+        let cached = self
+            .dns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+            .cloned();
+        // One lookup at a time: parallel downloads wait for the first answer instead of
+        // each asking (and each waiting out a slow resolver).
+        static LOOKUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one = match cached {
+            Some(_) => None,
+            None => Some(LOOKUP.lock().await),
+        };
+        let cached = cached.or_else(|| {
+            self.dns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(addr)
+                .cloned()
+        });
+        let addrs = match cached {
+            Some(a) => a,
+            None => {
+                let found: Vec<std::net::SocketAddr> =
+                    tokio::time::timeout(IDLE, tokio::net::lookup_host(addr))
+                        .await
+                        .map_err(|_| format!("looking up `{addr}` took over {}s", IDLE.as_secs()))?
+                        .map_err(|e| format!("could not look up `{addr}`: {e}"))?
+                        .collect();
+                self.dns
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(addr.to_string(), found.clone());
+                found
             }
         };
         let mut last = format!("`{addr}` has no address");
@@ -315,6 +339,11 @@ impl Fetcher {
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| net(format!("HTTP {status} without a Location")))?;
             let next = if loc.contains("://") {
+                if u.tls && !loc.starts_with("https://") {
+                    return Err(net(format!(
+                        "refusing the redirect from https to `{loc}` (a downgrade)"
+                    )));
+                }
                 loc.to_string()
             } else if loc.starts_with('/') {
                 format!("{}://{}{loc}", if u.tls { "https" } else { "http" }, u.host)

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use pgp::composed::{CleartextSignedMessage, Deserializable, SignedPublicKey};
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::types::KeyDetails;
@@ -30,10 +29,17 @@ impl Keyring {
                     f.display()
                 ))
             })?;
-            let found = parse_keys(&bytes)
-                .with_context(|| format!("`{}` is not an OpenPGP keyring", f.display()))?;
+            let found = parse_keys(&bytes).map_err(|e| {
+                crate::error::usage(format!(
+                    "`{}` is not an OpenPGP keyring ({e}); give a .gpg or .asc file of public keys",
+                    f.display()
+                ))
+            })?;
             if found.is_empty() {
-                anyhow::bail!("the keyring `{}` holds no public key", f.display());
+                return Err(crate::error::usage(format!(
+                    "the keyring `{}` holds no public key",
+                    f.display()
+                )));
             }
             keys.extend(found);
         }

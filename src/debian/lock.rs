@@ -133,8 +133,14 @@ impl Lock {
     /// Reads the project's lock; `None` when there is none.
     pub fn read(project: &Path) -> anyhow::Result<Option<Lock>> {
         let file = Lock::path(project);
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
+        let text = match std::fs::read(&file) {
+            Ok(b) => String::from_utf8(b).map_err(|_| {
+                crate::error::usage(format!(
+                    "`{}` is not UTF-8 text: it is damaged; restore it from version control or \
+                     delete it and run `builder lock`",
+                    file.display()
+                ))
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 return Err(crate::error::environment(format!(
@@ -175,6 +181,17 @@ impl Lock {
                 ));
             }
         }
+        let mut seen: BTreeMap<String, &LockedPackage> = BTreeMap::new();
+        for p in &self.packages {
+            if let Some(other) = seen.insert(p.id(), p) {
+                if other != p {
+                    return Err(format!(
+                        "`{}` has two [[package]] entries that differ",
+                        p.id()
+                    ));
+                }
+            }
+        }
         for p in &self.packages {
             if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(format!("`{}` has no valid sha256", p.id()));
@@ -207,10 +224,11 @@ impl Lock {
         self.sets
             .retain(|s| !(s.kind == set.kind && s.name == set.name));
         self.sets.push(set);
+        // What was just resolved comes from the verified index: it replaces an entry of the
+        // same name and version (a hand-edited sha256 is repaired this way).
         for p in packages {
-            if !self.packages.iter().any(|q| q.id() == p.id()) {
-                self.packages.push(p.clone());
-            }
+            self.packages.retain(|q| q.id() != p.id());
+            self.packages.push(p.clone());
         }
         self.normalize();
     }

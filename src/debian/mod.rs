@@ -5,6 +5,7 @@
 //!
 //! Must not: run maintainer scripts, chroot, or need root. Nothing here talks to Docker.
 
+pub mod alternatives;
 pub mod archive;
 pub mod assemble;
 pub mod cacerts;

@@ -33,6 +33,8 @@ pub enum SetState {
     Stale,
     /// The lock has an entry no base or recipe uses.
     Unused,
+    /// The entry's inputs match, but it lacks a package its roots name: the file was edited.
+    Edited,
     /// Resolved in this run.
     Resolved,
 }
@@ -95,17 +97,19 @@ pub fn drift(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<SetSt
     let lock = bases.locker().snapshot();
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
-    for (kind, name, req, _) in project_sets(recipes, bases)? {
+    for (kind, name, req, base) in project_sets(recipes, bases)? {
         let inputs = req.inputs(kind, &identity);
         let entry = lock.as_ref().and_then(|l| l.set(kind, &name));
-        let state = match entry {
-            None => SetState::Missing,
-            Some(s)
-                if s.inputs == inputs && lock.as_ref().is_some_and(|l| l.archive == identity) =>
-            {
-                SetState::Current
+        let state = match (entry, &lock) {
+            (None, _) => SetState::Missing,
+            (Some(s), Some(l)) if s.inputs == inputs && l.archive == identity => {
+                if missing_root(l, s, &req, base.as_deref()).is_some() {
+                    SetState::Edited
+                } else {
+                    SetState::Current
+                }
             }
-            Some(_) => SetState::Stale,
+            (Some(_), _) => SetState::Stale,
         };
         seen.insert((kind, name.clone()));
         out.push(SetStatus {
@@ -119,7 +123,7 @@ pub fn drift(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<SetSt
     }
     if let Some(l) = &lock {
         for s in &l.sets {
-            if !seen.contains(&(s.kind, s.name.clone())) {
+            if !seen.contains(&(s.kind, s.name.clone())) && !is_rebase_set(s, recipes, bases) {
                 out.push(SetStatus {
                     kind: s.kind,
                     name: s.name.clone(),
@@ -132,6 +136,38 @@ pub fn drift(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<SetSt
         }
     }
     Ok(out)
+}
+
+/// A root of the set that its lock entry (with, for an image, its base's locked packages)
+/// lacks: see [`super::sets::root_gap`].
+fn missing_root(
+    lock: &Lock,
+    set: &super::lock::LockedSet,
+    req: &SetRequest,
+    base: Option<&str>,
+) -> Option<String> {
+    let mut have: BTreeSet<&str> = set
+        .packages
+        .iter()
+        .filter_map(|id| id.split(' ').next())
+        .collect();
+    if let Some(b) = base.and_then(|b| lock.set(SetKind::Base, b)) {
+        have.extend(b.packages.iter().filter_map(|id| id.split(' ').next()));
+    }
+    super::sets::root_gap(req, &have, lock)
+}
+
+/// Whether `s` is the set of a rebased image (`package --rebase NAME --base OTHER` locks
+/// `NAME@OTHER`) of a recipe and base that still exist.
+fn is_rebase_set(s: &super::lock::LockedSet, recipes: &[Recipe], bases: &BaseImages) -> bool {
+    let Some((pkg, base)) = s.name.split_once('@') else {
+        return false;
+    };
+    s.kind == SetKind::Image
+        && bases.get(base).is_some()
+        && recipes
+            .iter()
+            .any(|r| r.package.name == pkg && r.image.is_some())
 }
 
 /// `builder lock --check`.
@@ -185,6 +221,11 @@ pub async fn lock(
     }
     // Drop what no base or recipe uses any more (and write a lock even when nothing
     // resolved, so `builder lock` always leaves one).
+    if let Some(l) = locker.snapshot() {
+        for s in l.sets.iter().filter(|s| is_rebase_set(s, recipes, bases)) {
+            keep.insert((s.kind, s.name.clone()));
+        }
+    }
     let unused = locker.snapshot().is_some_and(|l| {
         l.sets
             .iter()
@@ -211,7 +252,11 @@ async fn lock_one(
 ) -> anyhow::Result<SetStatus> {
     let locker = bases.locker();
     let inputs = req.inputs(kind, &locker.config()?.identity());
-    let current = locker.current(kind, &name, &inputs);
+    let edited = locker.snapshot().is_some_and(|l| {
+        l.set(kind, &name)
+            .is_some_and(|set| missing_root(&l, set, &req, base.as_deref()).is_some())
+    });
+    let current = locker.current(kind, &name, &inputs).filter(|_| !edited);
     let wanted = match (&opts.update, &current) {
         (None, Some(_)) => false,
         (Some(names), Some(cur)) if !names.is_empty() => {

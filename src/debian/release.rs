@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use super::deb822;
 
+/// How far in the future a Release's `Date` may be (clocks differ).
+const MAX_SKEW: i64 = 3600;
+
 /// A parsed Release file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Release {
@@ -69,6 +72,15 @@ impl Release {
     /// Refuses a Release past its `Valid-Until` (a mirror replaying an old, signed state)
     /// or dated in the future beyond clock skew.
     pub fn check_dates(&self, now: i64, what: &str) -> Result<(), String> {
+        if let Some(date) = self.date {
+            if date > now + MAX_SKEW {
+                return Err(format!(
+                    "{what} is dated {}, in the future: check this machine's clock, or the \
+                     mirror serves a forged Release",
+                    crate::timefmt::rfc2822_secs(date)
+                ));
+            }
+        }
         if let Some(until) = self.valid_until {
             if now > until {
                 return Err(format!(
@@ -119,7 +131,7 @@ pub fn parse_date(s: &str) -> Result<i64, String> {
     }
     let offset = match w.get(4).copied() {
         None | Some("UTC" | "GMT" | "Z" | "UT") => 0,
-        Some(o) if o.len() == 5 && (o.starts_with('+') || o.starts_with('-')) => {
+        Some(o) if o.len() == 5 && o.is_ascii() && (o.starts_with('+') || o.starts_with('-')) => {
             let h: i64 = o[1..3].parse().map_err(|_| bad())?;
             let m: i64 = o[3..5].parse().map_err(|_| bad())?;
             let sign = if o.starts_with('-') { -1 } else { 1 };

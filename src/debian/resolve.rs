@@ -42,6 +42,8 @@ pub struct Resolution {
     pub needed_by: BTreeMap<String, String>,
     /// Excluded names that a relation asked for, with who asked.
     pub excluded: Vec<(String, String)>,
+    /// Choices worth a line: a virtual package several packages provide.
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -50,6 +52,7 @@ struct State {
     needed_by: BTreeMap<String, String>,
     queue: VecDeque<(Relation, String)>,
     excluded: Vec<(String, String)>,
+    notes: Vec<String>,
 }
 
 struct Search<'a> {
@@ -58,6 +61,9 @@ struct Search<'a> {
     steps: usize,
     /// The most specific failure seen: (depth, message).
     failure: Option<(usize, String)>,
+    /// A failure no other choice can fix (nothing in the archive meets a relation): the
+    /// search stops at once instead of trying every combination of earlier choices.
+    fatal: Option<String>,
 }
 
 /// Resolves `req` over `index`.
@@ -67,6 +73,7 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Resolution, String> {
         needed_by: BTreeMap::new(),
         queue: req.roots.iter().cloned().collect(),
         excluded: Vec::new(),
+        notes: Vec::new(),
     };
     // Installed packages must be consistent among themselves; their own relations are
     // not followed (the base is what it is).
@@ -75,6 +82,7 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Resolution, String> {
         req,
         steps: 0,
         failure: None,
+        fatal: None,
     };
     match search.solve(state, 0) {
         Some(done) => {
@@ -87,15 +95,19 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Resolution, String> {
             let mut excluded = done.excluded;
             excluded.sort();
             excluded.dedup();
+            let mut notes = done.notes;
+            notes.sort();
+            notes.dedup();
             Ok(Resolution {
                 packages,
                 needed_by: done.needed_by,
                 excluded,
+                notes,
             })
         }
         None => Err(search
-            .failure
-            .map(|(_, m)| m)
+            .fatal
+            .or(search.failure.map(|(_, m)| m))
             .unwrap_or_else(|| "no solution".to_string())),
     }
 }
@@ -154,7 +166,7 @@ fn clash(a: &Package, b: &Package) -> Option<String> {
     for (x, y) in [(a, b), (b, a)] {
         for (field, list) in [("Conflicts", &x.conflicts), ("Breaks", &x.breaks)] {
             if let Some(c) = list.iter().find(|c| conflict_hits(c, y)) {
-                return Some(format!("`{}` {field}: {c}", x.id()));
+                return Some(format!("`{}` {field}: {c}, which `{}` is", x.id(), y.id()));
             }
         }
     }
@@ -227,9 +239,13 @@ impl Search<'_> {
                         )
                 })
                 .collect();
+            let preferred = |p: &Package| {
+                !self.req.update.contains(&p.name)
+                    && self.req.prefer.get(&p.name) == Some(&p.version)
+            };
             provided.sort_by(|x, y| {
-                let px = self.req.prefer.get(&x.name) == Some(&x.version);
-                let py = self.req.prefer.get(&y.name) == Some(&y.version);
+                let px = preferred(x);
+                let py = preferred(y);
                 py.cmp(&px)
                     .then(priority_rank(&x.priority).cmp(&priority_rank(&y.priority)))
                     .then(x.name.cmp(&y.name))
@@ -257,6 +273,13 @@ impl Search<'_> {
             let versions = self.index.versions(&a.name);
             let providers = self.index.providers(&a.name);
             if let Some(p) = chosen.get(&a.name) {
+                if a.arch.as_deref() == Some("any") && p.multi_arch != MultiArch::Allowed {
+                    why.push(format!(
+                        "`{}` is not `Multi-Arch: allowed`, so `{a}` cannot be met",
+                        a.name
+                    ));
+                    continue;
+                }
                 if !real_match(a, p, native) {
                     let whose = if self.req.installed.contains_key(&a.name) {
                         "the base holds"
@@ -324,18 +347,37 @@ impl Search<'_> {
                 usable.push(c);
             }
             if usable.is_empty() {
-                if self.failure.as_ref().is_none_or(|(d, _)| depth > *d) {
-                    let msg = self.explain(&rel, &who, &state.chosen);
+                let msg = self.explain(&rel, &who, &state.chosen);
+                if self.index_cannot_meet(&rel) {
+                    // No earlier choice changes that: stop the whole search here.
+                    self.fatal = Some(msg);
+                } else if self.failure.as_ref().is_none_or(|(d, _)| depth > *d) {
                     self.fail(depth, msg);
                 }
                 return None;
+            }
+            if usable.len() > 1
+                && rel.0.len() == 1
+                && self.index.versions(&rel.0[0].name).is_empty()
+            {
+                let names: BTreeSet<&str> = usable.iter().map(|p| p.name.as_str()).collect();
+                if names.len() > 1 {
+                    state.notes.push(format!(
+                        "`{}` is provided by {} packages ({}); took `{}`: name one in the \
+                         relation to choose",
+                        rel.0[0].name,
+                        names.len(),
+                        names.iter().take(6).copied().collect::<Vec<_>>().join(", "),
+                        usable[0].name
+                    ));
+                }
             }
             if usable.len() == 1 {
                 let c = usable.remove(0);
                 self.add(&mut state, c, &who);
                 self.steps += 1;
                 if self.steps > MAX_STEPS {
-                    self.fail(usize::MAX, too_many());
+                    self.give_up();
                     return None;
                 }
                 continue;
@@ -343,7 +385,7 @@ impl Search<'_> {
             for c in usable {
                 self.steps += 1;
                 if self.steps > MAX_STEPS {
-                    self.fail(usize::MAX, too_many());
+                    self.give_up();
                     return None;
                 }
                 let mut next = state.clone();
@@ -351,9 +393,44 @@ impl Search<'_> {
                 if let Some(done) = self.solve(next, depth + 1) {
                     return Some(done);
                 }
+                if self.fatal.is_some() {
+                    return None;
+                }
             }
             return None;
         }
+    }
+
+    /// Whether no package of the archive (whatever else is chosen) meets `rel`.
+    fn index_cannot_meet(&self, rel: &Relation) -> bool {
+        let native = &self.index.arch;
+        rel.0.iter().filter(|a| a.applies_on(native)).all(|a| {
+            self.req
+                .installed
+                .get(&a.name)
+                .is_none_or(|p| !real_match(a, p, native))
+                && !self.req.installed.values().any(|p| provide_match(a, p))
+                && self
+                    .index
+                    .versions(&a.name)
+                    .iter()
+                    .all(|p| !real_match(a, p, native))
+                && self
+                    .index
+                    .providers(&a.name)
+                    .iter()
+                    .all(|(p, _)| !provide_match(a, p))
+        })
+    }
+
+    /// The step limit is reached: say so, with the most specific failure seen.
+    fn give_up(&mut self) {
+        let last = self
+            .failure
+            .as_ref()
+            .map(|(_, m)| format!("; the last failure: {m}"))
+            .unwrap_or_default();
+        self.fatal = Some(format!("{}{last}", too_many()));
     }
 
     fn add(&self, state: &mut State, p: Arc<Package>, who: &str) {

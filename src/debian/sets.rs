@@ -62,6 +62,22 @@ impl SetRequest {
     }
 }
 
+/// A root relation of `req` that no package in `have` meets by name, when `lock` knows
+/// every name of it as a package (a virtual name cannot be judged without the index): a
+/// current lock entry with such a gap was edited by hand.
+pub fn root_gap(req: &SetRequest, have: &BTreeSet<&str>, lock: &Lock) -> Option<String> {
+    let known: BTreeSet<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
+    req.roots
+        .iter()
+        .find(|(rel, _)| {
+            !rel.0
+                .iter()
+                .any(|a| have.contains(a.name.as_str()) || req.exclude.contains(&a.name))
+                && rel.0.iter().all(|a| known.contains(a.name.as_str()))
+        })
+        .map(|(rel, _)| rel.to_string())
+}
+
 /// A set as used: its lock entry and packages.
 #[derive(Debug, Clone)]
 pub struct ResolvedSet {
@@ -149,13 +165,27 @@ impl Locker {
     ) -> anyhow::Result<ResolvedSet> {
         let identity = self.config()?.identity();
         let inputs = req.inputs(kind, &identity);
+        let mut edited = false;
         if update.is_none() {
             if let Some(s) = self.current(kind, name, &inputs) {
-                return Ok(s);
+                let lock = self
+                    .snapshot()
+                    .unwrap_or_else(|| Lock::new(identity.clone()));
+                let mut have: BTreeSet<&str> = s.packages.iter().map(|p| p.name.as_str()).collect();
+                have.extend(req.installed.keys().map(String::as_str));
+                match root_gap(req, &have, &lock) {
+                    None => return Ok(s),
+                    Some(_) => edited = true,
+                }
             }
         }
         if frozen() {
             let why = match self.snapshot() {
+                _ if edited => format!(
+                    "the {kind} `{name}` in {} lacks a package its definition names (the \
+                     file was edited)",
+                    super::lock::FILE
+                ),
                 None => format!("there is no {}", super::lock::FILE),
                 Some(l) if l.set(kind, name).is_some() => format!(
                     "the {kind} `{name}` changed since {} was written",
@@ -217,9 +247,20 @@ impl Locker {
                 }
             }
         }
+        // Keep what is locked: this set's own versions first, else the newest any set has.
         if let Some(lock) = self.snapshot() {
             for p in &lock.packages {
-                request.prefer.insert(p.name.clone(), p.version.clone());
+                let newer = request.prefer.get(&p.name).is_none_or(|v| {
+                    crate::repo::version::compare(&p.version, v) == std::cmp::Ordering::Greater
+                });
+                if newer {
+                    request.prefer.insert(p.name.clone(), p.version.clone());
+                }
+            }
+            if let Some(own) = lock.set(kind, name) {
+                for p in lock.packages_of(own) {
+                    request.prefer.insert(p.name, p.version);
+                }
             }
         }
         if let Some(u) = update {
@@ -234,6 +275,17 @@ impl Locker {
                 "{kind} `{name}`: the packages cannot be installed together: {e}"
             ))
         })?;
+        for note in &resolution.notes {
+            reporter.info(format!("{kind} `{name}`: {note}"));
+        }
+        for e in &req.exclude {
+            if !resolution.excluded.iter().any(|(n, _)| n == e) {
+                reporter.warn(format!(
+                    "{kind} `{name}`: `exclude` names `{e}`, which no relation of the set asks \
+                     for; is it misspelt?"
+                ));
+            }
+        }
         let packages: Vec<LockedPackage> = resolution
             .packages
             .iter()
@@ -257,18 +309,9 @@ impl Locker {
 
     /// Applies `change` to the lock on disk (read again under a file lock) and writes it.
     pub fn store(&self, identity: &Identity, change: impl FnOnce(&mut Lock)) -> anyhow::Result<()> {
-        let dir = crate::project::cache_dir().join("locks");
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            crate::error::environment(format!("could not create `{}`: {e}", dir.display()))
-        })?;
-        let key = crate::digest::sha256_hex(
-            std::fs::canonicalize(&self.project)
-                .unwrap_or_else(|_| self.project.clone())
-                .to_string_lossy()
-                .as_bytes(),
-        );
-        let _guard =
-            crate::fslock::FileLock::acquire(&dir.join(format!("{}.lock", &key[..16])), || {})?;
+        // The project directory itself is locked: builder.lock is replaced by rename, and
+        // two processes with different caches or homes must still see each other.
+        let _guard = crate::fslock::FileLock::acquire_dir(&self.project, || {})?;
         let mut lock = match Lock::read(&self.project)? {
             Some(l) if &l.archive == identity => l,
             // Another archive configuration: nothing in the old lock applies.

@@ -33,6 +33,8 @@ pub struct BaseListing {
     pub files: std::collections::HashMap<String, (u64, u64)>,
     /// `/var/lib/dpkg/status` and the paragraphs of `/var/lib/dpkg/status.d/*`.
     pub dpkg_status: String,
+    /// Owners `(uid, gid)` of the entries not owned by root.
+    pub owners: std::collections::HashMap<String, (u32, u32)>,
 }
 
 /// Most bytes of dpkg database the listing keeps.
@@ -46,7 +48,8 @@ impl BaseListing {
         let mut archive = tar::Archive::new(std::io::BufReader::new(file));
         let mut out = BaseListing::default();
         let bad = || format!("could not read the base rootfs `{}`", tar.display());
-        for entry in archive.entries().with_context(bad)? {
+        // Seeking past file bytes: a 100 MB base is listed without reading it.
+        for entry in archive.entries_with_seek().with_context(bad)? {
             let mut entry = entry.with_context(bad)?;
             let raw = entry
                 .path()
@@ -61,6 +64,13 @@ impl BaseListing {
             }
             let header = entry.header();
             let mode = header.mode().unwrap_or(0) & 0o7777;
+            let owner = (
+                header.uid().unwrap_or(0) as u32,
+                header.gid().unwrap_or(0) as u32,
+            );
+            if owner != (0, 0) {
+                out.owners.insert(key.clone(), owner);
+            }
             let kind = match header.entry_type() {
                 tar::EntryType::Directory => Kind::Dir,
                 tar::EntryType::Symlink => Kind::Symlink(
@@ -91,7 +101,7 @@ impl BaseListing {
             }
             let status_d = key
                 .strip_prefix("var/lib/dpkg/status.d/")
-                .is_some_and(|n| !n.contains('.') && !n.contains('/'));
+                .is_some_and(|n| !n.ends_with(".md5sums") && !n.contains('/'));
             let wanted = matches!(
                 key.as_str(),
                 "etc/passwd" | "etc/group" | "var/lib/dpkg/status"
@@ -319,13 +329,26 @@ pub fn check_spec(
             recipe.package.name
         )));
     };
+    // A bare name is looked up in the image's PATH by the runtime (and by the start
+    // check); a relative path with a `/` would depend on the working directory.
+    if !program.contains('/') {
+        return Ok(());
+    }
     if !program.starts_with('/') {
         return Err(usage(format!(
-            "{}: `{program}` must be an absolute path (images have no shell to search PATH \
-             reliably); e.g. `/usr/bin/{program}`",
-            at(field)
+            "{}: `{program}` must be an absolute path or a bare name found in PATH; e.g. \
+             `/usr/bin/{}`",
+            at(field),
+            program.rsplit('/').next().unwrap_or(program)
         )));
     }
+    // The package's Depends go into a dependency layer, which may hold the program: the
+    // start check judges it on every layer.
+    let has_depends = recipe
+        .package
+        .relations
+        .iter()
+        .any(|(k, _)| k == "Depends" || k == "Pre-Depends");
     let packaged: Vec<String> = data
         .iter()
         .filter(|(_, n)| matches!(n.kind, NodeKind::File(_)))
@@ -343,6 +366,7 @@ pub fn check_spec(
         // Without the base's listing a program outside the package cannot be judged yet;
         // the image operation checks again once the base rootfs is at hand.
         Err(_) if base.is_none() && data.get(program).is_none() => Ok(()),
+        Err(_) if has_depends => Ok(()),
         Err(why) => Err(usage(format!(
             "{}: `{program}` is not in package `{}` nor in base `{}`: {why}; the package \
              installs {}",

@@ -423,12 +423,23 @@ fn prove_start(
     }
     lower.push(base);
     let view = view::Layers { app, lower };
+    let user = run_as(&spec.user, &view);
     let check = start::StartCheck {
         view: &view,
         env: &env,
+        user,
     };
     match check.check(program) {
         Ok(started) => {
+            if let Some(why) = wrong_machine(&started, &view, &recipe.package.architecture) {
+                let at = match spec.line_of(field) {
+                    Some(line) => format!("`{}:{line}`: [image] {field}", recipe.file.display()),
+                    None => format!("`{}`: [image] {field}", recipe.file.display()),
+                };
+                return Err(usage(format!(
+                    "{at}: `{program}` cannot start in this image: {why}; nothing was written"
+                )));
+            }
             reporter.verbose(format!(
                 "image `{}`: `{program}` starts ({})",
                 spec.name,
@@ -441,21 +452,40 @@ fn prove_start(
                 Some(line) => format!("`{}:{line}`: [image] {field}", recipe.file.display()),
                 None => format!("`{}`: [image] {field}", recipe.file.display()),
             };
-            // Who provides what is missing: the index confirms a guess when it can be read.
-            let index = crate::base::BaseImages::load(&recipe.project)
-                .ok()
-                .and_then(|b| {
-                    crate::debian::fetch::block_on(async move {
-                        b.locker().index(&Reporter::quiet()).await.ok()
-                    })
+            // Who provides what is missing: the index confirms a guess when it can be read
+            // (never under --locked, which promises no index is read).
+            let index = if crate::debian::sets::frozen() {
+                None
+            } else {
+                crate::base::BaseImages::load(&recipe.project)
                     .ok()
-                    .flatten()
-                });
+                    .and_then(|b| {
+                        crate::debian::fetch::block_on(async move {
+                            b.locker().index(&Reporter::quiet()).await.ok()
+                        })
+                        .ok()
+                        .flatten()
+                    })
+            };
             let lines: Vec<String> = missing
                 .iter()
-                .map(|m| match provider::hint(m, index.as_deref()) {
-                    Some(h) => format!("  - {m}: {h}"),
-                    None => format!("  - {m}"),
+                .map(|m| {
+                    // A library the image has where ld.so does not look without a cache
+                    // (an ld.so.conf.d directory): say where, and how to make it found.
+                    if m.reason == start::MissingReason::Library {
+                        if let Some(at) = find_elsewhere(&m.what, &view) {
+                            return format!(
+                                "  - {m}: the image has it at `/{at}`, a directory ld.so \
+                                 searches only through /etc/ld.so.cache, which images do not \
+                                 have; add `LD_LIBRARY_PATH = \"/{}\"` to [image] env",
+                                at.rsplit_once('/').map_or("", |(d, _)| d)
+                            );
+                        }
+                    }
+                    match provider::hint(m, index.as_deref()) {
+                        Some(h) => format!("  - {m}: {h}"),
+                        None => format!("  - {m}"),
+                    }
                 })
                 .collect();
             let fix = if deps.is_none()
@@ -471,6 +501,104 @@ fn prove_start(
             )))
         }
     }
+}
+
+/// Where in the image a file named `soname` is, if anywhere (first in path order).
+fn find_elsewhere(soname: &str, view: &view::Layers<'_>) -> Option<String> {
+    let suffix = format!("/{soname}");
+    view.app
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .chain(view.lower.iter().flat_map(|l| l.entries.keys().cloned()))
+        .find(|k| k.ends_with(&suffix))
+}
+
+/// Why the ELF that `started` finally executes cannot run on the image's architecture
+/// (the package's; `all` is the machine's own), if it cannot. An amd64 image runs i386
+/// programs and an arm64 image 32-bit arm ones, as their kernels do.
+fn wrong_machine(
+    started: &start::Started,
+    view: &dyn start::FsView,
+    architecture: &str,
+) -> Option<String> {
+    let mut s = started;
+    while let start::ProgramKind::Script { runs, .. } = &s.kind {
+        s = runs;
+    }
+    let head = view.read(&s.program, 20)?;
+    if head.len() < 20 || &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let machine = if head[5] == 2 {
+        u16::from_be_bytes([head[18], head[19]])
+    } else {
+        u16::from_le_bytes([head[18], head[19]])
+    };
+    // ELF e_machine values: 3 i386, 40 arm, 62 x86-64, 183 aarch64, 21 ppc64, 22 s390,
+    // 243 riscv.
+    let image = config::debian_to_oci_arch(architecture);
+    let runs: &[u16] = match image {
+        "amd64" => &[62, 3],
+        "386" => &[3],
+        "arm64" => &[183, 40],
+        "arm" => &[40],
+        "ppc64le" => &[21],
+        "s390x" => &[22],
+        "riscv64" => &[243],
+        _ => return None,
+    };
+    let name = match machine {
+        3 => "i386",
+        40 => "arm",
+        62 => "x86-64",
+        183 => "aarch64",
+        21 => "ppc64",
+        22 => "s390",
+        243 => "riscv",
+        _ => "another machine",
+    };
+    (!runs.contains(&machine)).then(|| {
+        format!(
+            "`{}` is an ELF for {name} (e_machine {machine}), the image is for {image}",
+            s.program
+        )
+    })
+}
+
+/// The `(uid, gid)` an image user (`uid`, `uid:gid`, `name`, `name:group`) runs as, names
+/// looked up in the image's /etc/passwd and /etc/group as the runtime does (a uid without a
+/// passwd entry runs with gid 0). `None` when a name cannot be found (the user check says
+/// so).
+fn run_as(user: &str, view: &dyn start::FsView) -> Option<(u32, u32)> {
+    let db = |path: &str| {
+        view.read(path, 1 << 20)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let passwd = db("/etc/passwd");
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let entry = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && (f[0] == u || f[2] == u)).then(|| (f[2].parse().ok(), f[3].parse().ok()))
+    });
+    let uid: u32 = match u.parse() {
+        Ok(n) => n,
+        Err(_) => entry.and_then(|e| e.0)?,
+    };
+    let gid: u32 = if g.is_empty() {
+        entry.and_then(|e| e.1).unwrap_or(0)
+    } else {
+        match g.parse() {
+            Ok(n) => n,
+            Err(_) => db("/etc/group").lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[0] == g)
+                    .then(|| f[2].parse().ok())
+                    .flatten()
+            })?,
+        }
+    };
+    Some((uid, gid))
 }
 
 /// Loads an image tar written by [`build_image`] and checks that the engine gives it the

@@ -41,6 +41,19 @@ impl FsView for Layers<'_> {
         None
     }
 
+    fn owner(&self, path: &str) -> (u32, u32) {
+        let k = key(path);
+        // The application layer is root's: builder writes every .deb entry as root:root.
+        if self.app.get(k).is_some() {
+            return (0, 0);
+        }
+        self.lower
+            .iter()
+            .find(|l| l.entries.contains_key(k))
+            .and_then(|l| l.owners.get(k).copied())
+            .unwrap_or((0, 0))
+    }
+
     fn read(&self, path: &str, limit: u64) -> Option<Vec<u8>> {
         let k = key(path);
         if let Some(n) = self.app.get(k) {

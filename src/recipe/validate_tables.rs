@@ -270,8 +270,17 @@ pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) ->
             Vec::new()
         }
         Some(e) => {
-            if !e.get_ref()[0].starts_with('/') {
-                ctx.err(e.span(), format!("the entrypoint `{}` must be an absolute path (the image has no shell to search PATH)", e.get_ref()[0]));
+            let program = &e.get_ref()[0];
+            // A bare name is found in the image's PATH by the runtime; a relative path
+            // would depend on the working directory.
+            if program.contains('/') && !program.starts_with('/') {
+                ctx.err(
+                    e.span(),
+                    format!(
+                        "the entrypoint `{program}` must be an absolute path, or a bare name \
+                         the runtime finds in the image's PATH"
+                    ),
+                );
             }
             e.get_ref().clone()
         }

@@ -246,7 +246,7 @@ fn conflicts_inside_the_set_are_an_error_that_names_both() {
         "local",
     )
     .unwrap();
-    let err = resolve(
+    let steered = resolve(
         &i,
         &Request {
             roots: roots(&["app"]),
@@ -264,7 +264,7 @@ fn conflicts_inside_the_set_are_an_error_that_names_both() {
     )
     .map(|r| names(&r));
     assert_eq!(
-        err,
+        steered,
         Ok(vec!["app 1".to_string(), "gawk 1:5.2.1-2".to_string()])
     );
 }
@@ -325,5 +325,104 @@ fn locked_versions_are_kept_until_updated() {
     assert_eq!(
         names(&resolve(&index(), &req).unwrap()),
         ["tzdata 2026f-0+deb12u1"]
+    );
+}
+
+/// Made-up paragraphs (`Package`, `Version`, extra fields) on top of nothing.
+fn made_up(paragraphs: &[(&str, &str, &str)]) -> Index {
+    let mut i = Index::new("amd64");
+    let text: String = paragraphs
+        .iter()
+        .map(|(n, v, extra)| {
+            format!(
+                "Package: {n}\nVersion: {v}\nArchitecture: amd64\n{extra}Filename: pool/{n}_{v}.deb\n\
+                 Size: 1\nSHA256: {}\n\n",
+                "0".repeat(64)
+            )
+        })
+        .collect();
+    i.add_packages_text(&text, "made-up").unwrap();
+    i
+}
+
+#[test]
+fn update_moves_a_package_reached_through_provides() {
+    let i = made_up(&[
+        ("app", "1", "Depends: awk\n"),
+        ("mawk", "1", "Provides: awk\n"),
+        ("mawk", "2", "Provides: awk\n"),
+    ]);
+    let mut req = Request {
+        roots: roots(&["app"]),
+        prefer: [("mawk".to_string(), "1".to_string())].into(),
+        ..Default::default()
+    };
+    assert!(names(&resolve(&i, &req).unwrap()).contains(&"mawk 1".to_string()));
+    req.update.insert("mawk".into());
+    assert!(names(&resolve(&i, &req).unwrap()).contains(&"mawk 2".to_string()));
+}
+
+#[test]
+fn an_unmeetable_relation_fails_at_once_whatever_was_chosen_before() {
+    // 20 packages with two versions each are 2^20 combinations to a naive search.
+    let mut paras: Vec<(String, String, String)> = Vec::new();
+    let mut deps = Vec::new();
+    for k in 0..20 {
+        for v in ["1", "2"] {
+            paras.push((format!("lib{k}x"), v.to_string(), String::new()));
+        }
+        deps.push(format!("lib{k}x"));
+    }
+    deps.push("missing-pkg".into());
+    paras.push((
+        "app".into(),
+        "1".into(),
+        format!("Depends: {}\n", deps.join(", ")),
+    ));
+    let refs: Vec<(&str, &str, &str)> = paras
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    let err = resolve(
+        &made_up(&refs),
+        &Request {
+            roots: roots(&["app"]),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("no package `missing-pkg` is in the archive"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_virtual_package_with_several_providers_is_noted() {
+    let i = made_up(&[
+        (
+            "exim4-daemon-light",
+            "4",
+            "Provides: mail-transport-agent\nPriority: optional\n",
+        ),
+        (
+            "postfix",
+            "3",
+            "Provides: mail-transport-agent\nPriority: optional\n",
+        ),
+    ]);
+    let r = resolve(
+        &i,
+        &Request {
+            roots: roots(&["mail-transport-agent"]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(names(&r), ["exim4-daemon-light 4"]);
+    assert!(
+        r.notes[0].contains("provided by 2 packages (exim4-daemon-light, postfix)"),
+        "{:?}",
+        r.notes
     );
 }

@@ -145,6 +145,11 @@ pub trait FsView {
     /// The first `limit` bytes (or fewer, at the end of the file) of the regular file at this
     /// path; `None` if it is not a readable regular file. No symlink following is needed.
     fn read(&self, path: &str, limit: u64) -> Option<Vec<u8>>;
+    /// The owner `(uid, gid)` of the node at this path (no symlink following); root when
+    /// the view does not know.
+    fn owner(&self, _path: &str) -> (u32, u32) {
+        (0, 0)
+    }
 }
 
 /// Checks that a program can start in an image.
@@ -156,6 +161,9 @@ pub struct StartCheck<'a> {
     /// `LD_LIBRARY_PATH` are taken from it (a later entry wins, as after the runtime's
     /// `setenv` of each entry).
     pub env: &'a [String],
+    /// The `(uid, gid)` the program runs as: execute permission is judged for it as the
+    /// kernel does (owner, group, other; root needs any execute bit). `None`: any bit.
+    pub user: Option<(u32, u32)>,
 }
 
 /// A program that will start, and what it loads.
@@ -248,6 +256,7 @@ impl StartCheck<'_> {
         let mut run = Run {
             view: self.view,
             env: self.env,
+            user: self.user,
             missing: Vec::new(),
             seen: HashSet::new(),
             caches: HashMap::new(),
@@ -293,6 +302,20 @@ impl Started {
     }
 }
 
+/// `s` with control characters escaped (`\r` of a CRLF `#!` line must be visible).
+fn shown(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 impl fmt::Display for Missing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let by = if self.needed_by.is_empty() {
@@ -305,7 +328,14 @@ impl fmt::Display for Missing {
         } else {
             format!("; searched {}", self.searched.join(", "))
         };
-        let what = &self.what;
+        let what = &shown(&self.what);
+        if self.what.ends_with('\r') {
+            return write!(
+                f,
+                "#! interpreter `{what}`{by}: the script has Windows (CRLF) line ends; the \
+                 kernel takes the `\\r` as part of the name"
+            );
+        }
         match &self.reason {
             MissingReason::NotFound => write!(f, "`{what}` does not exist{searched}"),
             MissingReason::Interpreter => {

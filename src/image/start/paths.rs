@@ -120,10 +120,6 @@ pub(super) fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-pub(super) fn is_executable(node: &Option<Node>) -> bool {
-    matches!(node, Some(Node::File { mode }) if mode & 0o111 != 0)
-}
-
 /// An environment variable; a later entry wins (ld.so keeps the last `LD_LIBRARY_PATH`, and
 /// the runtime `setenv`s the entries in order).
 pub(super) fn env_var<'e>(env: &'e [String], key: &str) -> Option<&'e str> {

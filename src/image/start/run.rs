@@ -92,6 +92,7 @@ impl Search {
 pub(super) struct Run<'a> {
     pub(super) view: &'a dyn FsView,
     pub(super) env: &'a [String],
+    pub(super) user: Option<(u32, u32)>,
     pub(super) missing: Vec<Missing>,
     pub(super) seen: HashSet<(String, String, String)>,
     /// `/etc/ld.so.cache`, parsed per byte order on first use.
@@ -99,6 +100,28 @@ pub(super) struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Whether the user may execute the regular file at `real` (the kernel's check).
+    pub(super) fn can_exec(&self, real: &str) -> bool {
+        let node = self.view.node(real);
+        let Some(Node::File { mode }) = node else {
+            return false;
+        };
+        match self.user {
+            None | Some((0, _)) => mode & 0o111 != 0,
+            Some((uid, gid)) => {
+                let (fu, fg) = self.view.owner(real);
+                let bit = if fu == uid {
+                    0o100
+                } else if fg == gid {
+                    0o010
+                } else {
+                    0o001
+                };
+                mode & bit != 0
+            }
+        }
+    }
+
     pub(super) fn report(
         &mut self,
         what: &str,
@@ -136,7 +159,7 @@ impl Run<'_> {
             for d in &dirs {
                 let cand = join_dir(d, program);
                 if let Ok(real) = resolve(self.view, &cand) {
-                    if is_executable(&self.view.node(&real)) {
+                    if self.can_exec(&real) {
                         return self.exec(&cand, "", MissingReason::NotFound, dirs, 0, 0);
                     }
                 }
@@ -168,7 +191,7 @@ impl Run<'_> {
                 return None;
             }
         };
-        if !is_executable(&self.view.node(&real)) {
+        if !self.can_exec(&real) {
             self.report(path, needed_by, Vec::new(), MissingReason::NotExecutable);
             return None;
         }
@@ -251,7 +274,7 @@ impl Run<'_> {
         for d in &dirs {
             let cand = join_dir(d, name);
             match resolve(self.view, &cand) {
-                Ok(real) if is_executable(&self.view.node(&real)) => {
+                Ok(real) if self.can_exec(&real) => {
                     let absent = MissingReason::ScriptInterpreter;
                     return self.exec(&cand, script, absent, Vec::new(), 0, execs);
                 }
@@ -341,7 +364,7 @@ impl Run<'_> {
                 return obj;
             }
         };
-        if !is_executable(&self.view.node(&real)) {
+        if !self.can_exec(&real) {
             self.report(interp, exe, Vec::new(), MissingReason::NotExecutable);
             return obj;
         }

@@ -66,7 +66,12 @@ fn strings(env: &[&str]) -> Vec<String> {
 
 fn check_view(view: &dyn FsView, env: &[&str], program: &str) -> Result<Started, Vec<Missing>> {
     let env = strings(env);
-    StartCheck { view, env: &env }.check(program)
+    StartCheck {
+        view,
+        env: &env,
+        user: None,
+    }
+    .check(program)
 }
 
 // ---- rules without real programs ----
