@@ -714,9 +714,28 @@ fn an_interpreter_from_the_dependency_layer_runs_a_script_with_alternatives() {
     let img = image_json(&o);
     let tag = img["tag"].as_str().unwrap();
     let out = docker(&["run", "--rm", "--network", "none", tag]);
+    // slim ships dpkg, so its database is dpkg's own: the layer's packages are in it.
+    let db = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/usr/bin/dpkg-query",
+        tag,
+        "-W",
+        "-f",
+        "${Package} ${db:Status-Status}\n",
+        "python3",
+        "mawk",
+    ]);
     let _ = docker(&["rmi", "-f", tag]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(text(&out.stdout).trim(), "python 42");
+    assert_eq!(
+        text(&db.stdout),
+        "mawk installed\npython3 installed\n",
+        "{}",
+        show(&db)
+    );
 }
 
 #[test]

@@ -32,7 +32,7 @@ use crate::report::Reporter;
 
 /// Bumped whenever the assembled bytes change for the same packages, so cached package-set
 /// rootfs tars and dependency layers are made again.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 
 /// Most bytes of files one .deb may unpack to.
 const MAX_DEB_DATA: u64 = 4 << 30;
@@ -436,7 +436,7 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
     let mut result = Assembled::default();
     let mut installs: Vec<super::alternatives::Install> = Vec::new();
     let mut ca_files: Vec<super::cacerts::CaFile> = Vec::new();
-    let mut status: Vec<(String, String, String)> = Vec::new();
+    let mut status: Vec<(String, String, String, String)> = Vec::new();
     // The entries are moved into the tree (not copied): a set's bytes are held once.
     for (pkg, (m, (control, data))) in unpacked.into_iter().enumerate() {
         result.packages.push(m.locked.id());
@@ -462,7 +462,9 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
             m.locked.name.clone(),
             status_text(&control, &data),
             md5sums_text(&control),
+            String::new(),
         ));
+        let mut list = String::from("/.\n");
         // The bytes of files that hard links point at, for a link whose target is left out
         // (documentation): it then becomes a copy.
         let link_targets: std::collections::HashSet<&str> = data
@@ -518,6 +520,9 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
                     }
                 }
             };
+            list.push('/');
+            list.push_str(&e.path);
+            list.push('\n');
             placed.insert(e.path, key.clone());
             b.put(
                 pkg,
@@ -529,6 +534,9 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
                     data,
                 },
             )?;
+        }
+        if let Some(last) = status.last_mut() {
+            last.3 = list;
         }
     }
     // What maintainer scripts would have made: alternatives first.
@@ -647,25 +655,77 @@ pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assemb
             )?;
         }
     }
-    if !status.is_empty() {
-        for (name, text, md5) in status {
+    write_database(&mut b, status, opts.lower)?;
+    fix_hard_link_order(&mut b.out);
+    result.entries = b.out;
+    Ok(result)
+}
+
+/// The package database. A set without dpkg gets it the way distroless writes it
+/// (`status.d/<package>` and `<package>.md5sums`, read by scanners); a set with dpkg (or a
+/// layer over a base that has a real database) gets dpkg's own layout, `status` plus
+/// `info/<package>.list` and `.md5sums`, so `dpkg -l` and `dpkg -L` work in the image and
+/// scanners see each package once.
+fn write_database(
+    b: &mut Builder<'_>,
+    status: Vec<(String, String, String, String)>,
+    lower: Option<&BaseListing>,
+) -> anyhow::Result<()> {
+    if status.is_empty() {
+        return Ok(());
+    }
+    let below = lower.and_then(|l| {
+        l.entries
+            .contains_key("var/lib/dpkg/status")
+            .then(|| l.read_file("var/lib/dpkg/status", 256 << 20))
+            .flatten()
+    });
+    let has_dpkg = status.iter().any(|(n, ..)| n == "dpkg");
+    if below.is_none() && !has_dpkg {
+        for (name, text, md5, _) in status {
             b.put(
-                builder_pkg,
+                BUILDER,
                 format!("{STATUS_D}/{name}"),
                 file(0o644, text.into_bytes()),
             )?;
             if !md5.is_empty() {
                 b.put(
-                    builder_pkg,
+                    BUILDER,
                     format!("{STATUS_D}/{name}.md5sums"),
                     file(0o644, md5.into_bytes()),
                 )?;
             }
         }
+        return Ok(());
     }
-    fix_hard_link_order(&mut b.out);
-    result.entries = b.out;
-    Ok(result)
+    let mut db = below
+        .map(|b| String::from_utf8_lossy(&b).trim_end().to_string())
+        .unwrap_or_default();
+    for (name, text, md5, list) in status {
+        if !db.is_empty() {
+            db.push_str("\n\n");
+        }
+        db.push_str(text.trim_end());
+        b.put(
+            BUILDER,
+            format!("var/lib/dpkg/info/{name}.list"),
+            file(0o644, list.into_bytes()),
+        )?;
+        if !md5.is_empty() {
+            b.put(
+                BUILDER,
+                format!("var/lib/dpkg/info/{name}.md5sums"),
+                file(0o644, md5.into_bytes()),
+            )?;
+        }
+    }
+    db.push('\n');
+    b.out.remove("var/lib/dpkg/status");
+    b.put(
+        BUILDER,
+        "var/lib/dpkg/status".into(),
+        file(0o644, db.into_bytes()),
+    )
 }
 
 /// Shells and package managers: worth a line when a set brings one into an image.
