@@ -73,9 +73,9 @@ fn program() -> &'static PathBuf {
     .1
 }
 
-/// A project with the repository's base definitions and archive.toml, and a recipe for the
-/// probe on `base` with `depends`.
-fn project(base: &str, depends: &[&str]) -> tempfile::TempDir {
+/// A project with the repository's base definitions and archive.toml (not its lock: the
+/// tests resolve against today's archive).
+fn bases_only() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     common::copy_tree(
         &common::repo().join("base-images"),
@@ -86,6 +86,13 @@ fn project(base: &str, depends: &[&str]) -> tempfile::TempDir {
         dir.path().join("archive.toml"),
     )
     .unwrap();
+    dir
+}
+
+/// A project with the repository's base definitions and archive.toml, and a recipe for the
+/// probe on `base` with `depends`.
+fn project(base: &str, depends: &[&str]) -> tempfile::TempDir {
+    let dir = bases_only();
     std::fs::copy(program(), dir.path().join("probe")).unwrap();
     let depends: Vec<String> = depends.iter().map(|d| format!("\"{d}\"")).collect();
     write_files(
@@ -667,16 +674,7 @@ fn a_local_signed_repository_is_verified_and_tampering_is_refused() {
 
 /// A project with one recipe whose `[[files]]` and `[image]` are given.
 fn project_with(files: &[(&str, &str)], recipe_tail: &str, depends: &[&str]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    common::copy_tree(
-        &common::repo().join("base-images"),
-        &dir.path().join("base-images"),
-    );
-    std::fs::copy(
-        common::repo().join("archive.toml"),
-        dir.path().join("archive.toml"),
-    )
-    .unwrap();
+    let dir = bases_only();
     write_files(dir.path(), files);
     let depends: Vec<String> = depends.iter().map(|d| format!("\"{d}\"")).collect();
     write_files(

@@ -99,6 +99,41 @@ pub fn normalize(path: &str) -> Result<String, TreeError> {
     Ok(parts.join("/"))
 }
 
+/// `key` (a normalised relative path) with every proper ancestor that is a symlink replaced
+/// by its target, as the kernel resolves it: relative to the link's directory, from the
+/// root for absolute targets, never above the root, at most 40 links (Linux's
+/// MAXSYMLINKS). `link_at` gives the target of the symlink at a path, if one is there.
+pub fn resolve_parents(key: &str, link_at: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut path: Vec<String> = key.split('/').map(str::to_string).collect();
+    let mut hops = 0;
+    'restart: while hops < 40 {
+        for i in 1..path.len() {
+            if let Some(target) = link_at(&path[..i].join("/")) {
+                hops += 1;
+                let mut new: Vec<String> = if target.starts_with('/') {
+                    Vec::new()
+                } else {
+                    path[..i - 1].to_vec()
+                };
+                for part in target.split('/') {
+                    match part {
+                        "" | "." => {}
+                        ".." => {
+                            new.pop();
+                        }
+                        p => new.push(p.to_string()),
+                    }
+                }
+                new.extend(path[i..].iter().cloned());
+                path = new;
+                continue 'restart;
+            }
+        }
+        break;
+    }
+    path.join("/")
+}
+
 /// An ordered set of filesystem objects to archive. Keys are normalised relative paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tree {

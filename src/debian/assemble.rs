@@ -147,35 +147,10 @@ impl Builder<'_> {
     /// `key` with every proper ancestor that is a symlink replaced by its target (as the
     /// kernel resolves it), bounded like the kernel's 40 hops.
     fn place(&self, key: &str) -> String {
-        let mut path: Vec<String> = key.split('/').map(str::to_string).collect();
-        let mut hops = 0;
-        'restart: while hops < 40 {
-            for i in 1..path.len() {
-                let prefix = path[..i].join("/");
-                if let Some(Kind::Symlink(target)) = self.kind_at(&prefix) {
-                    hops += 1;
-                    let mut new: Vec<String> = if target.starts_with('/') {
-                        Vec::new()
-                    } else {
-                        path[..i - 1].to_vec()
-                    };
-                    for part in target.split('/') {
-                        match part {
-                            "" | "." => {}
-                            ".." => {
-                                new.pop();
-                            }
-                            p => new.push(p.to_string()),
-                        }
-                    }
-                    new.extend(path[i..].iter().cloned());
-                    path = new;
-                    continue 'restart;
-                }
-            }
-            break;
-        }
-        path.join("/")
+        crate::archive::resolve_parents(key, &|p| match self.kind_at(p) {
+            Some(Kind::Symlink(t)) => Some(t),
+            _ => None,
+        })
     }
 
     fn ensure_parents(&mut self, key: &str) {

@@ -105,39 +105,12 @@ pub fn onto_base(app: &Tree, base: &super::BaseListing) -> Tree {
     out
 }
 
-/// `key` with every proper ancestor that is a symlink in the base replaced by its target
-/// (resolved like the kernel: relative to the link's directory, `/` for absolute targets,
-/// never above the root). Bounded like the kernel's 40 link hops.
+/// `key` with every proper ancestor that is a symlink in the base replaced by its target.
 fn through_base_links(key: &str, base: &super::BaseListing) -> String {
-    let mut path: Vec<String> = key.split('/').map(str::to_string).collect();
-    let mut hops = 0;
-    'restart: while hops < 40 {
-        for i in 1..path.len() {
-            let prefix = path[..i].join("/");
-            if let Some((super::check::Kind::Symlink(target), _)) = base.entries.get(&prefix) {
-                hops += 1;
-                let mut new: Vec<String> = if target.starts_with('/') {
-                    Vec::new()
-                } else {
-                    path[..i - 1].to_vec()
-                };
-                for part in target.split('/') {
-                    match part {
-                        "" | "." => {}
-                        ".." => {
-                            new.pop();
-                        }
-                        p => new.push(p.to_string()),
-                    }
-                }
-                new.extend(path[i..].iter().cloned());
-                path = new;
-                continue 'restart;
-            }
-        }
-        break;
-    }
-    path.join("/")
+    crate::archive::resolve_parents(key, &|p| match base.entries.get(p) {
+        Some((super::check::Kind::Symlink(t), _)) => Some(t.clone()),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

@@ -158,26 +158,53 @@ pub fn check_image_starts(
     let rootfs = bases.rootfs(&spec.base, reporter)?;
     let listing = BaseListing::read(&rootfs.tar)?;
     let app = layer::onto_base(&layer::app_tree(data, spec, None), &listing);
-    let deps = deps::dependency_layer(
+    let below = Below {
+        bases,
+        name: &spec.base,
+        rootfs: &rootfs,
+        listing: &listing,
+    };
+    dependencies_that_start(
         recipe,
         spec,
         &recipe.package.relations,
-        bases,
-        &spec.base,
-        &rootfs.diff_id,
-        &listing,
-        reporter,
-    )?;
-    prove_start(
-        recipe,
-        spec,
-        &spec.base,
+        &below,
         &app,
-        deps.as_ref(),
-        &listing,
-        &rootfs.env,
         reporter,
     )
+    .map(|_| ())
+}
+
+/// A base as an image is made on it.
+struct Below<'a> {
+    bases: &'a BaseImages,
+    name: &'a str,
+    rootfs: &'a crate::base::Rootfs,
+    listing: &'a BaseListing,
+}
+
+/// The dependency layer of the package whose control `fields` are given, on `below`, and
+/// the proof that the entrypoint starts over it (see [`prove_start`]).
+fn dependencies_that_start(
+    recipe: &Recipe,
+    spec: &ImageSpec,
+    fields: &[(String, String)],
+    below: &Below<'_>,
+    app: &Tree,
+    reporter: &Reporter,
+) -> anyhow::Result<Option<deps::DepsLayer>> {
+    let deps = deps::dependency_layer(
+        recipe,
+        spec,
+        fields,
+        below.bases,
+        below.name,
+        &below.rootfs.diff_id,
+        below.listing,
+        reporter,
+    )?;
+    prove_start(recipe, spec, below, app, deps.as_ref(), reporter)?;
+    Ok(deps)
 }
 
 /// The mtime of the .deb's first ar member: the SOURCE_DATE_EPOCH it was packaged with
@@ -282,26 +309,13 @@ fn write_image(
         &listing,
     );
     check::check_spec(recipe, spec, base_name, &app, Some(&listing))?;
-    let deps = deps::dependency_layer(
-        recipe,
-        spec,
-        &contents.fields,
-        &bases,
-        base_name,
-        &rootfs.diff_id,
-        &listing,
-        reporter,
-    )?;
-    prove_start(
-        recipe,
-        spec,
-        base_name,
-        &app,
-        deps.as_ref(),
-        &listing,
-        &rootfs.env,
-        reporter,
-    )?;
+    let below = Below {
+        bases: &bases,
+        name: base_name,
+        rootfs: &rootfs,
+        listing: &listing,
+    };
+    let deps = dependencies_that_start(recipe, spec, &contents.fields, &below, &app, reporter)?;
 
     let tag = tag_for_version(&recipe.package.file_version());
     let repo_tag = format!("{}:{tag}", spec.name);
@@ -396,17 +410,15 @@ fn write_image(
 
 /// Proves the entrypoint can start in the image (see [`start`]): a refusal names every
 /// missing file and, where the archive index can tell, the package that provides it.
-#[allow(clippy::too_many_arguments)]
 fn prove_start(
     recipe: &Recipe,
     spec: &ImageSpec,
-    base_name: &str,
+    below: &Below<'_>,
     app: &Tree,
     deps: Option<&deps::DepsLayer>,
-    base: &BaseListing,
-    base_env: &std::collections::BTreeMap<String, String>,
     reporter: &Reporter,
 ) -> anyhow::Result<()> {
+    let base_name = below.name;
     let (field, argv) = if spec.entrypoint.is_empty() {
         ("cmd", &spec.cmd)
     } else {
@@ -415,13 +427,18 @@ fn prove_start(
     let Some(program) = argv.first() else {
         return Ok(());
     };
-    let base_env: Vec<String> = base_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let base_env: Vec<String> = below
+        .rootfs
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let env = config::merge_env(&base_env, &spec.env);
     let mut lower = Vec::new();
     if let Some(d) = deps {
         lower.push(&d.listing);
     }
-    lower.push(base);
+    lower.push(below.listing);
     let view = view::Layers { app, lower };
     let user = run_as(&spec.user, &view);
     let check = start::StartCheck {
