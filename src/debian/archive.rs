@@ -32,6 +32,10 @@ const MAX_INDEX_TEXT: u64 = 2 << 30;
 /// Downloads (`.part-*`) older than this were left by a process that died; swept.
 const STALE_PART: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// The Packages texts of a suite, `(path in dists, text)`, and whether its Release says
+/// `NotAutomatic: yes`.
+type SuiteIndexes = (Vec<(String, String)>, bool);
+
 /// A .deb to have in the cache: where it lives in the archive and what it must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DebRef {
@@ -104,7 +108,11 @@ impl Archive {
         .await;
         let mut index = Index::new(&arch);
         for (source, texts) in self.config.sources.iter().zip(texts) {
-            for (path, text) in texts? {
+            let (texts, not_automatic) = texts?;
+            if not_automatic {
+                index.demote_suite(&source.suite);
+            }
+            for (path, text) in texts {
                 index.add_packages_text(&text, &source.suite).map_err(|e| {
                     crate::error::failed(format!("{}: {e}", source.dists_url(&path)))
                 })?;
@@ -162,7 +170,7 @@ impl Archive {
     }
 
     /// The Packages texts of one suite: `(path in dists, text)` per component.
-    async fn suite_indexes(&self, s: &Source, arch: &str) -> anyhow::Result<Vec<(String, String)>> {
+    async fn suite_indexes(&self, s: &Source, arch: &str) -> anyhow::Result<SuiteIndexes> {
         let release = self.release(s).await?;
         let mut out = Vec::new();
         for comp in &s.components {
@@ -225,7 +233,7 @@ impl Archive {
                 )));
             }
         }
-        Ok(out)
+        Ok((out, release.not_automatic))
     }
 
     /// Makes sure every .deb is in the cache, verified; downloads what is missing in

@@ -131,6 +131,8 @@ pub struct Index {
     by_name: HashMap<String, Vec<usize>>,
     /// Virtual name → (package index, the `Provides` atom's version).
     providers: HashMap<String, Vec<(usize, Option<String>)>>,
+    /// Suites whose Release says `NotAutomatic: yes`: their versions come last.
+    demoted: std::collections::HashSet<String>,
 }
 
 impl Index {
@@ -201,8 +203,22 @@ impl Index {
             .get(name)
             .map(|ids| ids.iter().map(|&i| self.packages[i].clone()).collect())
             .unwrap_or_default();
-        v.sort_by(|a, b| crate::repo::version::compare(&b.version, &a.version));
+        // Newest first, but a NotAutomatic suite's (backports) only after every other, as
+        // apt pins them below the release unless they are asked for.
+        v.sort_by(|a, b| {
+            let (da, db) = (
+                self.demoted.contains(&a.suite),
+                self.demoted.contains(&b.suite),
+            );
+            da.cmp(&db)
+                .then_with(|| crate::repo::version::compare(&b.version, &a.version))
+        });
         v
+    }
+
+    /// Marks a suite `NotAutomatic` (see [`Index::versions`]).
+    pub fn demote_suite(&mut self, suite: &str) {
+        self.demoted.insert(suite.to_string());
     }
 
     /// Packages providing `name`, with the provided version (`Provides: x (= 1)`).

@@ -21,6 +21,9 @@ pub struct Release {
     /// `No-Support-for-Architecture-all: Packages`: `all` packages are in each
     /// architecture's index, there is no `binary-all` to read.
     pub all_in_arch_indexes: bool,
+    /// `NotAutomatic: yes` (backports, experimental): apt takes its packages only when
+    /// asked for them, whatever their version.
+    pub not_automatic: bool,
     pub components: Vec<String>,
     pub architectures: Vec<String>,
     /// Index path (`main/binary-amd64/Packages.xz`) → (size, sha256 hex).
@@ -43,6 +46,7 @@ impl Release {
             all_in_arch_indexes: p
                 .get("No-Support-for-Architecture-all")
                 .is_some_and(|v| v.split_whitespace().any(|w| w == "Packages")),
+            not_automatic: p.get("NotAutomatic") == Some("yes"),
             components: words(p.get("Components")),
             architectures: words(p.get("Architectures")),
             sha256: BTreeMap::new(),

@@ -426,3 +426,31 @@ fn a_virtual_package_with_several_providers_is_noted() {
         r.notes
     );
 }
+
+#[test]
+fn a_not_automatic_suite_is_taken_only_when_asked_for() {
+    let mut i = index();
+    i.add_packages_text(
+        &format!(
+            "Package: tzdata\nVersion: 2099a-1~bpo12+1\nArchitecture: all\nFilename: pool/t.deb\n\
+             Size: 1\nSHA256: {}\n",
+            "0".repeat(64)
+        ),
+        "bookworm-backports",
+    )
+    .unwrap();
+    i.demote_suite("bookworm-backports");
+    let req = |root: &str| Request {
+        roots: roots(&[root]),
+        exclude: ["debconf".to_string()].into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        ver(&resolve(&i, &req("tzdata")).unwrap(), "tzdata"),
+        "2026f-0+deb12u1"
+    );
+    assert_eq!(
+        ver(&resolve(&i, &req("tzdata (>= 2099a)")).unwrap(), "tzdata"),
+        "2099a-1~bpo12+1"
+    );
+}
