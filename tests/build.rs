@@ -502,9 +502,9 @@ description = "cache probe"
 [build]
 builder = "go"
 source = "src"
-command = ["sh", "-c", "ls -A /tmp/gocache | wc -l > /out/entries; go build -trimpath -ldflags \"-s -w -X main.version=$VERSION\" -o /out/hello ."]
+command = ["sh", "-c", "ls -A /tmp/gocache | wc -l > /out/entries; grep NoNewPrivs /proc/self/status > /out/nnp; touch /out/undeclared; go build -trimpath -ldflags \"-s -w -X main.version=$VERSION\" -o /out/hello ."]
 env = {{ CGO_ENABLED = "0", GOFLAGS = "-mod=mod", GOPROXY = "off" }}
-outputs = ["hello", "entries"]
+outputs = ["hello", "entries", "nnp"]
 {cache}
 "#
         )
@@ -543,6 +543,10 @@ outputs = ["hello", "entries"]
     let built = child.wait_with_output().unwrap();
     assert!(built.status.success(), "{}", text(&built));
     assert_eq!(read("entries"), "0", "a fresh volume is empty");
+    // The build runs without a way to gain privileges (setuid su/passwd are in the image),
+    // and what it leaves in /out but does not declare is not kept.
+    assert!(read("nnp").ends_with('1'), "{}", read("nnp"));
+    assert!(!out.join("undeclared").exists());
     let cold = sha256_file(&out.join("hello"));
     let ran = Command::new(out.join("hello")).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello 2.3.4\n");
@@ -576,8 +580,10 @@ outputs = ["hello", "entries"]
     ]);
     assert_eq!(owner, "1000:1000", "the volume belongs to the build user");
 
-    // Warm volume, forced rebuild: Go's cache is used and the binary is byte-identical.
-    let (_, json, created, _) = build_json(p, &["--no-cache"]);
+    // Warm volume, a rebuild (a source file changed, not the program): Go's cache is used
+    // and the binary is byte-identical.
+    std::fs::write(p.join("src/NOTES"), "a note\n").unwrap();
+    let (_, json, created, _) = build_json(p, &[]);
     assert_eq!(build_entry(&json, &name)["cached"], false, "{json}");
     assert_eq!(created, 1);
     let entries: u32 = read("entries").parse().unwrap();
@@ -590,6 +596,41 @@ outputs = ["hello", "entries"]
         cold,
         "warm cache changed the binary"
     );
+
+    // `--no-cache` builds from nothing: the volume is not mounted.
+    let (_, _, created, _) = build_json(p, &["--no-cache"]);
+    assert_eq!(created, 1);
+    assert_eq!(
+        read("entries"),
+        "0",
+        "--no-cache must not mount the cache volume"
+    );
+    assert_eq!(sha256_file(&out.join("hello")), cold);
+
+    // Another project with the same recipe gets a volume of its own (a project cannot
+    // poison another's build cache on a shared runner).
+    let other = small_project(
+        &with_cache,
+        &[
+            ("go.mod", "module hello\n\ngo 1.19\n"),
+            (
+                "main.go",
+                "package main\n\nimport \"os\"\n\nvar version = \"dev\"\n\n\
+                 func main() { os.Stdout.WriteString(\"hello \" + version + \"\\n\") }\n",
+            ),
+        ],
+    );
+    let (built, _, _, _) = build_json(other.path(), &[]);
+    assert!(built.status.success(), "{}", text(&built));
+    assert_eq!(
+        std::fs::read_to_string(other.path().join(format!("dist/build/{name}/entries")))
+            .unwrap()
+            .trim(),
+        "0",
+        "the other project's cache starts empty"
+    );
+    assert_eq!(cache_volumes(&name).len(), 2);
+    drop(other);
 
     // `cache` is not part of the key: without it the outputs are still fresh, and a forced
     // build without any cache volume gives the same bytes again.
@@ -633,7 +674,7 @@ outputs = ["hello", "entries"]
     );
     let report = gc(&["--dry-run", "--cache"]);
     assert!(listed(&report), "gc --cache must select it: {report}");
-    assert_eq!(cache_volumes(&name).len(), 1, "dry run removed nothing");
+    assert_eq!(cache_volumes(&name).len(), 2, "dry run removed nothing");
     let report = gc(&["--cache", &name]);
     assert!(listed(&report), "{report}");
     assert!(

@@ -78,6 +78,8 @@ pub fn seal(
 ) -> anyhow::Result<Vec<(String, String)>> {
     let mut missing = Vec::new();
     let mut hashed = Vec::new();
+    // What stays in dist/build/<name>/: the declared outputs (and what their links lead to).
+    let mut keep = std::collections::BTreeSet::new();
     for rel in outputs {
         let path = match resolve_output(staged, rel) {
             Ok(Some(path)) => path,
@@ -94,6 +96,10 @@ pub fn seal(
             }
         };
         hashed.push((rel.clone(), sha256_file(&path)?));
+        keep.insert(staged.join(rel));
+        if let Ok(real) = path.canonicalize() {
+            keep.insert(real);
+        }
     }
     if !missing.is_empty() {
         let found = list_relative(staged);
@@ -112,6 +118,7 @@ pub fn seal(
             }
         )));
     }
+    prune_undeclared(staged, &keep)?;
     let stamp = Stamp {
         key: key.to_string(),
         recipe: recipe.to_string(),
@@ -177,6 +184,46 @@ fn resolve_output(staged: &Path, rel: &str) -> Result<Option<PathBuf>, String> {
         Ok(_) => Err("it is not a regular file".to_string()),
         Err(_) => Ok(None),
     }
+}
+
+/// Removes from `staged` everything but `keep` and the directories leading to it: a build
+/// may leave more in /out (temporary files, a symlink to /etc/shadow), and only declared
+/// outputs are installed.
+fn prune_undeclared(
+    staged: &Path,
+    keep: &std::collections::BTreeSet<PathBuf>,
+) -> anyhow::Result<()> {
+    let root = staged
+        .canonicalize()
+        .unwrap_or_else(|_| staged.to_path_buf());
+    let kept = |p: &Path| {
+        keep.iter().any(|k| {
+            k == p || k.starts_with(p) || {
+                // keep entries may be canonical (through the staging dir's real path)
+                p.strip_prefix(staged)
+                    .map(|rel| root.join(rel))
+                    .is_ok_and(|q| k == &q || k.starts_with(&q))
+            }
+        })
+    };
+    for e in walkdir::WalkDir::new(staged)
+        .min_depth(1)
+        .contents_first(true)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let p = e.path();
+        if kept(p) {
+            continue;
+        }
+        let removed = if e.file_type().is_dir() {
+            std::fs::remove_dir(p).or_else(|_| std::fs::remove_dir_all(p))
+        } else {
+            std::fs::remove_file(p)
+        };
+        removed.with_context(|| format!("could not remove `{}`", p.display()))?;
+    }
+    Ok(())
 }
 
 /// What the build left in `dir`: files and symlinks (shown as `link -> target`).
@@ -275,6 +322,38 @@ mod tests {
         // A tampered output is a miss.
         std::fs::write(target.join("bin"), "tampered").unwrap();
         assert!(check(&target, "key1").is_none());
+    }
+
+    #[test]
+    fn only_declared_outputs_are_kept() {
+        let dist = tempfile::tempdir().unwrap();
+        let staged = staging_dir(dist.path(), "svc").unwrap();
+        let s = staged.path();
+        std::fs::create_dir_all(s.join("bin")).unwrap();
+        std::fs::create_dir_all(s.join("junk/deep")).unwrap();
+        std::fs::write(s.join("bin/app"), "app").unwrap();
+        std::fs::write(s.join("bin/helper.o"), "obj").unwrap();
+        std::fs::write(s.join("junk/deep/x"), "x").unwrap();
+        std::os::unix::fs::symlink("bin/app", s.join("alias")).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", s.join("shadow")).unwrap();
+        std::os::unix::fs::symlink("/etc", s.join("etc")).unwrap();
+        seal(s, &["alias".into()], "k", "svc", "img").unwrap();
+        let mut left: Vec<String> = walkdir::WalkDir::new(s)
+            .min_depth(1)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .strip_prefix(s)
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        left.sort();
+        // the declared link and the file it leads to, the stamp; nothing undeclared
+        assert_eq!(left, [STAMP, "alias", "bin", "bin/app"]);
     }
 
     /// The sorted names in `dir`.

@@ -162,12 +162,43 @@ fn key_for(
     Ok(hex::encode(h.finalize()))
 }
 
+/// Environment variable naming a cache scope to share build caches between projects on
+/// purpose (the same value in each); by default each project has its own.
+pub const ENV_CACHE_SCOPE: &str = "BUILDER_CACHE_SCOPE";
+
+/// The scope of a project's cache volumes: `BUILDER_CACHE_SCOPE` when set, else a hash of
+/// the project's absolute path, so two projects on one CI runner never mount each other's
+/// writable cache (one could poison the other's builds).
+pub fn cache_scope(project: &std::path::Path) -> anyhow::Result<String> {
+    if let Some(v) = std::env::var_os(ENV_CACHE_SCOPE).filter(|v| !v.is_empty()) {
+        let v = v.to_string_lossy().into_owned();
+        if v.len() > 64
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return Err(crate::error::usage(format!(
+                "{ENV_CACHE_SCOPE}=`{v}`: use up to 64 letters, digits, `_`, `.` or `-`"
+            )));
+        }
+        return Ok(v);
+    }
+    let abs = std::fs::canonicalize(project).unwrap_or_else(|_| project.to_path_buf());
+    Ok(format!(
+        "project-{}",
+        &crate::digest::sha256_hex(abs.to_string_lossy().as_bytes())[..16]
+    ))
+}
+
 /// The volume that holds cache directory `path` of recipe `recipe` built with the builder
-/// image definition `builder`: `builder-cache-<recipe>-<12 hex digits of sha256(builder, path)>`.
+/// image definition `builder` in cache scope `scope` ([`cache_scope`]):
+/// `builder-cache-<recipe>-<12 hex digits of sha256(scope, builder, path)>`.
 /// Keyed by the definition name, not the image id, so a rebuilt builder image keeps its warm
 /// cache (tools like Go key their cache entries by toolchain version themselves).
-pub fn cache_volume_name(recipe: &str, builder: &str, path: &str) -> String {
+pub fn cache_volume_name(recipe: &str, builder: &str, path: &str, scope: &str) -> String {
     let mut h = Sha256::new();
+    h.update(scope.as_bytes());
+    h.update([0]);
     h.update(builder.as_bytes());
     h.update([0]);
     h.update(path.trim_end_matches('/').as_bytes());
@@ -320,8 +351,10 @@ async fn build_one(
     // The recipe's own values win: they are explicit.
     env.extend(spec.env.clone());
     let mut caches = Vec::new();
-    for path in &spec.cache {
-        let volume = cache_volume_name(name, &spec.builder, path);
+    // `--no-cache` builds from nothing: no output cache and no tool cache volume either.
+    let scope = cache_scope(&paths.project)?;
+    for path in spec.cache.iter().filter(|_| !opts.no_cache) {
+        let volume = cache_volume_name(name, &spec.builder, path, &scope);
         run::cancellable(
             cancel,
             crate::docker::ensure_volume(docker, &volume, crate::docker::cache_labels(name)),
@@ -420,13 +453,17 @@ mod tests {
 
     #[test]
     fn cache_volume_names_are_stable_valid_and_distinct() {
-        let a = cache_volume_name("backend", "go", "/tmp/gocache");
-        assert_eq!(a, cache_volume_name("backend", "go", "/tmp/gocache/"));
+        let a = cache_volume_name("backend", "go", "/tmp/gocache", "s");
+        assert_eq!(a, cache_volume_name("backend", "go", "/tmp/gocache/", "s"));
+        assert_ne!(
+            a,
+            cache_volume_name("backend", "go", "/tmp/gocache", "other-project")
+        );
         assert!(a.starts_with("builder-cache-backend-"), "{a}");
         assert_eq!(a.len(), "builder-cache-backend-".len() + 12);
-        assert_ne!(a, cache_volume_name("backend", "go", "/tmp/other"));
-        assert_ne!(a, cache_volume_name("backend", "go2", "/tmp/gocache"));
-        let odd = cache_volume_name("libfoo++", "go", "/c");
+        assert_ne!(a, cache_volume_name("backend", "go", "/tmp/other", "s"));
+        assert_ne!(a, cache_volume_name("backend", "go2", "/tmp/gocache", "s"));
+        let odd = cache_volume_name("libfoo++", "go", "/c", "s");
         assert!(
             odd.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),

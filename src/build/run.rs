@@ -65,6 +65,8 @@ pub async fn run(
             }
             .to_string(),
         ),
+        // The builder image ships setuid programs (su, passwd): a build never gains privileges.
+        security_opt: Some(vec!["no-new-privileges".into()]),
         nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
         memory: spec.memory.map(|m| m as i64),
         mounts: (!job.caches.is_empty()).then(|| {
@@ -82,8 +84,12 @@ pub async fn run(
     };
     let body = ContainerCreateBody {
         image: Some(job.image_id.to_string()),
-        // PID 1 only keeps the container alive; the work happens in execs.
+        // PID 1 only keeps the container alive; the work happens in execs, each with an
+        // explicit user. It runs as root so that the root exec that hands the cache volumes
+        // to the build user keeps its capabilities under no-new-privileges (an exec gets no
+        // capability in a container whose process is not root's).
         cmd: Some(vec!["sleep".into(), "infinity".into()]),
+        user: Some("0:0".into()),
         env: Some(job.env.clone()),
         labels: Some(crate::docker::labels(job.run_id, "build")),
         network_disabled: Some(spec.network == BuildNetwork::None),

@@ -209,9 +209,15 @@ pub async fn start(
             format!("{TRAFFIC_PORT}/tcp"),
             format!("{STATS_PORT}/tcp"),
         ]),
+        // Unprivileged: both ports are above 1024, the configuration is world-readable and
+        // nothing is written (`-db`: foreground, no pid file); the package's own `haproxy`
+        // user, no capability, no way to gain one.
+        user: Some("haproxy".into()),
         host_config: Some(HostConfig {
             network_mode: Some(edge.clone()),
             port_bindings: Some(HashMap::from([bind(TRAFFIC_PORT), bind(STATS_PORT)])),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
             ..Default::default()
         }),
         ..Default::default()
