@@ -1432,6 +1432,20 @@ fn the_repository_key_changes_only_by_rotation_and_only_with_its_generation() {
     );
     assert_eq!(history(&p, "dev").len(), 1);
 
+    // A flipped byte in a published pool file is repaired by promoting the same artifacts
+    // again (as damaged image blobs are), still without a new generation.
+    let pooled = pool_file(&p, "dev", "1.0");
+    let good = fs::read(&pooled).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    fs::write(&pooled, &bad).unwrap();
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(both(&o).contains("was damaged"), "{}", both(&o));
+    assert_eq!(fs::read(&pooled).unwrap(), good);
+    assert_eq!(history(&p, "dev").len(), 1);
+
     let other = p.keys.path().join("other.asc");
     let o = p.builder(&["key", "generate", "--out", other.to_str().unwrap()]);
     assert!(o.status.success(), "{}", both(&o));

@@ -399,10 +399,23 @@ pub fn publish_full(
                 .any(|i| i.same_key(&a.entry) && i.digest == a.entry.digest)
         });
     if let (Some(c), true, false) = (current, held, rotating) {
-        // Blobs are still checked: a damaged one is copied again from the approved source.
+        // Blobs and pool files are still checked: a damaged one is copied again from the
+        // approved source (which matches the published sha256).
         let images_dir = images::images_dir(&layout.env_dir);
         for art in &publication.images {
             images::import(&images_dir, art)?;
+        }
+        for (entry, path) in &incoming {
+            if store::repair_pool_file(&layout, path, &entry.filename, &entry.sha256)? {
+                reporter.warn(format!(
+                    "`{}`: the pool file `{}` was damaged (not the sha256 `{}` publishes); \
+                     copied it again from `{}`",
+                    cfg.env,
+                    entry.filename,
+                    entry.sha256,
+                    path.display()
+                ));
+            }
         }
         reporter.info(format!(
             "`{}` already holds these artifacts (generation {c})",

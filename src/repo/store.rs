@@ -358,6 +358,12 @@ pub fn put_pool_file(layout: &Layout, src: &Path, rel: &str, sha256: &str) -> an
             dest.display()
         )));
     }
+    install_verified(layout, src, &dest, sha256)
+}
+
+/// Copies `src` to `dest` through a temp file beside it, checks the copy's sha256 and
+/// renames it into place (replacing whatever is there, atomically).
+fn install_verified(layout: &Layout, src: &Path, dest: &Path, sha256: &str) -> anyhow::Result<()> {
     let dir = dest.parent().unwrap_or(&layout.env_dir);
     fs::create_dir_all(dir).with_context(|| format!("could not create `{}`", dir.display()))?;
     let name = dest
@@ -381,8 +387,25 @@ pub fn put_pool_file(layout: &Layout, src: &Path, rel: &str, sha256: &str) -> an
             src.display()
         )));
     }
-    fs::rename(&tmp, &dest)
+    fs::rename(&tmp, dest)
         .with_context(|| format!("could not move `{}` into place", dest.display()))
+}
+
+/// Makes the pool file `rel` hold exactly the published bytes again: when it is missing or
+/// its sha256 is not `sha256` (a flipped byte on disk), it is copied anew from `src`, whose
+/// bytes are checked first. Returns whether it had to be repaired.
+pub fn repair_pool_file(
+    layout: &Layout,
+    src: &Path,
+    rel: &str,
+    sha256: &str,
+) -> anyhow::Result<bool> {
+    let dest = layout.env_dir.join(rel);
+    if dest.exists() && digest_file(&dest)?.0 == sha256 {
+        return Ok(false);
+    }
+    install_verified(layout, src, &dest, sha256)?;
+    Ok(true)
 }
 
 /// Writes a file and syncs it (used inside a staging generation, so no temp is needed).
