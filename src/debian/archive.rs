@@ -74,6 +74,16 @@ impl Archive {
         })
     }
 
+    /// The configured suites, for messages: `bookworm, bookworm-updates`.
+    fn suites(&self) -> String {
+        self.config
+            .sources
+            .iter()
+            .map(|s| s.suite.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn source(&self, suite: &str) -> anyhow::Result<&Source> {
         self.config
             .sources
@@ -83,12 +93,7 @@ impl Archive {
                 crate::error::usage(format!(
                     "suite `{suite}` is not configured (configured: {}); run `builder lock --update` \
                      after changing the suites",
-                    self.config
-                        .sources
-                        .iter()
-                        .map(|s| s.suite.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    self.suites()
                 ))
             })
     }
@@ -120,16 +125,7 @@ impl Archive {
             progress.inc(1);
             progress.message(&source.suite);
         }
-        progress.finish(format!(
-            "{} packages in {}",
-            index.len(),
-            self.config
-                .sources
-                .iter()
-                .map(|s| s.suite.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        progress.finish(format!("{} packages in {}", index.len(), self.suites()));
         Ok(index)
     }
 
