@@ -52,3 +52,9 @@ impl FileLock {
         Ok(FileLock { _file: file })
     }
 }
+
+/// Whether process `pid` is running on this host (this process always is): what decides
+/// that a temp file or a labelled object was left by a process that died.
+pub fn pid_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}

@@ -414,10 +414,7 @@ pub fn wait_for_cleanup() {
     }
 }
 
-/// Whether process `pid` is running on this host (as `gc` checks it).
-fn pid_alive(pid: u32) -> bool {
-    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
-}
+use crate::fslock::pid_alive;
 
 /// Removes, from the bases cache directory `dir`, what makers that died (Ctrl-C, kill) left:
 /// temp rootfs trees `tmp-<stem>-<pid>` (also this process's own, whose background removal

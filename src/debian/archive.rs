@@ -327,7 +327,7 @@ pub fn sweep_parts(dir: &Path) {
             continue;
         };
         let dead = match rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) {
-            Some(pid) => pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists(),
+            Some(pid) => !crate::fslock::pid_alive(pid),
             None => e
                 .metadata()
                 .and_then(|m| m.modified())

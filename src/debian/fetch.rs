@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 /// How long to wait to connect, and for each piece of a body.
@@ -151,11 +150,10 @@ impl Fetcher {
                         dir.display()
                     ))
                 })?;
-            let mut w = HashingFile {
-                file: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file()),
-                hash: Sha256::new(),
-                n: 0,
-            };
+            let mut w = crate::digest::HashWriter::new(std::io::BufWriter::with_capacity(
+                1 << 20,
+                tmp.as_file(),
+            ));
             match self.get_into(url, &mut w, expect.size).await {
                 Ok(()) => {}
                 Err(e @ FetchError::Network { .. }) => {
@@ -164,10 +162,10 @@ impl Fetcher {
                 }
                 Err(e) => return Err(e),
             }
-            let n = w.n;
-            let got = hex::encode(w.hash.clone().finalize());
-            w.file.flush().map_err(|e| local_write(dest, e))?;
-            drop(w);
+            let (mut file, got, n) = w.finish();
+            let got = got.trim_start_matches("sha256:").to_string();
+            file.flush().map_err(|e| local_write(dest, e))?;
+            drop(file);
             if n != expect.size {
                 return Err(FetchError::Mismatch {
                     url: url.to_string(),
@@ -411,24 +409,6 @@ fn too_big(url: &str, limit: u64) -> FetchError {
 
 fn local_write(dest: &Path, e: std::io::Error) -> FetchError {
     FetchError::Local(format!("could not write `{}`: {e}", dest.display()))
-}
-
-struct HashingFile<'a> {
-    file: std::io::BufWriter<&'a std::fs::File>,
-    hash: Sha256,
-    n: u64,
-}
-
-impl Write for HashingFile<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let k = self.file.write(buf)?;
-        self.hash.update(&buf[..k]);
-        self.n += k as u64;
-        Ok(k)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
 }
 
 /// Runs `fut` to completion on a runtime of its own, on a thread of its own: usable from

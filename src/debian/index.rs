@@ -245,11 +245,6 @@ impl Index {
     pub fn knows(&self, name: &str) -> bool {
         self.by_name.contains_key(name) || self.providers.contains_key(name)
     }
-
-    /// Names close to `name` (for "did you mean").
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.by_name.keys().map(String::as_str)
-    }
 }
 
 /// The installed packages of a dpkg database text (`/var/lib/dpkg/status`, or the

@@ -3,7 +3,7 @@
 //! (primary or subkey) of the configured keyring, made with a hash apt accepts (not MD5 or
 //! SHA-1). The text that was signed, and only that text, is returned.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use pgp::composed::{CleartextSignedMessage, Deserializable, SignedPublicKey};
 use pgp::crypto::hash::HashAlgorithm;
@@ -49,14 +49,6 @@ impl Keyring {
         })
     }
 
-    /// Fingerprints (upper-case hex) of the primary keys.
-    pub fn fingerprints(&self) -> Vec<String> {
-        self.keys
-            .iter()
-            .map(|k| hex::encode_upper(k.primary_key.fingerprint().as_bytes()))
-            .collect()
-    }
-
     /// Verifies a clearsigned text; returns the signed text (LF line ends) and the
     /// fingerprint of the key that verified it. `what` names the file in errors.
     pub fn verify_clearsigned(&self, text: &str, what: &str) -> anyhow::Result<(String, String)> {
@@ -79,14 +71,14 @@ impl Keyring {
             for key in &self.keys {
                 if sig.verify(&key.primary_key, signed.as_bytes()).is_ok() {
                     return Ok((
-                        msg.text_lf(),
+                        signed.replace("\r\n", "\n"),
                         hex::encode_upper(key.primary_key.fingerprint().as_bytes()),
                     ));
                 }
                 for sub in &key.public_subkeys {
                     if sig.verify(&sub.key, signed.as_bytes()).is_ok() {
                         return Ok((
-                            msg.text_lf(),
+                            signed.replace("\r\n", "\n"),
                             hex::encode_upper(key.primary_key.fingerprint().as_bytes()),
                         ));
                     }
@@ -146,20 +138,4 @@ fn parse_keys(bytes: &[u8]) -> anyhow::Result<Vec<SignedPublicKey>> {
 /// The keyring apt uses for Debian's archive, when nothing else is configured.
 pub fn default_keyring() -> PathBuf {
     PathBuf::from("/usr/share/keyrings/debian-archive-keyring.gpg")
-}
-
-/// Whether `path` exists as a keyring file (for messages).
-pub fn exists(path: &Path) -> bool {
-    path.is_file()
-}
-
-/// The signed text with LF line ends, dash-escaping removed (what the Release parser reads).
-trait TextLf {
-    fn text_lf(&self) -> String;
-}
-
-impl TextLf for CleartextSignedMessage {
-    fn text_lf(&self) -> String {
-        self.signed_text().replace("\r\n", "\n")
-    }
 }

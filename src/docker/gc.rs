@@ -23,6 +23,7 @@ use super::{
     IMPORT_COMMENT_PREFIX, LABEL_IMAGE_PID, LABEL_IMAGE_PID_SCOPE, LABEL_PID, LABEL_PID_SCOPE,
     LABEL_ROOT, LABEL_RUN, LABEL_STAGE,
 };
+use crate::fslock::pid_alive;
 use crate::report::Reporter;
 
 /// What to collect.
@@ -102,10 +103,6 @@ fn owner_alive_by(
         .get(pid_key)
         .and_then(|p| p.parse::<u32>().ok())
         .is_some_and(pid_alive)
-}
-
-fn pid_alive(pid: u32) -> bool {
-    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The label filter for containers, networks and volumes of builder runs. Requiring the run
