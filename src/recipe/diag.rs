@@ -25,22 +25,38 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// A problem at a byte span of `source`.
+    /// A problem at a byte span of `source`. Counts lines from the start: for many
+    /// diagnostics in one long file use [`Diagnostic::at_indexed`].
     pub fn at(file: &Path, source: &str, span: Range<usize>, message: impl Into<String>) -> Self {
-        let start = span.start.min(source.len());
-        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+        Self::at_indexed(file, source, &LineIndex::new(source), span, message)
+    }
+
+    /// A problem at a byte span of `source`, whose line starts `lines` holds: the cost is
+    /// the length of one line, not of the file before it.
+    pub fn at_indexed(
+        file: &Path,
+        source: &str,
+        lines: &LineIndex,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Self {
+        let mut start = span.start.min(source.len());
+        while !source.is_char_boundary(start) {
+            start -= 1;
+        }
+        let (line, line_start) = lines.line_of(start);
         let line_end = source[start..]
             .find('\n')
             .map_or(source.len(), |i| start + i);
-        let line = source[..start].matches('\n').count() + 1;
         let col = source[line_start..start].chars().count() + 1;
         let text = source[line_start..line_end]
             .trim_end_matches('\r')
             .to_string();
-        let width = source[start..span.end.clamp(start, line_end)]
-            .chars()
-            .count()
-            .max(1);
+        let mut end = span.end.clamp(start, line_end);
+        while !source.is_char_boundary(end) {
+            end -= 1;
+        }
+        let width = source[start..end].chars().count().max(1);
         Diagnostic {
             file: file.to_path_buf(),
             line,
@@ -76,40 +92,106 @@ impl Diagnostic {
     }
 }
 
+/// Where each line of a text starts, to turn byte offsets into line numbers in O(log n).
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    /// The 1-based line holding byte `offset`, and the offset where that line starts.
+    pub fn line_of(&self, offset: usize) -> (usize, usize) {
+        let i = self.starts.partition_point(|&s| s <= offset).max(1) - 1;
+        (i + 1, self.starts[i])
+    }
+}
+
+/// Whether a character must not reach a terminal as itself: C0/C1 controls (escape
+/// sequences start with ESC or CSI) and the bidirectional overrides that reorder what a
+/// reader sees.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `c` as a diagnostic shows it: `\u{1b}` (or `\n`, `\t`) for a hidden character.
+fn shown(c: char) -> String {
+    if c.is_control() {
+        c.escape_default().to_string()
+    } else if hidden(c) {
+        c.escape_unicode().to_string()
+    } else {
+        c.to_string()
+    }
+}
+
+/// `s` with every control character and bidirectional override escaped, so that text from
+/// a recipe (a `to` holding a terminal escape sequence, a name with a newline) can neither
+/// drive the terminal nor forge lines of the report. Every diagnostic goes through here.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(hidden) {
+        std::borrow::Cow::Owned(s.chars().map(shown).collect())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+        let file = self.file.display().to_string();
+        let file = escape_controls(&file);
+        writeln!(f, "error: {}", escape_controls(&self.message))?;
         if self.line == 0 {
-            writeln!(f, "  --> {}", self.file.display())?;
+            writeln!(f, "  --> {file}")?;
         } else {
-            writeln!(
-                f,
-                "  --> {}:{}:{}",
-                self.file.display(),
-                self.line,
-                self.col
-            )?;
+            writeln!(f, "  --> {file}:{}:{}", self.line, self.col)?;
         }
         if let Some((text, width)) = &self.snippet {
             let num = self.line.to_string();
             let pad = " ".repeat(num.len());
+            // Tabs stay (the caret line repeats them); other hidden characters are shown
+            // escaped, and the caret moves by as many columns as their escapes take.
+            let show = |c: char| {
+                if c == '\t' {
+                    "\t".to_string()
+                } else {
+                    shown(c)
+                }
+            };
+            let line: String = text.chars().map(show).collect();
             writeln!(f, "{pad} |")?;
-            writeln!(f, "{num} | {text}")?;
+            writeln!(f, "{num} | {line}")?;
+            let before = self.col.saturating_sub(1);
             let indent: String = text
                 .chars()
-                .take(self.col.saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .take(before)
+                .map(|c| match c {
+                    '\t' => "\t".to_string(),
+                    c => " ".repeat(show(c).chars().count()),
+                })
                 .collect();
-            write!(f, "{pad} | {indent}{}", "^".repeat(*width))?;
+            let carets: usize = text
+                .chars()
+                .skip(before)
+                .take(*width)
+                .map(|c| show(c).chars().count())
+                .sum();
+            write!(f, "{pad} | {indent}{}", "^".repeat(carets.max(1)))?;
             match &self.label {
-                Some(label) => writeln!(f, " {label}")?,
+                Some(label) => writeln!(f, " {}", escape_controls(label))?,
                 None => writeln!(f)?,
             }
         } else if let Some(label) = &self.label {
-            writeln!(f, "  = note: {label}")?;
+            writeln!(f, "  = note: {}", escape_controls(label))?;
         }
         if let Some(help) = &self.help {
-            writeln!(f, "  = help: {help}")?;
+            writeln!(f, "  = help: {}", escape_controls(help))?;
         }
         Ok(())
     }
@@ -160,6 +242,40 @@ impl fmt::Display for Diagnostics {
             files.len(),
             if files.len() == 1 { "" } else { "s" }
         )
+    }
+}
+
+/// Reads a config file (`what` is e.g. "recipe") as UTF-8 text. Invalid UTF-8 is a
+/// diagnostic at the line and column of the first bad byte, not a bare I/O error.
+pub fn read_text(file: &Path, what: &str) -> Result<String, Diagnostics> {
+    let bytes = std::fs::read(file).map_err(|e| {
+        let d = Diagnostic::in_file(
+            file,
+            format!("could not read {what} `{}`: {e}", file.display()),
+        );
+        Diagnostics::new(vec![d])
+    })?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            let bad = bytes.get(at).copied().unwrap_or_default();
+            // The text before the bad byte is valid, so offsets up to it are unchanged.
+            let lossy = String::from_utf8_lossy(&bytes);
+            let d = Diagnostic::at(
+                file,
+                &lossy,
+                at..at + 1,
+                format!("the {what} is not UTF-8 text: byte 0x{bad:02X} cannot start or continue a UTF-8 character"),
+            )
+            .label("not UTF-8")
+            .help(format!(
+                "TOML files are UTF-8: save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {0} > {0}.new`, then rename it",
+                file.display()
+            ));
+            Err(Diagnostics::new(vec![d]))
+        }
     }
 }
 
@@ -352,6 +468,52 @@ mod tests {
         let err = parse_toml::<T>(Path::new("r.toml"), text).unwrap_err();
         let lines: Vec<_> = err.items().iter().map(|d| d.line).collect();
         assert_eq!(lines, vec![1, 2], "{err}");
+    }
+
+    #[test]
+    fn hidden_characters_are_escaped_and_the_caret_follows() {
+        assert_eq!(escape_controls("plain /etc/x"), "plain /etc/x");
+        assert_eq!(
+            escape_controls("a\u{1b}[31mb\u{9b}c\u{202e}d\ne"),
+            "a\\u{1b}[31mb\\u{9b}c\\u{202e}d\\ne"
+        );
+        let text = "to = \"\u{1b}x\"\n";
+        let at = text.find('x').unwrap();
+        let d = Diagnostic::at(Path::new("r\u{7}.toml"), text, at..at + 1, "bad `\u{1b}x`")
+            .label("here\u{0}")
+            .help("fix\r");
+        let out = d.to_string();
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.contains("error: bad `\\u{1b}x`"), "{out}");
+        assert!(out.contains("--> r\\u{7}.toml:1:8"), "{out}");
+        // `\u{1b}` takes 6 columns on screen: the caret stays under `x`.
+        assert!(
+            out.contains("1 | to = \"\\u{1b}x\"\n  |             ^ here\\u{0}"),
+            "{out}"
+        );
+        assert!(out.contains("help: fix\\r"), "{out}");
+    }
+
+    #[test]
+    fn line_index_agrees_with_counting() {
+        let text = "a\nbc\r\n\nd";
+        let lines = LineIndex::new(text);
+        for offset in 0..=text.len() {
+            let line = text[..offset].matches('\n').count() + 1;
+            let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+            assert_eq!(lines.line_of(offset), (line, start), "offset {offset}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.toml");
+        std::fs::write(&file, b"a = 1\nb = \"\xc3\x28\"\n").unwrap();
+        let err = read_text(&file, "recipe").unwrap_err();
+        let d = &err.items()[0];
+        assert_eq!((d.line, d.col), (2, 6));
+        assert!(d.message.contains("byte 0xC3"), "{}", d.message);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod diag;
 pub mod model;
 mod raw;
 mod validate;
+mod validate_paths;
 mod validate_scripts;
 mod validate_tables;
 
@@ -34,15 +35,7 @@ impl std::error::Error for Diagnostics {}
 
 /// Reads and validates one recipe file.
 pub fn load_file(file: &Path, project: &Path) -> Result<Recipe, Diagnostics> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => {
-            return Err(Diagnostics::new(vec![Diagnostic::in_file(
-                file,
-                format!("could not read recipe `{}`: {e}", file.display()),
-            )]))
-        }
-    };
+    let text = diag::read_text(file, "recipe")?;
     let dir = file.parent().unwrap_or(Path::new("."));
     load_file_with(file, project, &builder_images(dir), text)
 }
@@ -60,6 +53,7 @@ fn load_file_with(
     let mut ctx = validate::Ctx {
         file,
         text: &text,
+        lines: diag::LineIndex::new(&text),
         project,
         canonical,
         builders,
@@ -184,9 +178,9 @@ pub fn load_files(files: &[PathBuf], project: &Path) -> Result<Vec<Recipe>, Diag
         let builders = builders
             .entry(dir.clone())
             .or_insert_with(|| builder_images(&dir));
-        let loaded = match std::fs::read_to_string(f) {
+        let loaded = match diag::read_text(f, "recipe") {
             Ok(text) => load_file_with(f, project, builders, text),
-            Err(_) => load_file(f, project),
+            Err(d) => Err(d),
         };
         match loaded {
             Ok(r) => recipes.push(r),

@@ -2,21 +2,23 @@
 //! Paths are checked against the project root: `from` may not escape it (no `..` out, no
 //! absolute path outside, no symlink pointing out); `to` must be absolute and normalised.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 use toml::Spanned;
 
 use super::debian;
-use super::diag::Diagnostic;
+use super::diag::{Diagnostic, LineIndex};
 use super::model::*;
 use super::raw::*;
+use super::validate_paths::{check_layout, check_to, conffile_source, mode_problem, Entry};
 use super::validate_scripts::{check_script, check_unit_name, printable, Problem};
 
 pub(super) struct Ctx<'a> {
     pub file: &'a Path,
     pub text: &'a str,
+    /// Line starts of `text`: positions cost O(log n), so validation stays linear.
+    pub lines: LineIndex,
     pub project: &'a Path,
     /// Canonical project root, for escape checks.
     pub canonical: PathBuf,
@@ -30,8 +32,13 @@ pub(super) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub(super) fn err(&mut self, span: Range<usize>, msg: impl Into<String>) -> &mut Diagnostic {
-        self.diags
-            .push(Diagnostic::at(self.file, self.text, span, msg));
+        self.diags.push(Diagnostic::at_indexed(
+            self.file,
+            self.text,
+            &self.lines,
+            span,
+            msg,
+        ));
         self.diags.last_mut().expect("just pushed")
     }
 
@@ -41,6 +48,15 @@ impl Ctx<'_> {
         }
     }
 }
+
+/// The longest package name builder accepts. Debian sets no limit, but the name is a file
+/// name (`/usr/share/doc/<name>`, the pool directory) and part of the .deb's; no package in
+/// Debian comes near it.
+const MAX_PACKAGE_NAME: usize = 128;
+
+/// The longest `<name>_<version>_<arch>.deb`: temp files beside it add up to 34 bytes
+/// (`.` + `.tmp-` + a pid + `-` + a counter) to a 255-byte Linux file name.
+const MAX_DEB_FILE_NAME: usize = 220;
 
 pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
     let before = ctx.diags.len();
@@ -53,7 +69,14 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
             .collect()
     });
     let package = package(ctx, raw.package);
-    let files: Vec<FileSpec> = raw.files.into_iter().filter_map(|f| file(ctx, f)).collect();
+    let (files, to_spans): (Vec<FileSpec>, Vec<Range<usize>>) = raw
+        .files
+        .into_iter()
+        .filter_map(|f| {
+            let to = f.get_ref().to.span();
+            file(ctx, f).map(|spec| (spec, to))
+        })
+        .unzip();
     let scripts = raw.scripts.map(|s| scripts(ctx, s)).unwrap_or_default();
     let systemd: Vec<SystemdUnit> = raw
         .systemd
@@ -66,7 +89,12 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
     let image = raw
         .image
         .and_then(|i| super::validate_tables::image(ctx, i, &package.name));
-    duplicates(ctx, &files, &systemd);
+    let entries: Vec<Entry<'_>> = files
+        .iter()
+        .zip(to_spans)
+        .map(|(spec, to_span)| Entry { spec, to_span })
+        .collect();
+    check_layout(ctx, &entries, &systemd, &package);
     if files
         .iter()
         .any(|f| matches!(f.source, Source::Build { .. }))
@@ -101,7 +129,21 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
 
 fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
     let raw = raw.into_inner();
-    ctx.check(&raw.name, debian::check_name(raw.name.get_ref()));
+    let name_check = debian::check_name(raw.name.get_ref());
+    let name_ok = name_check.is_ok();
+    ctx.check(&raw.name, name_check);
+    if name_ok && raw.name.get_ref().len() > MAX_PACKAGE_NAME {
+        ctx.err(
+            raw.name.span(),
+            format!(
+                "the package name is {} bytes long: builder allows at most {MAX_PACKAGE_NAME}, so that \
+                 the .deb's file name, its pool directory and /usr/share/doc/<name> fit the \
+                 255-byte limit of a Linux file name",
+                raw.name.get_ref().len()
+            ),
+        )
+        .help = Some("choose a shorter name".into());
+    }
 
     let mut upstream = raw.version.get_ref().clone();
     let mut epoch = None;
@@ -157,6 +199,25 @@ fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
         }
         None => "amd64".to_string(),
     };
+    // `<name>_<version>_<arch>.deb`, and the temp files beside it (`.<file>.tmp-<pid>-<n>`),
+    // must fit a Linux file name.
+    let file_name_len = raw.name.get_ref().len()
+        + raw.version.get_ref().len()
+        + raw.revision.as_ref().map_or(0, |r| r.get_ref().len() + 1)
+        + architecture.len()
+        + "__.deb".len();
+    if name_ok && raw.name.get_ref().len() <= MAX_PACKAGE_NAME && file_name_len > MAX_DEB_FILE_NAME
+    {
+        ctx.err(
+            raw.version.span(),
+            format!(
+                "the .deb's file name `<name>_<version>_<arch>.deb` would be {file_name_len} bytes: \
+                 builder allows at most {MAX_DEB_FILE_NAME}, so that it and its temp files fit the \
+                 255-byte limit of a Linux file name"
+            ),
+        )
+        .help = Some("shorten the version (or the package name)".into());
+    }
     ctx.check(
         &raw.maintainer,
         debian::check_maintainer(raw.maintainer.get_ref()),
@@ -403,13 +464,18 @@ fn parse_mode(v: &toml::Value) -> Result<u32, String> {
 
 fn file(ctx: &mut Ctx<'_>, raw: Spanned<RawFile>) -> Option<FileSpec> {
     let span = raw.span();
-    let line = ctx.text[..span.start].matches('\n').count() + 1;
+    let line = ctx.lines.line_of(span.start).0;
     let raw = raw.into_inner();
     let before = ctx.diags.len();
-    ctx.check(&raw.to, check_dest(raw.to.get_ref()));
+    check_to(ctx, &raw.to);
     let mode = match &raw.mode {
         Some(m) => match parse_mode(m.get_ref()) {
-            Ok(m) => Some(m),
+            Ok(mode) => {
+                if let Some((msg, help)) = mode_problem(mode) {
+                    ctx.err(m.span(), msg).help = Some(help);
+                }
+                Some(mode)
+            }
             Err(e) => {
                 ctx.err(m.span(), e);
                 None
@@ -457,7 +523,13 @@ fn file(ctx: &mut Ctx<'_>, raw: Spanned<RawFile>) -> Option<FileSpec> {
             }
             Some(Source::Symlink { target: t.clone() })
         }
-        (Some(from), None) => from_source(ctx, from),
+        (Some(from), None) => {
+            let source = from_source(ctx, from);
+            if raw.conffile {
+                conffile_source(ctx, source.as_ref(), from);
+            }
+            source
+        }
     };
     if ctx.diags.len() > before {
         return None;
@@ -708,62 +780,6 @@ fn instance_example(key: &str, template: &str) -> String {
     match key {
         "enable" => format!("deb-systemd-helper enable {instance}"),
         _ => format!("deb-systemd-invoke start {instance}"),
-    }
-}
-
-/// Two entries may not install to the same path.
-fn duplicates(ctx: &mut Ctx<'_>, files: &[FileSpec], units: &[SystemdUnit]) {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut dests: Vec<(String, usize)> = files
-        .iter()
-        .filter(|f| {
-            !f.to.ends_with('/')
-                && matches!(
-                    f.source,
-                    Source::Symlink { .. } | Source::Path { .. } | Source::Build { .. }
-                )
-        })
-        .map(|f| (f.to.clone(), f.line))
-        .collect();
-    dests.extend(
-        units
-            .iter()
-            .map(|u| (format!("/lib/systemd/system/{}", u.name), 0)),
-    );
-    for (to, line) in dests {
-        if let Some(first) = seen.get(&to) {
-            let where_first = if *first == 0 {
-                "a [[systemd]] unit".to_string()
-            } else {
-                format!("line {first}")
-            };
-            let msg = format!("two entries install to `{to}` (also {where_first})");
-            let d = Diagnostic::in_file(ctx.file, msg)
-                .help("each destination may appear once: remove or rename one entry");
-            let d = if line > 0 {
-                // Byte offsets of the line, counting `\r\n` endings in full.
-                let start = ctx
-                    .text
-                    .split_inclusive('\n')
-                    .take(line - 1)
-                    .map(str::len)
-                    .sum::<usize>();
-                let end = start
-                    + ctx
-                        .text
-                        .split_inclusive('\n')
-                        .nth(line - 1)
-                        .map_or(0, |l| l.trim_end_matches(['\r', '\n']).len());
-                let mut at = Diagnostic::at(ctx.file, ctx.text, start..end, d.message.clone());
-                at.help = d.help;
-                at
-            } else {
-                d
-            };
-            ctx.diags.push(d);
-        } else {
-            seen.insert(to, line);
-        }
     }
 }
 

@@ -180,7 +180,17 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: Spanned<RawBuild>) -> Option<BuildSp
     }
     for c in &raw.cache {
         ctx.check(c, check_dest(c.get_ref()));
-        if let Some(what) = cache_conflict(c.get_ref(), &workdir) {
+        if let Some((root, fs)) = super::validate_paths::kernel_fs(c.get_ref()) {
+            ctx.err(
+                c.span(),
+                format!(
+                    "`{}` cannot be a cache directory: it is under `{root}`, where the kernel \
+                     mounts {fs} (a volume there would hide or replace it)",
+                    c.get_ref()
+                ),
+            )
+            .help = Some("use a tool cache path such as \"/tmp/gocache\"".into());
+        } else if let Some(what) = cache_conflict(c.get_ref(), &workdir) {
             ctx.err(c.span(), format!("`{}` cannot be a cache directory: it {what}; use a tool cache path outside both, such as \"/tmp/gocache\"", c.get_ref()));
         }
     }
