@@ -647,3 +647,155 @@ fn wrong_port_fails_with_reports() {
     );
     assert!(run.stderr.contains("(now 8081)"), "{}", run.stderr);
 }
+
+/// Stack values that would reach haproxy.cfg, a container's environment, a DNS name or a
+/// request line unescaped are refused when the stack is read, before Docker is contacted
+/// (`DOCKER_HOST` points nowhere): exit 2, file:line:col, control characters shown escaped.
+/// Needs no engine.
+#[test]
+fn hostile_stack_values_are_refused_before_anything_is_deployed() {
+    let dir = bare_project();
+    let file = dir.path().join("recipes/stack.toml");
+    let text = std::fs::read_to_string(repo().join("recipes/stack.toml")).unwrap();
+    // (backend-only edit?, from, to, where the caret goes in `to`, what the message says)
+    let cases: &[(bool, &str, &str, &str, &str)] = &[
+        (
+            true,
+            r#"health = "/""#,
+            r#"health = "/a\"b""#,
+            "\"",
+            "`\"` at character 3",
+        ),
+        (
+            true,
+            r#"health = "/""#,
+            r##"health = "/#x""##,
+            "\"",
+            "a `#` at character 2",
+        ),
+        (
+            true,
+            r#"health = "/""#,
+            r#"health = "/a\u0000""#,
+            "\"",
+            "U+0000 at character 3",
+        ),
+        (
+            true,
+            r#"health = "/""#,
+            r#"health = "/a\n""#,
+            "\"",
+            "U+000A at character 3",
+        ),
+        (
+            true,
+            r#"health = "/""#,
+            r#"health = "/\r\nX: 1""#,
+            "\"",
+            "U+000D at character 2",
+        ),
+        (
+            true,
+            r#"health = "/""#,
+            r#"health = "/\u001b[31m""#,
+            "\"",
+            "U+001B at character 2",
+        ),
+        (
+            false,
+            r#""/api/""#,
+            r#""/api/\"""#,
+            "\"/api",
+            "`\"` at character 6",
+        ),
+        (
+            false,
+            r#""/api/""#,
+            r##""/api/#""##,
+            "\"/api",
+            "a `#` at character 6",
+        ),
+        (
+            false,
+            r#""/api/""#,
+            r#""/api/\nbackend x""#,
+            "\"/api",
+            "U+000A at character 6",
+        ),
+        (
+            false,
+            r#""/static/style.css""#,
+            r#""/s\r\n""#,
+            "\"/s",
+            "U+000D at character 3",
+        ),
+        (
+            true,
+            "env = { FAILURE_RATE",
+            r#"env = { "A=B""#,
+            "\"A=B",
+            "`A=B`",
+        ),
+        (
+            true,
+            "env = { FAILURE_RATE",
+            r#"env = { """#,
+            "\"\"",
+            "name `` (services",
+        ),
+        (
+            true,
+            r#""0.02""#,
+            r#""0.02\u0000""#,
+            "\"0.02",
+            "a NUL (U+0000) at character 5",
+        ),
+        (
+            false,
+            r#"base = "haproxy""#,
+            r#"base = "../x\u001b""#,
+            "\"",
+            r"`../x\u{1b}`",
+        ),
+        (
+            false,
+            "[services.backend]",
+            "[services.abcdefghijklmnopqrstuvwxyz01]",
+            "[",
+            "invalid service name `abcdefghijklmnopqrstuvwxyz01`",
+        ),
+    ];
+    for (backend_only, from, to, caret, says) in cases {
+        let bad = if *backend_only {
+            edit_backend(&text, from, to)
+        } else {
+            assert!(text.contains(from), "{from}");
+            text.replacen(from, to, 1)
+        };
+        std::fs::write(&file, &bad).unwrap();
+        let out = run(builder()
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .arg("--project")
+            .arg(dir.path())
+            .arg("smoke"));
+        let err = text_of(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{to}: {err}");
+        let (n, line) = bad
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(to))
+            .unwrap();
+        let col = line.find(to).unwrap() + to.find(caret).unwrap() + 1;
+        assert!(
+            err.contains(&format!("stack.toml:{}:{col}", n + 1)),
+            "{to}: {err}"
+        );
+        assert!(err.contains(says), "{to}: {err}");
+        assert!(
+            err.chars().all(|c| c == '\n' || !c.is_control()),
+            "{}",
+            err.escape_debug()
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -2,6 +2,12 @@
 //! restart policy). Parsed with spans and `deny_unknown_fields`, then validated like a recipe:
 //! every problem is a diagnostic with file:line:col (exit code 2). Command-line overrides
 //! ([`Overrides`]) are applied to the validated [`Stack`] afterwards and are usage errors.
+//!
+//! Stack text reaches HAProxy's configuration (paths, names), the containers' environment,
+//! names and DNS aliases, and the load generator's request lines, so every such value is
+//! checked here, before anything is deployed: HTTP paths are origin-form request targets,
+//! environment keys are portable names, service names fit a DNS label. Messages echo user
+//! text with control characters escaped ([`shown`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -39,7 +45,7 @@ struct RawService {
     #[serde(default)]
     health: Option<S<String>>,
     #[serde(default)]
-    env: BTreeMap<String, S<String>>,
+    env: BTreeMap<S<String>, S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,7 +290,7 @@ impl Ctx<'_> {
             Ok(_) => {
                 self.err_help(
                     s.span(),
-                    format!("invalid {what} `{}`", s.get_ref()),
+                    format!("invalid {what} `{}`", shown(s.get_ref())),
                     "write a positive duration such as `30s`, `500ms` or `2m`",
                 );
                 Duration::from_secs(1)
@@ -292,8 +298,8 @@ impl Ctx<'_> {
             Err(e) => {
                 self.err_help(
                     s.span(),
-                    format!("invalid {what} `{}`", s.get_ref()),
-                    e.to_string(),
+                    format!("invalid {what} `{}`", shown(s.get_ref())),
+                    shown(&e.to_string()),
                 );
                 Duration::from_secs(1)
             }
@@ -306,7 +312,7 @@ impl Ctx<'_> {
             if d > max {
                 self.err_help(
                     v.span(),
-                    format!("{what} `{}` is too long", v.get_ref()),
+                    format!("{what} `{}` is too long", shown(v.get_ref())),
                     format!(
                         "the load generator accepts at most {}s; write a shorter duration",
                         max.as_secs()
@@ -343,9 +349,22 @@ impl Ctx<'_> {
         x
     }
 
+    /// Checks an HTTP path (`what`, at `field` of the stack) and returns it.
+    fn http_path(&mut self, v: &S<String>, use_: PathUse, what: &str, field: &str) -> String {
+        let p = v.get_ref();
+        if let Some((problem, help)) = http_path_problem(p, use_) {
+            self.err_help(
+                v.span(),
+                format!("invalid {what} `{}` ({field}): it {problem}", shown(p)),
+                help,
+            );
+        }
+        p.clone()
+    }
+
     fn one_of(&mut self, v: &S<String>, allowed: &[&str], what: &str) {
         if !allowed.contains(&v.get_ref().as_str()) {
-            let d = self.err(v.span(), format!("unknown {what} `{}`", v.get_ref()));
+            let d = self.err(v.span(), format!("unknown {what} `{}`", shown(v.get_ref())));
             d.label = did_you_mean(v.get_ref(), allowed).map(|s| format!("did you mean `{s}`?"));
             d.help = Some(format!("use one of: {}", allowed.join(", ")));
         }
@@ -355,7 +374,10 @@ impl Ctx<'_> {
         if !known.contains(&v.get_ref().as_str()) {
             let d = self.err(
                 v.span(),
-                format!("{what} `{}` is not a service of this stack", v.get_ref()),
+                format!(
+                    "{what} `{}` is not a service of this stack",
+                    shown(v.get_ref())
+                ),
             );
             d.label = did_you_mean(v.get_ref(), known).map(|s| format!("did you mean `{s}`?"));
             d.help = Some(format!("services: {}", known.join(", ")));
@@ -381,14 +403,15 @@ pub fn references(value: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('}') => break,
                         Some(c) => name.push(c),
-                        None => return Err(format!("unclosed `{{` in `{value}`")),
+                        None => return Err(format!("unclosed `{{` in `{}`", shown(value))),
                     }
                 }
                 out.push(name);
             }
             '}' => {
                 return Err(format!(
-                    "unmatched `}}` in `{value}`; write `}}}}` for a literal brace"
+                    "unmatched `}}` in `{}`; write `}}}}` for a literal brace",
+                    shown(value)
                 ))
             }
             _ => {}
@@ -422,22 +445,201 @@ pub fn expand(value: &str, lookup: impl Fn(&str) -> String) -> String {
     out
 }
 
+/// Longest service name. A replica's container is named
+/// `builder-smoke-<run id>-<service>-<replica>` and HAProxy finds it by that name through
+/// Docker's DNS, where one label holds at most 63 bytes (RFC 1035 §2.3.4): 63 minus
+/// `builder-smoke-` (14), the run id (18, [`crate::docker::new_run_id`]), two `-` and the
+/// replica number (2 digits, [`MAX_REPLICAS`]).
+pub(crate) const MAX_SERVICE_NAME: usize = 63 - 14 - 18 - 2 - 2;
+
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
-        && n.len() <= 40
+        && n.len() <= MAX_SERVICE_NAME
         && n.starts_with(|c: char| c.is_ascii_lowercase())
         && n.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// `s` for a message: control characters escaped (`\n`, `\u{1b}`), the rest as written, so a
+/// value can neither break a message's lines nor drive the terminal.
+pub(crate) fn shown(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A character as a message names it: backticked when printable, its code point otherwise.
+fn char_name(c: char) -> String {
+    match c {
+        ' ' => "a space".to_string(),
+        c if c.is_control() || c.is_whitespace() => format!("U+{:04X}", c as u32),
+        c => format!("`{c}`"),
+    }
+}
+
+/// `c` percent-encoded (its UTF-8 bytes), e.g. `%22` for `"`.
+fn percent_encoded(c: char) -> String {
+    let mut buf = [0; 4];
+    c.encode_utf8(&mut buf)
+        .bytes()
+        .map(|b| format!("%{b:02X}"))
+        .collect()
+}
+
+/// Longest HTTP path accepted: well inside HAProxy's 16 KiB buffer for a health-check request.
+pub(crate) const MAX_HTTP_PATH: usize = 4096;
+
+/// What an HTTP path in the stack is used as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathUse {
+    /// A request target (health check, load path): `?query` allowed.
+    Target,
+    /// A `path_beg` prefix: HAProxy's `path` has no query string, so neither may the prefix.
+    Prefix,
+}
+
+/// Why `p` is not an origin-form request target (RFC 9112 §3.2.1: `absolute-path [ "?"
+/// query ]`, RFC 3986 `pchar`s and `/`, `?` in the query), as (problem, fix); `None` if it is.
+/// Refuses exactly what could end an HAProxy word or line or a request line: spaces, quotes,
+/// `#`, `\`, control characters, NUL, non-ASCII.
+fn http_path_problem(p: &str, what: PathUse) -> Option<(String, String)> {
+    let example = match what {
+        PathUse::Target => "`/api/items?limit=10`",
+        PathUse::Prefix => "`/api/`",
+    };
+    if p.is_empty() {
+        return Some((
+            "is empty".into(),
+            format!("write an absolute path, e.g. {example}"),
+        ));
+    }
+    if p.len() > MAX_HTTP_PATH {
+        return Some((
+            format!("is {} bytes long", p.len()),
+            format!("write at most {MAX_HTTP_PATH} bytes"),
+        ));
+    }
+    let chars: Vec<char> = p.chars().collect();
+    if chars[0] != '/' {
+        return Some((
+            format!("starts with {}, not `/`", char_name(chars[0])),
+            format!("write an absolute path, e.g. {example}"),
+        ));
+    }
+    let mut in_query = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let at = i + 1;
+        let ok = c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/".contains(c);
+        match c {
+            _ if ok => {}
+            '%' => {
+                let hex = |j: usize| chars.get(j).is_some_and(char::is_ascii_hexdigit);
+                if !(hex(i + 1) && hex(i + 2)) {
+                    return Some((
+                        format!("has a `%` at character {at} that does not start a percent-escape"),
+                        "a `%` must be followed by two hex digits (`%2F`); write `%25` for a literal `%`"
+                            .into(),
+                    ));
+                }
+                i += 2;
+            }
+            '?' if what == PathUse::Prefix => {
+                return Some((
+                    format!("has a `?` at character {at}"),
+                    "HAProxy matches `path_prefix` against the path without its query string, so a prefix with `?` never matches; remove the query, or write `%3F` for a literal `?`".into(),
+                ));
+            }
+            '?' => in_query = true,
+            '#' => {
+                return Some((
+                    format!("has a `#` at character {at}"),
+                    "`#` starts a fragment, which is never sent to a server; write `%23` if it belongs to the path".into(),
+                ));
+            }
+            c => {
+                let part = if in_query {
+                    "an HTTP query"
+                } else {
+                    "an HTTP path"
+                };
+                return Some((
+                    format!(
+                        "has {} at character {at}, which cannot appear in {part}",
+                        char_name(c)
+                    ),
+                    format!("percent-encode it as `{}`", percent_encoded(c)),
+                ));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Why `k` is not a portable environment variable name (`[A-Za-z_][A-Za-z0-9_]*`, POSIX.1
+/// §8.1), `None` if it is. `=` would split the `KEY=VALUE` pair Docker is given elsewhere.
+fn env_key_problem(k: &str) -> Option<String> {
+    let Some(first) = k.chars().next() else {
+        return Some("is empty".into());
+    };
+    if let Some((i, c)) = k
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+    {
+        return Some(format!("has {} at character {}", char_name(c), i + 1));
+    }
+    first
+        .is_ascii_digit()
+        .then(|| "starts with a digit".to_string())
+}
+
+const ENV_KEY_HELP: &str =
+    "an environment variable name is letters, digits and `_`, not starting with a digit, e.g. `BACKEND_URL`";
+
+/// Why an environment value cannot be given to a container, `None` if it can. Docker refuses
+/// a NUL (the environment is C strings); newlines are fine in a container's environment and
+/// never reach a configuration file, so multi-line values are allowed.
+fn env_value_problem(v: &str) -> Option<String> {
+    v.chars()
+        .position(|c| c == '\0')
+        .map(|i| format!("has a NUL (U+0000) at character {}", i + 1))
+}
+
 /// Reads and validates a stack file.
 pub fn load(file: &Path, recipes: &RecipeImages) -> Result<Stack, Diagnostics> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
+    let bytes = std::fs::read(file).map_err(|e| {
         Diagnostics::new(vec![Diagnostic::in_file(
             file,
-            format!("could not read the stack file `{}`: {e}", file.display()),
+            format!(
+                "could not read the stack file `{}`: {e}",
+                shown(&file.display().to_string())
+            ),
         )
         .help("pass another file with --stack, or create recipes/stack.toml")])
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // Point at the first byte that is not UTF-8: everything before it is valid text.
+        let valid = e.utf8_error().valid_up_to();
+        let before = std::str::from_utf8(&e.as_bytes()[..valid]).unwrap_or_default();
+        Diagnostics::new(vec![Diagnostic::at(
+            file,
+            before,
+            valid..valid,
+            format!(
+                "the stack file is not UTF-8 text: byte 0x{:02X} at offset {valid}",
+                e.as_bytes()[valid]
+            ),
+        )
+        .help("TOML files are UTF-8; save the file as UTF-8")])
     })?;
     parse(file, &text, recipes)
 }
@@ -466,8 +668,10 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
         if !valid_name(name) {
             cx.err_help(
                 s.span(),
-                format!("invalid service name `{name}`"),
-                "use lowercase letters, digits and `-`, starting with a letter (at most 40)",
+                format!("invalid service name `{}`", shown(name)),
+                format!(
+                    "use lowercase letters, digits and `-`, starting with a letter (at most {MAX_SERVICE_NAME}: the name is part of DNS names)"
+                ),
             );
         }
         let s = s.get_ref();
@@ -476,12 +680,15 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
             Some(false) => {
                 cx.err_help(
                     s.image.span(),
-                    format!("recipe `{}` has no [image] table", s.image.get_ref()),
+                    format!("recipe `{}` has no [image] table", shown(s.image.get_ref())),
                     "add an [image] table to the recipe so `builder package` makes an image",
                 );
             }
             None => {
-                let d = cx.err(s.image.span(), format!("no recipe `{}`", s.image.get_ref()));
+                let d = cx.err(
+                    s.image.span(),
+                    format!("no recipe `{}`", shown(s.image.get_ref())),
+                );
                 d.label = did_you_mean(s.image.get_ref(), &recipe_names)
                     .map(|x| format!("did you mean `{x}`?"));
                 d.help = Some(format!(
@@ -493,17 +700,38 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
         let replicas = cx.int(&s.replicas, 1, 1, MAX_REPLICAS.into(), "replicas");
         let port = cx.int(&s.port, 8080, 1, 65535, "port") as u16;
         let health = s.health.as_ref().map_or("/".to_string(), |h| {
-            if !h.get_ref().starts_with('/') || h.get_ref().contains(char::is_whitespace) {
-                cx.err_help(
-                    h.span(),
-                    format!("invalid health path `{}`", h.get_ref()),
-                    "write an absolute path without spaces, e.g. `/`",
-                );
-            }
-            h.get_ref().clone()
+            cx.http_path(
+                h,
+                PathUse::Target,
+                "health path",
+                &format!("services.{}.health", shown(name)),
+            )
         });
         let mut env = BTreeMap::new();
         for (k, v) in &s.env {
+            let (k_span, k) = (k.span(), k.get_ref());
+            if let Some(problem) = env_key_problem(k) {
+                cx.err_help(
+                    k_span,
+                    format!(
+                        "invalid environment variable name `{}` (services.{}.env): it {problem}",
+                        shown(k),
+                        shown(name)
+                    ),
+                    ENV_KEY_HELP,
+                );
+            }
+            if let Some(problem) = env_value_problem(v.get_ref()) {
+                cx.err_help(
+                    v.span(),
+                    format!(
+                        "invalid value of `{}` (services.{}.env): it {problem}",
+                        shown(k),
+                        shown(name)
+                    ),
+                    "Docker cannot pass a NUL in an environment variable; remove it",
+                );
+            }
             match references(v.get_ref()) {
                 Err(msg) => {
                     cx.err(v.span(), msg);
@@ -511,11 +739,17 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
                 Ok(refs) => {
                     for r in refs {
                         if r == *name {
-                            cx.err(v.span(), format!("service `{name}` refers to itself"));
+                            cx.err(
+                                v.span(),
+                                format!("service `{}` refers to itself", shown(name)),
+                            );
                         } else if known.contains(&r.as_str()) {
                             deps.entry(name.clone()).or_default().insert(r);
                         } else {
-                            let d = cx.err(v.span(), format!("unknown service `{{{r}}}` in `{k}`"));
+                            let d = cx.err(
+                                v.span(),
+                                format!("unknown service `{{{}}}` in `{}`", shown(&r), shown(k)),
+                            );
                             d.label = did_you_mean(&r, &known)
                                 .map(|x| format!("did you mean `{{{x}}}`?"));
                             d.help = Some(format!("services: {}", known.join(", ")));
@@ -554,16 +788,14 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
     for r in &lb.routes {
         let r = r.get_ref();
         cx.service_ref(&r.service, &known, "route service");
-        let p = r.path_prefix.get_ref();
-        if !p.starts_with('/') || p.contains(char::is_whitespace) {
-            cx.err_help(
-                r.path_prefix.span(),
-                format!("invalid path prefix `{p}`"),
-                "write an absolute path without spaces, e.g. `/api/`",
-            );
-        }
+        let path_prefix = cx.http_path(
+            &r.path_prefix,
+            PathUse::Prefix,
+            "path prefix",
+            "load_balancer.routes",
+        );
         routes.push(Route {
-            path_prefix: p.clone(),
+            path_prefix,
             service: r.service.get_ref().clone(),
         });
     }
@@ -580,7 +812,7 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
                 if !RETRY_ON.contains(&v.as_str()) {
                     cx.err_help(
                         list.span(),
-                        format!("unknown retry-on keyword `{v}`"),
+                        format!("unknown retry-on keyword `{}`", shown(v)),
                         format!("use any of: {}", RETRY_ON.join(", ")),
                     );
                 }
@@ -593,12 +825,24 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
             "response-timeout".into(),
         ],
     };
+    let base = lb.base.as_ref().map_or("haproxy".into(), |b| {
+        let n = b.get_ref();
+        let ok = n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+        if !ok {
+            cx.err_help(
+                b.span(),
+                format!("invalid base image name `{}` (load_balancer.base)", shown(n)),
+                "name a file of base-images/ without `.toml`: lowercase letters, digits, `.`, `_` and `-`, e.g. `haproxy`",
+            );
+        }
+        n.clone()
+    });
     let load_balancer = LoadBalancer {
         kind: lb.kind.get_ref().clone(),
-        base: lb
-            .base
-            .as_ref()
-            .map_or("haproxy".into(), |b| b.get_ref().clone()),
+        base,
         service: lb.service.get_ref().clone(),
         routes,
         balance,
@@ -642,15 +886,8 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
     let mut paths = Vec::new();
     for p in l.paths.get_ref() {
         let p = p.get_ref();
-        if !p.path.get_ref().starts_with('/') || p.path.get_ref().contains(char::is_whitespace) {
-            cx.err_help(
-                p.path.span(),
-                format!("invalid path `{}`", p.path.get_ref()),
-                "write an absolute path without spaces, e.g. `/api/items`",
-            );
-        }
         paths.push(LoadPath {
-            path: p.path.get_ref().clone(),
+            path: cx.http_path(&p.path, PathUse::Target, "path", "load.paths"),
             weight: cx.int(
                 &p.weight,
                 1,
@@ -674,8 +911,11 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
             crate::load::parse_duration(w.get_ref()).unwrap_or_else(|e| {
                 cx.err_help(
                     w.span(),
-                    format!("invalid warmup `{}`", w.get_ref()),
-                    format!("{e}; write a duration such as `5s`, or `0s` for none"),
+                    format!("invalid warmup `{}`", shown(w.get_ref())),
+                    format!(
+                        "{}; write a duration such as `5s`, or `0s` for none",
+                        shown(&e.to_string())
+                    ),
                 );
                 Duration::ZERO
             })
@@ -824,7 +1064,8 @@ impl Stack {
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
                 usage(format!(
-                    "{flag}: no service `{name}` in the stack{hint}; services: {}",
+                    "{flag}: no service `{}` in the stack{hint}; services: {}",
+                    shown(name),
                     known.join(", ")
                 ))
             })
@@ -870,7 +1111,8 @@ impl Stack {
         for r in &o.replicas {
             let (svc, n) = r.split_once('=').ok_or_else(|| {
                 usage(format!(
-                    "--replicas `{r}`: write SERVICE=N, e.g. frontend=8"
+                    "--replicas `{}`: write SERVICE=N, e.g. frontend=8",
+                    shown(r)
                 ))
             })?;
             let n: u32 = n
@@ -880,7 +1122,8 @@ impl Stack {
                 .filter(|n| (1..=MAX_REPLICAS).contains(n))
                 .ok_or_else(|| {
                     usage(format!(
-                        "--replicas `{r}`: N must be from 1 to {MAX_REPLICAS}"
+                        "--replicas `{}`: N must be from 1 to {MAX_REPLICAS}",
+                        shown(r)
                     ))
                 })?;
             self.service_mut(svc.trim(), "--replicas")?.replicas = n;
@@ -888,7 +1131,8 @@ impl Stack {
         for e in &o.env {
             let (svc, kv) = e.split_once(':').ok_or_else(|| {
                 usage(format!(
-                    "--env `{e}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2"
+                    "--env `{}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2",
+                    shown(e)
                 ))
             })?;
             let (k, v) = kv
@@ -896,15 +1140,31 @@ impl Stack {
                 .filter(|(k, _)| !k.is_empty())
                 .ok_or_else(|| {
                     usage(format!(
-                        "--env `{e}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2"
+                        "--env `{}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2",
+                        shown(e)
                     ))
                 })?;
+            if let Some(problem) = env_key_problem(k) {
+                return Err(usage(format!(
+                    "--env `{}`: invalid environment variable name `{}`: it {problem}; {ENV_KEY_HELP}",
+                    shown(e),
+                    shown(k)
+                )));
+            }
+            if let Some(problem) = env_value_problem(v) {
+                return Err(usage(format!(
+                    "--env `{}`: the value {problem}, which Docker cannot pass",
+                    shown(e)
+                )));
+            }
             let known: Vec<String> = self.services.iter().map(|s| s.name.clone()).collect();
-            let refs = references(v).map_err(|m| usage(format!("--env `{e}`: {m}")))?;
+            let refs = references(v).map_err(|m| usage(format!("--env `{}`: {m}", shown(e))))?;
             for r in refs {
                 if !known.contains(&r) || r == svc {
                     return Err(usage(format!(
-                        "--env `{e}`: `{{{r}}}` is not another service of the stack; services: {}",
+                        "--env `{}`: `{{{}}}` is not another service of the stack; services: {}",
+                        shown(e),
+                        shown(&r),
                         known.join(", ")
                     )));
                 }
@@ -1117,5 +1377,282 @@ max_p99_ms = 1000
         let e = s.apply(&o).unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
         assert!(e.to_string().contains("--duration"), "{e}");
+    }
+
+    /// `GOOD` with `line` added after the backend's `image`: its problems and the position
+    /// (`stack.toml:LINE:COL`) of the first `"` of `line`.
+    fn with_backend_line(line: &str) -> (String, String) {
+        let text = GOOD.replacen(
+            "image = \"backend\"",
+            &format!("image = \"backend\"\n{line}"),
+            1,
+        );
+        let n = text.lines().position(|l| l == line).unwrap();
+        let at = format!("stack.toml:{}:{}", n + 1, line.find('"').unwrap() + 1);
+        (errors(&text), at)
+    }
+
+    fn position(text: &str, needle: &str) -> String {
+        let (n, l) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(needle))
+            .unwrap();
+        format!("stack.toml:{}:{}", n + 1, l.find(needle).unwrap() + 1)
+    }
+
+    /// No raw control character reaches a message (newlines only between its lines).
+    fn assert_printable(out: &str) {
+        assert!(
+            out.chars().all(|c| c == '\n' || !c.is_control()),
+            "{}",
+            out.escape_debug()
+        );
+    }
+
+    /// (TOML basic-string text of a path, what the message must say). Each would have ended a
+    /// word, a line or a quote in haproxy.cfg, or a request line.
+    const HOSTILE_PATHS: &[(&str, &str)] = &[
+        (
+            r#"/a\"b"#,
+            "it has `\"` at character 3, which cannot appear in an HTTP path",
+        ),
+        ("/a#b", "it has a `#` at character 3"),
+        (r"/a\u0000b", "it has U+0000 at character 3"),
+        (r"/a\nb", "it has U+000A at character 3"),
+        (r"/a\rb", "it has U+000D at character 3"),
+        (r"/a\tb", "it has U+0009 at character 3"),
+        (r"/\u001b[31mred", "it has U+001B at character 2"),
+        (r"/\u007f", "it has U+007F at character 2"),
+        ("/a b", "it has a space at character 3"),
+        (r"/a\\b", "it has `\\` at character 3"),
+        ("/a<b>", "it has `<` at character 3"),
+        ("/a`b", "it has ``` at character 3"),
+        (
+            "/a%zz",
+            "`%` at character 3 that does not start a percent-escape",
+        ),
+        (
+            "/a%2",
+            "`%` at character 3 that does not start a percent-escape",
+        ),
+        ("api/", "it starts with `a`, not `/`"),
+        ("", "it is empty"),
+        ("/caf\u{e9}", "percent-encode it as `%C3%A9`"),
+        (
+            "/a?b c",
+            "a space at character 5, which cannot appear in an HTTP query",
+        ),
+    ];
+
+    #[test]
+    fn hostile_health_paths_are_refused_at_their_position() {
+        for (path, says) in HOSTILE_PATHS {
+            let (out, at) = with_backend_line(&format!("health = \"{path}\""));
+            assert!(out.contains(&at), "{path}: {out}");
+            assert!(out.contains("invalid health path `"), "{path}: {out}");
+            assert!(out.contains("(services.backend.health)"), "{path}: {out}");
+            assert!(out.contains(says), "{path}: {out}");
+            assert_printable(&out);
+        }
+    }
+
+    #[test]
+    fn hostile_route_prefixes_and_load_paths_are_refused() {
+        for (path, says) in HOSTILE_PATHS {
+            // A prefix is refused at its `?` already: put a `/` there to reach the rest.
+            let prefix = path.replace('?', "/");
+            let text = GOOD.replace(
+                "path_prefix = \"/api/\"",
+                &format!("path_prefix = \"{prefix}\""),
+            );
+            let out = errors(&text);
+            assert!(
+                out.contains(&position(&text, &format!("\"{prefix}\""))),
+                "{path}: {out}"
+            );
+            assert!(out.contains("invalid path prefix `"), "{out}");
+            assert!(out.contains("(load_balancer.routes): it"), "{out}");
+            assert!(
+                out.contains(&says.replace("HTTP query", "HTTP path")),
+                "{path}: {out}"
+            );
+            assert_printable(&out);
+
+            let text = GOOD.replace("path = \"/api/items\"", &format!("path = \"{path}\""));
+            let out = errors(&text);
+            assert!(
+                out.contains(&position(&text, &format!("\"{path}\""))),
+                "{path}: {out}"
+            );
+            assert!(out.contains("(load.paths): it"), "{out}");
+            assert!(out.contains(says), "{path}: {out}");
+            assert_printable(&out);
+        }
+        // `path_beg` never sees a query, so a prefix with one could never match.
+        let out = errors(&GOOD.replace("path_prefix = \"/api/\"", "path_prefix = \"/api?x\""));
+        assert!(out.contains("a prefix with `?` never matches"), "{out}");
+    }
+
+    #[test]
+    fn awkward_but_valid_paths_are_kept_as_written() {
+        let health = "/_h/'q'$HOME;a=(1)*+,!~@:%22?x=$PATH&y='2'/?z";
+        let text = GOOD
+            .replacen(
+                "image = \"backend\"",
+                &format!("image = \"backend\"\nhealth = \"{health}\""),
+                1,
+            )
+            .replace("/api/\"", "/api$v1/'x'(y);z=1,2*+!~@:%20/\"")
+            .replace("path = \"/api/items\"", "path = \"/api/items?a=1&b=/?c\"");
+        let s = parse(Path::new("stack.toml"), &text, &recipes()).unwrap();
+        assert_eq!(s.service("backend").unwrap().health, health);
+        assert_eq!(
+            s.load_balancer.routes[0].path_prefix,
+            "/api$v1/'x'(y);z=1,2*+!~@:%20/"
+        );
+        assert_eq!(s.load.paths[1].path, "/api/items?a=1&b=/?c");
+    }
+
+    #[test]
+    fn hostile_environment_is_refused_at_its_position() {
+        let cases = [
+            (r#""A=B" = "x""#, "`A=B`", "it has `=` at character 2"),
+            (r#""" = "x""#, "``", "it is empty"),
+            (r#""1A" = "x""#, "`1A`", "it starts with a digit"),
+            (r#""A B" = "x""#, "`A B`", "it has a space at character 2"),
+            (r#""A\nB" = "x""#, r"`A\nB`", "it has U+000A at character 2"),
+            (
+                r#""A\u0000" = "x""#,
+                r"`A\u{0}`",
+                "it has U+0000 at character 2",
+            ),
+        ];
+        for (entry, key, says) in cases {
+            let (out, at) = with_backend_line(&format!("env = {{ {entry} }}"));
+            assert!(out.contains(&at), "{entry}: {out}");
+            assert!(
+                out.contains(&format!(
+                    "invalid environment variable name {key} (services.backend.env): {says}"
+                )),
+                "{entry}: {out}"
+            );
+            assert_printable(&out);
+        }
+        let (out, at) = with_backend_line(r#"env = { X = "a\u0000b" }"#);
+        assert!(out.contains(&at), "{out}");
+        assert!(
+            out.contains(
+                "invalid value of `X` (services.backend.env): it has a NUL (U+0000) at character 2"
+            ),
+            "{out}"
+        );
+        // Newlines are fine in a container's environment (and reach no config file).
+        let text = GOOD.replacen(
+            "image = \"backend\"",
+            "image = \"backend\"\nenv = { CERT = \"line 1\\nline 2\\r\\n\", _X1 = \"\" }",
+            1,
+        );
+        let s = parse(Path::new("stack.toml"), &text, &recipes()).unwrap();
+        assert_eq!(
+            s.service("backend").unwrap().env["CERT"],
+            "line 1\nline 2\r\n"
+        );
+    }
+
+    #[test]
+    fn hostile_env_overrides_are_usage_errors() {
+        let mut s = parse(Path::new("stack.toml"), GOOD, &recipes()).unwrap();
+        for (arg, says) in [
+            (
+                "backend:A B=1",
+                "invalid environment variable name `A B`: it has a space",
+            ),
+            ("backend:1X=1", "it starts with a digit"),
+            ("backend:X\n=1", r"`X\n`: it has U+000A"),
+            (
+                "backend:X=a\0b",
+                "the value has a NUL (U+0000) at character 2",
+            ),
+        ] {
+            let o = Overrides {
+                env: vec![arg.into()],
+                ..Default::default()
+            };
+            let e = s.apply(&o).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2);
+            assert!(e.to_string().contains(says), "{arg:?}: {e}");
+            assert_printable(&e.to_string());
+        }
+        // `=` in the value is the value's.
+        let o = Overrides {
+            env: vec!["backend:Q=a=b".into()],
+            ..Default::default()
+        };
+        s.apply(&o).unwrap();
+        assert_eq!(s.service("backend").unwrap().env["Q"], "a=b");
+    }
+
+    #[test]
+    fn service_names_fit_a_dns_label() {
+        let longest = format!(
+            "builder-smoke-{}-{}-{MAX_REPLICAS}",
+            crate::docker::new_run_id(),
+            "a".repeat(MAX_SERVICE_NAME)
+        );
+        assert_eq!(longest.len(), 63, "{longest}");
+        let name = "a".repeat(MAX_SERVICE_NAME + 1);
+        let out = errors(&GOOD.replace("[services.backend]", &format!("[services.{name}]")));
+        assert!(
+            out.contains(&format!("invalid service name `{name}`")),
+            "{out}"
+        );
+        assert!(out.contains("at most 27"), "{out}");
+        let out = errors(&GOOD.replace("[services.backend]", "[services.\"a\\u001b[2J\"]"));
+        assert!(out.contains(r"invalid service name `a\u{1b}[2J`"), "{out}");
+        assert_printable(&out);
+    }
+
+    #[test]
+    fn base_image_names_are_checked() {
+        let out = errors(&GOOD.replace(
+            "kind = \"haproxy\"",
+            "kind = \"haproxy\"\nbase = \"../../etc/x\\n\"",
+        ));
+        assert!(
+            out.contains(r"invalid base image name `../../etc/x\n` (load_balancer.base)"),
+            "{out}"
+        );
+        assert_printable(&out);
+    }
+
+    #[test]
+    fn every_echoed_value_is_printable() {
+        let text = GOOD
+            .replace(
+                "kind = \"haproxy\"",
+                "kind = \"haproxy\"\nbalance = \"b\\u0007\"",
+            )
+            .replace("image = \"backend\"", "image = \"back\\rend\"")
+            .replace("{backend}", "{back\\u001bend}")
+            .replace("service = \"frontend\"", "service = \"front\\u0000\"")
+            .replace("warmup = \"5s\"", "warmup = \"5\\u001bs\"");
+        let out = errors(&text);
+        assert!(out.contains(r"unknown balance algorithm `b\u{7}`"), "{out}");
+        assert!(out.contains(r"no recipe `back\rend`"), "{out}");
+        assert!(out.contains(r"unknown service `{back\u{1b}end}`"), "{out}");
+        assert!(out.contains(r"`front\u{0}` is not a service"), "{out}");
+        assert!(out.contains(r"invalid warmup `5\u{1b}s`"), "{out}");
+        assert_printable(&out);
+    }
+
+    #[test]
+    fn a_stack_file_that_is_not_utf8_gets_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stack.toml");
+        std::fs::write(&file, b"[services.backend]\nimage = \"back\xffend\"\n").unwrap();
+        let out = load(&file, &recipes()).unwrap_err().to_string();
+        assert!(out.contains("stack.toml:2:14"), "{out}");
+        assert!(out.contains("byte 0xFF"), "{out}");
     }
 }
