@@ -6,6 +6,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 pub const MAGIC: &[u8; 8] = b"!<arch>\n";
 pub const HEADER_LEN: u64 = 60;
+/// Most members [`list`] reads: a .deb has three, plus perhaps a few signatures.
+pub const MAX_MEMBERS: usize = 1024;
 
 /// Writes one member header; the caller writes `size` bytes and then [`write_padding`].
 pub fn write_header<W: Write>(w: &mut W, name: &str, mtime: u64, size: u64) -> io::Result<()> {
@@ -84,6 +86,15 @@ pub fn list<R: Read + Seek>(r: &mut R, len: u64) -> Result<Vec<Member>, ArError>
     let mut members = Vec::new();
     let mut pos = 8u64;
     while pos < len {
+        if members.len() == MAX_MEMBERS {
+            return Err(ArError::BadHeader {
+                offset: pos,
+                reason: format!(
+                    "the archive has more than {MAX_MEMBERS} members; a .deb holds three (and \
+                     perhaps signatures), builder reads at most {MAX_MEMBERS} members"
+                ),
+            });
+        }
         if len - pos < HEADER_LEN {
             return Err(ArError::BadHeader {
                 offset: pos,

@@ -18,6 +18,7 @@ use crate::archive::Tree;
 mod ar;
 mod compress;
 mod control;
+pub(crate) mod limits;
 mod read;
 mod write;
 

@@ -1,6 +1,8 @@
 //! Reading .deb files: any dpkg 1.21 binary package in gzip, xz, zstd or no compression.
 //! Every malformed input gives a [`DebError`] naming the file; nothing here panics on bad
-//! bytes (see the truncation/bit-flip test in `super::tests`).
+//! bytes (see the truncation/bit-flip test in `super::tests` and the fuzz corpus in
+//! `tests/inspect_hostile.rs`). Every length an archive declares is bounded (see
+//! [`super::limits`]): reading a .deb takes a fixed amount of memory whatever it holds.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -9,13 +11,19 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 
 use super::ar::{self, ArError, Member};
-use super::compress::decoder;
 use super::control::parse_control;
+use super::limits::{self, human, TarGuard, TarLimits};
 use super::{Compression, DebContents, DebError, DebFile};
 use crate::archive::{read_tree_limited, FileSource, NodeKind, Tree};
 
 /// Most bytes builder reads from a control.tar, all files together.
 const CONTROL_MAX: u64 = 64 << 20;
+/// Most bytes of the `control` file (dpkg's own are a few KiB; 200,000 fields fit).
+const CONTROL_FILE_MAX: u64 = 4 << 20;
+/// Most entries listed from a data.tar, and lines read from md5sums.
+const LIST_MAX: usize = 1_000_000;
+/// Most bytes of names and link targets listed from a data.tar, all entries together.
+const LIST_NAMES_MAX: u64 = 64 << 20;
 
 struct Opened {
     path: PathBuf,
@@ -123,13 +131,19 @@ fn open(path: &Path) -> Result<Opened, DebError> {
 }
 
 impl Opened {
-    /// A decompressing reader over one member.
-    fn member(&self, which: &(Member, Compression)) -> Result<Box<dyn Read + '_>, DebError> {
+    /// A decompressing reader over one tar member, refusing what `limits` forbid before the
+    /// `tar` crate allocates for it.
+    fn member(
+        &self,
+        which: &(Member, Compression),
+        limits: TarLimits,
+    ) -> Result<TarGuard<Box<dyn Read + '_>>, DebError> {
         let (m, c) = which;
         let mut f = &self.file;
         f.seek(SeekFrom::Start(m.offset))
             .map_err(io_err(&self.path))?;
-        decoder(*c, f.take(m.size)).map_err(|e| self.corrupt(m, e))
+        let r = limits::decoder(*c, f.take(m.size)).map_err(|e| self.corrupt(m, e))?;
+        Ok(TarGuard::new(r, limits))
     }
 
     fn corrupt(&self, m: &Member, e: impl std::fmt::Display) -> DebError {
@@ -141,8 +155,13 @@ impl Opened {
     }
 
     /// The tree of a member; more than `max_total` bytes of files make it corrupt.
-    fn tree(&self, which: &(Member, Compression), max_total: u64) -> Result<Tree, DebError> {
-        let mut r = self.member(which)?;
+    fn tree(
+        &self,
+        which: &(Member, Compression),
+        limits: TarLimits,
+        max_total: u64,
+    ) -> Result<Tree, DebError> {
+        let mut r = self.member(which, limits)?;
         let tree = read_tree_limited(&mut r, max_total)
             .map_err(|e| self.corrupt(&which.0, format!("{e:#}")))?;
         // Read to the end so the compressor's trailer and checksum are verified too.
@@ -151,11 +170,15 @@ impl Opened {
     }
 }
 
-fn text(tree: &Tree, name: &str) -> Option<String> {
+fn bytes<'t>(tree: &'t Tree, name: &str) -> Option<&'t [u8]> {
     match tree.get(name).map(|n| &n.kind) {
-        Some(NodeKind::File(FileSource::Bytes(b))) => Some(String::from_utf8_lossy(b).into_owned()),
+        Some(NodeKind::File(FileSource::Bytes(b))) => Some(b),
         _ => None,
     }
+}
+
+fn text(tree: &Tree, name: &str) -> Option<String> {
+    bytes(tree, name).map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
 /// Reads a .deb's control archive and lists its data archive.
@@ -175,12 +198,24 @@ pub fn read_control(path: &Path) -> Result<DebContents, DebError> {
 fn control_of(deb: &Opened) -> Result<DebContents, DebError> {
     // control.tar holds small text files (control, md5sums, scripts, templates): a crafted
     // one must not make `inspect` hold gigabytes. dpkg's own files stay far below this.
-    let control_tree = deb.tree(&deb.control, CONTROL_MAX)?;
-    let control_text = text(&control_tree, "control").ok_or_else(|| DebError::BadMember {
+    let control_tree = deb.tree(&deb.control, limits::CONTROL_TAR, CONTROL_MAX)?;
+    let control_bytes = bytes(&control_tree, "control").ok_or_else(|| DebError::BadMember {
         path: deb.path.clone(),
         member: deb.control.0.name.clone(),
         reason: "it has no `control` file".into(),
     })?;
+    if control_bytes.len() as u64 > CONTROL_FILE_MAX {
+        return Err(deb.corrupt(
+            &deb.control.0,
+            format!(
+                "its `control` file is {} ({} bytes); builder reads at most {} of a control file",
+                human(control_bytes.len() as u64),
+                control_bytes.len(),
+                human(CONTROL_FILE_MAX)
+            ),
+        ));
+    }
+    let control_text = String::from_utf8_lossy(control_bytes).into_owned();
     let fields = parse_control(&control_text).map_err(|e| match e {
         DebError::BadControl { reason, .. } => DebError::BadControl {
             path: Some(deb.path.clone()),
@@ -197,14 +232,22 @@ fn control_of(deb: &Opened) -> Result<DebContents, DebError> {
                 .collect()
         })
         .unwrap_or_default();
-    let md5sums = text(&control_tree, "md5sums")
-        .map(|t| {
+    let md5sums = match bytes(&control_tree, "md5sums") {
+        Some(b) => {
+            let t = String::from_utf8_lossy(b);
+            if t.lines().count() > LIST_MAX {
+                return Err(deb.corrupt(
+                    &deb.control.0,
+                    format!("its `md5sums` has more than {LIST_MAX} lines; builder reads at most {LIST_MAX}"),
+                ));
+            }
             t.lines()
                 .filter_map(|l| l.split_once(' '))
                 .map(|(sum, p)| (p.trim_start().to_string(), sum.to_string()))
                 .collect()
-        })
-        .unwrap_or_default();
+        }
+        None => Vec::new(),
+    };
     let scripts = control_tree
         .iter()
         .filter(|(name, n)| {
@@ -232,9 +275,11 @@ fn control_of(deb: &Opened) -> Result<DebContents, DebError> {
 
 fn list_data(deb: &Opened) -> Result<Vec<DebFile>, DebError> {
     let member = &deb.data.0;
-    let mut r = deb.member(&deb.data)?;
+    let mut r = deb.member(&deb.data, limits::DATA_TAR)?;
     let mut archive = tar::Archive::new(&mut r);
     let mut files = Vec::new();
+    // What the listing holds: a data.tar of many long names must not make it gigabytes.
+    let mut names = 0u64;
     let entries = archive.entries().map_err(|e| deb.corrupt(member, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| deb.corrupt(member, e))?;
@@ -264,6 +309,25 @@ fn list_data(deb: &Opened) -> Result<Vec<DebFile>, DebError> {
             EntryType::XGlobalHeader | EntryType::XHeader => continue,
             other => return Err(deb.corrupt(member, format!("entry `{name}` has type {other:?}"))),
         };
+        names += (path.len() + link.as_ref().map_or(0, String::len)) as u64;
+        if names > LIST_NAMES_MAX {
+            return Err(deb.corrupt(
+                member,
+                format!(
+                    "its names and link targets pass {} after {} entries; builder lists at \
+                     most {} of them",
+                    human(LIST_NAMES_MAX),
+                    files.len(),
+                    human(LIST_NAMES_MAX)
+                ),
+            ));
+        }
+        if files.len() == LIST_MAX {
+            return Err(deb.corrupt(
+                member,
+                format!("it has more than {LIST_MAX} entries; builder lists at most {LIST_MAX}"),
+            ));
+        }
         files.push(DebFile {
             path,
             kind,
@@ -285,7 +349,7 @@ fn link_of<R: Read>(entry: &tar::Entry<'_, R>) -> Option<String> {
 /// The data.tar of a .deb as a [`Tree`] of in-memory files.
 pub fn read_data_tree(path: &Path) -> anyhow::Result<Tree> {
     let deb = open(path)?;
-    Ok(deb.tree(&deb.data, u64::MAX)?)
+    Ok(deb.tree(&deb.data, limits::DATA_TAR, u64::MAX)?)
 }
 
 /// One data.tar entry with its owner and bytes, as package-set assembly needs it.
@@ -307,7 +371,7 @@ pub struct DataEntry {
 pub fn read_data_entries(path: &Path, max_total: u64) -> Result<Vec<DataEntry>, DebError> {
     let deb = open(path)?;
     let member = &deb.data.0;
-    let mut r = deb.member(&deb.data)?;
+    let mut r = deb.member(&deb.data, limits::DATA_TAR)?;
     let mut archive = tar::Archive::new(&mut r);
     let mut out = Vec::new();
     let mut total = 0u64;

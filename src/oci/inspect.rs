@@ -1,10 +1,15 @@
 //! Reading an image tar back (`builder inspect dist/images/X.tar`): the OCI index, manifest
 //! and config, and every blob checked against its digest in one pass over the tar. Layers
 //! are decompressed on the way to check their `diff_id` and measure their unpacked size.
+//!
+//! Memory is bounded whatever the tar holds: blobs are hashed as they stream by and only
+//! their digest, size and position are kept; the manifest and config (at most
+//! [`SMALL_BLOB`] each) are read back from their position afterwards and hashed again;
+//! the JSON files and every tar header are bounded too (`crate::deb::limits`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -13,8 +18,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::spec::{DockerManifestEntry, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME};
+use crate::deb::limits::{self, human, TarGuard};
 
-/// Blobs up to this size are kept in memory for parsing (configs, manifests).
+/// Most bytes of a JSON document builder parses: a manifest, a config, `index.json`,
+/// `manifest.json` (builder's are a few KiB).
 const SMALL_BLOB: u64 = 4 << 20;
 
 /// What `builder inspect` shows for an image tar.
@@ -65,8 +72,8 @@ pub struct InspectLayer {
 /// One blob seen in the tar.
 struct Blob {
     size: u64,
-    /// Kept for small blobs only.
-    bytes: Option<Vec<u8>>,
+    /// Where its bytes start in the tar file, to read a manifest or config back.
+    offset: u64,
     /// sha256 and size of the gunzipped content when the blob is gzip.
     unpacked: Option<(String, u64)>,
 }
@@ -87,7 +94,7 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
-fn read_blob(entry: impl Read, size: u64, name: &str) -> anyhow::Result<(String, Blob)> {
+fn read_blob(entry: impl Read, name: &str) -> anyhow::Result<(String, Blob)> {
     let mut r = HashReader {
         inner: entry,
         hasher: Sha256::new(),
@@ -102,18 +109,12 @@ fn read_blob(entry: impl Read, size: u64, name: &str) -> anyhow::Result<(String,
         }
         got += n;
     }
-    let chained = (&head[..got]).chain(&mut r);
-    let mut bytes = None;
+    let mut chained = (&head[..got]).chain(&mut r);
     let mut unpacked = None;
     if got == 2 && head == [0x1f, 0x8b] {
-        let mut keep = Vec::new();
-        let mut tee = Tee {
-            inner: chained,
-            keep: (size <= SMALL_BLOB).then_some(&mut keep),
-        };
         let mut gz = HashReader {
             // Every member: a layer may be several concatenated gzip members (eStargz).
-            inner: MultiGzDecoder::new(&mut tee),
+            inner: MultiGzDecoder::new(&mut chained),
             hasher: Sha256::new(),
             count: 0,
         };
@@ -123,44 +124,35 @@ fn read_blob(entry: impl Read, size: u64, name: &str) -> anyhow::Result<(String,
             format!("sha256:{}", hex::encode(gz.hasher.finalize())),
             gz.count,
         ));
-        // Drain what the decoder did not need (trailing bytes still belong to the digest).
-        std::io::copy(&mut tee, &mut std::io::sink())?;
-        if size <= SMALL_BLOB {
-            bytes = Some(keep);
-        }
-    } else if size <= SMALL_BLOB {
-        let mut keep = Vec::new();
-        let mut c = chained;
-        c.read_to_end(&mut keep)?;
-        bytes = Some(keep);
-    } else {
-        let mut c = chained;
-        std::io::copy(&mut c, &mut std::io::sink())?;
     }
+    // Drain what the decoder did not need (trailing bytes still belong to the digest).
+    std::io::copy(&mut chained, &mut std::io::sink())?;
     let digest = format!("sha256:{}", hex::encode(r.hasher.finalize()));
     Ok((
         digest,
         Blob {
             size: r.count,
-            bytes,
+            offset: 0,
             unpacked,
         },
     ))
 }
 
-struct Tee<'a, R> {
-    inner: R,
-    keep: Option<&'a mut Vec<u8>>,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(k) = self.keep.as_mut() {
-            k.extend_from_slice(&buf[..n]);
-        }
-        Ok(n)
+/// Reads a JSON file of at most [`SMALL_BLOB`] bytes, refusing a larger one before reading.
+fn read_small(r: impl Read, size: u64, name: &str, tar: &Path) -> anyhow::Result<Vec<u8>> {
+    if size > SMALL_BLOB {
+        return Err(crate::error::usage(format!(
+            "`{name}` in `{}` declares {} ({size} bytes); builder reads at most {} of it",
+            tar.display(),
+            human(size),
+            human(SMALL_BLOB)
+        )));
     }
+    let mut buf = Vec::with_capacity(size as usize);
+    r.take(size)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("could not read `{name}` in `{}`", tar.display()))?;
+    Ok(buf)
 }
 
 /// Reads and checks an image tar written by builder (or any OCI layout tar with one image).
@@ -170,7 +162,8 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
         .metadata()
         .with_context(|| format!("could not read `{}`", path.display()))?
         .len();
-    let mut archive = tar::Archive::new(BufReader::new(file));
+    let guard = TarGuard::new(BufReader::new(&file), limits::IMAGE_TAR);
+    let mut archive = tar::Archive::new(guard);
     let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let entries = archive
@@ -188,8 +181,9 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
             .trim_start_matches("./")
             .to_string();
         let size = entry.size();
+        let offset = entry.raw_file_position();
         if let Some(hex) = name.strip_prefix("blobs/sha256/") {
-            let (digest, blob) = read_blob(&mut entry, size, &name)
+            let (digest, mut blob) = read_blob(&mut entry, &name)
                 .with_context(|| format!("could not read `{name}` in `{}`", path.display()))?;
             if digest != format!("sha256:{hex}") {
                 bail!(
@@ -197,15 +191,14 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
                     path.display()
                 );
             }
+            blob.offset = offset;
             blobs.insert(digest, blob);
         } else if matches!(name.as_str(), "index.json" | "manifest.json" | "oci-layout") {
-            let mut buf = Vec::new();
-            entry
-                .read_to_end(&mut buf)
-                .with_context(|| format!("could not read `{name}` in `{}`", path.display()))?;
+            let buf = read_small(&mut entry, size, &name, path)?;
             files.insert(name, buf);
         }
     }
+    drop(archive);
     let not_image = |what: &str| {
         crate::error::usage(format!(
             "`{}` is not an OCI image tar: {what}; build one with `builder package`",
@@ -226,11 +219,23 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
             index.manifests.len()
         )));
     };
-    let small = |digest: &str, what: &str| -> anyhow::Result<&[u8]> {
-        blobs
+    // Read back from where the blob was seen, and hashed again: the file may have changed.
+    let small = |digest: &str, what: &str| -> anyhow::Result<Vec<u8>> {
+        let blob = blobs
             .get(digest)
-            .and_then(|b| b.bytes.as_deref())
-            .ok_or_else(|| not_image(&format!("the {what} blob {digest} is missing")))
+            .ok_or_else(|| not_image(&format!("the {what} blob {digest} is missing")))?;
+        let name = format!("{what} blob {digest}");
+        let mut f = &file;
+        f.seek(SeekFrom::Start(blob.offset))
+            .with_context(|| format!("could not read `{}`", path.display()))?;
+        let bytes = read_small(f, blob.size, &name, path)?;
+        if super::blob::sha256_digest(&bytes) != digest {
+            bail!(
+                "`{}` changed while it was read: the {what} blob {digest} no longer matches",
+                path.display()
+            );
+        }
+        Ok(bytes)
     };
     // A descriptor's size must be its blob's: OCI tools (skopeo, containerd) refuse a
     // mismatch, so inspect must too.
@@ -245,10 +250,10 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
         }
     };
     sized(&desc.digest, desc.size, "manifest")?;
-    let manifest: Manifest = serde_json::from_slice(small(&desc.digest, "manifest")?)
+    let manifest: Manifest = serde_json::from_slice(&small(&desc.digest, "manifest")?)
         .with_context(|| format!("the manifest in `{}` is not valid", path.display()))?;
     sized(&manifest.config.digest, manifest.config.size, "config")?;
-    let config: ImageConfig = serde_json::from_slice(small(&manifest.config.digest, "config")?)
+    let config: ImageConfig = serde_json::from_slice(&small(&manifest.config.digest, "config")?)
         .with_context(|| format!("the config in `{}` is not valid", path.display()))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         bail!(
