@@ -30,6 +30,7 @@ pub mod deb;
 pub mod debian;
 pub mod digest;
 pub mod docker;
+pub mod durable;
 pub mod error;
 pub mod fslock;
 pub mod image;

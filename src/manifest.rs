@@ -128,7 +128,7 @@ impl Manifest {
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let mut text = serde_json::to_vec_pretty(self)?;
         text.push(b'\n');
-        write_atomic(path, &text)
+        crate::durable::write(path, &text)
     }
 }
 
@@ -141,27 +141,4 @@ fn created_parent(path: &Path) -> anyhow::Result<&Path> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("could not create `{}`", dir.display()))?;
     Ok(dir)
-}
-
-/// Writes `bytes` to `path` through a temp file in the same directory and a rename. The file
-/// is made readable by all (0644), like the .debs beside it: temp files start at 0600.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let dir = created_parent(path)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".builder-tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("could not create a temp file in `{}`", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("could not write `{}`", path.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("could not set the mode of `{}`", path.display()))?;
-    }
-    tmp.as_file().sync_all().ok();
-    tmp.persist(path)
-        .with_context(|| format!("could not write `{}`", path.display()))?;
-    Ok(())
 }

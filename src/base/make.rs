@@ -418,8 +418,8 @@ use crate::fslock::pid_alive;
 
 /// Removes, from the bases cache directory `dir`, what makers that died (Ctrl-C, kill) left:
 /// temp rootfs trees `tmp-<stem>-<pid>` (also this process's own, whose background removal
-/// may not have finished) and half-written files `<name>-<hash>.tar.tmp-<pid>` /
-/// `.json.tmp-<pid>` whose pid is gone.
+/// may not have finished) and half-written files ([`crate::durable`] temps) whose pid is
+/// gone.
 pub(super) fn sweep_leftovers(dir: &Path) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
@@ -437,16 +437,9 @@ pub(super) fn sweep_leftovers(dir: &Path) {
                     drop(TempRoot { path: e.path() });
                 }
             }
-        } else if ft.is_file() {
-            let pid = name
-                .rsplit_once(".tmp-")
-                .filter(|(stem, _)| stem.ends_with(".tar") || stem.ends_with(".json"))
-                .and_then(|(_, p)| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| !pid_alive(p)) {
-                let _ = std::fs::remove_file(e.path());
-            }
         }
     }
+    crate::durable::sweep_dead_temps(dir);
 }
 
 /// Makes the rootfs tar of a `debootstrap` or `tarball` base at `out`.
@@ -578,11 +571,11 @@ mod tests {
         let dead = 4_194_305u32;
         let me = std::process::id();
         let names = [
-            format!("go-0123456789abcdef.tar.tmp-{dead}"),
-            format!("go-0123456789abcdef.json.tmp-{dead}"),
-            format!("go-0123456789abcdef.tar.tmp-{me}"),
-            format!("go-0123456789abcdef.tar.tmp-x{dead}"),
-            format!("notes.txt.tmp-{dead}"),
+            format!(".go-0123456789abcdef.tar.tmp-{dead}-0"),
+            format!(".go-0123456789abcdef.json.tmp-{dead}-1"),
+            format!(".go-0123456789abcdef.tar.tmp-{me}-2"),
+            format!(".go-0123456789abcdef.tar.tmp-x{dead}-0"),
+            format!("notes.txt.tmp-{dead}-0"),
             "go-0123456789abcdef.tar".to_string(),
         ];
         for n in &names {

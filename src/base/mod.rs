@@ -417,11 +417,7 @@ impl BaseImages {
             diff_id: written.diff_id,
             size: written.size,
         };
-        let tmp = meta_path.with_extension(format!("json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&meta)?)
-            .with_context(|| format!("could not write `{}`", tmp.display()))?;
-        std::fs::rename(&tmp, &meta_path)
-            .with_context(|| format!("could not write `{}`", meta_path.display()))?;
+        crate::durable::write(&meta_path, &serde_json::to_vec_pretty(&meta)?)?;
         Ok(self.to_rootfs(def, tar, &meta))
     }
 

@@ -28,11 +28,13 @@ fn write_atomic(
         &mut tar::Builder<&mut HashWriter<std::io::BufWriter<std::fs::File>>>,
     ) -> Result<()>,
 ) -> Result<Written> {
-    let tmp = out.with_extension(format!("tar.tmp-{}", std::process::id()));
-    let file = std::fs::File::create(&tmp)
-        .with_context(|| format!("could not create `{}`", tmp.display()))?;
+    let mut target = crate::durable::AtomicFile::create(out, crate::durable::PUBLIC)?;
+    let file = target
+        .file()
+        .try_clone()
+        .with_context(|| format!("could not write `{}`", out.display()))?;
     let mut hw = HashWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
-    let result = (|| -> Result<()> {
+    (|| -> Result<()> {
         let mut b = tar::Builder::new(&mut hw);
         b.mode(tar::HeaderMode::Complete);
         fill(&mut b)?;
@@ -40,20 +42,14 @@ fn write_atomic(
         drop(b);
         hw.flush()?;
         Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("could not write `{}`", out.display()));
-    }
+    })()
+    .with_context(|| format!("could not write `{}`", out.display()))?;
     let (inner, diff_id, size) = hw.finish();
     let written = Written { diff_id, size };
-    let file = inner
+    inner
         .into_inner()
-        .map_err(|e| anyhow::anyhow!("could not write `{}`: {}", tmp.display(), e.error()))?;
-    file.sync_all()
-        .with_context(|| format!("could not write `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("could not move `{}` to `{}`", tmp.display(), out.display()))?;
+        .map_err(|e| anyhow::anyhow!("could not write `{}`: {}", out.display(), e.error()))?;
+    target.commit()?;
     Ok(written)
 }
 

@@ -189,13 +189,7 @@ pub fn write_deb(spec: &DebSpec, out: &Path) -> anyhow::Result<DebInfo> {
 
     set_mode_644(out_tmp.as_file())?;
     // On disk before the name points at it: manifest.json (synced) records its sha256.
-    out_tmp
-        .as_file()
-        .sync_all()
-        .with_context(|| format!("could not sync `{}`", tmp_path.display()))?;
-    out_tmp
-        .persist(out)
-        .with_context(|| format!("could not rename the temp file to `{}`", out.display()))?;
+    crate::durable::persist(out_tmp, out)?;
     Ok(DebInfo {
         path: out.to_path_buf(),
         sha256: sha.trim_start_matches("sha256:").to_string(),

@@ -189,8 +189,7 @@ impl Fetcher {
                     ),
                 });
             }
-            tmp.as_file().sync_all().map_err(|e| local_write(dest, e))?;
-            tmp.persist(dest).map_err(|e| local_write(dest, e.error))?;
+            crate::durable::persist(tmp, dest).map_err(|e| FetchError::Local(format!("{e:#}")))?;
             return Ok(n);
         }
         Err(last.unwrap_or_else(|| FetchError::Network {

@@ -312,7 +312,7 @@ impl Lock {
     /// Writes the lock to the project root atomically (temp file, fsync, rename).
     pub fn write(&self, project: &Path) -> anyhow::Result<()> {
         let file = Lock::path(project);
-        crate::manifest::write_atomic(&file, self.render().as_bytes())
+        crate::durable::write(&file, self.render().as_bytes())
     }
 }
 

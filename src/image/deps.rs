@@ -213,7 +213,7 @@ pub fn dependency_layer(
                 diff_id: w.diff_id.clone(),
                 size: w.size,
             };
-            crate::manifest::write_atomic(&meta_path, &serde_json::to_vec(&meta)?)?;
+            crate::durable::write(&meta_path, &serde_json::to_vec(&meta)?)?;
             w
         }
     };

@@ -266,8 +266,7 @@ fn base_blob(tar: &Path, diff_id: &str) -> anyhow::Result<LayerBlob> {
             made.diff_id
         );
     }
-    tmp.persist(&blob)
-        .with_context(|| format!("could not write `{}`", blob.display()))?;
+    crate::durable::persist(tmp, &blob)?;
     made.path = blob;
     let meta = Meta {
         digest: made.digest.clone(),
@@ -275,11 +274,7 @@ fn base_blob(tar: &Path, diff_id: &str) -> anyhow::Result<LayerBlob> {
         diff_id: made.diff_id.clone(),
         uncompressed_size: made.uncompressed_size,
     };
-    let tmp_meta = meta_path.with_extension(format!("json.tmp-{}", std::process::id()));
-    std::fs::write(&tmp_meta, serde_json::to_vec(&meta)?)
-        .with_context(|| format!("could not write `{}`", tmp_meta.display()))?;
-    std::fs::rename(&tmp_meta, &meta_path)
-        .with_context(|| format!("could not write `{}`", meta_path.display()))?;
+    crate::durable::write(&meta_path, &serde_json::to_vec(&meta)?)?;
     Ok(made)
 }
 

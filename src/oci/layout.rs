@@ -146,12 +146,8 @@ pub fn write_image_tar(dst: &Path, parts: &ImageParts<'_>) -> anyhow::Result<Wri
     buf.flush()
         .with_context(|| format!("could not write `{}`", dst.display()))?;
     drop(buf);
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("could not write `{}`", dst.display()))?;
     set_mode_0644(tmp.as_file());
-    tmp.persist(dst)
-        .with_context(|| format!("could not rename the image into `{}`", dst.display()))?;
+    crate::durable::persist(tmp, dst)?;
     Ok(WrittenImage {
         config_digest,
         manifest_digest,

@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::manifest::write_atomic;
+use crate::durable::write as write_atomic;
 use crate::project::Paths;
 use crate::report::Reporter;
 use crate::smoke::report::esc;

@@ -274,50 +274,23 @@ impl Signer {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
-/// with `mode` set before any byte is written. Refuses to replace an existing file unless
-/// `overwrite`.
+/// Writes `bytes` to `path` durably with `mode` set before any byte is written. Refuses to
+/// replace an existing file unless `overwrite`.
 pub fn write_file_atomic(
     path: &Path,
     bytes: &[u8],
     mode: u32,
     overwrite: bool,
 ) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if !overwrite && path.exists() {
-        return Err(crate::error::usage(format!(
-            "`{}` already exists: choose another path or pass `--force` to replace it",
-            path.display()
-        )));
+    let mut f = crate::durable::AtomicFile::create(path, mode)?;
+    f.file()
+        .write_all(bytes)
+        .with_context(|| format!("could not write `{}`", path.display()))?;
+    if overwrite {
+        f.commit()
+    } else {
+        f.commit_new()
     }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("could not create directory `{}`", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "key".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .with_context(|| format!("could not create `{}`", tmp.display()))?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("could not write `{}`", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("could not move key into place at `{}`", path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use super::deploy::Deployment;
 use super::gate::Check;
 use super::monitor::{ContainerSummary, Restart};
 use super::stack::{Overrides, Stack, Thresholds};
+use crate::durable::write as write_atomic;
 use crate::load::{LoadReport, Percentiles, Second};
-use crate::manifest::{write_atomic, Artifact};
+use crate::manifest::Artifact;
 
 /// What was run, as given.
 #[derive(Debug, Clone, Serialize)]
