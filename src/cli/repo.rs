@@ -1,4 +1,4 @@
-//! `builder repo list|prune|rollback|history <env>`: inspect and maintain environment
+//! `builder repo list|prune|rollback|history|check <env>`: inspect and maintain environment
 //! repositories under `--root` (default `<dist>/repos`).
 
 use std::fmt::Write as _;
@@ -63,6 +63,17 @@ pub enum RepoCommand {
     },
     /// Show who changed the environment, when, and with what
     History(EnvArgs),
+    /// Find what an interrupted or damaged command left (half-written generations, an
+    /// unfinished prune, missing links or history, damaged pool files and blobs); exit 1
+    /// when the repository is not consistent
+    Check {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// Fix what can be fixed without the artifacts' source: leftovers, unfinished
+        /// steps, unreadable old generations, files no generation needs
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 /// The repository `env` names: `--root`, else `root` from promote.toml, else
@@ -141,6 +152,54 @@ pub fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result
             let g = repo::rollback(&cfg, &signer, reporter)?;
             if reporter.is_json() {
                 reporter.json(&serde_json::json!({ "generation": g.number }))?;
+            }
+        }
+        RepoCommand::Check { env, repair } => {
+            let (cfg, _) = config(&env, paths)?;
+            let report = repo::check::check(&cfg, repair, reporter)?;
+            if reporter.is_json() {
+                reporter.json(&report)?;
+            } else {
+                for f in &report.findings {
+                    let state = match (f.repaired, f.repairable) {
+                        (true, _) => "repaired",
+                        (false, true) => "repairable (--repair)",
+                        (false, false) => "needs you",
+                    };
+                    reporter.output(format!("{state}: {}", f.problem));
+                }
+            }
+            let open = report.findings.iter().filter(|f| !f.repaired).count();
+            let what = match report.current {
+                Some(c) => format!("generation {c}, {} generation(s)", report.generations),
+                None => "no generation".to_string(),
+            };
+            if open == 0 {
+                let fixed = report.findings.len();
+                reporter.status(
+                    "Checked",
+                    if fixed == 0 {
+                        format!("`{}` is consistent ({what})", cfg.env)
+                    } else {
+                        format!(
+                            "`{}` is consistent again: {fixed} problem(s) repaired ({what})",
+                            cfg.env
+                        )
+                    },
+                );
+            } else {
+                return Err(crate::error::failed(format!(
+                    "`{}` is not consistent: {open} problem(s){}",
+                    cfg.env,
+                    if !repair && report.findings.iter().any(|f| f.repairable && !f.repaired) {
+                        format!(
+                            "; `builder repo check {} --repair` fixes the repairable ones",
+                            cfg.env
+                        )
+                    } else {
+                        String::new()
+                    }
+                )));
             }
         }
         RepoCommand::History(env) => {

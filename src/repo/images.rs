@@ -322,43 +322,34 @@ pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Streams `r` into `blobs/sha256/.tmp-<pid>-<hex>`, checks the sha256 and renames.
+/// Streams `r` into a temp file beside the blob, checks the sha256 and renames it into place
+/// (durably).
 fn put_blob(images: &Path, digest: &str, r: &mut dyn Read) -> anyhow::Result<()> {
     let hex = hex_of(digest)
         .ok_or_else(|| crate::error::failed(format!("`{digest}` is not a sha256 digest")))?;
     let dest = blob_file(images, digest);
-    let tmp = dest.with_file_name(format!(".tmp-{}-{hex}", std::process::id()));
-    let result = (|| {
-        let mut out =
-            File::create(&tmp).with_context(|| format!("could not create `{}`", tmp.display()))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = r
-                .read(&mut buf)
-                .with_context(|| format!("could not read blob {digest}"))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .with_context(|| format!("could not write `{}`", tmp.display()))?;
+    let mut out = crate::durable::AtomicFile::create(&dest, crate::durable::PUBLIC)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = r
+            .read(&mut buf)
+            .with_context(|| format!("could not read blob {digest}"))?;
+        if n == 0 {
+            break;
         }
-        out.sync_all()
-            .with_context(|| format!("could not sync `{}`", tmp.display()))?;
-        let got = hex::encode(hasher.finalize());
-        if got != hex {
-            return Err(crate::error::failed(format!(
-                "blob {digest} read back as sha256:{got}: its source changed while it was copied"
-            )));
-        }
-        fs::rename(&tmp, &dest)
-            .with_context(|| format!("could not move `{}` into place", dest.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        hasher.update(&buf[..n]);
+        out.file()
+            .write_all(&buf[..n])
+            .with_context(|| format!("could not write `{}`", dest.display()))?;
     }
-    result
+    let got = hex::encode(hasher.finalize());
+    if got != hex {
+        return Err(crate::error::failed(format!(
+            "blob {digest} read back as sha256:{got}: its source changed while it was copied"
+        )));
+    }
+    out.commit()
 }
 
 /// The `index.json` text for `images` (sorted by ref name, so equal lists give equal bytes).
@@ -387,8 +378,23 @@ pub fn index_json(images: &[ImageEntry]) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Makes `images/index.json` list exactly `images` (temp + rename; nothing is written when
-/// it already does). Returns whether it changed.
+/// The image index each generation holds (`.generations/<n>/dists/images-index.json`);
+/// `images/index.json` is a symlink to it through `dists`, so it switches with apt's indexes.
+pub const GENERATION_INDEX: &str = "images-index.json";
+
+/// Makes `images/` an OCI layout (its `oci-layout` file and blob directory).
+pub fn ensure_layout(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir.join("blobs").join("sha256"))
+        .with_context(|| format!("could not create `{}`", dir.display()))?;
+    let layout = dir.join("oci-layout");
+    if !layout.exists() {
+        crate::durable::write(&layout, OCI_LAYOUT.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Makes `images/index.json` a file listing exactly `images`, for a current generation
+/// written by a builder that kept no image index inside it. Returns whether it changed.
 pub fn write_index(env_dir: &Path, images: &[ImageEntry]) -> anyhow::Result<bool> {
     let dir = images_dir(env_dir);
     let path = dir.join("index.json");
@@ -399,31 +405,20 @@ pub fn write_index(env_dir: &Path, images: &[ImageEntry]) -> anyhow::Result<bool
     if fs::read(&path).is_ok_and(|have| have == want) {
         return Ok(false);
     }
-    fs::create_dir_all(dir.join("blobs").join("sha256"))
-        .with_context(|| format!("could not create `{}`", dir.display()))?;
-    let layout = dir.join("oci-layout");
-    if !layout.exists() {
-        atomic(&layout, OCI_LAYOUT.as_bytes())?;
-    }
-    atomic(&path, &want)?;
+    ensure_layout(&dir)?;
+    crate::durable::write(&path, &want)?;
     Ok(true)
 }
 
-fn atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    super::store::write_synced(&tmp, bytes)?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("could not move `{}` into place", path.display()))?;
-    if let Some(d) = path.parent() {
-        super::store::sync_dir(d)?;
-    }
-    Ok(())
+/// How many blobs `images/blobs/sha256/` holds.
+pub fn blob_count(env_dir: &Path) -> usize {
+    fs::read_dir(images_dir(env_dir).join("blobs").join("sha256"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Removes temp files and blobs no digest in `referenced` names; returns how many.
@@ -434,7 +429,7 @@ pub fn remove_unreferenced(env_dir: &Path, referenced: &BTreeSet<String>) -> any
         let Ok(rd) = fs::read_dir(&sub) else { continue };
         for ent in rd.flatten() {
             let name = ent.file_name().to_string_lossy().into_owned();
-            let doomed = if name.starts_with(".tmp-") {
+            let doomed = if name.starts_with('.') && name.contains(".tmp-") {
                 true
             } else if sub != dir {
                 !referenced.contains(&format!("sha256:{name}"))

@@ -9,6 +9,7 @@
 //! Must not: decide *what* may be promoted (the gate in `promote` does), or print (it
 //! reports through [`Reporter`]).
 
+pub mod check;
 pub mod history;
 pub mod images;
 pub mod index;
@@ -136,34 +137,51 @@ fn check_signing_key(
     Ok(true)
 }
 
-/// Points `<env>/signing-key.{gpg,asc}` at `dists/` (temp symlink + rename), once: after
-/// that they follow every switch. Skipped while the current generation has no key files
-/// (written by an older builder).
-fn link_public_key(layout: &Layout) -> anyhow::Result<()> {
+/// Points `<env>/signing-key.{gpg,asc}` and `<env>/images/index.json` into `dists/`, so
+/// they change with the `dists` switch (once made, these links never change again). A
+/// generation written by an older builder has no image index inside: `index.json` is then
+/// written from its image list.
+fn link_generation_files(layout: &Layout, meta: &GenerationMeta) -> anyhow::Result<()> {
     for name in KEY_FILES {
-        let target = PathBuf::from("dists").join(name);
-        if !layout.dists_link().join(name).is_file() {
-            continue;
+        if layout.dists_link().join(name).is_file() {
+            link(
+                &layout.env_dir.join(name),
+                &PathBuf::from("dists").join(name),
+            )?;
         }
-        let path = layout.env_dir.join(name);
-        if std::fs::read_link(&path).is_ok_and(|t| t == target) {
-            continue;
-        }
-        let tmp = layout
-            .env_dir
-            .join(format!(".{name}.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&target, &tmp)
-            .with_context(|| format!("could not create symlink `{}`", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| {
-            format!(
-                "could not point `{}` at `{}`",
-                path.display(),
-                target.display()
-            )
-        })?;
     }
-    store::sync_dir(&layout.env_dir)
+    let images_dir = images::images_dir(&layout.env_dir);
+    if !images_dir.exists() && meta.images.is_empty() {
+        return Ok(());
+    }
+    if layout.dists_link().join(images::GENERATION_INDEX).is_file() {
+        images::ensure_layout(&images_dir)?;
+        link(
+            &images_dir.join("index.json"),
+            &PathBuf::from("..")
+                .join("dists")
+                .join(images::GENERATION_INDEX),
+        )
+    } else {
+        images::write_index(&layout.env_dir, &meta.images).map(drop)
+    }
+}
+
+/// Makes `path` a symlink to `target` (temp symlink + rename + directory sync) unless it is.
+fn link(path: &std::path::Path, target: &std::path::Path) -> anyhow::Result<()> {
+    if std::fs::read_link(path).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .with_context(|| format!("could not create symlink `{}`", tmp.display()))?;
+    crate::durable::rename(&tmp, path)
 }
 
 /// A .deb to publish, with the sha256 the gate approved.
@@ -516,9 +534,15 @@ pub fn publish_full(
         runs,
         from_env: publication.from_env.clone(),
     };
-    let g = write_generation(
-        cfg, &layout, signer, packages, images, current, current, entry,
-    )?;
+    let next = NextGeneration {
+        packages,
+        images,
+        current,
+        previous: current,
+        entry,
+        sweep: Vec::new(),
+    };
+    let g = write_generation(cfg, &layout, signer, next, reporter)?;
     reporter.status(
         "Published",
         format!(
@@ -593,16 +617,15 @@ pub fn rollback(
         images::verify_stored(&images_dir, i)
             .with_context(|| format!("cannot roll `{}` back to generation {target}", cfg.env))?;
     }
-    let g = write_generation(
-        cfg,
-        &layout,
-        signer,
-        target_meta.packages,
-        target_meta.images,
-        Some(current),
-        target_meta.previous,
+    let next = NextGeneration {
+        packages: target_meta.packages,
+        images: target_meta.images,
+        current: Some(current),
+        previous: target_meta.previous,
         entry,
-    )?;
+        sweep: Vec::new(),
+    };
+    let g = write_generation(cfg, &layout, signer, next, reporter)?;
     reporter.status(
         "Rolled back",
         format!(
@@ -639,7 +662,16 @@ pub fn contents(cfg: &RepoConfig) -> anyhow::Result<(Vec<PackageEntry>, Vec<Imag
 /// The history lines of the environment, oldest first.
 pub fn history(cfg: &RepoConfig) -> anyhow::Result<Vec<HistoryEntry>> {
     cfg.check()?;
-    history::read(&Layout::new(&cfg.root, &cfg.env))
+    let layout = Layout::new(&cfg.root, &cfg.env);
+    let mut entries = history::read(&layout)?;
+    // A run killed between its switch and its append: the generation carries its entry.
+    if let Some(c) = layout.current()? {
+        let meta = layout.read_meta(c)?;
+        if !entries.iter().any(|e| e.generation == c) {
+            entries.push(meta.history);
+        }
+    }
+    Ok(entries)
 }
 
 /// Keeps the `keep` newest versions of each package (per architecture) in the index, then
@@ -705,7 +737,6 @@ pub fn prune(
                 .iter()
                 .any(|x| removed_digests.contains(x.digest.as_str()))
     };
-    let mut new_current = current;
     if !removed.is_empty() || !removed_images.is_empty() {
         check_signing_key(cfg, &layout, signer, reporter)?;
         // The nearest earlier generation that holds no removed version stays a rollback target.
@@ -715,6 +746,15 @@ pub fn prune(
                 Ok(m) if !holds_removed(&m) => break,
                 Ok(m) => previous = m.previous,
                 Err(_) => previous = None,
+            }
+        }
+        // Generations that hold a removed file or image go; the rest keep theirs. The list
+        // is part of the new generation, so a prune killed while deleting is finished by
+        // the next command.
+        let mut sweep = Vec::new();
+        for n in layout.generation_numbers()? {
+            if holds_removed(&layout.read_meta(n)?) {
+                sweep.push(n);
             }
         }
         let entry = HistoryEntry {
@@ -729,37 +769,26 @@ pub fn prune(
             runs: Vec::new(),
             from_env: None,
         };
-        let g = write_generation(
-            cfg,
-            &layout,
-            signer,
-            kept,
-            kept_images,
-            Some(current),
+        let next = NextGeneration {
+            packages: kept,
+            images: kept_images,
+            current: Some(current),
             previous,
             entry,
-        )?;
-        new_current = g.number;
-        report.generation = Some(g.number);
-    }
-    // Generations that reference a removed file or image go; the rest keep theirs.
-    let mut referenced = BTreeSet::new();
-    let mut blobs = BTreeSet::new();
-    for n in layout.generation_numbers()? {
-        let meta = match layout.read_meta(n) {
-            Ok(m) if n == new_current || !holds_removed(&m) => m,
-            Err(e) => return Err(e),
-            Ok(_) => {
-                store::remove_generation(&layout, n)?;
-                report.removed_generations.push(n);
-                continue;
-            }
+            sweep: sweep.clone(),
         };
-        meta.collect_references(&mut referenced, &mut blobs);
+        let g = write_generation(cfg, &layout, signer, next, reporter)?;
+        report.generation = Some(g.number);
+        report.removed_generations = sweep;
     }
-    report.removed_files =
-        store::remove_pool_files(&layout, |rel| !referenced.contains(rel), true)?;
-    report.removed_blobs = images::remove_unreferenced(&layout.env_dir, &blobs)?;
+    // Mark (the generation's sweep list, committed), then sweep: idempotent, and what a
+    // killed prune left is swept again by the next command.
+    let files_before = store::pool_files(&layout)?;
+    let blobs_before = images::blob_count(&layout.env_dir);
+    store::clean_leftovers(&layout, reporter)?;
+    let files_after = store::pool_files(&layout)?;
+    report.removed_files = files_before.difference(&files_after).cloned().collect();
+    report.removed_blobs = blobs_before.saturating_sub(images::blob_count(&layout.env_dir));
     reporter.status(
         "Pruned",
         format!(
@@ -776,19 +805,39 @@ pub fn prune(
     Ok(report)
 }
 
-/// Writes generation `max+1` beside the current one, then switches to it, points
-/// `images/index.json` at its images and records it.
-#[allow(clippy::too_many_arguments)]
+/// What the next generation holds and how it came to be.
+struct NextGeneration {
+    packages: Vec<PackageEntry>,
+    images: Vec<ImageEntry>,
+    /// The generation current now (`None` for a new repository).
+    current: Option<u64>,
+    /// The generation `rollback` returns to from the new one.
+    previous: Option<u64>,
+    entry: HistoryEntry,
+    /// Generations to delete once the new one is current (prune).
+    sweep: Vec<u64>,
+}
+
+/// Writes generation `max+1` beside the current one (apt indexes, signatures, public key,
+/// image index, history entry, sweep list: everything it consists of) and switches to it
+/// with one rename. What follows the switch ([`store::complete_current`]) is derived from
+/// the generation: when it fails, the generation is still the one served, so that is a
+/// warning, and the next command (or `repo check --repair`) completes it.
 fn write_generation(
     cfg: &RepoConfig,
     layout: &Layout,
     signer: &Signer,
-    mut packages: Vec<PackageEntry>,
-    mut images: Vec<ImageEntry>,
-    current: Option<u64>,
-    previous: Option<u64>,
-    mut entry: HistoryEntry,
+    next: NextGeneration,
+    reporter: &Reporter,
 ) -> anyhow::Result<Generation> {
+    let NextGeneration {
+        mut packages,
+        mut images,
+        current,
+        previous,
+        mut entry,
+        sweep,
+    } = next;
     index::sort_entries(&mut packages);
     images.sort_by_key(ImageEntry::ref_name);
     let number = layout
@@ -877,13 +926,18 @@ fn write_generation(
         &base.join("Release.gpg"),
         &signer.detached_sign(release.as_bytes())?,
     )?;
-    // The public key travels with the generation it verifies: `<env>/signing-key.*` point
-    // into `dists/`, so the key and the signatures change in the same rename.
+    // The public key and the image index travel with the generation: `<env>/signing-key.*`
+    // and `<env>/images/index.json` point into `dists/`, so they change in the same rename
+    // as the signatures.
     let dists_dir = staging.join("dists");
     store::write_synced(&dists_dir.join(KEY_FILES[0]), &signer.public_key_binary())?;
     store::write_synced(
         &dists_dir.join(KEY_FILES[1]),
         signer.public_key_armored().as_bytes(),
+    )?;
+    store::write_synced(
+        &dists_dir.join(images::GENERATION_INDEX),
+        &images::index_json(&images)?,
     )?;
 
     let meta = GenerationMeta {
@@ -891,25 +945,24 @@ fn write_generation(
         previous,
         packages,
         index_files: files,
-        history: entry.clone(),
+        history: entry,
         images,
+        sweep,
     };
     let json = serde_json::to_vec_pretty(&meta).context("could not encode generation.json")?;
     store::write_synced(&staging.join("generation.json"), &json)?;
 
     let dir = layout.gen_dir(number);
-    std::fs::rename(&staging, &dir).with_context(|| {
-        format!(
-            "could not move `{}` to `{}`",
-            staging.display(),
-            dir.display()
-        )
-    })?;
-    store::sync_dir(&gens)?;
+    crate::durable::rename(&staging, &dir)?;
     layout.switch_to(number)?;
-    link_public_key(layout)?;
-    images::write_index(&layout.env_dir, &meta.images)?;
-    history::append(layout, &entry)?;
+    // Committed: apt, the image layout and the key now serve generation `number`.
+    if let Err(e) = store::complete_current(layout, &meta) {
+        reporter.warn(format!(
+            "`{}` serves generation {number}, but completing it failed ({e:#}); the next \
+             builder command on `{}` completes it, or run `builder repo check {} --repair`",
+            cfg.env, cfg.env, cfg.env
+        ));
+    }
     Ok(Generation {
         number,
         packages: meta.packages,

@@ -8,10 +8,19 @@
 //!   .generations/<n>/generation.json  what generation n holds (packages, index files, history)
 //!   .generations/<n>/dists/<env>/...  Release, InRelease, Release.gpg, Packages{,.gz}, by-hash
 //!   .generations/.tmp-<n>-<pid>/      a generation being written (removed on the next run)
+//!   .generations/.tmp-gone-<n>-<pid>/ a generation being deleted (renamed first, so a
+//!                                     numbered directory is always whole)
 //!   pool/main/<p>/<source>/<file>.deb written once (temp + rename), never changed
-//!   images/                       OCI layout; index.json follows the current generation
+//!   images/                       OCI layout; index.json -> ../dists/images-index.json
+//!   signing-key.{gpg,asc}         -> dists/signing-key.{gpg,asc}
 //!   history.jsonl                 one line per publish / rollback / prune
 //! ```
+//!
+//! Everything a generation consists of (apt indexes, signatures, the public key, the image
+//! index, its history entry and what a prune deletes) is inside its directory, so the one
+//! `dists` rename switches all of it. `history.jsonl` and the deletions that follow are
+//! derived from the current generation and completed by the next command
+//! ([`complete_current`]) or `builder repo check --repair` when a run dies after its switch.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -42,6 +51,10 @@ pub struct GenerationMeta {
     /// The images `images/index.json` lists while this generation is current.
     #[serde(default)]
     pub images: Vec<super::images::ImageEntry>,
+    /// Generations `prune` deletes once this one is current: the intent is committed with
+    /// the switch, so a prune killed while deleting is finished by the next command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<u64>,
 }
 
 impl GenerationMeta {
@@ -187,11 +200,14 @@ impl RepoLock {
     }
 }
 
-/// Removes what a crashed run left behind. Call with the lock held.
-/// - temporary generations, symlinks and pool files;
+/// Removes what a crashed run left behind and completes what it committed. Call with the
+/// lock held.
+/// - temporary generations (being written or being deleted), symlinks and pool files;
 /// - complete generations newer than the current one (written but never switched to);
-/// - pool files no generation references (copied by a run that died before its switch);
-/// - appends the current generation's history line if the run died right after the switch.
+/// - generations the current one's `sweep` names (a prune that died while deleting);
+/// - pool files and blobs no generation references (copied by a run that died before its
+///   switch, or left by an interrupted prune);
+/// - the current generation's links and history line ([`complete_current`]).
 pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<()> {
     let current = layout.current()?;
     let mut removed = 0usize;
@@ -211,6 +227,23 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
             }
         }
     }
+    let current_meta = match current {
+        Some(c) => Some(layout.read_meta(c).map_err(|e| {
+            crate::error::failed(format!(
+                "the current generation {c} of `{}` has no readable generation.json: {e:#}",
+                layout.env_dir.display()
+            ))
+        })?),
+        None => None,
+    };
+    if let Some(m) = &current_meta {
+        for &n in &m.sweep {
+            if n != m.number && layout.gen_dir(n).exists() {
+                remove_generation(layout, n)?;
+                removed += 1;
+            }
+        }
+    }
     let mut referenced = BTreeSet::new();
     let mut blobs = BTreeSet::new();
     // An older generation whose generation.json cannot be read (damaged, or written by
@@ -220,18 +253,12 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
     for n in layout.generation_numbers()? {
         let stale = current.is_none_or(|c| n > c);
         if stale {
-            remove_any(&layout.gen_dir(n))?;
+            remove_generation(layout, n)?;
             removed += 1;
             continue;
         }
         match layout.read_meta(n) {
             Ok(m) => m.collect_references(&mut referenced, &mut blobs),
-            Err(e) if Some(n) == current => {
-                return Err(crate::error::failed(format!(
-                    "the current generation {n} of `{}` has no readable generation.json: {e:#}",
-                    layout.env_dir.display()
-                )))
-            }
             Err(e) => unknown.push(format!("{n} ({e:#})")),
         }
     }
@@ -241,9 +268,14 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
     } else {
         reporter.warn(format!(
             "`{}`: generation(s) {} cannot be read; left alone, and unreferenced pool files \
-             and blobs are kept until they can",
+             and blobs are kept until they can (`builder repo check {} --repair` removes them)",
             layout.env_dir.display(),
-            unknown.join(", ")
+            unknown.join(", "),
+            layout
+                .env_dir
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
         ));
     }
     if removed > 0 {
@@ -252,15 +284,37 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
             layout.env_dir.display()
         ));
     }
-    if let Some(c) = current {
-        let meta = layout.read_meta(c)?;
-        // A run that died between its switch and its index.json rename is completed here.
-        super::images::write_index(&layout.env_dir, &meta.images)?;
-        super::history::ensure_recorded(layout, &meta.history)?;
-        // A run that died between its switch and pointing the key files into `dists/`.
-        super::link_public_key(layout)?;
+    if let Some(m) = &current_meta {
+        complete_current(layout, m)?;
     }
     Ok(())
+}
+
+/// What follows a switch, derived from the current generation and idempotent: the key files
+/// and `images/index.json` pointing into `dists/`, and its history line. A run that died
+/// after its switch is completed by the next one.
+pub fn complete_current(layout: &Layout, meta: &GenerationMeta) -> anyhow::Result<()> {
+    super::link_generation_files(layout, meta)?;
+    super::history::ensure_recorded(layout, &meta.history)
+}
+
+/// The pool files there are (relative paths, temps left out).
+pub fn pool_files(layout: &Layout) -> anyhow::Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let pool = layout.env_dir.join("pool");
+    if !pool.exists() {
+        return Ok(out);
+    }
+    for ent in walkdir::WalkDir::new(&pool) {
+        let ent = ent.with_context(|| format!("could not list `{}`", pool.display()))?;
+        let name = ent.file_name().to_string_lossy();
+        if ent.file_type().is_file() && !name.starts_with('.') {
+            if let Ok(rel) = ent.path().strip_prefix(&layout.env_dir) {
+                out.insert(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes pool files (and `.tmp-` files when `temps`) for which `doomed(relative path)`
@@ -289,7 +343,8 @@ pub fn remove_pool_files(
             .strip_prefix(&layout.env_dir)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let is_temp = ent.file_name().to_string_lossy().starts_with(".tmp-");
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let is_temp = name.starts_with(".tmp-") || crate::durable::temp_owner(&name).is_some();
         if (temps && is_temp) || (!is_temp && doomed(&rel)) {
             fs::remove_file(path)
                 .with_context(|| format!("could not remove `{}`", path.display()))?;
@@ -314,8 +369,19 @@ fn remove_any(path: &Path) -> anyhow::Result<()> {
     .with_context(|| format!("could not remove `{}`", path.display()))
 }
 
+/// Deletes generation `n`: renamed out of the numbered names first (one atomic step), so a
+/// kill leaves either the whole generation or a `.tmp-gone-` directory the next run removes.
 pub fn remove_generation(layout: &Layout, n: u64) -> anyhow::Result<()> {
-    remove_any(&layout.gen_dir(n))
+    let dir = layout.gen_dir(n);
+    if fs::symlink_metadata(&dir).is_err() {
+        return Ok(());
+    }
+    let gone = layout
+        .gens()
+        .join(format!(".tmp-gone-{n}-{}", std::process::id()));
+    remove_any(&gone)?;
+    crate::durable::rename(&dir, &gone)?;
+    remove_any(&gone)
 }
 
 /// `(sha256, md5, size)` of a file, streamed.
@@ -358,37 +424,28 @@ pub fn put_pool_file(layout: &Layout, src: &Path, rel: &str, sha256: &str) -> an
             dest.display()
         )));
     }
-    install_verified(layout, src, &dest, sha256)
+    install_verified(src, &dest, sha256)
 }
 
 /// Copies `src` to `dest` through a temp file beside it, checks the copy's sha256 and
 /// renames it into place (replacing whatever is there, atomically).
-fn install_verified(layout: &Layout, src: &Path, dest: &Path, sha256: &str) -> anyhow::Result<()> {
-    let dir = dest.parent().unwrap_or(&layout.env_dir);
-    fs::create_dir_all(dir).with_context(|| format!("could not create `{}`", dir.display()))?;
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-    fs::copy(src, &tmp)
-        .with_context(|| format!("could not copy `{}` to `{}`", src.display(), tmp.display()))?;
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("could not sync `{}`", tmp.display()))?;
+fn install_verified(src: &Path, dest: &Path, sha256: &str) -> anyhow::Result<()> {
+    let mut out = crate::durable::AtomicFile::create(dest, crate::durable::PUBLIC)?;
+    let mut from =
+        File::open(src).with_context(|| format!("could not read `{}`", src.display()))?;
+    std::io::copy(&mut from, out.file())
+        .with_context(|| format!("could not copy `{}` to `{}`", src.display(), dest.display()))?;
     // The bytes that land in the pool are the ones that were checked: `src` may have been
     // rewritten (a concurrent `builder package`) since its hash was compared.
-    let (copied, _, _) = digest_file(&tmp)?;
+    let (copied, _, _) = digest_file(out.temp_path())?;
     if copied != sha256 {
-        let _ = fs::remove_file(&tmp);
         return Err(crate::error::failed(format!(
             "`{}` changed while it was being published (sha256 {copied}, checked {sha256}): \
              nothing was published; run the promotion again",
             src.display()
         )));
     }
-    fs::rename(&tmp, dest)
-        .with_context(|| format!("could not move `{}` into place", dest.display()))
+    out.commit()
 }
 
 /// Makes the pool file `rel` hold exactly the published bytes again: when it is missing or
@@ -404,24 +461,21 @@ pub fn repair_pool_file(
     if dest.exists() && digest_file(&dest)?.0 == sha256 {
         return Ok(false);
     }
-    install_verified(layout, src, &dest, sha256)?;
+    install_verified(src, &dest, sha256)?;
     Ok(true)
 }
 
-/// Writes a file and syncs it (used inside a staging generation, so no temp is needed).
+/// Writes a file inside a staging generation (no temp needed: nothing reads it before the
+/// generation's rename), syncing the file and its directory.
 pub fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("could not create `{}`", dir.display()))?;
-    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("could not create `{}`", dir.display()))?;
     let mut f =
         File::create(path).with_context(|| format!("could not create `{}`", path.display()))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
-        .with_context(|| format!("could not write `{}`", path.display()))
+        .with_context(|| format!("could not write `{}`", path.display()))?;
+    sync_dir(dir)
 }
 
-pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("could not sync directory `{}`", dir.display()))
-}
+pub use crate::durable::sync_dir;
