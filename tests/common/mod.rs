@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: run the real binary, make fixture projects.
 #![allow(dead_code)]
 
+pub mod project;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,306 @@
+//! Fault injection on the real binary: `builder promote`, `repo rollback` and `repo prune` are
+//! SIGKILLed by strace at every filesystem step they take (each rename, unlink, symlink,
+//! rmdir and fsync, one at a time), on a copy of a repository with packages and images.
+//! After every kill the environment must be either exactly as before or exactly as after the
+//! command, `builder repo check --repair` (or simply running the command again) must leave it
+//! consistent, apt must verify it and skopeo must read every image it lists.
+
+mod common;
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::project::*;
+use common::*;
+
+/// The syscalls that change what a repository is; each is a kill point of its own because
+/// strace counts `when=N` per syscall.
+const KILL_POINTS: [&str; 6] = ["rename", "unlink", "unlinkat", "symlink", "rmdir", "fsync"];
+/// No command here takes more steps of one kind than this; the loop stops at the first N
+/// that the command survives.
+const MAX_STEPS: u32 = 80;
+
+fn strace_present() -> bool {
+    Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn builder_in(dir: &Path, key: &Path, args: &[&str]) -> Command {
+    let mut c = builder();
+    c.arg("--project")
+        .arg(dir)
+        .args(args)
+        .env("BUILDER_SIGNING_KEY_FILE", key)
+        .env_remove("BUILDER_SIGNING_KEY")
+        .env_remove("BUILDER_REGISTRY")
+        .current_dir(dir);
+    c
+}
+
+/// What an environment holds, as `repo list --json` says (kind, name, version, digest).
+fn holdings(dir: &Path, key: &Path) -> Vec<String> {
+    let o = run(&mut builder_in(
+        dir,
+        key,
+        &["--json", "repo", "list", "dev"],
+    ));
+    assert!(o.status.success(), "repo list: {}", both(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {}",
+                e["kind"],
+                e["name"],
+                e["version"],
+                e.get("sha256").or(e.get("digest")).unwrap()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The manifest digests `images/index.json` lists, sorted.
+fn layout_digests(env: &Path) -> Vec<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.join("images/index.json")).unwrap()).unwrap();
+    let mut v: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Checks every way a consistent environment shows itself; returns what it holds.
+fn assert_consistent(dir: &Path, p: &Project, what: &str) -> Vec<String> {
+    let o = run(&mut builder_in(
+        dir,
+        &p.key(),
+        &["--json", "repo", "check", "dev"],
+    ));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{what}: repo check --json: {e}: {}", both(&o)));
+    assert!(
+        o.status.success() && report["findings"].as_array().unwrap().is_empty(),
+        "{what}: repo check after repair: {report}\n{}",
+        both(&o)
+    );
+    let env = dir.join("dist/repos/dev");
+    apt_verifies(&env, &p.keyring()).unwrap_or_else(|e| panic!("{what}: apt: {e}"));
+    // The image layout lists exactly the images the repository holds, and skopeo reads each.
+    let held = holdings(dir, &p.key());
+    let images: Vec<&String> = held.iter().filter(|h| h.starts_with("\"image\"")).collect();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.join("images/index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"].as_array().unwrap().len(),
+        images.len(),
+        "{what}: images/index.json against {held:?}: {index}"
+    );
+    for m in index["manifests"].as_array().unwrap() {
+        let tag = m["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .unwrap();
+        let digest = m["digest"].as_str().unwrap();
+        assert_eq!(
+            skopeo_digest(&format!("oci:{}:{tag}", env.join("images").display())),
+            digest,
+            "{what}"
+        );
+        assert!(
+            images.iter().any(|h| h.contains(digest)),
+            "{what}: {digest} in the layout but not in {held:?}"
+        );
+    }
+    // The history's last entry describes the current generation.
+    let o = run(&mut builder_in(
+        dir,
+        &p.key(),
+        &["--json", "repo", "history", "dev"],
+    ));
+    let h: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        h.as_array().unwrap().last().unwrap()["generation"],
+        report["current"],
+        "{what}: history {h}"
+    );
+    held
+}
+
+/// A project with two promoted generations (a .deb and an image each) and a third release
+/// approved by smoke but not promoted yet.
+fn prepared() -> Project {
+    let p = Project::new();
+    for (i, v) in ["1.0.0", "2.0.0", "3.0.0"].iter().enumerate() {
+        p.package(v, 4);
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(p.dist().join("manifest.json")).unwrap()).unwrap();
+        let mut artifacts: Vec<serde_json::Value> = manifest["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "deb" && a["version"] == *v)
+            .cloned()
+            .collect();
+        artifacts.push(write_image(&p.dist(), "web", v));
+        write_report(
+            &p.dist(),
+            &format!("run-{i}"),
+            true,
+            &[],
+            &serde_json::Value::Array(artifacts),
+        );
+        if i < 2 {
+            let o = p.promote(&["--to", "dev"]);
+            assert!(o.status.success(), "{}", both(&o));
+        }
+    }
+    p
+}
+
+/// Kills `args` at every step in turn on fresh copies of `p`'s project and checks what is
+/// left. Returns the number of kills.
+fn kill_everywhere(p: &Project, args: &[&str]) -> u32 {
+    let before = holdings(p.path(), &p.key());
+    let clean = tempfile::tempdir().unwrap();
+    copy_tree(p.path(), clean.path());
+    let o = run(&mut builder_in(clean.path(), &p.key(), args));
+    assert!(o.status.success(), "{args:?} without faults: {}", both(&o));
+    let after = assert_consistent(clean.path(), p, &format!("{args:?} without faults"));
+    assert_ne!(before, after, "{args:?} changes nothing: a useless test");
+
+    let exe = env!("CARGO_BIN_EXE_builder");
+    let mut kills = 0;
+    for call in KILL_POINTS {
+        for n in 1..=MAX_STEPS {
+            let work = tempfile::tempdir().unwrap();
+            copy_tree(p.path(), work.path());
+            let what = format!("{args:?} killed at {call} #{n}");
+            let cmd = builder_in(work.path(), &p.key(), args);
+            let mut traced = Command::new("strace");
+            traced
+                .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+                .arg(format!("trace={call}"))
+                .arg("-e")
+                .arg(format!("inject={call}:signal=KILL:when={n}"))
+                .arg(exe)
+                .args(cmd.get_args())
+                .current_dir(work.path());
+            for (k, v) in cmd.get_envs() {
+                match v {
+                    Some(v) => traced.env(k, v),
+                    None => traced.env_remove(k),
+                };
+            }
+            let o: Output = run(&mut traced);
+            let killed = o.status.signal() == Some(9) || o.status.code() == Some(137);
+            if !killed {
+                assert!(
+                    o.status.success(),
+                    "{what}: not killed but failed: {}",
+                    both(&o)
+                );
+                break;
+            }
+            kills += 1;
+            // The repository is as before or as after, even before anything repairs it...
+            let now = holdings(work.path(), &p.key());
+            assert!(
+                now == before || now == after,
+                "{what}: holds {now:?}, neither {before:?} nor {after:?}"
+            );
+            // The image layout is part of the same switch: it agrees with apt's generation
+            // at every moment, not only after a repair.
+            let listed = layout_digests(&work.path().join("dist/repos/dev"));
+            let mut held_images: Vec<String> = now
+                .iter()
+                .filter(|h| h.starts_with("\"image\""))
+                .map(|h| h.rsplit(' ').next().unwrap().trim_matches('"').to_string())
+                .collect();
+            held_images.sort();
+            assert_eq!(listed, held_images, "{what}: image layout against {now:?}");
+            // ...and the next command leaves it consistent: on odd steps `repo check
+            // --repair`, on even ones running the command again (what CI does on a retry).
+            let next: Vec<&str> = if n % 2 == 1 || args[0] == "repo" && args[1] == "rollback" {
+                vec!["repo", "check", "dev", "--repair"]
+            } else {
+                args.to_vec()
+            };
+            let o = run(&mut builder_in(work.path(), &p.key(), &next));
+            assert!(o.status.success(), "{what}: then {next:?}: {}", both(&o));
+            let held = assert_consistent(work.path(), p, &what);
+            assert!(
+                held == before || held == after,
+                "{what}: then {next:?} holds {held:?}"
+            );
+            if next[0] != "repo" || next[1] != "check" {
+                assert_eq!(held, after, "{what}: the retry did not finish the job");
+            }
+        }
+    }
+    kills
+}
+
+#[test]
+fn promote_rollback_and_prune_killed_at_every_step_leave_a_consistent_repository() {
+    if !strace_present() {
+        panic!("this test injects faults with strace: install Debian's `strace` package");
+    }
+    let p = prepared();
+    let promote = kill_everywhere(&p, &["promote", "--to", "dev"]);
+    let rollback = kill_everywhere(&p, &["repo", "rollback", "dev"]);
+    let prune = kill_everywhere(&p, &["repo", "prune", "dev", "--keep", "1"]);
+    eprintln!("kills: promote {promote}, rollback {rollback}, prune {prune}");
+    // Each command changes the repository in several steps; a run that killed nothing
+    // would prove nothing.
+    for (name, k) in [
+        ("promote", promote),
+        ("rollback", rollback),
+        ("prune", prune),
+    ] {
+        assert!(k >= 5, "{name}: only {k} kill points");
+    }
+}
+
+/// What a `repo prune` killed mid-delete used to leave (a generation directory without its
+/// generation.json) no longer blocks anything: `repo check` names it, `--repair` removes it,
+/// and the pool files only it referenced are reclaimed.
+#[test]
+fn a_half_deleted_generation_is_found_and_repaired() {
+    let p = prepared();
+    let env = p.env_dir("dev");
+    let gen1 = env.join(".generations/1");
+    fs::remove_file(gen1.join("generation.json")).unwrap();
+    let o = p.builder(&["--json", "repo", "check", "dev"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["problem"].as_str().unwrap().contains("generation 1")
+                && f["repairable"] == true),
+        "{report}"
+    );
+    let o = p.builder(&["repo", "check", "dev", "--repair"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(both(&o).contains("repaired"), "{}", both(&o));
+    assert!(!gen1.exists());
+    assert_consistent(p.path(), &p, "after --repair");
+    // Prune works again and reclaims version 1's pool file, referenced by no generation.
+    let o = p.builder(&["repo", "prune", "dev", "--keep", "1"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(!pool_file(&p, "dev", "1.0.0").exists());
+    assert_consistent(p.path(), &p, "after prune");
+}
