@@ -155,7 +155,7 @@ fn prepared() -> Project {
             .collect();
         artifacts.push(write_image(&p.dist(), "web", v));
         write_report(
-            &p.dist(),
+            &p,
             &format!("run-{i}"),
             true,
             &[],

@@ -106,6 +106,13 @@ fn ci_passes_then_fails_the_gate_with_exit_1() {
         .arg(dist.join("repos/dev/dists/dev/InRelease")));
     assert!(config.path().join("builder/signing-key.asc").is_file());
     assert!(!dir.path().join("dist").join("signing-key.asc").exists());
+    // The smoke report that approved them is signed by the same key (gpgv agrees).
+    let report_path = Path::new(summary["smoke_report"].as_str().unwrap());
+    sh(std::process::Command::new("gpgv")
+        .arg("--keyring")
+        .arg(dist.join("repos/dev/signing-key.gpg"))
+        .arg(report_path.with_file_name("report.json.asc"))
+        .arg(report_path));
 
     // Rebase: a new image of the same .deb on the Debian-slim base, with no build and no
     // container: a new image id, the same application layer.

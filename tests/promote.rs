@@ -535,7 +535,7 @@ fn images_land_in_an_oci_layout_and_a_registry_with_the_same_digest() {
     let p = Project::new();
     let reg = start_registry();
     let addr = format!("127.0.0.1:{}", reg.port);
-    let img = approved_image(&p.dist(), "web", "1.0.0", "img-1");
+    let img = approved_image(&p, "web", "1.0.0", "img-1");
     let digest = img["digest"].as_str().unwrap().to_string();
 
     let start = Instant::now();
@@ -569,7 +569,7 @@ fn images_land_in_an_oci_layout_and_a_registry_with_the_same_digest() {
     );
 
     // A changed image is refused before anything is written.
-    let img2 = approved_image(&p.dist(), "web", "2.0.0", "img-2");
+    let img2 = approved_image(&p, "web", "2.0.0", "img-2");
     let tar = p.dist().join("images/web_2.0.0.tar");
     let mut b = fs::read(&tar).unwrap();
     // Flip a byte inside the last blob region (not the tar padding): the report's tar
@@ -677,7 +677,7 @@ fn push_to_a_tls_registry_with_a_login() {
     });
     let addr = format!("https://127.0.0.1:{}", reg.port);
     let p = Project::new();
-    let img = approved_image(&p.dist(), "api", "1.0.0", "tls-1");
+    let img = approved_image(&p, "api", "1.0.0", "tls-1");
     let digest = img["digest"].as_str().unwrap().to_string();
     let push = |user: Option<&str>, password: &str, ca: Option<&Path>| {
         let mut c = p.builder_cmd(&["promote", "--to", "dev", "--registry", &addr, "--json"]);
@@ -840,7 +840,7 @@ fn push_through_a_bearer_token_service() {
     let reg = start_registry();
     let front = start_token_front(reg.port);
     let p = Project::new();
-    let img = approved_image(&p.dist(), "api", "2.0.0", "bearer-1");
+    let img = approved_image(&p, "api", "2.0.0", "bearer-1");
     let digest = img["digest"].as_str().unwrap().to_string();
     let addr = format!("127.0.0.1:{}", front.port);
     let push = |password: &str| {
@@ -884,7 +884,7 @@ fn repo_commands_follow_promote_toml() {
     )
     .unwrap();
     for (i, v) in ["1.0.0", "2.0.0"].iter().enumerate() {
-        approved_image(&p.dist(), "web", v, &format!("toml-{i}"));
+        approved_image(&p, "web", v, &format!("toml-{i}"));
         let o = run(p
             .builder_cmd(&["promote", "--to", "dev"])
             .env_remove("BUILDER_SIGNING_KEY_FILE"));
@@ -911,7 +911,7 @@ fn repo_commands_follow_promote_toml() {
 #[test]
 fn damaged_blobs_are_repaired_and_tag_collisions_refused() {
     let p = Project::new();
-    let img = approved_image(&p.dist(), "web", "1.0~rc1", "blob-1");
+    let img = approved_image(&p, "web", "1.0~rc1", "blob-1");
     let o = p.promote(&["--to", "dev"]);
     assert!(o.status.success(), "{}", both(&o));
     let blobs = p.env_dir("dev").join("images/blobs/sha256");
@@ -936,7 +936,7 @@ fn damaged_blobs_are_repaired_and_tag_collisions_refused() {
         "the damaged blob was not repaired"
     );
 
-    approved_image(&p.dist(), "web", "1.0+rc1", "blob-2");
+    approved_image(&p, "web", "1.0+rc1", "blob-2");
     let o = p.promote(&["--to", "dev"]);
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     assert!(
@@ -951,7 +951,7 @@ fn damaged_blobs_are_repaired_and_tag_collisions_refused() {
 #[test]
 fn promote_from_an_env_waits_for_its_lock() {
     let p = Project::new();
-    approved_image(&p.dist(), "web", "1.0.0", "lock-1");
+    approved_image(&p, "web", "1.0.0", "lock-1");
     let o = p.promote(&["--to", "dev"]);
     assert!(o.status.success(), "{}", both(&o));
 
@@ -986,7 +986,7 @@ fn prune_drops_old_images_and_their_blobs() {
     let p = Project::new();
     let mut imgs = Vec::new();
     for (i, v) in ["1.0.0", "1.10.0", "1.9.0"].iter().enumerate() {
-        let img = approved_image(&p.dist(), "web", v, &format!("prune-{i}"));
+        let img = approved_image(&p, "web", v, &format!("prune-{i}"));
         let o = p.promote(&["--to", "dev"]);
         assert!(o.status.success(), "{}", both(&o));
         imgs.push(img);
@@ -1149,11 +1149,23 @@ fn the_repository_key_changes_only_by_rotation_and_only_with_its_generation() {
     let other_s = other.to_str().unwrap();
     p.package("2.0", 4);
     p.report("k-2", true, &[]);
-    let o = p.promote(&["--to", "dev", "--signing-key", other_s]);
-    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     let new_fpr = builder::sign::Signer::from_file(&other)
         .unwrap()
         .fingerprint();
+    // A report signed by the old key is not trusted by a promotion with the new one...
+    let o = p.promote(&["--to", "dev", "--signing-key", other_s, "--rotate-key"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        both(&o).contains(&format!(
+            "signed by key {old_fpr}, not by this project's key {new_fpr}"
+        )),
+        "{}",
+        both(&o)
+    );
+    // ...smoke signs with the key promotion uses.
+    resign_report(&p, "k-2", &other);
+    let o = p.promote(&["--to", "dev", "--signing-key", other_s]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     let msg = both(&o);
     assert!(
         msg.contains(&old_fpr) && msg.contains(&new_fpr) && msg.contains("--rotate-key"),
@@ -1338,4 +1350,124 @@ fn unreadable_old_reports_are_skipped_and_unknown_runs_listed() {
     let o = p.promote(&["--to", "dev"]);
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     assert!(both(&o).contains("cannot be read"), "{}", both(&o));
+}
+
+/// The smoke report is verified, not believed: each forgery the hostile review used to
+/// publish an untested package is refused with a message naming what is wrong, and nothing
+/// reaches the environment. Then the genuine report promotes, and a report edited after the
+/// promotion stops the next environment.
+#[test]
+fn forged_unsigned_and_inconsistent_reports_are_refused() {
+    let p = Project::new();
+    let deb = p.package("1.0.0", 4);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(p.dist().join("manifest.json")).unwrap()).unwrap();
+    let artifacts = manifest["artifacts"].clone();
+    let report = |run: &str, edit: &dyn Fn(&mut serde_json::Value)| -> Vec<u8> {
+        write_report(&p, run, true, &[], &artifacts);
+        let path = p.dist().join("smoke").join(run).join("report.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        edit(&mut v);
+        serde_json::to_vec_pretty(&v).unwrap()
+    };
+    let refused = |run: &str, expect: &[&str]| {
+        let o = p.promote(&["--to", "dev", "--run", run]);
+        assert_eq!(o.status.code(), Some(1), "{run}: {}", both(&o));
+        for e in expect {
+            assert!(both(&o).contains(e), "{run}: wants `{e}` in {}", both(&o));
+        }
+        assert!(!p.env_dir("dev").join("dists").exists(), "{run} published");
+    };
+
+    // 1. `passed: true` while every check failed, signed as smoke signs.
+    let bytes = report("all-checks-failed", &|v| {
+        v["checks"] = serde_json::json!([
+            { "name": "success_ratio", "passed": false },
+            { "name": "p99_latency", "passed": false },
+        ]);
+    });
+    write_signed_report(&p, "all-checks-failed", &bytes);
+    refused(
+        "all-checks-failed",
+        &["says passed = true", "success_ratio, p99_latency"],
+    );
+
+    // 2. A repackaged .deb's sha256 put into a signed report after it was signed.
+    let evil = p.dist().join("debs/evil.deb");
+    let mut repacked = fs::read(&deb).unwrap();
+    let last = repacked.len() - 1;
+    repacked[last] ^= 1;
+    fs::write(&evil, &repacked).unwrap();
+    write_report(&p, "edited", true, &[], &artifacts);
+    let path = p.dist().join("smoke/edited/report.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    v["artifacts"][0]["path"] = "debs/evil.deb".into();
+    v["artifacts"][0]["sha256"] = sha256_file(&evil).into();
+    fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    refused(
+        "edited",
+        &["cannot be trusted", "changed after it was signed"],
+    );
+
+    // 3. No signature at all (a report written by hand, or by a smoke run without a key).
+    write_report(&p, "unsigned", true, &[], &artifacts);
+    fs::remove_file(p.dist().join("smoke/unsigned/report.json.asc")).unwrap();
+    refused("unsigned", &["is not signed", "report.json.asc"]);
+
+    // 4. Signed by a key that is not the project's.
+    let stranger = p.keys.path().join("stranger.asc");
+    let o = p.builder(&["key", "generate", "--out", stranger.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", both(&o));
+    write_report(&p, "stranger", true, &[], &artifacts);
+    resign_report(&p, "stranger", &stranger);
+    refused("stranger", &["signed by key", "not by this project's key"]);
+
+    // 5. Artifact paths outside dist/, even when signed with the right key: `..`, absolute,
+    // and a link inside dist/ that points out of it.
+    let outside = p.path().join("outside.deb");
+    fs::copy(&deb, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, p.dist().join("debs/link.deb")).unwrap();
+    for (run, path) in [
+        ("dotdot", "../outside.deb".to_string()),
+        ("absolute", outside.display().to_string()),
+        ("link-out", "debs/link.deb".to_string()),
+    ] {
+        let bytes = report(run, &|v| v["artifacts"][0]["path"] = path.clone().into());
+        write_signed_report(&p, run, &bytes);
+        refused(run, &["not inside", "only takes artifacts from dist/"]);
+    }
+
+    // 6. A run that stopped before the gate cannot say it passed.
+    let bytes = report("stopped", &|v| v["error"] = "never became healthy".into());
+    write_signed_report(&p, "stopped", &bytes);
+    refused(
+        "stopped",
+        &["stopped before the gate", "never became healthy"],
+    );
+
+    // The genuine report promotes; editing it afterwards stops the next environment.
+    p.report("genuine", true, &[]);
+    let o = p.promote(&["--to", "dev", "--run", "genuine"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let path = p.dist().join("smoke/genuine/report.json");
+    // The signature is ordinary OpenPGP: gpgv checks it with the repository's key.
+    sh(Command::new("gpgv")
+        .arg("--keyring")
+        .arg(p.env_dir("dev").join("signing-key.gpg"))
+        .arg(path.with_file_name("report.json.asc"))
+        .arg(&path));
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(
+        &path,
+        text.replace("\"requests\": 1500", "\"requests\": 1501"),
+    )
+    .unwrap();
+    let o = p.promote(&["--from", "dev", "--to", "staging"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        both(&o).contains("smoke run genuine") && both(&o).contains("changed after it was signed"),
+        "{}",
+        both(&o)
+    );
+    assert!(!p.env_dir("staging").join("dists").exists());
 }

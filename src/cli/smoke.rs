@@ -58,6 +58,12 @@ pub struct SmokeArgs {
     /// Measured duration of each --find-capacity step (after a 2 s warm-up)
     #[arg(long, default_value = "10s", requires = "find_capacity")]
     pub step_duration: String,
+
+    /// Key that signs the report, so `builder promote` can trust it [default: as promote:
+    /// $BUILDER_SIGNING_KEY, $BUILDER_SIGNING_KEY_FILE, `signing_key` in promote.toml, then
+    /// the key pipeline/ci generated]
+    #[arg(long, value_name = "PATH")]
+    pub signing_key: Option<std::path::PathBuf>,
 }
 
 /// The stack and load settings `smoke`, `pipeline` and `ci` share.
@@ -137,6 +143,7 @@ fn options(args: SmokeArgs) -> anyhow::Result<SmokeOptions> {
     opts.overrides.max_p99_ms = args.max_p99;
     opts.keep = args.keep;
     opts.capacity = capacity;
+    opts.signing_key = args.signing_key;
     Ok(opts)
 }
 

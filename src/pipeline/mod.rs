@@ -214,8 +214,17 @@ async fn chain(
     })
     .await?;
 
+    // One key signs the smoke report and the repository, so promotion can verify the report.
+    let signing_key = match &opts.signing_key {
+        Some(k) => Some(k.clone()),
+        None => ensure_signing_key(paths, reporter)?,
+    };
     let outcome = stage(stages, "smoke", reporter, async {
-        let outcome = crate::smoke::run(paths, &opts.smoke, reporter, cancel.clone()).await?;
+        let smoke_opts = crate::smoke::SmokeOptions {
+            signing_key: signing_key.clone(),
+            ..opts.smoke.clone()
+        };
+        let outcome = crate::smoke::run(paths, &smoke_opts, reporter, cancel.clone()).await?;
         out.smoke_dir = Some(outcome.dir.clone());
         if !outcome.report.passed {
             return Err(crate::error::failed(format!(
@@ -242,10 +251,6 @@ async fn chain(
         return Ok(());
     };
     stage(stages, "promote", reporter, async {
-        let signing_key = match &opts.signing_key {
-            Some(k) => Some(k.clone()),
-            None => ensure_signing_key(paths, reporter)?,
-        };
         // Exactly what this run's smoke test passed, not whatever report is newest.
         let promote_opts = crate::promote::PromoteOptions {
             to: env.clone(),

@@ -100,17 +100,31 @@ impl PromoteConfig {
         flag: Option<&std::path::Path>,
         reporter: &crate::report::Reporter,
     ) -> anyhow::Result<crate::sign::Signer> {
-        let default_file = PathBuf::from(FILE);
-        let config = self
-            .signing_key
-            .as_deref()
-            .map(|k| (k, self.file.as_deref().unwrap_or(&default_file)));
-        let (signer, source) = crate::sign::resolve(flag, config)?;
+        let (signer, source) = crate::sign::resolve(flag, self.key_config())?;
         reporter.info(format!(
             "signing with key {} from {source}",
             signer.fingerprint()
         ));
         Ok(signer)
+    }
+
+    /// `signing_key` with the file that set it, as [`crate::sign::resolve`] takes them.
+    fn key_config(&self) -> Option<(&Path, &Path)> {
+        let file = self.file.as_deref().unwrap_or(Path::new(FILE));
+        self.signing_key.as_deref().map(|k| (k, file))
+    }
+
+    /// [`Self::signer`], or `None` when no key is configured anywhere (a key that is
+    /// configured but unusable is still an error).
+    pub fn signer_if_any(
+        &self,
+        flag: Option<&std::path::Path>,
+        reporter: &crate::report::Reporter,
+    ) -> anyhow::Result<Option<crate::sign::Signer>> {
+        match crate::sign::key_source(flag, self.key_config()) {
+            None => Ok(None),
+            Some(_) => self.signer(flag, reporter).map(Some),
+        }
     }
 
     /// Position of `env` in the promotion order.

@@ -1,5 +1,8 @@
 //! The gate: what may enter an environment, checked before anything is written.
 //!
+//! Every report is verified first ([`smoke_report::verify`]): signed by the key promotion
+//! signs with, its verdict recomputed from its checks, every artifact path inside dist/.
+//!
 //! From a report (`--to <first env>`): the latest smoke report must exist and have passed;
 //! every .deb's sha256 is recomputed from the file, every image tar is re-read and each blob
 //! hashed, and all must equal the report's sha256 / manifest digest / image id.
@@ -9,18 +12,47 @@
 //! digests; the source's pool files and blobs are hashed again.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::{failed, usage};
 use crate::repo::images::{self, ImageArtifact, ImageEntry, ImageSource};
 use crate::repo::{self, DebArtifact, PackageEntry, Publication, RepoConfig};
 use crate::report::Reporter;
+use crate::sign::Signer;
 
 use super::smoke_report::{self, ReportArtifact, SmokeReport};
 
+/// `dist/<a.path>`, refused unless the path is relative, without `..`, and stays inside
+/// dist/ once symlinks are resolved: promotion takes only what the project packaged.
+fn artifact_path(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<PathBuf> {
+    let rel = Path::new(&a.path);
+    let plain = !a.path.is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    let path = dist.join(rel);
+    let escapes = || match (path.canonicalize(), dist.canonicalize()) {
+        (Ok(p), Ok(d)) => !p.starts_with(d),
+        _ => false,
+    };
+    if !plain || escapes() {
+        return Err(failed(format!(
+            "{} {} {} in smoke run {run} has path `{}`, which is not inside `{}`: promotion \
+             only takes artifacts from dist/ (paths relative to it, without `..` or links out \
+             of it); run `builder package` and `builder smoke` again",
+            a.kind,
+            a.name,
+            a.version,
+            a.path,
+            dist.display()
+        )));
+    }
+    Ok(path)
+}
+
 /// Checks a report artifact's file against it: `(recomputed sha256)`.
-fn check_sha(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<std::path::PathBuf> {
-    let path = dist.join(&a.path);
+fn check_sha(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<PathBuf> {
+    let path = artifact_path(dist, a, run)?;
     if !path.is_file() {
         return Err(failed(format!(
             "{} {} {} approved by smoke run {run} is missing: `{}` does not exist; run \
@@ -50,6 +82,7 @@ fn check_sha(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<std::
 pub fn passed_report(
     dist: &Path,
     run: Option<&str>,
+    signer: &Signer,
     reporter: &Reporter,
 ) -> anyhow::Result<SmokeReport> {
     if let Some(id) = run {
@@ -71,7 +104,7 @@ pub fn passed_report(
                 smoke_report::smoke_dir(dist).display()
             )));
         };
-        return check_passed(r, "smoke run");
+        return check_passed(r, "smoke run", signer);
     }
     let Some(r) = smoke_report::latest(dist, reporter)? else {
         return Err(failed(format!(
@@ -80,10 +113,11 @@ pub fn passed_report(
             smoke_report::smoke_dir(dist).display()
         )));
     };
-    check_passed(r, "the latest smoke run")
+    check_passed(r, "the latest smoke run", signer)
 }
 
-fn check_passed(r: SmokeReport, which: &str) -> anyhow::Result<SmokeReport> {
+fn check_passed(r: SmokeReport, which: &str, signer: &Signer) -> anyhow::Result<SmokeReport> {
+    smoke_report::verify(&r, signer)?;
     if !r.passed {
         let reasons = if r.reasons.is_empty() {
             "no reason recorded".to_string()
@@ -198,6 +232,7 @@ fn approving_report(
     what: &str,
     run: Option<&str>,
     cache: &mut BTreeMap<String, SmokeReport>,
+    signer: &Signer,
     reporter: &Reporter,
 ) -> anyhow::Result<SmokeReport> {
     let Some(run) = run else {
@@ -216,6 +251,7 @@ fn approving_report(
             smoke_report::smoke_dir(dist).display()
         ))
     })?;
+    smoke_report::verify(&r, signer)?;
     if !r.passed {
         return Err(failed(format!(
             "{what} in `{env}` names smoke run {run}, but that report says it failed"
@@ -229,6 +265,7 @@ fn approving_report(
 pub fn from_env(
     dist: &Path,
     source: &RepoConfig,
+    signer: &Signer,
     reporter: &Reporter,
 ) -> anyhow::Result<Publication> {
     let (packages, imgs) = repo::contents(source)?;
@@ -251,7 +288,15 @@ pub fn from_env(
     );
     for pkg in packages {
         let what = format!("package {} {} ({})", pkg.name, pkg.version, pkg.arch);
-        let r = approving_report(dist, env, &what, pkg.run.as_deref(), &mut cache, reporter)?;
+        let r = approving_report(
+            dist,
+            env,
+            &what,
+            pkg.run.as_deref(),
+            &mut cache,
+            signer,
+            reporter,
+        )?;
         let listed = r
             .artifacts
             .iter()
@@ -291,7 +336,15 @@ pub fn from_env(
     let src_images = images::images_dir(&source.env_dir());
     for img in newest(&imgs, |i: &ImageEntry| i.name.clone(), |i| &i.version) {
         let what = format!("image {}", img.ref_name());
-        let r = approving_report(dist, env, &what, img.run.as_deref(), &mut cache, reporter)?;
+        let r = approving_report(
+            dist,
+            env,
+            &what,
+            img.run.as_deref(),
+            &mut cache,
+            signer,
+            reporter,
+        )?;
         let Some(a) = r
             .artifacts
             .iter()

@@ -186,7 +186,7 @@ pub async fn promote(
             Some(source) => {
                 let publication = match source {
                     Source::Report(run) => {
-                        let r = gate::passed_report(&dist, run.as_deref(), &rep)?;
+                        let r = gate::passed_report(&dist, run.as_deref(), &signer, &rep)?;
                         rep.verbose(format!("promoting what smoke run {} passed", r.run));
                         gate::from_report(&dist, &r)?
                     }
@@ -200,7 +200,7 @@ pub async fn promote(
                             true => Some(repo::store::RepoLock::acquire(&layout, &rep)?),
                             false => None, // from_env says it holds nothing
                         };
-                        let p = gate::from_env(&dist, &src, &rep)?;
+                        let p = gate::from_env(&dist, &src, &signer, &rep)?;
                         let text = p.source.clone();
                         let g = repo::publish_full(&target, &signer, &p, &rep)?;
                         drop(lock);

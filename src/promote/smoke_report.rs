@@ -3,13 +3,19 @@
 //!
 //! Tolerant by design: unknown fields are ignored (the smoke stage owns the format and adds
 //! to it); the fields promotion relies on are required.
+//!
+//! Trusted only when verified ([`verify`]): the report's detached signature
+//! (`report.json.asc`) must be by the key promotion signs with, and its `passed` must be what
+//! its checks say. Reading alone trusts nothing.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::error::failed;
 use crate::report::Reporter;
+use crate::sign::Signer;
 
 /// The part of a smoke report promotion reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,9 +30,28 @@ pub struct SmokeReport {
     pub reasons: Vec<String>,
     #[serde(default)]
     pub artifacts: Vec<ReportArtifact>,
+    /// `gate` or `find-capacity`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The thresholds and their outcomes, from which `passed` is recomputed.
+    #[serde(default)]
+    pub checks: Option<Vec<CheckOutcome>>,
+    /// Why a run stopped before the gate.
+    #[serde(default)]
+    pub error: Option<String>,
     /// Where it was read from (not in the file).
     #[serde(skip)]
     pub path: PathBuf,
+    /// The file's bytes, as signed.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+/// The part of a check promotion reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub passed: bool,
 }
 
 /// An artifact as `dist/manifest.json` describes it, copied into the report.
@@ -63,7 +88,72 @@ pub fn read(path: &Path) -> anyhow::Result<SmokeReport> {
         )
     })?;
     r.path = path.to_path_buf();
+    r.bytes = bytes;
     Ok(r)
+}
+
+/// Checks that `r` is what `builder smoke` wrote and signed with `signer`'s key, and that its
+/// verdict follows from its checks. Errors say what is wrong and what to do.
+pub fn verify(r: &SmokeReport, signer: &Signer) -> anyhow::Result<()> {
+    let sig_path = r.path.with_file_name(crate::smoke::report::SIGNATURE_FILE);
+    let signature = match std::fs::read(&sig_path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(failed(format!(
+                "smoke run {} is not signed (`{}` is missing): promotion only trusts reports \
+                 that `builder smoke` signed with this project's key {}; run `builder smoke` \
+                 again with that key configured (`{}`, `signing_key` in promote.toml or \
+                 `--signing-key`)",
+                r.run,
+                sig_path.display(),
+                signer.fingerprint(),
+                crate::sign::ENV_KEY_FILE
+            )))
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("could not read `{}`", sig_path.display()))
+        }
+    };
+    signer.verify_detached(&r.bytes, &signature).map_err(|e| {
+        failed(format!(
+            "smoke run {}: the report `{}` cannot be trusted: {e:#}; run `builder smoke` again \
+             on what you mean to ship",
+            r.run,
+            r.path.display()
+        ))
+    })?;
+    let mode = r.mode.as_deref().unwrap_or("gate");
+    let Some(checks) = &r.checks else {
+        return Err(failed(format!(
+            "smoke run {}: the report `{}` has no `checks`, so its verdict cannot be checked; \
+             run `builder smoke` again",
+            r.run,
+            r.path.display()
+        )));
+    };
+    let verdict = r.error.is_none()
+        && crate::smoke::gate::verdict(mode, checks.iter().map(|c| (c.name.as_str(), c.passed)));
+    if r.passed != verdict {
+        let failed_checks: Vec<&str> = checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect();
+        let why = match (&r.error, failed_checks.is_empty(), checks.is_empty()) {
+            (Some(e), _, _) => format!("the run stopped before the gate ({e})"),
+            (None, _, true) => "it has no checks".to_string(),
+            (None, true, false) => format!("every check passed in mode `{mode}`"),
+            (None, false, false) => format!("these checks failed: {}", failed_checks.join(", ")),
+        };
+        return Err(failed(format!(
+            "smoke run {}: the report `{}` says passed = {}, but {why}; the report is \
+             inconsistent: run `builder smoke` again",
+            r.run,
+            r.path.display(),
+            r.passed
+        )));
+    }
+    Ok(())
 }
 
 /// The reports under `dist/smoke/`: those promotion can read, and those it cannot.

@@ -257,6 +257,37 @@ impl Signer {
             .map_err(|e| anyhow!("could not armor the signature: {e}"))
     }
 
+    /// Checks an armored detached signature over `data` against this key. The error says
+    /// whether the signature is unreadable, made by another key (naming it), or does not
+    /// match the data.
+    pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> anyhow::Result<()> {
+        let (sig, _) = DetachedSignature::from_armor_single(signature)
+            .map_err(|e| anyhow!("not an armored OpenPGP signature ({e})"))?;
+        let public = self.public();
+        let ours = self.key.fingerprint();
+        let issuers: Vec<String> = sig
+            .signature
+            .issuer_fingerprint()
+            .into_iter()
+            .filter(|f| **f != ours)
+            .map(|f| hex::encode_upper(f.as_bytes()))
+            .collect();
+        if !issuers.is_empty() && sig.signature.issuer_fingerprint().len() == issuers.len() {
+            return Err(anyhow!(
+                "it was signed by key {}, not by this project's key {}",
+                issuers.join(", "),
+                self.fingerprint()
+            ));
+        }
+        sig.verify(&public, data).map_err(|_| {
+            anyhow!(
+                "the signature by key {} does not match the content: it changed after it was \
+                 signed",
+                self.fingerprint()
+            )
+        })
+    }
+
     fn public(&self) -> SignedPublicKey {
         self.key.signed_public_key()
     }
@@ -312,6 +343,30 @@ mod tests {
         let (msg, _) = CleartextSignedMessage::from_string(&signed).unwrap();
         msg.verify(&signer.public()).unwrap();
         assert!(Signer::from_armored(&public).is_err());
+    }
+
+    #[test]
+    fn detached_signatures_verify_only_unchanged_data_by_the_same_key() {
+        let one = Signer::from_armored(&generate_key("One <1@example.com>").unwrap().0).unwrap();
+        let two = Signer::from_armored(&generate_key("Two <2@example.com>").unwrap().0).unwrap();
+        let data = br#"{"run":"a","passed":true}"#;
+        let sig = one.detached_sign(data).unwrap();
+        one.verify_detached(data, &sig).unwrap();
+        let changed = one
+            .verify_detached(br#"{"run":"a","passed":false}"#, &sig)
+            .unwrap_err()
+            .to_string();
+        assert!(changed.contains("changed after it was signed"), "{changed}");
+        let other = two.verify_detached(data, &sig).unwrap_err().to_string();
+        assert!(
+            other.contains(&one.fingerprint()) && other.contains(&two.fingerprint()),
+            "{other}"
+        );
+        let garbage = one.verify_detached(data, b"hello").unwrap_err().to_string();
+        assert!(
+            garbage.contains("not an armored OpenPGP signature"),
+            "{garbage}"
+        );
     }
 
     #[test]

@@ -17,6 +17,20 @@ pub struct Check {
     pub message: String,
 }
 
+/// The one rule that turns checks into a verdict, shared by the report's writer and
+/// promotion's reader: a gate run passes when it has checks and every one passed; a
+/// `find-capacity` run passes when its `capacity` check did (the stack's rate held).
+pub fn verdict<'a>(mode: &str, checks: impl IntoIterator<Item = (&'a str, bool)>) -> bool {
+    let checks: Vec<(&str, bool)> = checks.into_iter().collect();
+    match mode {
+        "gate" => !checks.is_empty() && checks.iter().all(|(_, passed)| *passed),
+        "find-capacity" => checks
+            .iter()
+            .any(|(name, passed)| *name == "capacity" && *passed),
+        _ => false,
+    }
+}
+
 /// Checks every threshold; an empty measurement fails all of them.
 pub fn evaluate(t: &Thresholds, requested_rate: f64, r: &LoadReport) -> Vec<Check> {
     let measured = r.sent + r.dropped > 0;

@@ -122,6 +122,9 @@ pub struct SmokeOptions {
     /// Leave the deployment running at the end (remove it with `builder gc`).
     pub keep: bool,
     pub capacity: Option<CapacityOptions>,
+    /// The key that signs the report (see [`crate::promote::PromoteConfig::signer_if_any`]);
+    /// without any key the report is written unsigned and promotion refuses it.
+    pub signing_key: Option<PathBuf>,
 }
 
 /// The result of a run that got as far as deploying: measured and gated, or stopped before the
@@ -169,6 +172,7 @@ pub async fn run(
     }
     let (stack, recipes) = load_stack(paths, opts)?;
     let under = artifacts::collect(paths, &stack, &recipes)?;
+    let signer = report_signer(paths, opts, reporter)?;
     let docker = crate::docker::connect().await?;
     reporter.status(
         "Checking",
@@ -229,7 +233,7 @@ pub async fn run(
     let finished = SystemTime::now();
     let dir = paths.dist.join("smoke").join(&run_id);
     let write = |report: &SmokeReport| {
-        report::write_all(&dir, report)
+        report::write_all(&dir, report, signer.as_ref())
             .with_context(|| format!("could not write the smoke reports into `{}`", dir.display()))
     };
     let report = match result {
@@ -277,6 +281,27 @@ pub async fn run(
         dir,
         kept: keep,
     })
+}
+
+/// The key that signs the report, resolved before anything is deployed so a broken key
+/// fails fast. Without any key the run still happens (a smoke test is useful on its own),
+/// with a warning that promotion will refuse its report.
+fn report_signer(
+    paths: &Paths,
+    opts: &SmokeOptions,
+    reporter: &Reporter,
+) -> Result<Option<crate::sign::Signer>> {
+    let cfg = crate::promote::PromoteConfig::load(paths, None)?;
+    let signer = cfg.signer_if_any(opts.signing_key.as_deref(), reporter)?;
+    if signer.is_none() {
+        reporter.warn(format!(
+            "no signing key: this run's report will not be signed, and `builder promote` only \
+             takes signed reports; set `{}` (or `signing_key` in promote.toml, or pass \
+             `--signing-key`) to the key promotion uses",
+            crate::sign::ENV_KEY_FILE
+        ));
+    }
+    Ok(signer)
 }
 
 /// Time the capacity search may take: every step with its warm-up, the pause after it and
@@ -530,7 +555,6 @@ fn build_report(
     elapsed: Duration,
 ) -> SmokeReport {
     let mut checks = m.checks;
-    let mut passed = checks.iter().all(|c| c.passed);
     if let Some(cap) = &m.capacity {
         // The capacity search passes when the stack's own rate held.
         let held = cap.highest_passing_rate >= stack.load.rate;
@@ -548,8 +572,12 @@ fn build_report(
                 )
             },
         });
-        passed = held;
     }
+    let frame = report_frame(stack, opts, run_id, under, started, finished, elapsed);
+    let passed = gate::verdict(
+        &frame.mode,
+        checks.iter().map(|c| (c.name.as_str(), c.passed)),
+    );
     let reasons = checks
         .iter()
         .filter(|c| !c.passed)
@@ -568,7 +596,7 @@ fn build_report(
         containers: m.containers,
         results: Some(m.load),
         capacity: m.capacity,
-        ..report_frame(stack, opts, run_id, under, started, finished, elapsed)
+        ..frame
     }
 }
 

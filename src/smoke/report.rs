@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use anyhow::Context;
 use serde::Serialize;
 
 use super::deploy::Deployment;
@@ -15,6 +16,7 @@ use super::stack::{Overrides, Stack, Thresholds};
 use crate::durable::write as write_atomic;
 use crate::load::{LoadReport, Percentiles, Second};
 use crate::manifest::Artifact;
+use crate::sign::Signer;
 
 /// What was run, as given.
 #[derive(Debug, Clone, Serialize)]
@@ -90,10 +92,27 @@ impl SmokeReport {
     pub const SCHEMA: u32 = 1;
 }
 
-/// Writes report.json, junit.xml and report.html into `dir`.
-pub fn write_all(dir: &Path, r: &SmokeReport) -> anyhow::Result<()> {
+/// The detached signature of `report.json` (armored OpenPGP, by the project's signing key):
+/// what lets promotion trust the verdict and the artifact digests in the report.
+pub const SIGNATURE_FILE: &str = "report.json.asc";
+
+/// Writes report.json (with its signature when there is a key), junit.xml and report.html
+/// into `dir`. The signature is written first: a report is never left looking signed by an
+/// older signature.
+pub fn write_all(dir: &Path, r: &SmokeReport, signer: Option<&Signer>) -> anyhow::Result<()> {
     let mut json = serde_json::to_vec_pretty(r)?;
     json.push(b'\n');
+    let signature = dir.join(SIGNATURE_FILE);
+    match signer {
+        Some(s) => write_atomic(&signature, &s.detached_sign(&json)?)?,
+        None => match std::fs::remove_file(&signature) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("could not remove `{}`", signature.display()))
+            }
+            _ => {}
+        },
+    }
     write_atomic(&dir.join("report.json"), &json)?;
     write_atomic(&dir.join("junit.xml"), junit(r).as_bytes())?;
     write_atomic(&dir.join("report.html"), super::html::render(r).as_bytes())?;

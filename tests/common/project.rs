@@ -132,7 +132,7 @@ impl Project {
     pub fn report(&self, run: &str, passed: bool, reasons: &[&str]) {
         let manifest: serde_json::Value =
             serde_json::from_slice(&fs::read(self.dist().join("manifest.json")).unwrap()).unwrap();
-        write_report(&self.dist(), run, passed, reasons, &manifest["artifacts"]);
+        write_report(self, run, passed, reasons, &manifest["artifacts"]);
     }
 
     pub fn promote(&self, args: &[&str]) -> Output {
@@ -144,32 +144,63 @@ impl Project {
 
 pub static REPORT_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Writes `dist/smoke/<run>/report.json` as the smoke stage does (a `gate` run whose checks
+/// agree with `passed`), signed with the project's key like `builder smoke` signs it.
 pub fn write_report(
-    dist: &Path,
+    p: &Project,
     run: &str,
     passed: bool,
     reasons: &[&str],
     artifacts: &serde_json::Value,
 ) {
+    let checks: Vec<serde_json::Value> = if passed {
+        vec![serde_json::json!({ "name": "success_ratio", "passed": true })]
+    } else {
+        reasons
+            .iter()
+            .map(|r| serde_json::json!({ "name": "success_ratio", "passed": false, "message": r }))
+            .collect()
+    };
     // Strictly increasing `finished`, so "latest" is well defined even within one second.
     let n = REPORT_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let report = serde_json::json!({
         "run": run,
+        "mode": "gate",
         "started": "2030-01-01T00:00:00Z",
         "finished": format!("2030-01-01T00:{:02}:{:02}Z", n / 60, n % 60),
         "passed": passed,
+        "checks": checks,
         "reasons": reasons,
         "artifacts": artifacts,
         "latency_ms": { "p50": 3.1, "p95": 9.0, "p99": 20.5 },
         "requests": 1500,
     });
-    let dir = dist.join("smoke").join(run);
-    fs::create_dir_all(&dir).unwrap();
+    write_signed_report(p, run, &serde_json::to_vec_pretty(&report).unwrap());
+}
+
+/// Signs run `run`'s report.json again, with `key`.
+pub fn resign_report(p: &Project, run: &str, key: &Path) {
+    let dir = p.dist().join("smoke").join(run);
+    let bytes = fs::read(dir.join("report.json")).unwrap();
+    let signer = builder::sign::Signer::from_file(key).unwrap();
     fs::write(
-        dir.join("report.json"),
-        serde_json::to_vec_pretty(&report).unwrap(),
+        dir.join("report.json.asc"),
+        signer.detached_sign(&bytes).unwrap(),
     )
     .unwrap();
+}
+
+/// Writes `bytes` as run `run`'s report.json with a detached signature by the project's key.
+pub fn write_signed_report(p: &Project, run: &str, bytes: &[u8]) {
+    let dir = p.dist().join("smoke").join(run);
+    fs::create_dir_all(&dir).unwrap();
+    let signer = builder::sign::Signer::from_file(&p.key()).unwrap();
+    fs::write(
+        dir.join("report.json.asc"),
+        signer.detached_sign(bytes).unwrap(),
+    )
+    .unwrap();
+    fs::write(dir.join("report.json"), bytes).unwrap();
 }
 
 pub fn both(o: &Output) -> String {
@@ -301,9 +332,9 @@ pub fn write_image(dist: &Path, name: &str, version: &str) -> serde_json::Value 
 }
 
 /// An image tar of `name` `version` and a passed smoke report of run `run` approving it.
-pub fn approved_image(dist: &Path, name: &str, version: &str, run: &str) -> serde_json::Value {
-    let img = write_image(dist, name, version);
-    write_report(dist, run, true, &[], &serde_json::json!([img]));
+pub fn approved_image(p: &Project, name: &str, version: &str, run: &str) -> serde_json::Value {
+    let img = write_image(&p.dist(), name, version);
+    write_report(p, run, true, &[], &serde_json::json!([img]));
     img
 }
 
