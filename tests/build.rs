@@ -561,6 +561,12 @@ outputs = ["hello", "entries", "nnp"]
     assert_eq!(labels["io.builder"], "1", "{labels}");
     assert_eq!(labels["io.builder.stage"], "build-cache", "{labels}");
     assert_eq!(labels["io.builder.recipe"], name.as_str(), "{labels}");
+    assert!(
+        labels["io.builder.cache-scope"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("project-")),
+        "{labels}"
+    );
     assert!(labels.get("io.builder.run").is_none(), "{labels}");
     let owner = docker_ok(&[
         "run",
@@ -675,11 +681,20 @@ outputs = ["hello", "entries", "nnp"]
     let report = gc(&["--dry-run", "--cache"]);
     assert!(listed(&report), "gc --cache must select it: {report}");
     assert_eq!(cache_volumes(&name).len(), 2, "dry run removed nothing");
+    // `--cache` is this project's: the other project's volume stays until asked for.
     let report = gc(&["--cache", &name]);
     assert!(listed(&report), "{report}");
+    assert_eq!(
+        cache_volumes(&name).len(),
+        1,
+        "gc --cache {name} must remove this project's volume only"
+    );
+    assert!(!cache_volumes(&name).iter().any(|(n, _)| *n == *volume));
+    let report = gc(&["--cache", &name, "--all-projects"]);
+    assert_eq!(report["volumes"].as_array().unwrap().len(), 1, "{report}");
     assert!(
         cache_volumes(&name).is_empty(),
-        "gc --cache {name} must remove it"
+        "gc --cache {name} --all-projects must remove every project's"
     );
 }
 

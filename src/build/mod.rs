@@ -357,7 +357,11 @@ async fn build_one(
         let volume = cache_volume_name(name, &spec.builder, path, &scope);
         run::cancellable(
             cancel,
-            crate::docker::ensure_volume(docker, &volume, crate::docker::cache_labels(name)),
+            crate::docker::ensure_volume(
+                docker,
+                &volume,
+                crate::docker::cache_labels(name, &scope),
+            ),
         )
         .await??;
         reporter.verbose(format!("{name}: cache {path} in volume {volume}"));

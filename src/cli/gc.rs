@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::Paths;
 use crate::docker::{CacheVolumes, GcOptions};
 use crate::report::Reporter;
 
@@ -16,14 +17,23 @@ pub struct GcArgs {
     /// Only show what would be removed
     #[arg(long)]
     pub dry_run: bool,
-    /// Also remove the persistent build cache volumes (all, or only RECIPE's)
+    /// Also remove this project's persistent build cache volumes (all, or only RECIPE's)
     #[arg(long, value_name = "RECIPE", num_args = 0..=1, default_missing_value = "")]
     pub cache: Option<String>,
+    /// With --cache: every project's cache volumes on this engine, including those made
+    /// before volumes carried their project (the cache scope)
+    #[arg(long, requires = "cache")]
+    pub all_projects: bool,
 }
 
-pub async fn run(args: GcArgs, reporter: &Reporter) -> anyhow::Result<u8> {
+pub async fn run(args: GcArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+    let cache_scope = match (&args.cache, args.all_projects) {
+        (Some(_), false) => Some(crate::build::cache_scope(&paths.project)?),
+        _ => None,
+    };
     let docker = crate::docker::connect().await?;
     let opts = GcOptions {
+        cache_scope,
         run: args.run,
         include_live: args.all,
         dry_run: args.dry_run,

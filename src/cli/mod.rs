@@ -146,7 +146,7 @@ pub async fn run(cli: Cli, reporter: Reporter) -> anyhow::Result<u8> {
         Command::Load(args) => load::run(args, &reporter).await,
         Command::Base(args) => base::run(args, &paths, &reporter).await,
         Command::Lock(args) => lock::run(args, &paths, &reporter).await,
-        Command::Gc(args) => gc::run(args, &reporter).await,
+        Command::Gc(args) => gc::run(args, &paths, &reporter).await,
         Command::Smoke(args) => smoke::run(args, &paths, &reporter).await,
         Command::Key(args) => key::run(args, &paths, &reporter),
         Command::Repo(args) => repo::run(args, &paths, &reporter),

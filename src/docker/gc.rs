@@ -37,6 +37,9 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Which persistent cache volumes to remove too (none by default).
     pub cache: CacheVolumes,
+    /// Only cache volumes of this cache scope (one project's, see
+    /// `crate::build::cache_scope`); `None`: every project's.
+    pub cache_scope: Option<String>,
 }
 
 /// Which persistent cache volumes (`io.builder.stage=build-cache`) `gc` removes.
@@ -287,6 +290,9 @@ async fn remove_cache_volumes(
         CacheVolumes::Keep => return Ok(()),
         CacheVolumes::All => {}
         CacheVolumes::Recipe(name) => labels.push(format!("{LABEL_RECIPE}={name}")),
+    }
+    if let Some(scope) = &opts.cache_scope {
+        labels.push(format!("{}={scope}", super::LABEL_CACHE_SCOPE));
     }
     let filters = HashMap::from([("label".to_string(), labels)]);
     let volumes = docker

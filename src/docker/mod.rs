@@ -31,7 +31,7 @@ pub use images::{
     image_exists, import_rootfs, inspect_image, load_image_tar, remove_image, tag_image,
     ImportOptions, LoadedImage,
 };
-pub use volumes::{cache_labels, ensure_volume, LABEL_RECIPE, STAGE_CACHE};
+pub use volumes::{cache_labels, ensure_volume, LABEL_CACHE_SCOPE, LABEL_RECIPE, STAGE_CACHE};
 
 /// Label set to `"1"` on everything builder creates.
 pub const LABEL_ROOT: &str = "io.builder";

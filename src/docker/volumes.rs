@@ -13,13 +13,17 @@ use bollard::Docker;
 pub const STAGE_CACHE: &str = "build-cache";
 /// Label naming the recipe a cache volume belongs to.
 pub const LABEL_RECIPE: &str = "io.builder.recipe";
+/// Label naming the cache scope (the project, or `BUILDER_CACHE_SCOPE`) a volume belongs to.
+pub const LABEL_CACHE_SCOPE: &str = "io.builder.cache-scope";
 
-/// The labels of the persistent cache volume of `recipe` (no run, no pid: it outlives runs).
-pub fn cache_labels(recipe: &str) -> HashMap<String, String> {
+/// The labels of the persistent cache volume of `recipe` in cache scope `scope` (no run, no
+/// pid: it outlives runs).
+pub fn cache_labels(recipe: &str, scope: &str) -> HashMap<String, String> {
     HashMap::from([
         (super::LABEL_ROOT.to_string(), "1".to_string()),
         (super::LABEL_STAGE.to_string(), STAGE_CACHE.to_string()),
         (LABEL_RECIPE.to_string(), recipe.to_string()),
+        (LABEL_CACHE_SCOPE.to_string(), scope.to_string()),
     ])
 }
 
@@ -57,7 +61,8 @@ mod tests {
 
     #[test]
     fn cache_labels_are_not_run_scoped() {
-        let l = cache_labels("backend");
+        let l = cache_labels("backend", "project-0123");
+        assert_eq!(l[LABEL_CACHE_SCOPE], "project-0123");
         assert_eq!(l[super::super::LABEL_ROOT], "1");
         assert_eq!(l[super::super::LABEL_STAGE], STAGE_CACHE);
         assert_eq!(l[LABEL_RECIPE], "backend");
