@@ -169,6 +169,37 @@ fn prepared() -> Project {
     p
 }
 
+/// Runs `args` in `dir` under strace, injecting `inject` (e.g. `signal=KILL:when=3`) into
+/// `call`; strace's own trace goes to `trace` when given.
+fn traced(
+    dir: &Path,
+    p: &Project,
+    args: &[&str],
+    call: &str,
+    inject: &str,
+    trace: Option<&Path>,
+) -> Output {
+    let cmd = builder_in(dir, &p.key(), args);
+    let mut traced = Command::new("strace");
+    traced
+        .args(["-f", "-qq", "-o"])
+        .arg(trace.unwrap_or(Path::new("/dev/null")))
+        .arg("-e")
+        .arg(format!("trace={call}"))
+        .arg("-e")
+        .arg(format!("inject={call}:{inject}"))
+        .arg(env!("CARGO_BIN_EXE_builder"))
+        .args(cmd.get_args())
+        .current_dir(dir);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => traced.env(k, v),
+            None => traced.env_remove(k),
+        };
+    }
+    run(&mut traced)
+}
+
 /// Kills `args` at every step in turn on fresh copies of `p`'s project and checks what is
 /// left. Returns the number of kills.
 fn kill_everywhere(p: &Project, args: &[&str]) -> u32 {
@@ -180,30 +211,20 @@ fn kill_everywhere(p: &Project, args: &[&str]) -> u32 {
     let after = assert_consistent(clean.path(), p, &format!("{args:?} without faults"));
     assert_ne!(before, after, "{args:?} changes nothing: a useless test");
 
-    let exe = env!("CARGO_BIN_EXE_builder");
     let mut kills = 0;
     for call in KILL_POINTS {
         for n in 1..=MAX_STEPS {
             let work = tempfile::tempdir().unwrap();
             copy_tree(p.path(), work.path());
             let what = format!("{args:?} killed at {call} #{n}");
-            let cmd = builder_in(work.path(), &p.key(), args);
-            let mut traced = Command::new("strace");
-            traced
-                .args(["-f", "-qq", "-o", "/dev/null", "-e"])
-                .arg(format!("trace={call}"))
-                .arg("-e")
-                .arg(format!("inject={call}:signal=KILL:when={n}"))
-                .arg(exe)
-                .args(cmd.get_args())
-                .current_dir(work.path());
-            for (k, v) in cmd.get_envs() {
-                match v {
-                    Some(v) => traced.env(k, v),
-                    None => traced.env_remove(k),
-                };
-            }
-            let o: Output = run(&mut traced);
+            let o = traced(
+                work.path(),
+                p,
+                args,
+                call,
+                &format!("signal=KILL:when={n}"),
+                None,
+            );
             let killed = o.status.signal() == Some(9) || o.status.code() == Some(137);
             if !killed {
                 assert!(
@@ -303,4 +324,174 @@ fn a_half_deleted_generation_is_found_and_repaired() {
     assert!(o.status.success(), "{}", both(&o));
     assert!(!pool_file(&p, "dev", "1.0.0").exists());
     assert_consistent(p.path(), &p, "after prune");
+}
+
+/// Where a full disk shows itself to a writer: creating a directory entry or flushing data.
+const NO_SPACE_POINTS: [&str; 4] = ["fsync", "rename", "symlink", "mkdir"];
+
+/// `args` with ENOSPC injected at every step in turn. A command that fails must fail as an
+/// environment error (exit 3) naming the full disk, leave the environment exactly as before
+/// and clean up after itself (repo check finds nothing, without a repair); one that
+/// succeeds (the failure hit after the switch) holds the new state, and whatever it could
+/// not finish is repairable. Returns (failures, runs).
+fn disk_full_everywhere(p: &Project, args: &[&str]) -> (u32, u32) {
+    let before = holdings(p.path(), &p.key());
+    let (mut failures, mut runs) = (0, 0);
+    for call in NO_SPACE_POINTS {
+        for n in 1..=MAX_STEPS {
+            let work = tempfile::tempdir().unwrap();
+            copy_tree(p.path(), work.path());
+            let trace = work.path().join("strace.log");
+            let what = format!("{args:?} with a full disk at {call} #{n}");
+            let o = traced(
+                work.path(),
+                p,
+                args,
+                call,
+                &format!("error=ENOSPC:when={n}"),
+                Some(&trace),
+            );
+            let injected = fs::read_to_string(&trace).unwrap().contains("(INJECTED)");
+            if !injected {
+                assert!(o.status.success(), "{what}: {}", both(&o));
+                break;
+            }
+            runs += 1;
+            let now = holdings(work.path(), &p.key());
+            if o.status.success() {
+                assert_ne!(now, before, "{what}: exit 0 but nothing changed");
+                let o = run(&mut builder_in(
+                    work.path(),
+                    &p.key(),
+                    &["repo", "check", "dev", "--repair"],
+                ));
+                assert!(o.status.success(), "{what}: then repair: {}", both(&o));
+            } else {
+                failures += 1;
+                assert_eq!(o.status.code(), Some(3), "{what}: {}", both(&o));
+                assert!(
+                    both(&o).contains("No space left on device"),
+                    "{what}: {}",
+                    both(&o)
+                );
+                assert_eq!(now, before, "{what}: failed but changed the environment");
+            }
+            let what = format!("{what} (it said: {})", both(&o));
+            let held = assert_consistent(work.path(), p, &what);
+            assert_eq!(held, now, "{what}");
+        }
+    }
+    (failures, runs)
+}
+
+#[test]
+fn promote_rollback_and_prune_on_a_full_disk_fail_cleanly_or_finish() {
+    if !strace_present() {
+        panic!("this test injects faults with strace: install Debian's `strace` package");
+    }
+    let p = prepared();
+    let mut counts = Vec::new();
+    for args in [
+        &["promote", "--to", "dev"][..],
+        &["repo", "rollback", "dev"],
+        &["repo", "prune", "dev", "--keep", "1"],
+    ] {
+        let (failures, runs) = disk_full_everywhere(&p, args);
+        assert!(runs >= 5, "{args:?}: only {runs} injection points");
+        counts.push(format!("{args:?}: {failures} refused of {runs}"));
+    }
+    eprintln!("ENOSPC: {}", counts.join(", "));
+}
+
+/// A mounted tmpfs, unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        sh(Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size}"))
+            .arg("builder-test")
+            .arg(dir.path()));
+        Tmpfs(dir)
+    }
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+    fn available(&self) -> u64 {
+        let out = sh(Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(self.path()));
+        out.lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// A real full disk: the repositories on a small tmpfs, filled until a promotion no longer
+/// fits, then freed step by step. Every refused promotion exits 3 and leaves the old
+/// generation serving (apt verifies it, repo check is clean); the first that fits lands.
+#[test]
+fn a_full_disk_leaves_the_old_generation_serving() {
+    let disk = Tmpfs::new("8m");
+    let p = Project::new();
+    let root = disk.path().join("repos");
+    fs::write(
+        p.path().join("promote.toml"),
+        format!("root = \"{}\"\n", root.display()),
+    )
+    .unwrap();
+    p.package("1.0.0", 4);
+    p.report("disk-1", true, &[]);
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let env = root.join("dev");
+    p.package("2.0.0", 4);
+    p.report("disk-2", true, &[]);
+
+    let filler = disk.path().join("filler");
+    let mut refused = 0;
+    let mut landed = false;
+    for free_kib in [
+        0u64, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024, 2048,
+    ] {
+        let _ = fs::remove_file(&filler);
+        let avail = disk.available();
+        let fill = avail.saturating_sub(free_kib * 1024);
+        fs::write(&filler, vec![0u8; fill as usize]).unwrap();
+        let o = p.promote(&["--to", "dev"]);
+        let gen = || {
+            let o = p.builder(&["--json", "repo", "check", "dev"]);
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert!(
+                o.status.success() && v["findings"].as_array().unwrap().is_empty(),
+                "{free_kib} KiB free: {v}"
+            );
+            v["current"].as_u64().unwrap()
+        };
+        if o.status.success() {
+            let _ = fs::remove_file(&filler);
+            assert_eq!(gen(), 2, "{}", both(&o));
+            landed = true;
+            break;
+        }
+        refused += 1;
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{free_kib} KiB free: {}",
+            both(&o)
+        );
+        assert!(both(&o).contains("No space left on device"), "{}", both(&o));
+        assert_eq!(gen(), 1, "{free_kib} KiB free");
+        apt_verifies(&env, &p.keyring()).unwrap_or_else(|e| panic!("{free_kib} KiB free: {e}"));
+    }
+    eprintln!("full disk: {refused} promotions refused before one fitted");
+    assert!(refused >= 1 && landed, "refused {refused}, landed {landed}");
+    apt_verifies(&env, &p.keyring()).unwrap();
 }

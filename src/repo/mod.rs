@@ -394,6 +394,7 @@ pub fn publish_full(
     let layout = Layout::new(&cfg.root, &cfg.env);
     let _lock = RepoLock::acquire(&layout, reporter)?;
     store::clean_leftovers(&layout, reporter)?;
+    let undo = store::UndoOnError::new(&layout);
     let rotating = check_signing_key(cfg, &layout, signer, reporter)?;
     let current = layout.current()?;
     let (mut packages, mut images) = match current {
@@ -439,6 +440,7 @@ pub fn publish_full(
             "`{}` already holds these artifacts (generation {c})",
             cfg.env
         ));
+        undo.done();
         return Ok(Generation {
             number: c,
             packages,
@@ -556,6 +558,7 @@ pub fn publish_full(
             g.images.len()
         ),
     );
+    undo.done();
     Ok(g)
 }
 
@@ -570,6 +573,7 @@ pub fn rollback(
     let layout = Layout::new(&cfg.root, &cfg.env);
     let _lock = RepoLock::acquire(&layout, reporter)?;
     store::clean_leftovers(&layout, reporter)?;
+    let undo = store::UndoOnError::new(&layout);
     check_signing_key(cfg, &layout, signer, reporter)?;
     let Some(current) = layout.current()? else {
         return Err(crate::error::usage(format!(
@@ -633,6 +637,7 @@ pub fn rollback(
             cfg.env, g.number
         ),
     );
+    undo.done();
     Ok(g)
 }
 
@@ -692,7 +697,9 @@ pub fn prune(
     let layout = Layout::new(&cfg.root, &cfg.env);
     let _lock = RepoLock::acquire(&layout, reporter)?;
     store::clean_leftovers(&layout, reporter)?;
+    let undo = store::UndoOnError::new(&layout);
     let Some(current) = layout.current()? else {
+        undo.done();
         return Ok(PruneReport::default());
     };
     // Every generation must be readable before anything changes: an unreadable one's files
@@ -781,11 +788,19 @@ pub fn prune(
         report.generation = Some(g.number);
         report.removed_generations = sweep;
     }
+    undo.done();
     // Mark (the generation's sweep list, committed), then sweep: idempotent, and what a
-    // killed prune left is swept again by the next command.
+    // killed or failed prune left is swept again by the next command. The prune is
+    // published once the switch is made, so a failing sweep is a warning.
     let files_before = store::pool_files(&layout)?;
     let blobs_before = images::blob_count(&layout.env_dir);
-    store::clean_leftovers(&layout, reporter)?;
+    if let Err(e) = store::clean_leftovers(&layout, reporter) {
+        reporter.warn(format!(
+            "`{}` is pruned, but removing what it dropped failed: {e:#}; the next `promote`, \
+             `repo prune` or `repo check {} --repair` finishes it",
+            cfg.env, cfg.env
+        ));
+    }
     let files_after = store::pool_files(&layout)?;
     report.removed_files = files_before.difference(&files_after).cloned().collect();
     report.removed_blobs = blobs_before.saturating_sub(images::blob_count(&layout.env_dir));
@@ -956,7 +971,9 @@ fn write_generation(
     crate::durable::rename(&staging, &dir)?;
     layout.switch_to(number)?;
     // Committed: apt, the image layout and the key now serve generation `number`.
-    if let Err(e) = store::complete_current(layout, &meta) {
+    let completed =
+        store::sync_dir(&layout.env_dir).and_then(|()| store::complete_current(layout, &meta));
+    if let Err(e) = completed {
         reporter.warn(format!(
             "`{}` serves generation {number}, but completing it failed ({e:#}); the next \
              builder command on `{}` completes it, or run `builder repo check {} --repair`",

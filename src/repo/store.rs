@@ -158,7 +158,8 @@ impl Layout {
         Ok(out)
     }
 
-    /// Makes generation `n` current with one `rename(2)` of a fresh symlink over `dists`.
+    /// Makes generation `n` current with one `rename(2)` of a fresh symlink over `dists`
+    /// (the caller syncs `env_dir` afterwards).
     pub fn switch_to(&self, n: u64) -> anyhow::Result<()> {
         let tmp = self
             .env_dir
@@ -174,8 +175,9 @@ impl Layout {
                 "could not switch `{}` to generation {n}",
                 self.dists_link().display()
             )
-        })?;
-        sync_dir(&self.env_dir)
+        })
+        // The caller syncs the directory: once the rename is made the switch is visible,
+        // and a failing sync must not report the served generation as not published.
     }
 }
 
@@ -288,6 +290,38 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
         complete_current(layout, m)?;
     }
     Ok(())
+}
+
+/// Armed, it undoes what a failing command added when dropped: its temporary generation,
+/// and pool files and blobs no generation references ([`clean_leftovers`], quietly and best
+/// effort: `repo check` finds what it could not remove). A command that fails before its
+/// switch (a full disk, a bad blob) so leaves the environment as it found it. Declare it
+/// after the lock, so it runs while the lock is held; [`UndoOnError::done`] disarms it.
+pub struct UndoOnError<'a> {
+    layout: &'a Layout,
+    armed: bool,
+}
+
+impl<'a> UndoOnError<'a> {
+    pub fn new(layout: &'a Layout) -> Self {
+        UndoOnError {
+            layout,
+            armed: true,
+        }
+    }
+
+    /// The command got through: nothing to undo.
+    pub fn done(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for UndoOnError<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = clean_leftovers(self.layout, &Reporter::quiet());
+        }
+    }
 }
 
 /// What follows a switch, derived from the current generation and idempotent: the key files
