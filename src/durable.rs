@@ -37,8 +37,7 @@ impl AtomicFile {
     /// any byte is written, so a secret is never readable by others, even for a moment.
     pub fn create(path: &Path, mode: u32) -> anyhow::Result<Self> {
         let dir = parent(path);
-        fs::create_dir_all(&dir)
-            .with_context(|| format!("could not create directory `{}`", dir.display()))?;
+        create_dir_all(&dir)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -158,6 +157,29 @@ pub fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
         sync_dir(&a)?;
     }
     sync_dir(&b)
+}
+
+/// `create_dir_all`, syncing the parent of every directory it creates: a file later renamed
+/// into a new directory keeps its whole path across a crash.
+pub fn create_dir_all(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while fs::symlink_metadata(d).is_err() {
+        missing.push(d);
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => d = p,
+            _ => break,
+        }
+    }
+    fs::create_dir_all(dir)
+        .with_context(|| format!("could not create directory `{}`", dir.display()))?;
+    for m in missing.iter().rev() {
+        sync_dir(&parent(m))?;
+    }
+    Ok(())
 }
 
 /// `fsync` of a directory: makes the names created, renamed or removed in it durable.

@@ -495,3 +495,314 @@ fn a_full_disk_leaves_the_old_generation_serving() {
     assert!(refused >= 1 && landed, "refused {refused}, landed {landed}");
     apt_verifies(&env, &p.keyring()).unwrap();
 }
+
+/// Every generation directory and pool file a repository holds, to show nothing was deleted.
+fn everything(env: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(env)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(env).unwrap().display().to_string())
+        .filter(|p| {
+            p.starts_with(".generations/") || p.starts_with("pool/") || p.contains("blobs/")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn findings(dir: &Path, p: &Project) -> (Option<i32>, Vec<serde_json::Value>) {
+    let o = run(&mut builder_in(
+        dir,
+        &p.key(),
+        &["--json", "repo", "check", "dev"],
+    ));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("repo check --json: {e}: {}", both(&o)));
+    (
+        o.status.code(),
+        report["findings"].as_array().unwrap().clone(),
+    )
+}
+
+/// `dists` removed, pointed back at an older generation, or into another environment by
+/// hand: builder used to take every generation for an unswitched leftover and delete them
+/// all with their pool files and blobs. Now every command refuses and deletes nothing,
+/// `repo check` names it, and `--repair` points `dists` at the newest generation again.
+#[test]
+fn a_removed_or_rewound_dists_link_is_refused_and_relinked_never_deleted() {
+    let p = prepared();
+    let before = holdings(p.path(), &p.key());
+    for (what, target) in [
+        ("removed", None),
+        ("rewound", Some(".generations/1/dists")),
+        ("into staging", Some("../staging/.generations/2/dists")),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        copy_tree(p.path(), work.path());
+        let env = work.path().join("dist/repos/dev");
+        let files = everything(&env);
+        fs::remove_file(env.join("dists")).unwrap();
+        if let Some(t) = target {
+            std::os::unix::fs::symlink(t, env.join("dists")).unwrap();
+        }
+        for args in [
+            &["promote", "--to", "dev"][..],
+            &["repo", "prune", "dev", "--keep", "1"],
+            &["repo", "rollback", "dev"],
+        ] {
+            let o = run(&mut builder_in(work.path(), &p.key(), args));
+            assert!(
+                !o.status.success(),
+                "{what}: {args:?} went on: {}",
+                both(&o)
+            );
+            assert!(
+                both(&o).contains("dists") && !both(&o).contains("panicked"),
+                "{what}: {args:?}: {}",
+                both(&o)
+            );
+            assert_eq!(
+                everything(&env),
+                files,
+                "{what}: {args:?} deleted something"
+            );
+        }
+        let (code, found) = findings(work.path(), &p);
+        assert_eq!(code, Some(1), "{what}: {found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|f| f["kind"] == "pointer" && f["repairable"] == true),
+            "{what}: {found:?}"
+        );
+        let o = run(&mut builder_in(
+            work.path(),
+            &p.key(),
+            &["repo", "check", "dev", "--repair"],
+        ));
+        assert!(o.status.success(), "{what}: --repair: {}", both(&o));
+        assert_eq!(
+            assert_consistent(work.path(), &p, what),
+            before,
+            "{what}: not relinked to the newest generation"
+        );
+    }
+}
+
+/// A history line that is not UTF-8, a stray directory among the blobs and a temp file of a
+/// dead writer used to stop every command ("stream did not contain valid UTF-8", "Is a
+/// directory") or survive `--repair`. Now the history reads around the bad line, `repo
+/// check` names the leftovers and `--repair` removes them.
+#[test]
+fn torn_history_and_stray_leftovers_block_nothing() {
+    let p = prepared();
+    let env = p.env_dir("dev");
+    let mut h = fs::OpenOptions::new()
+        .append(true)
+        .open(env.join("history.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut h, b"{\"time\": \"\xff\xfe torn\n").unwrap();
+    drop(h);
+    let blobs = env.join("images/blobs/sha256");
+    fs::create_dir_all(blobs.join(".x.tmp-1-1")).unwrap();
+    fs::write(blobs.join(".x.tmp-1-1/part"), b"x").unwrap();
+    fs::create_dir_all(blobs.join("0".repeat(64))).unwrap();
+    fs::write(env.join(".foo.tmp-123-0"), b"half").unwrap();
+
+    let generations = || {
+        let o = p.builder(&["--json", "repo", "history", "dev"]);
+        assert!(o.status.success(), "{}", both(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_array().unwrap().len()
+    };
+    assert_eq!(generations(), 2);
+    let (code, found) = findings(p.path(), &p);
+    assert_eq!(code, Some(1), "{found:?}");
+    for name in [".x.tmp-1-1", ".foo.tmp-123-0", &"0".repeat(64)] {
+        assert!(
+            found
+                .iter()
+                .any(|f| f["path"].as_str().is_some_and(|p| p.ends_with(name))
+                    && f["repairable"] == true),
+            "{name} not found: {found:?}"
+        );
+    }
+    let o = p.builder(&["repo", "check", "dev", "--repair"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(!blobs.join(".x.tmp-1-1").exists() && !blobs.join("0".repeat(64)).exists());
+    assert!(!env.join(".foo.tmp-123-0").exists());
+    assert_consistent(p.path(), &p, "after --repair");
+    // The same leftovers do not stop the next promotion either.
+    fs::create_dir_all(blobs.join("1".repeat(64))).unwrap();
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(generations(), 3);
+    assert_consistent(p.path(), &p, "after promote");
+}
+
+/// Flips a byte in the middle of `path`.
+fn flip_byte(path: &Path) {
+    let mut b = fs::read(path).unwrap();
+    let i = b.len() / 2;
+    b[i] ^= 0x20;
+    fs::write(path, b).unwrap();
+}
+
+/// `repo check` verifies the signatures apt verifies (it used to check only that the files
+/// were not empty) and hashes the pool files of every generation, not only the current one;
+/// promoting the same artifacts again writes a fresh, signed generation instead of saying
+/// "already holds these artifacts" over a repository apt refuses.
+#[test]
+fn damaged_signatures_and_pool_files_are_found_and_promote_writes_them_anew() {
+    let p = prepared();
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let env = p.env_dir("dev");
+    let inrelease = env.join(".generations/3/dists/dev/InRelease");
+    let text = fs::read_to_string(&inrelease).unwrap();
+    let damaged = text.replacen("Suite: dev", "Suite: dew", 1);
+    assert_ne!(text, damaged);
+    fs::write(&inrelease, damaged).unwrap();
+    assert!(
+        apt_verifies(&env, &p.keyring()).is_err(),
+        "the damage is not real"
+    );
+    flip_byte(&pool_file(&p, "dev", "3.0.0"));
+    let (code, found) = findings(p.path(), &p);
+    assert_eq!(code, Some(1));
+    assert!(
+        found.iter().any(|f| f["kind"] == "index"
+            && f["problem"].as_str().unwrap().contains("InRelease")
+            && f["repairable"] == false),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f["kind"] == "pool" && f["path"].as_str().unwrap().contains("3.0.0")),
+        "{found:?}"
+    );
+    let o = p.promote(&["--to", "dev"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert!(both(&o).contains("damaged"), "{}", both(&o));
+    assert_consistent(p.path(), &p, "after promoting again");
+    assert_eq!(history(&p, "dev").last().unwrap()["generation"], 4);
+
+    // An older version's pool file, which only a rollback would publish, is hashed too.
+    let old = pool_file(&p, "dev", "1.0.0");
+    let good = fs::read(&old).unwrap();
+    flip_byte(&old);
+    let (code, found) = findings(p.path(), &p);
+    assert_eq!(code, Some(1));
+    assert!(
+        found
+            .iter()
+            .any(|f| f["kind"] == "pool" && f["path"].as_str().unwrap().contains("1.0.0")),
+        "{found:?}"
+    );
+    fs::write(&old, good).unwrap();
+    assert_consistent(p.path(), &p, "restored");
+}
+
+/// A `--root` that holds someone else's files is not a repository builder may clean: it
+/// used to delete every pool file there as "unreferenced".
+#[test]
+fn a_foreign_directory_is_never_cleaned() {
+    let p = prepared();
+    let foreign = p.path().join("foreign");
+    write_files(
+        &foreign,
+        &[
+            ("dev/pool/main/x/x_1_all.deb", "not ours"),
+            ("dev/Release", "Origin: someone else\n"),
+        ],
+    );
+    let root = foreign.to_str().unwrap();
+    for args in [
+        &["promote", "--to", "dev", "--root", root][..],
+        &["repo", "check", "dev", "--repair", "--root", root],
+        &["repo", "prune", "dev", "--keep", "1", "--root", root],
+    ] {
+        let o = p.builder(args);
+        assert!(!o.status.success(), "{args:?}: {}", both(&o));
+        assert!(
+            both(&o).contains("not a builder repository"),
+            "{args:?}: {}",
+            both(&o)
+        );
+        assert!(foreign.join("dev/pool/main/x/x_1_all.deb").is_file());
+        assert!(foreign.join("dev/Release").is_file());
+    }
+}
+
+/// The first promotion into a new environment, killed at every step: nothing is served, or
+/// the new generation is served whole, its key and image index included (the links into
+/// `dists/` used to be made after the switch, so a kill there left a repository without
+/// them).
+#[test]
+fn the_first_promotion_killed_at_every_step_serves_nothing_or_everything() {
+    if !strace_present() {
+        panic!("this test injects faults with strace: install Debian's `strace` package");
+    }
+    let p = Project::new();
+    p.package("1.0.0", 4);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(p.dist().join("manifest.json")).unwrap()).unwrap();
+    let mut artifacts = manifest["artifacts"].as_array().unwrap().clone();
+    artifacts.push(write_image(&p.dist(), "web", "1.0.0"));
+    write_report(&p, "run-0", true, &[], &serde_json::Value::Array(artifacts));
+    let args = ["promote", "--to", "dev"];
+    let mut kills = 0;
+    let mut served = 0;
+    for call in KILL_POINTS {
+        for n in 1..=MAX_STEPS {
+            let work = tempfile::tempdir().unwrap();
+            copy_tree(p.path(), work.path());
+            let what = format!("first promotion killed at {call} #{n}");
+            let o = traced(
+                work.path(),
+                &p,
+                &args,
+                call,
+                &format!("signal=KILL:when={n}"),
+                None,
+            );
+            if !(o.status.signal() == Some(9) || o.status.code() == Some(137)) {
+                assert!(o.status.success(), "{what}: failed: {}", both(&o));
+                break;
+            }
+            kills += 1;
+            let env = work.path().join("dist/repos/dev");
+            if fs::symlink_metadata(env.join("dists")).is_ok() {
+                served += 1;
+                assert!(
+                    fs::read(env.join("signing-key.gpg")).is_ok(),
+                    "{what}: no key"
+                );
+                assert_eq!(layout_digests(&env).len(), 1, "{what}: no image index");
+                apt_verifies(&env, &p.keyring()).unwrap_or_else(|e| panic!("{what}: apt: {e}"));
+            } else {
+                assert!(
+                    holdings(work.path(), &p.key()).is_empty(),
+                    "{what}: serves without dists"
+                );
+            }
+            let next: Vec<&str> = if n % 2 == 1 {
+                vec!["repo", "check", "dev", "--repair"]
+            } else {
+                args.to_vec()
+            };
+            let o = run(&mut builder_in(work.path(), &p.key(), &next));
+            assert!(o.status.success(), "{what}: then {next:?}: {}", both(&o));
+            if fs::symlink_metadata(env.join("dists")).is_ok() {
+                assert_consistent(work.path(), &p, &what);
+            } else {
+                let (code, found) = findings(work.path(), &p);
+                assert!(code == Some(0) && found.is_empty(), "{what}: {found:?}");
+            }
+        }
+    }
+    eprintln!("first promotion: {kills} kills, {served} after the switch");
+    assert!(kills >= 10 && served >= 1, "{kills} kills, {served} served");
+}

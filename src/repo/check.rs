@@ -19,9 +19,35 @@ use super::store::{self, GenerationMeta, Layout, RepoLock};
 use super::{images, RepoConfig, KEY_FILES};
 use crate::report::Reporter;
 
+/// What part of the repository a finding concerns, for machines reading `--json`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// A temporary file or directory an interrupted command left.
+    Leftover,
+    /// The `dists` pointer: missing, pointing back, or not at a generation.
+    Pointer,
+    /// A whole generation: never made current, swept, or unreadable.
+    Generation,
+    /// A signed apt index of the current generation.
+    Index,
+    /// A pool file: damaged or missing.
+    Pool,
+    /// An image blob or the image layout.
+    Image,
+    /// A link into `dists/` or the history line that follows a switch.
+    Completion,
+    /// A pool file or blob no generation references.
+    Unreferenced,
+}
+
 /// One problem found.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Finding {
+    pub kind: FindingKind,
+    /// The path it concerns, relative to `<root>/<env>/`, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     pub problem: String,
     /// `check --repair` can fix it (leftovers, unfinished steps, unreferenced files).
     pub repairable: bool,
@@ -36,12 +62,30 @@ pub struct CheckReport {
     pub current: Option<u64>,
     pub generations: usize,
     pub findings: Vec<Finding>,
+    /// Nothing found, or everything repaired.
+    pub consistent: bool,
 }
 
 impl CheckReport {
     /// Whether the repository is consistent now (nothing found, or everything repaired).
     pub fn consistent(&self) -> bool {
         self.findings.iter().all(|f| f.repaired)
+    }
+
+    fn found(
+        &mut self,
+        kind: FindingKind,
+        path: Option<String>,
+        problem: String,
+        repairable: bool,
+    ) {
+        self.findings.push(Finding {
+            kind,
+            path,
+            problem,
+            repairable,
+            repaired: false,
+        });
     }
 }
 
@@ -57,9 +101,27 @@ pub fn check(cfg: &RepoConfig, repair: bool, reporter: &Reporter) -> anyhow::Res
             cfg.env
         )));
     }
+    let foreign = store::foreign_entries(&layout)?;
+    if !foreign.is_empty() {
+        return Err(crate::error::usage(format!(
+            "`{}` is not a builder repository: it holds `{}` and no `dists` or \
+             `.generations/`; check the `--root` and the environment name",
+            layout.env_dir.display(),
+            foreign.join("`, `")
+        )));
+    }
     let _lock = RepoLock::acquire(&layout, reporter)?;
     let mut report = scan(&layout, cfg)?;
     if repair && report.findings.iter().any(|f| f.repairable) {
+        if report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::Pointer && f.repairable)
+        {
+            if let Some(n) = store::relink_newest(&layout)? {
+                reporter.status("Relinked", format!("`{}/dists` to generation {n}", cfg.env));
+            }
+        }
         // Generations nothing can read are rollback targets nobody can restore: they go
         // first, so the sweep of unreferenced files can run.
         if let Ok(Some(current)) = layout.current() {
@@ -77,6 +139,7 @@ pub fn check(cfg: &RepoConfig, repair: bool, reporter: &Reporter) -> anyhow::Res
         report.current = after.current;
         report.generations = after.generations;
     }
+    report.consistent = report.consistent();
     Ok(report)
 }
 
@@ -85,79 +148,104 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         env: cfg.env.clone(),
         ..CheckReport::default()
     };
-    let mut found = |problem: String, repairable: bool| {
-        report.findings.push(Finding {
-            problem,
-            repairable,
-            repaired: false,
-        })
-    };
     let show = |p: &std::path::Path| {
         p.strip_prefix(&layout.env_dir)
             .unwrap_or(p)
             .display()
             .to_string()
     };
+    let env = &cfg.env;
 
     // Leftovers of interrupted commands.
     let images_dir = images::images_dir(&layout.env_dir);
-    for dir in [
-        layout.gens(),
-        layout.env_dir.clone(),
-        images_dir.clone(),
-        images_dir.join("blobs").join("sha256"),
-    ] {
+    let mut leftovers = Vec::new();
+    for dir in store::leftover_dirs(layout) {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.contains(".tmp-") || name.starts_with(".tmp-") {
-                found(
-                    format!("`{}` was left by an interrupted command", show(&e.path())),
-                    true,
-                );
-            }
-        }
+        leftovers.extend(
+            rd.flatten()
+                .filter(|e| store::is_leftover(&e.file_name().to_string_lossy()))
+                .map(|e| e.path()),
+        );
     }
     let pool = layout.env_dir.join("pool");
-    for e in walkdir::WalkDir::new(&pool).into_iter().flatten() {
-        let name = e.file_name().to_string_lossy();
-        if e.file_type().is_file() && name.starts_with('.') && name.contains(".tmp-") {
-            found(
-                format!("`{}` was left by an interrupted command", show(e.path())),
-                true,
-            );
-        }
+    leftovers.extend(
+        walkdir::WalkDir::new(&pool)
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e.file_type().is_file() && store::is_leftover(&e.file_name().to_string_lossy())
+            })
+            .map(|e| e.into_path()),
+    );
+    for p in leftovers {
+        report.found(
+            FindingKind::Leftover,
+            Some(show(&p)),
+            format!("`{}` was left by an interrupted command", show(&p)),
+            true,
+        );
     }
 
     let numbers = layout.generation_numbers()?;
     report.generations = numbers.len();
+    let published: BTreeSet<u64> = super::history::read(layout)?
+        .iter()
+        .map(|e| e.generation)
+        .collect();
+    let readable = numbers.iter().any(|&n| layout.read_meta(n).is_ok());
     let current = match layout.current() {
         Ok(c) => c,
         Err(e) => {
-            found(
-                format!("{e:#}; restore `dists` from a backup: apt cannot use the repository"),
-                false,
+            let is_link =
+                fs::symlink_metadata(layout.dists_link()).is_ok_and(|m| m.file_type().is_symlink());
+            let fix = if is_link && readable {
+                "--repair points it at the newest generation"
+            } else {
+                "restore `dists` from a backup: apt cannot use the repository"
+            };
+            report.found(
+                FindingKind::Pointer,
+                Some("dists".into()),
+                format!("{e:#}; {fix}"),
+                is_link && readable,
             );
             return Ok(report);
         }
     };
     report.current = current;
     let Some(current) = current else {
-        for n in &numbers {
-            found(
-                format!("generation {n} was written but never made current (no `dists` yet)"),
-                true,
+        if numbers.iter().any(|n| published.contains(n)) || numbers.len() > 1 {
+            report.found(
+                FindingKind::Pointer,
+                Some("dists".into()),
+                format!(
+                    "`dists` is missing, but generation(s) {} were published: apt cannot use \
+                     the repository; --repair points it at the newest generation",
+                    list(&numbers)
+                ),
+                readable,
             );
+        } else {
+            for n in &numbers {
+                report.found(
+                    FindingKind::Generation,
+                    Some(show(&layout.gen_dir(*n))),
+                    format!("generation {n} was written but never made current (no `dists` yet)"),
+                    true,
+                );
+            }
         }
         return Ok(report);
     };
     let meta = match layout.read_meta(current) {
         Ok(m) => m,
         Err(e) => {
-            found(
+            report.found(
+                FindingKind::Generation,
+                Some(show(&layout.gen_dir(current))),
                 format!(
                     "the current generation {current} cannot be read ({e:#}); restore `{}` \
-                     from a backup",
+                     from a backup, or `builder repo rollback {env}` to serve an older one",
                     show(&layout.gen_dir(current))
                 ),
                 false,
@@ -166,19 +254,46 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         }
     };
 
+    let newer_published: Vec<u64> = numbers
+        .iter()
+        .copied()
+        .filter(|&n| n > current && published.contains(&n))
+        .collect();
+    if !newer_published.is_empty() {
+        report.found(
+            FindingKind::Pointer,
+            Some("dists".into()),
+            format!(
+                "`dists` points at generation {current}, but generation(s) {} were published \
+                 after it: it was changed by hand; --repair points it at the newest again \
+                 (`builder repo rollback {env}` serves an older one the supported way)",
+                list(&newer_published)
+            ),
+            true,
+        );
+    }
     let mut metas: Vec<GenerationMeta> = Vec::new();
     let mut unreadable = false;
     for &n in &numbers {
         if n > current {
-            found(
-                format!("generation {n} was written but never made current"),
-                true,
-            );
+            if !published.contains(&n) {
+                report.found(
+                    FindingKind::Generation,
+                    Some(show(&layout.gen_dir(n))),
+                    format!("generation {n} was written but never made current"),
+                    true,
+                );
+            }
             continue;
         }
-        if meta.sweep.contains(&n) {
-            found(
-                format!("generation {n} is still there, but the prune that made generation {current} deletes it"),
+        if n != current && meta.sweep.contains(&n) {
+            report.found(
+                FindingKind::Generation,
+                Some(show(&layout.gen_dir(n))),
+                format!(
+                    "generation {n} is still there, but the prune that made generation \
+                     {current} deletes it"
+                ),
                 true,
             );
             continue;
@@ -187,10 +302,12 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
             Ok(m) => metas.push(m),
             Err(e) => {
                 unreadable = true;
-                found(
+                report.found(
+                    FindingKind::Generation,
+                    Some(show(&layout.gen_dir(n))),
                     format!(
-                        "generation {n} cannot be read ({e:#}): a rollback to it is impossible; \
-                         --repair removes it"
+                        "generation {n} cannot be read ({e:#}): a rollback to it is \
+                         impossible; --repair removes it"
                     ),
                     true,
                 )
@@ -198,97 +315,93 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         }
     }
 
-    // The current generation's signed indexes, as apt fetches them.
-    let dists = layout.gen_dir(current).join("dists").join(&cfg.env);
-    for name in ["Release", "InRelease", "Release.gpg"] {
-        if fs::metadata(dists.join(name)).map_or(true, |m| m.len() == 0) {
-            found(
-                format!(
-                    "`{}` is missing or empty: apt refuses the repository; restore it from a \
-                     backup, or publish again with `builder promote` to write a fresh \
-                     generation",
-                    show(&dists.join(name))
-                ),
-                false,
-            );
-        }
-    }
-    for f in &meta.index_files {
-        let p = dists.join(&f.path);
-        let ok = store::digest_file(&p).is_ok_and(|(sha, _, _)| sha == f.sha256);
-        if !ok {
-            found(
-                format!(
-                    "`{}` is missing or not the file `Release` signs (sha256 {}): apt refuses \
-                     it; restore it from a backup, or publish again to write a fresh generation",
-                    show(&p),
-                    f.sha256
-                ),
-                false,
-            );
-        }
+    // The current generation's signed indexes, as apt fetches and verifies them.
+    for problem in store::index_damage(layout, env, &meta) {
+        report.found(
+            FindingKind::Index,
+            None,
+            format!(
+                "{problem}: apt refuses the repository; `builder promote` of the same \
+                 artifacts writes a fresh, signed generation (or restore it from a backup)"
+            ),
+            false,
+        );
     }
 
-    // Pool files and blobs: every generation's exist; the current one's are hashed.
+    // Pool files and blobs of every generation, each hashed once.
     let mut referenced = BTreeSet::new();
     let mut blobs = BTreeSet::new();
     for m in &metas {
         m.collect_references(&mut referenced, &mut blobs);
     }
-    for p in &meta.packages {
-        let path = layout.env_dir.join(&p.filename);
-        match store::digest_file(&path) {
-            Ok((sha, _, _)) if sha == p.sha256 => {}
-            Ok((sha, _, _)) => found(
-                format!(
-                    "pool file `{}` has sha256 {sha}, but generation {current} publishes {}: \
-                     promote the same artifacts again (`builder promote` copies a damaged pool \
-                     file anew from the approved .deb)",
-                    p.filename, p.sha256
-                ),
-                false,
-            ),
-            Err(_) => found(
-                format!(
-                    "pool file `{}` of generation {current} is missing: promote the same \
-                     artifacts again",
-                    p.filename
-                ),
-                false,
-            ),
-        }
-    }
-    for rel in &referenced {
-        if !meta.packages.iter().any(|p| &p.filename == rel) && !layout.env_dir.join(rel).is_file()
-        {
-            found(
-                format!("pool file `{rel}`, which an older generation needs, is missing: a rollback to it would fail"),
-                false,
-            );
-        }
-    }
-    for i in &meta.images {
-        if let Err(e) = images::verify_stored(&images_dir, i) {
-            found(
-                format!(
-                    "{e:#}: promote the same image again (`builder promote` copies a damaged \
-                     blob anew)"
-                ),
+    let mut pool_checked = BTreeSet::new();
+    let mut images_checked = BTreeSet::new();
+    for m in &metas {
+        let whose = if m.number == current {
+            format!("the current generation {current}")
+        } else {
+            format!("generation {} (a rollback target)", m.number)
+        };
+        let fix = if m.number == current {
+            "promote the same artifacts again (`builder promote` copies a damaged pool file \
+             anew from the approved .deb)"
+        } else {
+            "a rollback to it would publish it; restore it from a backup, or prune that \
+             generation"
+        };
+        for p in &m.packages {
+            if !pool_checked.insert((p.filename.clone(), p.sha256.clone())) {
+                continue;
+            }
+            let problem = match store::digest_file(&layout.env_dir.join(&p.filename)) {
+                Ok((sha, _, _)) if sha == p.sha256 => continue,
+                Ok((sha, _, _)) => format!("has sha256 {sha}, but {whose} publishes {}", p.sha256),
+                Err(_) => format!("of {whose} is missing"),
+            };
+            report.found(
+                FindingKind::Pool,
+                Some(p.filename.clone()),
+                format!("pool file `{}` {problem}: {fix}", p.filename),
                 false,
             );
+        }
+        for i in &m.images {
+            if !images_checked.insert((i.ref_name(), i.digest.clone())) {
+                continue;
+            }
+            if let Err(e) = images::verify_stored(&images_dir, i) {
+                let fix = if m.number == current {
+                    "promote the same image again (`builder promote` copies a damaged blob anew)"
+                } else {
+                    fix
+                };
+                report.found(
+                    FindingKind::Image,
+                    None,
+                    format!("{e:#} ({whose}): {fix}"),
+                    false,
+                );
+            }
         }
     }
     if !unreadable {
         for rel in store::pool_files(layout)? {
             if !referenced.contains(&rel) {
-                found(format!("pool file `{rel}` belongs to no generation"), true);
+                report.found(
+                    FindingKind::Unreferenced,
+                    Some(rel.clone()),
+                    format!("pool file `{rel}` belongs to no generation"),
+                    true,
+                );
             }
         }
         if let Ok(rd) = fs::read_dir(images_dir.join("blobs").join("sha256")) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') && !blobs.contains(&format!("sha256:{name}")) {
-                    found(
+                if !store::is_leftover(&name) && !blobs.contains(&format!("sha256:{name}")) {
+                    report.found(
+                        FindingKind::Unreferenced,
+                        Some(show(&e.path())),
                         format!("image blob sha256:{name} belongs to no generation"),
                         true,
                     );
@@ -297,13 +410,15 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         }
     }
 
-    // What follows the switch: links into `dists/` and the history line.
+    // What follows the switch: links into `dists/`, the image layout and the history line.
     for name in KEY_FILES {
         let want = std::path::PathBuf::from("dists").join(name);
         if layout.dists_link().join(name).is_file()
             && fs::read_link(layout.env_dir.join(name)).map_or(true, |t| t != want)
         {
-            found(
+            report.found(
+                FindingKind::Completion,
+                Some(name.to_string()),
                 format!("`{name}` does not point at the current generation's key"),
                 true,
             );
@@ -313,20 +428,38 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         let index = images_dir.join("index.json");
         let want = images::index_json(&meta.images)?;
         if fs::read(&index).map_or(true, |have| have != want) {
-            found(
+            report.found(
+                FindingKind::Completion,
+                Some("images/index.json".into()),
                 format!("`images/index.json` does not list generation {current}'s images"),
                 true,
             );
         }
+        if !images_dir.join("oci-layout").is_file() {
+            report.found(
+                FindingKind::Completion,
+                Some("images/oci-layout".into()),
+                "`images/oci-layout` is missing: OCI tools do not take `images/` for a layout"
+                    .into(),
+                true,
+            );
+        }
     }
-    if !super::history::read(layout)?
-        .iter()
-        .any(|e| e.generation == current)
-    {
-        found(
+    if !published.contains(&current) {
+        report.found(
+            FindingKind::Completion,
+            Some("history.jsonl".into()),
             format!("`history.jsonl` has no line for the current generation {current}"),
             true,
         );
     }
     Ok(report)
+}
+
+fn list(numbers: &[u64]) -> String {
+    numbers
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -2,7 +2,7 @@
 //! prune): when, which generation, which artifacts (packages and images) with digests, from
 //! where (smoke run ids, source environment), by whom.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -58,23 +58,18 @@ pub fn who() -> String {
 /// Every line of the history, oldest first.
 pub fn read(layout: &Layout) -> anyhow::Result<Vec<HistoryEntry>> {
     let path = layout.history();
-    let f = match std::fs::File::open(&path) {
-        Ok(f) => f,
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("could not read `{}`", path.display())),
     };
-    let mut out = Vec::new();
-    for line in std::io::BufReader::new(f).lines() {
-        let line = line.with_context(|| format!("could not read `{}`", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        // A line cut by a crash mid-append is skipped, not fatal.
-        if let Ok(e) = serde_json::from_str(&line) {
-            out.push(e);
-        }
-    }
-    Ok(out)
+    // A line cut by a crash mid-append, or damaged on disk (not JSON, not even UTF-8), is
+    // skipped, not fatal: the generations, not the history, say what is published.
+    Ok(bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect())
 }
 
 pub fn append(layout: &Layout, entry: &HistoryEntry) -> anyhow::Result<()> {

@@ -267,7 +267,7 @@ pub fn verify_stored(images: &Path, entry: &ImageEntry) -> anyhow::Result<()> {
 /// from the approved source instead of being published as approved.
 pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
     let dir = images.join("blobs").join("sha256");
-    fs::create_dir_all(&dir).with_context(|| format!("could not create `{}`", dir.display()))?;
+    crate::durable::create_dir_all(&dir)?;
     let mut wanted: BTreeSet<&str> = BTreeSet::new();
     for (d, _) in &art.entry.blobs {
         let have = blob_file(images, d);
@@ -384,8 +384,7 @@ pub const GENERATION_INDEX: &str = "images-index.json";
 
 /// Makes `images/` an OCI layout (its `oci-layout` file and blob directory).
 pub fn ensure_layout(dir: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(dir.join("blobs").join("sha256"))
-        .with_context(|| format!("could not create `{}`", dir.display()))?;
+    crate::durable::create_dir_all(&dir.join("blobs").join("sha256"))?;
     let layout = dir.join("oci-layout");
     if !layout.exists() {
         crate::durable::write(&layout, OCI_LAYOUT.as_bytes())?;
@@ -437,9 +436,9 @@ pub fn remove_unreferenced(env_dir: &Path, referenced: &BTreeSet<String>) -> any
                 false
             };
             if doomed {
-                let p = ent.path();
-                fs::remove_file(&p)
-                    .with_context(|| format!("could not remove `{}`", p.display()))?;
+                // A directory there (made by hand, or by another tool) is removed too:
+                // nothing but blobs belongs in `blobs/sha256/`.
+                super::store::remove_any(&ent.path())?;
                 removed += 1;
             }
         }

@@ -140,10 +140,16 @@ fn check_signing_key(
 /// Points `<env>/signing-key.{gpg,asc}` and `<env>/images/index.json` into `dists/`, so
 /// they change with the `dists` switch (once made, these links never change again). A
 /// generation written by an older builder has no image index inside: `index.json` is then
-/// written from its image list.
-fn link_generation_files(layout: &Layout, meta: &GenerationMeta) -> anyhow::Result<()> {
+/// written from its image list. `dists` is the generation's `dists/` directory (through
+/// the link once it is current; directly when the first generation is linked before its
+/// switch, so no kill leaves a new repository without them).
+fn link_generation_files(
+    layout: &Layout,
+    dists: &std::path::Path,
+    meta: &GenerationMeta,
+) -> anyhow::Result<()> {
     for name in KEY_FILES {
-        if layout.dists_link().join(name).is_file() {
+        if dists.join(name).is_file() {
             link(
                 &layout.env_dir.join(name),
                 &PathBuf::from("dists").join(name),
@@ -154,7 +160,7 @@ fn link_generation_files(layout: &Layout, meta: &GenerationMeta) -> anyhow::Resu
     if !images_dir.exists() && meta.images.is_empty() {
         return Ok(());
     }
-    if layout.dists_link().join(images::GENERATION_INDEX).is_file() {
+    if dists.join(images::GENERATION_INDEX).is_file() {
         images::ensure_layout(&images_dir)?;
         link(
             &images_dir.join("index.json"),
@@ -417,7 +423,22 @@ pub fn publish_full(
                 .iter()
                 .any(|i| i.same_key(&a.entry) && i.digest == a.entry.digest)
         });
-    if let (Some(c), true, false) = (current, held, rotating) {
+    // A damaged current generation (an index or signature changed on disk) is written
+    // anew, freshly signed, even when it holds these artifacts.
+    let damage = match current {
+        Some(c) => store::index_damage(&layout, &cfg.env, &layout.read_meta(c)?),
+        None => Vec::new(),
+    };
+    if held && !damage.is_empty() {
+        reporter.warn(format!(
+            "`{}`: generation {} is damaged ({}); writing a fresh, signed generation with the \
+             same contents",
+            cfg.env,
+            current.unwrap_or_default(),
+            damage.join("; ")
+        ));
+    }
+    if let (Some(c), true, false, true) = (current, held, rotating, damage.is_empty()) {
         // Blobs and pool files are still checked: a damaged one is copied again from the
         // approved source (which matches the published sha256).
         let images_dir = images::images_dir(&layout.env_dir);
@@ -425,16 +446,7 @@ pub fn publish_full(
             images::import(&images_dir, art)?;
         }
         for (entry, path) in &incoming {
-            if store::repair_pool_file(&layout, path, &entry.filename, &entry.sha256)? {
-                reporter.warn(format!(
-                    "`{}`: the pool file `{}` was damaged (not the sha256 `{}` publishes); \
-                     copied it again from `{}`",
-                    cfg.env,
-                    entry.filename,
-                    entry.sha256,
-                    path.display()
-                ));
-            }
+            put_pool_file(&layout, cfg, entry, path, reporter)?;
         }
         reporter.info(format!(
             "`{}` already holds these artifacts (generation {c})",
@@ -510,10 +522,11 @@ pub fn publish_full(
                     entry.sha256
                 )));
             }
+            put_pool_file(&layout, cfg, &entry, &path, reporter)?;
             added.push(entry.artifact());
             continue;
         }
-        store::put_pool_file(&layout, &path, &entry.filename, &entry.sha256)?;
+        put_pool_file(&layout, cfg, &entry, &path, reporter)?;
         added.push(entry.artifact());
         packages.push(entry);
     }
@@ -560,6 +573,30 @@ pub fn publish_full(
     );
     undo.done();
     Ok(g)
+}
+
+/// Puts an approved .deb into the pool ([`store::put_pool_file`]), saying when a damaged
+/// pool file was copied anew.
+fn put_pool_file(
+    layout: &Layout,
+    cfg: &RepoConfig,
+    entry: &PackageEntry,
+    path: &std::path::Path,
+    reporter: &Reporter,
+) -> anyhow::Result<()> {
+    if store::put_pool_file(layout, path, &entry.filename, &entry.sha256)?
+        == store::PoolPut::Repaired
+    {
+        reporter.warn(format!(
+            "`{}`: the pool file `{}` was damaged (not the sha256 `{}` publishes); copied it \
+             again from `{}`",
+            cfg.env,
+            entry.filename,
+            entry.sha256,
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Makes the contents of the generation before the current one current again (as a new
@@ -887,8 +924,7 @@ fn write_generation(
     }
 
     let gens = layout.gens();
-    std::fs::create_dir_all(&gens)
-        .with_context(|| format!("could not create `{}`", gens.display()))?;
+    crate::durable::create_dir_all(&gens)?;
     let staging = gens.join(format!(".tmp-{number}-{}", std::process::id()));
     let base = staging.join("dists").join(&cfg.env);
     for f in &files {
@@ -910,8 +946,7 @@ fn write_generation(
                 }
                 let from = prev_base.join(&rel);
                 if let Some(d) = to.parent() {
-                    std::fs::create_dir_all(d)
-                        .with_context(|| format!("could not create `{}`", d.display()))?;
+                    crate::durable::create_dir_all(d)?;
                 }
                 if std::fs::hard_link(&from, &to).is_err() {
                     std::fs::copy(&from, &to).with_context(|| {
@@ -969,6 +1004,10 @@ fn write_generation(
 
     let dir = layout.gen_dir(number);
     crate::durable::rename(&staging, &dir)?;
+    if current.is_none() {
+        // A new repository: its links into `dists/` dangle until the switch below.
+        link_generation_files(layout, &dir.join("dists"), &meta)?;
+    }
     layout.switch_to(number)?;
     // Committed: apt, the image layout and the key now serve generation `number`.
     let completed =

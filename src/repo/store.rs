@@ -112,18 +112,25 @@ impl Layout {
         }
         let target = fs::read_link(&link)
             .with_context(|| format!("could not read symlink `{}`", link.display()))?;
-        let n = target
-            .parent()
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| {
-                crate::error::failed(format!(
-                    "`{}` points to `{}`, which is not a builder generation",
-                    link.display(),
-                    target.display()
-                ))
-            })?;
+        // Exactly `.generations/<n>/dists`: a link into another environment or anywhere else
+        // is not this repository's generation.
+        let parts: Vec<_> = target.components().collect();
+        let n = match parts.as_slice() {
+            [std::path::Component::Normal(g), std::path::Component::Normal(n), std::path::Component::Normal(d)]
+                if *g == ".generations" && *d == "dists" =>
+            {
+                n.to_str().and_then(|n| n.parse::<u64>().ok())
+            }
+            _ => None,
+        };
+        let n = n.ok_or_else(|| {
+            crate::error::failed(format!(
+                "`{}` points to `{}`, which is not a generation of this repository (builder \
+                 links it to `.generations/<n>/dists`)",
+                link.display(),
+                target.display()
+            ))
+        })?;
         Ok(Some(n))
     }
 
@@ -202,27 +209,162 @@ impl RepoLock {
     }
 }
 
+/// Whether a directory entry is the temporary file or directory of a command that did not
+/// finish (`.tmp-<n>-<pid>`, `.name.tmp-<pid>-<seq>`, `.dists.tmp-<pid>`). Every writer of a
+/// repository holds its lock, so with the lock held each one is a leftover.
+pub fn is_leftover(name: &str) -> bool {
+    name.starts_with(".tmp-") || (name.starts_with('.') && name.contains(".tmp-"))
+}
+
+/// The directories that hold leftovers besides the pool (which is walked).
+pub fn leftover_dirs(layout: &Layout) -> [PathBuf; 4] {
+    let images = super::images::images_dir(&layout.env_dir);
+    [
+        layout.gens(),
+        layout.env_dir.clone(),
+        images.join("blobs").join("sha256"),
+        images,
+    ]
+}
+
+/// Refuses to treat a directory builder did not make as a repository: with no current
+/// generation, `<env>/` must be empty (its `.lock` and leftovers aside) or have
+/// `.generations/`. Marks it as builder's (`.generations/`, synced) before anything is
+/// copied into it, so the pool files of a first promotion that dies are known to be ours.
+fn claim(layout: &Layout) -> anyhow::Result<()> {
+    if layout.gens().is_dir() {
+        return Ok(());
+    }
+    let foreign = foreign_entries(layout)?;
+    if !foreign.is_empty() {
+        return Err(crate::error::failed(format!(
+            "`{}` is not a builder repository: it holds `{}` and no `.generations/`; builder \
+             publishes into an empty directory or one it made, and never deletes what it did \
+             not write: choose another `--root` (or `root` in promote.toml), or move these away",
+            layout.env_dir.display(),
+            foreign.join("`, `")
+        )));
+    }
+    crate::durable::create_dir_all(&layout.gens())?;
+    sync_dir(&layout.env_dir)
+}
+
+/// What `<env>/` holds besides the lock and leftovers (the first five names, sorted), when
+/// it has neither `dists` nor `.generations/`: files builder did not write. Empty for a
+/// directory that is builder's or empty.
+pub fn foreign_entries(layout: &Layout) -> anyhow::Result<Vec<String>> {
+    if layout.gens().is_dir() || fs::symlink_metadata(layout.dists_link()).is_ok() {
+        return Ok(Vec::new());
+    }
+    let mut foreign: Vec<String> = fs::read_dir(&layout.env_dir)
+        .with_context(|| format!("could not list `{}`", layout.env_dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock" && !is_leftover(n))
+        .collect();
+    foreign.sort();
+    foreign.truncate(5);
+    Ok(foreign)
+}
+
+/// Generations that are complete but newer than the current one (all of them when there
+/// is none) which a command did publish: `dists` was removed or pointed back by hand, not
+/// left so by a crash (a generation is recorded in the history only after its switch). An
+/// error that says how to recover when there are any: deleting them would lose releases.
+fn check_not_rewound(layout: &Layout, current: Option<u64>, numbers: &[u64]) -> anyhow::Result<()> {
+    let newer: Vec<u64> = numbers
+        .iter()
+        .copied()
+        .filter(|&n| current.is_none_or(|c| n > c))
+        .collect();
+    if newer.is_empty() {
+        return Ok(());
+    }
+    let published: BTreeSet<u64> = super::history::read(layout)?
+        .iter()
+        .map(|e| e.generation)
+        .collect();
+    // A first promotion that died before its switch leaves generation 1 alone; several
+    // generations and no `dists` cannot come from a crash.
+    let rewound =
+        newer.iter().any(|n| published.contains(n)) || (current.is_none() && newer != [1]);
+    if !rewound {
+        return Ok(());
+    }
+    let env = layout
+        .env_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let list = newer
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = match current {
+        None => format!("`{}` is missing", layout.dists_link().display()),
+        Some(c) => format!(
+            "`{}` points at generation {c}, an older one",
+            layout.dists_link().display()
+        ),
+    };
+    Err(crate::error::failed(format!(
+        "{what}, but generation(s) {list} were published: `dists` was changed by hand, so \
+         builder changes nothing rather than delete releases; `builder repo check {env} \
+         --repair` points it at the newest generation again (use `builder repo rollback` to \
+         serve an older one)"
+    )))
+}
+
+/// Points `dists` at the newest generation whose `generation.json` reads, preferring those
+/// the history records as published. For `repo check --repair` when `dists` was removed or
+/// pointed back by hand. Returns the generation now current.
+pub fn relink_newest(layout: &Layout) -> anyhow::Result<Option<u64>> {
+    let published: BTreeSet<u64> = super::history::read(layout)?
+        .iter()
+        .map(|e| e.generation)
+        .collect();
+    let readable: Vec<u64> = layout
+        .generation_numbers()?
+        .into_iter()
+        .filter(|&n| layout.read_meta(n).is_ok())
+        .collect();
+    let pick = readable
+        .iter()
+        .rev()
+        .find(|n| published.contains(n))
+        .or(readable.last())
+        .copied();
+    if let Some(n) = pick {
+        layout.switch_to(n)?;
+        sync_dir(&layout.env_dir)?;
+    }
+    Ok(pick)
+}
+
 /// Removes what a crashed run left behind and completes what it committed. Call with the
 /// lock held.
-/// - temporary generations (being written or being deleted), symlinks and pool files;
+/// - temporary generations (being written or being deleted), symlinks and files;
 /// - complete generations newer than the current one (written but never switched to);
 /// - generations the current one's `sweep` names (a prune that died while deleting);
 /// - pool files and blobs no generation references (copied by a run that died before its
 ///   switch, or left by an interrupted prune);
 /// - the current generation's links and history line ([`complete_current`]).
+///
+/// It refuses, deleting nothing, when `<env>/` is not builder's or `dists` was changed by
+/// hand.
 pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<()> {
     let current = layout.current()?;
+    if current.is_none() {
+        claim(layout)?;
+    }
+    let numbers = layout.generation_numbers()?;
+    check_not_rewound(layout, current, &numbers)?;
     let mut removed = 0usize;
-    for (dir, prefix) in [
-        (layout.gens(), ".tmp-"),
-        (layout.env_dir.clone(), ".dists.tmp-"),
-        (layout.env_dir.clone(), ".signing-key."),
-    ] {
+    for dir in leftover_dirs(layout) {
         if let Ok(rd) = fs::read_dir(&dir) {
             for ent in rd.flatten() {
-                let name = ent.file_name().to_string_lossy().into_owned();
-                if name.starts_with(prefix) && (prefix != ".signing-key." || name.contains(".tmp-"))
-                {
+                if is_leftover(&ent.file_name().to_string_lossy()) {
                     remove_any(&ent.path())?;
                     removed += 1;
                 }
@@ -252,11 +394,16 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
     // another builder version) is a rollback target whose files are unknown: it is kept, and
     // nothing is deleted from the pool or the blobs this time.
     let mut unknown = Vec::new();
-    for n in layout.generation_numbers()? {
-        let stale = current.is_none_or(|c| n > c);
-        if stale {
+    for n in numbers {
+        if current.is_none_or(|c| n > c) {
             remove_generation(layout, n)?;
             removed += 1;
+            continue;
+        }
+        if current_meta
+            .as_ref()
+            .is_some_and(|m| m.sweep.contains(&n) && n != m.number)
+        {
             continue;
         }
         match layout.read_meta(n) {
@@ -328,7 +475,7 @@ impl Drop for UndoOnError<'_> {
 /// and `images/index.json` pointing into `dists/`, and its history line. A run that died
 /// after its switch is completed by the next one.
 pub fn complete_current(layout: &Layout, meta: &GenerationMeta) -> anyhow::Result<()> {
-    super::link_generation_files(layout, meta)?;
+    super::link_generation_files(layout, &layout.dists_link(), meta)?;
     super::history::ensure_recorded(layout, &meta.history)
 }
 
@@ -390,7 +537,7 @@ pub fn remove_pool_files(
     Ok(out)
 }
 
-fn remove_any(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn remove_any(path: &Path) -> anyhow::Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(_) => return Ok(()),
@@ -443,22 +590,51 @@ pub fn digest_file(path: &Path) -> anyhow::Result<(String, String, u64)> {
     ))
 }
 
-/// Copies `src` into the pool at `rel` unless an identical file is there; a file with the
-/// same name and other bytes is an error (published versions never change).
-pub fn put_pool_file(layout: &Layout, src: &Path, rel: &str, sha256: &str) -> anyhow::Result<()> {
+/// Copies `src` (whose bytes must have sha256 `sha256`) into the pool at `rel`. A file
+/// already there with those bytes is kept; one with other bytes is damage when no generation
+/// published other bytes under that name (it is copied anew: [`PoolPut::Repaired`]), and an
+/// error when one did (a published name+version+architecture never changes).
+pub fn put_pool_file(
+    layout: &Layout,
+    src: &Path,
+    rel: &str,
+    sha256: &str,
+) -> anyhow::Result<PoolPut> {
     let dest = layout.env_dir.join(rel);
-    if dest.exists() {
-        let (have, _, _) = digest_file(&dest)?;
-        if have == sha256 {
-            return Ok(());
-        }
+    if fs::symlink_metadata(&dest).is_err() {
+        install_verified(src, &dest, sha256)?;
+        return Ok(PoolPut::Copied);
+    }
+    if digest_file(&dest).is_ok_and(|(have, _, _)| have == sha256) {
+        return Ok(PoolPut::Present);
+    }
+    let published = layout.generation_numbers()?.into_iter().find_map(|n| {
+        let meta = layout.read_meta(n).ok()?;
+        let p = meta.packages.into_iter().find(|p| p.filename == rel)?;
+        Some((n, p.sha256))
+    });
+    if let Some((n, other)) = published.filter(|(_, other)| other != sha256) {
         return Err(crate::error::failed(format!(
-            "`{}` is already in the pool with other content (sha256 {have}, new {sha256}): a \
-             published name+version+architecture never changes; bump the version",
+            "`{}` is already published with other content (sha256 {other}, generation {n}; \
+             new {sha256}): a published name+version+architecture never changes; bump the \
+             version",
             dest.display()
         )));
     }
-    install_verified(src, &dest, sha256)
+    remove_any(&dest)?;
+    install_verified(src, &dest, sha256)?;
+    Ok(PoolPut::Repaired)
+}
+
+/// What [`put_pool_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolPut {
+    /// The pool already held these bytes.
+    Present,
+    /// The file was new.
+    Copied,
+    /// The file there was damaged (missing bytes, flipped bits) and was copied anew.
+    Repaired,
 }
 
 /// Copies `src` to `dest` through a temp file beside it, checks the copy's sha256 and
@@ -482,28 +658,11 @@ fn install_verified(src: &Path, dest: &Path, sha256: &str) -> anyhow::Result<()>
     out.commit()
 }
 
-/// Makes the pool file `rel` hold exactly the published bytes again: when it is missing or
-/// its sha256 is not `sha256` (a flipped byte on disk), it is copied anew from `src`, whose
-/// bytes are checked first. Returns whether it had to be repaired.
-pub fn repair_pool_file(
-    layout: &Layout,
-    src: &Path,
-    rel: &str,
-    sha256: &str,
-) -> anyhow::Result<bool> {
-    let dest = layout.env_dir.join(rel);
-    if dest.exists() && digest_file(&dest)?.0 == sha256 {
-        return Ok(false);
-    }
-    install_verified(src, &dest, sha256)?;
-    Ok(true)
-}
-
 /// Writes a file inside a staging generation (no temp needed: nothing reads it before the
 /// generation's rename), syncing the file and its directory.
 pub fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("could not create `{}`", dir.display()))?;
+    crate::durable::create_dir_all(dir)?;
     let mut f =
         File::create(path).with_context(|| format!("could not create `{}`", path.display()))?;
     f.write_all(bytes)
@@ -513,3 +672,76 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 pub use crate::durable::sync_dir;
+
+/// What apt would refuse in generation `meta` of environment `env`: `Release`,
+/// `InRelease` and `Release.gpg` must be there and signed by the key the generation
+/// publishes (`dists/signing-key.gpg`), `InRelease` must sign `Release`'s text, and every
+/// index file must hold the hashes `Release` lists. One line per problem, paths relative to
+/// `<env>/`; empty when the generation is whole.
+pub fn index_damage(layout: &Layout, env: &str, meta: &GenerationMeta) -> Vec<String> {
+    let rel = |p: &Path| {
+        p.strip_prefix(&layout.env_dir)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
+    let gen_dists = layout.gen_dir(meta.number).join("dists");
+    let dists = gen_dists.join(env);
+    let mut out = Vec::new();
+    let mut read = |name: &str| match fs::read(dists.join(name)) {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            out.push(format!("`{}` is missing or empty", rel(&dists.join(name))));
+            None
+        }
+    };
+    let (release, inrelease, detached) = (read("Release"), read("InRelease"), read("Release.gpg"));
+    let key_path = gen_dists.join(super::KEY_FILES[0]);
+    let verifier = fs::read(&key_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| crate::sign::Verifier::from_keyring(&b));
+    match (&verifier, &release) {
+        (Err(e), _) => out.push(format!(
+            "`{}`, the key this generation is signed with, cannot be read ({e:#})",
+            rel(&key_path)
+        )),
+        (Ok(v), Some(release)) => {
+            if let Some(sig) = &detached {
+                if let Err(e) = v.verify_detached(release, sig) {
+                    out.push(format!(
+                        "`{}` does not verify: {e:#}",
+                        rel(&dists.join("Release.gpg"))
+                    ));
+                }
+            }
+            if let Some(signed) = &inrelease {
+                match v.verify_clearsigned(signed) {
+                    Err(e) => out.push(format!(
+                        "`{}` does not verify: {e:#}",
+                        rel(&dists.join("InRelease"))
+                    )),
+                    Ok(text) if text.trim_end().as_bytes() != release.trim_ascii_end() => {
+                        out.push(format!(
+                            "`{}` signs another text than `{}`",
+                            rel(&dists.join("InRelease")),
+                            rel(&dists.join("Release"))
+                        ))
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        (Ok(_), None) => {}
+    }
+    for f in &meta.index_files {
+        let p = dists.join(&f.path);
+        if !digest_file(&p).is_ok_and(|(sha, _, _)| sha == f.sha256) {
+            out.push(format!(
+                "`{}` is missing or not the file `Release` lists (sha256 {})",
+                rel(&p),
+                f.sha256
+            ));
+        }
+    }
+    out
+}

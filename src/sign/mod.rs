@@ -169,9 +169,7 @@ pub fn resolve(
 /// The fingerprint (hex, uppercase) of the first key in a binary public keyring such as a
 /// repository's `signing-key.gpg`.
 pub fn public_key_fingerprint(bytes: &[u8]) -> anyhow::Result<String> {
-    let key = SignedPublicKey::from_bytes(bytes)
-        .map_err(|e| anyhow!("not an OpenPGP public key: {e}"))?;
-    Ok(hex::encode_upper(key.fingerprint().as_bytes()))
+    Verifier::from_keyring(bytes).map(|v| v.fingerprint())
 }
 
 /// A loaded secret key that signs repository metadata.
@@ -257,35 +255,10 @@ impl Signer {
             .map_err(|e| anyhow!("could not armor the signature: {e}"))
     }
 
-    /// Checks an armored detached signature over `data` against this key. The error says
-    /// whether the signature is unreadable, made by another key (naming it), or does not
-    /// match the data.
+    /// Checks an armored detached signature over `data` against this key; see
+    /// [`Verifier::verify_detached`].
     pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> anyhow::Result<()> {
-        let (sig, _) = DetachedSignature::from_armor_single(signature)
-            .map_err(|e| anyhow!("not an armored OpenPGP signature ({e})"))?;
-        let public = self.public();
-        let ours = self.key.fingerprint();
-        let issuers: Vec<String> = sig
-            .signature
-            .issuer_fingerprint()
-            .into_iter()
-            .filter(|f| **f != ours)
-            .map(|f| hex::encode_upper(f.as_bytes()))
-            .collect();
-        if !issuers.is_empty() && sig.signature.issuer_fingerprint().len() == issuers.len() {
-            return Err(anyhow!(
-                "it was signed by key {}, not by this project's key {}",
-                issuers.join(", "),
-                self.fingerprint()
-            ));
-        }
-        sig.verify(&public, data).map_err(|_| {
-            anyhow!(
-                "the signature by key {} does not match the content: it changed after it was \
-                 signed",
-                self.fingerprint()
-            )
-        })
+        Verifier { key: self.public() }.verify_detached(data, signature)
     }
 
     fn public(&self) -> SignedPublicKey {
@@ -302,6 +275,70 @@ impl Signer {
     /// The public key as a binary keyring, usable as apt `signed-by` (`.gpg`).
     pub fn public_key_binary(&self) -> Vec<u8> {
         self.public().to_bytes().unwrap_or_default()
+    }
+}
+
+/// A public key that checks signatures: the project's own (through [`Signer`]) or the one a
+/// repository generation publishes (`signing-key.gpg`).
+pub struct Verifier {
+    key: SignedPublicKey,
+}
+
+impl Verifier {
+    /// The first key of a binary keyring such as a repository's `signing-key.gpg`.
+    pub fn from_keyring(bytes: &[u8]) -> anyhow::Result<Self> {
+        let key = SignedPublicKey::from_bytes(bytes)
+            .map_err(|e| anyhow!("not an OpenPGP public key: {e}"))?;
+        Ok(Verifier { key })
+    }
+
+    fn fingerprint(&self) -> String {
+        hex::encode_upper(self.key.fingerprint().as_bytes())
+    }
+
+    /// Checks an armored detached signature over `data`. The error says whether the
+    /// signature is unreadable, made by another key (naming it), or does not match the data.
+    pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> anyhow::Result<()> {
+        let (sig, _) = DetachedSignature::from_armor_single(signature)
+            .map_err(|e| anyhow!("not an armored OpenPGP signature ({e})"))?;
+        let ours = self.key.fingerprint();
+        let issuers: Vec<String> = sig
+            .signature
+            .issuer_fingerprint()
+            .into_iter()
+            .filter(|f| **f != ours)
+            .map(|f| hex::encode_upper(f.as_bytes()))
+            .collect();
+        if !issuers.is_empty() && sig.signature.issuer_fingerprint().len() == issuers.len() {
+            return Err(anyhow!(
+                "it was signed by key {}, not by this project's key {}",
+                issuers.join(", "),
+                self.fingerprint()
+            ));
+        }
+        sig.verify(&self.key, data).map_err(|_| {
+            anyhow!(
+                "the signature by key {} does not match the content: it changed after it was \
+                 signed",
+                self.fingerprint()
+            )
+        })
+    }
+
+    /// Checks a clearsigned text (`InRelease`) and returns the text it signs, with `\n` line
+    /// ends.
+    pub fn verify_clearsigned(&self, armored: &[u8]) -> anyhow::Result<String> {
+        let text = std::str::from_utf8(armored).map_err(|_| anyhow!("it is not text"))?;
+        let (msg, _) = CleartextSignedMessage::from_string(text)
+            .map_err(|e| anyhow!("not a clearsigned OpenPGP message ({e})"))?;
+        msg.verify(&self.key).map_err(|_| {
+            anyhow!(
+                "no signature in it by key {} matches its text: it changed after it was signed, \
+                 or another key signed it",
+                self.fingerprint()
+            )
+        })?;
+        Ok(msg.signed_text().replace("\r\n", "\n"))
     }
 }
 
