@@ -2,8 +2,9 @@
 //! SIGKILLed by strace at every filesystem step they take (each rename, unlink, symlink,
 //! rmdir and fsync, one at a time), on a copy of a repository with packages and images.
 //! After every kill the environment must be either exactly as before or exactly as after the
-//! command, `builder repo check --repair` (or simply running the command again) must leave it
-//! consistent, apt must verify it and skopeo must read every image it lists.
+//! command, real apt in a container (signatures and dates checked) must accept what it
+//! serves right then, and `builder repo check --repair` (or simply running the command again)
+//! must leave it consistent, apt verifying it and skopeo reading every image it lists.
 
 mod common;
 
@@ -12,6 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::apt::AptContainer;
 use common::project::*;
 use common::*;
 
@@ -211,10 +213,13 @@ fn kill_everywhere(p: &Project, args: &[&str]) -> u32 {
     let after = assert_consistent(clean.path(), p, &format!("{args:?} without faults"));
     assert_ne!(before, after, "{args:?} changes nothing: a useless test");
 
+    // apt in a container reads every state a kill leaves, through one read-only mount.
+    let scratch = tempfile::tempdir().unwrap();
+    let apt = AptContainer::start(scratch.path(), &p.keyring());
     let mut kills = 0;
     for call in KILL_POINTS {
         for n in 1..=MAX_STEPS {
-            let work = tempfile::tempdir().unwrap();
+            let work = tempfile::tempdir_in(scratch.path()).unwrap();
             copy_tree(p.path(), work.path());
             let what = format!("{args:?} killed at {call} #{n}");
             let o = traced(
@@ -251,6 +256,8 @@ fn kill_everywhere(p: &Project, args: &[&str]) -> u32 {
                 .collect();
             held_images.sort();
             assert_eq!(listed, held_images, "{what}: image layout against {now:?}");
+            apt.verifies(&served_dir(&work), "dev", "demo")
+                .unwrap_or_else(|e| panic!("{what}: apt in a container: {e}"));
             // ...and the next command leaves it consistent: on odd steps `repo check
             // --repair`, on even ones running the command again (what CI does on a retry).
             let next: Vec<&str> = if n % 2 == 1 || args[0] == "repo" && args[1] == "rollback" {
@@ -494,6 +501,14 @@ fn a_full_disk_leaves_the_old_generation_serving() {
     eprintln!("full disk: {refused} promotions refused before one fitted");
     assert!(refused >= 1 && landed, "refused {refused}, landed {landed}");
     apt_verifies(&env, &p.keyring()).unwrap();
+}
+
+/// `dev`'s repository in `work`, as the apt container sees it under `/repos`.
+fn served_dir(work: &tempfile::TempDir) -> String {
+    format!(
+        "{}/dist/repos/dev",
+        work.path().file_name().unwrap().to_string_lossy()
+    )
 }
 
 /// Every generation directory and pool file a repository holds, to show nothing was deleted.
@@ -753,11 +768,13 @@ fn the_first_promotion_killed_at_every_step_serves_nothing_or_everything() {
     artifacts.push(write_image(&p.dist(), "web", "1.0.0"));
     write_report(&p, "run-0", true, &[], &serde_json::Value::Array(artifacts));
     let args = ["promote", "--to", "dev"];
+    let scratch = tempfile::tempdir().unwrap();
+    let apt = AptContainer::start(scratch.path(), &p.keyring());
     let mut kills = 0;
     let mut served = 0;
     for call in KILL_POINTS {
         for n in 1..=MAX_STEPS {
-            let work = tempfile::tempdir().unwrap();
+            let work = tempfile::tempdir_in(scratch.path()).unwrap();
             copy_tree(p.path(), work.path());
             let what = format!("first promotion killed at {call} #{n}");
             let o = traced(
@@ -781,7 +798,8 @@ fn the_first_promotion_killed_at_every_step_serves_nothing_or_everything() {
                     "{what}: no key"
                 );
                 assert_eq!(layout_digests(&env).len(), 1, "{what}: no image index");
-                apt_verifies(&env, &p.keyring()).unwrap_or_else(|e| panic!("{what}: apt: {e}"));
+                apt.verifies(&served_dir(&work), "dev", "demo")
+                    .unwrap_or_else(|e| panic!("{what}: apt in a container: {e}"));
             } else {
                 assert!(
                     holdings(work.path(), &p.key()).is_empty(),

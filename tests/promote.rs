@@ -8,9 +8,10 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::apt::*;
 use common::project::*;
 use common::*;
 
@@ -166,65 +167,6 @@ fn promotion_refuses_missing_failed_and_changed_artifacts_then_carries_the_same_
 // ---------------------------------------------------------------------------------------
 // apt in a container
 
-struct Container {
-    id: String,
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Container {
-    fn exec(&self, script: &str) -> Output {
-        Command::new("docker")
-            .args([
-                "exec",
-                "-e",
-                "DEBIAN_FRONTEND=noninteractive",
-                "-e",
-                "LC_ALL=C",
-            ])
-            .arg(&self.id)
-            .args(["sh", "-c", script])
-            .output()
-            .unwrap()
-    }
-}
-
-/// The `bookworm` base image (made once, shared through the test cache).
-fn bookworm_image() -> String {
-    let root = repo();
-    let mut c = builder();
-    c.arg("--project")
-        .arg(&root)
-        .args(["base", "build", "bookworm"]);
-    sh(&mut c);
-    let mut c = builder();
-    c.arg("--project")
-        .arg(&root)
-        .args(["--json", "base", "list"]);
-    let list: serde_json::Value = serde_json::from_str(&sh(&mut c)).unwrap();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "bookworm")
-        .and_then(|r| r["tag"].as_str())
-        .expect("bookworm in `base list`")
-        .to_string()
-}
-
-/// apt options: only our source list, date checks on, no sandbox user (read-only bind mount
-/// owned by root).
-const APT: &str = "apt-get -q -o Dir::Etc::SourceList=/etc/apt/builder.list \
-    -o Dir::Etc::SourceParts=- -o Acquire::Check-Date=true -o Acquire::Check-Valid-Until=true \
-    -o APT::Sandbox::User=root";
-
 #[test]
 fn apt_in_a_container_installs_upgrades_and_refuses_tampering() {
     let p = Project::new();
@@ -234,30 +176,8 @@ fn apt_in_a_container_installs_upgrades_and_refuses_tampering() {
     assert!(o.status.success(), "{}", both(&o));
 
     // Tampered copies live beside the real repository in the mounted directory.
-    let image = bookworm_image();
-    let run_id = format!("promote-test-{}", std::process::id());
-    let out = sh(Command::new("docker")
-        .args(["run", "-d", "--network", "none"])
-        .args(["--label", "io.builder=1", "--label"])
-        .arg(format!("io.builder.run={run_id}"))
-        .args(["--label", "io.builder.stage=test"])
-        .arg("-v")
-        .arg(format!("{}:/repos:ro", p.dist().join("repos").display()))
-        .arg("-v")
-        .arg(format!(
-            "{}:/etc/apt/keyrings/builder.gpg:ro",
-            p.keyring().display()
-        ))
-        .args([&image, "sleep", "600"]));
-    let c = Container {
-        id: out.trim().to_string(),
-    };
-    let list = |env: &str| {
-        format!(
-            "echo 'deb [signed-by=/etc/apt/keyrings/builder.gpg] file:/repos/{env} dev main' \
-             > /etc/apt/builder.list && rm -rf /var/lib/apt/lists/*"
-        )
-    };
+    let c = AptContainer::start(&p.dist().join("repos"), &p.keyring());
+    let list = |env: &str| AptContainer::source(env, "dev");
     let start = Instant::now();
     let o = c.exec(&format!(
         "{} && {APT} update && {APT} install -y demo",

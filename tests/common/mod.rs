@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: run the real binary, make fixture projects.
 #![allow(dead_code)]
 
+pub mod apt;
 pub mod project;
 
 use std::path::{Path, PathBuf};
