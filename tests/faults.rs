@@ -623,7 +623,10 @@ fn torn_history_and_stray_leftovers_block_nothing() {
     fs::create_dir_all(blobs.join(".x.tmp-1-1")).unwrap();
     fs::write(blobs.join(".x.tmp-1-1/part"), b"x").unwrap();
     fs::create_dir_all(blobs.join("0".repeat(64))).unwrap();
-    fs::write(env.join(".foo.tmp-123-0"), b"half").unwrap();
+    fs::write(env.join(".signing-key.gpg.tmp-123"), b"half").unwrap();
+    // Names that only look like temps are not builder's and stay.
+    fs::write(env.join(".foo.tmp-123-0"), b"mine").unwrap();
+    fs::create_dir_all(env.join(".tmp-mystuff")).unwrap();
 
     let generations = || {
         let o = p.builder(&["--json", "repo", "history", "dev"]);
@@ -634,7 +637,7 @@ fn torn_history_and_stray_leftovers_block_nothing() {
     assert_eq!(generations(), 2);
     let (code, found) = findings(p.path(), &p);
     assert_eq!(code, Some(1), "{found:?}");
-    for name in [".x.tmp-1-1", ".foo.tmp-123-0", &"0".repeat(64)] {
+    for name in [".x.tmp-1-1", ".signing-key.gpg.tmp-123", &"0".repeat(64)] {
         assert!(
             found
                 .iter()
@@ -646,7 +649,8 @@ fn torn_history_and_stray_leftovers_block_nothing() {
     let o = p.builder(&["repo", "check", "dev", "--repair"]);
     assert!(o.status.success(), "{}", both(&o));
     assert!(!blobs.join(".x.tmp-1-1").exists() && !blobs.join("0".repeat(64)).exists());
-    assert!(!env.join(".foo.tmp-123-0").exists());
+    assert!(!env.join(".signing-key.gpg.tmp-123").exists());
+    assert!(env.join(".foo.tmp-123-0").is_file() && env.join(".tmp-mystuff").is_dir());
     assert_consistent(p.path(), &p, "after --repair");
     // The same leftovers do not stop the next promotion either.
     fs::create_dir_all(blobs.join("1".repeat(64))).unwrap();
@@ -823,4 +827,217 @@ fn the_first_promotion_killed_at_every_step_serves_nothing_or_everything() {
     }
     eprintln!("first promotion: {kills} kills, {served} after the switch");
     assert!(kills >= 10 && served >= 1, "{kills} kills, {served} served");
+}
+
+/// Parts of a repository made links out of it (a pool moved to another disk, an image
+/// layout elsewhere): builder used to delete the files it found there, or unlink the pool.
+/// Now every command refuses, and nothing outside the repository (or in it) is touched.
+#[test]
+fn links_out_of_the_repository_are_refused_and_never_followed() {
+    let p = prepared();
+    for part in ["pool", "images", "images/blobs/sha256", "history.jsonl"] {
+        let work = tempfile::tempdir().unwrap();
+        copy_tree(p.path(), work.path());
+        let env = work.path().join("dist/repos/dev");
+        let outside = work.path().join("outside");
+        fs::rename(env.join(part), &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, env.join(part)).unwrap();
+        if outside.is_dir() {
+            fs::write(outside.join("my-notes.txt"), b"mine").unwrap();
+        }
+        let files = everything(&outside);
+        for args in [
+            &["promote", "--to", "dev"][..],
+            &["repo", "prune", "dev", "--keep", "1"],
+            &["repo", "rollback", "dev"],
+            &["repo", "check", "dev", "--repair"],
+        ] {
+            let o = run(&mut builder_in(work.path(), &p.key(), args));
+            assert!(
+                !o.status.success(),
+                "{part}: {args:?} went on: {}",
+                both(&o)
+            );
+            assert!(
+                both(&o).contains("symbolic link"),
+                "{part}: {args:?}: {}",
+                both(&o)
+            );
+            assert!(fs::symlink_metadata(env.join(part)).unwrap().is_symlink());
+            assert_eq!(everything(&outside), files, "{part}: {args:?}");
+            if outside.is_dir() {
+                assert!(outside.join("my-notes.txt").is_file(), "{part}: {args:?}");
+            }
+        }
+    }
+}
+
+/// `dists` pointed back by hand when the newer generation's history line is lost (a torn
+/// last line, a kill right after the switch): the generation's own `published` marker
+/// still shows it was served, so nothing is deleted.
+#[test]
+fn a_rewound_dists_with_a_lost_history_line_deletes_nothing() {
+    let p = prepared();
+    let env = p.env_dir("dev");
+    let h = fs::read(env.join("history.jsonl")).unwrap();
+    fs::write(env.join("history.jsonl"), &h[..h.len() - 40]).unwrap();
+    fs::remove_file(env.join("dists")).unwrap();
+    std::os::unix::fs::symlink(".generations/1/dists", env.join("dists")).unwrap();
+    let files = everything(&env);
+    for args in [
+        &["repo", "rollback", "dev"][..],
+        &["repo", "prune", "dev", "--keep", "5"],
+        &["promote", "--to", "dev"],
+    ] {
+        let o = p.builder(args);
+        assert!(!o.status.success(), "{args:?}: {}", both(&o));
+        assert!(
+            both(&o).contains("changed by hand"),
+            "{args:?}: {}",
+            both(&o)
+        );
+        assert_eq!(everything(&env), files, "{args:?} deleted something");
+    }
+    let o = p.builder(&["repo", "check", "dev", "--repair"]);
+    assert!(o.status.success(), "{}", both(&o));
+    assert_eq!(
+        fs::read_link(env.join("dists")).unwrap(),
+        Path::new(".generations/2/dists")
+    );
+}
+
+/// Damage the review found invisible or published: by-hash copies apt fetches, a damaged
+/// pool file a rollback would serve, a key swapped by hand with a re-signed generation, a
+/// key file gone (which let another key in without `--rotate-key`).
+#[test]
+fn by_hash_damage_rollback_of_damaged_files_and_key_swaps_are_caught() {
+    let p = prepared();
+    let env = p.env_dir("dev");
+    // by-hash: found by check, rewritten by promoting the same artifacts.
+    let by_hash = env.join(".generations/2/dists/dev/main/binary-amd64/by-hash/SHA256");
+    for f in fs::read_dir(&by_hash).unwrap() {
+        fs::write(f.unwrap().path(), b"junk").unwrap();
+    }
+    let (code, found) = findings(p.path(), &p);
+    assert_eq!(code, Some(1));
+    assert!(
+        found
+            .iter()
+            .any(|f| f["kind"] == "index" && f["problem"].as_str().unwrap().contains("by hash")),
+        "{found:?}"
+    );
+    let o = p.promote(&["--to", "dev", "--run", "run-1"]);
+    assert!(
+        o.status.success() && both(&o).contains("damaged"),
+        "{}",
+        both(&o)
+    );
+    assert_consistent(p.path(), &p, "after promoting again");
+
+    // A rollback target whose pool file is damaged is refused, naming the file.
+    let work = tempfile::tempdir().unwrap();
+    copy_tree(p.path(), work.path());
+    let wenv = work.path().join("dist/repos/dev");
+    let pool = wenv.join("pool/main/d/demo/demo_1.0.0_amd64.deb");
+    let mut b = fs::read(&pool).unwrap();
+    b.push(b'x');
+    fs::write(&pool, b).unwrap();
+    let key = p.key();
+    let o = run(&mut builder_in(
+        work.path(),
+        &key,
+        &["repo", "rollback", "dev"],
+    ));
+    assert!(
+        !o.status.success() && both(&o).contains("damaged"),
+        "rollback over a damaged pool file: {}",
+        both(&o)
+    );
+
+    // Another key: refused without --rotate-key even when the key files are gone.
+    let other = tempfile::tempdir().unwrap();
+    let other_key = other.path().join("other.asc");
+    let o = p.builder(&[
+        "key",
+        "generate",
+        "--out",
+        other_key.to_str().unwrap(),
+        "--name",
+        "x",
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    let current = fs::read_link(env.join("dists")).unwrap();
+    fs::remove_file(env.join(&current).join("signing-key.gpg")).unwrap();
+    let o = run(&mut builder_in(
+        p.path(),
+        &other_key,
+        &["repo", "rollback", "dev"],
+    ));
+    assert!(
+        !o.status.success() && both(&o).contains("--rotate-key"),
+        "another key without --rotate-key: {}",
+        both(&o)
+    );
+}
+
+/// Hand-made generation.json cycles, a FIFO for a pool file and the last generation
+/// number used to hang (`prune`, `check`) or wrap around to generation 0.
+#[test]
+fn cycles_fifos_and_the_last_generation_number_end_with_an_error() {
+    let p = prepared();
+    let env = p.env_dir("dev");
+    let edit = |n: u64, f: &dyn Fn(&mut serde_json::Value)| {
+        let path = env.join(format!(".generations/{n}/generation.json"));
+        let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        f(&mut v);
+        fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    let bounded = |args: &[&str]| {
+        let c = p.builder_cmd(args);
+        let mut t = Command::new("timeout");
+        t.arg("60").arg(c.get_program()).args(c.get_args());
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => t.env(k, v),
+                None => t.env_remove(k),
+            };
+        }
+        run(&mut t)
+    };
+    edit(1, &|v| v["previous"] = 2.into());
+    let o = bounded(&["repo", "prune", "dev", "--keep", "1"]);
+    assert!(
+        o.status.code() != Some(124) && !o.status.success(),
+        "prune on a previous cycle: {}",
+        both(&o)
+    );
+    assert!(both(&o).contains("previous"), "{}", both(&o));
+    edit(1, &|v| v["previous"] = serde_json::Value::Null);
+
+    let deb = pool_file(&p, "dev", "1.0.0");
+    let good = fs::read(&deb).unwrap();
+    fs::remove_file(&deb).unwrap();
+    sh(Command::new("mkfifo").arg(&deb));
+    let o = bounded(&["repo", "check", "dev"]);
+    assert_eq!(o.status.code(), Some(1), "check with a FIFO: {}", both(&o));
+    assert!(both(&o).contains("1.0.0"), "{}", both(&o));
+    fs::remove_file(&deb).unwrap();
+    fs::write(&deb, good).unwrap();
+
+    let last = u64::MAX;
+    fs::rename(
+        env.join(".generations/2"),
+        env.join(format!(".generations/{last}")),
+    )
+    .unwrap();
+    edit(last, &|v| v["number"] = last.into());
+    fs::remove_file(env.join("dists")).unwrap();
+    std::os::unix::fs::symlink(format!(".generations/{last}/dists"), env.join("dists")).unwrap();
+    let o = bounded(&["promote", "--to", "dev"]);
+    assert!(
+        !o.status.success() && both(&o).contains("last number"),
+        "promote past the last generation: {}",
+        both(&o)
+    );
+    assert!(!env.join(".generations/0").exists());
 }

@@ -41,6 +41,12 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 
 /// `sha256:<hex>` and size of a file.
 pub fn file_digest(path: &Path) -> anyhow::Result<(String, u64)> {
+    if !std::fs::metadata(path)
+        .with_context(|| format!("could not open `{}`", path.display()))?
+        .is_file()
+    {
+        anyhow::bail!("`{}` is not a regular file", path.display());
+    }
     let mut file =
         File::open(path).with_context(|| format!("could not open `{}`", path.display()))?;
     let mut w = HashWriter::new(std::io::sink());

@@ -15,7 +15,7 @@ use std::fs;
 
 use serde::Serialize;
 
-use super::store::{self, GenerationMeta, Layout, RepoLock};
+use super::store::{self, GenerationMeta, Layout, RepoLock, TempPlace};
 use super::{images, RepoConfig, KEY_FILES};
 use crate::report::Reporter;
 
@@ -39,6 +39,8 @@ pub enum FindingKind {
     Completion,
     /// A pool file or blob no generation references.
     Unreferenced,
+    /// A part of the repository that is a link out of it (`pool`, `images`, ...).
+    Layout,
 }
 
 /// One problem found.
@@ -110,7 +112,19 @@ pub fn check(cfg: &RepoConfig, repair: bool, reporter: &Reporter) -> anyhow::Res
             foreign.join("`, `")
         )));
     }
-    let _lock = RepoLock::acquire(&layout, reporter)?;
+    // A repository on a read-only mount (a mirror, a snapshot) has no writer to exclude:
+    // it is checked without the lock, which cannot be created there.
+    let _lock = match RepoLock::acquire(&layout, reporter) {
+        Ok(lock) => Some(lock),
+        Err(e) if !repair && read_only(&e) => {
+            reporter.verbose(format!(
+                "`{}` is on a read-only file system: checking without its lock",
+                layout.env_dir.display()
+            ));
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let mut report = scan(&layout, cfg)?;
     if repair && report.findings.iter().any(|f| f.repairable) {
         if report
@@ -156,14 +170,20 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
     };
     let env = &cfg.env;
 
+    // Nothing below follows a link out of the repository.
+    if let Err(e) = store::refuse_links(layout) {
+        report.found(FindingKind::Layout, None, format!("{e:#}"), false);
+        return Ok(report);
+    }
+
     // Leftovers of interrupted commands.
     let images_dir = images::images_dir(&layout.env_dir);
     let mut leftovers = Vec::new();
-    for dir in store::leftover_dirs(layout) {
+    for (dir, place) in store::leftover_dirs(layout) {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
         leftovers.extend(
             rd.flatten()
-                .filter(|e| store::is_leftover(&e.file_name().to_string_lossy()))
+                .filter(|e| store::is_leftover(place, &e.file_name().to_string_lossy()))
                 .map(|e| e.path()),
         );
     }
@@ -173,7 +193,8 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
             .into_iter()
             .flatten()
             .filter(|e| {
-                e.file_type().is_file() && store::is_leftover(&e.file_name().to_string_lossy())
+                e.file_type().is_file()
+                    && store::is_leftover(TempPlace::Pool, &e.file_name().to_string_lossy())
             })
             .map(|e| e.into_path()),
     );
@@ -188,10 +209,7 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
 
     let numbers = layout.generation_numbers()?;
     report.generations = numbers.len();
-    let published: BTreeSet<u64> = super::history::read(layout)?
-        .iter()
-        .map(|e| e.generation)
-        .collect();
+    let published = layout.published()?;
     let readable = numbers.iter().any(|&n| layout.read_meta(n).is_ok());
     let current = match layout.current() {
         Ok(c) => c,
@@ -213,19 +231,17 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         }
     };
     report.current = current;
+    let rewound = store::rewound(layout, current, &numbers)?;
+    if let Some(why) = &rewound {
+        report.found(
+            FindingKind::Pointer,
+            Some("dists".into()),
+            why.clone(),
+            readable,
+        );
+    }
     let Some(current) = current else {
-        if numbers.iter().any(|n| published.contains(n)) || numbers.len() > 1 {
-            report.found(
-                FindingKind::Pointer,
-                Some("dists".into()),
-                format!(
-                    "`dists` is missing, but generation(s) {} were published: apt cannot use \
-                     the repository; --repair points it at the newest generation",
-                    list(&numbers)
-                ),
-                readable,
-            );
-        } else {
+        if rewound.is_none() {
             for n in &numbers {
                 report.found(
                     FindingKind::Generation,
@@ -254,29 +270,11 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         }
     };
 
-    let newer_published: Vec<u64> = numbers
-        .iter()
-        .copied()
-        .filter(|&n| n > current && published.contains(&n))
-        .collect();
-    if !newer_published.is_empty() {
-        report.found(
-            FindingKind::Pointer,
-            Some("dists".into()),
-            format!(
-                "`dists` points at generation {current}, but generation(s) {} were published \
-                 after it: it was changed by hand; --repair points it at the newest again \
-                 (`builder repo rollback {env}` serves an older one the supported way)",
-                list(&newer_published)
-            ),
-            true,
-        );
-    }
     let mut metas: Vec<GenerationMeta> = Vec::new();
     let mut unreadable = false;
     for &n in &numbers {
         if n > current {
-            if !published.contains(&n) {
+            if rewound.is_none() {
                 report.found(
                     FindingKind::Generation,
                     Some(show(&layout.gen_dir(n))),
@@ -328,6 +326,35 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         );
     }
 
+    // One key from generation to generation, unless `--rotate-key` changed it.
+    let key_of = |n: u64| {
+        fs::read(layout.gen_dir(n).join("dists").join(KEY_FILES[0]))
+            .ok()
+            .and_then(|b| crate::sign::public_key_fingerprint(&b).ok())
+    };
+    let mut before: Option<(u64, String)> = None;
+    for m in &metas {
+        let Some(key) = key_of(m.number) else {
+            continue;
+        };
+        if let Some((n, prev)) = &before {
+            if *prev != key && !m.key_rotated {
+                report.found(
+                    FindingKind::Index,
+                    Some(show(&layout.gen_dir(m.number))),
+                    format!(
+                        "generation {} is signed by key {key}, generation {n} before it by \
+                         {prev}, and no `--rotate-key` changed it: the key was swapped by hand; \
+                         apt clients that trust {prev} refuse it",
+                        m.number
+                    ),
+                    false,
+                );
+            }
+        }
+        before = Some((m.number, key));
+    }
+
     // Pool files and blobs of every generation, each hashed once.
     let mut referenced = BTreeSet::new();
     let mut blobs = BTreeSet::new();
@@ -336,7 +363,12 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
     }
     let mut pool_checked = BTreeSet::new();
     let mut images_checked = BTreeSet::new();
-    for m in &metas {
+    // The current generation first: a damaged file it serves is named as its problem.
+    let by_current_first = metas
+        .iter()
+        .filter(|m| m.number == current)
+        .chain(metas.iter().filter(|m| m.number != current));
+    for m in by_current_first {
         let whose = if m.number == current {
             format!("the current generation {current}")
         } else {
@@ -398,7 +430,9 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         if let Ok(rd) = fs::read_dir(images_dir.join("blobs").join("sha256")) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !store::is_leftover(&name) && !blobs.contains(&format!("sha256:{name}")) {
+                if !store::is_leftover(TempPlace::Blobs, &name)
+                    && !blobs.contains(&format!("sha256:{name}"))
+                {
                     report.found(
                         FindingKind::Unreferenced,
                         Some(show(&e.path())),
@@ -456,10 +490,9 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
     Ok(report)
 }
 
-fn list(numbers: &[u64]) -> String {
-    numbers
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+fn read_only(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ReadOnlyFilesystem)
+    })
 }

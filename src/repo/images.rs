@@ -328,6 +328,11 @@ fn put_blob(images: &Path, digest: &str, r: &mut dyn Read) -> anyhow::Result<()>
     let hex = hex_of(digest)
         .ok_or_else(|| crate::error::failed(format!("`{digest}` is not a sha256 digest")))?;
     let dest = blob_file(images, digest);
+    if fs::symlink_metadata(&dest).is_ok_and(|m| !m.is_file()) {
+        // Something else under the blob's name (a directory, a FIFO): nothing but blobs
+        // belongs there.
+        super::store::remove_any(&dest)?;
+    }
     let mut out = crate::durable::AtomicFile::create(&dest, crate::durable::PUBLIC)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -428,7 +433,12 @@ pub fn remove_unreferenced(env_dir: &Path, referenced: &BTreeSet<String>) -> any
         let Ok(rd) = fs::read_dir(&sub) else { continue };
         for ent in rd.flatten() {
             let name = ent.file_name().to_string_lossy().into_owned();
-            let doomed = if name.starts_with('.') && name.contains(".tmp-") {
+            let place = if sub == dir {
+                super::store::TempPlace::Images
+            } else {
+                super::store::TempPlace::Blobs
+            };
+            let doomed = if super::store::is_leftover(place, &name) {
                 true
             } else if sub != dir {
                 !referenced.contains(&format!("sha256:{name}"))

@@ -103,13 +103,21 @@ fn check_signing_key(
     signer: &Signer,
     reporter: &Reporter,
 ) -> anyhow::Result<bool> {
-    let path = layout.env_dir.join(KEY_FILES[0]);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(|| format!("could not read `{}`", path.display())),
+    // The key of the generation apt serves, read from the generation itself: a missing or
+    // dangling `<env>/signing-key.gpg` is not a new repository.
+    let Some(current) = layout.current()? else {
+        return Ok(false);
     };
-    let have = crate::sign::public_key_fingerprint(&bytes);
+    let mut path = layout.gen_dir(current).join("dists").join(KEY_FILES[0]);
+    let legacy = layout.env_dir.join(KEY_FILES[0]);
+    if !path.exists() && std::fs::symlink_metadata(&legacy).is_ok_and(|m| m.is_file()) {
+        // A generation written before keys travelled with generations: the key is the
+        // file beside `dists`.
+        path = legacy;
+    }
+    let have = std::fs::read(&path)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| crate::sign::public_key_fingerprint(&b));
     let new = signer.fingerprint();
     if have.as_deref().is_ok_and(|h| *h == new) {
         return Ok(false);
@@ -401,7 +409,7 @@ pub fn publish_full(
     let _lock = RepoLock::acquire(&layout, reporter)?;
     store::clean_leftovers(&layout, reporter)?;
     let undo = store::UndoOnError::new(&layout);
-    let rotating = check_signing_key(cfg, &layout, signer, reporter)?;
+    let key_rotated = check_signing_key(cfg, &layout, signer, reporter)?;
     let current = layout.current()?;
     let (mut packages, mut images) = match current {
         Some(c) => {
@@ -438,7 +446,7 @@ pub fn publish_full(
             damage.join("; ")
         ));
     }
-    if let (Some(c), true, false, true) = (current, held, rotating, damage.is_empty()) {
+    if let (Some(c), true, false, true) = (current, held, key_rotated, damage.is_empty()) {
         // Blobs and pool files are still checked: a damaged one is copied again from the
         // approved source (which matches the published sha256).
         let images_dir = images::images_dir(&layout.env_dir);
@@ -556,6 +564,7 @@ pub fn publish_full(
         previous: current,
         entry,
         sweep: Vec::new(),
+        key_rotated,
     };
     let g = write_generation(cfg, &layout, signer, next, reporter)?;
     reporter.status(
@@ -611,7 +620,7 @@ pub fn rollback(
     let _lock = RepoLock::acquire(&layout, reporter)?;
     store::clean_leftovers(&layout, reporter)?;
     let undo = store::UndoOnError::new(&layout);
-    check_signing_key(cfg, &layout, signer, reporter)?;
+    let key_rotated = check_signing_key(cfg, &layout, signer, reporter)?;
     let Some(current) = layout.current()? else {
         return Err(crate::error::usage(format!(
             "`{}` has no published generation to roll back",
@@ -628,13 +637,29 @@ pub fn rollback(
     let target_meta = layout
         .read_meta(target)
         .with_context(|| format!("cannot roll `{}` back to generation {target}", cfg.env))?;
+    // What a rollback publishes is checked like what a promotion publishes: every pool
+    // file must still hold the bytes the generation recorded.
     for p in &target_meta.packages {
         let f = layout.env_dir.join(&p.filename);
-        if !f.exists() {
-            return Err(crate::error::failed(format!(
-                "cannot roll back to generation {target}: its pool file `{}` was pruned",
-                f.display()
-            )));
+        match store::digest_file(&f) {
+            Ok((sha, _, _)) if sha == p.sha256 => {}
+            Ok((sha, _, _)) => {
+                return Err(crate::error::failed(format!(
+                    "cannot roll `{}` back to generation {target}: its pool file `{}` is \
+                     damaged (sha256 {sha}, published {}); restore it from a backup or promote \
+                     that .deb again",
+                    cfg.env,
+                    f.display(),
+                    p.sha256
+                )))
+            }
+            Err(e) => {
+                return Err(crate::error::failed(format!(
+                    "cannot roll `{}` back to generation {target}: its pool file is gone \
+                     ({e:#})",
+                    cfg.env
+                )))
+            }
         }
     }
     let entry = HistoryEntry {
@@ -665,6 +690,7 @@ pub fn rollback(
         previous: target_meta.previous,
         entry,
         sweep: Vec::new(),
+        key_rotated,
     };
     let g = write_generation(cfg, &layout, signer, next, reporter)?;
     reporter.status(
@@ -782,7 +808,7 @@ pub fn prune(
                 .any(|x| removed_digests.contains(x.digest.as_str()))
     };
     if !removed.is_empty() || !removed_images.is_empty() {
-        check_signing_key(cfg, &layout, signer, reporter)?;
+        let key_rotated = check_signing_key(cfg, &layout, signer, reporter)?;
         // The nearest earlier generation that holds no removed version stays a rollback target.
         let mut previous = meta.previous;
         while let Some(p) = previous {
@@ -820,6 +846,7 @@ pub fn prune(
             previous,
             entry,
             sweep: sweep.clone(),
+            key_rotated,
         };
         let g = write_generation(cfg, &layout, signer, next, reporter)?;
         report.generation = Some(g.number);
@@ -868,6 +895,8 @@ struct NextGeneration {
     entry: HistoryEntry,
     /// Generations to delete once the new one is current (prune).
     sweep: Vec<u64>,
+    /// Signed with another key than the current generation (`--rotate-key`).
+    key_rotated: bool,
 }
 
 /// Writes generation `max+1` beside the current one (apt indexes, signatures, public key,
@@ -889,15 +918,25 @@ fn write_generation(
         previous,
         mut entry,
         sweep,
+        key_rotated,
     } = next;
     index::sort_entries(&mut packages);
     images.sort_by_key(ImageEntry::ref_name);
-    let number = layout
+    let number = match layout
         .generation_numbers()?
         .into_iter()
         .chain(current)
         .max()
-        .map_or(1, |m| m + 1);
+    {
+        None => 1,
+        Some(m) => m.checked_add(1).ok_or_else(|| {
+            crate::error::failed(format!(
+                "`{}` has generation {m}, the last number there is: the repository was \
+                 changed by hand; start a new one",
+                layout.env_dir.display()
+            ))
+        })?,
+    };
     let now = crate::timefmt::now_secs();
     entry.time = crate::timefmt::rfc3339_secs(now);
     entry.generation = number;
@@ -998,6 +1037,7 @@ fn write_generation(
         history: entry,
         images,
         sweep,
+        key_rotated,
     };
     let json = serde_json::to_vec_pretty(&meta).context("could not encode generation.json")?;
     store::write_synced(&staging.join("generation.json"), &json)?;

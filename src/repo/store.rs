@@ -55,6 +55,10 @@ pub struct GenerationMeta {
     /// the switch, so a prune killed while deleting is finished by the next command.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweep: Vec<u64>,
+    /// Signed with another key than the generation current before it (`--rotate-key`):
+    /// `repo check` takes any other change of key for a swap by hand.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_rotated: bool,
 }
 
 impl GenerationMeta {
@@ -68,6 +72,9 @@ impl GenerationMeta {
         );
     }
 }
+
+/// The empty file `complete_current` leaves in a generation once it has been current.
+const PUBLISHED_MARKER: &str = "published";
 
 /// Paths of one environment repository.
 pub struct Layout {
@@ -134,16 +141,61 @@ impl Layout {
         Ok(Some(n))
     }
 
+    /// Generation `n`'s `generation.json`, checked against where it is: a directory of its
+    /// own (not a link out), holding its own number, its `previous` older than itself (so
+    /// following `previous` always ends).
     pub fn read_meta(&self, n: u64) -> anyhow::Result<GenerationMeta> {
-        let path = self.gen_dir(n).join("generation.json");
+        let dir = self.gen_dir(n);
+        if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(crate::error::failed(format!(
+                "`{}` is a symbolic link, not a generation of this repository",
+                dir.display()
+            )));
+        }
+        let path = dir.join("generation.json");
         let text = fs::read(&path).with_context(|| {
             format!(
                 "could not read `{}`: generation {n} is missing (pruned?)",
                 path.display()
             )
         })?;
-        serde_json::from_slice(&text)
-            .with_context(|| format!("could not parse `{}`", path.display()))
+        let meta: GenerationMeta = serde_json::from_slice(&text)
+            .with_context(|| format!("could not parse `{}`", path.display()))?;
+        if meta.number != n || meta.previous.is_some_and(|p| p >= n) {
+            return Err(crate::error::failed(format!(
+                "`{}` is not generation {n}'s: it says number {} and previous {:?} (a \
+                 generation's previous is older than itself)",
+                path.display(),
+                meta.number,
+                meta.previous
+            )));
+        }
+        Ok(meta)
+    }
+
+    /// Marks generation `n` as having been current: with the history, what tells a
+    /// published generation from one a crash left before its switch.
+    fn mark_published(&self, n: u64) -> anyhow::Result<()> {
+        let marker = self.gen_dir(n).join(PUBLISHED_MARKER);
+        if marker.exists() {
+            return Ok(());
+        }
+        crate::durable::write(&marker, b"")
+    }
+
+    /// Generations that have been current: recorded in the history, or marked when they
+    /// were completed (a history line can be lost to a torn write; the marker is not).
+    pub fn published(&self) -> anyhow::Result<BTreeSet<u64>> {
+        let mut out: BTreeSet<u64> = super::history::read(self)?
+            .iter()
+            .map(|e| e.generation)
+            .collect();
+        for n in self.generation_numbers()? {
+            if self.gen_dir(n).join(PUBLISHED_MARKER).exists() {
+                out.insert(n);
+            }
+        }
+        Ok(out)
     }
 
     /// Numbers of the complete generation directories.
@@ -209,22 +261,89 @@ impl RepoLock {
     }
 }
 
-/// Whether a directory entry is the temporary file or directory of a command that did not
-/// finish (`.tmp-<n>-<pid>`, `.name.tmp-<pid>-<seq>`, `.dists.tmp-<pid>`). Every writer of a
-/// repository holds its lock, so with the lock held each one is a leftover.
-pub fn is_leftover(name: &str) -> bool {
-    name.starts_with(".tmp-") || (name.starts_with('.') && name.contains(".tmp-"))
+/// Where in a repository a temporary name is looked for: each place has its own names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TempPlace {
+    /// `.generations/`: `.tmp-<n>-<pid>` (being written), `.tmp-gone-<n>-<pid>` (being
+    /// deleted).
+    Generations,
+    /// `<env>/`: the `dists` switch and the key links.
+    Env,
+    /// `images/`: the index and the layout marker.
+    Images,
+    /// `images/blobs/sha256/`: blobs being copied.
+    Blobs,
+    /// `pool/…/`: .deb files being copied.
+    Pool,
 }
 
-/// The directories that hold leftovers besides the pool (which is walked).
-pub fn leftover_dirs(layout: &Layout) -> [PathBuf; 4] {
+/// Whether `name` in `place` is exactly a temporary name builder gives (so, with the lock
+/// held, the leftover of a command that did not finish). Anything else, however much it
+/// looks like a temp (`.tmp-mine`, `.config.tmp-old`), is not builder's and never deleted.
+pub fn is_leftover(place: TempPlace, name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    // `<n>-<pid>` or `<pid>` or `<pid>-<seq>`.
+    let numbers = |s: &str, parts: std::ops::RangeInclusive<usize>| {
+        let v: Vec<&str> = s.split('-').collect();
+        parts.contains(&v.len()) && v.iter().all(|p| digits(p))
+    };
+    if place == TempPlace::Generations {
+        return name
+            .strip_prefix(".tmp-gone-")
+            .or_else(|| name.strip_prefix(".tmp-"))
+            .is_some_and(|rest| numbers(rest, 2..=2));
+    }
+    let Some((stem, tail)) = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.rsplit_once(".tmp-"))
+    else {
+        return false;
+    };
+    numbers(tail, 1..=2)
+        && match place {
+            TempPlace::Env => ["dists", "signing-key.gpg", "signing-key.asc"].contains(&stem),
+            TempPlace::Images => ["index.json", "oci-layout"].contains(&stem),
+            TempPlace::Blobs => stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()),
+            TempPlace::Pool => stem.ends_with(".deb") && !stem.contains('/'),
+            TempPlace::Generations => false,
+        }
+}
+
+/// The directories that hold leftovers besides the pool (which is walked), with what
+/// temporary names each may hold.
+pub fn leftover_dirs(layout: &Layout) -> [(PathBuf, TempPlace); 4] {
     let images = super::images::images_dir(&layout.env_dir);
     [
-        layout.gens(),
-        layout.env_dir.clone(),
-        images.join("blobs").join("sha256"),
-        images,
+        (layout.gens(), TempPlace::Generations),
+        (layout.env_dir.clone(), TempPlace::Env),
+        (images.join("blobs").join("sha256"), TempPlace::Blobs),
+        (images, TempPlace::Images),
     ]
+}
+
+/// The parts of a repository that must be real directories (or files) inside it: builder
+/// deletes in them, and never follows a link out of the repository to do so.
+pub fn refuse_links(layout: &Layout) -> anyhow::Result<()> {
+    let images = super::images::images_dir(&layout.env_dir);
+    for p in [
+        layout.gens(),
+        layout.env_dir.join("pool"),
+        images.clone(),
+        images.join("blobs"),
+        images.join("blobs").join("sha256"),
+        layout.history(),
+    ] {
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(crate::error::failed(format!(
+                "`{}` is a symbolic link: builder keeps all of a repository inside its \
+                 directory and never follows a link out of it to write or delete; replace it \
+                 with a directory (to use another disk, mount it at the repository root or \
+                 pass `--root`)",
+                p.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses to treat a directory builder did not make as a repository: with no current
@@ -260,36 +379,41 @@ pub fn foreign_entries(layout: &Layout) -> anyhow::Result<Vec<String>> {
         .with_context(|| format!("could not list `{}`", layout.env_dir.display()))?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".lock" && !is_leftover(n))
+        .filter(|n| n != ".lock" && !is_leftover(TempPlace::Env, n))
         .collect();
     foreign.sort();
     foreign.truncate(5);
     Ok(foreign)
 }
 
-/// Generations that are complete but newer than the current one (all of them when there
-/// is none) which a command did publish: `dists` was removed or pointed back by hand, not
-/// left so by a crash (a generation is recorded in the history only after its switch). An
-/// error that says how to recover when there are any: deleting them would lose releases.
-fn check_not_rewound(layout: &Layout, current: Option<u64>, numbers: &[u64]) -> anyhow::Result<()> {
+/// Whether complete generations newer than the current one (all of them when there is
+/// none) show that `dists` was removed or pointed back by hand rather than left so by a
+/// crash: one of them was published (history or marker), or they are not the single
+/// generation a command that died before its switch leaves. Returns what to tell the user,
+/// with how to recover: deleting them would lose releases.
+pub fn rewound(
+    layout: &Layout,
+    current: Option<u64>,
+    numbers: &[u64],
+) -> anyhow::Result<Option<String>> {
     let newer: Vec<u64> = numbers
         .iter()
         .copied()
         .filter(|&n| current.is_none_or(|c| n > c))
         .collect();
     if newer.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    let published: BTreeSet<u64> = super::history::read(layout)?
-        .iter()
-        .map(|e| e.generation)
-        .collect();
-    // A first promotion that died before its switch leaves generation 1 alone; several
-    // generations and no `dists` cannot come from a crash.
-    let rewound =
-        newer.iter().any(|n| published.contains(n)) || (current.is_none() && newer != [1]);
+    let published = layout.published()?;
+    // A command that died before its switch leaves one generation, numbered one past the
+    // current one (the next command cleans it before writing another): several, or
+    // another number, cannot come from a crash.
+    let expected = current.map_or(Some(1), |c| c.checked_add(1));
+    let rewound = newer.iter().any(|n| published.contains(n))
+        || newer.len() > 1
+        || Some(newer[0]) != expected;
     if !rewound {
-        return Ok(());
+        return Ok(None);
     }
     let env = layout
         .env_dir
@@ -308,11 +432,11 @@ fn check_not_rewound(layout: &Layout, current: Option<u64>, numbers: &[u64]) -> 
             layout.dists_link().display()
         ),
     };
-    Err(crate::error::failed(format!(
-        "{what}, but generation(s) {list} were published: `dists` was changed by hand, so \
-         builder changes nothing rather than delete releases; `builder repo check {env} \
-         --repair` points it at the newest generation again (use `builder repo rollback` to \
-         serve an older one)"
+    Ok(Some(format!(
+        "{what}, but generation(s) {list} were written after it and are not leftovers of a \
+         crash: `dists` was changed by hand, so builder changes nothing rather than delete \
+         releases; `builder repo check {env} --repair` points it at the newest generation \
+         again (use `builder repo rollback` to serve an older one)"
     )))
 }
 
@@ -320,10 +444,7 @@ fn check_not_rewound(layout: &Layout, current: Option<u64>, numbers: &[u64]) -> 
 /// the history records as published. For `repo check --repair` when `dists` was removed or
 /// pointed back by hand. Returns the generation now current.
 pub fn relink_newest(layout: &Layout) -> anyhow::Result<Option<u64>> {
-    let published: BTreeSet<u64> = super::history::read(layout)?
-        .iter()
-        .map(|e| e.generation)
-        .collect();
+    let published = layout.published()?;
     let readable: Vec<u64> = layout
         .generation_numbers()?
         .into_iter()
@@ -354,17 +475,20 @@ pub fn relink_newest(layout: &Layout) -> anyhow::Result<Option<u64>> {
 /// It refuses, deleting nothing, when `<env>/` is not builder's or `dists` was changed by
 /// hand.
 pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<()> {
+    refuse_links(layout)?;
     let current = layout.current()?;
     if current.is_none() {
         claim(layout)?;
     }
     let numbers = layout.generation_numbers()?;
-    check_not_rewound(layout, current, &numbers)?;
+    if let Some(why) = rewound(layout, current, &numbers)? {
+        return Err(crate::error::failed(why));
+    }
     let mut removed = 0usize;
-    for dir in leftover_dirs(layout) {
+    for (dir, place) in leftover_dirs(layout) {
         if let Ok(rd) = fs::read_dir(&dir) {
             for ent in rd.flatten() {
-                if is_leftover(&ent.file_name().to_string_lossy()) {
+                if is_leftover(place, &ent.file_name().to_string_lossy()) {
                     remove_any(&ent.path())?;
                     removed += 1;
                 }
@@ -475,6 +599,7 @@ impl Drop for UndoOnError<'_> {
 /// and `images/index.json` pointing into `dists/`, and its history line. A run that died
 /// after its switch is completed by the next one.
 pub fn complete_current(layout: &Layout, meta: &GenerationMeta) -> anyhow::Result<()> {
+    layout.mark_published(meta.number)?;
     super::link_generation_files(layout, &layout.dists_link(), meta)?;
     super::history::ensure_recorded(layout, &meta.history)
 }
@@ -525,7 +650,7 @@ pub fn remove_pool_files(
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
         let name = ent.file_name().to_string_lossy().into_owned();
-        let is_temp = name.starts_with(".tmp-") || crate::durable::temp_owner(&name).is_some();
+        let is_temp = is_leftover(TempPlace::Pool, &name);
         if (temps && is_temp) || (!is_temp && doomed(&rel)) {
             fs::remove_file(path)
                 .with_context(|| format!("could not remove `{}`", path.display()))?;
@@ -565,9 +690,23 @@ pub fn remove_generation(layout: &Layout, n: u64) -> anyhow::Result<()> {
     remove_any(&gone)
 }
 
+/// Opens `path` for reading if it is a regular file: a FIFO or a device put where a pool
+/// file or blob belongs would block or never end.
+pub fn open_regular(path: &Path) -> anyhow::Result<File> {
+    let meta =
+        fs::metadata(path).with_context(|| format!("could not read `{}`", path.display()))?;
+    if !meta.is_file() {
+        return Err(crate::error::failed(format!(
+            "`{}` is not a regular file",
+            path.display()
+        )));
+    }
+    File::open(path).with_context(|| format!("could not read `{}`", path.display()))
+}
+
 /// `(sha256, md5, size)` of a file, streamed.
 pub fn digest_file(path: &Path) -> anyhow::Result<(String, String, u64)> {
-    let mut f = File::open(path).with_context(|| format!("could not read `{}`", path.display()))?;
+    let mut f = open_regular(path)?;
     let mut sha = Sha256::new();
     let mut md5 = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -741,6 +880,20 @@ pub fn index_damage(layout: &Layout, env: &str, meta: &GenerationMeta) -> Vec<St
                 rel(&p),
                 f.sha256
             ));
+        }
+        // `Acquire-By-Hash: yes`: apt fetches these copies, not the file above.
+        let by_hash = dists.join(f.dir()).join("by-hash");
+        for (algo, sum) in [("SHA256", &f.sha256), ("MD5Sum", &f.md5)] {
+            let p = by_hash.join(algo).join(sum);
+            let ok = digest_file(&p).is_ok_and(|(sha, md5, _)| sha == f.sha256 && md5 == f.md5);
+            if !ok {
+                out.push(format!(
+                    "`{}` is missing or not the `{}` that `Release` lists (apt fetches it by \
+                     hash)",
+                    rel(&p),
+                    f.path
+                ));
+            }
         }
     }
     out
