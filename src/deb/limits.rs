@@ -81,7 +81,8 @@ impl<R: Read> Read for XzMemory<R> {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
-                        "its xz stream needs more than {} of memory to unpack; builder allows                          at most {} (xz -9 needs 65 MiB)",
+                        "its xz stream needs more than {} of memory to unpack; builder allows \
+                         at most {} (xz -9 needs 65 MiB)",
                         human(XZ_MEMORY),
                         human(XZ_MEMORY)
                     ),
@@ -324,6 +325,39 @@ impl<R: Read> Read for TarGuard<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An xz stream whose block header declares a 1 GiB dictionary (patched into a real
+    /// stream, CRC fixed): refused by the decoder's memory limit with a message that says
+    /// so, while the same stream as written decodes.
+    #[test]
+    fn an_xz_stream_that_asks_for_too_much_memory_is_refused() {
+        use std::io::Write;
+        let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        enc.write_all(b"hello, dictionary").unwrap();
+        let good = enc.finish().unwrap();
+        let mut out = Vec::new();
+        decoder(crate::deb::Compression::Xz, &good[..])
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"hello, dictionary");
+        // Stream header (12 bytes), then the block header: size, flags, LZMA2 filter id,
+        // property size, the dictionary-size byte, padding, CRC32.
+        let mut bad = good.clone();
+        assert_eq!(
+            &bad[12..16],
+            &[0x02, 0x00, 0x21, 0x01],
+            "unexpected block header"
+        );
+        bad[16] = 36; // (2 | 0) << (36 / 2 + 11) = 1 GiB
+        let crc = crc32fast::hash(&bad[12..20]);
+        bad[20..24].copy_from_slice(&crc.to_le_bytes());
+        let err = decoder(crate::deb::Compression::Xz, &bad[..])
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("of memory to unpack"), "{err}");
+    }
 
     #[test]
     fn sizes_read_well() {
