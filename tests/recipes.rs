@@ -280,6 +280,34 @@ fn unknown_package_name_lists_known_ones() {
 }
 
 /// `validate` with nothing to validate is the same usage error `package` gives.
+/// `--recipes DIR` selects the directory for `validate` as for `plan` and `package` (it
+/// used to be taken for a recipe file: "Is a directory"), and a directory given as an
+/// argument means its recipes.
+#[test]
+fn validate_takes_a_recipes_directory_like_every_command() {
+    let dir = project();
+    std::fs::write(dir.path().join("recipes/app.toml"), GOOD).unwrap();
+    let other = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::rename(dir.path().join("recipes/app.toml"), other.join("app.toml")).unwrap();
+    for args in [
+        vec![
+            "--recipes".to_string(),
+            other.display().to_string(),
+            "validate".into(),
+        ],
+        vec!["validate".into(), other.display().to_string()],
+    ] {
+        let out = run(builder().arg("--project").arg(dir.path()).args(&args));
+        assert!(
+            out.status.success() && text(&out.stdout).contains("app.toml"),
+            "{args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn validate_without_recipes_exits_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,12 +11,16 @@ use crate::report::Reporter;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Recipe files to check [default: every recipe in the recipes directory]
-    pub recipes: Vec<PathBuf>,
+    /// Recipe files (or directories of them) to check [default: every recipe in the
+    /// recipes directory]
+    // Its own id: the global `--recipes DIR` shares the name `recipes`, and clap would put
+    // that directory here as if it were a file to check.
+    #[arg(id = "files", value_name = "RECIPE")]
+    pub files: Vec<PathBuf>,
 }
 
 pub fn run(args: ValidateArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
-    let files = if args.recipes.is_empty() {
+    let files = if args.files.is_empty() {
         let files = recipe::recipe_files(&paths.recipes)?;
         if files.is_empty() {
             return Err(crate::error::usage(format!(
@@ -26,7 +30,15 @@ pub fn run(args: ValidateArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Re
         }
         files
     } else {
-        args.recipes
+        let mut files = Vec::new();
+        for f in args.files {
+            if f.is_dir() {
+                files.extend(recipe::recipe_files(&f)?);
+            } else {
+                files.push(f);
+            }
+        }
+        files
     };
     match recipe::load_files(&files, &paths.project) {
         Ok(recipes) => {
