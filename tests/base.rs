@@ -432,9 +432,27 @@ fn concurrent_makers_share_one_deterministic_tarball_base() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
 
-    // `base rm` removes the tag and the cached tar
+    // `base rm` removes the tag, the cached tar, its record and lock files, and the gzip
+    // layer `package` made from it.
+    let hex = mini["rootfs_diff_id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let layers = cache.path().join("oci-layers");
+    std::fs::create_dir_all(&layers).unwrap();
+    std::fs::write(layers.join(format!("{hex}.tar.gz")), b"layer").unwrap();
+    std::fs::write(layers.join(format!("{hex}.json")), b"{}").unwrap();
     let o = builder(p.path(), cache.path(), &["base", "rm", "mini"]);
     assert!(o.status.success(), "{}", text(&o));
+    let left: Vec<_> = std::fs::read_dir(cache.path().join("bases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mini-"))
+        .collect();
+    assert!(left.is_empty(), "base rm left {left:?}");
+    assert!(!layers.join(format!("{hex}.tar.gz")).exists());
+    assert!(!layers.join(format!("{hex}.json")).exists());
     let tag = mini["tag"].as_str().unwrap();
     assert!(!docker(&["image", "inspect", tag]).status.success());
     let list = list_json(p.path(), cache.path());

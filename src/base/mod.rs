@@ -619,16 +619,54 @@ impl BaseImages {
             }
         }
         let dir = cache_dir().join("bases");
+        // The gzip layers `package` made from these rootfs (`oci-layers/<diff_id hex>.*`),
+        // unless another base's rootfs is the same tar.
+        let mut layers = Vec::new();
+        let mut kept_layers = std::collections::BTreeSet::new();
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let f = e.file_name().to_string_lossy().into_owned();
                 let is_ours = cache_file_hash(&f, name)
                     .is_some_and(|hash| all_versions || hash == current_hash);
-                if is_ours && (f.ends_with(".tar") || f.ends_with(".json")) {
+                if f.ends_with(".json") {
+                    let diff_id = std::fs::read(e.path())
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                        .and_then(|v| v["diff_id"].as_str().map(str::to_string));
+                    if let Some(d) = diff_id {
+                        if is_ours {
+                            layers.push(d);
+                        } else {
+                            kept_layers.insert(d);
+                        }
+                    }
+                }
+                // The rootfs, its record and its two (empty) lock files.
+                if is_ours
+                    && [".tar", ".json", ".lock"]
+                        .iter()
+                        .any(|ext| f.ends_with(ext))
+                {
                     std::fs::remove_file(e.path())
                         .with_context(|| format!("could not remove `{}`", e.path().display()))?;
                     if f.ends_with(".tar") {
                         removed.push(e.path().display().to_string());
+                    }
+                }
+            }
+        }
+        let layer_dir = cache_dir().join("oci-layers");
+        for d in layers.iter().filter(|d| !kept_layers.contains(*d)) {
+            let hex = d.trim_start_matches("sha256:");
+            for ext in ["tar.gz", "json"] {
+                let p = layer_dir.join(format!("{hex}.{ext}"));
+                match std::fs::remove_file(&p) {
+                    Ok(()) if ext == "tar.gz" => removed.push(p.display().to_string()),
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("could not remove `{}`", p.display()))
                     }
                 }
             }
