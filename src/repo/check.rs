@@ -162,12 +162,7 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         env: cfg.env.clone(),
         ..CheckReport::default()
     };
-    let show = |p: &std::path::Path| {
-        p.strip_prefix(&layout.env_dir)
-            .unwrap_or(p)
-            .display()
-            .to_string()
-    };
+    let show = |p: &std::path::Path| layout.rel(p);
     let env = &cfg.env;
 
     // Nothing below follows a link out of the repository.
@@ -385,17 +380,14 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
             if !pool_checked.insert((p.filename.clone(), p.sha256.clone())) {
                 continue;
             }
-            let problem = match store::digest_file(&layout.env_dir.join(&p.filename)) {
-                Ok((sha, _, _)) if sha == p.sha256 => continue,
-                Ok((sha, _, _)) => format!("has sha256 {sha}, but {whose} publishes {}", p.sha256),
-                Err(_) => format!("of {whose} is missing"),
-            };
-            report.found(
-                FindingKind::Pool,
-                Some(p.filename.clone()),
-                format!("pool file `{}` {problem}: {fix}", p.filename),
-                false,
-            );
+            if let Err(problem) = store::verify_pool_file(layout, p) {
+                report.found(
+                    FindingKind::Pool,
+                    Some(p.filename.clone()),
+                    format!("pool file `{}` of {whose} {problem}: {fix}", p.filename),
+                    false,
+                );
+            }
         }
         for i in &m.images {
             if !images_checked.insert((i.ref_name(), i.digest.clone())) {

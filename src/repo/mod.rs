@@ -640,26 +640,13 @@ pub fn rollback(
     // What a rollback publishes is checked like what a promotion publishes: every pool
     // file must still hold the bytes the generation recorded.
     for p in &target_meta.packages {
-        let f = layout.env_dir.join(&p.filename);
-        match store::digest_file(&f) {
-            Ok((sha, _, _)) if sha == p.sha256 => {}
-            Ok((sha, _, _)) => {
-                return Err(crate::error::failed(format!(
-                    "cannot roll `{}` back to generation {target}: its pool file `{}` is \
-                     damaged (sha256 {sha}, published {}); restore it from a backup or promote \
-                     that .deb again",
-                    cfg.env,
-                    f.display(),
-                    p.sha256
-                )))
-            }
-            Err(e) => {
-                return Err(crate::error::failed(format!(
-                    "cannot roll `{}` back to generation {target}: its pool file is gone \
-                     ({e:#})",
-                    cfg.env
-                )))
-            }
+        if let Err(problem) = store::verify_pool_file(&layout, p) {
+            return Err(crate::error::failed(format!(
+                "cannot roll `{}` back to generation {target}: its pool file `{}` is damaged or \
+                 gone (it {problem}); restore it from a backup or promote that .deb again",
+                cfg.env,
+                layout.env_dir.join(&p.filename).display()
+            )));
         }
     }
     let entry = HistoryEntry {

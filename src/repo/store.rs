@@ -99,6 +99,13 @@ impl Layout {
     pub fn history(&self) -> PathBuf {
         self.env_dir.join("history.jsonl")
     }
+    /// `path` relative to `<env>/`, as messages show it.
+    pub fn rel(&self, path: &Path) -> String {
+        path.strip_prefix(&self.env_dir)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
 
     /// The current generation number, from the `dists` symlink; `None` for a new repository.
     pub fn current(&self) -> anyhow::Result<Option<u64>> {
@@ -304,7 +311,7 @@ pub fn is_leftover(place: TempPlace, name: &str) -> bool {
             TempPlace::Env => ["dists", "signing-key.gpg", "signing-key.asc"].contains(&stem),
             TempPlace::Images => ["index.json", "oci-layout"].contains(&stem),
             TempPlace::Blobs => stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()),
-            TempPlace::Pool => stem.ends_with(".deb") && !stem.contains('/'),
+            TempPlace::Pool => stem.ends_with(".deb"),
             TempPlace::Generations => false,
         }
 }
@@ -704,6 +711,16 @@ pub fn open_regular(path: &Path) -> anyhow::Result<File> {
     File::open(path).with_context(|| format!("could not read `{}`", path.display()))
 }
 
+/// Whether `p`'s pool file still holds the bytes its generation published; the error says
+/// what is wrong with it (images have [`super::images::verify_stored`]).
+pub fn verify_pool_file(layout: &Layout, p: &PackageEntry) -> Result<(), String> {
+    match digest_file(&layout.env_dir.join(&p.filename)) {
+        Ok((sha, _, _)) if sha == p.sha256 => Ok(()),
+        Ok((sha, _, _)) => Err(format!("has sha256 {sha}, not the published {}", p.sha256)),
+        Err(e) => Err(format!("cannot be read ({e:#})")),
+    }
+}
+
 /// `(sha256, md5, size)` of a file, streamed.
 pub fn digest_file(path: &Path) -> anyhow::Result<(String, String, u64)> {
     let mut f = open_regular(path)?;
@@ -818,12 +835,7 @@ pub use crate::durable::sync_dir;
 /// index file must hold the hashes `Release` lists. One line per problem, paths relative to
 /// `<env>/`; empty when the generation is whole.
 pub fn index_damage(layout: &Layout, env: &str, meta: &GenerationMeta) -> Vec<String> {
-    let rel = |p: &Path| {
-        p.strip_prefix(&layout.env_dir)
-            .unwrap_or(p)
-            .display()
-            .to_string()
-    };
+    let rel = |p: &Path| layout.rel(p);
     let gen_dists = layout.gen_dir(meta.number).join("dists");
     let dists = gen_dists.join(env);
     let mut out = Vec::new();
