@@ -181,13 +181,19 @@ impl Layout {
     }
 
     /// Marks generation `n` as having been current: with the history, what tells a
-    /// published generation from one a crash left before its switch.
+    /// published generation from one a crash left before its switch. The marker is empty,
+    /// so it is created in place: a kill leaves it there or not, never a temp file inside
+    /// the generation (where no cleanup looks).
     fn mark_published(&self, n: u64) -> anyhow::Result<()> {
-        let marker = self.gen_dir(n).join(PUBLISHED_MARKER);
+        let dir = self.gen_dir(n);
+        let marker = dir.join(PUBLISHED_MARKER);
         if marker.exists() {
             return Ok(());
         }
-        crate::durable::write(&marker, b"")
+        File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("could not write `{}`", marker.display()))?;
+        sync_dir(&dir)
     }
 
     /// Generations that have been current: recorded in the history, or marked when they
