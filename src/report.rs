@@ -42,6 +42,18 @@ struct Inner {
     // Serialises plain lines from concurrent tasks so they never interleave mid-line; holds
     // the first error writing results to stdout.
     lock: Mutex<Option<std::io::Error>>,
+    // With [`Reporter::capture`]: every line (messages, errors, results) kept here instead
+    // of written, for tests of library code that assert on what a user would read.
+    captured: Option<Mutex<Vec<Captured>>>,
+}
+
+/// A line a capturing reporter kept, and where a real one would have written it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Captured {
+    /// A human message (status, info, warning, log line, error) for stderr.
+    Message(String),
+    /// A result for stdout.
+    Output(String),
 }
 
 impl Reporter {
@@ -59,7 +71,57 @@ impl Reporter {
                 multi,
                 start: Instant::now(),
                 lock: Mutex::new(None),
+                captured: None,
             }),
+        }
+    }
+
+    /// A reporter that writes nothing and keeps every line at `verbosity` instead, in order;
+    /// read them with [`Reporter::captured`]. Tests of library code use it to assert on what
+    /// a user would read, without running the binary.
+    pub fn capture(verbosity: Verbosity) -> Self {
+        Reporter {
+            inner: Arc::new(Inner {
+                style: Style::Plain,
+                verbosity,
+                json: false,
+                multi: None,
+                start: Instant::now(),
+                lock: Mutex::new(None),
+                captured: Some(Mutex::new(Vec::new())),
+            }),
+        }
+    }
+
+    /// What a [`Reporter::capture`] reporter kept so far (empty for any other reporter).
+    pub fn captured(&self) -> Vec<Captured> {
+        self.inner
+            .captured
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    /// The captured human messages joined by newlines, for `contains` checks.
+    pub fn captured_messages(&self) -> String {
+        self.captured()
+            .into_iter()
+            .filter_map(|c| match c {
+                Captured::Message(m) => Some(m),
+                Captured::Output(_) => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Keeps `line` if this reporter captures; true when it did (nothing is written then).
+    fn keep(&self, line: impl FnOnce() -> Captured) -> bool {
+        match &self.inner.captured {
+            Some(c) => {
+                c.lock().unwrap_or_else(|e| e.into_inner()).push(line());
+                true
+            }
+            None => false,
         }
     }
 
@@ -95,6 +157,9 @@ impl Reporter {
     }
 
     fn line(&self, text: &str) {
+        if self.keep(|| Captured::Message(text.to_string())) {
+            return;
+        }
         let _guard = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
         match (&self.inner.multi, self.inner.style) {
             (Some(multi), _) => {
@@ -167,6 +232,9 @@ impl Reporter {
             text.push_str("\n  caused by: ");
             text.push_str(&cause.to_string());
         }
+        if self.keep(|| Captured::Message(text.clone())) {
+            return;
+        }
         let _guard = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(multi) = &self.inner.multi {
             let _ = multi.clear();
@@ -178,6 +246,9 @@ impl Reporter {
     /// disk behind `> file`) is kept for [`Reporter::take_output_error`], so the command
     /// still ends with an error instead of exit 0 and a short file.
     pub fn output(&self, text: impl Display) {
+        if self.keep(|| Captured::Output(text.to_string())) {
+            return;
+        }
         let mut failed = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = std::io::stdout().lock();
         if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
@@ -308,4 +379,39 @@ impl Drop for Progress {
 /// would panic there and turn any exit code into 101.
 fn stderr_line(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capturing_reporter_keeps_lines_in_order_at_its_verbosity() {
+        let r = Reporter::capture(Verbosity::Normal);
+        r.status("Packaging", "demo 1.0");
+        r.verbose("not at normal verbosity");
+        r.warn("disk almost full");
+        r.output("dist/debs/demo_1.0_amd64.deb");
+        r.error(&anyhow::anyhow!("inner").context("outer"));
+        let p = r.progress("Loading", None);
+        p.finish("done");
+        let lines = r.captured();
+        assert_eq!(
+            lines[..5],
+            [
+                Captured::Message("   Packaging demo 1.0".into()),
+                Captured::Message("warning: disk almost full".into()),
+                Captured::Output("dist/debs/demo_1.0_amd64.deb".into()),
+                Captured::Message("error: outer\n  caused by: inner".into()),
+                Captured::Message("     Loading started".into()),
+            ]
+        );
+        assert_eq!(lines.len(), 6, "{lines:?}");
+        assert!(
+            matches!(&lines[5], Captured::Message(m) if m.starts_with("     Loading done (")),
+            "{lines:?}"
+        );
+        assert!(!r.captured_messages().contains("dist/debs"));
+        assert!(Reporter::quiet().captured().is_empty());
+    }
 }
