@@ -39,12 +39,11 @@ fn repo_project() -> &'static Path {
 }
 
 fn builder(project: &Path, cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_builder"))
+    common::builder()
         .arg("--project")
         .arg(project)
         .args(args)
         .env("BUILDER_CACHE", cache)
-        .env("CI", "1")
         .output()
         .expect("run builder")
 }
@@ -110,6 +109,7 @@ fn bases() -> &'static Made {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn bookworm_runs_and_rebuilding_is_a_no_op() {
     let made = bases();
     eprintln!(
@@ -186,6 +186,7 @@ fn bookworm_runs_and_rebuilding_is_a_no_op() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn static_rootfs_holds_the_runtime_files_and_no_program() {
     let made = bases();
     let file = std::fs::File::open(&made.static_tar).unwrap();
@@ -271,6 +272,7 @@ fn static_rootfs_holds_the_runtime_files_and_no_program() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn static_image_runs_a_static_go_binary_as_nonroot_with_certs_and_zones() {
     let made = bases();
     let dir = tempfile::tempdir().unwrap();
@@ -385,6 +387,7 @@ fn an_unknown_base_lists_the_known_ones() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn concurrent_makers_share_one_deterministic_tarball_base() {
     let made = bases();
     // A tarball base that re-packs the static rootfs: deterministic packing gives back the
@@ -460,6 +463,7 @@ fn concurrent_makers_share_one_deterministic_tarball_base() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn gc_removes_what_a_crashed_run_left_and_spares_live_runs() {
     let made = bases();
     let run = format!("test-gc-{}", std::process::id());
@@ -646,6 +650,7 @@ async fn new_container(docker: &bollard::Docker, image: &str, run: &str) -> Stri
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn guard_removes_tracked_containers_on_cleanup_and_on_drop() {
     let made = bases();
     runtime().block_on(async {
@@ -669,6 +674,7 @@ fn guard_removes_tracked_containers_on_cleanup_and_on_drop() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn upload_and_download_round_trip_through_a_container() {
     let made = bases();
     runtime().block_on(async {
@@ -719,6 +725,7 @@ fn upload_and_download_round_trip_through_a_container() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn loading_a_broken_image_archive_reports_the_engine_error() {
     runtime().block_on(async {
         let engine = builder::docker::connect().await.unwrap();

@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,16 +17,9 @@ mod common;
 
 use common::repo;
 
-fn cache_dir() -> PathBuf {
-    common::test_cache()
-}
-
 fn builder(project: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_builder"));
-    c.current_dir(project)
-        .env("BUILDER_CACHE", cache_dir())
-        .env("CI", "1")
-        .env_remove("SOURCE_DATE_EPOCH");
+    let mut c = common::builder();
+    c.current_dir(project);
     c
 }
 
@@ -273,6 +266,7 @@ fn package_version(project: &Path, recipe: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn builds_runs_and_caches_the_sample_services() {
     let project = sample_project();
     let p = project.path();
@@ -487,6 +481,7 @@ impl Drop for VolumeCleanup {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn cache_volume_outlives_the_run_keeps_outputs_identical_and_goes_with_gc_cache() {
     // A recipe name of its own: a fresh volume, and no other test's cache is touched.
     let name = format!("cacheprobe-{}-{}", std::process::id(), now_secs() as u64);
@@ -714,6 +709,7 @@ fn stamp_image(project: &Path, recipe: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn build_runs_offline_as_the_image_user_with_filtered_sources() {
     let recipe = format!(
         r#"{PACKAGE}
@@ -762,6 +758,7 @@ outputs = ["nets", "uid", "env", "files", "owner"]
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn failing_test_command_exits_1_with_command_and_log_tail() {
     let recipe = format!(
         r#"{PACKAGE}
@@ -805,6 +802,7 @@ outputs = ["never"]
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn a_build_past_its_timeout_fails_and_leaves_no_container() {
     let recipe = format!(
         r#"{PACKAGE}
@@ -860,6 +858,7 @@ fn unknown_builder_is_a_usage_error() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn ctrl_c_during_a_build_leaves_no_container() {
     let recipe = format!(
         r#"{PACKAGE}

@@ -287,6 +287,7 @@ fn dpkg_installs_upgrades_keeps_edited_conffiles_and_purges() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn lintian_finds_no_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spec("1.0-1", "v1\n", Compression::Xz);
@@ -436,9 +437,7 @@ fn read_deb_reads_what_dpkg_deb_builds() {
     }
 }
 
-fn builder() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_builder"))
-}
+use common::builder;
 
 #[test]
 fn inspect_prints_text_and_json() {

@@ -281,6 +281,7 @@ fn kill_everywhere(p: &Project, args: &[&str]) -> u32 {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn promote_rollback_and_prune_killed_at_every_step_leave_a_consistent_repository() {
     if !strace_present() {
         panic!("this test injects faults with strace: install Debian's `strace` package");
@@ -305,6 +306,7 @@ fn promote_rollback_and_prune_killed_at_every_step_leave_a_consistent_repository
 /// generation.json) no longer blocks anything: `repo check` names it, `--repair` removes it,
 /// and the pool files only it referenced are reclaimed.
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn a_half_deleted_generation_is_found_and_repaired() {
     let p = prepared();
     let env = p.env_dir("dev");
@@ -392,6 +394,7 @@ fn disk_full_everywhere(p: &Project, args: &[&str]) -> (u32, u32) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn promote_rollback_and_prune_on_a_full_disk_fail_cleanly_or_finish() {
     if !strace_present() {
         panic!("this test injects faults with strace: install Debian's `strace` package");
@@ -545,6 +548,7 @@ fn findings(dir: &Path, p: &Project) -> (Option<i32>, Vec<serde_json::Value>) {
 /// all with their pool files and blobs. Now every command refuses and deletes nothing,
 /// `repo check` names it, and `--repair` points `dists` at the newest generation again.
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn a_removed_or_rewound_dists_link_is_refused_and_relinked_never_deleted() {
     let p = prepared();
     let before = holdings(p.path(), &p.key());
@@ -610,6 +614,7 @@ fn a_removed_or_rewound_dists_link_is_refused_and_relinked_never_deleted() {
 /// directory") or survive `--repair`. Now the history reads around the bad line, `repo
 /// check` names the leftovers and `--repair` removes them.
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn torn_history_and_stray_leftovers_block_nothing() {
     let p = prepared();
     let env = p.env_dir("dev");
@@ -673,6 +678,7 @@ fn flip_byte(path: &Path) {
 /// promoting the same artifacts again writes a fresh, signed generation instead of saying
 /// "already holds these artifacts" over a repository apt refuses.
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn damaged_signatures_and_pool_files_are_found_and_promote_writes_them_anew() {
     let p = prepared();
     let o = p.promote(&["--to", "dev"]);
@@ -760,6 +766,7 @@ fn a_foreign_directory_is_never_cleaned() {
 /// `dists/` used to be made after the switch, so a kill there left a repository without
 /// them).
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn the_first_promotion_killed_at_every_step_serves_nothing_or_everything() {
     if !strace_present() {
         panic!("this test injects faults with strace: install Debian's `strace` package");
@@ -910,6 +917,7 @@ fn a_rewound_dists_with_a_lost_history_line_deletes_nothing() {
 /// pool file a rollback would serve, a key swapped by hand with a re-signed generation, a
 /// key file gone (which let another key in without `--rotate-key`).
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn by_hash_damage_rollback_of_damaged_files_and_key_swaps_are_caught() {
     let p = prepared();
     let env = p.env_dir("dev");

@@ -271,6 +271,7 @@ fn http_get(addr: &str) -> Option<(u16, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 async fn image_loads_runs_as_nonroot_and_holds_only_the_service() {
     let f = fixture();
     let proj = project();
@@ -424,6 +425,7 @@ fn inspect_base_tar(inspect: &builder::oci::ImageInspect, img: &ImageResult) -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 async fn skopeo_and_inspect_read_the_tar() {
     let proj = project();
     let r = recipe(proj.path(), |_| {});
@@ -548,6 +550,7 @@ async fn skopeo_and_inspect_read_the_tar() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 async fn packaging_twice_gives_the_same_bytes() {
     let (p1, p2) = (project(), project());
     let a = build(p1.path(), &recipe(p1.path(), |_| {}), None, false)
@@ -590,6 +593,7 @@ async fn packaging_twice_gives_the_same_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 async fn rebase_keeps_the_app_layer_and_starts_no_container() {
     let proj = project();
     let r = recipe(proj.path(), |_| {});
@@ -645,6 +649,7 @@ fn chrono_free_now() -> u64 {
 type Tweak = Box<dyn FnOnce(&mut ImageSpec)>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 async fn bad_image_tables_fail_before_anything_is_written() {
     let proj = project();
     let cases: Vec<(Tweak, Option<&str>, &str)> = vec![

@@ -114,6 +114,7 @@ echo ALL-OK
 "##;
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn dpkg_installs_upgrades_removes_and_purges_in_debian() {
     let tag = bookworm();
     let v1 = tempfile::tempdir().unwrap();

@@ -2,7 +2,8 @@
 //! thread and runtime): rate accuracy checked from the server's own arrival times, coordinated
 //! omission, failures, weights, bounds, cancellation, and the `builder load` command line.
 
-use std::process::Command;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use builder::load::testserver::{ServerConfig, TestServer};
@@ -293,11 +294,7 @@ async fn cancel_returns_a_partial_report_at_once() {
 }
 
 fn builder(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_builder"))
-        .args(args)
-        .env("CI", "true")
-        .output()
-        .expect("run builder")
+    common::builder().args(args).output().expect("run builder")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

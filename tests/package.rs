@@ -179,6 +179,7 @@ fn dpkg_deb_reads_what_builder_writes() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn lintian_finds_no_errors() {
     let dir = fixture("xz");
     // Lintian rules beyond dpkg's: a conffile outside /etc and a synopsis that starts with

@@ -143,6 +143,7 @@ fn image_json(o: &Output) -> serde_json::Value {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn a_dynamic_program_starts_on_static_cc_and_slim_as_nonroot() {
     let cache = common::test_cache();
     for (base, want_deps) in [
@@ -195,6 +196,7 @@ fn a_dynamic_program_starts_on_static_cc_and_slim_as_nonroot() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn a_missing_dependency_is_refused_before_anything_is_written() {
     let cache = common::test_cache();
     // zlib1g forgotten: on `cc` (which has libssl3 but no zlib) libz.so.1 cannot load.
@@ -226,6 +228,7 @@ fn a_missing_dependency_is_refused_before_anything_is_written() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn two_machines_with_one_lock_make_the_same_image() {
     let a = project("cc", DEPENDS);
     let o = run(a.path(), &common::test_cache(), &["lock"]);
@@ -268,6 +271,7 @@ fn two_machines_with_one_lock_make_the_same_image() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn lock_check_and_locked_refuse_drift() {
     let cache = common::test_cache();
     let p = project("cc", DEPENDS);
@@ -330,6 +334,7 @@ fn lock_check_and_locked_refuse_drift() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn dpkg_query_lists_exactly_the_locked_packages_of_the_image() {
     let cache = common::test_cache();
     let p = project("cc", DEPENDS);
@@ -551,6 +556,7 @@ impl LocalRepo {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn a_local_signed_repository_is_verified_and_tampering_is_refused() {
     let repo = LocalRepo::new();
     let cache = tempfile::tempdir().unwrap();
@@ -693,6 +699,7 @@ fn project_with(files: &[(&str, &str)], recipe_tail: &str, depends: &[&str]) -> 
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn an_interpreter_from_the_dependency_layer_runs_a_script_with_alternatives() {
     let cache = common::test_cache();
     // python3 is not in slim: its dependency layer brings it, and the entrypoint names it.
@@ -737,6 +744,7 @@ fn an_interpreter_from_the_dependency_layer_runs_a_script_with_alternatives() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn what_the_image_user_cannot_execute_or_the_machine_cannot_run_is_refused() {
     let cache = common::test_cache();
     // 0700 root:root: the image runs as 65532, for whom it is not executable.
@@ -790,6 +798,7 @@ fn what_the_image_user_cannot_execute_or_the_machine_cannot_run_is_refused() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn packages_that_would_break_the_layout_or_the_accounts_are_refused() {
     let repo = LocalRepo::new();
     repo.add("evil-bin", &[], &[("bin", "/etc")]);

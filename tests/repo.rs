@@ -3,6 +3,8 @@
 //! from the repository; tampering, a foreign key, an expired Valid-Until, concurrent
 //! publishers and SIGKILLed publishers are all tried.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use builder::repo::{self, DebArtifact, RepoConfig};
 use builder::report::Reporter;
 use builder::sign::{self, Signer};
+use common::apt::HostApt;
 use sha2::{Digest, Sha256};
 
 const CRASH_ENV: &str = "BUILDER_TEST_CRASH_CHILD";
@@ -81,99 +84,6 @@ fn q() -> Reporter {
     Reporter::quiet()
 }
 
-/// A private apt root: its own sources.list, lists, cache and status; the host's apt is
-/// never read or written.
-struct Apt {
-    dir: tempfile::TempDir,
-}
-
-impl Apt {
-    fn new(repo_env_dir: &Path, keyring: &Path) -> Apt {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for sub in [
-            "var/lib/apt/lists/partial",
-            "var/cache/apt/archives/partial",
-            "etc/apt",
-            "dl",
-        ] {
-            fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        fs::write(d.join("status"), "").unwrap();
-        fs::write(
-            d.join("sources.list"),
-            format!(
-                "deb [signed-by={}] file:{} dev main\n",
-                keyring.display(),
-                repo_env_dir.display()
-            ),
-        )
-        .unwrap();
-        Apt { dir }
-    }
-
-    fn run(&self, tool: &str, args: &[&str]) -> Output {
-        let d = self.dir.path().display().to_string();
-        let opts = [
-            format!("Dir={d}"),
-            format!("Dir::State::status={d}/status"),
-            format!("Dir::Etc::SourceList={d}/sources.list"),
-            "Dir::Etc::SourceParts=-".into(),
-            "Dir::Etc::TrustedParts=-".into(),
-            "Dir::Bin::Methods=/usr/lib/apt/methods".into(),
-            "Dir::Log=/tmp".into(),
-            "Acquire::Check-Date=true".into(),
-            "Acquire::Check-Valid-Until=true".into(),
-            "APT::Sandbox::User=root".into(),
-            "Debug::NoLocking=1".into(),
-            "APT::Architecture=amd64".into(),
-        ];
-        let mut cmd = Command::new(tool);
-        for o in &opts {
-            cmd.arg("-o").arg(o);
-        }
-        cmd.args(args)
-            .current_dir(self.dir.path().join("dl"))
-            .env("LC_ALL", "C")
-            .output()
-            .unwrap()
-    }
-
-    /// `apt-get update`; Ok(stdout+stderr) when it succeeded with no warnings or errors.
-    fn update(&self) -> Result<String, String> {
-        let out = self.run("apt-get", &["update"]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let problems = text
-            .lines()
-            .any(|l| l.starts_with("W:") || l.starts_with("E:") || l.starts_with("Err:"));
-        if out.status.success() && !problems {
-            Ok(text)
-        } else {
-            Err(text)
-        }
-    }
-
-    fn madison(&self, pkg: &str) -> Vec<String> {
-        let out = self.run("apt-cache", &["madison", pkg]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split('|').nth(1).map(|v| v.trim().to_string()))
-            .collect()
-    }
-
-    fn text(out: &Output) -> String {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-}
-
 fn gpgv(keyring: &Path, args: &[&Path]) -> Output {
     Command::new("gpgv")
         .arg("--keyring")
@@ -219,9 +129,13 @@ fn publish_verifies_with_gpgv_and_apt_then_rolls_back() {
     // Real gpgv on both signatures.
     let d = dists(&root);
     let o = gpgv(&keys.keyring, &[&d.join("InRelease")]);
-    assert!(o.status.success(), "gpgv InRelease: {}", Apt::text(&o));
+    assert!(o.status.success(), "gpgv InRelease: {}", HostApt::text(&o));
     let o = gpgv(&keys.keyring, &[&d.join("Release.gpg"), &d.join("Release")]);
-    assert!(o.status.success(), "gpgv Release.gpg: {}", Apt::text(&o));
+    assert!(
+        o.status.success(),
+        "gpgv Release.gpg: {}",
+        HostApt::text(&o)
+    );
     let release = fs::read_to_string(d.join("Release")).unwrap();
     for field in [
         "Suite: dev\n",
@@ -255,15 +169,15 @@ fn publish_verifies_with_gpgv_and_apt_then_rolls_back() {
     assert_eq!(by_hash.len(), 4, "two Packages + two Packages.gz");
 
     // Real apt: update, resolve, download.
-    let apt = Apt::new(&root.join("dev"), &keys.keyring);
+    let apt = HostApt::new(&root.join("dev"), &keys.keyring);
     apt.update().unwrap();
     assert_eq!(apt.madison("hello"), ["1.10-1", "1.9-1", "1.0-1"]);
-    let sim = Apt::text(&apt.run("apt-get", &["-s", "install", "hello", "hello-doc"]));
+    let sim = HostApt::text(&apt.run("apt-get", &["-s", "install", "hello", "hello-doc"]));
     assert!(sim.contains("Inst hello (1.10-1 "), "{sim}");
     assert!(sim.contains("Inst hello-doc (1.0 "), "{sim}");
     let dl = apt.run("apt-get", &["download", "hello=1.0-1"]);
-    assert!(dl.status.success(), "{}", Apt::text(&dl));
-    let got = apt.dir.path().join("dl/hello_1.0-1_amd64.deb");
+    assert!(dl.status.success(), "{}", HostApt::text(&dl));
+    let got = apt.downloads().join("hello_1.0-1_amd64.deb");
     assert_eq!(sha256_file(&got), v1.sha256);
 
     // Rollback: apt sees the first generation's set again.
@@ -306,7 +220,7 @@ fn tampered_packages_are_refused_by_apt() {
         fs::remove_file(&p).unwrap(); // break hard links, tamper only this copy
         fs::write(&p, b).unwrap();
     }
-    let apt = Apt::new(&root.join("dev"), &keys.keyring);
+    let apt = HostApt::new(&root.join("dev"), &keys.keyring);
     let err = apt.update().unwrap_err();
     assert!(
         err.contains("Hash Sum mismatch") || err.contains("mismatch"),
@@ -327,10 +241,10 @@ fn tampered_deb_is_refused_on_download() {
     let last = b.len() - 3;
     b[last] ^= 0xff;
     fs::write(&pool, b).unwrap();
-    let apt = Apt::new(&root.join("dev"), &keys.keyring);
+    let apt = HostApt::new(&root.join("dev"), &keys.keyring);
     apt.update().unwrap();
     let out = apt.run("apt-get", &["download", "hello"]);
-    let text = Apt::text(&out);
+    let text = HostApt::text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains("Hash Sum mismatch") || text.contains("mismatch"),
@@ -348,7 +262,7 @@ fn repository_signed_by_another_key_is_refused() {
     repo::publish(&cfg(&root), &other.signer, &[deb], "r", &q()).unwrap();
     let o = gpgv(&keys.keyring, &[&dists(&root).join("InRelease")]);
     assert!(!o.status.success());
-    let apt = Apt::new(&root.join("dev"), &keys.keyring);
+    let apt = HostApt::new(&root.join("dev"), &keys.keyring);
     let err = apt.update().unwrap_err();
     assert!(
         err.contains("NO_PUBKEY") || err.contains("not signed"),
@@ -367,7 +281,7 @@ fn expired_valid_until_is_refused() {
     let deb = build_deb(t.path(), "hello", "1.0", "amd64", "x");
     repo::publish(&c, &keys.signer, &[deb], "r", &q()).unwrap();
     std::thread::sleep(Duration::from_millis(2100));
-    let apt = Apt::new(&root.join("dev"), &keys.keyring);
+    let apt = HostApt::new(&root.join("dev"), &keys.keyring);
     let err = apt.update().unwrap_err();
     assert!(err.contains("expired"), "{err}");
 }
@@ -458,7 +372,9 @@ fn concurrent_publishers_both_land_in_order() {
     let mut sources: Vec<_> = hist.iter().map(|h| h.source.clone()).collect();
     sources.sort();
     assert_eq!(sources, ["thread-0", "thread-1"]);
-    Apt::new(&root.join("dev"), &keys.keyring).update().unwrap();
+    HostApt::new(&root.join("dev"), &keys.keyring)
+        .update()
+        .unwrap();
 }
 
 /// Not a test on its own: the child process the SIGKILL test starts and kills. It publishes
@@ -587,7 +503,7 @@ fn sigkill_mid_publish_never_breaks_the_repository() {
             dirty_kills += 1;
         }
         // A fresh apt root each round: the repository as a new client sees it.
-        let apt = Apt::new(&env_dir, &keys.keyring);
+        let apt = HostApt::new(&env_dir, &keys.keyring);
         if let Err(e) = apt.update() {
             panic!("round {round} (killed after {delay:?}): apt-get update failed:\n{e}");
         }
@@ -598,7 +514,7 @@ fn sigkill_mid_publish_never_breaks_the_repository() {
                 &dists(&root).join("Release"),
             ],
         );
-        assert!(o.status.success(), "round {round}: {}", Apt::text(&o));
+        assert!(o.status.success(), "round {round}: {}", HostApt::text(&o));
         // The next publish succeeds and cleans what the killed one left.
         repo::publish(
             &cfg(&root),
@@ -650,7 +566,7 @@ fn publish_timing_for_many_packages() {
     let o = gpgv(&keys.keyring, &[&dists(&root).join("InRelease")]);
     let verify = start.elapsed();
     assert!(o.status.success());
-    let apt = Apt::new(&root.join("dev"), &keys.keyring);
+    let apt = HostApt::new(&root.join("dev"), &keys.keyring);
     let start = Instant::now();
     apt.update().unwrap();
     let update = start.elapsed();
@@ -662,12 +578,9 @@ fn publish_timing_for_many_packages() {
 }
 
 fn builder(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_builder"))
+    common::builder()
         .args(args)
         .current_dir(cwd)
-        .env("CI", "true")
-        .env_remove(sign::ENV_KEY)
-        .env_remove(sign::ENV_KEY_FILE)
         .output()
         .unwrap()
 }
@@ -694,8 +607,8 @@ fn cli_key_generate_repo_list_and_prune() {
             ],
             t.path(),
         );
-        assert_eq!(o.status.code(), Some(2), "{}", Apt::text(&o));
-        assert!(Apt::text(&o).contains("refusing to write a private key"));
+        assert_eq!(o.status.code(), Some(2), "{}", HostApt::text(&o));
+        assert!(HostApt::text(&o).contains("refusing to write a private key"));
         assert!(!out.exists());
     }
     let key = t.path().join("keys/signing.asc");
@@ -714,7 +627,7 @@ fn cli_key_generate_repo_list_and_prune() {
         ],
         t.path(),
     );
-    assert!(o.status.success(), "{}", Apt::text(&o));
+    assert!(o.status.success(), "{}", HostApt::text(&o));
     assert_eq!(
         fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600
@@ -747,7 +660,7 @@ fn cli_key_generate_repo_list_and_prune() {
         repo::publish(&cfg(&root), &signer, &[d], "r", &q()).unwrap();
     }
     let o = builder(&["--project", p, "--json", "repo", "list", "dev"], t.path());
-    assert!(o.status.success(), "{}", Apt::text(&o));
+    assert!(o.status.success(), "{}", HostApt::text(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let versions: Vec<_> = rows
         .as_array()
@@ -765,7 +678,7 @@ fn cli_key_generate_repo_list_and_prune() {
         o.status.code(),
         Some(2),
         "no key: usage error: {}",
-        Apt::text(&o)
+        HostApt::text(&o)
     );
     let o = builder(
         &[
@@ -782,7 +695,7 @@ fn cli_key_generate_repo_list_and_prune() {
         ],
         t.path(),
     );
-    assert!(o.status.success(), "{}", Apt::text(&o));
+    assert!(o.status.success(), "{}", HostApt::text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["removed_versions"].as_array().unwrap().len(), 2);
     let pool: Vec<_> = fs::read_dir(root.join("dev/pool/main/h/hello"))
@@ -790,7 +703,7 @@ fn cli_key_generate_repo_list_and_prune() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(pool, ["hello_1.2_amd64.deb"]);
-    let apt = Apt::new(&root.join("dev"), &keyring);
+    let apt = HostApt::new(&root.join("dev"), &keyring);
     apt.update().unwrap();
     assert_eq!(apt.madison("hello"), ["1.2"]);
 
@@ -842,13 +755,13 @@ fn builder_written_debs_publish_resolve_and_roll_back_via_cli() {
     }
     repo::publish(&cfg(&root), &keys.signer, &debs[..1], "r1", &q()).unwrap();
     repo::publish(&cfg(&root), &keys.signer, &debs[1..], "r2", &q()).unwrap();
-    let apt = Apt::new(&root.join("dev"), &keys.keyring);
+    let apt = HostApt::new(&root.join("dev"), &keys.keyring);
     apt.update().unwrap();
     // 2.1.0~rc1 sorts after 2.0.0: it is the candidate.
     assert_eq!(apt.madison("svc"), ["2.1.0~rc1", "2.0.0"]);
     let dl = apt.run("apt-get", &["download", "svc"]);
-    assert!(dl.status.success(), "{}", Apt::text(&dl));
-    let got = apt.dir.path().join("dl/svc_2.1.0~rc1_amd64.deb");
+    assert!(dl.status.success(), "{}", HostApt::text(&dl));
+    let got = apt.downloads().join("svc_2.1.0~rc1_amd64.deb");
     assert_eq!(sha256_file(&got), debs[1].sha256);
 
     let o = Command::new(env!("CARGO_BIN_EXE_builder"))
@@ -858,7 +771,7 @@ fn builder_written_debs_publish_resolve_and_roll_back_via_cli() {
         .env(sign::ENV_KEY_FILE, &keys.secret)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", Apt::text(&o));
+    assert!(o.status.success(), "{}", HostApt::text(&o));
     apt.update().unwrap();
     assert_eq!(apt.madison("svc"), ["2.0.0"]);
 }

@@ -239,6 +239,7 @@ fn check_artifacts(report: &Value) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn real_stack_passes_at_50_rps_and_survives_killed_frontends() {
     let started = Instant::now();
     let mut network = String::new();
@@ -390,6 +391,7 @@ fn failed_checks(r: &Value) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn one_frontend_cannot_take_50_rps() {
     let run = smoke(
         &["--frontends", "1", "--duration", "8s", "--warmup", "2s"],
@@ -414,6 +416,7 @@ fn one_frontend_cannot_take_50_rps() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn backend_failing_20_percent_breaks_the_success_ratio() {
     let run = smoke(
         &[
@@ -509,6 +512,7 @@ fn text_of(b: &[u8]) -> String {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn sigterm_mid_run_tears_everything_down() {
     let mut child = builder()
         .arg("--project")
@@ -623,6 +627,7 @@ fn never_healthy(stack: &Path) -> Run {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn wrong_health_path_fails_with_reports() {
     let (_dir, stack) = edited_stack(|t| edit_backend(t, "health = \"/\"", "health = \"/nosuch\""));
     let run = never_healthy(&stack);
@@ -636,6 +641,7 @@ fn wrong_health_path_fails_with_reports() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn wrong_port_fails_with_reports() {
     let (_dir, stack) = edited_stack(|t| edit_backend(t, "port = 8080", "port = 8081"));
     let run = never_healthy(&stack);

@@ -1,6 +1,10 @@
-//! Real apt in a container: a `bookworm` base made by builder (no registry needed), the
-//! repositories mounted read-only, the project's public key as `signed-by`, date checks on.
+//! Real apt against builder's repositories, two ways: [`AptContainer`], apt in a container
+//! made from the `bookworm` base (no registry needed) with the repositories mounted
+//! read-only; and [`HostApt`], the host's apt with a private root (its own sources, lists,
+//! cache and status; the host's apt state is never read or written). Both use the project's
+//! public key as `signed-by` with date checks on.
 
+use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -115,5 +119,105 @@ impl AptContainer {
             return Err(t);
         }
         Ok(())
+    }
+}
+
+/// Real apt on the host with a private root: its own sources.list, lists, cache and status; the host's apt is
+/// never read or written.
+pub struct HostApt {
+    dir: tempfile::TempDir,
+}
+
+impl HostApt {
+    /// Where `apt-get download` puts files (the commands' working directory).
+    pub fn downloads(&self) -> std::path::PathBuf {
+        self.dir.path().join("dl")
+    }
+}
+
+impl HostApt {
+    pub fn new(repo_env_dir: &Path, keyring: &Path) -> HostApt {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in [
+            "var/lib/apt/lists/partial",
+            "var/cache/apt/archives/partial",
+            "etc/apt",
+            "dl",
+        ] {
+            fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        fs::write(d.join("status"), "").unwrap();
+        fs::write(
+            d.join("sources.list"),
+            format!(
+                "deb [signed-by={}] file:{} dev main\n",
+                keyring.display(),
+                repo_env_dir.display()
+            ),
+        )
+        .unwrap();
+        HostApt { dir }
+    }
+
+    pub fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let d = self.dir.path().display().to_string();
+        let opts = [
+            format!("Dir={d}"),
+            format!("Dir::State::status={d}/status"),
+            format!("Dir::Etc::SourceList={d}/sources.list"),
+            "Dir::Etc::SourceParts=-".into(),
+            "Dir::Etc::TrustedParts=-".into(),
+            "Dir::Bin::Methods=/usr/lib/apt/methods".into(),
+            "Dir::Log=/tmp".into(),
+            "Acquire::Check-Date=true".into(),
+            "Acquire::Check-Valid-Until=true".into(),
+            "APT::Sandbox::User=root".into(),
+            "Debug::NoLocking=1".into(),
+            "APT::Architecture=amd64".into(),
+        ];
+        let mut cmd = Command::new(tool);
+        for o in &opts {
+            cmd.arg("-o").arg(o);
+        }
+        cmd.args(args)
+            .current_dir(self.dir.path().join("dl"))
+            .env("LC_ALL", "C")
+            .output()
+            .unwrap()
+    }
+
+    /// `apt-get update`; Ok(stdout+stderr) when it succeeded with no warnings or errors.
+    pub fn update(&self) -> Result<String, String> {
+        let out = self.run("apt-get", &["update"]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let problems = text
+            .lines()
+            .any(|l| l.starts_with("W:") || l.starts_with("E:") || l.starts_with("Err:"));
+        if out.status.success() && !problems {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    pub fn madison(&self, pkg: &str) -> Vec<String> {
+        let out = self.run("apt-cache", &["madison", pkg]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split('|').nth(1).map(|v| v.trim().to_string()))
+            .collect()
+    }
+
+    pub fn text(out: &Output) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod apt;
 pub mod project;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -17,12 +18,17 @@ pub fn test_cache() -> PathBuf {
     repo().join("target").join("builder-test-cache")
 }
 
-/// `builder` with a plain, non-interactive environment.
+/// `builder` with a plain, non-interactive environment: CI output, the shared test cache,
+/// and nothing inherited from the caller's shell that changes results (a signing key, a
+/// registry, a fixed timestamp). Every test file starts its commands here.
 pub fn builder() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_builder"));
     c.env("CI", "true")
         .env("BUILDER_CACHE", test_cache())
-        .env_remove("SOURCE_DATE_EPOCH");
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("BUILDER_SIGNING_KEY")
+        .env_remove("BUILDER_SIGNING_KEY_FILE")
+        .env_remove("BUILDER_REGISTRY");
     c
 }
 

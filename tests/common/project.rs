@@ -221,64 +221,11 @@ pub fn history(p: &Project, env: &str) -> Vec<serde_json::Value> {
 }
 
 /// A private apt root on the host (never touching the host's apt state) that checks the
-/// environment repository's signature and dates and resolves `demo`.
+/// environment repository's signature and dates.
 pub fn apt_verifies(env_dir: &Path, keyring: &Path) -> Result<(), String> {
-    let d = tempfile::tempdir().unwrap();
-    for sub in [
-        "var/lib/apt/lists/partial",
-        "var/cache/apt/archives/partial",
-        "etc/apt",
-    ] {
-        fs::create_dir_all(d.path().join(sub)).unwrap();
-    }
-    fs::write(d.path().join("status"), "").unwrap();
-    fs::write(
-        d.path().join("sources.list"),
-        format!(
-            "deb [signed-by={}] file:{} dev main\n",
-            keyring.display(),
-            env_dir.display()
-        ),
-    )
-    .unwrap();
-    let dir = d.path().display().to_string();
-    let o = Command::new("apt-get")
-        .args(["-o", &format!("Dir={dir}")])
-        .args(["-o", &format!("Dir::State::status={dir}/status")])
-        .args(["-o", &format!("Dir::Etc::SourceList={dir}/sources.list")])
-        .args([
-            "-o",
-            "Dir::Etc::SourceParts=-",
-            "-o",
-            "Dir::Etc::TrustedParts=-",
-        ])
-        .args(["-o", "Dir::Log=/tmp", "-o", "Debug::NoLocking=1"])
-        .args([
-            "-o",
-            "Acquire::Check-Date=true",
-            "-o",
-            "Acquire::Check-Valid-Until=true",
-        ])
-        .args([
-            "-o",
-            "APT::Sandbox::User=root",
-            "-o",
-            "APT::Architecture=amd64",
-        ])
-        .args(["update"])
-        .env("LC_ALL", "C")
-        .output()
-        .unwrap();
-    let t = both(&o);
-    if o.status.success()
-        && !t
-            .lines()
-            .any(|l| l.starts_with("W:") || l.starts_with("E:"))
-    {
-        Ok(())
-    } else {
-        Err(t)
-    }
+    super::apt::HostApt::new(env_dir, keyring)
+        .update()
+        .map(|_| ())
 }
 
 /// A real OCI image tar written by builder's own writer: one small layer, a config.
