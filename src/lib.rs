@@ -29,7 +29,8 @@
 //! oci/        OCI image files: deterministic layer blobs, config, manifest, index, image tars
 //! archive/    deterministic tar trees shared by the .deb and OCI writers
 //! sign/       OpenPGP signing and verification (rPGP) for repositories and smoke reports
-//! docker/     the only module that talks to the Docker engine: connect, labels, cleanup, gc
+//! docker/     the only module that talks to the Docker engine (clippy.toml holds the rule):
+//!             Engine (connection) and Session (run, stage, cleanup guard, cancel), gc
 //! manifest    dist/manifest.json: every artifact with sha256, size, version, commit
 //!
 //! utilities:

@@ -118,7 +118,7 @@ pub async fn resolve_cache(paths: &Paths, recipes: &[&Recipe], plan: &mut Plan) 
     if !recipes.iter().any(|r| r.build.is_some()) {
         return;
     }
-    let docker = match crate::docker::connect().await {
+    let engine = match crate::docker::connect().await {
         Ok(d) => d,
         Err(_) => {
             for b in plan.recipes.iter_mut().filter_map(|r| r.build.as_mut()) {
@@ -139,8 +139,8 @@ pub async fn resolve_cache(paths: &Paths, recipes: &[&Recipe], plan: &mut Plan) 
                 continue;
             }
         };
-        let id = match crate::docker::inspect_image(&docker, &tag).await {
-            Ok(Some(i)) => i.id.unwrap_or_default(),
+        let id = match engine.inspect_image(&tag).await {
+            Ok(Some(i)) => i.id,
             _ => {
                 bp.cache = format!("miss (builder image {tag} not made yet)");
                 continue;

@@ -632,21 +632,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn new_container(docker: &bollard::Docker, image: &str, run: &str) -> String {
-    let body = bollard::models::ContainerCreateBody {
-        image: Some(image.to_string()),
+async fn new_container(engine: &builder::docker::Engine, image: &str, run: &str) -> String {
+    let spec = builder::docker::ContainerSpec {
+        what: "a test container".into(),
+        image: image.to_string(),
         cmd: Some(vec!["/nothing".to_string()]),
-        labels: Some(builder::docker::labels(run, "test")),
+        labels: builder::docker::labels(run, "test"),
         ..Default::default()
     };
-    docker
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            body,
-        )
+    engine
+        .create_container(&spec)
         .await
         .expect("create container")
-        .id
 }
 
 #[test]

@@ -19,14 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use bollard::Docker;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use crate::project::cache_dir;
 pub use def::{BaseDef, BaseKind, UserDef};
 
+use crate::docker::Engine;
 use crate::recipe::diag::Diagnostic;
 use crate::recipe::Diagnostics;
 use crate::report::Reporter;
@@ -426,22 +425,19 @@ impl BaseImages {
     /// then tagged, so a half-made image is never tagged.
     pub async fn ensure_image(
         &self,
-        docker: &Docker,
+        engine: &Engine,
         name: &str,
         reporter: &Reporter,
     ) -> Result<ImageRef> {
         let def = self.def(name)?.clone();
         let tag = self.tag(name)?;
-        if let Some(i) = crate::docker::inspect_image(docker, &tag).await? {
-            return Ok(ImageRef {
-                tag,
-                id: i.id.unwrap_or_default(),
-            });
+        if let Some(i) = engine.inspect_image(&tag).await? {
+            return Ok(ImageRef { tag, id: i.id });
         }
         let (repo, version) = tag.split_once(':').context("bad tag")?;
         if let BaseKind::Registry { reference } = &def.kind {
             return self
-                .pull(docker, name, reference, repo, version, reporter)
+                .pull(engine, name, reference, repo, version, reporter)
                 .await;
         }
         let (_, _, lock) = self.paths(name)?;
@@ -463,11 +459,8 @@ impl BaseImages {
         })
         .await
         .context("the lock task failed")??;
-        if let Some(i) = crate::docker::inspect_image(docker, &tag).await? {
-            return Ok(ImageRef {
-                tag,
-                id: i.id.unwrap_or_default(),
-            });
+        if let Some(i) = engine.inspect_image(&tag).await? {
+            return Ok(ImageRef { tag, id: i.id });
         }
         let me = self.clone();
         let (n2, r2) = (name.to_string(), reporter.clone());
@@ -499,11 +492,11 @@ impl BaseImages {
                 def.kind.name()
             )),
         };
-        let id = crate::docker::import_rootfs(docker, &rootfs.tar, &opts)
+        let id = crate::docker::import_rootfs(engine, &rootfs.tar, &opts)
             .await
             .with_context(|| format!("could not import base `{name}`"))?;
-        if let Err(e) = crate::docker::tag_image(docker, &id, repo, version).await {
-            let _ = crate::docker::remove_image(docker, &id, true).await;
+        if let Err(e) = crate::docker::tag_image(engine, &id, repo, version).await {
+            let _ = crate::docker::remove_image(engine, &id, true).await;
             return Err(e);
         }
         progress.finish(format!("{tag} ({} MB)", rootfs.size / 1_000_000));
@@ -514,7 +507,7 @@ impl BaseImages {
 
     async fn pull(
         &self,
-        docker: &Docker,
+        engine: &Engine,
         name: &str,
         reference: &str,
         repo: &str,
@@ -532,22 +525,17 @@ impl BaseImages {
             }
             None => reference,
         };
-        let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
-            .from_image(reference)
-            .build();
-        let mut stream = docker.create_image(Some(opts), None, None);
-        while let Some(item) = stream.next().await {
-            let info = item.with_context(|| {
+        engine
+            .pull_image(reference, |s| progress.message(s))
+            .await
+            .with_context(|| {
                 format!("could not pull `{reference}` for base `{name}`; is the registry reachable? a debootstrap base needs none")
             })?;
-            if let Some(s) = info.status {
-                progress.message(s);
-            }
-        }
-        crate::docker::tag_image(docker, reference, repo, version).await?;
-        let id = crate::docker::inspect_image(docker, reference)
+        crate::docker::tag_image(engine, reference, repo, version).await?;
+        let id = engine
+            .inspect_image(reference)
             .await?
-            .and_then(|i| i.id)
+            .map(|i| i.id)
             .unwrap_or_default();
         let tag = format!("{repo}:{version}");
         progress.finish(&tag);
@@ -555,12 +543,12 @@ impl BaseImages {
     }
 
     /// Status of one base for `builder base list`; `docker = None` leaves image fields unknown.
-    pub async fn status(&self, docker: Option<&Docker>, name: &str) -> Result<BaseStatus> {
+    pub async fn status(&self, engine: Option<&Engine>, name: &str) -> Result<BaseStatus> {
         let def = self.def(name)?;
         let tag = self.tag(name)?;
-        let (image, image_size) = match docker {
-            Some(d) => match crate::docker::inspect_image(d, &tag).await? {
-                Some(i) => (Some(true), i.size.map(|s| s as u64)),
+        let (image, image_size) = match engine {
+            Some(e) => match e.inspect_image(&tag).await? {
+                Some(i) => (Some(true), i.size),
                 None => (Some(false), None),
             },
             None => (None, None),
@@ -584,7 +572,7 @@ impl BaseImages {
     /// the base (older definitions too). Returns what was removed.
     pub async fn remove(
         &self,
-        docker: &Docker,
+        engine: &Engine,
         name: &str,
         all_versions: bool,
     ) -> Result<Vec<String>> {
@@ -597,25 +585,17 @@ impl BaseImages {
             .to_string();
         let mut removed = Vec::new();
         let repo = format!("{REPO_PREFIX}{name}");
-        let filters = HashMap::from([("reference".to_string(), vec![repo.clone()])]);
-        let images = docker
-            .list_images(Some(
-                bollard::query_parameters::ListImagesOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
+        let tags = engine
+            .image_tags(&repo)
             .await
             .context("could not list images")?;
-        for i in images {
-            for t in i
-                .repo_tags
-                .iter()
-                .filter(|t| t.starts_with(&format!("{repo}:")))
-                .filter(|t| all_versions || **t == current_tag)
-            {
-                if crate::docker::remove_image(docker, t, false).await? {
-                    removed.push(t.clone());
-                }
+        for t in tags
+            .iter()
+            .filter(|t| t.starts_with(&format!("{repo}:")))
+            .filter(|t| all_versions || **t == current_tag)
+        {
+            if crate::docker::remove_image(engine, t, false).await? {
+                removed.push(t.clone());
             }
         }
         let dir = cache_dir().join("bases");

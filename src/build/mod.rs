@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Paths;
-use crate::docker::Guard;
+use crate::docker::Session;
 use crate::recipe::{BuildSpec, Recipe};
 use crate::report::Reporter;
 
@@ -248,7 +248,7 @@ pub async fn build(
         reporter.info("nothing to build: no selected recipe has a [build] table");
         return Ok(Vec::new());
     }
-    let docker = crate::docker::connect().await?;
+    let engine = crate::docker::connect().await?;
 
     // Each builder image once, before any build, so concurrent builds never race to make it.
     let mut images: BTreeMap<String, String> = BTreeMap::new();
@@ -259,7 +259,7 @@ pub async fn build(
         let id = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(crate::docker::interrupted()),
-            id = images::ensure(&docker, paths, &spec.builder, reporter) => id?,
+            id = images::ensure(&engine, paths, &spec.builder, reporter) => id?,
         };
         images.insert(spec.builder.clone(), id);
     }
@@ -268,8 +268,12 @@ pub async fn build(
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
     let jobs = todo.iter().map(|(recipe, spec)| {
         let permits = permits.clone();
-        let image_id = images[&spec.builder].clone();
-        let docker = docker.clone();
+        let todo = Todo {
+            recipe,
+            spec,
+            image_id: images[&spec.builder].clone(),
+        };
+        let engine = engine.clone();
         let cancel = cancel.clone();
         let run_id = run_id.clone();
         async move {
@@ -278,10 +282,9 @@ pub async fn build(
                 _ = cancel.cancelled() => return Err(crate::docker::interrupted()),
                 p = permits.acquire_owned() => p.context("the job pool closed")?,
             };
-            build_one(
-                &docker, paths, recipe, spec, &image_id, &run_id, opts, reporter, &cancel,
-            )
-            .await
+            // The session's own token: the timeout stops one build the way Ctrl-C stops all.
+            let session = engine.session(&run_id, "build", &cancel.child_token());
+            build_one(&session, paths, &todo, opts, reporter, &cancel).await
         }
     });
     let outcomes = futures_util::future::join_all(jobs).await;
@@ -311,18 +314,24 @@ pub async fn build(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One recipe to build: its `[build]` table and the id of its builder image.
+struct Todo<'a> {
+    recipe: &'a Recipe,
+    spec: &'a BuildSpec,
+    image_id: String,
+}
+
+/// Builds one recipe in a container of `session`, unless its outputs are fresh. `cancel` is
+/// the whole run's token (Ctrl-C); the session's is its child, also cancelled by the timeout.
 async fn build_one(
-    docker: &bollard::Docker,
+    session: &Session,
     paths: &Paths,
-    recipe: &Recipe,
-    spec: &BuildSpec,
-    image_id: &str,
-    run_id: &str,
+    todo: &Todo<'_>,
     opts: &BuildOptions,
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> anyhow::Result<BuildResult> {
+    let (recipe, spec, image_id) = (todo.recipe, todo.spec, todo.image_id.as_str());
     let started = Instant::now();
     let name = recipe.package.name.as_str();
     let entries = list_sources(paths, recipe, spec)?;
@@ -355,15 +364,13 @@ async fn build_one(
     let scope = cache_scope(&paths.project)?;
     for path in spec.cache.iter().filter(|_| !opts.no_cache) {
         let volume = cache_volume_name(name, &spec.builder, path, &scope);
-        run::cancellable(
-            cancel,
-            crate::docker::ensure_volume(
-                docker,
+        session
+            .cancellable(crate::docker::ensure_volume(
+                session.engine(),
                 &volume,
                 crate::docker::cache_labels(name, &scope),
-            ),
-        )
-        .await??;
+            ))
+            .await??;
         reporter.verbose(format!("{name}: cache {path} in volume {volume}"));
         caches.push((volume, path.clone()));
     }
@@ -371,22 +378,19 @@ async fn build_one(
         name,
         spec,
         image_id,
-        run_id,
         env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         entries,
         caches,
     };
-    let guard = Guard::new(docker.clone());
-    // The timeout stops the run the way Ctrl-C does (through a child token), so the guard
-    // below removes the container on this path too.
-    let run_cancel = cancel.child_token();
+    // The timeout stops the run the way Ctrl-C does (through the session's child token), so
+    // the session's cleanup below removes the container on this path too.
     let ran = {
-        let running = run::run(docker, &guard, job, reporter, &run_cancel, staged.path());
+        let running = run::run(session, job, reporter, staged.path());
         tokio::pin!(running);
         tokio::select! {
             ran = &mut running => ran,
             _ = tokio::time::sleep(spec.timeout) => {
-                run_cancel.cancel();
+                session.cancel().cancel();
                 let _ = running.await;
                 if cancel.is_cancelled() {
                     Err(crate::docker::interrupted())
@@ -396,7 +400,7 @@ async fn build_one(
             }
         }
     };
-    let cleaned = guard.cleanup().await;
+    let cleaned = session.cleanup().await;
     ran?;
     if let Err(e) = cleaned {
         reporter.warn(format!("{e:#}"));
@@ -436,13 +440,13 @@ mod images {
     /// Makes sure the builder image `name` exists (made from `base-images/<name>.toml` if
     /// needed); returns its id. An unknown name is a usage error listing the known ones.
     pub async fn ensure(
-        docker: &bollard::Docker,
+        engine: &crate::docker::Engine,
         paths: &Paths,
         name: &str,
         reporter: &Reporter,
     ) -> anyhow::Result<String> {
         let bases = crate::base::BaseImages::load(&paths.project)?;
-        let image = bases.ensure_image(docker, name, reporter).await?;
+        let image = bases.ensure_image(engine, name, reporter).await?;
         reporter.verbose(format!(
             "builder image `{name}`: {} ({})",
             image.tag, image.id

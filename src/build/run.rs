@@ -1,8 +1,9 @@
 //! One build in one container: create it from the builder image (labelled, no network unless
 //! the recipe opts in, CPU/memory limits), resolve the build user, upload the sources as a
 //! streamed tar owned by that user, `exec` the test command then the build command with live
-//! logs, and download `/out` as a tar stream into a staging directory (`docker::download_to_dir`). The caller's [`Guard`]
-//! removes the container on every path; every await here also stops on the cancel token.
+//! logs, and download `/out` as a tar stream into a staging directory
+//! (`docker::download_to_dir`). All of it goes through the caller's [`Session`], whose guard
+//! removes the container on every path; every await here also stops on its cancel token.
 //!
 //! Cache directories (`[build] cache`) are named volumes made by the caller and mounted here;
 //! a fresh volume's root is owned by root, so before the first command a root exec hands
@@ -10,22 +11,11 @@
 //! an earlier build user).
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::Context;
-use bollard::container::LogOutput;
-use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder,
-};
-use bollard::Docker;
-use futures_util::StreamExt;
-use tokio_util::sync::CancellationToken;
 
-use crate::docker::Guard;
+use crate::docker::{ContainerSpec, ExecSpec, Session};
 use crate::recipe::{BuildNetwork, BuildSpec};
 use crate::report::Reporter;
 
@@ -39,7 +29,6 @@ pub struct Job<'a> {
     pub name: &'a str,
     pub spec: &'a BuildSpec,
     pub image_id: &'a str,
-    pub run_id: &'a str,
     /// `KEY=value` pairs for the container environment.
     pub env: Vec<String>,
     pub entries: Vec<SourceEntry>,
@@ -47,43 +36,19 @@ pub struct Job<'a> {
     pub caches: Vec<(String, String)>,
 }
 
-/// Runs `job` and leaves the contents of `/out` in `staged`.
+/// Runs `job` in a container of `session` (stage `build`) and leaves the contents of `/out`
+/// in `staged`.
 pub async fn run(
-    docker: &Docker,
-    guard: &Guard,
+    session: &Session,
     job: Job<'_>,
     reporter: &Reporter,
-    cancel: &CancellationToken,
     staged: &Path,
 ) -> anyhow::Result<()> {
     let spec = job.spec;
-    let host = HostConfig {
-        network_mode: Some(
-            match spec.network {
-                BuildNetwork::None => "none",
-                BuildNetwork::Bridge => "bridge",
-            }
-            .to_string(),
-        ),
-        // The builder image ships setuid programs (su, passwd): a build never gains privileges.
-        security_opt: Some(vec!["no-new-privileges".into()]),
-        nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
-        memory: spec.memory.map(|m| m as i64),
-        mounts: (!job.caches.is_empty()).then(|| {
-            job.caches
-                .iter()
-                .map(|(volume, path)| Mount {
-                    target: Some(path.clone()),
-                    source: Some(volume.clone()),
-                    typ: Some(MountType::VOLUME),
-                    ..Default::default()
-                })
-                .collect()
-        }),
-        ..Default::default()
-    };
-    let body = ContainerCreateBody {
-        image: Some(job.image_id.to_string()),
+    let container = ContainerSpec {
+        name: container_name(job.name, session.run_id()),
+        what: format!("the build container for `{}`", job.name),
+        image: job.image_id.to_string(),
         // PID 1 only keeps the container alive; the work happens in execs, each with an
         // explicit user. It runs as root so that the root exec that hands the cache volumes
         // to the build user keeps its capabilities under no-new-privileges (an exec gets no
@@ -91,30 +56,25 @@ pub async fn run(
         cmd: Some(vec!["sleep".into(), "infinity".into()]),
         user: Some("0:0".into()),
         env: Some(job.env.clone()),
-        labels: Some(crate::docker::labels(job.run_id, "build")),
+        network_mode: Some(
+            match spec.network {
+                BuildNetwork::None => "none",
+                BuildNetwork::Bridge => "bridge",
+            }
+            .to_string(),
+        ),
         network_disabled: Some(spec.network == BuildNetwork::None),
-        host_config: Some(host),
+        // The builder image ships setuid programs (su, passwd): a build never gains privileges.
+        no_new_privileges: true,
+        cpus: spec.cpus,
+        memory: spec.memory,
+        volumes: job.caches.clone(),
         ..Default::default()
     };
-    let container = container_name(job.name, job.run_id);
-    let opts = CreateContainerOptionsBuilder::default()
-        .name(&container)
-        .build();
-    // Tracked by its name before the request: if Ctrl-C drops the request after the engine
-    // made the container, cleanup still removes it (a name that never came to be is a 404,
-    // which cleanup counts as removed). The request itself is not abandoned halfway, so the
-    // engine cannot finish creating after cleanup ran; it is quick (the image is local).
-    guard.track_container(&container);
-    let created = docker
-        .create_container(Some(opts), body)
-        .await
-        .with_context(|| format!("could not create the build container for `{}`", job.name))?;
-    if cancel.is_cancelled() {
-        return Err(crate::docker::interrupted());
-    }
-    let id = created.id;
+    let id = session.create(&container).await?;
+    let engine = session.engine();
 
-    let user = resolve_user(docker, &id, spec.user.as_deref(), job.image_id, cancel).await?;
+    let user = resolve_user(session, &id, spec.user.as_deref(), job.image_id).await?;
     reporter.verbose(format!(
         "{}: building as uid {} gid {} (home {})",
         job.name, user.uid, user.gid, user.home
@@ -132,30 +92,28 @@ pub async fn run(
         gid: user.gid,
     };
     let (stream, writer) = source::tar_stream(job.entries, layout);
-    let upload_opts = UploadToContainerOptionsBuilder::default().path("/").build();
-    let uploaded = cancellable(
-        cancel,
-        docker.upload_to_container(&id, Some(upload_opts), bollard::body_stream(stream)),
-    )
-    .await;
+    let uploaded = session
+        .cancellable(engine.upload_tar_stream(&id, "/", stream))
+        .await;
     // A read error on our side ends the stream early; report that cause first.
     let written = writer.await.context("the source upload task failed")?;
     written?;
     uploaded?.with_context(|| format!("could not upload the sources of `{}`", job.name))?;
 
-    cancellable(cancel, docker.start_container(&id, None))
-        .await?
-        .with_context(|| format!("could not start the build container for `{}`", job.name))?;
+    session.start(&id, &container.what).await?;
 
     let exec_env = vec![format!("HOME={}", user.home)];
     let user_spec = format!("{}:{}", user.uid, user.gid);
     if !job.caches.is_empty() && user.uid != 0 {
         let mut chown = vec!["chown".to_string(), "-R".to_string(), user_spec.clone()];
         chown.extend(job.caches.iter().map(|(_, path)| path.clone()));
-        let (code, tail) = exec(
-            docker, &id, &chown, "0:0", "/", &exec_env, job.name, reporter, cancel,
-        )
-        .await?;
+        let root = ExecSpec {
+            cmd: chown.clone(),
+            user: "0:0".into(),
+            workdir: "/".into(),
+            env: exec_env.clone(),
+        };
+        let (code, tail) = exec(session, &id, &root, job.name, reporter).await?;
         if code != 0 {
             return Err(crate::error::failed(format!(
                 "could not give the build user ({user_spec}) the cache directories of `{}` \
@@ -181,10 +139,13 @@ pub async fn run(
             },
             format!("{} ({})", job.name, display_command(&cmd.0)),
         );
-        let (code, tail) = exec(
-            docker, &id, &cmd.0, &user_spec, &workdir, &exec_env, job.name, reporter, cancel,
-        )
-        .await?;
+        let exec_spec = ExecSpec {
+            cmd: cmd.0.clone(),
+            user: user_spec.clone(),
+            workdir: workdir.clone(),
+            env: exec_env.clone(),
+        };
+        let (code, tail) = exec(session, &id, &exec_spec, job.name, reporter).await?;
         if code != 0 {
             let mut msg = format!(
                 "{what} command of `{}` failed with exit code {code}: {}",
@@ -204,12 +165,10 @@ pub async fn run(
         }
     }
 
-    cancellable(
-        cancel,
-        crate::docker::download_to_dir(docker, &id, "/out", staged),
-    )
-    .await?
-    .with_context(|| format!("could not download /out of the `{}` build", job.name))?;
+    session
+        .cancellable(crate::docker::download_to_dir(engine, &id, "/out", staged))
+        .await?
+        .with_context(|| format!("could not download /out of the `{}` build", job.name))?;
     Ok(())
 }
 
@@ -219,84 +178,22 @@ fn container_name(recipe: &str, run_id: &str) -> String {
     format!("builder-build-{}-{run_id}", super::docker_name_part(recipe))
 }
 
-/// Awaits `fut` unless the token is cancelled first.
-pub(super) async fn cancellable<T>(
-    cancel: &CancellationToken,
-    fut: impl std::future::Future<Output = T>,
-) -> anyhow::Result<T> {
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(crate::docker::interrupted()),
-        v = fut => Ok(v),
-    }
-}
-
-/// Runs one command in the container; returns its exit code and the last lines of its log.
-#[allow(clippy::too_many_arguments)]
+/// Runs one command in the build container; returns its exit code and the last lines of its
+/// log (every line also goes to the reporter).
 async fn exec(
-    docker: &Docker,
+    session: &Session,
     id: &str,
-    cmd: &[String],
-    user: &str,
-    workdir: &str,
-    env: &[String],
+    exec: &ExecSpec,
     name: &str,
     reporter: &Reporter,
-    cancel: &CancellationToken,
 ) -> anyhow::Result<(i64, Vec<String>)> {
-    let config = ExecConfig {
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        cmd: Some(cmd.to_vec()),
-        env: Some(env.to_vec()),
-        user: Some(user.to_string()),
-        working_dir: Some(workdir.to_string()),
-        ..Default::default()
-    };
-    let created = cancellable(cancel, docker.create_exec(id, config))
-        .await?
-        .with_context(|| format!("could not run `{}` in the build container", cmd.join(" ")))?;
-    let started = cancellable(
-        cancel,
-        docker.start_exec(&created.id, None::<StartExecOptions>),
-    )
-    .await?
-    .with_context(|| format!("could not run `{}` in the build container", cmd.join(" ")))?;
-    let StartExecResults::Attached { mut output, .. } = started else {
-        anyhow::bail!("the engine detached the exec of `{}`", cmd.join(" "));
-    };
     let mut tail = Tail::default();
-    let mut partial_out = String::new();
-    let mut partial_err = String::new();
-    loop {
-        let next = cancellable(cancel, output.next()).await?;
-        let Some(item) = next else { break };
-        let item = item.with_context(|| format!("lost the log of `{}`", cmd.join(" ")))?;
-        let (buf, bytes) = match item {
-            LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                (&mut partial_out, message)
-            }
-            LogOutput::StdErr { message } => (&mut partial_err, message),
-            LogOutput::StdIn { .. } => continue,
-        };
-        buf.push_str(&String::from_utf8_lossy(&bytes));
-        while let Some(pos) = buf.find('\n') {
-            let line: String = buf.drain(..=pos).collect();
-            let line = line.trim_end_matches(['\n', '\r']);
+    let code = session
+        .exec(id, exec, |line| {
             reporter.log(name, line);
             tail.push(line);
-        }
-    }
-    for rest in [partial_out, partial_err] {
-        if !rest.is_empty() {
-            reporter.log(name, &rest);
-            tail.push(&rest);
-        }
-    }
-    let inspected = cancellable(cancel, docker.inspect_exec(&created.id))
-        .await?
-        .with_context(|| format!("could not read the exit code of `{}`", cmd.join(" ")))?;
-    let code = inspected.exit_code.unwrap_or(-1);
+        })
+        .await?;
     Ok((code, tail.lines.into_iter().collect()))
 }
 
@@ -342,22 +239,23 @@ pub struct BuildUser {
 /// Picks the build user: the recipe's `user`, else the image's `User`, else the first regular
 /// account (uid 1000-59999) in the image's /etc/passwd, else root.
 async fn resolve_user(
-    docker: &Docker,
+    session: &Session,
     container: &str,
     wanted: Option<&str>,
     image: &str,
-    cancel: &CancellationToken,
 ) -> anyhow::Result<BuildUser> {
-    let passwd = read_container_file(docker, container, "/etc/passwd", cancel)
+    let passwd = session
+        .read_file(container, "/etc/passwd")
         .await
         .unwrap_or_default();
     let wanted = match wanted {
         Some(w) => Some(w.to_string()),
-        None => cancellable(cancel, docker.inspect_image(image))
+        None => session
+            .cancellable(session.engine().inspect_image(image))
             .await?
             .ok()
-            .and_then(|i| i.config)
-            .and_then(|c| c.user)
+            .flatten()
+            .and_then(|i| i.user)
             .filter(|u| !u.is_empty()),
     };
     pick_user(&passwd, wanted.as_deref())
@@ -421,35 +319,6 @@ pub fn pick_user(passwd: &str, wanted: Option<&str>) -> anyhow::Result<BuildUser
         .filter(|h| h.starts_with('/'))
         .unwrap_or_else(|| "/tmp".into());
     Ok(BuildUser { uid, gid, home })
-}
-
-/// Reads one small file out of a (created or running) container.
-async fn read_container_file(
-    docker: &Docker,
-    container: &str,
-    path: &str,
-    cancel: &CancellationToken,
-) -> anyhow::Result<String> {
-    let opts = DownloadFromContainerOptionsBuilder::default()
-        .path(path)
-        .build();
-    let mut stream = docker.download_from_container(container, Some(opts));
-    let mut raw = Vec::new();
-    while let Some(chunk) = cancellable(cancel, stream.next()).await? {
-        raw.extend_from_slice(&chunk.with_context(|| format!("could not read `{path}`"))?);
-    }
-    let mut archive = tar::Archive::new(raw.as_slice());
-    for entry in archive.entries().context("bad tar from the engine")? {
-        let mut entry = entry.context("bad tar from the engine")?;
-        if entry.header().entry_type().is_file() {
-            let mut s = String::new();
-            entry
-                .read_to_string(&mut s)
-                .with_context(|| format!("could not read `{path}`"))?;
-            return Ok(s);
-        }
-    }
-    anyhow::bail!("`{path}` is not a file in the container")
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub async fn run(args: BaseArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
     let bases = BaseImages::load(&paths.project)?;
     match args.command {
         BaseCommand::List => {
-            let docker = match crate::docker::connect().await {
+            let engine = match crate::docker::connect().await {
                 Ok(d) => Some(d),
                 Err(e) => {
                     reporter.warn(format!("{e:#}; image status unknown"));
@@ -59,7 +59,7 @@ pub async fn run(args: BaseArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
             };
             let mut rows = Vec::new();
             for n in bases.names() {
-                rows.push(bases.status(docker.as_ref(), &n).await?);
+                rows.push(bases.status(engine.as_ref(), &n).await?);
             }
             if reporter.is_json() {
                 reporter.json(&rows)?;
@@ -90,7 +90,7 @@ pub async fn run(args: BaseArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
         }
         BaseCommand::Build { names } => {
             let names = selected(&bases, &names)?;
-            let docker = crate::docker::connect().await?;
+            let engine = crate::docker::connect().await?;
             let cancel = crate::docker::cancel_on_signals();
             let mut all_made = Vec::new();
             for n in names {
@@ -109,7 +109,7 @@ pub async fn run(args: BaseArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
                     }
                 }
                 let made = tokio::select! {
-                    r = bases.ensure_image(&docker, &n, reporter) => r?,
+                    r = bases.ensure_image(&engine, &n, reporter) => r?,
                     _ = cancel.cancelled() => return Err(crate::docker::interrupted()),
                 };
                 if !reporter.is_json() {
@@ -128,10 +128,10 @@ pub async fn run(args: BaseArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
             all_versions,
         } => {
             let names = selected(&bases, &names)?;
-            let docker = crate::docker::connect().await?;
+            let engine = crate::docker::connect().await?;
             let mut rows = Vec::new();
             for n in names {
-                let removed = bases.remove(&docker, &n, all_versions).await?;
+                let removed = bases.remove(&engine, &n, all_versions).await?;
                 if removed.is_empty() {
                     reporter.status("Nothing", format!("to remove for base `{n}`"));
                 }

@@ -31,7 +31,7 @@ pub async fn run(args: GcArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Re
         (Some(_), false) => Some(crate::build::cache_scope(&paths.project)?),
         _ => None,
     };
-    let docker = crate::docker::connect().await?;
+    let engine = crate::docker::connect().await?;
     let opts = GcOptions {
         cache_scope,
         run: args.run,
@@ -43,7 +43,7 @@ pub async fn run(args: GcArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Re
             Some(r) => CacheVolumes::Recipe(r),
         },
     };
-    let report = crate::docker::gc::gc_with(&docker, &opts, reporter).await?;
+    let report = crate::docker::gc::gc_with(&engine, &opts, reporter).await?;
     if reporter.is_json() {
         reporter.json(&report)?;
     } else {

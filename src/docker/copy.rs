@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use bollard::query_parameters::{
     DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
-use bollard::Docker;
+
+use super::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -57,13 +58,14 @@ struct Item {
 /// (e.g. `.git`, `target`). Entries are sorted; with `owner = Some((uid, gid))` they are owned
 /// by that user in the container (else root). Returns the number of files uploaded.
 pub async fn upload_dir_as_tar(
-    docker: &Docker,
+    engine: &Engine,
     container: &str,
     src: &Path,
     dest: &str,
     owner: Option<(u64, u64)>,
     skip: impl Fn(&Path) -> bool,
 ) -> Result<u64> {
+    let docker = engine.client();
     let mut items = Vec::new();
     let walker = walkdir::WalkDir::new(src)
         .min_depth(1)
@@ -165,11 +167,12 @@ fn write_items(out: &mut ChannelWriter, items: &[Item], owner: Option<(u64, u64)
 
 /// Uploads an existing tar file into the directory `dest` of a container (streamed).
 pub async fn upload_tar_file(
-    docker: &Docker,
+    engine: &Engine,
     container: &str,
     tar: &Path,
     dest: &str,
 ) -> Result<()> {
+    let docker = engine.client();
     let file = tokio::fs::File::open(tar)
         .await
         .with_context(|| format!("could not open `{}`", tar.display()))?;
@@ -216,11 +219,12 @@ impl Read for ChannelReader {
 /// symlinks), devices and hard links to outside are refused; setuid/setgid bits are dropped.
 /// Returns the extracted regular files, relative to `dest`, sorted.
 pub async fn download_to_dir(
-    docker: &Docker,
+    engine: &Engine,
     container: &str,
     path: &str,
     dest: &Path,
 ) -> Result<Vec<PathBuf>> {
+    let docker = engine.client();
     std::fs::create_dir_all(dest)
         .with_context(|| format!("could not create `{}`", dest.display()))?;
     let opts = DownloadFromContainerOptionsBuilder::default()

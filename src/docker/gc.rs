@@ -16,6 +16,8 @@ use bollard::query_parameters::{
     RemoveVolumeOptions, RemoveVolumeOptionsBuilder,
 };
 use bollard::Docker;
+
+use super::Engine;
 use serde::Serialize;
 
 use super::volumes::{LABEL_RECIPE, STAGE_CACHE};
@@ -75,8 +77,8 @@ impl GcReport {
 
 /// Removes every builder-labelled container, network and volume left by runs that are no
 /// longer alive, and dangling builder images.
-pub async fn gc(docker: &Docker, reporter: &Reporter) -> Result<GcReport> {
-    gc_with(docker, &GcOptions::default(), reporter).await
+pub async fn gc(engine: &Engine, reporter: &Reporter) -> Result<GcReport> {
+    gc_with(engine, &GcOptions::default(), reporter).await
 }
 
 /// Whether the process that created an object may still be running: its pid is alive
@@ -122,7 +124,8 @@ fn filters(opts: &GcOptions) -> HashMap<String, Vec<String>> {
 }
 
 /// [`gc`] with options.
-pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> Result<GcReport> {
+pub async fn gc_with(engine: &Engine, opts: &GcOptions, reporter: &Reporter) -> Result<GcReport> {
+    let docker = engine.client();
     let mut report = GcReport::default();
     let keep = |labels: Option<&HashMap<String, String>>, report: &mut GcReport| {
         let live = !opts.include_live && owner_alive(labels, &super::pid_scope());
@@ -237,7 +240,7 @@ pub async fn gc_with(docker: &Docker, opts: &GcOptions, reporter: &Reporter) -> 
         .await
         .context("could not list images")?;
     for i in images {
-        match super::inspect_image(docker, &i.id).await {
+        match super::images::inspect(docker, &i.id).await {
             Ok(Some(info)) if is_builder_import(info.comment.as_deref()) => {}
             Ok(_) => continue, // a user's image derived from a base, or already gone
             Err(e) => {

@@ -39,10 +39,10 @@ impl Tracked {
 }
 
 impl Guard {
-    pub fn new(docker: Docker) -> Self {
+    pub fn new(engine: super::Engine) -> Self {
         Guard {
             inner: Arc::new(Inner {
-                docker,
+                docker: engine.client().clone(),
                 tracked: Mutex::new(Tracked::default()),
             }),
         }

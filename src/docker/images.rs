@@ -12,6 +12,8 @@ use bollard::query_parameters::{
     TagImageOptionsBuilder,
 };
 use bollard::Docker;
+
+use super::Engine;
 use futures_util::StreamExt;
 use tokio_util::io::ReaderStream;
 
@@ -28,7 +30,7 @@ fn not_found(e: &bollard::errors::Error) -> bool {
 }
 
 /// The image named `name` (tag, id or digest), or `None` if the engine does not have it.
-pub async fn inspect_image(docker: &Docker, name: &str) -> Result<Option<ImageInspect>> {
+pub(super) async fn inspect(docker: &Docker, name: &str) -> Result<Option<ImageInspect>> {
     match docker.inspect_image(name).await {
         Ok(i) => Ok(Some(i)),
         Err(e) if not_found(&e) => Ok(None),
@@ -37,12 +39,13 @@ pub async fn inspect_image(docker: &Docker, name: &str) -> Result<Option<ImageIn
 }
 
 /// Whether the engine has an image named `name`.
-pub async fn image_exists(docker: &Docker, name: &str) -> Result<bool> {
-    Ok(inspect_image(docker, name).await?.is_some())
+pub async fn image_exists(engine: &Engine, name: &str) -> Result<bool> {
+    Ok(inspect(engine.client(), name).await?.is_some())
 }
 
 /// Tags `image` (id or name) as `repo:tag`, replacing an existing tag of that name.
-pub async fn tag_image(docker: &Docker, image: &str, repo: &str, tag: &str) -> Result<()> {
+pub async fn tag_image(engine: &Engine, image: &str, repo: &str, tag: &str) -> Result<()> {
+    let docker = engine.client();
     docker
         .tag_image(
             image,
@@ -59,7 +62,8 @@ pub async fn tag_image(docker: &Docker, image: &str, repo: &str, tag: &str) -> R
 
 /// Removes the image (or only the tag, if other tags point at the same image). Returns
 /// `false` if it did not exist.
-pub async fn remove_image(docker: &Docker, name: &str, force: bool) -> Result<bool> {
+pub async fn remove_image(engine: &Engine, name: &str, force: bool) -> Result<bool> {
+    let docker = engine.client();
     let opts = RemoveImageOptionsBuilder::default().force(force).build();
     match docker.remove_image(name, Some(opts), None).await {
         Ok(_) => Ok(true),
@@ -88,7 +92,8 @@ pub struct ImportOptions {
 
 /// Imports a rootfs tar as a new, untagged image and returns its id (`sha256:...`). The
 /// caller tags it once it is complete, so a failed import never leaves a tag behind.
-pub async fn import_rootfs(docker: &Docker, tar: &Path, opts: &ImportOptions) -> Result<String> {
+pub async fn import_rootfs(engine: &Engine, tar: &Path, opts: &ImportOptions) -> Result<String> {
+    let docker = engine.client();
     let body = bollard::body_try_stream(file_stream(tar).await?);
     let mut builder = CreateImageOptionsBuilder::default()
         .from_src("-")
@@ -134,10 +139,11 @@ pub enum LoadedImage {
 /// Loads a docker-archive tar (`docker load`) by streaming the file; returns what the
 /// engine says it loaded. An `errorDetail` in the progress stream becomes an error.
 pub async fn load_image_tar(
-    docker: &Docker,
+    engine: &Engine,
     tar: &Path,
     reporter: &Reporter,
 ) -> Result<Vec<LoadedImage>> {
+    let docker = engine.client();
     let body = file_stream(tar).await?;
     let opts = ImportImageOptionsBuilder::default().quiet(true).build();
     let mut stream = docker.import_image_stream(opts, body, None);

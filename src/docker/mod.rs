@@ -9,7 +9,13 @@
 //! the pid to leave the objects of a run that is still alive alone. The exception is the
 //! persistent cache volumes (`volumes.rs`): no run or pid label, kept until `gc` is asked.
 //!
+//! Stages hold an [`Engine`] (the connection) and, for what they create, a [`Session`] (run
+//! id, stage, cleanup guard, cancel token); they see builder's own types, never bollard's.
+//! `clippy.toml` disallows bollard's client and types everywhere else; the allowance below
+//! is the only one.
+//!
 //! [`Reporter`]: crate::report::Reporter
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -18,18 +24,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use bollard::{Docker, API_DEFAULT_VERSION};
 
+mod container;
 mod copy;
+mod engine;
 pub mod gc;
 mod guard;
 mod images;
 mod volumes;
 
+pub use container::{ContainerSpec, ExecSpec, RestartPolicy};
 pub use copy::{download_to_dir, upload_dir_as_tar, upload_tar_file};
+pub use engine::{
+    cancellable, ContainerEvent, ContainerInfo, ContainerState, Engine, ImageInfo, Session,
+};
 pub use gc::{gc, CacheVolumes, GcOptions, GcReport};
 pub use guard::{cancel_on_signals, interrupted, Guard};
 pub use images::{
-    image_exists, import_rootfs, inspect_image, load_image_tar, remove_image, tag_image,
-    ImportOptions, LoadedImage,
+    image_exists, import_rootfs, load_image_tar, remove_image, tag_image, ImportOptions,
+    LoadedImage,
 };
 pub use volumes::{cache_labels, ensure_volume, LABEL_CACHE_SCOPE, LABEL_RECIPE, STAGE_CACHE};
 
@@ -108,7 +120,7 @@ fn client_for(host: &str) -> Result<Docker> {
 /// Connects to the engine named by `DOCKER_HOST` (unix socket or tcp), negotiates the API
 /// version down to what the engine speaks and pings it. An unreachable engine is an
 /// environment error (exit code 3) that says how to start Docker.
-pub async fn connect() -> Result<Docker> {
+pub async fn connect() -> Result<Engine> {
     let host = docker_host();
     let docker = client_for(&host)?;
     let docker = match tokio::time::timeout(PING_TIMEOUT, docker.negotiate_version()).await {
@@ -117,7 +129,7 @@ pub async fn connect() -> Result<Docker> {
         Err(_) => return Err(unreachable(&host, "no answer within 10 s")),
     };
     match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
-        Ok(Ok(_)) => Ok(docker),
+        Ok(Ok(_)) => Ok(Engine::new(docker)),
         Ok(Err(e)) => Err(unreachable(&host, e)),
         Err(_) => Err(unreachable(&host, "no answer to ping within 10 s")),
     }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use bollard::models::VolumeCreateRequest;
-use bollard::Docker;
+
+use super::Engine;
 
 /// `io.builder.stage` of persistent cache volumes.
 pub const STAGE_CACHE: &str = "build-cache";
@@ -30,10 +31,11 @@ pub fn cache_labels(recipe: &str, scope: &str) -> HashMap<String, String> {
 /// Makes sure the named volume `name` exists, creating it with `labels` (local driver) if it
 /// does not. An existing volume is kept as it is, contents and labels included.
 pub async fn ensure_volume(
-    docker: &Docker,
+    engine: &Engine,
     name: &str,
     labels: HashMap<String, String>,
 ) -> Result<()> {
+    let docker = engine.client();
     match docker.inspect_volume(name).await {
         Ok(_) => return Ok(()),
         Err(bollard::errors::Error::DockerResponseServerError {

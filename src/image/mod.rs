@@ -616,18 +616,16 @@ fn run_as(user: &str, view: &dyn start::FsView) -> Option<(u32, u32)> {
 /// Loads an image tar written by [`build_image`] and checks that the engine gives it the
 /// expected id under the expected tag.
 pub async fn load_image(result: &ImageResult, reporter: &Reporter) -> anyhow::Result<()> {
-    let docker = crate::docker::connect().await?;
-    crate::docker::load_image_tar(&docker, &result.path, reporter).await?;
-    let inspect = crate::docker::inspect_image(&docker, &result.tag)
-        .await?
-        .ok_or_else(|| {
-            crate::error::failed(format!(
-                "the engine loaded `{}` but has no image `{}`",
-                result.path.display(),
-                result.tag
-            ))
-        })?;
-    let id = inspect.id.unwrap_or_default();
+    let engine = crate::docker::connect().await?;
+    crate::docker::load_image_tar(&engine, &result.path, reporter).await?;
+    let inspect = engine.inspect_image(&result.tag).await?.ok_or_else(|| {
+        crate::error::failed(format!(
+            "the engine loaded `{}` but has no image `{}`",
+            result.path.display(),
+            result.tag
+        ))
+    })?;
+    let id = inspect.id;
     if id != result.image_id {
         return Err(crate::error::failed(format!(
             "the engine gave `{}` the id {id}, builder computed {}; the engine changed the image \

@@ -8,10 +8,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use bollard::Docker;
 use sha2::{Digest, Sha256};
 
 use super::stack::Stack;
+use crate::docker::Engine;
 use crate::error::usage;
 use crate::manifest::{Artifact, Manifest};
 use crate::project::Paths;
@@ -116,7 +116,7 @@ pub fn tag_of(a: &Artifact) -> String {
 /// Makes sure the engine runs exactly the manifest's images: loads missing ones from
 /// `dist/`, then compares image ids. Returns service → image id.
 pub async fn ensure_images(
-    docker: &Docker,
+    engine: &Engine,
     paths: &Paths,
     under: &UnderTest,
     reporter: &Reporter,
@@ -125,19 +125,21 @@ pub async fn ensure_images(
     for (service, a) in &under.images {
         let tag = tag_of(a);
         let want = a.image_id.clone().unwrap_or_default();
-        let mut got = crate::docker::inspect_image(docker, &tag)
+        let mut got = engine
+            .inspect_image(&tag)
             .await?
-            .and_then(|i| i.id)
+            .map(|i| i.id)
             .unwrap_or_default();
         if got != want {
             // Missing, or the tag was moved since packaging: load the packaged tar (its
             // sha256 was checked above) so the tag points at the image under test again.
             let tar = paths.dist.join(&a.path);
             reporter.status("Loading", format!("{tag} from {}", tar.display()));
-            crate::docker::load_image_tar(docker, &tar, reporter).await?;
-            got = crate::docker::inspect_image(docker, &tag)
+            crate::docker::load_image_tar(engine, &tar, reporter).await?;
+            got = engine
+                .inspect_image(&tag)
                 .await?
-                .and_then(|i| i.id)
+                .map(|i| i.id)
                 .unwrap_or_default();
         }
         if got != want {

@@ -2,27 +2,19 @@
 //! `builder-smoke-<run>` (no route out) plus an edge bridge for HAProxy's published ports,
 //! every service's containers (restart policy, environment with
 //! `{service}` references expanded to DNS names, a network alias per service) and HAProxy with
-//! the generated config, published on 127.0.0.1 only. Everything is tracked by the run's
-//! [`Guard`]; waiting for health reads HAProxy's stats (minimal images have no shell to
+//! the generated config, published on 127.0.0.1 only. Everything is created through the run's
+//! [`Session`], whose guard tracks it; waiting for health reads HAProxy's stats (minimal images have no shell to
 //! probe from inside).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
-use bollard::Docker;
-use futures_util::StreamExt;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use super::haproxy::{self, ServerAddr, ServerStat, STATS_PORT, TRAFFIC_PORT};
 use super::stack::{expand, Stack};
-use crate::docker::{interrupted, Guard};
+use crate::docker::{ContainerSpec, Engine, RestartPolicy, Session};
 use crate::report::Reporter;
 
 /// Stage label of everything a smoke run creates.
@@ -71,57 +63,30 @@ pub fn network_name(run_id: &str) -> String {
     format!("builder-smoke-{run_id}")
 }
 
-async fn cancellable<T>(
-    cancel: &CancellationToken,
-    f: impl std::future::Future<Output = T>,
-) -> Result<T> {
-    tokio::select! {
-        v = f => Ok(v),
-        _ = cancel.cancelled() => Err(interrupted()),
-    }
-}
-
-fn labels(run_id: &str, service: &str) -> HashMap<String, String> {
-    let mut l = crate::docker::labels(run_id, STAGE);
-    l.insert(LABEL_SERVICE.to_string(), service.to_string());
-    l
+/// The labels a container of `service` carries besides the session's.
+fn service_label(service: &str) -> HashMap<String, String> {
+    HashMap::from([(LABEL_SERVICE.to_string(), service.to_string())])
 }
 
 /// Creates the network and starts every service container (dependencies first), then
 /// HAProxy. `images` maps service name → image id to run; `lb_image` is HAProxy's image id.
-#[allow(clippy::too_many_arguments)]
+/// `images` maps service name → image id to run; `lb_image` is HAProxy's image id.
 pub async fn start(
-    docker: &Docker,
-    guard: &Guard,
+    session: &Session,
     stack: &Stack,
     images: &HashMap<String, String>,
     lb_image: &str,
-    run_id: &str,
     reporter: &Reporter,
-    cancel: &CancellationToken,
 ) -> Result<Deployment> {
+    let engine = session.engine();
+    let run_id = session.run_id();
     // The services live on an internal network: no route out of it, so whatever a stack
     // file's environment points them at, the load stays on this machine. Only HAProxy is
     // also on an "edge" bridge, through which Docker publishes its ports on 127.0.0.1.
     let network = network_name(run_id);
     let edge = format!("{network}-edge");
     for (name, internal) in [(&network, true), (&edge, false)] {
-        // Tracked by name before the request, and the request is not abandoned on Ctrl-C:
-        // an abandoned create may still complete in the engine after cleanup ran.
-        guard.track_network(name);
-        docker
-            .create_network(NetworkCreateRequest {
-                name: name.clone(),
-                driver: Some("bridge".into()),
-                internal: Some(internal),
-                labels: Some(crate::docker::labels(run_id, STAGE)),
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("could not create the network `{name}`"))?;
-        if cancel.is_cancelled() {
-            return Err(interrupted());
-        }
+        session.create_network(name, internal).await?;
     }
 
     let mut members = Vec::new();
@@ -138,36 +103,27 @@ pub async fn start(
         for i in 1..=svc.replicas {
             let server = format!("{}-{i}", svc.name);
             let container = format!("builder-smoke-{run_id}-{server}");
-            let body = ContainerCreateBody {
-                image: Some(image.clone()),
+            let spec = ContainerSpec {
+                name: container.clone(),
+                what: format!("the container `{container}`"),
+                image: image.clone(),
                 env: Some(env.clone()),
-                labels: Some(labels(run_id, &svc.name)),
+                labels: service_label(&svc.name),
                 hostname: Some(server.clone()),
                 // `docker kill` with the stop signal (or SIGKILL) counts as a manual stop that
                 // the restart policy ignores; other crashes are restarted.
                 stop_signal: Some("SIGTERM".into()),
                 stop_timeout: Some(5),
-                host_config: Some(HostConfig {
-                    network_mode: Some(network.clone()),
-                    restart_policy: Some(RestartPolicy {
-                        name: Some(restart_policy(&stack.restart.policy)),
-                        maximum_retry_count: (stack.restart.policy == "on-failure")
-                            .then_some(stack.restart.max_retries as i64),
-                    }),
-                    ..Default::default()
+                network_mode: Some(network.clone()),
+                restart: Some(RestartPolicy {
+                    name: stack.restart.policy.clone(),
+                    max_retries: (stack.restart.policy == "on-failure")
+                        .then_some(stack.restart.max_retries as i64),
                 }),
-                networking_config: Some(NetworkingConfig {
-                    endpoints_config: Some(HashMap::from([(
-                        network.clone(),
-                        EndpointSettings {
-                            aliases: Some(vec![svc.name.clone(), server.clone()]),
-                            ..Default::default()
-                        },
-                    )])),
-                }),
+                aliases: vec![svc.name.clone(), server.clone()],
                 ..Default::default()
             };
-            let id = create_and_start(docker, guard, &container, body, cancel).await?;
+            let id = session.create_and_start(&spec).await?;
             reporter.verbose(format!("started {container} ({})", short(&id)));
             servers.push(ServerAddr {
                 service: svc.name.clone(),
@@ -186,86 +142,44 @@ pub async fn start(
 
     let lb_name = format!("builder-smoke-{run_id}-lb");
     let config = haproxy::config(stack, &servers);
-    let bind = |port: u16| {
-        (
-            format!("{port}/tcp"),
-            Some(vec![PortBinding {
-                host_ip: Some("127.0.0.1".into()),
-                // Empty: the engine picks a free port; we read it back from inspect.
-                host_port: Some(String::new()),
-            }]),
-        )
-    };
-    let body = ContainerCreateBody {
-        image: Some(lb_image.to_string()),
+    let lb = ContainerSpec {
+        name: lb_name.clone(),
+        what: format!("the load balancer container `{lb_name}`"),
+        image: lb_image.to_string(),
         entrypoint: Some(vec!["/usr/sbin/haproxy".into()]),
         cmd: Some(vec![
             "-db".into(),
             "-f".into(),
             "/etc/haproxy/haproxy.cfg".into(),
         ]),
-        labels: Some(labels(run_id, "load-balancer")),
-        exposed_ports: Some(vec![
-            format!("{TRAFFIC_PORT}/tcp"),
-            format!("{STATS_PORT}/tcp"),
-        ]),
+        labels: service_label("load-balancer"),
         // Unprivileged: both ports are above 1024, the configuration is world-readable and
         // nothing is written (`-db`: foreground, no pid file); the package's own `haproxy`
         // user, no capability, no way to gain one.
         user: Some("haproxy".into()),
-        host_config: Some(HostConfig {
-            network_mode: Some(edge.clone()),
-            port_bindings: Some(HashMap::from([bind(TRAFFIC_PORT), bind(STATS_PORT)])),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            ..Default::default()
-        }),
+        network_mode: Some(edge.clone()),
+        publish: vec![TRAFFIC_PORT, STATS_PORT],
+        cap_drop_all: true,
+        no_new_privileges: true,
         ..Default::default()
     };
-    let opts = CreateContainerOptionsBuilder::default()
-        .name(&lb_name)
-        .build();
-    guard.track_container(&lb_name);
-    let lb = docker
-        .create_container(Some(opts), body)
-        .await
-        .with_context(|| format!("could not create the load balancer container `{lb_name}`"))?;
-    guard.track_container(&lb.id);
-    if cancel.is_cancelled() {
-        return Err(interrupted());
-    }
-    cancellable(
-        cancel,
-        docker.connect_network(
-            &network,
-            NetworkConnectRequest {
-                container: lb.id.clone(),
-                endpoint_config: None,
-            },
-        ),
-    )
-    .await?
-    .with_context(|| format!("could not connect `{lb_name}` to the network `{network}`"))?;
-    upload_config(docker, &lb.id, &config).await?;
-    cancellable(cancel, docker.start_container(&lb.id, None))
+    let lb_id = session.create(&lb).await?;
+    session
+        .connect_network(&network, &lb_id)
         .await?
-        .with_context(|| format!("could not start the load balancer `{lb_name}`"))?;
-    let info = docker
-        .inspect_container(&lb.id, None)
+        .with_context(|| format!("could not connect `{lb_name}` to the network `{network}`"))?;
+    upload_config(engine, &lb_id, &config).await?;
+    session
+        .start(&lb_id, &format!("the load balancer `{lb_name}`"))
+        .await?;
+    let info = engine
+        .inspect_container(&lb_id)
         .await
         .with_context(|| format!("could not inspect the load balancer `{lb_name}`"))?;
-    let ports = info
-        .network_settings
-        .and_then(|n| n.ports)
-        .unwrap_or_default();
     let host_port = |p: u16| -> Result<u16> {
-        ports
-            .get(&format!("{p}/tcp"))
-            .and_then(|b| b.as_ref())
-            .and_then(|b| b.iter().find_map(|x| x.host_port.as_deref()?.parse().ok()))
-            .with_context(|| {
-                format!("the load balancer `{lb_name}` has no published port for {p}/tcp; did it exit? see `docker logs {lb_name}`")
-            })
+        info.host_port(p).with_context(|| {
+            format!("the load balancer `{lb_name}` has no published port for {p}/tcp; did it exit? see `docker logs {lb_name}`")
+        })
     };
     let port = host_port(TRAFFIC_PORT)?;
     let stats_port = host_port(STATS_PORT)?;
@@ -278,46 +192,13 @@ pub async fn start(
     })
 }
 
-fn restart_policy(name: &str) -> RestartPolicyNameEnum {
-    match name {
-        "always" => RestartPolicyNameEnum::ALWAYS,
-        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-        "no" => RestartPolicyNameEnum::NO,
-        _ => RestartPolicyNameEnum::ON_FAILURE,
-    }
-}
-
 pub fn short(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     &id[..id.len().min(12)]
 }
 
-async fn create_and_start(
-    docker: &Docker,
-    guard: &Guard,
-    name: &str,
-    body: ContainerCreateBody,
-    cancel: &CancellationToken,
-) -> Result<String> {
-    let opts = CreateContainerOptionsBuilder::default().name(name).build();
-    // Tracked by name first and never abandoned mid-request (see the networks in `start`).
-    guard.track_container(name);
-    let created = docker
-        .create_container(Some(opts), body)
-        .await
-        .with_context(|| format!("could not create the container `{name}`"))?;
-    guard.track_container(&created.id);
-    if cancel.is_cancelled() {
-        return Err(interrupted());
-    }
-    cancellable(cancel, docker.start_container(&created.id, None))
-        .await?
-        .with_context(|| format!("could not start the container `{name}`"))?;
-    Ok(created.id)
-}
-
 /// Writes `haproxy.cfg` into `/etc/haproxy/` of the (created, not started) container.
-async fn upload_config(docker: &Docker, id: &str, config: &str) -> Result<()> {
+async fn upload_config(engine: &Engine, id: &str, config: &str) -> Result<()> {
     let dir = tempfile::tempdir().context("could not create a temp directory")?;
     let tar_path = dir.path().join("haproxy-cfg.tar");
     {
@@ -333,27 +214,21 @@ async fn upload_config(docker: &Docker, id: &str, config: &str) -> Result<()> {
             .and_then(|_| tar.finish())
             .with_context(|| format!("could not write `{}`", tar_path.display()))?;
     }
-    crate::docker::upload_tar_file(docker, id, &tar_path, "/etc/haproxy").await
+    crate::docker::upload_tar_file(engine, id, &tar_path, "/etc/haproxy").await
 }
 
 /// Waits until HAProxy reports every server UP with a completed, passing health check (a
 /// server is `UP` before its first check, check status `INI`) within the stack's
 /// `load_balancer.ready_timeout`; on timeout the error names the servers that are not, the
 /// last check of each with a hint, the stack fields to look at and the end of their logs.
-pub async fn wait_ready(
-    docker: &Docker,
-    dep: &Deployment,
-    stack: &Stack,
-    cancel: &CancellationToken,
-) -> Result<()> {
+pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> Result<()> {
+    let engine = session.engine();
     let timeout = stack.load_balancer.ready_timeout;
     let start = Instant::now();
     let mut last_err = String::new();
     let mut last_stats: Option<Vec<ServerStat>> = None;
     while start.elapsed() < timeout {
-        if cancel.is_cancelled() {
-            return Err(interrupted());
-        }
+        session.check_cancel()?;
         match haproxy::fetch_stats(dep.stats_port).await {
             Ok(stats) => {
                 let ready = !stats.is_empty()
@@ -368,14 +243,16 @@ pub async fn wait_ready(
             }
             Err(e) => last_err = format!("{e:#}"),
         }
-        if !lb_running(docker, &dep.load_balancer).await {
-            let logs = logs_tail(docker, &dep.load_balancer, 20).await;
+        if !engine.is_running(&dep.load_balancer).await {
+            let logs = engine.logs_tail(&dep.load_balancer, 20).await;
             return Err(crate::error::failed(format!(
                 "the load balancer `{}` exited; its last log lines:\n{logs}",
                 dep.load_balancer
             )));
         }
-        cancellable(cancel, tokio::time::sleep(Duration::from_millis(500))).await?;
+        session
+            .cancellable(tokio::time::sleep(Duration::from_millis(500)))
+            .await?;
     }
     let Some(stats) = last_stats else {
         return Err(crate::error::failed(format!(
@@ -390,7 +267,7 @@ pub async fn wait_ready(
         .filter(|m| !stats.iter().any(|s| s.server == m.server && s.is_ready()))
         .collect();
     for m in stuck.iter().take(3) {
-        let logs = logs_tail(docker, &m.id, 10).await;
+        let logs = engine.logs_tail(&m.id, 10).await;
         msg.push_str(&format!("\n--- last log lines of {}:\n{logs}", m.container));
     }
     Err(crate::error::failed(msg))
@@ -508,37 +385,6 @@ fn check_hint(s: &ServerStat) -> String {
         "L7RSP" => "L7RSP (not an HTTP response: is `port` the service's HTTP port?)".to_string(),
         other if s.last_check.trim().is_empty() => other.to_string(),
         other => format!("{other} ({})", said("")),
-    }
-}
-
-async fn lb_running(docker: &Docker, name: &str) -> bool {
-    docker
-        .inspect_container(name, None)
-        .await
-        .ok()
-        .and_then(|i| i.state?.running)
-        .unwrap_or(false)
-}
-
-/// The last `n` log lines of a container (stdout and stderr), for error messages.
-pub async fn logs_tail(docker: &Docker, id: &str, n: usize) -> String {
-    let opts = LogsOptionsBuilder::default()
-        .stdout(true)
-        .stderr(true)
-        .tail(&n.to_string())
-        .build();
-    let mut stream = docker.logs(id, Some(opts));
-    let mut out = String::new();
-    let read = async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
-    if out.trim().is_empty() {
-        "(no output)".to_string()
-    } else {
-        out.trim_end().to_string()
     }
 }
 

@@ -5,7 +5,7 @@
 //! (files re-hashed, image ids compared) before anything starts → network, services,
 //! HAProxy (`deploy`) → every server UP in HAProxy's stats → load (`crate::load`) while
 //! `monitor` records and makes restarts → gate (`gate`) → `dist/smoke/<run>/` reports
-//! (`report`, `html`) → teardown through the run's [`Guard`] on every path (success, failure,
+//! (`report`, `html`) → teardown through the run's [`Session`] on every path (success, failure,
 //! timeout, Ctrl-C) unless `--keep`. Once something was deployed, every outcome but Ctrl-C
 //! leaves the reports: a deployment that never became healthy or a run over its time budget
 //! is a failed check in them (see [`stopped_report`]).
@@ -26,10 +26,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use bollard::Docker;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::{interrupted, Guard};
+use crate::docker::{interrupted, Session};
 use crate::load::{LoadOptions, LoadReport, Target};
 use crate::project::Paths;
 use crate::recipe::Recipe;
@@ -173,7 +172,7 @@ pub async fn run(
     let (stack, recipes) = load_stack(paths, opts)?;
     let under = artifacts::collect(paths, &stack, &recipes)?;
     let signer = report_signer(paths, opts, reporter)?;
-    let docker = crate::docker::connect().await?;
+    let engine = crate::docker::connect().await?;
     reporter.status(
         "Checking",
         format!(
@@ -181,14 +180,14 @@ pub async fn run(
             under.artifacts.len()
         ),
     );
-    let images = artifacts::ensure_images(&docker, paths, &under, reporter).await?;
+    let images = artifacts::ensure_images(&engine, paths, &under, reporter).await?;
     let bases = crate::base::BaseImages::load(&paths.project)?;
     let lb_image = bases
-        .ensure_image(&docker, &stack.load_balancer.base, reporter)
+        .ensure_image(&engine, &stack.load_balancer.base, reporter)
         .await?;
 
     let run_id = crate::docker::new_run_id();
-    let guard = Guard::new(docker.clone());
+    let session = engine.session(&run_id, deploy::STAGE, &cancel);
     let budget = stack
         .load_balancer
         .ready_timeout
@@ -198,15 +197,12 @@ pub async fn run(
         .saturating_add(Duration::from_secs(120));
     let mut partial = Partial::default();
     let work = deploy_and_measure(
-        &docker,
-        &guard,
+        &session,
         &stack,
         &images,
         &lb_image.id,
-        &run_id,
         opts,
         reporter,
-        &cancel,
         &mut partial,
     );
     let result = match tokio::time::timeout(budget, work).await {
@@ -219,18 +215,23 @@ pub async fn run(
     let interrupted_now = cancel.is_cancelled();
     let keep = opts.keep && result.is_ok() && !interrupted_now;
     if keep {
-        // Leave everything up: the guard must never run (its drop would remove it all).
-        std::mem::forget(guard);
+        // Leave everything up: the session's guard must never run.
+        session.keep();
     } else {
         reporter.status("Removing", format!("smoke deployment {run_id}"));
-        if let Err(e) = guard.cleanup().await {
+        if let Err(e) = session.cleanup().await {
             reporter.warn(format!("{e:#}"));
         }
     }
     if interrupted_now {
         return Err(interrupted());
     }
-    let finished = SystemTime::now();
+    let times = RunTimes {
+        run_id: &run_id,
+        started,
+        finished: SystemTime::now(),
+        elapsed: clock.elapsed(),
+    };
     let dir = paths.dist.join("smoke").join(&run_id);
     let write = |report: &SmokeReport| {
         report::write_all(&dir, report, signer.as_ref())
@@ -238,32 +239,12 @@ pub async fn run(
     };
     let report = match result {
         Ok(measured) => {
-            let report = build_report(
-                &stack,
-                opts,
-                &run_id,
-                under,
-                measured,
-                started,
-                finished,
-                clock.elapsed(),
-            );
+            let report = build_report(&stack, opts, under, measured, &times);
             write(&report)?;
             report
         }
         Err(e) => {
-            let report = stopped_report(
-                &stack,
-                opts,
-                &run_id,
-                under,
-                partial,
-                &e,
-                budget,
-                started,
-                finished,
-                clock.elapsed(),
-            );
+            let report = stopped_report(&stack, opts, under, partial, &e, budget, &times);
             // The run's own error comes first; a report that could not be written is a warning.
             if let Err(w) = write(&report) {
                 reporter.warn(format!("{w:#}"));
@@ -340,19 +321,16 @@ struct Measured {
     capacity: Option<Capacity>,
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn deploy_and_measure(
-    docker: &Docker,
-    guard: &Guard,
+    session: &Session,
     stack: &Stack,
     images: &std::collections::HashMap<String, String>,
     lb_image: &str,
-    run_id: &str,
     opts: &SmokeOptions,
     reporter: &Reporter,
-    cancel: &CancellationToken,
     partial: &mut Partial,
 ) -> Result<Measured> {
+    let (run_id, cancel) = (session.run_id(), session.cancel());
     let n: u32 = stack.services.iter().map(|s| s.replicas).sum();
     reporter.status(
         "Starting",
@@ -362,15 +340,12 @@ async fn deploy_and_measure(
             deploy::network_name(run_id)
         ),
     );
-    let dep = deploy::start(
-        docker, guard, stack, images, lb_image, run_id, reporter, cancel,
-    )
-    .await?;
+    let dep = deploy::start(session, stack, images, lb_image, reporter).await?;
     partial.deployment = Some(dep.clone());
-    let mon = monitor::Monitor::start(docker, &dep, run_id, &stack.restart, reporter);
+    let mon = monitor::Monitor::start(session.engine(), &dep, run_id, &stack.restart, reporter);
     let waiting = reporter.progress("Waiting", None);
     waiting.message(format!("for {n} servers to pass their health checks"));
-    let ready = deploy::wait_ready(docker, &dep, stack, cancel).await;
+    let ready = deploy::wait_ready(session, &dep, stack).await;
     if let Err(e) = ready {
         (partial.restarts, partial.containers) = mon.finish().await;
         return Err(e);
@@ -543,16 +518,21 @@ async fn find_capacity(
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_report(
-    stack: &Stack,
-    opts: &SmokeOptions,
-    run_id: &str,
-    under: artifacts::UnderTest,
-    m: Measured,
+/// Which run a report is of and when it ran.
+#[derive(Clone, Copy)]
+struct RunTimes<'a> {
+    run_id: &'a str,
     started: SystemTime,
     finished: SystemTime,
     elapsed: Duration,
+}
+
+fn build_report(
+    stack: &Stack,
+    opts: &SmokeOptions,
+    under: artifacts::UnderTest,
+    m: Measured,
+    times: &RunTimes<'_>,
 ) -> SmokeReport {
     let mut checks = m.checks;
     if let Some(cap) = &m.capacity {
@@ -573,7 +553,7 @@ fn build_report(
             },
         });
     }
-    let frame = report_frame(stack, opts, run_id, under, started, finished, elapsed);
+    let frame = report_frame(stack, opts, under, times);
     let passed = gate::verdict(
         &frame.mode,
         checks.iter().map(|c| (c.name.as_str(), c.passed)),
@@ -605,12 +585,15 @@ fn build_report(
 fn report_frame(
     stack: &Stack,
     opts: &SmokeOptions,
-    run_id: &str,
     under: artifacts::UnderTest,
-    started: SystemTime,
-    finished: SystemTime,
-    elapsed: Duration,
+    times: &RunTimes<'_>,
 ) -> SmokeReport {
+    let RunTimes {
+        run_id,
+        started,
+        finished,
+        elapsed,
+    } = *times;
     SmokeReport {
         schema: SmokeReport::SCHEMA,
         run_id: run_id.to_string(),
@@ -650,18 +633,14 @@ fn report_frame(
 /// The report of a run that stopped before the gate: one failed check, `deployment_ready`
 /// when the servers never all passed their health checks, else `completed` (the load could
 /// not run or the run went over its time budget), with the error as its message.
-#[allow(clippy::too_many_arguments)]
 fn stopped_report(
     stack: &Stack,
     opts: &SmokeOptions,
-    run_id: &str,
     under: artifacts::UnderTest,
     partial: Partial,
     error: &anyhow::Error,
     budget: Duration,
-    started: SystemTime,
-    finished: SystemTime,
-    elapsed: Duration,
+    times: &RunTimes<'_>,
 ) -> SmokeReport {
     let message = format!("{error:#}");
     let check = if partial.ready {
@@ -695,7 +674,7 @@ fn stopped_report(
         error: Some(message),
         restarts: partial.restarts,
         containers: partial.containers,
-        ..report_frame(stack, opts, run_id, under, started, finished, elapsed)
+        ..report_frame(stack, opts, under, times)
     }
 }
 

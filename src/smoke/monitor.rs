@@ -12,9 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use bollard::models::ContainerStateStatusEnum;
-use bollard::query_parameters::{EventsOptions, RestartContainerOptionsBuilder};
-use bollard::Docker;
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::deploy::{Deployment, Member};
 use super::haproxy;
 use super::stack::RestartSpec;
+use crate::docker::Engine;
 use crate::report::Reporter;
 
 /// How long an exited container that Docker is not restarting may stay down.
@@ -93,7 +91,7 @@ pub struct Monitor {
     tasks: Tasks,
     shared: Arc<Mutex<Shared>>,
     builder_counts: Arc<Mutex<HashMap<String, u32>>>,
-    docker: Docker,
+    engine: Engine,
     members: Vec<Member>,
     /// Restarts that happened while no load was running are still reported; offsets are
     /// relative to this instant (the start of the load).
@@ -119,7 +117,7 @@ fn offset(t0: &Mutex<Instant>) -> f64 {
 impl Monitor {
     /// Starts watching `dep` (events and a 1 s poll loop).
     pub fn start(
-        docker: &Docker,
+        engine: &Engine,
         dep: &Deployment,
         run_id: &str,
         spec: &RestartSpec,
@@ -131,7 +129,7 @@ impl Monitor {
         let t0 = Arc::new(Mutex::new(Instant::now()));
         let loaded = Arc::new(AtomicBool::new(false));
         let events = tokio::spawn(watch_events(
-            docker.clone(),
+            engine.clone(),
             dep.members.clone(),
             run_id.to_string(),
             shared.clone(),
@@ -140,14 +138,16 @@ impl Monitor {
             stop.clone(),
         ));
         let poll = tokio::spawn(poll_loop(
-            docker.clone(),
+            engine.clone(),
             dep.members.clone(),
             dep.stats_port,
             spec.clone(),
-            shared.clone(),
-            builder_counts.clone(),
-            t0.clone(),
-            loaded.clone(),
+            Watched {
+                shared: shared.clone(),
+                counts: builder_counts.clone(),
+                t0: t0.clone(),
+                loaded: loaded.clone(),
+            },
             reporter.clone(),
             stop.clone(),
         ));
@@ -158,7 +158,7 @@ impl Monitor {
             },
             shared,
             builder_counts,
-            docker: docker.clone(),
+            engine: engine.clone(),
             members: dep.members.clone(),
             t0,
             loaded,
@@ -186,11 +186,11 @@ impl Monitor {
         let counts = lock(&self.builder_counts).clone();
         let mut summary = Vec::new();
         for m in &self.members {
-            let info = self.docker.inspect_container(&m.id, None).await.ok();
-            let docker_restarts = info.as_ref().and_then(|i| i.restart_count).unwrap_or(0);
+            let info = self.engine.inspect_container(&m.id).await.ok();
+            let docker_restarts = info.as_ref().map_or(0, |i| i.restart_count);
             let status = info
                 .and_then(|i| i.state?.status)
-                .map_or("unknown".to_string(), |s| s.to_string());
+                .unwrap_or_else(|| "unknown".to_string());
             // Events can be missed (a reconnect); Docker's own count is authoritative.
             let seen = restarts
                 .iter()
@@ -221,7 +221,7 @@ impl Monitor {
 }
 
 async fn watch_events(
-    docker: Docker,
+    engine: Engine,
     members: Vec<Member>,
     run_id: String,
     shared: Arc<Mutex<Shared>>,
@@ -229,33 +229,19 @@ async fn watch_events(
     reporter: Reporter,
     stop: CancellationToken,
 ) {
-    let filters = HashMap::from([
-        ("type".to_string(), vec!["container".to_string()]),
-        (
-            "label".to_string(),
-            vec![format!("{}={run_id}", crate::docker::LABEL_RUN)],
-        ),
-        (
-            "event".to_string(),
-            vec!["die".to_string(), "start".to_string()],
-        ),
-    ]);
-    let mut stream = docker.events(Some(EventsOptions {
-        filters: Some(filters),
-        ..Default::default()
-    }));
+    let stream = engine.container_events(&run_id, &["die", "start"]);
+    tokio::pin!(stream);
     loop {
         let ev = tokio::select! {
             _ = stop.cancelled() => return,
             ev = stream.next() => ev,
         };
         let Some(Ok(ev)) = ev else { return };
-        let Some(actor) = ev.actor else { continue };
-        let Some(id) = actor.id else { continue };
+        let id = ev.id;
         let Some(m) = members.iter().find(|m| m.id == id) else {
             continue;
         };
-        let attrs = actor.attributes.unwrap_or_default();
+        let attrs = ev.attributes;
         match ev.action.as_deref() {
             Some("die") => {
                 let code = attrs.get("exitCode").cloned().unwrap_or_else(|| "?".into());
@@ -304,19 +290,30 @@ struct Track {
     started_at: String,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn poll_loop(
-    docker: Docker,
-    members: Vec<Member>,
-    stats_port: u16,
-    spec: RestartSpec,
+/// What the poll loop shares with the [`Monitor`].
+struct Watched {
     shared: Arc<Mutex<Shared>>,
+    /// Restarts builder made, per container id.
     counts: Arc<Mutex<HashMap<String, u32>>>,
     t0: Arc<Mutex<Instant>>,
     loaded: Arc<AtomicBool>,
+}
+
+async fn poll_loop(
+    engine: Engine,
+    members: Vec<Member>,
+    stats_port: u16,
+    spec: RestartSpec,
+    watched: Watched,
     reporter: Reporter,
     stop: CancellationToken,
 ) {
+    let Watched {
+        shared,
+        counts,
+        t0,
+        loaded,
+    } = watched;
     let mut track: HashMap<String, Track> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -326,7 +323,7 @@ async fn poll_loop(
         }
         let stats = haproxy::fetch_stats(stats_port).await.ok();
         for m in &members {
-            let Ok(info) = docker.inspect_container(&m.id, None).await else {
+            let Ok(info) = engine.inspect_container(&m.id).await else {
                 continue;
             };
             let Some(state) = info.state else { continue };
@@ -344,10 +341,7 @@ async fn poll_loop(
             if running {
                 t.exited_since = None;
             }
-            let exited = matches!(
-                state.status,
-                Some(ContainerStateStatusEnum::EXITED) | Some(ContainerStateStatusEnum::DEAD)
-            ) && !restarting;
+            let exited = state.stopped && !restarting;
             if exited {
                 let since = *t.exited_since.get_or_insert(now);
                 if now - since >= EXITED_GRACE && done < spec.builder_max {
@@ -358,7 +352,7 @@ async fn poll_loop(
                     );
                     lock(&shared).ours.insert(m.id.clone());
                     lock(&shared).died.remove(&m.id);
-                    if docker.start_container(&m.id, None).await.is_ok() {
+                    if engine.start_container(&m.id).await.is_ok() {
                         record(&shared, &counts, &t0, m, &reporter, reason);
                     } else {
                         lock(&shared).ours.remove(&m.id);
@@ -384,8 +378,7 @@ async fn poll_loop(
                     if s.check_status.is_empty() { "-" } else { &s.check_status }
                 );
                 lock(&shared).ours.insert(m.id.clone());
-                let opts = RestartContainerOptionsBuilder::default().t(2).build();
-                if docker.restart_container(&m.id, Some(opts)).await.is_ok() {
+                if engine.restart_container(&m.id, 2).await.is_ok() {
                     record(&shared, &counts, &t0, m, &reporter, reason);
                 } else {
                     lock(&shared).ours.remove(&m.id);
