@@ -47,7 +47,7 @@ pub fn failed(msg: impl Into<String>) -> anyhow::Error {
 }
 
 /// Maps an error chain to the exit code: the first classified error in the chain wins;
-/// recipe diagnostics are usage errors; anything else is a failed stage.
+/// config-file diagnostics are usage errors; anything else is a failed stage.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     // A `Failure` given as context (`e.context(Failure::Usage(..))`) is found only this way:
     // `chain()` yields context layers as wrappers that do not downcast to it.
@@ -64,7 +64,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return code(f);
         }
-        if cause.downcast_ref::<crate::recipe::Diagnostics>().is_some() {
+        if cause.downcast_ref::<crate::diag::Diagnostics>().is_some() {
             return EXIT_USAGE;
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {

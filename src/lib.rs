@@ -8,7 +8,9 @@
 //! main.rs     thin entry point: parse, one tokio runtime, error → exit code
 //! cli/        clap types → library option structs; one file per subcommand; never logic
 //! project     where things live (project root, recipes/, dist/, cache) and the one clock
-//! recipe/     TOML recipes: raw serde model with spans → validated types, compiler-like diagnostics
+//! diag/       diagnostics for every config file: file:line:col, caret, did-you-mean, help;
+//!             the collector validators report into; the one TOML read and parse
+//! recipe/     TOML recipes: raw serde model with spans → validated types
 //! plan        what each recipe will do (cache keys, outputs) before anything runs
 //! pipeline/   `pipeline` and `ci`: validate → build → package → smoke → promote, summary, JUnit
 //!
@@ -52,6 +54,7 @@ pub mod build;
 pub mod cli;
 pub mod deb;
 pub mod debian;
+pub mod diag;
 pub mod digest;
 pub mod docker;
 pub mod durable;

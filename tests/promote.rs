@@ -1056,8 +1056,8 @@ fn unknown_and_invalid_environments_are_refused_before_anything_is_created() {
         assert_eq!(o.status.code(), Some(2), "{}", both(&o));
         let msg = both(&o);
         assert!(
-            msg.contains("`environments` in")
-                && msg.contains("promote.toml")
+            msg.contains("`environments`: ")
+                && msg.contains("promote.toml:1:")
                 && msg.contains(&format!("{bad} is not a valid environment name")),
             "{msg}"
         );

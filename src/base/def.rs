@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::recipe::diag::{self, Diagnostic};
-use crate::recipe::Diagnostics;
+use crate::diag::{self, Collector, Diagnostic, Diagnostics};
 
 /// Bumped whenever the way builder makes a rootfs changes, so old cached bases are rebuilt.
 pub const FORMAT: u32 = 1;
@@ -189,15 +188,10 @@ fn valid_user(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c))
 }
 
-fn user_def(
-    r: &RawUser,
-    span: std::ops::Range<usize>,
-    at: &dyn Fn(std::ops::Range<usize>, String) -> Diagnostic,
-    diags: &mut Vec<Diagnostic>,
-) -> UserDef {
+fn user_def(r: &RawUser, span: std::ops::Range<usize>, out: &mut Collector<'_>) -> UserDef {
     if !valid_user(&r.name) {
-        diags.push(
-            at(
+        out.push(
+            out.at(
                 span.clone(),
                 format!("`{}` is not a valid user name", r.name),
             )
@@ -205,8 +199,8 @@ fn user_def(
         );
     }
     if r.name == "root" || r.name == "nobody" {
-        diags.push(
-            at(
+        out.push(
+            out.at(
                 span.clone(),
                 format!("`{}` is a system account; name a user of your own", r.name),
             )
@@ -214,8 +208,8 @@ fn user_def(
         );
     }
     if r.uid == 0 || r.uid >= 65534 {
-        diags.push(
-            at(
+        out.push(
+            out.at(
                 span.clone(),
                 format!("uid {} is not allowed for a user of the base", r.uid),
             )
@@ -226,8 +220,8 @@ fn user_def(
         .as_deref()
         .is_some_and(|h| !h.starts_with('/') || h.contains(".."))
     {
-        diags.push(
-            at(
+        out.push(
+            out.at(
                 span,
                 format!(
                     "home `{}` must be an absolute path",
@@ -249,11 +243,7 @@ fn user_def(
 }
 
 /// The `packages` kind: relations checked with Debian's grammar, names sorted.
-fn packages_kind(
-    raw: &RawDef,
-    at: &dyn Fn(std::ops::Range<usize>, String) -> Diagnostic,
-    diags: &mut Vec<Diagnostic>,
-) -> BaseKind {
+fn packages_kind(raw: &RawDef, out: &mut Collector<'_>) -> BaseKind {
     let include_required = raw.include_required.as_ref().is_some_and(|b| *b.get_ref());
     let mut packages = Vec::new();
     match &raw.packages {
@@ -261,13 +251,14 @@ fn packages_kind(
             for entry in p.get_ref() {
                 match crate::debian::relation::parse(entry) {
                     Ok(rels) if rels.len() == 1 => packages.push(rels[0].to_string()),
-                    Ok(_) => diags.push(
-                        at(p.span(), format!("`{entry}` is not one package relation")).help(
-                            "write one package per entry: `\"libc6\"`, `\"tzdata (>= 2024a)\"`",
-                        ),
+                    Ok(_) => out.push(
+                        out.at(p.span(), format!("`{entry}` is not one package relation"))
+                            .help(
+                                "write one package per entry: `\"libc6\"`, `\"tzdata (>= 2024a)\"`",
+                            ),
                     ),
-                    Err(e) => diags.push(
-                        at(
+                    Err(e) => out.push(
+                        out.at(
                             p.span(),
                             format!("`{entry}` is not a package relation: {e}"),
                         )
@@ -276,8 +267,8 @@ fn packages_kind(
                 }
             }
         }
-        None if !include_required => diags.push(
-            at(
+        None if !include_required => out.push(
+            out.at(
                 raw.kind.span(),
                 "kind = \"packages\" needs `packages`".to_string(),
             )
@@ -289,8 +280,8 @@ fn packages_kind(
     if let Some(e) = &raw.exclude {
         for name in e.get_ref() {
             if !valid_package(name) {
-                diags.push(
-                    at(e.span(), format!("`{name}` is not a Debian package name"))
+                out.push(
+                    out.at(e.span(), format!("`{name}` is not a Debian package name"))
                         .help("package names use lowercase letters, digits, `+`, `-` and `.`"),
                 );
             }
@@ -301,8 +292,8 @@ fn packages_kind(
     if let Some(e) = &raw.path_exclude {
         for pat in e.get_ref() {
             if !pat.starts_with('/') || glob::Pattern::new(pat).is_err() || pat.contains("..") {
-                diags.push(
-                    at(e.span(), format!("`{pat}` is not an absolute path pattern"))
+                out.push(
+                    out.at(e.span(), format!("`{pat}` is not an absolute path pattern"))
                         .help("write dpkg's path-exclude form, e.g. `\"/usr/share/locale/*\"`"),
                 );
             }
@@ -332,10 +323,9 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut diags = Vec::new();
-    let at = |span: std::ops::Range<usize>, msg: String| Diagnostic::at(file, text, span, msg);
+    let mut out = Collector::new(file, text);
     if !valid_name(&name) {
-        diags.push(
+        out.push(
             Diagnostic::in_file(file, format!("`{name}` is not a valid base image name"))
                 .help("name the file with lowercase letters, digits, `.`, `_` or `-`, e.g. `base-images/go.toml`"),
         );
@@ -355,13 +345,10 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             "users",
             "groups",
         ],
-        other => {
-            let mut d = at(raw.kind.span(), format!("unknown base kind `{other}`"))
-                .help(format!("use one of: {}", KINDS.join(", ")));
-            if let Some(s) = diag::did_you_mean(other, KINDS) {
-                d = d.label(format!("did you mean `{s}`?"));
-            }
-            return Err(Diagnostics::new(vec![d]));
+        _ => {
+            // The other keys cannot be judged without a kind: report what is known now.
+            out.one_of(&raw.kind, KINDS, "base kind");
+            return Err(out.into_diagnostics());
         }
     };
     let present: [(&str, Option<std::ops::Range<usize>>); 14] = [
@@ -388,8 +375,8 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             let common =
                 *key == "user" && matches!(kind_name, "debootstrap" | "tarball" | "packages");
             if !allowed.contains(key) && !common {
-                diags.push(
-                    at(
+                out.push(
+                    out.at(
                         span.clone(),
                         format!("`{key}` is not used by kind = \"{kind_name}\""),
                     )
@@ -401,15 +388,15 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             }
         }
     }
-    let required = |v: &Option<Spanned<String>>, key: &str, diags: &mut Vec<Diagnostic>| match v {
+    let required = |v: &Option<Spanned<String>>, key: &str, out: &mut Collector<'_>| match v {
         Some(s) if !s.get_ref().trim().is_empty() => s.get_ref().trim().to_string(),
         Some(s) => {
-            diags.push(at(s.span(), format!("`{key}` must not be empty")));
+            out.push(out.at(s.span(), format!("`{key}` must not be empty")));
             String::new()
         }
         None => {
-            diags.push(
-                at(
+            out.push(
+                out.at(
                     raw.kind.span(),
                     format!("kind = \"{kind_name}\" needs `{key}`"),
                 )
@@ -419,24 +406,16 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
         }
     };
     let mut kind = match kind_name {
-        "packages" => packages_kind(&raw, &at, &mut diags),
+        "packages" => packages_kind(&raw, &mut out),
         "debootstrap" => {
-            let suite = required(&raw.suite, "suite", &mut diags);
+            let suite = required(&raw.suite, "suite", &mut out);
             let variant = raw
                 .variant
                 .as_ref()
                 .map(|v| v.get_ref().clone())
                 .unwrap_or_else(|| "minbase".to_string());
             if let Some(v) = &raw.variant {
-                if !VARIANTS.contains(&v.get_ref().as_str()) {
-                    diags.push(
-                        at(
-                            v.span(),
-                            format!("unknown debootstrap variant `{}`", v.get_ref()),
-                        )
-                        .help(format!("use one of: {}", VARIANTS.join(", "))),
-                    );
-                }
+                out.one_of(v, VARIANTS, "debootstrap variant");
             }
             if let Some(m) = &raw.mirror {
                 let m2 = m.get_ref();
@@ -444,8 +423,8 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
                     || m2.starts_with("https://")
                     || m2.starts_with("file:/"))
                 {
-                    diags.push(
-                        at(m.span(), format!("mirror `{m2}` is not a URL"))
+                    out.push(
+                        out.at(m.span(), format!("mirror `{m2}` is not a URL"))
                             .help("use e.g. `http://mirror.example/debian`"),
                     );
                 }
@@ -457,8 +436,8 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
                 .unwrap_or_default();
             if let Some(p) = &raw.packages {
                 for bad in p.get_ref().iter().filter(|p| !valid_package(p)) {
-                    diags.push(
-                        at(p.span(), format!("`{bad}` is not a Debian package name"))
+                    out.push(
+                        out.at(p.span(), format!("`{bad}` is not a Debian package name"))
                             .help("package names use lowercase letters, digits, `+`, `-` and `.`"),
                     );
                 }
@@ -479,11 +458,11 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             }
         }
         "tarball" => {
-            let path = required(&raw.path, "path", &mut diags);
+            let path = required(&raw.path, "path", &mut out);
             if let Some(p) = &raw.path {
                 if Path::new(p.get_ref()).is_absolute() || p.get_ref().contains("..") {
-                    diags.push(
-                        at(
+                    out.push(
+                        out.at(
                             p.span(),
                             format!(
                                 "`{}` must be relative to the project and stay inside it",
@@ -497,16 +476,13 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             BaseKind::Tarball { path }
         }
         "registry" => BaseKind::Registry {
-            reference: required(&raw.reference, "ref", &mut diags),
+            reference: required(&raw.reference, "ref", &mut out),
         },
         _ => {
-            let from = required(&raw.from, "from", &mut diags);
+            let from = required(&raw.from, "from", &mut out);
             if from == name {
                 if let Some(f) = &raw.from {
-                    diags.push(at(
-                        f.span(),
-                        "a base cannot be made from itself".to_string(),
-                    ));
+                    out.push(out.at(f.span(), "a base cannot be made from itself".to_string()));
                 }
             }
             BaseKind::Static { from }
@@ -514,8 +490,8 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
     };
     if let Some(env) = &raw.env {
         if matches!(kind_name, "registry" | "static") {
-            diags.push(
-                at(
+            out.push(
+                out.at(
                     env.span(),
                     format!("`env` is not used by kind = \"{kind_name}\""),
                 )
@@ -523,8 +499,8 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             );
         }
         for key in env.get_ref().keys().filter(|k| !valid_env_key(k)) {
-            diags.push(
-                at(
+            out.push(
+                out.at(
                     env.span(),
                     format!("`{key}` is not a valid environment variable name"),
                 )
@@ -535,18 +511,18 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
     let user = raw
         .user
         .as_ref()
-        .map(|u| user_def(u.get_ref(), u.span(), &at, &mut diags));
+        .map(|u| user_def(u.get_ref(), u.span(), &mut out));
     if let BaseKind::Packages { users, groups, .. } = &mut kind {
         if let Some(list) = &raw.users {
             for u in list.get_ref() {
-                let d = user_def(u, list.span(), &at, &mut diags);
+                let d = user_def(u, list.span(), &mut out);
                 let clash = user
                     .iter()
                     .chain(users.iter())
                     .any(|o| o.name == d.name || o.uid == d.uid);
                 if clash {
-                    diags.push(
-                        at(
+                    out.push(
+                        out.at(
                             list.span(),
                             format!("user `{}` (uid {}) is given twice", d.name, d.uid),
                         )
@@ -559,8 +535,8 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
         if let Some(list) = &raw.groups {
             for g in list.get_ref() {
                 if !valid_user(&g.name) || g.gid == 0 {
-                    diags.push(
-                        at(
+                    out.push(
+                        out.at(
                             list.span(),
                             format!("`{}` (gid {}) is not a valid group", g.name, g.gid),
                         )
@@ -574,10 +550,7 @@ pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
             }
         }
     }
-    if !diags.is_empty() {
-        return Err(Diagnostics::new(diags));
-    }
-    Ok(BaseDef {
+    out.finish(BaseDef {
         name,
         file: file.to_path_buf(),
         description: raw.description,

@@ -25,9 +25,9 @@ use sha2::{Digest, Sha256};
 pub use crate::project::cache_dir;
 pub use def::{BaseDef, BaseKind, UserDef};
 
+use crate::diag::Diagnostic;
+use crate::diag::Diagnostics;
 use crate::docker::Engine;
-use crate::recipe::diag::Diagnostic;
-use crate::recipe::Diagnostics;
 use crate::report::Reporter;
 
 /// Repository prefix of every base image tag.
@@ -198,7 +198,7 @@ impl BaseImages {
                             d.name
                         ))
                         .help(format!("add base-images/{from}.toml, or use {one_of}"));
-                        if let Some(s) = crate::recipe::diag::did_you_mean(from, &rootfs) {
+                        if let Some(s) = crate::diag::did_you_mean(from, &rootfs) {
                             diag = diag.label(format!("did you mean `{s}`?"));
                         }
                         extra.push(diag)
@@ -239,7 +239,7 @@ impl BaseImages {
                 names.join(", ")
             };
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            let hint = crate::recipe::diag::did_you_mean(name, &refs)
+            let hint = crate::diag::did_you_mean(name, &refs)
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             crate::error::usage(format!(

@@ -6,7 +6,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::Paths;
-use crate::recipe::{self, Diagnostics};
+use crate::diag::Diagnostics;
+use crate::recipe;
 use crate::report::Reporter;
 
 #[derive(Debug, Args)]

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::archive::DebRef;
 use super::index::Package;
 use super::source::Identity;
-use crate::recipe::diag;
+use crate::diag;
 
 /// The lock file's name at the project root.
 pub const FILE: &str = "builder.lock";

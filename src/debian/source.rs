@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::recipe::diag::{self, Diagnostic};
-use crate::recipe::Diagnostics;
+use crate::diag::Diagnostics;
+use crate::diag::{self, Collector, Diagnostic};
 
 /// The project file that configures the archive.
 pub const FILE: &str = "archive.toml";
@@ -147,12 +147,11 @@ pub fn parse(
     host: &BTreeMap<String, Source>,
 ) -> Result<ArchiveConfig, Diagnostics> {
     let raw: RawConfig = diag::parse_toml(file, text)?;
-    let mut diags = Vec::new();
-    let at = |span: std::ops::Range<usize>, msg: String| Diagnostic::at(file, text, span, msg);
+    let mut out = Collector::new(file, text);
     let architecture = match &raw.architecture {
         Some(a) if valid_word(a.get_ref()) && !a.get_ref().contains('/') => a.get_ref().clone(),
         Some(a) => {
-            diags.push(at(
+            out.push(out.at(
                 a.span(),
                 format!("`{}` is not a Debian architecture", a.get_ref()),
             ));
@@ -161,7 +160,7 @@ pub fn parse(
         None => host_architecture().to_string(),
     };
     if raw.source.is_empty() {
-        diags.push(
+        out.push(
             Diagnostic::in_file(file, "no [[source]] is configured")
                 .help("add `[[source]]` with `suites = [\"bookworm\"]`"),
         );
@@ -171,7 +170,7 @@ pub fn parse(
     for s in &raw.source {
         let r = s.get_ref();
         if r.suites.get_ref().is_empty() {
-            diags.push(at(r.suites.span(), "`suites` is empty".into()));
+            out.push(out.at(r.suites.span(), "`suites` is empty"));
         }
         let components = r.components.clone().unwrap_or_else(|| vec!["main".into()]);
         for bad in components
@@ -179,7 +178,7 @@ pub fn parse(
             .chain(r.suites.get_ref())
             .filter(|w| !valid_word(w))
         {
-            diags.push(at(
+            out.push(out.at(
                 s.span(),
                 format!("`{bad}` is not a suite or component name"),
             ));
@@ -193,8 +192,8 @@ pub fn parse(
                         || v.starts_with("https://")
                         || v.starts_with("file:"))
                     {
-                        diags.push(
-                            at(
+                        out.push(
+                            out.at(
                                 u.span(),
                                 format!("`{v}` is not an http://, https:// or file: URI"),
                             )
@@ -205,8 +204,8 @@ pub fn parse(
                 }
                 (None, Some(h)) => h.uri.clone(),
                 (None, None) => {
-                    diags.push(
-                        at(
+                    out.push(
+                        out.at(
                             r.suites.span(),
                             format!("the host's apt sources do not name suite `{suite}`"),
                         )
@@ -219,8 +218,8 @@ pub fn parse(
                 (Some(k), _) => {
                     let p = project.join(k.get_ref());
                     if !p.is_file() {
-                        diags.push(
-                            at(
+                        out.push(
+                            out.at(
                                 k.span(),
                                 format!("keyring `{}` does not exist", p.display()),
                             )
@@ -242,10 +241,7 @@ pub fn parse(
             });
         }
     }
-    if !diags.is_empty() {
-        return Err(Diagnostics::new(diags));
-    }
-    Ok(ArchiveConfig {
+    out.finish(ArchiveConfig {
         sources,
         architecture,
         file: Some(file.to_path_buf()),

@@ -1,6 +1,7 @@
 //! `promote.toml` (at the project root, optional): the environments in promotion order,
 //! whether promotions may skip one, where the repositories live, the registry and the
-//! signing key. Unknown keys are errors. Command-line flags override the file.
+//! signing key. Unknown keys are errors. Command-line flags override the file. Problems are
+//! reported like a recipe's ([`crate::diag`]): all of them, each with file:line:col and a fix.
 //!
 //! ```toml
 //! environments = ["dev", "staging", "prod"]   # the default
@@ -13,14 +14,16 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use toml::Spanned;
 
+use crate::diag::{self, Collector, Diagnostics};
 use crate::error::usage;
 use crate::project::Paths;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    environments: Option<Vec<String>>,
+    environments: Option<Spanned<Vec<Spanned<String>>>>,
     allow_skip: Option<bool>,
     root: Option<PathBuf>,
     registry: Option<String>,
@@ -46,33 +49,19 @@ impl PromoteConfig {
     pub fn load(paths: &Paths, path: Option<&Path>) -> anyhow::Result<Self> {
         let default_path = paths.project.join(FILE);
         let (raw, file) = match path {
-            Some(p) => (parse(p)?, Some(p.to_path_buf())),
-            None if default_path.is_file() => (parse(&default_path)?, Some(default_path)),
+            Some(p) => (read(p)?, Some(p.to_path_buf())),
+            None if default_path.is_file() => (read(&default_path)?, Some(default_path)),
             None => (Raw::default(), None),
         };
-        let environments = raw
-            .environments
-            .unwrap_or_else(|| vec!["dev".into(), "staging".into(), "prod".into()]);
-        let where_ = file
-            .as_ref()
-            .map(|f| format!(" in `{}`", f.display()))
-            .unwrap_or_default();
-        if environments.is_empty() {
-            return Err(usage(format!(
-                "`environments`{where_} is empty: list at least one"
-            )));
-        }
-        for (i, e) in environments.iter().enumerate() {
-            // An environment is a directory under `root`: `../x` or `` must not get that far.
-            if let Err(why) = crate::repo::check_env_name(e) {
-                return Err(usage(format!(
-                    "`environments`{where_}: {why}; fix that entry"
-                )));
-            }
-            if environments[..i].contains(e) {
-                return Err(usage(format!("environment `{e}` is listed twice{where_}")));
-            }
-        }
+        let environments = raw.environments.map_or_else(
+            || vec!["dev".into(), "staging".into(), "prod".into()],
+            |list| {
+                list.into_inner()
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect()
+            },
+        );
         let relative = |p: PathBuf| {
             if p.is_absolute() {
                 p
@@ -142,8 +131,78 @@ impl PromoteConfig {
     }
 }
 
-fn parse(path: &Path) -> anyhow::Result<Raw> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| usage(format!("could not read `{}`: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| usage(format!("`{}`: {e}", path.display())))
+/// Reads and checks `path`: every problem at once, with positions.
+fn read(path: &Path) -> Result<Raw, Diagnostics> {
+    let text = diag::read_text(path, "promotion config")?;
+    parse(path, &text)
+}
+
+/// Parses and checks promote.toml text (`file` is only used in diagnostics).
+fn parse(file: &Path, text: &str) -> Result<Raw, Diagnostics> {
+    let raw: Raw = diag::parse_toml(file, text)?;
+    let mut out = Collector::new(file, text);
+    if let Some(list) = &raw.environments {
+        if list.get_ref().is_empty() {
+            out.err_help(
+                list.span(),
+                "`environments` is empty: list at least one",
+                "e.g. `environments = [\"dev\", \"staging\", \"prod\"]`",
+            );
+        }
+        for (i, e) in list.get_ref().iter().enumerate() {
+            // An environment is a directory under `root`: `../x` or `` must not get that far.
+            if let Err(why) = crate::repo::check_env_name(e.get_ref()) {
+                out.err_help(e.span(), format!("`environments`: {why}"), "fix that entry");
+            } else if list.get_ref()[..i]
+                .iter()
+                .any(|x| x.get_ref() == e.get_ref())
+            {
+                out.err_help(
+                    e.span(),
+                    format!("environment `{}` is listed twice", e.get_ref()),
+                    "list each environment once, in promotion order",
+                );
+            }
+        }
+    }
+    out.finish(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Raw, Diagnostics> {
+        parse(Path::new("promote.toml"), text)
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_position() {
+        let err = p("environments = [\"dev\", \"../x\", \"dev\"]\n").unwrap_err();
+        let at: Vec<_> = err.items().iter().map(|d| (d.line, d.col)).collect();
+        assert_eq!(at, [(1, 24), (1, 32)], "{err}");
+        let out = err.to_string();
+        assert!(out.contains("promote.toml:1:24"), "{out}");
+        assert!(
+            out.contains("`../x` is not a valid environment name"),
+            "{out}"
+        );
+        assert!(out.contains("environment `dev` is listed twice"), "{out}");
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_right_one() {
+        let out = p("alow_skip = true\n").unwrap_err().to_string();
+        assert!(out.contains("promote.toml:1:1"), "{out}");
+        assert!(out.contains("unknown key `alow_skip`"), "{out}");
+        assert!(out.contains("did you mean `allow_skip`?"), "{out}");
+    }
+
+    #[test]
+    fn an_empty_list_is_refused_and_defaults_apply_without_one() {
+        let out = p("environments = []\n").unwrap_err().to_string();
+        assert!(out.contains("`environments` is empty"), "{out}");
+        let raw = p("allow_skip = true\n").unwrap();
+        assert!(raw.environments.is_none() && raw.allow_skip == Some(true));
+    }
 }

@@ -1,10 +1,10 @@
 //! Recipes: TOML files in `recipes/`, parsed with spans and validated like a compiler: every
 //! problem in every recipe is reported with file:line:column and a fix, not only the first.
 //! `raw` holds the serde model; `validate` turns it into the `model` types the rest of
-//! builder uses. `recipes/stack.toml` (the smoke deployment) is not a service recipe.
+//! builder uses. Positions, the collector, did-you-mean and rendering are [`crate::diag`]'s.
+//! `recipes/stack.toml` (the smoke deployment) is not a service recipe.
 
 pub mod debian;
-pub mod diag;
 pub mod model;
 mod raw;
 mod validate;
@@ -19,19 +19,11 @@ use anyhow::Context;
 
 pub use model::*;
 
+use crate::diag::{self, Diagnostic, Diagnostics};
 use crate::project::Paths;
-use diag::Diagnostic;
 
 /// File names in the recipes directory that are not service recipes.
 pub const RESERVED: &[&str] = &["stack.toml"];
-
-/// All diagnostics found in one or more files. Its `Display` renders every one of them.
-#[derive(Debug, Default)]
-pub struct Diagnostics {
-    items: Vec<Diagnostic>,
-}
-
-impl std::error::Error for Diagnostics {}
 
 /// Reads and validates one recipe file.
 pub fn load_file(file: &Path, project: &Path) -> Result<Recipe, Diagnostics> {
@@ -51,19 +43,16 @@ fn load_file_with(
         .canonicalize()
         .unwrap_or_else(|_| project.to_path_buf());
     let mut ctx = validate::Ctx {
-        file,
-        text: &text,
-        lines: diag::LineIndex::new(&text),
+        out: diag::Collector::new(file, &text),
         project,
         canonical,
         builders,
         build_outputs: None,
-        diags: Vec::new(),
     };
     let recipe = validate::recipe(&mut ctx, raw);
     match recipe {
         Some(r) if ctx.diags.is_empty() => Ok(r),
-        _ => Err(Diagnostics::new(ctx.diags)),
+        _ => Err(ctx.out.into_diagnostics()),
     }
 }
 
@@ -190,7 +179,7 @@ pub fn load_files(files: &[PathBuf], project: &Path) -> Result<Vec<Recipe>, Diag
     let mut names: HashMap<&str, &Path> = HashMap::new();
     for r in &recipes {
         if let Some(first) = names.insert(&r.package.name, &r.file) {
-            all.items.push(
+            all.push(
                 Diagnostic::in_file(
                     &r.file,
                     format!(

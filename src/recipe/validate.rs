@@ -8,17 +8,16 @@ use std::path::{Component, Path, PathBuf};
 use toml::Spanned;
 
 use super::debian;
-use super::diag::{Diagnostic, LineIndex};
 use super::model::*;
 use super::raw::*;
 use super::validate_paths::{check_layout, check_to, conffile_source, mode_problem, Entry};
 use super::validate_scripts::{check_script, check_unit_name, printable, Problem};
+use crate::diag::Collector;
 
 pub(super) struct Ctx<'a> {
-    pub file: &'a Path,
-    pub text: &'a str,
-    /// Line starts of `text`: positions cost O(log n), so validation stays linear.
-    pub lines: LineIndex,
+    /// File, text, line index and the problems found: [`crate::diag::Collector`]'s checks
+    /// are called on `Ctx` directly (it derefs to the collector).
+    pub out: Collector<'a>,
     pub project: &'a Path,
     /// Canonical project root, for escape checks.
     pub canonical: PathBuf,
@@ -27,25 +26,18 @@ pub(super) struct Ctx<'a> {
     /// `[build] outputs` as written (`None` without a `[build]` table), so `from = "build:x"`
     /// can be checked against them at its own position.
     pub build_outputs: Option<Vec<String>>,
-    pub diags: Vec<Diagnostic>,
 }
 
-impl Ctx<'_> {
-    pub(super) fn err(&mut self, span: Range<usize>, msg: impl Into<String>) -> &mut Diagnostic {
-        self.diags.push(Diagnostic::at_indexed(
-            self.file,
-            self.text,
-            &self.lines,
-            span,
-            msg,
-        ));
-        self.diags.last_mut().expect("just pushed")
+impl<'a> std::ops::Deref for Ctx<'a> {
+    type Target = Collector<'a>;
+    fn deref(&self) -> &Collector<'a> {
+        &self.out
     }
+}
 
-    pub(super) fn check<T>(&mut self, value: &Spanned<T>, result: Result<(), String>) {
-        if let Err(msg) = result {
-            self.err(value.span(), msg);
-        }
+impl std::ops::DerefMut for Ctx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.out
     }
 }
 
@@ -104,13 +96,10 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
             .iter()
             .find(|f| matches!(f.source, Source::Build { .. }))
             .map_or(0, |f| f.line);
-        ctx.diags.push(
-            Diagnostic::in_file(
-                ctx.file,
-                format!("`from = \"build:...\"` (line {line}) needs a `[build]` table"),
-            )
-            .help("add a [build] table, or point `from` at a file in the project"),
-        );
+        ctx.in_file(format!(
+            "`from = \"build:...\"` (line {line}) needs a `[build]` table"
+        ))
+        .help = Some("add a [build] table, or point `from` at a file in the project".into());
     }
     if ctx.diags.len() > before {
         return None;

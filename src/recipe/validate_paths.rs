@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::diag::Diagnostic;
 use super::model::*;
 use toml::Spanned;
 
@@ -423,9 +422,7 @@ impl Paths {
         let msg = message(at == b, &self.owners[at].what, &self.owners[other].what);
         match self.owners[at].span.clone() {
             Some(span) => ctx.err(span, msg).help = Some(help.to_string()),
-            None => ctx
-                .diags
-                .push(Diagnostic::in_file(ctx.file, msg).help(help)),
+            None => ctx.in_file(msg).help = Some(help.to_string()),
         }
     }
 }

@@ -7,10 +7,10 @@ use std::path::{Component, Path, PathBuf};
 
 use toml::Spanned;
 
-use super::diag;
 use super::model::*;
 use super::raw::*;
 use super::validate::{check_dest, check_exists, resolve_in_project, Ctx};
+use crate::diag;
 
 fn command(ctx: &mut Ctx<'_>, c: &Spanned<RawCommand>, what: &str) -> Command {
     match c.get_ref() {
@@ -58,7 +58,7 @@ fn base_image_exists(ctx: &mut Ctx<'_>, name: &Spanned<String>, what: &str) {
             name.span(),
             format!("no {what} `{n}`: `base-images/{n}.toml` does not exist"),
         );
-        d.label = diag::did_you_mean(n, &refs).map(|s| format!("did you mean `{s}`?"));
+        d.label = diag::suggestion(n, &refs);
         d.help = Some(if known.is_empty() {
             "add a definition in base-images/".to_string()
         } else {
@@ -361,7 +361,8 @@ pub(super) fn image(ctx: &mut Ctx<'_>, raw: Spanned<RawImage>, package: &str) ->
             ctx.err(n.span(), format!("`{v}` is not a valid image name: use lowercase letters, digits, `.`, `_`, `-` and `/`"));
         }
     }
-    let line = |at: usize| ctx.text[..at.min(ctx.text.len())].matches('\n').count() + 1;
+    let text = ctx.text;
+    let line = |at: usize| text[..at.min(text.len())].matches('\n').count() + 1;
     let mut lines = BTreeMap::from([
         ("[image]".to_string(), line(span.start)),
         ("base".to_string(), line(raw.base.span().start)),

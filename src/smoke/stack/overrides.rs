@@ -1,0 +1,199 @@
+//! Command-line changes to a validated stack (`--rate`, `--replicas`, `--env`, thresholds):
+//! each bad value is a usage error naming the flag.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::model::{Service, Stack};
+use super::values::*;
+use super::MAX_REPLICAS;
+use crate::diag::did_you_mean;
+use crate::error::usage;
+
+/// Command-line changes to the stack, applied after validation.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    pub rate: Option<f64>,
+    #[serde(skip)]
+    pub duration: Option<Duration>,
+    #[serde(skip)]
+    pub warmup: Option<Duration>,
+    /// `--frontends N`: replicas of the load balancer's default-route service (applied before
+    /// `replicas`, which may name that service too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frontends: Option<u32>,
+    /// `service=N`
+    pub replicas: Vec<String>,
+    /// `service:KEY=VALUE`
+    pub env: Vec<String>,
+    pub min_rate_ratio: Option<f64>,
+    pub min_success: Option<f64>,
+    pub max_p99_ms: Option<f64>,
+}
+
+impl Overrides {
+    pub fn is_empty(&self) -> bool {
+        self.rate.is_none()
+            && self.duration.is_none()
+            && self.warmup.is_none()
+            && self.frontends.is_none()
+            && self.replicas.is_empty()
+            && self.env.is_empty()
+            && self.min_rate_ratio.is_none()
+            && self.min_success.is_none()
+            && self.max_p99_ms.is_none()
+    }
+}
+
+impl Stack {
+    fn service_mut(&mut self, name: &str, flag: &str) -> anyhow::Result<&mut Service> {
+        let known: Vec<String> = self.services.iter().map(|s| s.name.clone()).collect();
+        self.services
+            .iter_mut()
+            .find(|s| s.name == name)
+            .ok_or_else(|| {
+                let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+                let hint = did_you_mean(name, &refs)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                usage(format!(
+                    "{flag}: no service `{}` in the stack{hint}; services: {}",
+                    shown(name),
+                    known.join(", ")
+                ))
+            })
+    }
+
+    /// Applies command-line overrides; every bad value is a usage error naming the flag.
+    pub fn apply(&mut self, o: &Overrides) -> anyhow::Result<()> {
+        if let Some(r) = o.rate {
+            if !(r > 0.0 && r <= crate::load::MAX_RATE) {
+                return Err(usage(format!(
+                    "--rate {r} is out of range; use above 0 and at most {}",
+                    crate::load::MAX_RATE
+                )));
+            }
+            self.load.rate = r;
+        }
+        if let Some(d) = o.duration {
+            if d.is_zero() {
+                return Err(usage("--duration must be above 0, e.g. 30s"));
+            }
+            self.load.duration = d;
+        }
+        if let Some(w) = o.warmup {
+            self.load.warmup = w;
+        }
+        let total = self.load.duration.saturating_add(self.load.warmup);
+        if total > crate::load::MAX_DURATION {
+            return Err(usage(format!(
+                "warm-up plus duration is {:.0}s (--warmup/--duration or the stack's `load.warmup`/`load.duration`); the limit is {}s: pass a shorter --duration or --warmup",
+                total.as_secs_f64(),
+                crate::load::MAX_DURATION.as_secs()
+            )));
+        }
+        if let Some(n) = o.frontends {
+            if !(1..=MAX_REPLICAS).contains(&n) {
+                return Err(usage(format!(
+                    "--frontends {n}: N must be from 1 to {MAX_REPLICAS}"
+                )));
+            }
+            let svc = self.load_balancer.service.clone();
+            self.service_mut(&svc, "--frontends")?.replicas = n;
+        }
+        for r in &o.replicas {
+            let (svc, n) = r.split_once('=').ok_or_else(|| {
+                usage(format!(
+                    "--replicas `{}`: write SERVICE=N, e.g. frontend=8",
+                    shown(r)
+                ))
+            })?;
+            let n: u32 = n
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_REPLICAS).contains(n))
+                .ok_or_else(|| {
+                    usage(format!(
+                        "--replicas `{}`: N must be from 1 to {MAX_REPLICAS}",
+                        shown(r)
+                    ))
+                })?;
+            self.service_mut(svc.trim(), "--replicas")?.replicas = n;
+        }
+        for e in &o.env {
+            let (svc, kv) = e.split_once(':').ok_or_else(|| {
+                usage(format!(
+                    "--env `{}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2",
+                    shown(e)
+                ))
+            })?;
+            let (k, v) = kv
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| {
+                    usage(format!(
+                        "--env `{}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2",
+                        shown(e)
+                    ))
+                })?;
+            if let Some(problem) = env_key_problem(k) {
+                return Err(usage(format!(
+                    "--env `{}`: invalid environment variable name `{}`: it {problem}; {ENV_KEY_HELP}",
+                    shown(e),
+                    shown(k)
+                )));
+            }
+            if let Some(problem) = env_value_problem(v) {
+                return Err(usage(format!(
+                    "--env `{}`: the value {problem}, which Docker cannot pass",
+                    shown(e)
+                )));
+            }
+            let known: Vec<String> = self.services.iter().map(|s| s.name.clone()).collect();
+            let refs = references(v).map_err(|m| usage(format!("--env `{}`: {m}", shown(e))))?;
+            for r in refs {
+                if !known.contains(&r) || r == svc {
+                    return Err(usage(format!(
+                        "--env `{}`: `{{{}}}` is not another service of the stack; services: {}",
+                        shown(e),
+                        shown(&r),
+                        known.join(", ")
+                    )));
+                }
+            }
+            self.service_mut(svc, "--env")?
+                .env
+                .insert(k.to_string(), v.to_string());
+        }
+        let ratio = |x: f64, flag: &str| {
+            if (0.0..=1.0).contains(&x) {
+                Ok(x)
+            } else {
+                Err(usage(format!(
+                    "{flag} {x} is out of range; write a ratio from 0 to 1"
+                )))
+            }
+        };
+        if let Some(x) = o.min_rate_ratio {
+            self.thresholds.min_rate_ratio = ratio(x, "--min-rate-ratio")?;
+        }
+        if let Some(x) = o.min_success {
+            self.thresholds.min_success = ratio(x, "--min-success")?;
+        }
+        if let Some(x) = o.max_p99_ms {
+            if !(x > 0.0 && x.is_finite()) {
+                return Err(usage(format!(
+                    "--max-p99 {x} must be a positive number of milliseconds"
+                )));
+            }
+            self.thresholds.max_p99_ms = x;
+        }
+        Ok(())
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}

@@ -1,0 +1,517 @@
+//! Raw stack → validated [`Stack`]: every problem is reported into one
+//! [`Collector`] with its position, not only the first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::model::*;
+use super::raw::*;
+use super::values::*;
+use super::MAX_REPLICAS;
+use crate::diag::{self, Collector, Diagnostics};
+
+type S<T> = Spanned<T>;
+
+const BALANCE: &[&str] = &["leastconn", "roundrobin", "static-rr", "first", "random"];
+const POLICIES: &[&str] = &["on-failure", "always", "unless-stopped", "no"];
+const RETRY_ON: &[&str] = &[
+    "none",
+    "conn-failure",
+    "empty-response",
+    "junk-response",
+    "response-timeout",
+    "0rtt-rejected",
+    "404",
+    "408",
+    "425",
+    "500",
+    "501",
+    "502",
+    "503",
+    "504",
+    "all-retryable-errors",
+];
+
+/// The collector with the stack's own checks (durations, ranges, ratios, HTTP paths,
+/// service references) on top.
+struct Ctx<'a>(Collector<'a>);
+
+impl<'a> Deref for Ctx<'a> {
+    type Target = Collector<'a>;
+    fn deref(&self) -> &Collector<'a> {
+        &self.0
+    }
+}
+
+impl DerefMut for Ctx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Ctx<'_> {
+    fn duration(&mut self, v: &Option<S<String>>, default: Duration, what: &str) -> Duration {
+        match v {
+            None => default,
+            Some(s) => self.duration_of(s, what),
+        }
+    }
+
+    fn duration_of(&mut self, s: &S<String>, what: &str) -> Duration {
+        match crate::load::parse_duration(s.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.err_help(
+                    s.span(),
+                    format!("invalid {what} `{}`", shown(s.get_ref())),
+                    "write a positive duration such as `30s`, `500ms` or `2m`",
+                );
+                Duration::from_secs(1)
+            }
+            Err(e) => {
+                self.err_help(
+                    s.span(),
+                    format!("invalid {what} `{}`", shown(s.get_ref())),
+                    shown(&e.to_string()),
+                );
+                Duration::from_secs(1)
+            }
+        }
+    }
+
+    /// Reports `d` (parsed from `v`) when it is longer than `max`, at `v`'s position.
+    fn at_most(&mut self, v: &Option<S<String>>, d: Duration, max: Duration, what: &str) {
+        if let Some(v) = v {
+            if d > max {
+                self.err_help(
+                    v.span(),
+                    format!("{what} `{}` is too long", shown(v.get_ref())),
+                    format!(
+                        "the load generator accepts at most {}s; write a shorter duration",
+                        max.as_secs()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn int(&mut self, v: &Option<S<i64>>, default: u32, min: i64, max: i64, what: &str) -> u32 {
+        match v {
+            None => default,
+            Some(n) if (min..=max).contains(n.get_ref()) => *n.get_ref() as u32,
+            Some(n) => {
+                self.err_help(
+                    n.span(),
+                    format!("{what} {} is out of range", n.get_ref()),
+                    format!("use a whole number from {min} to {max}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn ratio(&mut self, v: &S<f64>, what: &str) -> f64 {
+        let x = *v.get_ref();
+        if !(0.0..=1.0).contains(&x) {
+            self.err_help(
+                v.span(),
+                format!("{what} {x} is out of range"),
+                "write a ratio from 0 to 1, e.g. 0.98 for 98%",
+            );
+        }
+        x
+    }
+
+    /// Checks an HTTP path (`what`, at `field` of the stack) and returns it.
+    fn http_path(&mut self, v: &S<String>, use_: PathUse, what: &str, field: &str) -> String {
+        let p = v.get_ref();
+        if let Some((problem, help)) = http_path_problem(p, use_) {
+            self.err_help(
+                v.span(),
+                format!("invalid {what} `{}` ({field}): it {problem}", shown(p)),
+                help,
+            );
+        }
+        p.clone()
+    }
+
+    fn service_ref(&mut self, v: &S<String>, known: &[&str], what: &str) {
+        if !known.contains(&v.get_ref().as_str()) {
+            let d = self.err(
+                v.span(),
+                format!(
+                    "{what} `{}` is not a service of this stack",
+                    shown(v.get_ref())
+                ),
+            );
+            d.label = diag::suggestion(v.get_ref(), known);
+            d.help = Some(format!("services: {}", known.join(", ")));
+        }
+    }
+}
+
+/// Parses and validates stack text (`file` is only used in diagnostics).
+pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, Diagnostics> {
+    let raw: RawStack = diag::parse_toml(file, text)?;
+    let mut cx = Ctx(Collector::new(file, text));
+    let names: Vec<String> = raw.services.get_ref().keys().cloned().collect();
+    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+    if names.is_empty() {
+        cx.err_help(
+            raw.services.span(),
+            "the stack has no services",
+            "add e.g. `[services.backend]` with `image = \"backend\"`",
+        );
+    }
+    let recipe_names: Vec<&str> = recipes.keys().map(String::as_str).collect();
+    let mut services = Vec::new();
+    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, s) in raw.services.get_ref() {
+        if !valid_name(name) {
+            cx.err_help(
+                s.span(),
+                format!("invalid service name `{}`", shown(name)),
+                format!(
+                    "use lowercase letters, digits and `-`, starting with a letter (at most {MAX_SERVICE_NAME}: the name is part of DNS names)"
+                ),
+            );
+        }
+        let s = s.get_ref();
+        match recipes.get(s.image.get_ref()) {
+            Some(true) => {}
+            Some(false) => {
+                cx.err_help(
+                    s.image.span(),
+                    format!("recipe `{}` has no [image] table", shown(s.image.get_ref())),
+                    "add an [image] table to the recipe so `builder package` makes an image",
+                );
+            }
+            None => {
+                let d = cx.err(
+                    s.image.span(),
+                    format!("no recipe `{}`", shown(s.image.get_ref())),
+                );
+                d.label = diag::suggestion(s.image.get_ref(), &recipe_names);
+                d.help = Some(format!(
+                    "`image` names a recipe in recipes/ (known: {})",
+                    recipe_names.join(", ")
+                ));
+            }
+        }
+        let replicas = cx.int(&s.replicas, 1, 1, MAX_REPLICAS.into(), "replicas");
+        let port = cx.int(&s.port, 8080, 1, 65535, "port") as u16;
+        let health = s.health.as_ref().map_or("/".to_string(), |h| {
+            cx.http_path(
+                h,
+                PathUse::Target,
+                "health path",
+                &format!("services.{}.health", shown(name)),
+            )
+        });
+        let mut env = BTreeMap::new();
+        for (k, v) in &s.env {
+            let (k_span, k) = (k.span(), k.get_ref());
+            if let Some(problem) = env_key_problem(k) {
+                cx.err_help(
+                    k_span,
+                    format!(
+                        "invalid environment variable name `{}` (services.{}.env): it {problem}",
+                        shown(k),
+                        shown(name)
+                    ),
+                    ENV_KEY_HELP,
+                );
+            }
+            if let Some(problem) = env_value_problem(v.get_ref()) {
+                cx.err_help(
+                    v.span(),
+                    format!(
+                        "invalid value of `{}` (services.{}.env): it {problem}",
+                        shown(k),
+                        shown(name)
+                    ),
+                    "Docker cannot pass a NUL in an environment variable; remove it",
+                );
+            }
+            match references(v.get_ref()) {
+                Err(msg) => {
+                    cx.err(v.span(), msg);
+                }
+                Ok(refs) => {
+                    for r in refs {
+                        if r == *name {
+                            cx.err(
+                                v.span(),
+                                format!("service `{}` refers to itself", shown(name)),
+                            );
+                        } else if known.contains(&r.as_str()) {
+                            deps.entry(name.clone()).or_default().insert(r);
+                        } else {
+                            let d = cx.err(
+                                v.span(),
+                                format!("unknown service `{{{}}}` in `{}`", shown(&r), shown(k)),
+                            );
+                            d.label = diag::did_you_mean(&r, &known)
+                                .map(|x| format!("did you mean `{{{x}}}`?"));
+                            d.help = Some(format!("services: {}", known.join(", ")));
+                        }
+                    }
+                }
+            }
+            env.insert(k.clone(), v.get_ref().clone());
+        }
+        services.push(Service {
+            name: name.clone(),
+            image: s.image.get_ref().clone(),
+            replicas,
+            port,
+            health,
+            env,
+        });
+    }
+    let order = start_order(&names, &deps);
+    if order.is_none() {
+        cx.err_help(
+            raw.services.span(),
+            "the services' environment references form a cycle",
+            "a service may only refer to services that can start before it",
+        );
+    }
+    let order = order.unwrap_or(names.clone());
+    services.sort_by_key(|s| order.iter().position(|n| *n == s.name));
+
+    let lb = raw.load_balancer.get_ref();
+    if lb.kind.get_ref() != "haproxy" {
+        cx.one_of(&lb.kind, &["haproxy"], "load balancer kind");
+    }
+    cx.service_ref(&lb.service, &known, "load balancer service");
+    let mut routes = Vec::new();
+    for r in &lb.routes {
+        let r = r.get_ref();
+        cx.service_ref(&r.service, &known, "route service");
+        let path_prefix = cx.http_path(
+            &r.path_prefix,
+            PathUse::Prefix,
+            "path prefix",
+            "load_balancer.routes",
+        );
+        routes.push(Route {
+            path_prefix,
+            service: r.service.get_ref().clone(),
+        });
+    }
+    let balance = match &lb.balance {
+        Some(b) => {
+            cx.one_of(b, BALANCE, "balance algorithm");
+            b.get_ref().clone()
+        }
+        None => "leastconn".to_string(),
+    };
+    let retry_on = match &lb.retry_on {
+        Some(list) => {
+            for v in list.get_ref() {
+                if !RETRY_ON.contains(&v.as_str()) {
+                    cx.err_help(
+                        list.span(),
+                        format!("unknown retry-on keyword `{}`", shown(v)),
+                        format!("use any of: {}", RETRY_ON.join(", ")),
+                    );
+                }
+            }
+            list.get_ref().clone()
+        }
+        None => vec![
+            "conn-failure".into(),
+            "empty-response".into(),
+            "response-timeout".into(),
+        ],
+    };
+    let base = lb.base.as_ref().map_or("haproxy".into(), |b| {
+        let n = b.get_ref();
+        let ok = n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+        if !ok {
+            cx.err_help(
+                b.span(),
+                format!("invalid base image name `{}` (load_balancer.base)", shown(n)),
+                "name a file of base-images/ without `.toml`: lowercase letters, digits, `.`, `_` and `-`, e.g. `haproxy`",
+            );
+        }
+        n.clone()
+    });
+    let load_balancer = LoadBalancer {
+        kind: lb.kind.get_ref().clone(),
+        base,
+        service: lb.service.get_ref().clone(),
+        routes,
+        balance,
+        check_interval: cx.duration(&lb.check_interval, Duration::from_secs(1), "check_interval"),
+        rise: cx.int(&lb.rise, 2, 1, 100, "rise"),
+        fall: cx.int(&lb.fall, 2, 1, 100, "fall"),
+        retries: cx.int(&lb.retries, 3, 0, 100, "retries"),
+        redispatch: lb.redispatch.unwrap_or(true),
+        retry_on,
+        timeout_connect: cx.duration(
+            &lb.timeout_connect,
+            Duration::from_secs(1),
+            "timeout_connect",
+        ),
+        timeout_client: cx.duration(
+            &lb.timeout_client,
+            Duration::from_secs(30),
+            "timeout_client",
+        ),
+        timeout_server: cx.duration(
+            &lb.timeout_server,
+            Duration::from_secs(10),
+            "timeout_server",
+        ),
+        timeout_check: cx.duration(&lb.timeout_check, Duration::from_secs(3), "timeout_check"),
+        ready_timeout: cx.duration(&lb.ready_timeout, Duration::from_secs(90), "ready_timeout"),
+    };
+
+    let l = raw.load.get_ref();
+    let rate = *l.rate.get_ref();
+    if !(rate > 0.0 && rate <= crate::load::MAX_RATE) {
+        cx.err_help(
+            l.rate.span(),
+            format!("rate {rate} is out of range"),
+            format!(
+                "use a rate above 0 and at most {} requests per second",
+                crate::load::MAX_RATE
+            ),
+        );
+    }
+    let mut paths = Vec::new();
+    for p in l.paths.get_ref() {
+        let p = p.get_ref();
+        paths.push(LoadPath {
+            path: cx.http_path(&p.path, PathUse::Target, "path", "load.paths"),
+            weight: cx.int(
+                &p.weight,
+                1,
+                1,
+                i64::from(crate::load::target::MAX_WEIGHT),
+                "weight",
+            ),
+        });
+    }
+    if paths.is_empty() {
+        cx.err_help(
+            l.paths.span(),
+            "no load paths",
+            "add e.g. `paths = [{ path = \"/\", weight = 1 }]`",
+        );
+    }
+    let load = LoadSpec {
+        rate,
+        duration: cx.duration_of(&l.duration, "duration"),
+        warmup: l.warmup.as_ref().map_or(Duration::ZERO, |w| {
+            crate::load::parse_duration(w.get_ref()).unwrap_or_else(|e| {
+                cx.err_help(
+                    w.span(),
+                    format!("invalid warmup `{}`", shown(w.get_ref())),
+                    format!(
+                        "{}; write a duration such as `5s`, or `0s` for none",
+                        shown(&e.to_string())
+                    ),
+                );
+                Duration::ZERO
+            })
+        }),
+        timeout: cx.duration(&l.timeout, Duration::from_secs(2), "timeout"),
+        paths,
+    };
+    // The load generator's own limits, reported here with positions instead of after a deploy.
+    cx.at_most(
+        &l.timeout,
+        load.timeout,
+        crate::load::MAX_TIMEOUT,
+        "timeout",
+    );
+    let total = load.duration.saturating_add(load.warmup);
+    if total > crate::load::MAX_DURATION {
+        cx.err_help(
+            l.duration.span(),
+            format!(
+                "warmup plus duration is {:.0}s, more than the load generator's limit of {}s",
+                total.as_secs_f64(),
+                crate::load::MAX_DURATION.as_secs()
+            ),
+            "shorten `duration` or `warmup`",
+        );
+    }
+
+    let t = raw.thresholds.get_ref();
+    let max_p99 = *t.max_p99_ms.get_ref();
+    if !(max_p99 > 0.0 && max_p99.is_finite()) {
+        cx.err_help(
+            t.max_p99_ms.span(),
+            format!("max_p99_ms {max_p99} is out of range"),
+            "write a positive number of milliseconds, e.g. 1000",
+        );
+    }
+    let thresholds = Thresholds {
+        min_rate_ratio: cx.ratio(&t.min_rate_ratio, "min_rate_ratio"),
+        min_success: cx.ratio(&t.min_success, "min_success"),
+        max_p99_ms: max_p99,
+    };
+
+    let restart = match &raw.restart {
+        None => RestartSpec {
+            policy: "on-failure".into(),
+            max_retries: 10,
+            unhealthy_grace: Duration::from_secs(10),
+            builder_max: 3,
+        },
+        Some(r) => {
+            let r = r.get_ref();
+            let policy = match &r.policy {
+                Some(p) => {
+                    cx.one_of(p, POLICIES, "restart policy");
+                    p.get_ref().clone()
+                }
+                None => "on-failure".into(),
+            };
+            RestartSpec {
+                policy,
+                max_retries: cx.int(&r.max_retries, 10, 0, 1000, "max_retries"),
+                unhealthy_grace: cx.duration(
+                    &r.unhealthy_grace,
+                    Duration::from_secs(10),
+                    "unhealthy_grace",
+                ),
+                builder_max: cx.int(&r.builder_max, 3, 0, 100, "builder_max"),
+            }
+        }
+    };
+    cx.0.finish(Stack {
+        file: file.to_path_buf(),
+        services,
+        load_balancer,
+        load,
+        thresholds,
+        restart,
+    })
+}
+
+/// Dependencies first, otherwise alphabetical; `None` on a cycle.
+fn start_order(names: &[String], deps: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    let mut order: Vec<String> = Vec::new();
+    while order.len() < names.len() {
+        let next = names.iter().find(|n| {
+            !order.contains(n)
+                && deps
+                    .get(*n)
+                    .is_none_or(|d| d.iter().all(|x| order.contains(x)))
+        })?;
+        order.push(next.clone());
+    }
+    Some(order)
+}
