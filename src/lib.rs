@@ -33,7 +33,7 @@
 //! manifest    dist/manifest.json: every artifact with sha256, size, version, commit
 //!
 //! utilities:
-//! digest      sha256 digests of files and bytes, the `sha256:` form
+//! digest      the sha256 `Digest` (one parse, one display, bare-hex serde) and file hashing
 //! durable     the one durable write: temp beside, fsync, rename, fsync the directory
 //! fslock      exclusive flock on a lock file for work that must be serialised
 //! interrupt   the process-wide stop flag for synchronous work (Ctrl-C)

@@ -364,14 +364,13 @@ fn write_outputs(
     arts.sort_by(|a, b| a.path.cmp(&b.path));
     for a in arts {
         let rel = &a.path;
-        match crate::digest::sha256_file(&paths.dist.join(rel)) {
-            Ok(sum) if sum.eq_ignore_ascii_case(a.sha256.trim_start_matches("sha256:")) => {
-                sums.push_str(&format!("{sum}  {rel}\n"))
-            }
+        match crate::digest::Digest::of_file(&paths.dist.join(rel)) {
+            Ok(sum) if sum == a.sha256 => sums.push_str(&format!("{}  {rel}\n", sum.hex())),
             Ok(sum) => reporter.warn(format!(
-                "left `{rel}` out of SHA256SUMS: it has sha256 {sum}, but manifest.json records \
+                "left `{rel}` out of SHA256SUMS: it has sha256 {}, but manifest.json records \
                  {}; it changed after packaging",
-                a.sha256
+                sum.hex(),
+                a.sha256.hex()
             )),
             Err(e) => reporter.warn(format!("left `{rel}` out of SHA256SUMS: {e:#}")),
         }

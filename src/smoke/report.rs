@@ -171,7 +171,7 @@ pub fn junit(r: &SmokeReport) -> String {
     prop("stack", &r.inputs.stack_file);
     prop("rate", &r.inputs.stack.load.rate.to_string());
     for a in &r.artifacts {
-        prop(&format!("{}:{}", a.kind, a.name), &a.sha256);
+        prop(&format!("{}:{}", a.kind, a.name), &a.sha256.hex());
     }
     x.push_str("    </properties>\n");
     for c in &r.checks {
