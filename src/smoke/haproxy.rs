@@ -486,7 +486,10 @@ max_p99_ms = 1000
     }
 
     #[test]
-    #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier: runs the real haproxy")]
+    #[cfg_attr(
+        not(feature = "engine-tests"),
+        ignore = "engine tier: runs the real haproxy"
+    )]
     fn haproxy_accepts_the_config_at_every_limit_of_the_stack() {
         // The largest values the stack accepts: 7-day timers (HAProxy's limit is ~24.8 days),
         // rise/fall/retries 100, port 65535, 64 replicas of a 27-character service.
@@ -590,7 +593,10 @@ max_p99_ms = 1000
     }
 
     #[test]
-    #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier: runs the real haproxy")]
+    #[cfg_attr(
+        not(feature = "engine-tests"),
+        ignore = "engine tier: runs the real haproxy"
+    )]
     fn haproxy_reads_awkward_values_as_written() {
         let mut stack = stack_of(&awkward_stack("100ms"));
         // A stack file name can hold a newline; it lands in a comment and must stay there.
