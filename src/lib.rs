@@ -31,6 +31,7 @@
 //! sign/       OpenPGP signing and verification (rPGP) for repositories and smoke reports
 //! docker/     the only module that talks to the Docker engine: connect, labels, cleanup, gc
 //! manifest    dist/manifest.json: every artifact with sha256, size, version, commit
+//! junit       the one JUnit XML writer: the smoke gate's suite and the pipeline's stages
 //!
 //! utilities:
 //! digest      the sha256 `Digest` (one parse, one display, bare-hex serde) and file hashing
@@ -58,6 +59,7 @@ pub mod error;
 pub mod fslock;
 pub mod image;
 pub mod interrupt;
+pub mod junit;
 pub mod load;
 pub mod manifest;
 pub mod oci;
