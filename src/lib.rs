@@ -34,9 +34,10 @@
 //! docker/     the only module that talks to the Docker engine (clippy.toml holds the rule):
 //!             Engine (connection) and Session (run, stage, cleanup guard, cancel), gc
 //! manifest    dist/manifest.json: every artifact with sha256, size, version, commit
+//! junit       the one JUnit XML writer: the smoke gate's suite and the pipeline's stages
 //!
 //! utilities:
-//! digest      sha256 digests of files and bytes, the `sha256:` form
+//! digest      the sha256 `Digest` (one parse, one display, bare-hex serde) and file hashing
 //! durable     the one durable write: temp beside, fsync, rename, fsync the directory
 //! fslock      exclusive flock on a lock file for work that must be serialised
 //! interrupt   the process-wide stop flag for synchronous work (Ctrl-C)
@@ -62,6 +63,7 @@ pub mod error;
 pub mod fslock;
 pub mod image;
 pub mod interrupt;
+pub mod junit;
 pub mod load;
 pub mod manifest;
 pub mod oci;

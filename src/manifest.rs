@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::digest::Digest;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
@@ -31,14 +32,16 @@ pub struct Artifact {
     pub architecture: Option<String>,
     /// Path relative to dist/.
     pub path: String,
-    pub sha256: String,
+    /// Bare hex in the file, like SHA256SUMS.
+    #[serde(with = "crate::digest::bare")]
+    pub sha256: Digest,
     pub size: u64,
-    /// Image id (`sha256:` of the config), for images.
+    /// Image id (the digest of the config), for images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_id: Option<String>,
+    pub image_id: Option<Digest>,
     /// Manifest digest, for images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
     /// `name:version` tag the image was loaded as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,

@@ -31,7 +31,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     binary: PathBuf,
     deb: PathBuf,
-    deb_sha256: String,
+    deb_sha256: builder::digest::Digest,
     version: String,
     run: String,
 }
@@ -294,7 +294,7 @@ async fn image_loads_runs_as_nonroot_and_holds_only_the_service() {
     // The engine has it under the computed id.
     let (ok, id, err) = docker(&["image", "inspect", "--format", "{{.Id}}", &img.tag]);
     assert!(ok, "{err}");
-    assert_eq!(id, img.image_id);
+    assert_eq!(id, img.image_id.to_string());
 
     let labels = format!("io.builder.run=test-image-{}", f.run);
     let (ok, cid, err) = docker(&[
@@ -465,19 +465,19 @@ async fn skopeo_and_inspect_read_the_tar() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["Digest"], img.manifest_digest);
-    assert_eq!(v["Layers"][1], img.app_layer_digest);
+    assert_eq!(v["Digest"], img.manifest_digest.to_string());
+    assert_eq!(v["Layers"][1], img.app_layer_digest.to_string());
     assert_eq!(
         v["Labels"]["io.builder.deb.sha256"],
-        fixture().deb_sha256.trim_start_matches("sha256:")
+        fixture().deb_sha256.hex()
     );
 
     let i = builder::oci::inspect(&img.path).unwrap();
-    assert_eq!(i.image_id, img.image_id);
-    assert_eq!(i.manifest_digest, img.manifest_digest);
+    assert_eq!(i.image_id, img.image_id.to_string());
+    assert_eq!(i.manifest_digest, img.manifest_digest.to_string());
     assert_eq!(i.repo_tags, std::slice::from_ref(&img.tag));
     assert_eq!(i.layers.len(), 2);
-    assert_eq!(i.layers[1].digest, img.app_layer_digest);
+    assert_eq!(i.layers[1].digest, img.app_layer_digest.to_string());
     assert_eq!(i.config.ports, ["8080/tcp"]);
     assert_eq!(i.config.user, "65532:65532");
     assert!(i.config.env.iter().any(|e| e == "GREETING=hello"));
@@ -508,7 +508,8 @@ async fn skopeo_and_inspect_read_the_tar() {
     );
     let human = String::from_utf8_lossy(&out.stdout);
     assert!(
-        human.contains(&img.image_id) && human.contains(&img.app_layer_digest),
+        human.contains(&img.image_id.to_string())
+            && human.contains(&img.app_layer_digest.to_string()),
         "{human}"
     );
     let out = Command::new(bin)
@@ -522,9 +523,9 @@ async fn skopeo_and_inspect_read_the_tar() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["image_id"], img.image_id);
+    assert_eq!(v["image_id"], img.image_id.to_string());
     assert_eq!(v["config"]["ports"][0], "8080/tcp");
-    assert_eq!(v["layers"][1]["digest"], img.app_layer_digest);
+    assert_eq!(v["layers"][1]["digest"], img.app_layer_digest.to_string());
     // A tar that is not an image is a usage error that says so.
     let plain = proj.path().join("plain.tar");
     let status = Command::new("tar")
@@ -544,7 +545,7 @@ async fn skopeo_and_inspect_read_the_tar() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an OCI image tar"));
     assert!(
-        text.contains(&img.image_id) && text.contains("8080/tcp"),
+        text.contains(&img.image_id.to_string()) && text.contains("8080/tcp"),
         "{text}"
     );
 }
@@ -564,7 +565,7 @@ async fn packaging_twice_gives_the_same_bytes() {
     assert_eq!(a.image_id, b.image_id);
     assert_eq!(a.manifest_digest, b.manifest_digest);
     assert_eq!(sha256_file(&a.path), sha256_file(&b.path));
-    assert_eq!(a.tar_sha256, format!("sha256:{}", sha256_file(&b.path)));
+    assert_eq!(a.tar_sha256.hex(), sha256_file(&b.path));
     // Nothing is left behind beside the image.
     let left: Vec<_> = std::fs::read_dir(p1.path().join("dist/images"))
         .unwrap()
@@ -635,7 +636,7 @@ async fn rebase_keeps_the_app_layer_and_starts_no_container() {
     assert!(made.is_empty(), "containers were made: {made:?}");
     let (ok, id, err) = docker(&["image", "inspect", "--format", "{{.Id}}", &rebased.tag]);
     assert!(ok, "{err}");
-    assert_eq!(id, rebased.image_id);
+    assert_eq!(id, rebased.image_id.to_string());
 }
 
 fn chrono_free_now() -> u64 {

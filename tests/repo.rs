@@ -750,7 +750,7 @@ fn builder_written_debs_publish_resolve_and_roll_back_via_cli() {
         .unwrap();
         debs.push(DebArtifact {
             path: out,
-            sha256: info.sha256,
+            sha256: info.sha256.hex(),
         });
     }
     repo::publish(&cfg(&root), &keys.signer, &debs[..1], "r1", &q()).unwrap();

@@ -82,7 +82,7 @@ pub async fn run(args: PackageArgs, paths: &Paths, reporter: &Reporter) -> anyho
         reporter.json(&results)?;
     } else {
         for r in &results {
-            reporter.output(format!("{}  {}", r.deb.sha256, r.deb.path.display()));
+            reporter.output(format!("{}  {}", r.deb.sha256.hex(), r.deb.path.display()));
             if let Some(i) = &r.image {
                 reporter.output(format!("{}  {}  {}", i.image_id, i.tag, i.path.display()));
             }

@@ -80,7 +80,8 @@ pub struct DebSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DebInfo {
     pub path: PathBuf,
-    pub sha256: String,
+    #[serde(with = "crate::digest::bare")]
+    pub sha256: crate::digest::Digest,
     pub size: u64,
     pub installed_size_kib: u64,
 }

@@ -192,7 +192,7 @@ pub fn write_deb(spec: &DebSpec, out: &Path) -> anyhow::Result<DebInfo> {
     crate::durable::persist(out_tmp, out)?;
     Ok(DebInfo {
         path: out.to_path_buf(),
-        sha256: sha.trim_start_matches("sha256:").to_string(),
+        sha256: sha,
         size: len,
         installed_size_kib,
     })

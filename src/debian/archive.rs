@@ -245,8 +245,7 @@ impl Archive {
             .filter(|d| {
                 let path = deb_path(&d.sha256);
                 let good = cached_ok(&path, d.size)
-                    && crate::digest::sha256_file(&path)
-                        .is_ok_and(|h| h.trim_start_matches("sha256:") == d.sha256);
+                    && crate::digest::sha256_file(&path).is_ok_and(|h| h == d.sha256);
                 if !good {
                     let _ = std::fs::remove_file(&path);
                 }

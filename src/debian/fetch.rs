@@ -163,7 +163,7 @@ impl Fetcher {
                 Err(e) => return Err(e),
             }
             let (mut file, got, n) = w.finish();
-            let got = got.trim_start_matches("sha256:").to_string();
+            let got = got.hex();
             file.flush().map_err(|e| local_write(dest, e))?;
             drop(file);
             if n != expect.size {

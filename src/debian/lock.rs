@@ -319,7 +319,7 @@ impl Lock {
 /// `sha256:` of a canonical JSON value: the `inputs` of a set.
 pub fn inputs_digest(value: &serde_json::Value) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    format!("sha256:{}", crate::digest::sha256_hex(&bytes))
+    crate::digest::Digest::of(&bytes).to_string()
 }
 
 #[cfg(test)]

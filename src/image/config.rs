@@ -22,11 +22,11 @@ pub struct ConfigInput<'a> {
     /// The base's environment, `KEY=value`.
     pub base_env: &'a [String],
     pub deb_file_name: &'a str,
-    pub deb_sha256: &'a str,
-    pub base_diff_id: &'a str,
+    pub deb_sha256: &'a crate::digest::Digest,
+    pub base_diff_id: &'a crate::digest::Digest,
     /// The dependency layer: its diff_id and the packages it holds (`name version`).
-    pub deps: Option<(&'a str, &'a [String])>,
-    pub app_diff_id: &'a str,
+    pub deps: Option<(&'a crate::digest::Digest, &'a [String])>,
+    pub app_diff_id: &'a crate::digest::Digest,
     /// SOURCE_DATE_EPOCH.
     pub created: u64,
     pub revision: Option<&'a str>,
@@ -82,7 +82,7 @@ pub fn image_config(i: &ConfigInput<'_>) -> ImageConfig {
             labels.insert(k.clone(), v.clone());
         }
     }
-    labels.insert(LABEL_DEB_SHA256.into(), i.deb_sha256.to_string());
+    labels.insert(LABEL_DEB_SHA256.into(), i.deb_sha256.hex());
 
     let exposed_ports = spec
         .ports
@@ -128,7 +128,7 @@ pub fn image_config(i: &ConfigInput<'_>) -> ImageConfig {
         .chain(std::iter::once(History {
             created: Some(created),
             created_by: Some(format!("builder: files of {}", i.deb_file_name)),
-            comment: Some(format!("sha256:{}", i.deb_sha256)),
+            comment: Some(i.deb_sha256.to_string()),
             empty_layer: false,
         }))
         .collect(),

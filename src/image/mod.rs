@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::Tree;
 use crate::base::BaseImages;
+use crate::digest::Digest;
 use crate::error::usage;
 use crate::oci::{compress_tar_file, compress_tree, write_image_tar, ImageParts, LayerBlob};
 
@@ -56,24 +57,24 @@ pub struct ImageResult {
     pub tag: String,
     /// `dist/images/<name>_<version>.tar`
     pub path: PathBuf,
-    /// `sha256:` of the config: the Docker image id.
-    pub image_id: String,
-    pub manifest_digest: String,
+    /// Digest of the config: the Docker image id.
+    pub image_id: Digest,
+    pub manifest_digest: Digest,
     /// The base layer's blob digest.
-    pub base_layer_digest: String,
+    pub base_layer_digest: Digest,
     /// The dependency layer's blob digest, when the base lacks some of the package's
     /// Depends.
-    pub deps_layer_digest: Option<String>,
+    pub deps_layer_digest: Option<Digest>,
     /// The packages of the dependency layer (`name version`), as locked.
     pub dependencies: Vec<String>,
     /// The application layer's blob digest (unchanged by a rebase).
-    pub app_layer_digest: String,
+    pub app_layer_digest: Digest,
     pub base: String,
     /// Uncompressed size of the layers (about what `docker images` shows).
     pub size: u64,
     /// Size and sha256 of the tar file.
     pub tar_size: u64,
-    pub tar_sha256: String,
+    pub tar_sha256: Digest,
     /// Whether it was loaded into the engine.
     pub loaded: bool,
 }
@@ -228,13 +229,16 @@ pub fn deb_mtime(deb: &Path) -> Option<u64> {
 fn base_blob(tar: &Path, diff_id: &str) -> anyhow::Result<LayerBlob> {
     #[derive(Serialize, Deserialize)]
     struct Meta {
-        digest: String,
+        digest: Digest,
         size: u64,
-        diff_id: String,
+        diff_id: Digest,
         uncompressed_size: u64,
     }
+    let diff_id: Digest = diff_id
+        .parse()
+        .with_context(|| format!("the base rootfs `{}` has a bad diff_id", tar.display()))?;
     let dir = crate::project::cache_dir().join("oci-layers");
-    let hex = diff_id.trim_start_matches("sha256:");
+    let hex = diff_id.hex();
     let blob = dir.join(format!("{hex}.tar.gz"));
     let meta_path = dir.join(format!("{hex}.json"));
     if let Ok(text) = std::fs::read_to_string(&meta_path) {
@@ -269,9 +273,9 @@ fn base_blob(tar: &Path, diff_id: &str) -> anyhow::Result<LayerBlob> {
     crate::durable::persist(tmp, &blob)?;
     made.path = blob;
     let meta = Meta {
-        digest: made.digest.clone(),
+        digest: made.digest,
         size: made.size,
-        diff_id: made.diff_id.clone(),
+        diff_id: made.diff_id,
         uncompressed_size: made.uncompressed_size,
     };
     crate::durable::write(&meta_path, &serde_json::to_vec(&meta)?)?;
@@ -283,7 +287,7 @@ fn write_image(
     paths: &Paths,
     recipe: &Recipe,
     deb: &Path,
-    deb_sha256: &str,
+    deb_sha256: &Digest,
     base_name: &str,
     opts: &ImageOptions,
     reporter: &Reporter,
@@ -345,7 +349,6 @@ fn write_image(
     let app_layer = compress_tree(&app, app_mtime, &work.path().join("app.tar.gz"))
         .with_context(|| format!("could not write the application layer of `{repo_tag}`"))?;
 
-    let deb_sha256 = deb_sha256.trim_start_matches("sha256:");
     let deb_file_name = deb
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -362,15 +365,15 @@ fn write_image(
         deps: deps_layer
             .as_ref()
             .zip(deps.as_ref())
-            .map(|(l, d)| (l.diff_id.as_str(), d.set.set.packages.as_slice())),
+            .map(|(l, d)| (&l.diff_id, d.set.set.packages.as_slice())),
         app_diff_id: &app_layer.diff_id,
         created: opts.mtime,
         revision: opts.revision.as_deref(),
         source: opts.source.as_deref(),
     });
-    let deps_layer_digest = deps_layer.as_ref().map(|l| l.digest.clone());
-    let app_layer_digest = app_layer.digest.clone();
-    let base_layer_digest = base_layer.digest.clone();
+    let deps_layer_digest = deps_layer.as_ref().map(|l| l.digest);
+    let app_layer_digest = app_layer.digest;
+    let base_layer_digest = base_layer.digest;
     let layers: Vec<LayerBlob> = std::iter::once(base_layer)
         .chain(deps_layer)
         .chain(std::iter::once(app_layer))
@@ -626,7 +629,7 @@ pub async fn load_image(result: &ImageResult, reporter: &Reporter) -> anyhow::Re
         ))
     })?;
     let id = inspect.id;
-    if id != result.image_id {
+    if id != result.image_id.to_string() {
         return Err(crate::error::failed(format!(
             "the engine gave `{}` the id {id}, builder computed {}; the engine changed the image \
              while loading it",
@@ -636,14 +639,14 @@ pub async fn load_image(result: &ImageResult, reporter: &Reporter) -> anyhow::Re
     Ok(())
 }
 
-/// Makes the image of `recipe` from its .deb `deb` (whose sha256 hex is `deb_sha256`) on
+/// Makes the image of `recipe` from its .deb `deb` (whose digest is `deb_sha256`) on
 /// the recipe's base or on `base_override` (a rebase: no build, no container), writes
 /// `dist/images/<name>_<version>.tar` atomically and, with `opts.load`, loads it into Docker.
 pub async fn build_image(
     paths: &Paths,
     recipe: &Recipe,
     deb: &Path,
-    deb_sha256: &str,
+    deb_sha256: &Digest,
     base_override: Option<&str>,
     opts: &ImageOptions,
     reporter: &Reporter,
@@ -656,7 +659,7 @@ pub async fn build_image(
         paths.clone(),
         recipe.clone(),
         deb.to_path_buf(),
-        deb_sha256.to_string(),
+        *deb_sha256,
         opts.clone(),
         reporter.clone(),
     );
@@ -672,7 +675,7 @@ pub async fn build_image(
     progress.finish(format!(
         "{} {} ({})",
         result.tag,
-        &result.image_id[..result.image_id.len().min(19)],
+        &result.image_id.to_string()[..19],
         crate::oci::inspect::human_size(result.size)
     ));
     Ok(result)

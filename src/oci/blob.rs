@@ -7,11 +7,10 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::archive::{write_tar, TarOptions, Tree};
+use crate::digest::Digest;
 use anyhow::Context;
 use flate2::{Compression, GzBuilder};
-use sha2::{Digest, Sha256};
-
-use crate::archive::{write_tar, TarOptions, Tree};
 
 /// gzip level of every layer. Fixed: the level is part of the bytes, so changing it changes
 /// every digest builder has ever produced.
@@ -22,25 +21,20 @@ const GZIP_LEVEL: u32 = 6;
 pub struct LayerBlob {
     /// The gzip file.
     pub path: PathBuf,
-    /// `sha256:<hex>` of the gzip bytes.
-    pub digest: String,
+    /// Digest of the gzip bytes.
+    pub digest: Digest,
     /// Size of the gzip bytes.
     pub size: u64,
-    /// `sha256:<hex>` of the uncompressed tar.
-    pub diff_id: String,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
     /// Size of the uncompressed tar.
     pub uncompressed_size: u64,
 }
 
 pub use crate::digest::HashWriter;
 
-/// `sha256:<hex>` of bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// `sha256:<hex>` and size of a file.
-pub fn file_digest(path: &Path) -> anyhow::Result<(String, u64)> {
+/// Digest and size of a file.
+pub fn file_digest(path: &Path) -> anyhow::Result<(Digest, u64)> {
     if !std::fs::metadata(path)
         .with_context(|| format!("could not open `{}`", path.display()))?
         .is_file()
@@ -185,13 +179,13 @@ mod tests {
         assert_eq!(a.diff_id, b.diff_id);
 
         let gz = std::fs::read(&a.path).unwrap();
-        assert_eq!(sha256_digest(&gz), a.digest);
+        assert_eq!(Digest::of(&gz), a.digest);
         assert_eq!(gz.len() as u64, a.size);
         // No timestamp in the gzip header.
         assert_eq!(&gz[4..8], &[0, 0, 0, 0]);
         let mut tar = Vec::new();
         GzDecoder::new(&gz[..]).read_to_end(&mut tar).unwrap();
-        assert_eq!(sha256_digest(&tar), a.diff_id);
+        assert_eq!(Digest::of(&tar), a.diff_id);
         assert_eq!(tar.len() as u64, a.uncompressed_size);
 
         // Compressing the same tar from a file gives the same blob.

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use flate2::read::MultiGzDecoder;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
 
 use super::spec::{DockerManifestEntry, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME};
 use crate::deb::limits::{self, human, TarGuard};
@@ -94,7 +96,7 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
-fn read_blob(entry: impl Read, name: &str) -> anyhow::Result<(String, Blob)> {
+fn read_blob(entry: impl Read, name: &str) -> anyhow::Result<(Digest, Blob)> {
     let mut r = HashReader {
         inner: entry,
         hasher: Sha256::new(),
@@ -121,13 +123,13 @@ fn read_blob(entry: impl Read, name: &str) -> anyhow::Result<(String, Blob)> {
         std::io::copy(&mut gz, &mut std::io::sink())
             .with_context(|| format!("`{name}` is not a valid gzip stream"))?;
         unpacked = Some((
-            format!("sha256:{}", hex::encode(gz.hasher.finalize())),
+            Digest::from_bytes(gz.hasher.finalize().into()).to_string(),
             gz.count,
         ));
     }
     // Drain what the decoder did not need (trailing bytes still belong to the digest).
     std::io::copy(&mut chained, &mut std::io::sink())?;
-    let digest = format!("sha256:{}", hex::encode(r.hasher.finalize()));
+    let digest = Digest::from_bytes(r.hasher.finalize().into());
     Ok((
         digest,
         Blob {
@@ -185,14 +187,14 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
         if let Some(hex) = name.strip_prefix("blobs/sha256/") {
             let (digest, mut blob) = read_blob(&mut entry, &name)
                 .with_context(|| format!("could not read `{name}` in `{}`", path.display()))?;
-            if digest != format!("sha256:{hex}") {
+            if Digest::from_hex(hex) != Ok(digest) {
                 bail!(
                     "`{name}` in `{}` is corrupt: its content hashes to {digest}",
                     path.display()
                 );
             }
             blob.offset = offset;
-            blobs.insert(digest, blob);
+            blobs.insert(digest.to_string(), blob);
         } else if matches!(name.as_str(), "index.json" | "manifest.json" | "oci-layout") {
             let buf = read_small(&mut entry, size, &name, path)?;
             files.insert(name, buf);
@@ -229,7 +231,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
         f.seek(SeekFrom::Start(blob.offset))
             .with_context(|| format!("could not read `{}`", path.display()))?;
         let bytes = read_small(f, blob.size, &name, path)?;
-        if super::blob::sha256_digest(&bytes) != digest {
+        if Digest::of(&bytes).to_string() != digest {
             bail!(
                 "`{}` changed while it was read: the {what} blob {digest} no longer matches",
                 path.display()

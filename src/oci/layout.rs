@@ -11,13 +11,13 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::blob::{sha256_digest, HashWriter, LayerBlob};
+use super::blob::{HashWriter, LayerBlob};
 use super::spec::{
-    blob_path, Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest,
-    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER_GZIP,
-    MEDIA_MANIFEST, OCI_LAYOUT,
+    Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest, ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, OCI_LAYOUT,
 };
 use crate::archive::{write_tar, FileSource, TarOptions, Tree};
+use crate::digest::Digest;
 
 /// What goes into one image tar.
 pub struct ImageParts<'a> {
@@ -35,12 +35,12 @@ pub struct ImageParts<'a> {
 /// Digests of what [`write_image_tar`] wrote.
 #[derive(Debug, Clone)]
 pub struct WrittenImage {
-    /// `sha256:<hex>` of the config: the Docker image id.
-    pub config_digest: String,
-    pub manifest_digest: String,
+    /// Digest of the config: the Docker image id.
+    pub config_digest: Digest,
+    pub manifest_digest: Digest,
     pub manifest: Manifest,
     /// sha256 of the whole tar file.
-    pub tar_digest: String,
+    pub tar_digest: Digest,
     /// Size of the tar file.
     pub tar_size: u64,
 }
@@ -49,13 +49,13 @@ pub struct WrittenImage {
 /// reader never sees a half-written image.
 pub fn write_image_tar(dst: &Path, parts: &ImageParts<'_>) -> anyhow::Result<WrittenImage> {
     let config_bytes = serde_json::to_vec(parts.config).context("could not encode the config")?;
-    let config_digest = sha256_digest(&config_bytes);
+    let config_digest = Digest::of(&config_bytes);
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(MEDIA_MANIFEST.to_string()),
         config: Descriptor {
             media_type: MEDIA_CONFIG.to_string(),
-            digest: config_digest.clone(),
+            digest: config_digest.to_string(),
             size: config_bytes.len() as u64,
             annotations: BTreeMap::new(),
         },
@@ -64,14 +64,14 @@ pub fn write_image_tar(dst: &Path, parts: &ImageParts<'_>) -> anyhow::Result<Wri
             .iter()
             .map(|l| Descriptor {
                 media_type: MEDIA_LAYER_GZIP.to_string(),
-                digest: l.digest.clone(),
+                digest: l.digest.to_string(),
                 size: l.size,
                 annotations: BTreeMap::new(),
             })
             .collect(),
     };
     let manifest_bytes = serde_json::to_vec(&manifest).context("could not encode the manifest")?;
-    let manifest_digest = sha256_digest(&manifest_bytes);
+    let manifest_digest = Digest::of(&manifest_bytes);
     let mut annotations = BTreeMap::new();
     annotations.insert(ANNOTATION_REF_NAME.to_string(), parts.ref_name.to_string());
     annotations.insert(
@@ -83,15 +83,15 @@ pub fn write_image_tar(dst: &Path, parts: &ImageParts<'_>) -> anyhow::Result<Wri
         media_type: Some(MEDIA_INDEX.to_string()),
         manifests: vec![Descriptor {
             media_type: MEDIA_MANIFEST.to_string(),
-            digest: manifest_digest.clone(),
+            digest: manifest_digest.to_string(),
             size: manifest_bytes.len() as u64,
             annotations,
         }],
     };
     let docker = vec![DockerManifestEntry {
-        config: blob_path(&config_digest),
+        config: config_digest.blob_path(),
         repo_tags: vec![parts.repo_tag.to_string()],
-        layers: parts.layers.iter().map(|l| blob_path(&l.digest)).collect(),
+        layers: parts.layers.iter().map(|l| l.digest.blob_path()).collect(),
     }];
 
     let mut tree = Tree::new();
@@ -99,8 +99,8 @@ pub fn write_image_tar(dst: &Path, parts: &ImageParts<'_>) -> anyhow::Result<Wri
         |e: crate::archive::TreeError| anyhow::anyhow!("could not lay out the image: {e}");
     tree.add_dir("blobs", 0o755).map_err(tree_err)?;
     tree.add_dir("blobs/sha256", 0o755).map_err(tree_err)?;
-    let mut add_blob = |digest: &str, src: FileSource| -> anyhow::Result<()> {
-        let path = blob_path(digest);
+    let mut add_blob = |digest: &Digest, src: FileSource| -> anyhow::Result<()> {
+        let path = digest.blob_path();
         // The same bytes twice (two identical layers) are stored once, as in any CAS.
         if tree.get(&path).is_none() {
             tree.add_file(&path, 0o644, src).map_err(tree_err)?;

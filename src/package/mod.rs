@@ -13,6 +13,7 @@ use serde::Serialize;
 pub use deb::{build_dir, control_fields, spec};
 
 use crate::base::BaseImages;
+use crate::digest::Digest;
 use crate::image::{ImageOptions, ImageResult};
 use crate::manifest::{Artifact, Manifest};
 use crate::project::Paths;
@@ -47,7 +48,8 @@ pub struct DebResult {
     pub version: String,
     pub architecture: String,
     pub path: PathBuf,
-    pub sha256: String,
+    #[serde(with = "crate::digest::bare")]
+    pub sha256: Digest,
     pub size: u64,
     pub installed_size_kib: u64,
     pub source_date_epoch: u64,
@@ -126,7 +128,7 @@ fn write_deb(
             version: p.version(),
             architecture: Some(p.architecture.clone()),
             path: format!("debs/{}", p.deb_file_name()),
-            sha256: info.sha256.clone(),
+            sha256: info.sha256,
             size: info.size,
             image_id: None,
             digest: None,
@@ -178,11 +180,10 @@ async fn package_image(
             version: recipe.package.version(),
             architecture: Some(recipe.package.architecture.clone()),
             path: rel,
-            // The manifest spells every sha256 as bare hex, like SHA256SUMS.
-            sha256: image.tar_sha256.trim_start_matches("sha256:").to_string(),
+            sha256: image.tar_sha256,
             size: image.tar_size,
-            image_id: Some(image.image_id.clone()),
-            digest: Some(image.manifest_digest.clone()),
+            image_id: Some(image.image_id),
+            digest: Some(image.manifest_digest),
             tag: Some(image.tag.clone()),
             source_commit: revision,
         })
@@ -214,12 +215,13 @@ pub async fn rebase(
             ))
         })?;
     let path = paths.dist.join(&recorded.path);
-    let sha256 = crate::digest::sha256_file(&path)?;
+    let sha256 = Digest::of_file(&path)?;
     if sha256 != recorded.sha256 {
         return Err(crate::error::failed(format!(
-            "`{}` changed since it was packaged (sha256 {sha256}, manifest says {}): run `builder package {}` again",
+            "`{}` changed since it was packaged (sha256 {}, manifest says {}): run `builder package {}` again",
             path.display(),
-            recorded.sha256,
+            sha256.hex(),
+            recorded.sha256.hex(),
             p.name
         )));
     }

@@ -7,7 +7,7 @@
 //! Exit codes come from the error that stopped the chain (see [`crate::error`]): 2 for a
 //! recipe error, 3 for the environment, 1 for a failed build, gate or promotion.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -15,9 +15,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::durable::write as write_atomic;
+use crate::junit;
 use crate::project::Paths;
 use crate::report::Reporter;
-use crate::smoke::report::esc;
 
 /// Options of one pipeline run.
 #[derive(Debug, Clone, Default)]
@@ -34,11 +34,30 @@ pub struct PipelineOptions {
     pub signing_key: Option<PathBuf>,
 }
 
+/// How a stage ended; written as `passed`, `failed` or `skipped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageStatus {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+impl std::fmt::Display for StageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, not `write_str`: the table in `builder pipeline` aligns it with `{:<8}`.
+        f.pad(match self {
+            StageStatus::Passed => "passed",
+            StageStatus::Failed => "failed",
+            StageStatus::Skipped => "skipped",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StageResult {
     pub stage: String,
-    /// `passed`, `failed` or `skipped`.
-    pub status: String,
+    pub status: StageStatus,
     pub seconds: f64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
@@ -72,11 +91,11 @@ pub async fn run(
     let mut stages: Vec<StageResult> = Vec::new();
     let mut out = RunOutputs::default();
     let result = chain(paths, opts, reporter, cancel, &mut stages, &mut out).await;
-    let smoke_dir = out.smoke_dir;
+    let (smoke_dir, smoke_suite) = (out.smoke_dir, out.smoke_suite);
     for name in STAGES.iter().skip(stages.len()) {
         stages.push(StageResult {
             stage: name.to_string(),
-            status: "skipped".into(),
+            status: StageStatus::Skipped,
             seconds: 0.0,
             detail: String::new(),
         });
@@ -97,7 +116,7 @@ pub async fn run(
     let written = write_outputs(
         paths,
         &summary,
-        smoke_dir.as_deref(),
+        smoke_suite.as_ref(),
         out.produced.as_ref(),
         reporter,
     );
@@ -110,6 +129,8 @@ pub async fn run(
 #[derive(Default)]
 struct RunOutputs {
     smoke_dir: Option<PathBuf>,
+    /// The smoke gate's JUnit suite, embedded in the pipeline's `junit.xml`.
+    smoke_suite: Option<junit::Suite>,
     /// The files this run's package stage wrote (absolute); `None` when it did not run.
     produced: Option<std::collections::BTreeSet<PathBuf>>,
 }
@@ -128,12 +149,12 @@ async fn stage<T>(
     let outcome = work.await;
     let seconds = start.elapsed().as_secs_f64();
     let (status, detail) = match &outcome {
-        Ok((_, d)) => ("passed", d.clone()),
-        Err(e) => ("failed", format!("{e:#}")),
+        Ok((_, d)) => (StageStatus::Passed, d.clone()),
+        Err(e) => (StageStatus::Failed, format!("{e:#}")),
     };
     stages.push(StageResult {
         stage: name.into(),
-        status: status.into(),
+        status,
         seconds,
         detail,
     });
@@ -226,6 +247,7 @@ async fn chain(
         };
         let outcome = crate::smoke::run(paths, &smoke_opts, reporter, cancel.clone()).await?;
         out.smoke_dir = Some(outcome.dir.clone());
+        out.smoke_suite = Some(crate::smoke::report::junit_suite(&outcome.report));
         if !outcome.report.passed {
             return Err(crate::error::failed(format!(
                 "smoke gate failed (run {}): {}; report: {}",
@@ -244,7 +266,7 @@ async fn chain(
     let Some(env) = &promote_to else {
         stages.push(StageResult {
             stage: "promote".into(),
-            status: "skipped".into(),
+            status: StageStatus::Skipped,
             seconds: 0.0,
             detail: "--no-promote".into(),
         });
@@ -334,17 +356,16 @@ pub fn ensure_signing_key(paths: &Paths, reporter: &Reporter) -> anyhow::Result<
 fn write_outputs(
     paths: &Paths,
     summary: &PipelineSummary,
-    smoke_dir: Option<&Path>,
+    smoke_suite: Option<&junit::Suite>,
     produced: Option<&std::collections::BTreeSet<PathBuf>>,
     reporter: &Reporter,
 ) -> anyhow::Result<()> {
     let mut json = serde_json::to_vec_pretty(summary)?;
     json.push(b'\n');
     write_atomic(&paths.dist.join("pipeline.json"), &json)?;
-    let smoke_junit = smoke_dir.and_then(|d| std::fs::read_to_string(d.join("junit.xml")).ok());
     write_atomic(
         &paths.dist.join("junit.xml"),
-        junit(summary, smoke_junit.as_deref()).as_bytes(),
+        junit_xml(summary, smoke_suite).as_bytes(),
     )?;
     let manifest_path = paths.manifest();
     let _lock = crate::manifest::Manifest::lock(&manifest_path)?;
@@ -364,14 +385,13 @@ fn write_outputs(
     arts.sort_by(|a, b| a.path.cmp(&b.path));
     for a in arts {
         let rel = &a.path;
-        match crate::digest::sha256_file(&paths.dist.join(rel)) {
-            Ok(sum) if sum.eq_ignore_ascii_case(a.sha256.trim_start_matches("sha256:")) => {
-                sums.push_str(&format!("{sum}  {rel}\n"))
-            }
+        match crate::digest::Digest::of_file(&paths.dist.join(rel)) {
+            Ok(sum) if sum == a.sha256 => sums.push_str(&format!("{}  {rel}\n", sum.hex())),
             Ok(sum) => reporter.warn(format!(
-                "left `{rel}` out of SHA256SUMS: it has sha256 {sum}, but manifest.json records \
+                "left `{rel}` out of SHA256SUMS: it has sha256 {}, but manifest.json records \
                  {}; it changed after packaging",
-                a.sha256
+                sum.hex(),
+                a.sha256.hex()
             )),
             Err(e) => reporter.warn(format!("left `{rel}` out of SHA256SUMS: {e:#}")),
         }
@@ -380,54 +400,34 @@ fn write_outputs(
 }
 
 /// A testsuite with a testcase per stage, followed by the smoke gate's own testsuite.
-pub fn junit(summary: &PipelineSummary, smoke: Option<&str>) -> String {
-    let failures = summary
+pub fn junit_xml(summary: &PipelineSummary, smoke: Option<&junit::Suite>) -> String {
+    let cases = summary
         .stages
         .iter()
-        .filter(|s| s.status == "failed")
-        .count();
-    let skipped = summary
-        .stages
-        .iter()
-        .filter(|s| s.status == "skipped")
-        .count();
-    let total: f64 = summary.stages.iter().map(|s| s.seconds).sum();
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
-    out.push_str(&format!(
-        "  <testsuite name=\"builder pipeline\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{total:.3}\" timestamp=\"{}\">\n",
-        summary.stages.len(),
-        esc(&summary.started)
-    ));
-    for s in &summary.stages {
-        out.push_str(&format!(
-            "    <testcase classname=\"pipeline\" name=\"{}\" time=\"{:.3}\"",
-            s.stage, s.seconds
-        ));
-        match s.status.as_str() {
-            "failed" => out.push_str(&format!(
-                ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
-                esc(s.detail.lines().next().unwrap_or("failed")),
-                esc(&s.detail)
-            )),
-            "skipped" => out.push_str(">\n      <skipped/>\n    </testcase>\n"),
-            _ => out.push_str("/>\n"),
-        }
-    }
-    out.push_str("  </testsuite>\n");
-    if let Some(smoke) = smoke {
-        // Embed the smoke gate's suites (one testcase per threshold) without their header.
-        let body = smoke
-            .lines()
-            .filter(|l| {
-                !l.starts_with("<?xml")
-                    && !l.trim_start().starts_with("<testsuites")
-                    && !l.trim_start().starts_with("</testsuites")
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        out.push_str(&body);
-        out.push('\n');
-    }
-    out.push_str("</testsuites>\n");
-    out
+        .map(|s| junit::Case {
+            classname: "pipeline".into(),
+            name: s.stage.clone(),
+            time: s.seconds,
+            outcome: match s.status {
+                StageStatus::Passed => junit::Outcome::Passed(None),
+                StageStatus::Failed => junit::Outcome::Failed {
+                    message: s.detail.lines().next().unwrap_or("failed").to_string(),
+                    kind: None,
+                    text: s.detail.clone(),
+                },
+                StageStatus::Skipped => junit::Outcome::Skipped,
+            },
+        })
+        .collect();
+    let pipeline = junit::Suite {
+        name: "builder pipeline".into(),
+        time: summary.stages.iter().map(|s| s.seconds).sum(),
+        timestamp: summary.started.clone(),
+        properties: Vec::new(),
+        cases,
+        counts: junit::Counts::Skipped,
+    };
+    let mut suites = vec![pipeline];
+    suites.extend(smoke.cloned());
+    junit::render(None, &suites)
 }

@@ -64,8 +64,8 @@ fn check_sha(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<PathB
         )));
     }
     let (got, _, _) = repo::store::digest_file(&path)?;
-    let want = a.sha256.trim().trim_start_matches("sha256:");
-    if !got.eq_ignore_ascii_case(want) {
+    let want = a.sha256.hex();
+    if !got.eq_ignore_ascii_case(&want) {
         return Err(failed(format!(
             "{} {} {}: `{}` has sha256 {got}, but smoke run {run} passed sha256 {want}; the file \
              changed after the smoke test: run `builder smoke` again on what you mean to ship",
@@ -152,7 +152,7 @@ pub fn from_report(dist: &Path, r: &SmokeReport) -> anyhow::Result<Publication> 
                 p.debs.push((
                     DebArtifact {
                         path,
-                        sha256: a.sha256.trim().trim_start_matches("sha256:").to_string(),
+                        sha256: a.sha256.hex(),
                     },
                     Some(r.run.clone()),
                 ));
@@ -307,7 +307,7 @@ pub fn from_env(
                 r.run
             )));
         };
-        let want = a.sha256.trim().trim_start_matches("sha256:");
+        let want = a.sha256.hex();
         if !want.eq_ignore_ascii_case(&pkg.sha256) {
             return Err(failed(format!(
                 "{what}: `{env}` recorded sha256 {}, but smoke run {} passed sha256 {want}",

@@ -33,11 +33,11 @@ use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
+use crate::digest::Digest;
 use crate::repo::images::ImageEntry;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -429,7 +429,7 @@ impl Registry {
         let manifest = tokio::fs::read(&mpath)
             .await
             .with_context(|| format!("could not read `{}`", mpath.display()))?;
-        let got = format!("sha256:{}", hex::encode(Sha256::digest(&manifest)));
+        let got = Digest::of(&manifest).to_string();
         if got != image.digest {
             return Err(crate::error::failed(format!(
                 "manifest `{}` has sha256 {got}, but {} was approved: not pushing it",
@@ -519,7 +519,7 @@ impl Registry {
             return Err(self.unexpected(&format!("GET manifest {repo}:{tag}"), &get));
         }
         let header_digest = header(&get.headers, "docker-content-digest").unwrap_or_default();
-        let body_digest = format!("sha256:{}", hex::encode(Sha256::digest(&get.body)));
+        let body_digest = Digest::of(&get.body).to_string();
         if header_digest != image.digest || body_digest != image.digest {
             return Err(crate::error::failed(format!(
                 "registry `{}` serves {repo}:{tag} with digest {header_digest} (body sha256 \

@@ -63,7 +63,9 @@ pub struct ReportArtifact {
     pub version: String,
     /// Relative to dist/.
     pub path: String,
-    pub sha256: String,
+    /// Bare hex in the file; read leniently (whitespace, a `sha256:` prefix, uppercase).
+    #[serde(with = "crate::digest::bare")]
+    pub sha256: crate::digest::Digest,
     #[serde(default)]
     pub image_id: Option<String>,
     #[serde(default)]
@@ -285,7 +287,7 @@ mod tests {
             r#"{"schema":1,"run_id":"a","mode":"gate","finished":"2030-01-01T00:00:02Z",
                 "passed":false,"reasons":["p99 too high"],"artifacts":[{"kind":"deb",
                 "name":"x","version":"1","architecture":"amd64","path":"debs/x.deb",
-                "sha256":"00","size":3}],"percentiles":{"p50":1}}"#,
+                "sha256":"sha256:ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB","size":3}],"percentiles":{"p50":1}}"#,
         );
         write(
             t.path(),

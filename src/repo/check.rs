@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::store::{self, GenerationMeta, Layout, RepoLock, TempPlace};
 use super::{images, RepoConfig, KEY_FILES};
+use crate::digest::Digest;
 use crate::report::Reporter;
 
 /// What part of the repository a finding concerns, for machines reading `--json`.
@@ -422,13 +423,17 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
         if let Ok(rd) = fs::read_dir(images_dir.join("blobs").join("sha256")) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
+                let digest = Digest::from_hex(&name).ok();
                 if !store::is_leftover(TempPlace::Blobs, &name)
-                    && !blobs.contains(&format!("sha256:{name}"))
+                    && !digest.is_some_and(|d| blobs.contains(&d.to_string()))
                 {
                     report.found(
                         FindingKind::Unreferenced,
                         Some(show(&e.path())),
-                        format!("image blob sha256:{name} belongs to no generation"),
+                        match digest {
+                            Some(d) => format!("image blob {d} belongs to no generation"),
+                            None => format!("image blob sha256:{name} belongs to no generation"),
+                        },
                         true,
                     );
                 }

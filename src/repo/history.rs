@@ -21,12 +21,36 @@ pub struct HistoryArtifact {
     pub run: Option<String>,
 }
 
+/// What a history line records; written as `publish`, `rollback` or `prune`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryAction {
+    Publish,
+    Rollback,
+    Prune,
+}
+
+impl HistoryAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryAction::Publish => "publish",
+            HistoryAction::Rollback => "rollback",
+            HistoryAction::Prune => "prune",
+        }
+    }
+}
+
+impl std::fmt::Display for HistoryAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub time: String,
     pub generation: u64,
-    /// `publish`, `rollback` or `prune`.
-    pub action: String,
+    pub action: HistoryAction,
     /// publish: the artifacts added; rollback: what the restored generation holds;
     /// prune: the versions removed.
     pub artifacts: Vec<HistoryArtifact>,

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
 
 use crate::oci::spec::{
     Descriptor, Index, Manifest, ANNOTATION_REF_NAME, MEDIA_INDEX, MEDIA_MANIFEST, OCI_LAYOUT,
@@ -88,11 +90,6 @@ fn blob_file(images: &Path, digest: &str) -> PathBuf {
     images.join(crate::oci::spec::blob_path(digest))
 }
 
-fn hex_of(digest: &str) -> Option<&str> {
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
-}
-
 /// Reads an image tar, hashing every blob, and returns the image whose manifest digest is
 /// `want_digest` (or the only one when `None`) with every blob it needs checked present
 /// and intact. Nothing is written.
@@ -125,8 +122,12 @@ pub fn read_image_tar(
             ent.read_to_end(&mut b)
                 .with_context(|| format!("could not read index.json in `{}`", path.display()))?;
             index = Some(b);
-        } else if let Some(hex) = p.strip_prefix("blobs/sha256/") {
-            let digest = format!("sha256:{hex}");
+        } else if let Some(named) = p.strip_prefix("blobs/sha256/") {
+            // A name that is no digest names no blob a descriptor can ask for.
+            let Ok(named) = Digest::from_hex(named) else {
+                continue;
+            };
+            let digest = named.to_string();
             let mut hasher = Sha256::new();
             let mut keep = Vec::new();
             let mut buf = vec![0u8; 1 << 16];
@@ -144,7 +145,7 @@ pub fn read_image_tar(
                 }
                 size += n as u64;
             }
-            let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+            let got = Digest::from_bytes(hasher.finalize().into()).to_string();
             if size < (4 << 20) {
                 small.insert(digest.clone(), keep);
             }
@@ -236,7 +237,7 @@ pub fn verify_stored(images: &Path, entry: &ImageEntry) -> anyhow::Result<()> {
     for (digest, _) in &entry.blobs {
         let p = blob_file(images, digest);
         let (got, _) = crate::oci::blob::file_digest(&p)?;
-        if &got != digest {
+        if got.to_string() != *digest {
             return Err(crate::error::failed(format!(
                 "image {}: blob `{}` has sha256 {got}, but {digest} was approved: it was changed \
                  after promotion",
@@ -271,8 +272,8 @@ pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
     let mut wanted: BTreeSet<&str> = BTreeSet::new();
     for (d, _) in &art.entry.blobs {
         let have = blob_file(images, d);
-        let intact =
-            have.exists() && crate::oci::blob::file_digest(&have).is_ok_and(|(got, _)| got == *d);
+        let intact = have.exists()
+            && crate::oci::blob::file_digest(&have).is_ok_and(|(got, _)| got.to_string() == *d);
         if !intact {
             wanted.insert(d.as_str());
         }
@@ -304,8 +305,11 @@ pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
                     .path()
                     .map(|p| p.to_string_lossy().trim_start_matches("./").to_string())
                     .unwrap_or_default();
-                if let Some(hex) = p.strip_prefix("blobs/sha256/") {
-                    let d = format!("sha256:{hex}");
+                if let Some(d) = p
+                    .strip_prefix("blobs/sha256/")
+                    .and_then(|h| Digest::from_hex(h).ok())
+                {
+                    let d = d.to_string();
                     if wanted.contains(d.as_str()) && done.insert(d.clone()) {
                         put_blob(images, &d, &mut ent)?;
                     }
@@ -325,8 +329,9 @@ pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
 /// Streams `r` into a temp file beside the blob, checks the sha256 and renames it into place
 /// (durably).
 fn put_blob(images: &Path, digest: &str, r: &mut dyn Read) -> anyhow::Result<()> {
-    let hex = hex_of(digest)
-        .ok_or_else(|| crate::error::failed(format!("`{digest}` is not a sha256 digest")))?;
+    let want: Digest = digest
+        .parse()
+        .map_err(|e: crate::digest::DigestError| crate::error::failed(e.to_string()))?;
     let dest = blob_file(images, digest);
     if fs::symlink_metadata(&dest).is_ok_and(|m| !m.is_file()) {
         // Something else under the blob's name (a directory, a FIFO): nothing but blobs
@@ -348,10 +353,10 @@ fn put_blob(images: &Path, digest: &str, r: &mut dyn Read) -> anyhow::Result<()>
             .write_all(&buf[..n])
             .with_context(|| format!("could not write `{}`", dest.display()))?;
     }
-    let got = hex::encode(hasher.finalize());
-    if got != hex {
+    let got = Digest::from_bytes(hasher.finalize().into());
+    if got != want {
         return Err(crate::error::failed(format!(
-            "blob {digest} read back as sha256:{got}: its source changed while it was copied"
+            "blob {digest} read back as {got}: its source changed while it was copied"
         )));
     }
     out.commit()
@@ -441,7 +446,7 @@ pub fn remove_unreferenced(env_dir: &Path, referenced: &BTreeSet<String>) -> any
             let doomed = if super::store::is_leftover(place, &name) {
                 true
             } else if sub != dir {
-                !referenced.contains(&format!("sha256:{name}"))
+                !Digest::from_hex(&name).is_ok_and(|d| referenced.contains(&d.to_string()))
             } else {
                 false
             };

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::report::Reporter;
 use crate::sign::Signer;
-use history::{HistoryArtifact, HistoryEntry};
+use history::{HistoryAction, HistoryArtifact, HistoryEntry};
 use images::{ImageArtifact, ImageEntry};
 use index::IndexFile;
 use store::{GenerationMeta, Layout, RepoLock};
@@ -548,7 +548,7 @@ pub fn publish_full(
     let entry = HistoryEntry {
         time: String::new(),
         generation: 0,
-        action: "publish".into(),
+        action: HistoryAction::Publish,
         artifacts: added,
         source: publication.source.clone(),
         who: history::who(),
@@ -652,7 +652,7 @@ pub fn rollback(
     let entry = HistoryEntry {
         time: String::new(),
         generation: 0,
-        action: "rollback".into(),
+        action: HistoryAction::Rollback,
         artifacts: target_meta
             .packages
             .iter()
@@ -817,7 +817,7 @@ pub fn prune(
         let entry = HistoryEntry {
             time: String::new(),
             generation: 0,
-            action: "prune".into(),
+            action: HistoryAction::Prune,
             artifacts: report.removed_versions.clone(),
             source: format!("keep {keep}"),
             who: history::who(),

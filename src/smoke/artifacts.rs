@@ -8,9 +8,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::stack::Stack;
+use crate::digest::Digest;
 use crate::docker::Engine;
 use crate::error::usage;
 use crate::manifest::{Artifact, Manifest};
@@ -95,12 +96,13 @@ fn verify_file(dist: &Path, a: &Artifact) -> Result<()> {
     let mut h = Sha256::new();
     std::io::copy(&mut file, &mut h)
         .with_context(|| format!("could not read `{}`", path.display()))?;
-    let got = hex::encode(h.finalize());
-    let want = a.sha256.strip_prefix("sha256:").unwrap_or(&a.sha256);
-    if got != want {
+    let got = Digest::from_bytes(h.finalize().into());
+    if got != a.sha256 {
         return Err(usage(format!(
-            "`{}` changed since it was packaged: sha256 {got}, the manifest says {want}; {FIX}",
-            path.display()
+            "`{}` changed since it was packaged: sha256 {}, the manifest says {}; {FIX}",
+            path.display(),
+            got.hex(),
+            a.sha256.hex()
         )));
     }
     Ok(())
@@ -124,7 +126,7 @@ pub async fn ensure_images(
     let mut out = HashMap::new();
     for (service, a) in &under.images {
         let tag = tag_of(a);
-        let want = a.image_id.clone().unwrap_or_default();
+        let want = a.image_id.map(|d| d.to_string()).unwrap_or_default();
         let mut got = engine
             .inspect_image(&tag)
             .await?

@@ -460,8 +460,8 @@ code{{font-size:12px;word-break:break-all}}\
             esc(&a.kind),
             esc(&a.name),
             esc(&a.version),
-            esc(&a.sha256),
-            esc(a.image_id.as_deref().unwrap_or(""))
+            esc(&a.sha256.hex()),
+            esc(&a.image_id.map(|d| d.to_string()).unwrap_or_default())
         );
     }
     h.push_str("</table>\n</body></html>\n");

@@ -14,6 +14,7 @@ use super::gate::Check;
 use super::monitor::{ContainerSummary, Restart};
 use super::stack::{Overrides, Stack, Thresholds};
 use crate::durable::write as write_atomic;
+use crate::junit;
 use crate::load::{LoadReport, Percentiles, Second};
 use crate::manifest::Artifact;
 use crate::sign::Signer;
@@ -119,98 +120,61 @@ pub fn write_all(dir: &Path, r: &SmokeReport, signer: Option<&Signer>) -> anyhow
     Ok(())
 }
 
-/// Escapes text for XML/HTML attribute and element content. Characters XML 1.0 does not
-/// allow at all (control characters such as the ESC of a build log's colour codes, U+FFFE,
-/// U+FFFF) become spaces, so a report stays parseable whatever it quotes.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => o.push(' '),
-            '\u{FFFE}' | '\u{FFFF}' => o.push(' '),
-            c => o.push(c),
-        }
-    }
-    o
-}
+/// The XML escaping the JUnit writer uses, for the HTML report too.
+pub use crate::junit::esc;
 
-/// One `<testsuite>` with a `<testcase>` per threshold; broken ones carry a `<failure>`.
-pub fn junit(r: &SmokeReport) -> String {
-    let failures = r.checks.iter().filter(|c| !c.passed).count();
+/// The gate as a JUnit suite: a `<testcase>` per threshold; broken ones carry a `<failure>`
+/// (of type `error` when the run stopped before the gate). The pipeline embeds this suite.
+pub fn junit_suite(r: &SmokeReport) -> junit::Suite {
     let time = r.results.as_ref().map_or(r.duration_s, |l| l.duration_s);
     let kind = if r.error.is_some() {
         "error"
     } else {
         "threshold"
     };
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    x.push_str(&format!(
-        "<testsuites name=\"builder smoke\" tests=\"{}\" failures=\"{failures}\" time=\"{time:.3}\">\n",
-        r.checks.len()
-    ));
-    x.push_str(&format!(
-        "  <testsuite name=\"smoke {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{time:.3}\" timestamp=\"{}\">\n",
-        esc(&r.run_id),
-        r.checks.len(),
-        esc(&r.started)
-    ));
-    x.push_str("    <properties>\n");
-    let mut prop = |k: &str, v: &str| {
-        x.push_str(&format!(
-            "      <property name=\"{}\" value=\"{}\"/>\n",
-            esc(k),
-            esc(v)
-        ))
-    };
-    prop("run_id", &r.run_id);
-    prop("stack", &r.inputs.stack_file);
-    prop("rate", &r.inputs.stack.load.rate.to_string());
+    let mut properties = vec![
+        ("run_id".to_string(), r.run_id.clone()),
+        ("stack".to_string(), r.inputs.stack_file.clone()),
+        ("rate".to_string(), r.inputs.stack.load.rate.to_string()),
+    ];
     for a in &r.artifacts {
-        prop(&format!("{}:{}", a.kind, a.name), &a.sha256);
+        properties.push((format!("{}:{}", a.kind, a.name), a.sha256.hex()));
     }
-    x.push_str("    </properties>\n");
-    for c in &r.checks {
-        x.push_str(&format!(
-            "    <testcase classname=\"smoke.gate\" name=\"{}\" time=\"{time:.3}\">\n",
-            esc(&c.name)
-        ));
-        if c.passed {
-            x.push_str(&format!(
-                "      <system-out>{}: {} (threshold {})</system-out>\n",
-                esc(&c.name),
-                esc(&c.actual),
-                esc(&c.threshold)
-            ));
-        } else {
-            x.push_str(&format!(
-                "      <failure message=\"{}\" type=\"{kind}\">{} (threshold {}, actual {})</failure>\n",
-                esc(c.message.lines().next().unwrap_or_default()),
-                esc(&c.message),
-                esc(&c.threshold),
-                esc(&c.actual)
-            ));
-        }
-        x.push_str("    </testcase>\n");
+    let cases = r
+        .checks
+        .iter()
+        .map(|c| junit::Case {
+            classname: "smoke.gate".into(),
+            name: c.name.clone(),
+            time,
+            outcome: if c.passed {
+                junit::Outcome::Passed(Some(format!(
+                    "{}: {} (threshold {})",
+                    c.name, c.actual, c.threshold
+                )))
+            } else {
+                junit::Outcome::Failed {
+                    message: c.message.lines().next().unwrap_or_default().to_string(),
+                    kind: Some(kind.to_string()),
+                    text: format!(
+                        "{} (threshold {}, actual {})",
+                        c.message, c.threshold, c.actual
+                    ),
+                }
+            },
+        })
+        .collect();
+    junit::Suite {
+        name: format!("smoke {}", r.run_id),
+        time,
+        timestamp: r.started.clone(),
+        properties,
+        cases,
+        counts: junit::Counts::Errors,
     }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
 }
 
-#[cfg(test)]
-mod tests {
-    use super::esc;
-
-    #[test]
-    fn esc_keeps_reports_parseable() {
-        assert_eq!(
-            esc("\u{1b}[31merror\u{1b}[0m: a<b & \"c\"\tok\n"),
-            " [31merror [0m: a&lt;b &amp; &quot;c&quot;\tok\n"
-        );
-        assert_eq!(esc("\u{0}\u{7}\u{FFFE}é'"), "   é&apos;");
-    }
+/// `junit.xml` of a smoke run: the gate's suite in a `<testsuites name="builder smoke">`.
+pub fn junit(r: &SmokeReport) -> String {
+    junit::render(Some("builder smoke"), &[junit_suite(r)])
 }

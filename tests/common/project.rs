@@ -253,7 +253,7 @@ pub fn write_image(dist: &Path, name: &str, version: &str) -> serde_json::Value 
         },
         rootfs: RootFs {
             kind: "layers".into(),
-            diff_ids: vec![layer.diff_id.clone()],
+            diff_ids: vec![layer.diff_id.to_string()],
         },
         history: Vec::new(),
     };
@@ -272,7 +272,7 @@ pub fn write_image(dist: &Path, name: &str, version: &str) -> serde_json::Value 
     serde_json::json!({
         "kind": "image", "name": name, "version": version,
         "path": format!("images/{name}_{version}.tar"),
-        "sha256": w.tar_digest.trim_start_matches("sha256:"),
+        "sha256": w.tar_digest.hex(),
         "size": w.tar_size, "image_id": w.config_digest, "digest": w.manifest_digest,
         "tag": format!("{name}:{version}"),
     })
