@@ -31,7 +31,6 @@ use crate::recipe::{BuildSpec, Recipe};
 use crate::report::Reporter;
 
 pub use cache::CacheStatus;
-pub use run::display_command;
 
 /// Version of the key derivation; bump when the key's inputs change meaning.
 const KEY_VERSION: &str = "builder-build-v1";
@@ -39,8 +38,6 @@ const KEY_VERSION: &str = "builder-build-v1";
 /// What `builder build` was asked to do.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    /// Recipe names, for messages only; the caller already selected `recipes`.
-    pub names: Vec<String>,
     /// Build even when the outputs for the key are in place.
     pub no_cache: bool,
     /// Builds running at once (at least 1).
@@ -50,7 +47,6 @@ pub struct BuildOptions {
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
-            names: Vec::new(),
             no_cache: false,
             jobs: default_jobs(),
         }
@@ -95,19 +91,7 @@ fn spec_of(recipe: &Recipe) -> anyhow::Result<&BuildSpec> {
     })
 }
 
-/// The cache key of `recipe` built with the builder image `builder_image_id`: sha256 over the
-/// image id, the recipe name, package version and SOURCE_DATE_EPOCH (both are exported into
-/// the build), the `[build]` table and every uploaded source file's path, mode and bytes.
-/// Assumes the default `dist/` of the recipe's project; [`cache_key_in`] honours `--dist`.
-pub fn cache_key(recipe: &Recipe, builder_image_id: &str) -> anyhow::Result<String> {
-    cache_key_in(
-        &Paths::new(recipe.project.clone()),
-        recipe,
-        builder_image_id,
-    )
-}
-
-/// [`cache_key`] with the dist directory of `paths`, which (like builder's cache directory)
+/// The cache key of `recipe` built with the builder image `builder_image_id`, with the dist directory of `paths`, which (like builder's cache directory)
 /// is left out of the sources when it lies inside them.
 pub fn cache_key_in(
     paths: &Paths,
@@ -504,7 +488,8 @@ mod tests {
         let plain = recipe(dir.path(), "");
         let cached = recipe(dir.path(), "cache = [\"/tmp/gocache\"]");
         assert_eq!(cached.build.as_ref().unwrap().cache, vec!["/tmp/gocache"]);
-        let key = |r: &Recipe| cache_key(r, "sha256:abc").unwrap();
+        let key =
+            |r: &Recipe| cache_key_in(&Paths::new(r.project.clone()), r, "sha256:abc").unwrap();
         assert_eq!(key(&plain), key(&cached));
         let other = recipe(dir.path(), "env = { A = \"1\" }");
         assert_ne!(key(&plain), key(&other), "other [build] fields still count");

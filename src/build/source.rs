@@ -94,12 +94,7 @@ impl IgnoreRules {
 }
 
 /// Lists the source tree under `root`, sorted by path, skipping ignored entries (an ignored
-/// directory's contents are skipped too).
-pub fn list(root: &Path, ignore: &IgnoreRules) -> anyhow::Result<Vec<SourceEntry>> {
-    list_excluding(root, ignore, &[])
-}
-
-/// [`list`], also skipping each directory of `exclude` that lies below `root` (builder's own
+/// directory's contents are skipped too) and each directory of `exclude` that lies below `root` (builder's own
 /// output and cache directories, whatever their names), so earlier outputs never enter the
 /// cache key or the upload. Directories that do not exist or lie elsewhere change nothing.
 pub fn list_excluding(
@@ -406,7 +401,7 @@ mod tests {
         std::fs::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o775))
             .unwrap();
         std::fs::write(root.join("notes.tmp"), "t").unwrap();
-        let entries = list(root, &rules(&["*.tmp"])).unwrap();
+        let entries = list_excluding(root, &rules(&["*.tmp"]), &[]).unwrap();
         let names: Vec<_> = entries.iter().map(|e| (e.rel.as_str(), e.mode)).collect();
         assert_eq!(
             names,
@@ -450,7 +445,7 @@ mod tests {
         std::fs::write(root.join("a.go"), "one").unwrap();
         let key = |root: &Path| {
             let mut h = Sha256::new();
-            hash_entries(&mut h, &list(root, &rules(&[])).unwrap()).unwrap();
+            hash_entries(&mut h, &list_excluding(root, &rules(&[]), &[]).unwrap()).unwrap();
             hex::encode(h.finalize())
         };
         let k1 = key(root);

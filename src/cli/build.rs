@@ -33,7 +33,6 @@ pub async fn run(args: BuildArgs, paths: &Paths, reporter: &Reporter) -> anyhow:
     let recipes = crate::recipe::load_project(paths)?;
     let selected = crate::recipe::select(&recipes, &args.names)?;
     let opts = BuildOptions {
-        names: args.names.clone(),
         no_cache: args.no_cache,
         jobs: args
             .jobs

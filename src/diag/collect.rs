@@ -28,8 +28,8 @@ impl<'a> Collector<'a> {
         }
     }
 
-    /// How many problems so far; a validator compares it before and after a table to know
-    /// whether that table was sound.
+    /// How many problems so far.
+    #[cfg(test)]
     pub fn count(&self) -> usize {
         self.diags.len()
     }

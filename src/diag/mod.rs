@@ -26,7 +26,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub use collect::Collector;
-pub use parse::{parse_toml, read_text, toml_error};
+pub use parse::{parse_toml, read_text};
 pub use render::escape_controls;
 pub use suggest::{did_you_mean, suggestion};
 

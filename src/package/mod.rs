@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-pub use deb::{build_dir, control_fields, spec};
+pub use deb::build_dir;
 
 use crate::base::BaseImages;
 use crate::digest::Digest;

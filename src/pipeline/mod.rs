@@ -187,7 +187,6 @@ async fn chain(
         all.iter().copied().filter(|r| r.build.is_some()).collect();
     stage(stages, "build", reporter, async {
         let build_opts = crate::build::BuildOptions {
-            names: Vec::new(),
             no_cache: opts.no_cache,
             jobs: crate::build::default_jobs(),
         };

@@ -70,8 +70,6 @@ pub struct ReportArtifact {
     pub image_id: Option<String>,
     #[serde(default)]
     pub digest: Option<String>,
-    #[serde(default)]
-    pub tag: Option<String>,
 }
 
 pub fn smoke_dir(dist: &Path) -> PathBuf {

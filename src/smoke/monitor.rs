@@ -171,11 +171,6 @@ impl Monitor {
         self.loaded.store(true, Ordering::SeqCst);
     }
 
-    /// Restarts recorded so far.
-    pub fn restarts(&self) -> Vec<Restart> {
-        lock(&self.shared).restarts.clone()
-    }
-
     /// Stops watching and returns every restart plus each container's final state. Dropping a
     /// `Monitor` without calling this stops its tasks too (without the summary).
     pub async fn finish(mut self) -> (Vec<Restart>, Vec<ContainerSummary>) {

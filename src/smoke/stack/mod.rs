@@ -27,7 +27,9 @@ use std::path::Path;
 pub use model::*;
 pub use overrides::Overrides;
 pub use validate::parse;
-pub use values::{expand, references, MAX_SERVICE_NAME};
+pub use values::expand;
+#[cfg(test)]
+pub use values::{references, MAX_SERVICE_NAME};
 
 use crate::diag::{self, Diagnostics};
 

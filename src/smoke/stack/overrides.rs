@@ -193,6 +193,7 @@ impl Stack {
         Ok(())
     }
 
+    #[cfg(test)]
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }
