@@ -11,7 +11,8 @@ use super::debian;
 use super::model::*;
 use super::raw::*;
 use super::validate_paths::{check_layout, check_to, conffile_source, mode_problem, Entry};
-use super::validate_scripts::{check_script, check_unit_name, printable, Problem};
+use super::validate_scripts::{check_script, check_unit_name, Problem};
+use crate::diag::escape_controls;
 use crate::diag::Collector;
 
 pub(super) struct Ctx<'a> {
@@ -495,7 +496,7 @@ fn file(ctx: &mut Ctx<'_>, raw: Spanned<RawFile>) -> Option<FileSpec> {
                     target.span(),
                     format!(
                         "the symlink target `{}` contains the control character U+{:04X}: control characters are not allowed in a symlink target",
-                        printable(t),
+                        escape_controls(t),
                         c as u32
                     ),
                 )

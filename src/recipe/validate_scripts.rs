@@ -4,6 +4,7 @@
 //! are allowed). Paths are resolved by `validate.rs`; this file only looks at contents and
 //! names and returns messages with a fix.
 
+use crate::diag::escape_controls;
 use std::path::Path;
 
 /// Unit types dh_installsystemd installs, with their leading dot.
@@ -43,23 +44,10 @@ fn show(c: char) -> String {
     }
 }
 
-/// `s` for a message: control characters escaped (`\r`, `\u{0}`), the rest as written.
-pub(super) fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
 /// systemd's unit-name rules (`unit_name_is_valid`): letters, digits and `:-_.\@`, a
 /// name before the type suffix (and before any `@`), a known type, at most 255 bytes.
 pub(super) fn check_unit_name(name: &str) -> Result<(), Problem> {
-    let shown = printable(name);
+    let shown = escape_controls(name);
     let help = "name the unit file with letters, digits and `:-_.\\@` only, e.g. \
                 `backend.service` or the template `backend@.service`";
     if let Some(c) = name
@@ -155,7 +143,7 @@ pub(super) fn check_script(full: &Path, rel: &Path, what: &str) -> Result<(), Pr
             let interpreter = text[2..at].trim();
             format!(
                 ": dpkg would run the interpreter `{}\\r`, which does not exist",
-                printable(interpreter)
+                escape_controls(interpreter)
             )
         } else {
             String::new()

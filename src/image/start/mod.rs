@@ -79,6 +79,8 @@ use object::elf::{FileHeader32, FileHeader64};
 use object::read::elf::{Dyn as _, FileHeader, ProgramHeader as _};
 use object::{Endian as _, Endianness};
 
+use crate::diag::escape_controls;
+
 mod abi;
 mod dst;
 mod ldcache;
@@ -302,20 +304,6 @@ impl Started {
     }
 }
 
-/// `s` with control characters escaped (`\r` of a CRLF `#!` line must be visible).
-fn shown(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
-}
-
 impl fmt::Display for Missing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let by = if self.needed_by.is_empty() {
@@ -328,7 +316,7 @@ impl fmt::Display for Missing {
         } else {
             format!("; searched {}", self.searched.join(", "))
         };
-        let what = &shown(&self.what);
+        let what = &escape_controls(&self.what);
         if self.what.ends_with('\r') {
             return write!(
                 f,

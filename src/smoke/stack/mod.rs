@@ -7,7 +7,7 @@
 //! names and DNS aliases, and the load generator's request lines, so every such value is
 //! checked here, before anything is deployed: HTTP paths are origin-form request targets,
 //! environment keys are portable names, service names fit a DNS label. Messages echo user
-//! text with control characters escaped (`values::shown`).
+//! text with control characters escaped (`diag::escape_controls`).
 //!
 //! - `raw`: the serde model with spans; `model`: the validated [`Stack`];
 //! - `validate`: raw → model, reporting into a [`crate::diag::Collector`];

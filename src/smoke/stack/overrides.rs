@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::model::{Service, Stack};
 use super::values::*;
 use super::MAX_REPLICAS;
-use crate::diag::did_you_mean;
+use crate::diag::{did_you_mean, escape_controls};
 use crate::error::usage;
 
 /// Command-line changes to the stack, applied after validation.
@@ -59,7 +59,7 @@ impl Stack {
                     .unwrap_or_default();
                 usage(format!(
                     "{flag}: no service `{}` in the stack{hint}; services: {}",
-                    shown(name),
+                    escape_controls(name),
                     known.join(", ")
                 ))
             })
@@ -106,7 +106,7 @@ impl Stack {
             let (svc, n) = r.split_once('=').ok_or_else(|| {
                 usage(format!(
                     "--replicas `{}`: write SERVICE=N, e.g. frontend=8",
-                    shown(r)
+                    escape_controls(r)
                 ))
             })?;
             let n: u32 = n
@@ -117,7 +117,7 @@ impl Stack {
                 .ok_or_else(|| {
                     usage(format!(
                         "--replicas `{}`: N must be from 1 to {MAX_REPLICAS}",
-                        shown(r)
+                        escape_controls(r)
                     ))
                 })?;
             self.service_mut(svc.trim(), "--replicas")?.replicas = n;
@@ -126,7 +126,7 @@ impl Stack {
             let (svc, kv) = e.split_once(':').ok_or_else(|| {
                 usage(format!(
                     "--env `{}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2",
-                    shown(e)
+                    escape_controls(e)
                 ))
             })?;
             let (k, v) = kv
@@ -135,30 +135,31 @@ impl Stack {
                 .ok_or_else(|| {
                     usage(format!(
                         "--env `{}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2",
-                        shown(e)
+                        escape_controls(e)
                     ))
                 })?;
             if let Some(problem) = env_key_problem(k) {
                 return Err(usage(format!(
                     "--env `{}`: invalid environment variable name `{}`: it {problem}; {ENV_KEY_HELP}",
-                    shown(e),
-                    shown(k)
+                    escape_controls(e),
+                    escape_controls(k)
                 )));
             }
             if let Some(problem) = env_value_problem(v) {
                 return Err(usage(format!(
                     "--env `{}`: the value {problem}, which Docker cannot pass",
-                    shown(e)
+                    escape_controls(e)
                 )));
             }
             let known: Vec<String> = self.services.iter().map(|s| s.name.clone()).collect();
-            let refs = references(v).map_err(|m| usage(format!("--env `{}`: {m}", shown(e))))?;
+            let refs =
+                references(v).map_err(|m| usage(format!("--env `{}`: {m}", escape_controls(e))))?;
             for r in refs {
                 if !known.contains(&r) || r == svc {
                     return Err(usage(format!(
                         "--env `{}`: `{{{}}}` is not another service of the stack; services: {}",
-                        shown(e),
-                        shown(&r),
+                        escape_controls(e),
+                        escape_controls(&r),
                         known.join(", ")
                     )));
                 }

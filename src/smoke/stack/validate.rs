@@ -12,7 +12,7 @@ use super::model::*;
 use super::raw::*;
 use super::values::*;
 use super::MAX_REPLICAS;
-use crate::diag::{self, Collector, Diagnostics};
+use crate::diag::{self, escape_controls, Collector, Diagnostics};
 
 type S<T> = Spanned<T>;
 
@@ -67,7 +67,7 @@ impl Ctx<'_> {
             Ok(_) => {
                 self.err_help(
                     s.span(),
-                    format!("invalid {what} `{}`", shown(s.get_ref())),
+                    format!("invalid {what} `{}`", escape_controls(s.get_ref())),
                     "write a positive duration such as `30s`, `500ms` or `2m`",
                 );
                 Duration::from_secs(1)
@@ -75,8 +75,8 @@ impl Ctx<'_> {
             Err(e) => {
                 self.err_help(
                     s.span(),
-                    format!("invalid {what} `{}`", shown(s.get_ref())),
-                    shown(&e.to_string()),
+                    format!("invalid {what} `{}`", escape_controls(s.get_ref())),
+                    escape_controls(&e.to_string()),
                 );
                 Duration::from_secs(1)
             }
@@ -89,7 +89,7 @@ impl Ctx<'_> {
             if d > max {
                 self.err_help(
                     v.span(),
-                    format!("{what} `{}` is too long", shown(v.get_ref())),
+                    format!("{what} `{}` is too long", escape_controls(v.get_ref())),
                     format!(
                         "the load generator accepts at most {}s; write a shorter duration",
                         max.as_secs()
@@ -132,7 +132,10 @@ impl Ctx<'_> {
         if let Some((problem, help)) = http_path_problem(p, use_) {
             self.err_help(
                 v.span(),
-                format!("invalid {what} `{}` ({field}): it {problem}", shown(p)),
+                format!(
+                    "invalid {what} `{}` ({field}): it {problem}",
+                    escape_controls(p)
+                ),
                 help,
             );
         }
@@ -145,7 +148,7 @@ impl Ctx<'_> {
                 v.span(),
                 format!(
                     "{what} `{}` is not a service of this stack",
-                    shown(v.get_ref())
+                    escape_controls(v.get_ref())
                 ),
             );
             d.label = diag::suggestion(v.get_ref(), known);
@@ -174,7 +177,7 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
         if !valid_name(name) {
             cx.err_help(
                 s.span(),
-                format!("invalid service name `{}`", shown(name)),
+                format!("invalid service name `{}`", escape_controls(name)),
                 format!(
                     "use lowercase letters, digits and `-`, starting with a letter (at most {MAX_SERVICE_NAME}: the name is part of DNS names)"
                 ),
@@ -186,14 +189,17 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
             Some(false) => {
                 cx.err_help(
                     s.image.span(),
-                    format!("recipe `{}` has no [image] table", shown(s.image.get_ref())),
+                    format!(
+                        "recipe `{}` has no [image] table",
+                        escape_controls(s.image.get_ref())
+                    ),
                     "add an [image] table to the recipe so `builder package` makes an image",
                 );
             }
             None => {
                 let d = cx.err(
                     s.image.span(),
-                    format!("no recipe `{}`", shown(s.image.get_ref())),
+                    format!("no recipe `{}`", escape_controls(s.image.get_ref())),
                 );
                 d.label = diag::suggestion(s.image.get_ref(), &recipe_names);
                 d.help = Some(format!(
@@ -209,7 +215,7 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
                 h,
                 PathUse::Target,
                 "health path",
-                &format!("services.{}.health", shown(name)),
+                &format!("services.{}.health", escape_controls(name)),
             )
         });
         let mut env = BTreeMap::new();
@@ -220,8 +226,8 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
                     k_span,
                     format!(
                         "invalid environment variable name `{}` (services.{}.env): it {problem}",
-                        shown(k),
-                        shown(name)
+                        escape_controls(k),
+                        escape_controls(name)
                     ),
                     ENV_KEY_HELP,
                 );
@@ -231,8 +237,8 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
                     v.span(),
                     format!(
                         "invalid value of `{}` (services.{}.env): it {problem}",
-                        shown(k),
-                        shown(name)
+                        escape_controls(k),
+                        escape_controls(name)
                     ),
                     "Docker cannot pass a NUL in an environment variable; remove it",
                 );
@@ -246,14 +252,18 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
                         if r == *name {
                             cx.err(
                                 v.span(),
-                                format!("service `{}` refers to itself", shown(name)),
+                                format!("service `{}` refers to itself", escape_controls(name)),
                             );
                         } else if known.contains(&r.as_str()) {
                             deps.entry(name.clone()).or_default().insert(r);
                         } else {
                             let d = cx.err(
                                 v.span(),
-                                format!("unknown service `{{{}}}` in `{}`", shown(&r), shown(k)),
+                                format!(
+                                    "unknown service `{{{}}}` in `{}`",
+                                    escape_controls(&r),
+                                    escape_controls(k)
+                                ),
                             );
                             d.label = diag::did_you_mean(&r, &known)
                                 .map(|x| format!("did you mean `{{{x}}}`?"));
@@ -317,7 +327,7 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
                 if !RETRY_ON.contains(&v.as_str()) {
                     cx.err_help(
                         list.span(),
-                        format!("unknown retry-on keyword `{}`", shown(v)),
+                        format!("unknown retry-on keyword `{}`", escape_controls(v)),
                         format!("use any of: {}", RETRY_ON.join(", ")),
                     );
                 }
@@ -339,7 +349,7 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
         if !ok {
             cx.err_help(
                 b.span(),
-                format!("invalid base image name `{}` (load_balancer.base)", shown(n)),
+                format!("invalid base image name `{}` (load_balancer.base)", escape_controls(n)),
                 "name a file of base-images/ without `.toml`: lowercase letters, digits, `.`, `_` and `-`, e.g. `haproxy`",
             );
         }
@@ -416,10 +426,10 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
             crate::load::parse_duration(w.get_ref()).unwrap_or_else(|e| {
                 cx.err_help(
                     w.span(),
-                    format!("invalid warmup `{}`", shown(w.get_ref())),
+                    format!("invalid warmup `{}`", escape_controls(w.get_ref())),
                     format!(
                         "{}; write a duration such as `5s`, or `0s` for none",
-                        shown(&e.to_string())
+                        escape_controls(&e.to_string())
                     ),
                 );
                 Duration::ZERO

@@ -3,6 +3,8 @@
 //! paths, environment keys and values. Used by the file's validation and by the command-line
 //! overrides alike.
 
+use crate::diag::escape_controls;
+
 /// `{name}` references in an environment value; `{{` and `}}` are literal braces.
 pub fn references(value: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -21,7 +23,9 @@ pub fn references(value: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('}') => break,
                         Some(c) => name.push(c),
-                        None => return Err(format!("unclosed `{{` in `{}`", shown(value))),
+                        None => {
+                            return Err(format!("unclosed `{{` in `{}`", escape_controls(value)))
+                        }
                     }
                 }
                 out.push(name);
@@ -29,7 +33,7 @@ pub fn references(value: &str) -> Result<Vec<String>, String> {
             '}' => {
                 return Err(format!(
                     "unmatched `}}` in `{}`; write `}}}}` for a literal brace",
-                    shown(value)
+                    escape_controls(value)
                 ))
             }
             _ => {}
@@ -76,20 +80,6 @@ pub(super) fn valid_name(n: &str) -> bool {
         && n.starts_with(|c: char| c.is_ascii_lowercase())
         && n.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
-/// `s` for a message: control characters escaped (`\n`, `\u{1b}`), the rest as written, so a
-/// value can neither break a message's lines nor drive the terminal.
-pub(crate) fn shown(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// A character as a message names it: backticked when printable, its code point otherwise.
