@@ -397,6 +397,9 @@ fn crash_child_publisher() {
         })
         .collect();
     debs.sort_by(|a, b| a.path.cmp(&b.path));
+    // Tell the parent the publishing starts now: its kill delay counts from here, so a slow
+    // start on a loaded machine does not turn every kill into a kill before the first write.
+    fs::write(dir.join("child-started"), b"").unwrap();
     for i in 0.. {
         let d = &debs[i % debs.len()];
         repo::publish(&c, &signer, std::slice::from_ref(d), "crash-child", &q()).unwrap();
@@ -473,6 +476,9 @@ fn sigkill_mid_publish_never_breaks_the_repository() {
         | 1;
     eprintln!("sigkill test seed {seed}");
     let mut dirty_kills = 0;
+    // Generations the publishes after a kill wrote (none when the repository already held
+    // `extra` alone, e.g. the child was killed before its first publish finished).
+    let mut written = Vec::new();
     let kills = 20;
     for round in 0..kills {
         seed ^= seed << 13;
@@ -492,6 +498,12 @@ fn sigkill_mid_publish_never_breaks_the_repository() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let started = t.path().join("child-started");
+        let _ = fs::remove_file(&started);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !started.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(delay);
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
@@ -516,7 +528,7 @@ fn sigkill_mid_publish_never_breaks_the_repository() {
         );
         assert!(o.status.success(), "round {round}: {}", HostApt::text(&o));
         // The next publish succeeds and cleans what the killed one left.
-        repo::publish(
+        let after = repo::publish(
             &cfg(&root),
             &keys.signer,
             std::slice::from_ref(&extra),
@@ -524,6 +536,9 @@ fn sigkill_mid_publish_never_breaks_the_repository() {
             &q(),
         )
         .unwrap();
+        if !after.unchanged {
+            written.push(after.number);
+        }
         let left = leftovers(&env_dir);
         assert!(
             left.is_empty(),
@@ -531,11 +546,16 @@ fn sigkill_mid_publish_never_breaks_the_repository() {
         );
     }
     eprintln!("sigkill test: {kills} kills, {dirty_kills} left temporary files behind");
-    // Every generation in the history is a real one, in order, without gaps in the record
-    // of the current one.
+    // Every generation in the history is a real one, in order, and every generation a
+    // publish after a kill reported is recorded: a kill never loses a later publish's record.
     let hist = repo::history(&cfg(&root)).unwrap();
-    assert!(hist.len() > kills);
     assert!(hist.windows(2).all(|w| w[0].generation < w[1].generation));
+    for n in &written {
+        assert!(
+            hist.iter().any(|h| h.generation == *n),
+            "generation {n} is missing from the history: {hist:?}"
+        );
+    }
 }
 
 #[test]
