@@ -90,6 +90,35 @@ fn ci_passes_then_fails_the_gate_with_exit_1() {
         .map(|s| s["status"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(stages, vec!["passed"; 5], "{summary}");
+    // The run executed the plan it records, and `builder plan` now prints the same plan with
+    // the keys the build used, all hits: one computation, not two that can drift.
+    let executed = summary["plan"]["recipes"].as_array().unwrap();
+    let printed = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .args(["--json", "plan"]));
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let printed = printed["recipes"].as_array().unwrap();
+    assert_eq!(executed.len(), printed.len());
+    for (e, p) in executed.iter().zip(printed) {
+        for field in ["name", "deb", "compression", "image"] {
+            assert_eq!(e[field], p[field], "{field}: {e} vs {p}");
+        }
+        let deb = e["deb"].as_str().unwrap();
+        let rel = Path::new(deb)
+            .strip_prefix(&dist)
+            .unwrap()
+            .display()
+            .to_string();
+        assert!(
+            sums.contains(&format!("  {rel}\n")),
+            "{rel} not in SHA256SUMS"
+        );
+        assert_eq!(e["build"]["cache"], "miss", "{e}");
+        assert_eq!(p["build"]["cache"], "hit", "{p}");
+        assert_eq!(e["build"]["cache_key"], p["build"]["cache_key"]);
+    }
     let report = json(Path::new(summary["smoke_report"].as_str().unwrap()));
     assert_eq!(report["passed"], true);
     let junit = std::fs::read_to_string(dist.join("junit.xml")).unwrap();
@@ -163,6 +192,9 @@ fn ci_passes_then_fails_the_gate_with_exit_1() {
         summary["stages"][1]["detail"], "0 built, 2 from cache",
         "{summary}"
     );
+    for r in summary["plan"]["recipes"].as_array().unwrap() {
+        assert_eq!(r["build"]["cache"], "hit", "{r}");
+    }
     assert_eq!(summary["stages"][3]["status"], "failed");
     assert_eq!(summary["stages"][4]["status"], "skipped");
     let junit = std::fs::read_to_string(dist.join("junit.xml")).unwrap();
