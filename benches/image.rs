@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use builder::archive::{FileSource, Tree};
 use builder::deb::{write_deb, Compression, DebSpec};
-use builder::image::{build_image, ImageOptions};
+use builder::image::{build_image, recipe_target, ImageOptions};
 use builder::project::Paths;
 use builder::report::Reporter;
 
@@ -146,13 +146,14 @@ ports = [8080]
         &deb,
     )?;
 
+    let paths = Paths::new(&project);
     let opts = ImageOptions {
+        target: recipe_target(&paths.dist, &recipe)?,
         mtime: EPOCH,
         load: true,
         revision: None,
         source: None,
     };
-    let paths = Paths::new(&project);
     let tag = format!("{name}:{version}");
     let mut times = Vec::new();
     let mut builder_size = 0;

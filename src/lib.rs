@@ -11,7 +11,8 @@
 //! diag/       diagnostics for every config file: file:line:col, caret, did-you-mean, help;
 //!             the collector validators report into; the one TOML read and parse
 //! recipe/     TOML recipes: raw serde model with spans → validated types
-//! plan        what each recipe will do (cache keys, outputs) before anything runs
+//! plan        what each recipe will do (paths, tags, cache keys), computed once: `plan`
+//!             prints it; build, package and pipeline execute it
 //! pipeline/   `pipeline` and `ci`: validate → build → package → smoke → promote, summary, JUnit
 //!
 //! stages, each reading what the previous one left in dist/:

@@ -1,15 +1,45 @@
-//! The plan: what each recipe will do, computed before anything runs (`builder plan`).
-//! Tests check plans without Docker; the operations follow them.
+//! The plan: what each recipe will do, computed once before anything runs. `builder plan`
+//! prints it; `build`, `package` and the pipeline execute it (they take a [`Plan`], not
+//! recipes), so what is printed and what runs cannot drift apart. Tests check plans
+//! without Docker.
+//!
+//! One part needs the engine: a build's cache key includes its builder image id. [`plan`]
+//! leaves it unresolved; [`resolve_cache`] fills it for `builder plan` when the image
+//! already exists (never making one), and `build` fills it (making missing builder images)
+//! before it executes — the same [`crate::build::resolve`] either way.
+//! This module decides; it never builds, writes or talks to the engine beyond inspecting.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::build::cache::Stamp;
+use crate::build::source::SourceEntry;
+use crate::image::ImageTarget;
 use crate::project::Paths;
-use crate::recipe::Recipe;
+use crate::recipe::{Compression, Recipe};
+
+/// What a plan covers beyond the recipes themselves.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Overrides each recipe's compression (`package --compression`).
+    pub compression: Option<Compression>,
+    /// Plan images for recipes with an `[image]` table (`package --no-image` does not).
+    pub images: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            compression: None,
+            images: true,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// In execution order.
     pub recipes: Vec<RecipePlan>,
     /// builder.lock against the recipes and bases: every set not `current` is drift that
     /// `package` will resolve (or `--locked` will refuse).
@@ -21,12 +51,17 @@ pub struct Plan {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RecipePlan {
+    /// The validated recipe this step executes.
+    #[serde(skip)]
+    pub loaded: Recipe,
     pub name: String,
     pub version: String,
     pub architecture: String,
     pub recipe: PathBuf,
+    /// Where `package` writes the .deb.
     pub deb: PathBuf,
-    pub compression: String,
+    /// Of control.tar and data.tar (the recipe's, or the override).
+    pub compression: Compression,
     pub files: usize,
     pub systemd_units: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,59 +74,93 @@ pub struct RecipePlan {
 pub struct BuildPlan {
     pub builder: String,
     pub source: PathBuf,
+    /// Where `build` installs the outputs (and looks for a cache hit).
     pub out_dir: PathBuf,
     /// Cache key, when the builder image exists (its id is part of the key).
     pub cache_key: Option<String>,
     /// `hit`, `miss`, or why it is unknown.
-    pub cache: String,
+    pub cache: CacheState,
+    /// The builder image id the key was computed with.
+    #[serde(skip)]
+    pub builder_image: Option<String>,
+    /// The sources the key was computed from: exactly what a build uploads.
+    #[serde(skip)]
+    pub sources: Vec<SourceEntry>,
+    /// On a hit, the stamp found in `out_dir`.
+    #[serde(skip)]
+    pub stamp: Option<Stamp>,
+}
+
+/// Whether a build's outputs are in place; written as text (`hit`, `miss`, `unknown (why)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheState {
+    /// The key is known and `out_dir` holds its intact outputs.
+    Hit,
+    /// The key is known and the outputs are not in place.
+    Miss,
+    /// The builder image is not made yet, so nothing can be cached: a miss.
+    NoBuilderImage(String),
+    /// Not resolved, and why.
+    Unknown(String),
+}
+
+impl CacheState {
+    /// A plan fresh from [`plan`]: resolved against the engine before a build.
+    fn unresolved() -> Self {
+        CacheState::Unknown(
+            "needs the builder image id: resolved with the engine before building".into(),
+        )
+    }
+
+    /// True once [`crate::build::resolve`] has computed the key.
+    pub fn is_resolved(&self) -> bool {
+        matches!(self, CacheState::Hit | CacheState::Miss)
+    }
+}
+
+impl std::fmt::Display for CacheState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheState::Hit => f.write_str("hit"),
+            CacheState::Miss => f.write_str("miss"),
+            CacheState::NoBuilderImage(tag) => write!(f, "miss (builder image {tag} not made yet)"),
+            CacheState::Unknown(why) => write!(f, "unknown ({why})"),
+        }
+    }
+}
+
+impl Serialize for CacheState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ImagePlan {
     pub base: String,
-    pub tag: String,
-    pub path: PathBuf,
+    /// `tag` and `path`: where `package` writes and loads the image.
+    #[serde(flatten)]
+    pub target: ImageTarget,
+}
+
+impl Plan {
+    /// Every file executing the plan's package steps writes (.debs and image tars), in order.
+    pub fn artifacts(&self) -> impl Iterator<Item = &Path> {
+        self.recipes.iter().flat_map(|r| {
+            std::iter::once(r.deb.as_path()).chain(r.image.iter().map(|i| i.target.path.as_path()))
+        })
+    }
+
+    /// The recipes the plan covers, in order.
+    pub fn loaded_recipes(&self) -> Vec<&Recipe> {
+        self.recipes.iter().map(|r| &r.loaded).collect()
+    }
 }
 
 /// The offline part of the plan: everything but cache status.
-pub fn plan(paths: &Paths, recipes: &[&Recipe]) -> Plan {
+pub fn plan(paths: &Paths, recipes: &[&Recipe], opts: &PlanOptions) -> Plan {
     let owned: Vec<Recipe> = recipes.iter().map(|r| (*r).clone()).collect();
-    let recipes: Vec<RecipePlan> = recipes
-        .iter()
-        .map(|r| {
-            let p = &r.package;
-            RecipePlan {
-                name: p.name.clone(),
-                version: p.version(),
-                architecture: p.architecture.clone(),
-                recipe: r.file.clone(),
-                deb: paths.dist.join("debs").join(p.deb_file_name()),
-                compression: format!("{:?}", p.compression).to_lowercase(),
-                files: r.files.len(),
-                systemd_units: r.systemd.iter().map(|u| u.name.clone()).collect(),
-                build: r.build.as_ref().map(|b| BuildPlan {
-                    builder: b.builder.clone(),
-                    source: b.source.clone(),
-                    out_dir: crate::package::build_dir(&paths.dist, r),
-                    cache_key: None,
-                    cache: "unknown".into(),
-                }),
-                image: r.image.as_ref().map(|i| ImagePlan {
-                    base: i.base.clone(),
-                    tag: format!(
-                        "{}:{}",
-                        i.name,
-                        crate::image::tag_for_version(&p.file_version())
-                    ),
-                    path: paths.dist.join("images").join(format!(
-                        "{}_{}.tar",
-                        i.name,
-                        p.file_version()
-                    )),
-                }),
-            }
-        })
-        .collect();
+    let recipes: Vec<RecipePlan> = owned.iter().map(|r| recipe_plan(paths, r, opts)).collect();
     let (lock, lock_error) = match crate::base::BaseImages::load(&paths.project)
         .and_then(|bases| crate::debian::project::drift(&owned, &bases))
     {
@@ -111,50 +180,203 @@ pub fn plan(paths: &Paths, recipes: &[&Recipe]) -> Plan {
     }
 }
 
-/// Fills in each build's cache key and hit/miss. The key includes the builder image id, so
-/// it is only known once the builder image exists; without an engine or image the plan says
-/// why instead.
-pub async fn resolve_cache(paths: &Paths, recipes: &[&Recipe], plan: &mut Plan) {
-    if !recipes.iter().any(|r| r.build.is_some()) {
+fn recipe_plan(paths: &Paths, r: &Recipe, opts: &PlanOptions) -> RecipePlan {
+    let p = &r.package;
+    RecipePlan {
+        loaded: r.clone(),
+        name: p.name.clone(),
+        version: p.version(),
+        architecture: p.architecture.clone(),
+        recipe: r.file.clone(),
+        deb: paths.dist.join("debs").join(p.deb_file_name()),
+        compression: opts.compression.unwrap_or(p.compression),
+        files: r.files.len(),
+        systemd_units: r.systemd.iter().map(|u| u.name.clone()).collect(),
+        build: r.build.as_ref().map(|b| BuildPlan {
+            builder: b.builder.clone(),
+            source: b.source.clone(),
+            out_dir: crate::package::build_dir(&paths.dist, r),
+            cache_key: None,
+            cache: CacheState::unresolved(),
+            builder_image: None,
+            sources: Vec::new(),
+            stamp: None,
+        }),
+        image: r.image.as_ref().filter(|_| opts.images).map(|i| ImagePlan {
+            base: i.base.clone(),
+            target: crate::image::target(&paths.dist, p, i),
+        }),
+    }
+}
+
+/// Fills in each build's cache key and hit/miss for `builder plan`, when the builder image
+/// already exists (it is never made here). Without an engine or image the plan says why.
+pub async fn resolve_cache(paths: &Paths, plan: &mut Plan) {
+    if !plan.recipes.iter().any(|r| r.build.is_some()) {
         return;
     }
     let engine = match crate::docker::connect().await {
         Ok(d) => d,
         Err(_) => {
             for b in plan.recipes.iter_mut().filter_map(|r| r.build.as_mut()) {
-                b.cache = "unknown (Docker engine unreachable)".into();
+                b.cache = CacheState::Unknown("Docker engine unreachable".into());
             }
             return;
         }
     };
     let bases = crate::base::BaseImages::load(&paths.project).ok();
-    for (recipe, rp) in recipes.iter().zip(plan.recipes.iter_mut()) {
-        let (Some(spec), Some(bp)) = (&recipe.build, rp.build.as_mut()) else {
+    for rp in plan.recipes.iter_mut() {
+        let (recipe, Some(bp)) = (&rp.loaded, rp.build.as_mut()) else {
             continue;
         };
-        let tag = match bases.as_ref().map(|b| b.tag(&spec.builder)) {
+        let tag = match bases.as_ref().map(|b| b.tag(&bp.builder)) {
             Some(Ok(t)) => t,
             _ => {
-                bp.cache = format!("unknown (no builder image definition `{}`)", spec.builder);
+                bp.cache =
+                    CacheState::Unknown(format!("no builder image definition `{}`", bp.builder));
                 continue;
             }
         };
         let id = match engine.inspect_image(&tag).await {
             Ok(Some(i)) => i.id,
             _ => {
-                bp.cache = format!("miss (builder image {tag} not made yet)");
+                bp.cache = CacheState::NoBuilderImage(tag);
                 continue;
             }
         };
-        match crate::build::cache_key_in(paths, recipe, &id) {
-            Ok(key) => {
-                bp.cache = match crate::build::cache_status(paths, recipe, &key) {
-                    crate::build::CacheStatus::Hit => "hit".into(),
-                    crate::build::CacheStatus::Miss => "miss".into(),
-                };
-                bp.cache_key = Some(key);
-            }
-            Err(e) => bp.cache = format!("unknown ({e:#})"),
+        if let Err(e) = crate::build::resolve(paths, recipe, bp, &id) {
+            bp.cache = CacheState::Unknown(format!("{e:#}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Reporter, Verbosity};
+
+    /// A project with one recipe that packages a file (no build, an image table), loaded.
+    fn project() -> (tempfile::TempDir, Paths, Vec<Recipe>) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, text) in [
+            ("base-images/static.toml", "kind = \"static\"\n"),
+            ("services/app/app.env", "PORT=8080\n"),
+            (
+                "recipes/app.toml",
+                "[package]\nname = \"app\"\nversion = \"1.2.3\"\n\
+                 maintainer = \"Ops <ops@example.com>\"\ndescription = \"An app\"\n\n\
+                 [[files]]\nfrom = \"services/app/app.env\"\nto = \"/etc/app/app.env\"\n\n\
+                 [image]\nbase = \"static\"\nentrypoint = [\"/bin/true\"]\n",
+            ),
+        ] {
+            let full = root.join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+        }
+        let paths = Paths::new(root.to_path_buf());
+        let recipes = crate::recipe::load_project(&paths).unwrap();
+        (dir, paths, recipes)
+    }
+
+    #[test]
+    fn the_plan_names_every_artifact_and_honours_its_options() {
+        let (_dir, paths, recipes) = project();
+        let all: Vec<&Recipe> = recipes.iter().collect();
+        let plan = plan(&paths, &all, &PlanOptions::default());
+        let app = &plan.recipes[0];
+        let deb = paths
+            .dist
+            .join("debs")
+            .join(recipes[0].package.deb_file_name());
+        let image = app.image.as_ref().unwrap();
+        assert_eq!(app.deb, deb);
+        assert_eq!(image.target.tag, "app:1.2.3");
+        assert_eq!(image.target.path, paths.dist.join("images/app_1.2.3.tar"));
+        assert_eq!(
+            plan.artifacts().collect::<Vec<_>>(),
+            vec![deb.as_path(), image.target.path.as_path()]
+        );
+        assert_eq!(app.compression, Compression::Xz);
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["recipes"][0]["compression"], "xz");
+        assert_eq!(json["recipes"][0]["image"]["tag"], "app:1.2.3");
+        assert!(json["recipes"][0]["image"].get("reference").is_none());
+
+        let deb_only = super::plan(
+            &paths,
+            &all,
+            &PlanOptions {
+                compression: Some(Compression::Gzip),
+                images: false,
+            },
+        );
+        assert!(deb_only.recipes[0].image.is_none());
+        assert_eq!(deb_only.recipes[0].compression, Compression::Gzip);
+        assert_eq!(deb_only.artifacts().count(), 1);
+    }
+
+    /// `package` executes the plan it is given: redirect the plan's .deb and compression and
+    /// the package lands there, compressed so, and the manifest records that path.
+    #[tokio::test]
+    async fn package_writes_what_the_plan_says_where_it_says() {
+        let (_dir, paths, recipes) = project();
+        let all: Vec<&Recipe> = recipes.iter().collect();
+        let no_image = PlanOptions {
+            compression: None,
+            images: false,
+        };
+        let mut plan = plan(&paths, &all, &no_image);
+        let planned = paths.dist.join("debs").join("elsewhere.deb");
+        plan.recipes[0].deb = planned.clone();
+        plan.recipes[0].compression = Compression::Gzip;
+        let reporter = Reporter::capture(Verbosity::Normal);
+        let opts = crate::package::PackageOptions { load: false };
+        let results = crate::package::package(&paths, &plan, &opts, &reporter)
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].deb.path, planned);
+        assert!(results[0].image.is_none());
+        let bytes = std::fs::read(&planned).unwrap();
+        assert!(
+            bytes.windows(11).any(|w| w == b"data.tar.gz"),
+            "the planned compression was not used"
+        );
+        assert!(!paths
+            .dist
+            .join("debs")
+            .join(recipes[0].package.deb_file_name())
+            .exists());
+        let manifest = crate::manifest::Manifest::load(&paths.manifest()).unwrap();
+        assert_eq!(
+            manifest.find("deb", "app").unwrap().path,
+            "debs/elsewhere.deb"
+        );
+        assert_eq!(
+            plan.artifacts().collect::<Vec<_>>(),
+            vec![planned.as_path()]
+        );
+    }
+
+    #[test]
+    fn cache_states_serialise_as_the_text_plan_has_always_printed() {
+        for (state, text) in [
+            (CacheState::Hit, "hit"),
+            (CacheState::Miss, "miss"),
+            (
+                CacheState::NoBuilderImage("builder/go:abc".into()),
+                "miss (builder image builder/go:abc not made yet)",
+            ),
+            (
+                CacheState::Unknown("Docker engine unreachable".into()),
+                "unknown (Docker engine unreachable)",
+            ),
+        ] {
+            assert_eq!(serde_json::to_value(&state).unwrap(), text);
+        }
+        assert!(CacheState::unresolved()
+            .to_string()
+            .starts_with("unknown ("));
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use builder::archive::{FileSource, Tree};
 use builder::deb::{write_deb, DebSpec};
-use builder::image::{build_image, check_image_spec, ImageOptions, ImageResult};
+use builder::image::{build_image, check_image_spec, recipe_target, ImageOptions, ImageResult};
 use builder::project::Paths;
 use builder::recipe::{Compression, ImageSpec, Recipe};
 use builder::report::Reporter;
@@ -198,8 +198,10 @@ ports = [8080]
     r
 }
 
-fn opts(load: bool) -> ImageOptions {
+/// Options for `recipe`'s image in `project`, where the plan puts it.
+fn opts(project: &Path, recipe: &Recipe, load: bool) -> ImageOptions {
     ImageOptions {
+        target: recipe_target(&Paths::new(project).dist, recipe).unwrap(),
         mtime: EPOCH,
         load,
         revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
@@ -220,7 +222,7 @@ async fn build(
         &f.deb,
         &f.deb_sha256,
         base,
-        &opts(load),
+        &opts(project, recipe, load),
         &Reporter::quiet(),
     )
     .await
@@ -574,12 +576,13 @@ async fn packaging_twice_gives_the_same_bytes() {
     assert_eq!(left.len(), 1, "{left:?}");
 
     // A different SOURCE_DATE_EPOCH changes the config but not the layers.
-    let mut later = opts(false);
+    let r2 = recipe(p2.path(), |_| {});
+    let mut later = opts(p2.path(), &r2, false);
     later.mtime = EPOCH + 86_400;
     let f = fixture();
     let c = build_image(
         &Paths::new(p2.path()),
-        &recipe(p2.path(), |_| {}),
+        &r2,
         &f.deb,
         &f.deb_sha256,
         None,

@@ -29,6 +29,13 @@ fn ci(dir: &Path, config: &Path, extra: &[&str]) -> std::process::Output {
         .env_remove("BUILDER_SIGNING_KEY_FILE"))
 }
 
+/// `builder --json plan` of the project in `dir`.
+fn plan_json(dir: &Path) -> serde_json::Value {
+    let out = run(builder().arg("--project").arg(dir).args(["--json", "plan"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(
         &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
@@ -90,6 +97,29 @@ fn ci_passes_then_fails_the_gate_with_exit_1() {
         .map(|s| s["status"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(stages, vec!["passed"; 5], "{summary}");
+    // The run executed the plan it records: the steps `builder plan` prints, the artifacts
+    // SHA256SUMS lists, every build resolved (a fresh project: all misses).
+    let executed = summary["plan"]["recipes"].as_array().unwrap();
+    let printed = plan_json(dir.path());
+    let printed = printed["recipes"].as_array().unwrap();
+    assert_eq!(executed.len(), printed.len());
+    for (e, p) in executed.iter().zip(printed) {
+        for field in ["name", "deb", "compression", "image"] {
+            assert_eq!(e[field], p[field], "{field}: {e} vs {p}");
+        }
+        let deb = e["deb"].as_str().unwrap();
+        let rel = Path::new(deb)
+            .strip_prefix(&dist)
+            .unwrap()
+            .display()
+            .to_string();
+        assert!(
+            sums.contains(&format!("  {rel}\n")),
+            "{rel} not in SHA256SUMS"
+        );
+        assert_eq!(e["build"]["cache"], "miss", "{e}");
+        assert!(e["build"]["cache_key"].is_string(), "{e}");
+    }
     let report = json(Path::new(summary["smoke_report"].as_str().unwrap()));
     assert_eq!(report["passed"], true);
     let junit = std::fs::read_to_string(dist.join("junit.xml")).unwrap();
@@ -163,6 +193,19 @@ fn ci_passes_then_fails_the_gate_with_exit_1() {
         summary["stages"][1]["detail"], "0 built, 2 from cache",
         "{summary}"
     );
+    // The first run wrote builder.lock, which names the builder image anew; from this run on
+    // `builder plan` prints the keys the build used, and that they hit.
+    let printed = plan_json(dir.path());
+    for (e, p) in summary["plan"]["recipes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(printed["recipes"].as_array().unwrap())
+    {
+        assert_eq!(e["build"]["cache"], "hit", "{e}");
+        assert_eq!(p["build"]["cache"], "hit", "{p}");
+        assert_eq!(e["build"]["cache_key"], p["build"]["cache_key"]);
+    }
     assert_eq!(summary["stages"][3]["status"], "failed");
     assert_eq!(summary["stages"][4]["status"], "skipped");
     let junit = std::fs::read_to_string(dist.join("junit.xml")).unwrap();

@@ -13,14 +13,6 @@ use serde::{Deserialize, Serialize};
 /// File name of the stamp inside `dist/build/<name>/`.
 pub const STAMP: &str = ".builder-build.json";
 
-/// Whether a recipe's outputs for a key are already in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheStatus {
-    Hit,
-    Miss,
-}
-
 /// What `.builder-build.json` records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stamp {
@@ -52,14 +44,19 @@ pub fn check(dir: &Path, key: &str) -> Option<Stamp> {
     Some(stamp)
 }
 
-/// A fresh staging directory beside `dist/build/<name>/` (same filesystem, so renames are atomic).
-pub fn staging_dir(dist: &Path, name: &str) -> anyhow::Result<tempfile::TempDir> {
-    let parent = dist.join("build");
-    std::fs::create_dir_all(&parent)
+/// A fresh staging directory beside `out_dir` (`dist/build/<name>/`; same filesystem, so
+/// renames are atomic).
+pub fn staging_dir(out_dir: &Path) -> anyhow::Result<tempfile::TempDir> {
+    let parent = out_dir.parent().unwrap_or(Path::new("."));
+    let name = out_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::fs::create_dir_all(parent)
         .with_context(|| format!("could not create `{}`", parent.display()))?;
     tempfile::Builder::new()
         .prefix(&format!(".{name}.new-"))
-        .tempdir_in(&parent)
+        .tempdir_in(parent)
         .with_context(|| {
             format!(
                 "could not create a staging directory in `{}`",
@@ -304,7 +301,7 @@ mod tests {
         let dist = tempfile::tempdir().unwrap();
         let target = out_dir(dist.path(), "svc");
         for round in 0..2 {
-            let staged = staging_dir(dist.path(), "svc").unwrap();
+            let staged = staging_dir(&target).unwrap();
             std::fs::write(staged.path().join("bin"), format!("round {round}")).unwrap();
             let key = format!("key{round}");
             let outs = seal(staged.path(), &["bin".into()], &key, "svc", "img").unwrap();
@@ -327,7 +324,7 @@ mod tests {
     #[test]
     fn only_declared_outputs_are_kept() {
         let dist = tempfile::tempdir().unwrap();
-        let staged = staging_dir(dist.path(), "svc").unwrap();
+        let staged = staging_dir(&out_dir(dist.path(), "svc")).unwrap();
         let s = staged.path();
         std::fs::create_dir_all(s.join("bin")).unwrap();
         std::fs::create_dir_all(s.join("junk/deep")).unwrap();
@@ -372,9 +369,9 @@ mod tests {
         let target = out_dir(dist.path(), "svc");
         std::thread::scope(|s| {
             for i in 0..8 {
-                let (dist, target) = (dist.path(), &target);
+                let target = &target;
                 s.spawn(move || {
-                    let staged = staging_dir(dist, "svc").unwrap();
+                    let staged = staging_dir(target).unwrap();
                     std::fs::write(staged.path().join("bin"), format!("build {i}")).unwrap();
                     seal(
                         staged.path(),
@@ -404,7 +401,7 @@ mod tests {
     #[test]
     fn symlinked_outputs_must_stay_inside_out() {
         let dist = tempfile::tempdir().unwrap();
-        let staged = staging_dir(dist.path(), "svc").unwrap();
+        let staged = staging_dir(&out_dir(dist.path(), "svc")).unwrap();
         let s = staged.path();
         std::fs::write(s.join("real"), "bytes").unwrap();
         std::fs::create_dir(s.join("d")).unwrap();
@@ -444,7 +441,7 @@ mod tests {
     #[test]
     fn missing_outputs_list_symlinks_that_were_produced() {
         let dist = tempfile::tempdir().unwrap();
-        let staged = staging_dir(dist.path(), "svc").unwrap();
+        let staged = staging_dir(&out_dir(dist.path(), "svc")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", staged.path().join("p2")).unwrap();
         let err = seal(staged.path(), &["p".into()], "k", "svc", "img").unwrap_err();
         assert!(
@@ -456,7 +453,7 @@ mod tests {
     #[test]
     fn missing_output_is_a_failure_naming_it() {
         let dist = tempfile::tempdir().unwrap();
-        let staged = staging_dir(dist.path(), "svc").unwrap();
+        let staged = staging_dir(&out_dir(dist.path(), "svc")).unwrap();
         std::fs::write(staged.path().join("other"), "x").unwrap();
         let err = seal(staged.path(), &["bin".into()], "k", "svc", "img").unwrap_err();
         let msg = err.to_string();

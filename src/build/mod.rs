@@ -27,10 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::Paths;
 use crate::docker::Session;
+use crate::plan::{BuildPlan, CacheState, Plan};
 use crate::recipe::{BuildSpec, Recipe};
 use crate::report::Reporter;
-
-pub use cache::CacheStatus;
 
 /// Version of the key derivation; bump when the key's inputs change meaning.
 const KEY_VERSION: &str = "builder-build-v1";
@@ -91,16 +90,29 @@ fn spec_of(recipe: &Recipe) -> anyhow::Result<&BuildSpec> {
     })
 }
 
-/// The cache key of `recipe` built with the builder image `builder_image_id`, with the dist directory of `paths`, which (like builder's cache directory)
-/// is left out of the sources when it lies inside them.
-pub fn cache_key_in(
+/// Resolves the engine-dependent part of one build step of the plan: its cache key with the
+/// builder image `builder_image_id`, the sources that key covers (what the build uploads)
+/// and whether `step.out_dir` already holds the key's outputs. `builder plan` and `build`
+/// both call it, so the key `plan` prints is the one `build` uses.
+pub fn resolve(
     paths: &Paths,
     recipe: &Recipe,
+    step: &mut BuildPlan,
     builder_image_id: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<()> {
     let spec = spec_of(recipe)?;
-    let entries = list_sources(paths, recipe, spec)?;
-    key_for(recipe, spec, builder_image_id, &entries)
+    let sources = list_sources(paths, recipe, spec)?;
+    let key = key_for(recipe, spec, builder_image_id, &sources)?;
+    step.stamp = cache::check(&step.out_dir, &key);
+    step.cache = if step.stamp.is_some() {
+        CacheState::Hit
+    } else {
+        CacheState::Miss
+    };
+    step.cache_key = Some(key);
+    step.builder_image = Some(builder_image_id.to_string());
+    step.sources = sources;
+    Ok(())
 }
 
 /// The uploaded sources: the `source` tree minus ignored entries and minus builder's own
@@ -206,29 +218,18 @@ fn docker_name_part(recipe: &str) -> String {
         .collect()
 }
 
-/// Whether the outputs for `key` are already in `dist/build/<name>/` (used by `builder plan`).
-pub fn cache_status(paths: &Paths, recipe: &Recipe, key: &str) -> CacheStatus {
-    let dir = cache::out_dir(&paths.dist, &recipe.package.name);
-    if cache::check(&dir, key).is_some() {
-        CacheStatus::Hit
-    } else {
-        CacheStatus::Miss
-    }
-}
-
-/// Builds every recipe in `recipes` that has a `[build]` table; results in input order.
+/// Executes the build steps of `plan`; results in plan order. First the part of the plan
+/// only the engine can tell: each builder image is made if missing, then every step's cache
+/// key and hit/miss are resolved into `plan` ([`resolve`]). Then the steps run as resolved:
+/// a hit starts no container.
 pub async fn build(
     paths: &Paths,
-    recipes: &[&Recipe],
+    plan: &mut Plan,
     opts: &BuildOptions,
     reporter: &Reporter,
     cancel: CancellationToken,
 ) -> anyhow::Result<Vec<BuildResult>> {
-    let todo: Vec<(&Recipe, &BuildSpec)> = recipes
-        .iter()
-        .filter_map(|r| r.build.as_ref().map(|b| (*r, b)))
-        .collect();
-    if todo.is_empty() {
+    if !plan.recipes.iter().any(|r| r.build.is_some()) {
         reporter.info("nothing to build: no selected recipe has a [build] table");
         return Ok(Vec::new());
     }
@@ -236,27 +237,52 @@ pub async fn build(
 
     // Each builder image once, before any build, so concurrent builds never race to make it.
     let mut images: BTreeMap<String, String> = BTreeMap::new();
-    for (_, spec) in &todo {
-        if images.contains_key(&spec.builder) {
+    for step in plan.recipes.iter().filter_map(|r| r.build.as_ref()) {
+        if images.contains_key(&step.builder) {
             continue;
         }
         let id = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(crate::docker::interrupted()),
-            id = images::ensure(&engine, paths, &spec.builder, reporter) => id?,
+            id = images::ensure(&engine, paths, &step.builder, reporter) => id?,
         };
-        images.insert(spec.builder.clone(), id);
+        images.insert(step.builder.clone(), id);
     }
+    for rp in plan.recipes.iter_mut() {
+        if let Some(step) = rp.build.as_mut() {
+            let id = images[&step.builder].clone();
+            resolve(paths, &rp.loaded, step, &id)?;
+        }
+    }
+    execute(&engine, paths, plan, opts, reporter, cancel).await
+}
 
+/// Runs the resolved build steps of `plan`, up to `opts.jobs` at once.
+async fn execute(
+    engine: &crate::docker::Engine,
+    paths: &Paths,
+    plan: &Plan,
+    opts: &BuildOptions,
+    reporter: &Reporter,
+    cancel: CancellationToken,
+) -> anyhow::Result<Vec<BuildResult>> {
+    let todo: Vec<Todo<'_>> = plan
+        .recipes
+        .iter()
+        .filter_map(|rp| {
+            let step = rp.build.as_ref()?;
+            let spec = rp.loaded.build.as_ref()?;
+            Some(Todo {
+                recipe: &rp.loaded,
+                spec,
+                step,
+            })
+        })
+        .collect();
     let run_id = crate::docker::new_run_id();
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
-    let jobs = todo.iter().map(|(recipe, spec)| {
+    let jobs = todo.iter().map(|todo| {
         let permits = permits.clone();
-        let todo = Todo {
-            recipe,
-            spec,
-            image_id: images[&spec.builder].clone(),
-        };
         let engine = engine.clone();
         let cancel = cancel.clone();
         let run_id = run_id.clone();
@@ -268,7 +294,7 @@ pub async fn build(
             };
             // The session's own token: the timeout stops one build the way Ctrl-C stops all.
             let session = engine.session(&run_id, "build", &cancel.child_token());
-            build_one(&session, paths, &todo, opts, reporter, &cancel).await
+            build_one(&session, paths, todo, opts, reporter, &cancel).await
         }
     });
     let outcomes = futures_util::future::join_all(jobs).await;
@@ -298,11 +324,11 @@ pub async fn build(
     }
 }
 
-/// One recipe to build: its `[build]` table and the id of its builder image.
+/// One recipe to build: its `[build]` table and its resolved step of the plan.
 struct Todo<'a> {
     recipe: &'a Recipe,
     spec: &'a BuildSpec,
-    image_id: String,
+    step: &'a BuildPlan,
 }
 
 /// Builds one recipe in a container of `session`, unless its outputs are fresh. `cancel` is
@@ -315,14 +341,19 @@ async fn build_one(
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> anyhow::Result<BuildResult> {
-    let (recipe, spec, image_id) = (todo.recipe, todo.spec, todo.image_id.as_str());
+    let (recipe, spec, step) = (todo.recipe, todo.spec, todo.step);
     let started = Instant::now();
     let name = recipe.package.name.as_str();
-    let entries = list_sources(paths, recipe, spec)?;
-    let key = key_for(recipe, spec, image_id, &entries)?;
-    let out_dir = cache::out_dir(&paths.dist, name);
+    let (Some(key), Some(image_id)) = (step.cache_key.clone(), step.builder_image.as_deref())
+    else {
+        return Err(anyhow::anyhow!(
+            "the build of `{name}` was not resolved against its builder image before it ran \
+             (a bug in builder: please report it)"
+        ));
+    };
+    let out_dir = step.out_dir.clone();
     if !opts.no_cache {
-        if let Some(stamp) = cache::check(&out_dir, &key) {
+        if let Some(stamp) = step.stamp.clone() {
             reporter.status("Fresh", format!("{name} (key {})", &key[..12]));
             return Ok(BuildResult {
                 name: name.to_string(),
@@ -335,7 +366,7 @@ async fn build_one(
         }
     }
     reporter.status("Building", format!("{name} (key {})", &key[..12]));
-    let staged = cache::staging_dir(&paths.dist, name)?;
+    let staged = cache::staging_dir(&out_dir)?;
     let mut env: BTreeMap<String, String> = BTreeMap::from([
         ("VERSION".to_string(), recipe.package.version()),
         ("SOURCE_DATE_EPOCH".to_string(), source_date_epoch()),
@@ -363,7 +394,7 @@ async fn build_one(
         spec,
         image_id,
         env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        entries,
+        entries: step.sources.clone(),
         caches,
     };
     // The timeout stops the run the way Ctrl-C does (through the session's child token), so
@@ -488,10 +519,49 @@ mod tests {
         let plain = recipe(dir.path(), "");
         let cached = recipe(dir.path(), "cache = [\"/tmp/gocache\"]");
         assert_eq!(cached.build.as_ref().unwrap().cache, vec!["/tmp/gocache"]);
-        let key =
-            |r: &Recipe| cache_key_in(&Paths::new(r.project.clone()), r, "sha256:abc").unwrap();
+        let key = |r: &Recipe| {
+            let paths = Paths::new(r.project.clone());
+            let mut plan = crate::plan::plan(&paths, &[r], &Default::default());
+            let step = plan.recipes[0].build.as_mut().unwrap();
+            resolve(&paths, r, step, "sha256:abc").unwrap();
+            step.cache_key.clone().unwrap()
+        };
         assert_eq!(key(&plain), key(&cached));
         let other = recipe(dir.path(), "env = { A = \"1\" }");
         assert_ne!(key(&plain), key(&other), "other [build] fields still count");
+    }
+
+    /// The cache is looked up where the plan puts the outputs, with the key the plan
+    /// records: what `builder plan` says is what `build` will find.
+    #[test]
+    fn resolve_looks_in_the_plans_out_dir_and_records_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = recipe(dir.path(), "");
+        let paths = Paths::new(r.project.clone());
+        let mut plan = crate::plan::plan(&paths, &[&r], &Default::default());
+        let step = plan.recipes[0].build.as_mut().unwrap();
+        assert!(!step.cache.is_resolved());
+        assert_eq!(step.out_dir, paths.dist.join("build/probe"));
+        step.out_dir = dir.path().join("elsewhere/probe");
+        resolve(&paths, &r, step, "sha256:abc").unwrap();
+        assert_eq!(step.cache, CacheState::Miss);
+        assert_eq!(step.builder_image.as_deref(), Some("sha256:abc"));
+        assert_eq!(
+            step.sources
+                .iter()
+                .map(|e| e.rel.as_str())
+                .collect::<Vec<_>>(),
+            vec!["main.go"]
+        );
+        let key = step.cache_key.clone().unwrap();
+        let staged = cache::staging_dir(&step.out_dir).unwrap();
+        std::fs::write(staged.path().join("bin"), "x").unwrap();
+        cache::seal(staged.path(), &["bin".into()], &key, "probe", "sha256:abc").unwrap();
+        cache::install(staged, &step.out_dir).unwrap();
+        resolve(&paths, &r, step, "sha256:abc").unwrap();
+        assert_eq!(step.cache, CacheState::Hit);
+        assert_eq!(step.stamp.as_ref().unwrap().key, key);
+        // The default place holds nothing: the hit came from where the plan pointed.
+        assert!(!paths.dist.join("build/probe").exists());
     }
 }

@@ -39,8 +39,9 @@ pub async fn run(args: BuildArgs, paths: &Paths, reporter: &Reporter) -> anyhow:
             .map(usize::from)
             .unwrap_or_else(crate::build::default_jobs),
     };
+    let mut plan = crate::plan::plan(paths, &selected, &Default::default());
     let cancel = crate::docker::cancel_on_signals();
-    let results = crate::build::build(paths, &selected, &opts, reporter, cancel).await?;
+    let results = crate::build::build(paths, &mut plan, &opts, reporter, cancel).await?;
     if reporter.is_json() {
         reporter.json(&JsonReport {
             builds: &results,

@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::Paths;
 use crate::package::{self, PackageOptions};
+use crate::plan::PlanOptions;
 use crate::recipe::{self, Compression};
 use crate::report::Reporter;
 
@@ -61,12 +62,18 @@ pub async fn run(args: PackageArgs, paths: &Paths, reporter: &Reporter) -> anyho
         return Ok(crate::error::EXIT_OK);
     }
     let selected = recipe::select(&recipes, &args.names)?;
+    let plan = crate::plan::plan(
+        paths,
+        &selected,
+        &PlanOptions {
+            compression: args.compression,
+            images: !args.no_image,
+        },
+    );
     let opts = PackageOptions {
-        compression: args.compression,
-        images: !args.no_image,
         load: !args.no_load,
     };
-    let results = package::package(paths, &selected, &opts, reporter).await?;
+    let results = package::package(paths, &plan, &opts, reporter).await?;
     if args.names.is_empty() {
         for a in package::forget_removed(paths, &selected)? {
             reporter.status(

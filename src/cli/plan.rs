@@ -15,8 +15,8 @@ pub struct PlanArgs {
 pub async fn run(args: PlanArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     let recipes = recipe::load_project(paths)?;
     let selected = recipe::select(&recipes, &args.names)?;
-    let mut plan = crate::plan::plan(paths, &selected);
-    crate::plan::resolve_cache(paths, &selected, &mut plan).await;
+    let mut plan = crate::plan::plan(paths, &selected, &Default::default());
+    crate::plan::resolve_cache(paths, &mut plan).await;
     if reporter.is_json() {
         reporter.json(&plan)?;
         return Ok(crate::error::EXIT_OK);
@@ -52,11 +52,22 @@ pub async fn run(args: PlanArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
         if let Some(i) = &r.image {
             reporter.output(format!(
                 "  image    {} on `{}` → {}",
-                i.tag,
+                i.target.tag,
                 i.base,
-                i.path.display()
+                i.target.path.display()
             ));
         }
+    }
+    if plan
+        .recipes
+        .iter()
+        .filter_map(|r| r.build.as_ref())
+        .any(|b| !b.cache.is_resolved())
+    {
+        reporter.output(
+            "cache    keys include the builder image id: `build` and `pipeline` make missing \
+             builder images and resolve them before building",
+        );
     }
     let drift: Vec<String> = plan
         .lock

@@ -36,9 +36,41 @@ use crate::report::Reporter;
 
 pub use check::{tag_for_version, BaseListing};
 
+/// Where an image goes: the tag it is loaded under and the tar it is written to.
+/// [`crate::plan`] decides it (through [`target`]); the writer only obeys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImageTarget {
+    /// `name:tag`, as loaded into Docker.
+    pub tag: String,
+    /// The tag part alone (the OCI layout's ref name): the version made fit for Docker.
+    #[serde(skip)]
+    pub reference: String,
+    /// `dist/images/<name>_<version>.tar`
+    pub path: PathBuf,
+}
+
+/// The tag and tar path of the image `spec` of `package`, under `dist`.
+pub fn target(dist: &Path, package: &crate::recipe::Package, spec: &ImageSpec) -> ImageTarget {
+    let reference = tag_for_version(&package.file_version());
+    ImageTarget {
+        tag: format!("{}:{reference}", spec.name),
+        reference,
+        path: dist
+            .join("images")
+            .join(format!("{}_{}.tar", spec.name, package.file_version())),
+    }
+}
+
+/// [`target`] of `recipe`'s image; an error saying how to add one when it has none.
+pub fn recipe_target(dist: &Path, recipe: &Recipe) -> anyhow::Result<ImageTarget> {
+    Ok(target(dist, &recipe.package, spec_of(recipe)?))
+}
+
 /// How [`build_image`] runs.
 #[derive(Debug, Clone, Default)]
 pub struct ImageOptions {
+    /// Where the image goes (from the plan, see [`target`]).
+    pub target: ImageTarget,
     /// SOURCE_DATE_EPOCH: the config's `created` and the outer tar's mtimes.
     pub mtime: u64,
     /// Load the image into the Docker engine after writing it.
@@ -316,14 +348,10 @@ fn write_image(
     };
     let deps = dependencies_that_start(recipe, spec, &contents.fields, &below, &app, reporter)?;
 
-    let tag = tag_for_version(&recipe.package.file_version());
-    let repo_tag = format!("{}:{tag}", spec.name);
-    let dir = paths.dist.join("images");
-    let dst = dir.join(format!(
-        "{}_{}.tar",
-        spec.name,
-        recipe.package.file_version()
-    ));
+    let tag = opts.target.reference.clone();
+    let repo_tag = opts.target.tag.clone();
+    let dst = opts.target.path.clone();
+    let dir = dst.parent().unwrap_or(&paths.dist).to_path_buf();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("could not create `{}`", dir.display()))?;
     let work = tempfile::Builder::new()

@@ -19,9 +19,9 @@ use crate::archive::{FileSource, NodeKind, Tree, TreeError};
 use crate::deb::{DebSpec, Script};
 use crate::recipe::{debian, Compression, FileSpec, Recipe, Source};
 
-/// Where a recipe's build outputs are: `dist/build/<name>/`.
+/// Where a recipe's build outputs are: `dist/build/<name>/` (the build cache's directory).
 pub fn build_dir(dist: &Path, recipe: &Recipe) -> PathBuf {
-    dist.join("build").join(&recipe.package.name)
+    crate::build::cache::out_dir(dist, &recipe.package.name)
 }
 
 /// The longest file name dpkg can install: it unpacks every file as `<name>.dpkg-new`
@@ -658,7 +658,7 @@ pub fn control_fields(recipe: &Recipe) -> Vec<(String, String)> {
 pub fn spec(
     recipe: &Recipe,
     dist: &Path,
-    compression: Option<Compression>,
+    compression: Compression,
     mtime: u64,
 ) -> anyhow::Result<DebSpec> {
     let collector = Collector::new(recipe, dist);
@@ -735,7 +735,7 @@ pub fn spec(
         data: tree,
         conffiles,
         scripts,
-        compression: compression.unwrap_or(recipe.package.compression),
+        compression,
         mtime,
     })
 }

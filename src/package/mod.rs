@@ -5,7 +5,7 @@
 mod deb;
 pub mod systemd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -14,30 +14,24 @@ pub use deb::build_dir;
 
 use crate::base::BaseImages;
 use crate::digest::Digest;
-use crate::image::{ImageOptions, ImageResult};
+use crate::image::{ImageOptions, ImageResult, ImageTarget};
 use crate::manifest::{Artifact, Manifest};
+use crate::plan::Plan;
 use crate::project::Paths;
-use crate::recipe::{Compression, Recipe};
+use crate::recipe::Recipe;
 use crate::report::Reporter;
 
-/// Options of one `builder package` run.
+/// Options of one `builder package` run; what to package (compression, images, paths) is
+/// the plan's ([`crate::plan::PlanOptions`]).
 #[derive(Debug, Clone)]
 pub struct PackageOptions {
-    /// Overrides each recipe's compression.
-    pub compression: Option<Compression>,
-    /// Also make images for recipes with an `[image]` table.
-    pub images: bool,
     /// Load the images into the Docker engine.
     pub load: bool,
 }
 
 impl Default for PackageOptions {
     fn default() -> Self {
-        PackageOptions {
-            compression: None,
-            images: true,
-            load: true,
-        }
+        PackageOptions { load: true }
     }
 }
 
@@ -63,53 +57,71 @@ pub struct PackageResult {
     pub image: Option<ImageResult>,
 }
 
-/// Packages each recipe: checks its image spec, writes the .deb, then makes (and loads)
-/// the image. Everything a recipe's image needs is checked before its .deb is written.
+/// Executes the package steps of `plan`, in its order: per recipe, checks its image spec,
+/// writes the .deb where the plan says, then makes (and loads) the planned image.
+/// Everything a recipe's image needs is checked before its .deb is written.
 pub async fn package(
     paths: &Paths,
-    recipes: &[&Recipe],
+    plan: &Plan,
     opts: &PackageOptions,
     reporter: &Reporter,
 ) -> anyhow::Result<Vec<PackageResult>> {
-    let bases = if opts.images && recipes.iter().any(|r| r.image.is_some()) {
+    let bases = if plan.recipes.iter().any(|r| r.image.is_some()) {
         Some(BaseImages::load(&paths.project)?)
     } else {
         None
     };
     let mut results = Vec::new();
-    for recipe in recipes {
+    for step in &plan.recipes {
+        let recipe = &step.loaded;
         let mtime = crate::project::source_date_epoch(&paths.project, &deb::inputs(recipe))?;
-        let spec = deb::spec(recipe, &paths.dist, opts.compression, mtime)?;
-        if let (Some(bases), Some(_)) = (&bases, &recipe.image) {
+        let spec = deb::spec(recipe, &paths.dist, step.compression, mtime)?;
+        if let (Some(bases), Some(_)) = (&bases, &step.image) {
             crate::image::check_image_spec(recipe, &spec.data, bases)?;
             crate::image::check_image_starts(recipe, &spec.data, bases, reporter)?;
         }
-        let deb = write_deb(paths, recipe, &spec, mtime, reporter)?;
-        let image = match (&bases, &recipe.image) {
-            (Some(_), Some(_)) => {
+        let deb = write_deb(paths, recipe, &step.deb, &spec, mtime, reporter)?;
+        let image = match &step.image {
+            Some(planned) => {
                 let revision = crate::project::git_revision(&paths.project);
-                Some(package_image(paths, recipe, &deb, None, opts.load, revision, reporter).await?)
+                let target = planned.target.clone();
+                let how = ImageHow {
+                    base: None,
+                    load: opts.load,
+                    revision,
+                };
+                Some(package_image(paths, recipe, &deb, target, how, reporter).await?)
             }
-            _ => None,
+            None => None,
         };
         results.push(PackageResult { deb, image });
     }
     Ok(results)
 }
 
-/// Writes the .deb of one recipe into `dist/debs/` and records it in the manifest.
+/// `path` relative to dist/, as the manifest records it.
+fn in_dist(paths: &Paths, path: &Path) -> String {
+    path.strip_prefix(&paths.dist)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Writes the .deb of one recipe to `out` (the plan's `dist/debs/…`) and records it in the
+/// manifest.
 fn write_deb(
     paths: &Paths,
     recipe: &Recipe,
+    out: &Path,
     spec: &crate::deb::DebSpec,
     mtime: u64,
     reporter: &Reporter,
 ) -> anyhow::Result<DebResult> {
     let p = &recipe.package;
-    let out = paths.dist.join("debs").join(p.deb_file_name());
-    std::fs::create_dir_all(out.parent().unwrap_or(&paths.dist))
-        .with_context(|| format!("could not create `{}`", paths.dist.join("debs").display()))?;
-    let info = crate::deb::write_deb(spec, &out)
+    let dir = out.parent().unwrap_or(&paths.dist);
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("could not create `{}`", dir.display()))?;
+    let info = crate::deb::write_deb(spec, out)
         .with_context(|| format!("could not write the package for `{}`", p.name))?;
     reporter.status(
         "Packaged",
@@ -127,7 +139,7 @@ fn write_deb(
             name: p.name.clone(),
             version: p.version(),
             architecture: Some(p.architecture.clone()),
-            path: format!("debs/{}", p.deb_file_name()),
+            path: in_dist(paths, out),
             sha256: info.sha256,
             size: info.size,
             image_id: None,
@@ -140,7 +152,7 @@ fn write_deb(
         name: p.name.clone(),
         version: p.version(),
         architecture: p.architecture.clone(),
-        path: out,
+        path: out.to_path_buf(),
         sha256: info.sha256,
         size: info.size,
         installed_size_kib: info.installed_size_kib,
@@ -148,31 +160,38 @@ fn write_deb(
     })
 }
 
-/// Makes the image of a recipe from its .deb (on `base` or the recipe's base) and records
-/// it in the manifest.
+/// How [`package_image`] makes an image beyond where it goes.
+struct ImageHow {
+    /// Another base than the recipe's (a rebase).
+    base: Option<String>,
+    load: bool,
+    /// The commit the image says it was made from.
+    revision: Option<String>,
+}
+
+/// Makes the image of a recipe from its .deb at `target` (on `how.base` or the recipe's
+/// base) and records it in the manifest.
 async fn package_image(
     paths: &Paths,
     recipe: &Recipe,
     deb: &DebResult,
-    base: Option<&str>,
-    load: bool,
-    revision: Option<String>,
+    target: ImageTarget,
+    how: ImageHow,
     reporter: &Reporter,
 ) -> anyhow::Result<ImageResult> {
+    let revision = how.revision;
     let opts = ImageOptions {
+        target,
         mtime: deb.source_date_epoch,
-        load,
+        load: how.load,
         revision: revision.clone(),
         source: recipe.package.homepage.clone(),
     };
+    let base = how.base.as_deref();
     let image =
         crate::image::build_image(paths, recipe, &deb.path, &deb.sha256, base, &opts, reporter)
             .await?;
-    let rel = image
-        .path
-        .strip_prefix(&paths.dist)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| image.path.to_string_lossy().into_owned());
+    let rel = in_dist(paths, &image.path);
     record(paths, |m| {
         m.upsert(Artifact {
             kind: "image".into(),
@@ -242,7 +261,14 @@ pub async fn rebase(
         installed_size_kib: 0,
         source_date_epoch: mtime,
     };
-    package_image(paths, recipe, &deb, Some(base), load, revision, reporter).await
+    // Where the plan puts this recipe's image: a rebase replaces it in place.
+    let target = crate::image::recipe_target(&paths.dist, recipe)?;
+    let how = ImageHow {
+        base: Some(base.to_string()),
+        load,
+        revision,
+    };
+    package_image(paths, recipe, &deb, target, how, reporter).await
 }
 
 /// Drops manifest entries of recipes that no longer exist (their package or image name is

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::durable::write as write_atomic;
 use crate::junit;
+use crate::plan::{Plan, PlanOptions};
 use crate::project::Paths;
 use crate::report::Reporter;
 
@@ -75,6 +76,10 @@ pub struct PipelineSummary {
     pub smoke_report: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_commit: Option<String>,
+    /// The plan the run executed (the one `builder plan` prints), with what the build stage
+    /// resolved against the engine (cache keys, hits); absent when validation failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
 }
 
 pub const STAGES: [&str; 5] = ["validate", "build", "package", "smoke", "promote"];
@@ -112,6 +117,7 @@ pub async fn run(
         stages,
         smoke_report: smoke_dir.as_ref().map(|d: &PathBuf| d.join("report.json")),
         source_commit: crate::project::git_revision(&paths.project),
+        plan: out.plan,
     };
     let written = write_outputs(
         paths,
@@ -133,6 +139,8 @@ struct RunOutputs {
     smoke_suite: Option<junit::Suite>,
     /// The files this run's package stage wrote (absolute); `None` when it did not run.
     produced: Option<std::collections::BTreeSet<PathBuf>>,
+    /// What the run executes, from the validate stage on.
+    plan: Option<Plan>,
 }
 
 async fn stage<T>(
@@ -169,7 +177,13 @@ async fn chain(
     stages: &mut Vec<StageResult>,
     out: &mut RunOutputs,
 ) -> anyhow::Result<()> {
-    let (recipes, promote_to) = stage(stages, "validate", reporter, async {
+    let RunOutputs {
+        smoke_dir,
+        smoke_suite,
+        produced,
+        plan: planned,
+    } = out;
+    let (plan, promote_to) = stage(stages, "validate", reporter, async {
         let r = crate::recipe::load_project(paths)?;
         let n = r.len();
         // The promotion target is checked now, not after a full build and smoke run.
@@ -178,20 +192,21 @@ async fn chain(
         } else {
             None
         };
-        Ok(((r, promote_to), format!("{n} recipes")))
+        // What `builder plan` prints for these recipes is what the stages below execute.
+        let all: Vec<&crate::recipe::Recipe> = r.iter().collect();
+        let plan = crate::plan::plan(paths, &all, &PlanOptions::default());
+        Ok(((plan, promote_to), format!("{n} recipes")))
     })
     .await?;
-    let all: Vec<&crate::recipe::Recipe> = recipes.iter().collect();
+    let plan = planned.insert(plan);
 
-    let with_build: Vec<&crate::recipe::Recipe> =
-        all.iter().copied().filter(|r| r.build.is_some()).collect();
     stage(stages, "build", reporter, async {
         let build_opts = crate::build::BuildOptions {
             no_cache: opts.no_cache,
             jobs: crate::build::default_jobs(),
         };
         let results =
-            crate::build::build(paths, &with_build, &build_opts, reporter, cancel.clone()).await?;
+            crate::build::build(paths, plan, &build_opts, reporter, cancel.clone()).await?;
         let cached = results.iter().filter(|r| r.cached).count();
         Ok((
             (),
@@ -203,16 +218,17 @@ async fn chain(
         return Err(crate::docker::interrupted());
     }
 
+    let plan = &*plan;
     stage(stages, "package", reporter, async {
         let results = crate::package::package(
             paths,
-            &all,
+            plan,
             &crate::package::PackageOptions::default(),
             reporter,
         )
         .await?;
         let images = results.iter().filter(|r| r.image.is_some()).count();
-        for a in crate::package::forget_removed(paths, &all)? {
+        for a in crate::package::forget_removed(paths, &plan.loaded_recipes())? {
             reporter.status(
                 "Forgot",
                 format!(
@@ -221,15 +237,8 @@ async fn chain(
                 ),
             );
         }
-        out.produced = Some(
-            results
-                .iter()
-                .flat_map(|r| {
-                    std::iter::once(r.deb.path.clone())
-                        .chain(r.image.iter().map(|i| i.path.clone()))
-                })
-                .collect(),
-        );
+        // Exactly the files the plan names: the package stage wrote each of them.
+        *produced = Some(plan.artifacts().map(PathBuf::from).collect());
         Ok(((), format!("{} packages, {images} images", results.len())))
     })
     .await?;
@@ -245,8 +254,8 @@ async fn chain(
             ..opts.smoke.clone()
         };
         let outcome = crate::smoke::run(paths, &smoke_opts, reporter, cancel.clone()).await?;
-        out.smoke_dir = Some(outcome.dir.clone());
-        out.smoke_suite = Some(crate::smoke::report::junit_suite(&outcome.report));
+        *smoke_dir = Some(outcome.dir.clone());
+        *smoke_suite = Some(crate::smoke::report::junit_suite(&outcome.report));
         if !outcome.report.passed {
             return Err(crate::error::failed(format!(
                 "smoke gate failed (run {}): {}; report: {}",

@@ -33,6 +33,18 @@ pub enum Compression {
     None,
 }
 
+impl std::fmt::Display for Compression {
+    /// The name recipes use (`xz`), as serialised.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        })
+    }
+}
+
 impl Compression {
     /// Suffix of the member name: `data.tar.xz`.
     pub fn extension(self) -> &'static str {
