@@ -187,7 +187,10 @@ pub async fn promote(
                 let publication = match source {
                     Source::Report(run) => {
                         let r = gate::passed_report(&dist, run.as_deref(), &signer, &rep)?;
-                        rep.verbose(format!("promoting what smoke run {} passed", r.run));
+                        rep.verbose(format!(
+                            "promoting what smoke run {} passed",
+                            r.report.run_id
+                        ));
                         gate::from_report(&dist, &r)?
                     }
                     Source::Env(env) => {

@@ -14,7 +14,7 @@ use super::stack::Stack;
 use crate::digest::Digest;
 use crate::docker::Engine;
 use crate::error::usage;
-use crate::manifest::{Artifact, Manifest};
+use crate::manifest::{Artifact, ArtifactKind, Manifest};
 use crate::project::Paths;
 use crate::recipe::Recipe;
 use crate::report::Reporter;
@@ -48,21 +48,25 @@ pub fn collect(paths: &Paths, stack: &Stack, recipes: &[Recipe]) -> Result<Under
             .as_ref()
             .map(|i| i.name.clone())
             .unwrap_or_else(|| recipe.package.name.clone());
-        let deb = manifest.find("deb", &recipe.package.name).ok_or_else(|| {
-            usage(format!(
-                "`{}` lists no .deb for `{}` (service `{}`); {FIX}",
-                manifest_path.display(),
-                recipe.package.name,
-                svc.name
-            ))
-        })?;
-        let image = manifest.find("image", &image_name).ok_or_else(|| {
-            usage(format!(
-                "`{}` lists no image `{image_name}` (service `{}`); {FIX}",
-                manifest_path.display(),
-                svc.name
-            ))
-        })?;
+        let deb = manifest
+            .find(ArtifactKind::Deb, &recipe.package.name)
+            .ok_or_else(|| {
+                usage(format!(
+                    "`{}` lists no .deb for `{}` (service `{}`); {FIX}",
+                    manifest_path.display(),
+                    recipe.package.name,
+                    svc.name
+                ))
+            })?;
+        let image = manifest
+            .find(ArtifactKind::Image, &image_name)
+            .ok_or_else(|| {
+                usage(format!(
+                    "`{}` lists no image `{image_name}` (service `{}`); {FIX}",
+                    manifest_path.display(),
+                    svc.name
+                ))
+            })?;
         if image.image_id.is_none() {
             return Err(usage(format!(
                 "the image `{image_name}` in `{}` has no image id; {FIX}",
@@ -70,14 +74,14 @@ pub fn collect(paths: &Paths, stack: &Stack, recipes: &[Recipe]) -> Result<Under
             )));
         }
         for a in [deb, image] {
-            if seen.insert((a.kind.clone(), a.name.clone())) {
+            if seen.insert((a.kind, a.name.clone())) {
                 verify_file(&paths.dist, a)?;
                 artifacts.push(a.clone());
             }
         }
         images.insert(svc.name.clone(), image.clone());
     }
-    artifacts.sort_by(|x, y| (&x.kind, &x.name).cmp(&(&y.kind, &y.name)));
+    artifacts.sort_by(|x, y| (x.kind, &x.name).cmp(&(y.kind, &y.name)));
     Ok(UnderTest {
         images,
         source_commit: Manifest::common_commit(&artifacts),
