@@ -66,15 +66,16 @@ fn check_sha(dist: &Path, a: &Artifact, run: &str) -> anyhow::Result<PathBuf> {
         )));
     }
     let (got, _, _) = repo::store::digest_file(&path)?;
-    let want = a.sha256.hex();
-    if !got.eq_ignore_ascii_case(&want) {
+    if got != a.sha256 {
         return Err(failed(format!(
-            "{} {} {}: `{}` has sha256 {got}, but smoke run {run} passed sha256 {want}; the file \
+            "{} {} {}: `{}` has sha256 {}, but smoke run {run} passed sha256 {}; the file \
              changed after the smoke test: run `builder smoke` again on what you mean to ship",
             a.kind,
             a.name,
             a.version,
-            path.display()
+            path.display(),
+            got.hex(),
+            a.sha256.hex()
         )));
     }
     Ok(path)
@@ -161,12 +162,8 @@ pub fn from_report(dist: &Path, read: &ReadReport) -> anyhow::Result<Publication
                 Some(run.clone()),
             )),
             ArtifactKind::Image => {
-                let mut entry = images::read_image_tar(
-                    &path,
-                    &a.name,
-                    &a.version,
-                    a.digest.map(|d| d.to_string()).as_deref(),
-                )?;
+                let mut entry =
+                    images::read_image_tar(&path, &a.name, &a.version, a.digest.as_ref())?;
                 check_image_ids(&entry, a, run)?;
                 entry.run = Some(run.clone());
                 p.images.push(ImageArtifact {
@@ -185,7 +182,7 @@ fn check_image_ids(entry: &ImageEntry, a: &Artifact, run: &str) -> anyhow::Resul
         ("image id", a.image_id, &entry.image_id),
     ] {
         if let Some(want) = want {
-            if want.to_string() != *got {
+            if want != *got {
                 return Err(failed(format!(
                     "image {} {}: its {what} is {got}, but smoke run {run} passed {want}; the \
                      image changed after the smoke test: run `builder smoke` again",
@@ -305,28 +302,30 @@ pub fn from_env(
                 r.run_id
             )));
         };
-        let want = a.sha256.hex();
-        if !want.eq_ignore_ascii_case(&pkg.sha256) {
+        if a.sha256 != pkg.sha256 {
             return Err(failed(format!(
-                "{what}: `{env}` recorded sha256 {}, but smoke run {} passed sha256 {want}",
-                pkg.sha256, r.run_id
+                "{what}: `{env}` recorded sha256 {}, but smoke run {} passed sha256 {}",
+                pkg.sha256.hex(),
+                r.run_id,
+                a.sha256.hex()
             )));
         }
         let file = source.env_dir().join(&pkg.filename);
         let (got, _, _) = repo::store::digest_file(&file)?;
         if got != pkg.sha256 {
             return Err(failed(format!(
-                "{what}: `{}` has sha256 {got}, but smoke run {} passed sha256 {}; the pool file \
+                "{what}: `{}` has sha256 {}, but smoke run {} passed sha256 {}; the pool file \
                  was changed after promotion",
                 file.display(),
+                got.hex(),
                 r.run_id,
-                pkg.sha256
+                pkg.sha256.hex()
             )));
         }
         p.debs.push((
             DebArtifact {
                 path: file,
-                sha256: pkg.sha256.clone(),
+                sha256: pkg.sha256.hex(),
             },
             Some(r.run_id.clone()),
         ));
