@@ -21,10 +21,32 @@ pub struct Manifest {
     pub artifacts: Vec<Artifact>,
 }
 
+/// What an artifact is; `deb` and `image` in the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    Deb,
+    Image,
+}
+
+impl ArtifactKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactKind::Deb => "deb",
+            ArtifactKind::Image => "image",
+        }
+    }
+}
+
+impl std::fmt::Display for ArtifactKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Artifact {
-    /// `deb` or `image`.
-    pub kind: String,
+    pub kind: ArtifactKind,
     /// Package (or image) name.
     pub name: String,
     pub version: String,
@@ -85,7 +107,7 @@ impl Manifest {
             .retain(|x| !(x.kind == a.kind && x.name == a.name));
         self.artifacts.push(a);
         self.artifacts
-            .sort_by(|x, y| (&x.kind, &x.name).cmp(&(&y.kind, &y.name)));
+            .sort_by(|x, y| (x.kind, &x.name).cmp(&(y.kind, &y.name)));
     }
 
     /// The commit all `artifacts` were made from, if they name one and the same one.
@@ -121,7 +143,7 @@ impl Manifest {
         crate::fslock::FileLock::acquire(&dir.join(".manifest.lock"), || {})
     }
 
-    pub fn find(&self, kind: &str, name: &str) -> Option<&Artifact> {
+    pub fn find(&self, kind: ArtifactKind, name: &str) -> Option<&Artifact> {
         self.artifacts
             .iter()
             .find(|a| a.kind == kind && a.name == name)

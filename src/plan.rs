@@ -350,7 +350,10 @@ mod tests {
             .exists());
         let manifest = crate::manifest::Manifest::load(&paths.manifest()).unwrap();
         assert_eq!(
-            manifest.find("deb", "app").unwrap().path,
+            manifest
+                .find(crate::manifest::ArtifactKind::Deb, "app")
+                .unwrap()
+                .path,
             "debs/elsewhere.deb"
         );
         assert_eq!(

@@ -413,7 +413,7 @@ fn inspect_base_tar(inspect: &builder::oci::ImageInspect, img: &ImageResult) -> 
     let digest = &inspect.layers[0].digest;
     let out = img.path.with_extension("base.tar");
     let mut a = tar::Archive::new(std::fs::File::open(&img.path).unwrap());
-    let want = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let want = digest.blob_path();
     for e in a.entries().unwrap() {
         let e = e.unwrap();
         if e.path().unwrap().to_string_lossy() == want {
@@ -475,11 +475,11 @@ async fn skopeo_and_inspect_read_the_tar() {
     );
 
     let i = builder::oci::inspect(&img.path).unwrap();
-    assert_eq!(i.image_id, img.image_id.to_string());
-    assert_eq!(i.manifest_digest, img.manifest_digest.to_string());
+    assert_eq!(i.image_id, img.image_id);
+    assert_eq!(i.manifest_digest, img.manifest_digest);
     assert_eq!(i.repo_tags, std::slice::from_ref(&img.tag));
     assert_eq!(i.layers.len(), 2);
-    assert_eq!(i.layers[1].digest, img.app_layer_digest.to_string());
+    assert_eq!(i.layers[1].digest, img.app_layer_digest);
     assert_eq!(i.config.ports, ["8080/tcp"]);
     assert_eq!(i.config.user, "65532:65532");
     assert!(i.config.env.iter().any(|e| e == "GREETING=hello"));

@@ -609,10 +609,11 @@ impl BaseImages {
                 let is_ours = cache_file_hash(&f, name)
                     .is_some_and(|hash| all_versions || hash == current_hash);
                 if f.ends_with(".json") {
+                    // A record whose diff_id is no digest names no layer file to remove.
                     let diff_id = std::fs::read(e.path())
                         .ok()
                         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                        .and_then(|v| v["diff_id"].as_str().map(str::to_string));
+                        .and_then(|v| v["diff_id"].as_str()?.parse::<crate::digest::Digest>().ok());
                     if let Some(d) = diff_id {
                         if is_ours {
                             layers.push(d);
@@ -637,7 +638,7 @@ impl BaseImages {
         }
         let layer_dir = cache_dir().join("oci-layers");
         for d in layers.iter().filter(|d| !kept_layers.contains(*d)) {
-            let hex = d.trim_start_matches("sha256:");
+            let hex = d.hex();
             for ext in ["tar.gz", "json"] {
                 let p = layer_dir.join(format!("{hex}.{ext}"));
                 match std::fs::remove_file(&p) {

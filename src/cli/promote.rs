@@ -73,7 +73,10 @@ pub async fn run(args: PromoteArgs, paths: &Paths, reporter: &Reporter) -> anyho
             let _ = writeln!(
                 out,
                 "deb\t{}\t{}\t{}\t{}",
-                p.name, p.version, p.arch, p.sha256
+                p.name,
+                p.version,
+                p.arch,
+                p.sha256.hex()
             );
         }
         for i in &result.images {

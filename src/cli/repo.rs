@@ -108,7 +108,7 @@ pub fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result
                     .map(|p| {
                         serde_json::json!({
                             "kind": "deb", "name": p.name, "version": p.version, "arch": p.arch,
-                            "filename": p.filename, "size": p.size, "sha256": p.sha256,
+                            "filename": p.filename, "size": p.size, "sha256": p.sha256.hex(),
                             "run": p.run,
                         })
                     })
@@ -128,7 +128,7 @@ pub fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result
                 for p in &packages {
                     let _ = writeln!(
                         out,
-                        "deb\t{}\t{}\t{}\tsha256:{}",
+                        "deb\t{}\t{}\t{}\t{}",
                         p.name, p.version, p.arch, p.sha256
                     );
                 }

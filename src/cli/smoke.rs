@@ -183,7 +183,7 @@ fn summary(o: &SmokeOutcome) -> String {
         s.push_str(&super::load::summary(results));
         s.push('\n');
     }
-    for c in &r.checks {
+    for c in r.checks() {
         s.push_str(&format!(
             "  {} {:<14} {} (threshold {})\n",
             if c.passed { "ok  " } else { "FAIL" },

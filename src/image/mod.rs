@@ -657,7 +657,7 @@ pub async fn load_image(result: &ImageResult, reporter: &Reporter) -> anyhow::Re
         ))
     })?;
     let id = inspect.id;
-    if id != result.image_id.to_string() {
+    if id.parse::<Digest>().ok() != Some(result.image_id) {
         return Err(crate::error::failed(format!(
             "the engine gave `{}` the id {id}, builder computed {}; the engine changed the image \
              while loading it",

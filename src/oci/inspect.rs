@@ -34,9 +34,9 @@ pub struct ImageInspect {
     pub repo_tags: Vec<String>,
     /// The OCI `org.opencontainers.image.ref.name`.
     pub ref_name: Option<String>,
-    /// `sha256:` of the config: the id Docker gives the image.
-    pub image_id: String,
-    pub manifest_digest: String,
+    /// The digest of the config: the id Docker gives the image.
+    pub image_id: Digest,
+    pub manifest_digest: Digest,
     pub created: Option<String>,
     pub architecture: String,
     pub os: String,
@@ -63,7 +63,7 @@ pub struct InspectConfig {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InspectLayer {
-    pub digest: String,
+    pub digest: Digest,
     pub diff_id: String,
     pub media_type: String,
     pub size: u64,
@@ -166,7 +166,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
         .len();
     let guard = TarGuard::new(BufReader::new(&file), limits::IMAGE_TAR);
     let mut archive = tar::Archive::new(guard);
-    let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
+    let mut blobs: BTreeMap<Digest, Blob> = BTreeMap::new();
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let entries = archive
         .entries()
@@ -194,7 +194,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
                 );
             }
             blob.offset = offset;
-            blobs.insert(digest.to_string(), blob);
+            blobs.insert(digest, blob);
         } else if matches!(name.as_str(), "index.json" | "manifest.json" | "oci-layout") {
             let buf = read_small(&mut entry, size, &name, path)?;
             files.insert(name, buf);
@@ -222,7 +222,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
         )));
     };
     // Read back from where the blob was seen, and hashed again: the file may have changed.
-    let small = |digest: &str, what: &str| -> anyhow::Result<Vec<u8>> {
+    let small = |digest: &Digest, what: &str| -> anyhow::Result<Vec<u8>> {
         let blob = blobs
             .get(digest)
             .ok_or_else(|| not_image(&format!("the {what} blob {digest} is missing")))?;
@@ -231,7 +231,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
         f.seek(SeekFrom::Start(blob.offset))
             .with_context(|| format!("could not read `{}`", path.display()))?;
         let bytes = read_small(f, blob.size, &name, path)?;
-        if Digest::of(&bytes).to_string() != digest {
+        if Digest::of(&bytes) != *digest {
             bail!(
                 "`{}` changed while it was read: the {what} blob {digest} no longer matches",
                 path.display()
@@ -241,7 +241,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
     };
     // A descriptor's size must be its blob's: OCI tools (skopeo, containerd) refuse a
     // mismatch, so inspect must too.
-    let sized = |d: &str, declared: u64, what: &str| -> anyhow::Result<()> {
+    let sized = |d: &Digest, declared: u64, what: &str| -> anyhow::Result<()> {
         match blobs.get(d) {
             Some(b) if b.size != declared => bail!(
                 "`{}` is corrupt: the {what} descriptor says {declared} bytes, blob {d} has {}",
@@ -276,11 +276,9 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
             let want: Vec<String> = manifest
                 .layers
                 .iter()
-                .map(|l| super::spec::blob_path(&l.digest))
+                .map(|l| l.digest.blob_path())
                 .collect();
-            if entry.config != super::spec::blob_path(&manifest.config.digest)
-                || entry.layers != want
-            {
+            if entry.config != manifest.config.digest.blob_path() || entry.layers != want {
                 bail!(
                     "`{}` is inconsistent: `manifest.json` and `index.json` name different blobs",
                     path.display()
@@ -316,7 +314,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
         let (unpacked_digest, unpacked_size) = match &blob.unpacked {
             Some(u) => u.clone(),
             // An uncompressed layer: the blob is the tar.
-            None => (desc.digest.clone(), blob.size),
+            None => (desc.digest.to_string(), blob.size),
         };
         if &unpacked_digest != diff_id {
             bail!(
@@ -326,7 +324,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
             );
         }
         layers.push(InspectLayer {
-            digest: desc.digest.clone(),
+            digest: desc.digest,
             diff_id: diff_id.clone(),
             media_type: desc.media_type.clone(),
             size: blob.size,
@@ -339,8 +337,8 @@ pub fn inspect(path: &Path) -> anyhow::Result<ImageInspect> {
         path: path.to_path_buf(),
         repo_tags,
         ref_name: desc.annotations.get(ANNOTATION_REF_NAME).cloned(),
-        image_id: manifest.config.digest.clone(),
-        manifest_digest: desc.digest.clone(),
+        image_id: manifest.config.digest,
+        manifest_digest: desc.digest,
         created: config.created.clone(),
         architecture: config.architecture.clone(),
         os: config.os.clone(),

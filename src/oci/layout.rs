@@ -55,7 +55,7 @@ pub fn write_image_tar(dst: &Path, parts: &ImageParts<'_>) -> anyhow::Result<Wri
         media_type: Some(MEDIA_MANIFEST.to_string()),
         config: Descriptor {
             media_type: MEDIA_CONFIG.to_string(),
-            digest: config_digest.to_string(),
+            digest: config_digest,
             size: config_bytes.len() as u64,
             annotations: BTreeMap::new(),
         },
@@ -64,7 +64,7 @@ pub fn write_image_tar(dst: &Path, parts: &ImageParts<'_>) -> anyhow::Result<Wri
             .iter()
             .map(|l| Descriptor {
                 media_type: MEDIA_LAYER_GZIP.to_string(),
-                digest: l.digest.to_string(),
+                digest: l.digest,
                 size: l.size,
                 annotations: BTreeMap::new(),
             })
@@ -83,7 +83,7 @@ pub fn write_image_tar(dst: &Path, parts: &ImageParts<'_>) -> anyhow::Result<Wri
         media_type: Some(MEDIA_INDEX.to_string()),
         manifests: vec![Descriptor {
             media_type: MEDIA_MANIFEST.to_string(),
-            digest: manifest_digest.to_string(),
+            digest: manifest_digest,
             size: manifest_bytes.len() as u64,
             annotations,
         }],

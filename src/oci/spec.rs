@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
+
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -86,7 +88,7 @@ pub struct ImageConfig {
 pub struct Descriptor {
     #[serde(rename = "mediaType")]
     pub media_type: String,
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
@@ -122,11 +124,6 @@ pub struct DockerManifestEntry {
     pub layers: Vec<String>,
 }
 
-/// `blobs/sha256/<hex>` for a `sha256:<hex>` digest.
-pub fn blob_path(digest: &str) -> String {
-    format!("blobs/{}", digest.replacen(':', "/", 1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +155,5 @@ mod tests {
         );
         let back: ImageConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(back, cfg);
-        assert_eq!(blob_path("sha256:abc"), "blobs/sha256/abc");
     }
 }

@@ -15,7 +15,7 @@ pub use deb::build_dir;
 use crate::base::BaseImages;
 use crate::digest::Digest;
 use crate::image::{ImageOptions, ImageResult, ImageTarget};
-use crate::manifest::{Artifact, Manifest};
+use crate::manifest::{Artifact, ArtifactKind, Manifest};
 use crate::plan::Plan;
 use crate::project::Paths;
 use crate::recipe::Recipe;
@@ -135,7 +135,7 @@ fn write_deb(
     );
     record(paths, |m| {
         m.upsert(Artifact {
-            kind: "deb".into(),
+            kind: ArtifactKind::Deb,
             name: p.name.clone(),
             version: p.version(),
             architecture: Some(p.architecture.clone()),
@@ -194,7 +194,7 @@ async fn package_image(
     let rel = in_dist(paths, &image.path);
     record(paths, |m| {
         m.upsert(Artifact {
-            kind: "image".into(),
+            kind: ArtifactKind::Image,
             name: image.name.clone(),
             version: recipe.package.version(),
             architecture: Some(recipe.package.architecture.clone()),
@@ -222,7 +222,7 @@ pub async fn rebase(
     let p = &recipe.package;
     let manifest = Manifest::load(&paths.manifest())?;
     let recorded = manifest
-        .find("deb", &p.name)
+        .find(ArtifactKind::Deb, &p.name)
         .filter(|a| a.version == p.version())
         .ok_or_else(|| {
             crate::error::usage(format!(
@@ -275,11 +275,11 @@ pub async fn rebase(
 /// no recipe's), after every recipe was packaged, so manifest.json and what `smoke` and CI
 /// read list only artifacts the project still makes. Returns the dropped entries.
 pub fn forget_removed(paths: &Paths, all: &[&Recipe]) -> anyhow::Result<Vec<Artifact>> {
-    let mut names: std::collections::BTreeSet<(&str, &str)> = std::collections::BTreeSet::new();
+    let mut names = std::collections::BTreeSet::new();
     for r in all {
-        names.insert(("deb", r.package.name.as_str()));
+        names.insert((ArtifactKind::Deb, r.package.name.as_str()));
         if let Some(i) = &r.image {
-            names.insert(("image", i.name.as_str()));
+            names.insert((ArtifactKind::Image, i.name.as_str()));
         }
     }
     let mut dropped = Vec::new();
@@ -290,13 +290,13 @@ pub fn forget_removed(paths: &Paths, all: &[&Recipe]) -> anyhow::Result<Vec<Arti
     let m = Manifest::load(&path)?;
     if m.artifacts
         .iter()
-        .all(|a| names.contains(&(a.kind.as_str(), a.name.as_str())))
+        .all(|a| names.contains(&(a.kind, a.name.as_str())))
     {
         return Ok(dropped);
     }
     record(paths, |m| {
         m.artifacts.retain(|a| {
-            let keep = names.contains(&(a.kind.as_str(), a.name.as_str()));
+            let keep = names.contains(&(a.kind, a.name.as_str()));
             if !keep {
                 dropped.push(a.clone());
             }

@@ -15,16 +15,18 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{failed, usage};
+use crate::manifest::{Artifact, ArtifactKind};
 use crate::repo::images::{self, ImageArtifact, ImageEntry, ImageSource};
 use crate::repo::{self, DebArtifact, PackageEntry, Publication, RepoConfig};
 use crate::report::Reporter;
 use crate::sign::Signer;
+use crate::smoke::report::SmokeReport;
 
-use super::smoke_report::{self, ReportArtifact, SmokeReport};
+use super::smoke_report::{self, ReadReport};
 
 /// `dist/<a.path>`, refused unless the path is relative, without `..`, and stays inside
 /// dist/ once symlinks are resolved: promotion takes only what the project packaged.
-fn artifact_path(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<PathBuf> {
+fn artifact_path(dist: &Path, a: &Artifact, run: &str) -> anyhow::Result<PathBuf> {
     let rel = Path::new(&a.path);
     let plain = !a.path.is_empty()
         && rel
@@ -51,7 +53,7 @@ fn artifact_path(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<P
 }
 
 /// Checks a report artifact's file against it: `(recomputed sha256)`.
-fn check_sha(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<PathBuf> {
+fn check_sha(dist: &Path, a: &Artifact, run: &str) -> anyhow::Result<PathBuf> {
     let path = artifact_path(dist, a, run)?;
     if !path.is_file() {
         return Err(failed(format!(
@@ -64,15 +66,16 @@ fn check_sha(dist: &Path, a: &ReportArtifact, run: &str) -> anyhow::Result<PathB
         )));
     }
     let (got, _, _) = repo::store::digest_file(&path)?;
-    let want = a.sha256.hex();
-    if !got.eq_ignore_ascii_case(&want) {
+    if got != a.sha256 {
         return Err(failed(format!(
-            "{} {} {}: `{}` has sha256 {got}, but smoke run {run} passed sha256 {want}; the file \
+            "{} {} {}: `{}` has sha256 {}, but smoke run {run} passed sha256 {}; the file \
              changed after the smoke test: run `builder smoke` again on what you mean to ship",
             a.kind,
             a.name,
             a.version,
-            path.display()
+            path.display(),
+            got.hex(),
+            a.sha256.hex()
         )));
     }
     Ok(path)
@@ -84,7 +87,7 @@ pub fn passed_report(
     run: Option<&str>,
     signer: &Signer,
     reporter: &Reporter,
-) -> anyhow::Result<SmokeReport> {
+) -> anyhow::Result<ReadReport> {
     if let Some(id) = run {
         let Some(r) = smoke_report::find(dist, id, reporter)? else {
             // A wrong id is a usage error: say which ids exist (the newest few).
@@ -92,7 +95,7 @@ pub fn passed_report(
                 .into_iter()
                 .rev()
                 .take(5)
-                .map(|r| format!("`{}`", r.run))
+                .map(|r| format!("`{}`", r.report.run_id))
                 .collect();
             let known = match known.len() {
                 0 => "there are none yet: run `builder smoke` first".to_string(),
@@ -116,8 +119,9 @@ pub fn passed_report(
     check_passed(r, "the latest smoke run", signer)
 }
 
-fn check_passed(r: SmokeReport, which: &str, signer: &Signer) -> anyhow::Result<SmokeReport> {
-    smoke_report::verify(&r, signer)?;
+fn check_passed(read: ReadReport, which: &str, signer: &Signer) -> anyhow::Result<ReadReport> {
+    smoke_report::verify(&read, signer)?;
+    let r = &read.report;
     if !r.passed {
         let reasons = if r.reasons.is_empty() {
             "no reason recorded".to_string()
@@ -126,67 +130,59 @@ fn check_passed(r: SmokeReport, which: &str, signer: &Signer) -> anyhow::Result<
         };
         return Err(failed(format!(
             "{which} {} failed: {reasons}; fix it and run `builder smoke` again",
-            r.run
+            r.run_id
         )));
     }
     if r.artifacts.is_empty() {
         return Err(failed(format!(
             "smoke run {} passed but its report `{}` lists no artifacts: nothing to promote",
-            r.run,
-            r.path.display()
+            r.run_id,
+            read.path.display()
         )));
     }
-    Ok(r)
+    Ok(read)
 }
 
 /// Everything the passed report approved, verified against the files in dist/.
-pub fn from_report(dist: &Path, r: &SmokeReport) -> anyhow::Result<Publication> {
+pub fn from_report(dist: &Path, read: &ReadReport) -> anyhow::Result<Publication> {
+    let r = &read.report;
+    let run = &r.run_id;
     let mut p = Publication {
-        source: format!("smoke run {} ({})", r.run, r.path.display()),
+        source: format!("smoke run {run} ({})", read.path.display()),
         ..Publication::default()
     };
     for a in &r.artifacts {
-        match a.kind.as_str() {
-            "deb" => {
-                let path = check_sha(dist, a, &r.run)?;
-                p.debs.push((
-                    DebArtifact {
-                        path,
-                        sha256: a.sha256.hex(),
-                    },
-                    Some(r.run.clone()),
-                ));
-            }
-            "image" => {
-                let path = check_sha(dist, a, &r.run)?;
+        let path = check_sha(dist, a, run)?;
+        match a.kind {
+            ArtifactKind::Deb => p.debs.push((
+                DebArtifact {
+                    path,
+                    sha256: a.sha256.hex(),
+                },
+                Some(run.clone()),
+            )),
+            ArtifactKind::Image => {
                 let mut entry =
-                    images::read_image_tar(&path, &a.name, &a.version, a.digest.as_deref())?;
-                check_image_ids(&entry, a, &r.run)?;
-                entry.run = Some(r.run.clone());
+                    images::read_image_tar(&path, &a.name, &a.version, a.digest.as_ref())?;
+                check_image_ids(&entry, a, run)?;
+                entry.run = Some(run.clone());
                 p.images.push(ImageArtifact {
                     entry,
                     source: ImageSource::Tar(path),
                 });
-            }
-            other => {
-                return Err(failed(format!(
-                    "smoke run {} lists an artifact of unknown kind `{other}` ({}): this builder \
-                     promotes `deb` and `image`",
-                    r.run, a.name
-                )))
             }
         }
     }
     Ok(p)
 }
 
-fn check_image_ids(entry: &ImageEntry, a: &ReportArtifact, run: &str) -> anyhow::Result<()> {
+fn check_image_ids(entry: &ImageEntry, a: &Artifact, run: &str) -> anyhow::Result<()> {
     for (what, want, got) in [
-        ("manifest digest", a.digest.as_deref(), &entry.digest),
-        ("image id", a.image_id.as_deref(), &entry.image_id),
+        ("manifest digest", a.digest, &entry.digest),
+        ("image id", a.image_id, &entry.image_id),
     ] {
         if let Some(want) = want {
-            if want != got {
+            if want != *got {
                 return Err(failed(format!(
                     "image {} {}: its {what} is {got}, but smoke run {run} passed {want}; the \
                      image changed after the smoke test: run `builder smoke` again",
@@ -252,13 +248,13 @@ fn approving_report(
         ))
     })?;
     smoke_report::verify(&r, signer)?;
-    if !r.passed {
+    if !r.report.passed {
         return Err(failed(format!(
             "{what} in `{env}` names smoke run {run}, but that report says it failed"
         )));
     }
-    cache.insert(run.to_string(), r.clone());
-    Ok(r)
+    cache.insert(run.to_string(), r.report.clone());
+    Ok(r.report)
 }
 
 /// What `source` holds now, traced back to passed reports and hashed again.
@@ -297,40 +293,41 @@ pub fn from_env(
             signer,
             reporter,
         )?;
-        let listed = r
-            .artifacts
-            .iter()
-            .find(|a| a.kind == "deb" && a.name == pkg.name && a.version == pkg.version);
+        let listed = r.artifacts.iter().find(|a| {
+            a.kind == ArtifactKind::Deb && a.name == pkg.name && a.version == pkg.version
+        });
         let Some(a) = listed else {
             return Err(failed(format!(
                 "{what} in `{env}` names smoke run {}, whose report does not list it",
-                r.run
+                r.run_id
             )));
         };
-        let want = a.sha256.hex();
-        if !want.eq_ignore_ascii_case(&pkg.sha256) {
+        if a.sha256 != pkg.sha256 {
             return Err(failed(format!(
-                "{what}: `{env}` recorded sha256 {}, but smoke run {} passed sha256 {want}",
-                pkg.sha256, r.run
+                "{what}: `{env}` recorded sha256 {}, but smoke run {} passed sha256 {}",
+                pkg.sha256.hex(),
+                r.run_id,
+                a.sha256.hex()
             )));
         }
         let file = source.env_dir().join(&pkg.filename);
         let (got, _, _) = repo::store::digest_file(&file)?;
         if got != pkg.sha256 {
             return Err(failed(format!(
-                "{what}: `{}` has sha256 {got}, but smoke run {} passed sha256 {}; the pool file \
+                "{what}: `{}` has sha256 {}, but smoke run {} passed sha256 {}; the pool file \
                  was changed after promotion",
                 file.display(),
-                r.run,
-                pkg.sha256
+                got.hex(),
+                r.run_id,
+                pkg.sha256.hex()
             )));
         }
         p.debs.push((
             DebArtifact {
                 path: file,
-                sha256: pkg.sha256.clone(),
+                sha256: pkg.sha256.hex(),
             },
-            Some(r.run.clone()),
+            Some(r.run_id.clone()),
         ));
     }
     let src_images = images::images_dir(&source.env_dir());
@@ -345,17 +342,15 @@ pub fn from_env(
             signer,
             reporter,
         )?;
-        let Some(a) = r
-            .artifacts
-            .iter()
-            .find(|a| a.kind == "image" && a.name == img.name && a.version == img.version)
-        else {
+        let Some(a) = r.artifacts.iter().find(|a| {
+            a.kind == ArtifactKind::Image && a.name == img.name && a.version == img.version
+        }) else {
             return Err(failed(format!(
                 "{what} in `{env}` names smoke run {}, whose report does not list it",
-                r.run
+                r.run_id
             )));
         };
-        check_image_ids(&img, a, &r.run)?;
+        check_image_ids(&img, a, &r.run_id)?;
         images::verify_stored(&src_images, &img)?;
         p.images.push(ImageArtifact {
             entry: img,

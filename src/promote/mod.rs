@@ -79,7 +79,9 @@ pub struct PromotedPackage {
     pub name: String,
     pub version: String,
     pub arch: String,
-    pub sha256: String,
+    /// Bare hex, as the repository's `Packages` spells it.
+    #[serde(serialize_with = "crate::digest::bare::serialize")]
+    pub sha256: crate::digest::Digest,
     pub run: Option<String>,
 }
 
@@ -187,7 +189,10 @@ pub async fn promote(
                 let publication = match source {
                     Source::Report(run) => {
                         let r = gate::passed_report(&dist, run.as_deref(), &signer, &rep)?;
-                        rep.verbose(format!("promoting what smoke run {} passed", r.run));
+                        rep.verbose(format!(
+                            "promoting what smoke run {} passed",
+                            r.report.run_id
+                        ));
                         gate::from_report(&dist, &r)?
                     }
                     Source::Env(env) => {
@@ -257,7 +262,7 @@ pub async fn promote(
                 name: p.name.clone(),
                 version: p.version.clone(),
                 arch: p.arch.clone(),
-                sha256: p.sha256.clone(),
+                sha256: p.sha256,
                 run: p.run.clone(),
             })
             .collect(),

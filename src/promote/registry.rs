@@ -94,7 +94,7 @@ impl std::fmt::Debug for Registry {
 pub struct Pushed {
     /// `<registry>/<env>/<name>:<tag>`
     pub reference: String,
-    pub digest: String,
+    pub digest: Digest,
     pub blobs_uploaded: usize,
     pub blobs_skipped: usize,
     pub bytes_uploaded: u64,
@@ -417,7 +417,7 @@ impl Registry {
                 skipped += 1;
                 continue;
             }
-            let path = images_dir.join(crate::oci::spec::blob_path(digest));
+            let path = images_dir.join(digest.blob_path());
             let data = tokio::fs::read(&path)
                 .await
                 .with_context(|| format!("could not read `{}`", path.display()))?;
@@ -425,11 +425,11 @@ impl Registry {
             self.upload_blob(repo, digest, Bytes::from(data)).await?;
             uploaded += 1;
         }
-        let mpath = images_dir.join(crate::oci::spec::blob_path(&image.digest));
+        let mpath = images_dir.join(image.digest.blob_path());
         let manifest = tokio::fs::read(&mpath)
             .await
             .with_context(|| format!("could not read `{}`", mpath.display()))?;
-        let got = Digest::of(&manifest).to_string();
+        let got = Digest::of(&manifest);
         if got != image.digest {
             return Err(crate::error::failed(format!(
                 "manifest `{}` has sha256 {got}, but {} was approved: not pushing it",
@@ -459,7 +459,7 @@ impl Registry {
         })
     }
 
-    async fn upload_blob(&self, repo: &str, digest: &str, data: Bytes) -> anyhow::Result<()> {
+    async fn upload_blob(&self, repo: &str, digest: &Digest, data: Bytes) -> anyhow::Result<()> {
         let start = self
             .send(
                 Method::POST,
@@ -506,7 +506,7 @@ impl Registry {
         repo: &str,
         tag: &str,
         image: &ImageEntry,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<Digest> {
         let get = self
             .send(
                 Method::GET,
@@ -519,15 +519,16 @@ impl Registry {
             return Err(self.unexpected(&format!("GET manifest {repo}:{tag}"), &get));
         }
         let header_digest = header(&get.headers, "docker-content-digest").unwrap_or_default();
-        let body_digest = Digest::of(&get.body).to_string();
-        if header_digest != image.digest || body_digest != image.digest {
+        let body_digest = Digest::of(&get.body);
+        if header_digest.parse::<Digest>().ok() != Some(image.digest) || body_digest != image.digest
+        {
             return Err(crate::error::failed(format!(
                 "registry `{}` serves {repo}:{tag} with digest {header_digest} (body sha256 \
                  {body_digest}), but {} was pushed",
                 self.host, image.digest
             )));
         }
-        Ok(header_digest)
+        Ok(image.digest)
     }
 }
 

@@ -2,7 +2,8 @@
 //! which run is the latest, whether it passed, and the artifacts (with digests) it approved.
 //!
 //! Tolerant by design: unknown fields are ignored (the smoke stage owns the format and adds
-//! to it); the fields promotion relies on are required.
+//! to it); the fields promotion relies on are required, and their values are checked as they
+//! are read (artifact kinds, digests, the mode).
 //!
 //! Trusted only when verified ([`verify`]): the report's detached signature
 //! (`report.json.asc`) must be by the key promotion signs with, and its `passed` must be what
@@ -11,65 +12,20 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
 
 use crate::error::failed;
 use crate::report::Reporter;
 use crate::sign::Signer;
+use crate::smoke::report::SmokeReport;
 
-/// The part of a smoke report promotion reads.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SmokeReport {
-    /// The run id (`run_id` in the smoke stage's own writer).
-    #[serde(alias = "run_id")]
-    pub run: String,
-    #[serde(default)]
-    pub finished: String,
-    pub passed: bool,
-    #[serde(default)]
-    pub reasons: Vec<String>,
-    #[serde(default)]
-    pub artifacts: Vec<ReportArtifact>,
-    /// `gate` or `find-capacity`.
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// The thresholds and their outcomes, from which `passed` is recomputed.
-    #[serde(default)]
-    pub checks: Option<Vec<CheckOutcome>>,
-    /// Why a run stopped before the gate.
-    #[serde(default)]
-    pub error: Option<String>,
-    /// Where it was read from (not in the file).
-    #[serde(skip)]
+/// A smoke report as promotion read it: the smoke stage's own [`SmokeReport`] (the one type
+/// for the file, which says what promotion reads of it), where it was read from and its bytes
+/// as signed.
+#[derive(Debug, Clone)]
+pub struct ReadReport {
+    pub report: SmokeReport,
     pub path: PathBuf,
-    /// The file's bytes, as signed.
-    #[serde(skip)]
     pub bytes: Vec<u8>,
-}
-
-/// The part of a check promotion reads.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CheckOutcome {
-    pub name: String,
-    pub passed: bool,
-}
-
-/// An artifact as `dist/manifest.json` describes it, copied into the report.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ReportArtifact {
-    /// `deb` or `image`.
-    pub kind: String,
-    pub name: String,
-    pub version: String,
-    /// Relative to dist/.
-    pub path: String,
-    /// Bare hex in the file; read leniently (whitespace, a `sha256:` prefix, uppercase).
-    #[serde(with = "crate::digest::bare")]
-    pub sha256: crate::digest::Digest,
-    #[serde(default)]
-    pub image_id: Option<String>,
-    #[serde(default)]
-    pub digest: Option<String>,
 }
 
 pub fn smoke_dir(dist: &Path) -> PathBuf {
@@ -77,25 +33,30 @@ pub fn smoke_dir(dist: &Path) -> PathBuf {
 }
 
 /// Reads one report.
-pub fn read(path: &Path) -> anyhow::Result<SmokeReport> {
+pub fn read(path: &Path) -> anyhow::Result<ReadReport> {
     let bytes =
         std::fs::read(path).with_context(|| format!("could not read `{}`", path.display()))?;
-    let mut r: SmokeReport = serde_json::from_slice(&bytes).with_context(|| {
+    let report: SmokeReport = serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "`{}` is not a smoke report promotion can read (it needs `run`, `passed` and \
              `artifacts`); run `builder smoke` again",
             path.display()
         )
     })?;
-    r.path = path.to_path_buf();
-    r.bytes = bytes;
-    Ok(r)
+    Ok(ReadReport {
+        report,
+        path: path.to_path_buf(),
+        bytes,
+    })
 }
 
 /// Checks that `r` is what `builder smoke` wrote and signed with `signer`'s key, and that its
 /// verdict follows from its checks. Errors say what is wrong and what to do.
-pub fn verify(r: &SmokeReport, signer: &Signer) -> anyhow::Result<()> {
-    let sig_path = r.path.with_file_name(crate::smoke::report::SIGNATURE_FILE);
+pub fn verify(read: &ReadReport, signer: &Signer) -> anyhow::Result<()> {
+    let r = &read.report;
+    let sig_path = read
+        .path
+        .with_file_name(crate::smoke::report::SIGNATURE_FILE);
     let signature = match std::fs::read(&sig_path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -104,7 +65,7 @@ pub fn verify(r: &SmokeReport, signer: &Signer) -> anyhow::Result<()> {
                  that `builder smoke` signed with this project's key {}; run `builder smoke` \
                  again with that key configured (`{}`, `signing_key` in promote.toml or \
                  `--signing-key`)",
-                r.run,
+                r.run_id,
                 sig_path.display(),
                 signer.fingerprint(),
                 crate::sign::ENV_KEY_FILE
@@ -114,25 +75,26 @@ pub fn verify(r: &SmokeReport, signer: &Signer) -> anyhow::Result<()> {
             return Err(e).with_context(|| format!("could not read `{}`", sig_path.display()))
         }
     };
-    signer.verify_detached(&r.bytes, &signature).map_err(|e| {
-        failed(format!(
+    signer
+        .verify_detached(&read.bytes, &signature)
+        .map_err(|e| {
+            failed(format!(
             "smoke run {}: the report `{}` cannot be trusted: {e:#}; run `builder smoke` again \
              on what you mean to ship",
-            r.run,
-            r.path.display()
+            r.run_id,
+            read.path.display()
         ))
-    })?;
-    let mode = r.mode.as_deref().unwrap_or("gate");
+        })?;
+    let mode = r.mode;
     let Some(checks) = &r.checks else {
         return Err(failed(format!(
             "smoke run {}: the report `{}` has no `checks`, so its verdict cannot be checked; \
              run `builder smoke` again",
-            r.run,
-            r.path.display()
+            r.run_id,
+            read.path.display()
         )));
     };
-    let verdict = r.error.is_none()
-        && crate::smoke::gate::verdict(mode, checks.iter().map(|c| (c.name.as_str(), c.passed)));
+    let verdict = r.error.is_none() && crate::smoke::gate::verdict(mode, checks);
     if r.passed != verdict {
         let failed_checks: Vec<&str> = checks
             .iter()
@@ -148,8 +110,8 @@ pub fn verify(r: &SmokeReport, signer: &Signer) -> anyhow::Result<()> {
         return Err(failed(format!(
             "smoke run {}: the report `{}` says passed = {}, but {why}; the report is \
              inconsistent: run `builder smoke` again",
-            r.run,
-            r.path.display(),
+            r.run_id,
+            read.path.display(),
             r.passed
         )));
     }
@@ -159,7 +121,7 @@ pub fn verify(r: &SmokeReport, signer: &Signer) -> anyhow::Result<()> {
 /// The reports under `dist/smoke/`: those promotion can read, and those it cannot.
 #[derive(Debug, Default)]
 pub struct Reports {
-    pub readable: Vec<SmokeReport>,
+    pub readable: Vec<ReadReport>,
     /// `report.json` files that cannot be read or parsed, with why.
     pub unreadable: Vec<(PathBuf, anyhow::Error)>,
 }
@@ -205,7 +167,7 @@ fn warn_unreadable(reporter: &Reporter, unreadable: &[(PathBuf, anyhow::Error)])
 
 /// Every readable report, oldest first (by `finished`, then by file modification time);
 /// unreadable ones are skipped with a warning.
-pub fn sorted(dist: &Path, reporter: &Reporter) -> anyhow::Result<Vec<SmokeReport>> {
+pub fn sorted(dist: &Path, reporter: &Reporter) -> anyhow::Result<Vec<ReadReport>> {
     let reports = all(dist)?;
     warn_unreadable(reporter, &reports.unreadable);
     Ok(sorted_reports(reports.readable))
@@ -214,7 +176,7 @@ pub fn sorted(dist: &Path, reporter: &Reporter) -> anyhow::Result<Vec<SmokeRepor
 /// The most recently finished report (by `finished`, then by file modification time).
 /// Unreadable reports are skipped with a warning, unless one is newer than every readable
 /// one: then the latest run's result is unknown, which is an error.
-pub fn latest(dist: &Path, reporter: &Reporter) -> anyhow::Result<Option<SmokeReport>> {
+pub fn latest(dist: &Path, reporter: &Reporter) -> anyhow::Result<Option<ReadReport>> {
     let Reports {
         readable,
         unreadable,
@@ -235,10 +197,11 @@ pub fn latest(dist: &Path, reporter: &Reporter) -> anyhow::Result<Option<SmokeRe
     Ok(readable.pop())
 }
 
-fn sorted_reports(mut reports: Vec<SmokeReport>) -> Vec<SmokeReport> {
+fn sorted_reports(mut reports: Vec<ReadReport>) -> Vec<ReadReport> {
     reports.sort_by(|a, b| {
-        a.finished
-            .cmp(&b.finished)
+        a.report
+            .finished
+            .cmp(&b.report.finished)
             .then_with(|| mtime(&a.path).cmp(&mtime(&b.path)))
     });
     reports
@@ -246,16 +209,19 @@ fn sorted_reports(mut reports: Vec<SmokeReport>) -> Vec<SmokeReport> {
 
 /// The report of run `run`: `dist/smoke/<run>/report.json` (an error when unreadable), else
 /// any readable report whose `run` is it (unreadable ones are skipped with a warning).
-pub fn find(dist: &Path, run: &str, reporter: &Reporter) -> anyhow::Result<Option<SmokeReport>> {
+pub fn find(dist: &Path, run: &str, reporter: &Reporter) -> anyhow::Result<Option<ReadReport>> {
     let direct = smoke_dir(dist).join(run).join("report.json");
     if !run.contains('/') && direct.is_file() {
         let r = read(&direct)?;
-        if r.run == run {
+        if r.report.run_id == run {
             return Ok(Some(r));
         }
     }
     let reports = all(dist)?;
-    let found = reports.readable.into_iter().find(|r| r.run == run);
+    let found = reports
+        .readable
+        .into_iter()
+        .find(|r| r.report.run_id == run);
     if found.is_none() {
         warn_unreadable(reporter, &reports.unreadable);
     }
@@ -294,12 +260,15 @@ mod tests {
         );
         // A run still in progress has a directory but no report.
         std::fs::create_dir_all(t.path().join("smoke/c")).unwrap();
-        let latest = latest(t.path(), &q()).unwrap().unwrap();
-        assert_eq!(latest.run, "a");
+        let latest = latest(t.path(), &q()).unwrap().unwrap().report;
+        assert_eq!(latest.run_id, "a");
         assert!(!latest.passed);
         assert_eq!(latest.reasons, ["p99 too high"]);
         assert_eq!(latest.artifacts[0].path, "debs/x.deb");
-        assert_eq!(find(t.path(), "b", &q()).unwrap().unwrap().run, "b");
+        assert_eq!(
+            find(t.path(), "b", &q()).unwrap().unwrap().report.run_id,
+            "b"
+        );
         assert!(find(t.path(), "zzz", &q()).unwrap().is_none());
         assert!(latest_or_none_when_empty());
     }
@@ -330,9 +299,47 @@ mod tests {
             "new",
             r#"{"run":"new","passed":true,"artifacts":[]}"#,
         );
-        assert_eq!(latest(t.path(), &q()).unwrap().unwrap().run, "new");
-        assert_eq!(find(t.path(), "new", &q()).unwrap().unwrap().run, "new");
+        assert_eq!(
+            latest(t.path(), &q()).unwrap().unwrap().report.run_id,
+            "new"
+        );
+        assert_eq!(
+            find(t.path(), "new", &q()).unwrap().unwrap().report.run_id,
+            "new"
+        );
         let err = format!("{:#}", find(t.path(), "old", &q()).unwrap_err());
         assert!(err.contains("old/report.json"), "{err}");
+    }
+
+    #[test]
+    fn bad_kinds_digests_and_modes_are_refused_naming_the_file() {
+        let sha = crate::digest::Digest::of(b"x").hex();
+        let id = crate::digest::Digest::of(b"x").to_string();
+        for (mode, kind, image_id, want) in [
+            ("fast", "image", id.as_str(), "unknown variant `fast`"),
+            ("gate", "rpm", &id, "unknown variant `rpm`"),
+            (
+                "gate",
+                "image",
+                "sha256:zz",
+                "`sha256:zz` is not a sha256 digest",
+            ),
+        ] {
+            let t = tempfile::tempdir().unwrap();
+            write(
+                t.path(),
+                "a",
+                &format!(
+                    r#"{{"run":"a","mode":"{mode}","passed":true,"artifacts":[{{"kind":"{kind}",
+                        "name":"x","version":"1","path":"images/x.tar","sha256":"{sha}",
+                        "size":3,"image_id":"{image_id}"}}]}}"#
+                ),
+            );
+            let err = format!("{:#}", find(t.path(), "a", &q()).unwrap_err());
+            assert!(
+                err.contains("smoke/a/report.json") && err.contains(want),
+                "{want}: {err}"
+            );
+        }
     }
 }

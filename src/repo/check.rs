@@ -378,7 +378,7 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
              generation"
         };
         for p in &m.packages {
-            if !pool_checked.insert((p.filename.clone(), p.sha256.clone())) {
+            if !pool_checked.insert((p.filename.clone(), p.sha256)) {
                 continue;
             }
             if let Err(problem) = store::verify_pool_file(layout, p) {
@@ -391,7 +391,7 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
             }
         }
         for i in &m.images {
-            if !images_checked.insert((i.ref_name(), i.digest.clone())) {
+            if !images_checked.insert((i.ref_name(), i.digest)) {
                 continue;
             }
             if let Err(e) = images::verify_stored(&images_dir, i) {
@@ -425,14 +425,17 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let digest = Digest::from_hex(&name).ok();
                 if !store::is_leftover(TempPlace::Blobs, &name)
-                    && !digest.is_some_and(|d| blobs.contains(&d.to_string()))
+                    && !digest.is_some_and(|d| blobs.contains(&d))
                 {
                     report.found(
                         FindingKind::Unreferenced,
                         Some(show(&e.path())),
                         match digest {
                             Some(d) => format!("image blob {d} belongs to no generation"),
-                            None => format!("image blob sha256:{name} belongs to no generation"),
+                            None => format!(
+                                "`blobs/sha256/{name}` is not named by a digest and belongs to \
+                                 no generation"
+                            ),
                         },
                         true,
                     );

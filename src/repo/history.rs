@@ -14,7 +14,9 @@ pub struct HistoryArtifact {
     pub name: String,
     pub version: String,
     pub arch: String,
-    pub sha256: String,
+    /// Bare hex on disk.
+    #[serde(with = "crate::digest::bare")]
+    pub sha256: crate::digest::Digest,
     pub size: u64,
     /// The smoke run whose passed report approved this package.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -35,15 +35,15 @@ use crate::oci::spec::{
 pub struct ImageEntry {
     pub name: String,
     pub version: String,
-    /// `sha256:` of the manifest bytes: the digest registries and `skopeo` show.
-    pub digest: String,
+    /// The digest of the manifest bytes: the digest registries and `skopeo` show.
+    pub digest: Digest,
     pub media_type: String,
     /// Size of the manifest bytes.
     pub size: u64,
-    /// `sha256:` of the config: the Docker image id.
-    pub image_id: String,
+    /// The digest of the config: the Docker image id.
+    pub image_id: Digest,
     /// Every blob (manifest, config, layers) with its size.
-    pub blobs: Vec<(String, u64)>,
+    pub blobs: Vec<(Digest, u64)>,
     /// The smoke run whose passed report approved this image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
@@ -86,8 +86,8 @@ pub fn images_dir(env_dir: &Path) -> PathBuf {
     env_dir.join("images")
 }
 
-fn blob_file(images: &Path, digest: &str) -> PathBuf {
-    images.join(crate::oci::spec::blob_path(digest))
+fn blob_file(images: &Path, digest: &Digest) -> PathBuf {
+    images.join(digest.blob_path())
 }
 
 /// Reads an image tar, hashing every blob, and returns the image whose manifest digest is
@@ -97,13 +97,13 @@ pub fn read_image_tar(
     path: &Path,
     name: &str,
     version: &str,
-    want_digest: Option<&str>,
+    want_digest: Option<&Digest>,
 ) -> anyhow::Result<ImageEntry> {
     let f = File::open(path).with_context(|| format!("could not read `{}`", path.display()))?;
     let mut ar = tar::Archive::new(std::io::BufReader::new(f));
     // digest named by the entry → (digest computed, size); small blobs kept for parsing.
-    let mut sums: BTreeMap<String, (String, u64)> = BTreeMap::new();
-    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut sums: BTreeMap<Digest, (Digest, u64)> = BTreeMap::new();
+    let mut small: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
     let mut index: Option<Vec<u8>> = None;
     let entries = ar
         .entries()
@@ -124,10 +124,9 @@ pub fn read_image_tar(
             index = Some(b);
         } else if let Some(named) = p.strip_prefix("blobs/sha256/") {
             // A name that is no digest names no blob a descriptor can ask for.
-            let Ok(named) = Digest::from_hex(named) else {
+            let Ok(digest) = Digest::from_hex(named) else {
                 continue;
             };
-            let digest = named.to_string();
             let mut hasher = Sha256::new();
             let mut keep = Vec::new();
             let mut buf = vec![0u8; 1 << 16];
@@ -145,9 +144,9 @@ pub fn read_image_tar(
                 }
                 size += n as u64;
             }
-            let got = Digest::from_bytes(hasher.finalize().into()).to_string();
+            let got = Digest::from_bytes(hasher.finalize().into());
             if size < (4 << 20) {
-                small.insert(digest.clone(), keep);
+                small.insert(digest, keep);
             }
             sums.insert(digest, (got, size));
         }
@@ -164,9 +163,13 @@ pub fn read_image_tar(
         Some(d) => index
             .manifests
             .iter()
-            .find(|m| m.digest == d)
+            .find(|m| m.digest == *d)
             .ok_or_else(|| {
-                let have: Vec<&str> = index.manifests.iter().map(|m| m.digest.as_str()).collect();
+                let have: Vec<String> = index
+                    .manifests
+                    .iter()
+                    .map(|m| m.digest.to_string())
+                    .collect();
                 crate::error::failed(format!(
                 "image {name} {version}: the smoke report approved manifest {d}, but `{}` holds {}",
                 path.display(),
@@ -211,21 +214,21 @@ pub fn read_image_tar(
             path.display()
         )
     })?;
-    let mut blobs = vec![(desc.digest.clone(), msize)];
-    blobs.push((manifest.config.digest.clone(), check(&manifest.config)?));
+    let mut blobs = vec![(desc.digest, msize)];
+    blobs.push((manifest.config.digest, check(&manifest.config)?));
     for l in &manifest.layers {
-        blobs.push((l.digest.clone(), check(l)?));
+        blobs.push((l.digest, check(l)?));
     }
     Ok(ImageEntry {
         name: name.to_string(),
         version: version.to_string(),
-        digest: desc.digest.clone(),
+        digest: desc.digest,
         media_type: manifest
             .media_type
             .clone()
             .unwrap_or_else(|| desc.media_type.clone()),
         size: msize,
-        image_id: manifest.config.digest.clone(),
+        image_id: manifest.config.digest,
         blobs,
         run: None,
     })
@@ -237,7 +240,7 @@ pub fn verify_stored(images: &Path, entry: &ImageEntry) -> anyhow::Result<()> {
     for (digest, _) in &entry.blobs {
         let p = blob_file(images, digest);
         let (got, _) = crate::oci::blob::file_digest(&p)?;
-        if got.to_string() != *digest {
+        if got != *digest {
             return Err(crate::error::failed(format!(
                 "image {}: blob `{}` has sha256 {got}, but {digest} was approved: it was changed \
                  after promotion",
@@ -269,13 +272,13 @@ pub fn verify_stored(images: &Path, entry: &ImageEntry) -> anyhow::Result<()> {
 pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
     let dir = images.join("blobs").join("sha256");
     crate::durable::create_dir_all(&dir)?;
-    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    let mut wanted: BTreeSet<&Digest> = BTreeSet::new();
     for (d, _) in &art.entry.blobs {
         let have = blob_file(images, d);
-        let intact = have.exists()
-            && crate::oci::blob::file_digest(&have).is_ok_and(|(got, _)| got.to_string() == *d);
+        let intact =
+            have.exists() && crate::oci::blob::file_digest(&have).is_ok_and(|(got, _)| got == *d);
         if !intact {
-            wanted.insert(d.as_str());
+            wanted.insert(d);
         }
     }
     if wanted.is_empty() {
@@ -309,13 +312,12 @@ pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
                     .strip_prefix("blobs/sha256/")
                     .and_then(|h| Digest::from_hex(h).ok())
                 {
-                    let d = d.to_string();
-                    if wanted.contains(d.as_str()) && done.insert(d.clone()) {
+                    if wanted.contains(&d) && done.insert(d) {
                         put_blob(images, &d, &mut ent)?;
                     }
                 }
             }
-            if let Some(missing) = wanted.iter().find(|d| !done.contains(**d)) {
+            if let Some(missing) = wanted.iter().find(|d| !done.contains(*d)) {
                 return Err(crate::error::failed(format!(
                     "`{}` no longer holds blob {missing}: it changed after it was checked",
                     tar_path.display()
@@ -328,10 +330,7 @@ pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
 
 /// Streams `r` into a temp file beside the blob, checks the sha256 and renames it into place
 /// (durably).
-fn put_blob(images: &Path, digest: &str, r: &mut dyn Read) -> anyhow::Result<()> {
-    let want: Digest = digest
-        .parse()
-        .map_err(|e: crate::digest::DigestError| crate::error::failed(e.to_string()))?;
+fn put_blob(images: &Path, digest: &Digest, r: &mut dyn Read) -> anyhow::Result<()> {
     let dest = blob_file(images, digest);
     if fs::symlink_metadata(&dest).is_ok_and(|m| !m.is_file()) {
         // Something else under the blob's name (a directory, a FIFO): nothing but blobs
@@ -354,7 +353,7 @@ fn put_blob(images: &Path, digest: &str, r: &mut dyn Read) -> anyhow::Result<()>
             .with_context(|| format!("could not write `{}`", dest.display()))?;
     }
     let got = Digest::from_bytes(hasher.finalize().into());
-    if got != want {
+    if got != *digest {
         return Err(crate::error::failed(format!(
             "blob {digest} read back as {got}: its source changed while it was copied"
         )));
@@ -377,7 +376,7 @@ pub fn index_json(images: &[ImageEntry]) -> anyhow::Result<Vec<u8>> {
                 } else {
                     i.media_type.clone()
                 },
-                digest: i.digest.clone(),
+                digest: i.digest,
                 size: i.size,
                 annotations: [(ANNOTATION_REF_NAME.to_string(), i.ref_name())].into(),
             })
@@ -431,7 +430,7 @@ pub fn blob_count(env_dir: &Path) -> usize {
 }
 
 /// Removes temp files and blobs no digest in `referenced` names; returns how many.
-pub fn remove_unreferenced(env_dir: &Path, referenced: &BTreeSet<String>) -> anyhow::Result<usize> {
+pub fn remove_unreferenced(env_dir: &Path, referenced: &BTreeSet<Digest>) -> anyhow::Result<usize> {
     let dir = images_dir(env_dir);
     let mut removed = 0;
     for sub in [dir.clone(), dir.join("blobs").join("sha256")] {
@@ -446,7 +445,7 @@ pub fn remove_unreferenced(env_dir: &Path, referenced: &BTreeSet<String>) -> any
             let doomed = if super::store::is_leftover(place, &name) {
                 true
             } else if sub != dir {
-                !Digest::from_hex(&name).is_ok_and(|d| referenced.contains(&d.to_string()))
+                !Digest::from_hex(&name).is_ok_and(|d| referenced.contains(&d))
             } else {
                 false
             };

@@ -3,9 +3,10 @@
 
 use std::io::Write;
 
-use md5::Md5;
+use md5::{Digest as _, Md5};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::digest::Digest;
 
 use super::version;
 use super::PackageEntry;
@@ -16,7 +17,9 @@ pub struct IndexFile {
     pub path: String,
     pub size: u64,
     pub md5: String,
-    pub sha256: String,
+    /// Bare hex on disk, as `Release` spells it.
+    #[serde(with = "crate::digest::bare")]
+    pub sha256: Digest,
     #[serde(skip)]
     pub bytes: Vec<u8>,
 }
@@ -27,7 +30,7 @@ impl IndexFile {
             path,
             size: bytes.len() as u64,
             md5: hex::encode(Md5::digest(&bytes)),
-            sha256: hex::encode(Sha256::digest(&bytes)),
+            sha256: Digest::of(&bytes),
             bytes,
         }
     }
@@ -66,7 +69,10 @@ pub fn stanza(e: &PackageEntry) -> String {
     }
     out.push_str(&format!(
         "Filename: {}\nSize: {}\nMD5sum: {}\nSHA256: {}\n",
-        e.filename, e.size, e.md5, e.sha256
+        e.filename,
+        e.size,
+        e.md5,
+        e.sha256.hex()
     ));
     out
 }
@@ -127,7 +133,12 @@ pub fn release_text(r: &ReleaseInfo<'_>) -> String {
     }
     out.push_str("SHA256:\n");
     for f in r.files {
-        out.push_str(&format!(" {} {:>width$} {}\n", f.sha256, f.size, f.path));
+        out.push_str(&format!(
+            " {} {:>width$} {}\n",
+            f.sha256.hex(),
+            f.size,
+            f.path
+        ));
     }
     out
 }
@@ -162,7 +173,7 @@ mod tests {
             filename: pool_path(name, name, version, "amd64"),
             size: 10,
             md5: "m".into(),
-            sha256: "s".into(),
+            sha256: Digest::of(b"s"),
             control: vec![
                 ("Version".into(), version.into()),
                 ("Package".into(), name.into()),

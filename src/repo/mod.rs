@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
 use crate::report::Reporter;
 use crate::sign::Signer;
 use history::{HistoryAction, HistoryArtifact, HistoryEntry};
@@ -202,6 +203,8 @@ fn link(path: &std::path::Path, target: &std::path::Path) -> anyhow::Result<()> 
 #[derive(Debug, Clone)]
 pub struct DebArtifact {
     pub path: PathBuf,
+    /// Bare hex as the caller has it; parsed (leniently: case, whitespace, a `sha256:`
+    /// prefix) when the .deb is checked against it, and anything else is refused there.
     pub sha256: String,
 }
 
@@ -214,7 +217,9 @@ pub struct PackageEntry {
     /// Path relative to `<root>/<env>/`, as `Packages` lists it.
     pub filename: String,
     pub size: u64,
-    pub sha256: String,
+    /// Bare hex on disk, as `Packages` spells it.
+    #[serde(with = "crate::digest::bare")]
+    pub sha256: Digest,
     pub md5: String,
     /// The .deb's control fields, in order.
     pub control: Vec<(String, String)>,
@@ -233,7 +238,7 @@ impl PackageEntry {
             name: self.name.clone(),
             version: self.version.clone(),
             arch: self.arch.clone(),
-            sha256: self.sha256.clone(),
+            sha256: self.sha256,
             size: self.size,
             run: self.run.clone(),
         }
@@ -295,11 +300,12 @@ fn keep_newest<T: Clone>(
 /// Reads a .deb and checks it against the approved sha256, before anything is written.
 fn inspect_artifact(a: &DebArtifact) -> anyhow::Result<(PackageEntry, PathBuf)> {
     let (sha256, md5, size) = store::digest_file(&a.path)?;
-    if !sha256.eq_ignore_ascii_case(a.sha256.trim()) {
+    if Digest::parse_lenient(&a.sha256) != Ok(sha256) {
         return Err(crate::error::failed(format!(
-            "`{}` has sha256 {sha256}, but {} was approved: the file changed after the smoke \
+            "`{}` has sha256 {}, but {} was approved: the file changed after the smoke \
              test; rebuild and test it again",
             a.path.display(),
+            sha256.hex(),
             a.sha256.trim()
         )));
     }
@@ -525,9 +531,9 @@ pub fn publish_full(
                     entry.version,
                     entry.arch,
                     cfg.env,
-                    have.sha256,
+                    have.sha256.hex(),
                     path.display(),
-                    entry.sha256
+                    entry.sha256.hex()
                 )));
             }
             put_pool_file(&layout, cfg, &entry, &path, reporter)?;
@@ -601,7 +607,7 @@ fn put_pool_file(
              again from `{}`",
             cfg.env,
             entry.filename,
-            entry.sha256,
+            entry.sha256.hex(),
             path.display()
         ));
     }
@@ -783,16 +789,13 @@ pub fn prune(
         ..PruneReport::default()
     };
     let removed_files: BTreeSet<String> = removed.iter().map(|p| p.filename.clone()).collect();
-    let removed_digests: BTreeSet<&str> =
-        removed_images.iter().map(|i| i.digest.as_str()).collect();
+    let removed_digests: BTreeSet<&Digest> = removed_images.iter().map(|i| &i.digest).collect();
     // A generation that holds a removed package or image can no longer be restored whole.
     let holds_removed = |m: &store::GenerationMeta| {
         m.packages
             .iter()
             .any(|x| removed_files.contains(&x.filename))
-            || m.images
-                .iter()
-                .any(|x| removed_digests.contains(x.digest.as_str()))
+            || m.images.iter().any(|x| removed_digests.contains(&x.digest))
     };
     if !removed.is_empty() || !removed_images.is_empty() {
         let key_rotated = check_signing_key(cfg, &layout, signer, reporter)?;
@@ -956,7 +959,7 @@ fn write_generation(
     for f in &files {
         store::write_synced(&base.join(&f.path), &f.bytes)?;
         let dir = base.join(f.dir()).join("by-hash");
-        store::write_synced(&dir.join("SHA256").join(&f.sha256), &f.bytes)?;
+        store::write_synced(&dir.join("SHA256").join(f.sha256.hex()), &f.bytes)?;
         store::write_synced(&dir.join("MD5Sum").join(&f.md5), &f.bytes)?;
     }
     // Clients that read the previous InRelease fetch its files by hash after the switch.
@@ -964,7 +967,7 @@ fn write_generation(
         let prev_base = layout.gen_dir(c).join("dists").join(&cfg.env);
         for f in layout.read_meta(c)?.index_files {
             let dir = f.dir().to_string();
-            for (algo, sum) in [("SHA256", &f.sha256), ("MD5Sum", &f.md5)] {
+            for (algo, sum) in [("SHA256", f.sha256.hex()), ("MD5Sum", f.md5.clone())] {
                 let rel = PathBuf::from(&dir).join("by-hash").join(algo).join(sum);
                 let to = base.join(&rel);
                 if to.exists() {

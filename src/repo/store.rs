@@ -63,13 +63,13 @@ pub struct GenerationMeta {
 
 impl GenerationMeta {
     /// Adds the pool files and image blobs this generation needs to the two sets.
-    pub fn collect_references(&self, files: &mut BTreeSet<String>, blobs: &mut BTreeSet<String>) {
+    pub fn collect_references(
+        &self,
+        files: &mut BTreeSet<String>,
+        blobs: &mut BTreeSet<crate::digest::Digest>,
+    ) {
         files.extend(self.packages.iter().map(|p| p.filename.clone()));
-        blobs.extend(
-            self.images
-                .iter()
-                .flat_map(|i| i.blobs.iter().map(|b| b.0.clone())),
-        );
+        blobs.extend(self.images.iter().flat_map(|i| i.blobs.iter().map(|b| b.0)));
     }
 }
 
@@ -722,13 +722,17 @@ pub fn open_regular(path: &Path) -> anyhow::Result<File> {
 pub fn verify_pool_file(layout: &Layout, p: &PackageEntry) -> Result<(), String> {
     match digest_file(&layout.env_dir.join(&p.filename)) {
         Ok((sha, _, _)) if sha == p.sha256 => Ok(()),
-        Ok((sha, _, _)) => Err(format!("has sha256 {sha}, not the published {}", p.sha256)),
+        Ok((sha, _, _)) => Err(format!(
+            "has sha256 {}, not the published {}",
+            sha.hex(),
+            p.sha256.hex()
+        )),
         Err(e) => Err(format!("cannot be read ({e:#})")),
     }
 }
 
-/// `(sha256, md5, size)` of a file, streamed.
-pub fn digest_file(path: &Path) -> anyhow::Result<(String, String, u64)> {
+/// `(sha256, md5 hex, size)` of a file, streamed.
+pub fn digest_file(path: &Path) -> anyhow::Result<(crate::digest::Digest, String, u64)> {
     let mut f = open_regular(path)?;
     let mut sha = Sha256::new();
     let mut md5 = Md5::new();
@@ -746,7 +750,7 @@ pub fn digest_file(path: &Path) -> anyhow::Result<(String, String, u64)> {
         size += n as u64;
     }
     Ok((
-        hex::encode(sha.finalize()),
+        crate::digest::Digest::from_bytes(sha.finalize().into()),
         hex::encode(md5.finalize()),
         size,
     ))
@@ -760,14 +764,14 @@ pub fn put_pool_file(
     layout: &Layout,
     src: &Path,
     rel: &str,
-    sha256: &str,
+    sha256: &crate::digest::Digest,
 ) -> anyhow::Result<PoolPut> {
     let dest = layout.env_dir.join(rel);
     if fs::symlink_metadata(&dest).is_err() {
         install_verified(src, &dest, sha256)?;
         return Ok(PoolPut::Copied);
     }
-    if digest_file(&dest).is_ok_and(|(have, _, _)| have == sha256) {
+    if digest_file(&dest).is_ok_and(|(have, _, _)| have == *sha256) {
         return Ok(PoolPut::Present);
     }
     let published = layout.generation_numbers()?.into_iter().find_map(|n| {
@@ -777,10 +781,12 @@ pub fn put_pool_file(
     });
     if let Some((n, other)) = published.filter(|(_, other)| other != sha256) {
         return Err(crate::error::failed(format!(
-            "`{}` is already published with other content (sha256 {other}, generation {n}; \
-             new {sha256}): a published name+version+architecture never changes; bump the \
+            "`{}` is already published with other content (sha256 {}, generation {n}; \
+             new {}): a published name+version+architecture never changes; bump the \
              version",
-            dest.display()
+            dest.display(),
+            other.hex(),
+            sha256.hex()
         )));
     }
     remove_any(&dest)?;
@@ -801,7 +807,7 @@ pub enum PoolPut {
 
 /// Copies `src` to `dest` through a temp file beside it, checks the copy's sha256 and
 /// renames it into place (replacing whatever is there, atomically).
-fn install_verified(src: &Path, dest: &Path, sha256: &str) -> anyhow::Result<()> {
+fn install_verified(src: &Path, dest: &Path, sha256: &crate::digest::Digest) -> anyhow::Result<()> {
     let mut out = crate::durable::AtomicFile::create(dest, crate::durable::PUBLIC)?;
     let mut from =
         File::open(src).with_context(|| format!("could not read `{}`", src.display()))?;
@@ -810,11 +816,13 @@ fn install_verified(src: &Path, dest: &Path, sha256: &str) -> anyhow::Result<()>
     // The bytes that land in the pool are the ones that were checked: `src` may have been
     // rewritten (a concurrent `builder package`) since its hash was compared.
     let (copied, _, _) = digest_file(out.temp_path())?;
-    if copied != sha256 {
+    if copied != *sha256 {
         return Err(crate::error::failed(format!(
-            "`{}` changed while it was being published (sha256 {copied}, checked {sha256}): \
-             nothing was published; run the promotion again",
-            src.display()
+            "`{}` changed while it was being published (sha256 {}, checked {}): nothing was \
+             published; run the promotion again",
+            src.display(),
+            copied.hex(),
+            sha256.hex()
         )));
     }
     out.commit()
@@ -896,12 +904,12 @@ pub fn index_damage(layout: &Layout, env: &str, meta: &GenerationMeta) -> Vec<St
             out.push(format!(
                 "`{}` is missing or not the file `Release` lists (sha256 {})",
                 rel(&p),
-                f.sha256
+                f.sha256.hex()
             ));
         }
         // `Acquire-By-Hash: yes`: apt fetches these copies, not the file above.
         let by_hash = dists.join(f.dir()).join("by-hash");
-        for (algo, sum) in [("SHA256", &f.sha256), ("MD5Sum", &f.md5)] {
+        for (algo, sum) in [("SHA256", f.sha256.hex()), ("MD5Sum", f.md5.clone())] {
             let p = by_hash.join(algo).join(sum);
             let ok = digest_file(&p).is_ok_and(|(sha, md5, _)| sha == f.sha256 && md5 == f.md5);
             if !ok {

@@ -14,7 +14,7 @@ use super::stack::Stack;
 use crate::digest::Digest;
 use crate::docker::Engine;
 use crate::error::usage;
-use crate::manifest::{Artifact, Manifest};
+use crate::manifest::{Artifact, ArtifactKind, Manifest};
 use crate::project::Paths;
 use crate::recipe::Recipe;
 use crate::report::Reporter;
@@ -48,21 +48,25 @@ pub fn collect(paths: &Paths, stack: &Stack, recipes: &[Recipe]) -> Result<Under
             .as_ref()
             .map(|i| i.name.clone())
             .unwrap_or_else(|| recipe.package.name.clone());
-        let deb = manifest.find("deb", &recipe.package.name).ok_or_else(|| {
-            usage(format!(
-                "`{}` lists no .deb for `{}` (service `{}`); {FIX}",
-                manifest_path.display(),
-                recipe.package.name,
-                svc.name
-            ))
-        })?;
-        let image = manifest.find("image", &image_name).ok_or_else(|| {
-            usage(format!(
-                "`{}` lists no image `{image_name}` (service `{}`); {FIX}",
-                manifest_path.display(),
-                svc.name
-            ))
-        })?;
+        let deb = manifest
+            .find(ArtifactKind::Deb, &recipe.package.name)
+            .ok_or_else(|| {
+                usage(format!(
+                    "`{}` lists no .deb for `{}` (service `{}`); {FIX}",
+                    manifest_path.display(),
+                    recipe.package.name,
+                    svc.name
+                ))
+            })?;
+        let image = manifest
+            .find(ArtifactKind::Image, &image_name)
+            .ok_or_else(|| {
+                usage(format!(
+                    "`{}` lists no image `{image_name}` (service `{}`); {FIX}",
+                    manifest_path.display(),
+                    svc.name
+                ))
+            })?;
         if image.image_id.is_none() {
             return Err(usage(format!(
                 "the image `{image_name}` in `{}` has no image id; {FIX}",
@@ -70,14 +74,14 @@ pub fn collect(paths: &Paths, stack: &Stack, recipes: &[Recipe]) -> Result<Under
             )));
         }
         for a in [deb, image] {
-            if seen.insert((a.kind.clone(), a.name.clone())) {
+            if seen.insert((a.kind, a.name.clone())) {
                 verify_file(&paths.dist, a)?;
                 artifacts.push(a.clone());
             }
         }
         images.insert(svc.name.clone(), image.clone());
     }
-    artifacts.sort_by(|x, y| (&x.kind, &x.name).cmp(&(&y.kind, &y.name)));
+    artifacts.sort_by(|x, y| (x.kind, &x.name).cmp(&(y.kind, &y.name)));
     Ok(UnderTest {
         images,
         source_commit: Manifest::common_commit(&artifacts),
@@ -126,13 +130,14 @@ pub async fn ensure_images(
     let mut out = HashMap::new();
     for (service, a) in &under.images {
         let tag = tag_of(a);
-        let want = a.image_id.map(|d| d.to_string()).unwrap_or_default();
+        let want = a.image_id;
+        let is_want = |id: &str| id.parse::<Digest>().ok() == want;
         let mut got = engine
             .inspect_image(&tag)
             .await?
             .map(|i| i.id)
             .unwrap_or_default();
-        if got != want {
+        if !is_want(&got) {
             // Missing, or the tag was moved since packaging: load the packaged tar (its
             // sha256 was checked above) so the tag points at the image under test again.
             let tar = paths.dist.join(&a.path);
@@ -144,11 +149,11 @@ pub async fn ensure_images(
                 .map(|i| i.id)
                 .unwrap_or_default();
         }
-        if got != want {
+        if !is_want(&got) {
             return Err(usage(format!(
                 "the engine's image `{tag}` is {} but dist/manifest.json says {}; the image under test must be the packaged one: {FIX} (it loads the image again)",
                 if got.is_empty() { "missing" } else { &got },
-                want
+                want.map(|d| d.to_string()).unwrap_or_default()
             )));
         }
         out.insert(service.clone(), got);

@@ -192,9 +192,10 @@ pub async fn start(
     })
 }
 
+/// The first 12 hex digits of a container id, as `docker ps` shows it (container ids are
+/// bare hex, no `sha256:`).
 pub fn short(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
+    id.get(..12).unwrap_or(id)
 }
 
 /// Writes `haproxy.cfg` into `/etc/haproxy/` of the (created, not started) container.

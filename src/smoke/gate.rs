@@ -1,33 +1,58 @@
 //! The gate: each threshold of the stack checked against a [`LoadReport`], one [`Check`] per
 //! threshold with a message that names it, the bound and the measured value.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::stack::Thresholds;
 use crate::load::LoadReport;
 
-/// One threshold and its outcome.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One threshold and its outcome. Promotion reads `name` and `passed` back (the other
+/// fields may be absent in what it reads).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Check {
     /// Stable id: `achieved_rate`, `success_ratio`, `p99_latency`.
     pub name: String,
+    #[serde(default)]
     pub threshold: String,
+    #[serde(default)]
     pub actual: String,
     pub passed: bool,
+    #[serde(default)]
     pub message: String,
+}
+
+/// What a smoke run did: gate the stack's rate, or step the rate up to find the capacity.
+/// `gate` and `find-capacity` in the report; a report without a mode is a gate run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportMode {
+    #[default]
+    Gate,
+    FindCapacity,
+}
+
+impl ReportMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportMode::Gate => "gate",
+            ReportMode::FindCapacity => "find-capacity",
+        }
+    }
+}
+
+impl std::fmt::Display for ReportMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// The one rule that turns checks into a verdict, shared by the report's writer and
 /// promotion's reader: a gate run passes when it has checks and every one passed; a
 /// `find-capacity` run passes when its `capacity` check did (the stack's rate held).
-pub fn verdict<'a>(mode: &str, checks: impl IntoIterator<Item = (&'a str, bool)>) -> bool {
-    let checks: Vec<(&str, bool)> = checks.into_iter().collect();
+pub fn verdict(mode: ReportMode, checks: &[Check]) -> bool {
     match mode {
-        "gate" => !checks.is_empty() && checks.iter().all(|(_, passed)| *passed),
-        "find-capacity" => checks
-            .iter()
-            .any(|(name, passed)| *name == "capacity" && *passed),
-        _ => false,
+        ReportMode::Gate => !checks.is_empty() && checks.iter().all(|c| c.passed),
+        ReportMode::FindCapacity => checks.iter().any(|c| c.name == "capacity" && c.passed),
     }
 }
 

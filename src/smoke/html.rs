@@ -349,7 +349,7 @@ code{{font-size:12px;word-break:break-all}}\
     let _ = write!(
         h,
         "<h1><span class=\"badge {vclass}\">{verdict}</span>builder smoke {}</h1>\n<div class=\"muted\">run {} · {} → {} ({:.1}s) · stack <code>{}</code>{}</div>\n",
-        esc(&r.mode),
+        esc(r.mode.as_str()),
         esc(&r.run_id),
         esc(&r.started),
         esc(&r.finished),
@@ -375,7 +375,7 @@ code{{font-size:12px;word-break:break-all}}\
         );
     }
     h.push_str("<h2>Thresholds</h2><table><tr><th>check</th><th>threshold</th><th>actual</th><th>result</th></tr>");
-    for c in &r.checks {
+    for c in r.checks() {
         let _ = write!(
             h,
             "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -457,7 +457,7 @@ code{{font-size:12px;word-break:break-all}}\
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
-            esc(&a.kind),
+            esc(a.kind.as_str()),
             esc(&a.name),
             esc(&a.version),
             esc(&a.sha256.hex()),

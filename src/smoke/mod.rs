@@ -34,6 +34,7 @@ use crate::project::Paths;
 use crate::recipe::Recipe;
 use crate::report::Reporter;
 use deploy::Deployment;
+use gate::ReportMode;
 use report::{Capacity, CapacityStep, Inputs, SmokeReport};
 use stack::{Overrides, Stack};
 
@@ -554,10 +555,7 @@ fn build_report(
         });
     }
     let frame = report_frame(stack, opts, under, times);
-    let passed = gate::verdict(
-        &frame.mode,
-        checks.iter().map(|c| (c.name.as_str(), c.passed)),
-    );
+    let passed = gate::verdict(frame.mode, &checks);
     let reasons = checks
         .iter()
         .filter(|c| !c.passed)
@@ -566,7 +564,7 @@ fn build_report(
     SmokeReport {
         passed,
         deployment: Some(m.deployment),
-        checks,
+        checks: Some(checks),
         reasons,
         percentiles: m.load.latency_ms,
         status_counts: m.load.status_counts.clone(),
@@ -598,11 +596,10 @@ fn report_frame(
         schema: SmokeReport::SCHEMA,
         run_id: run_id.to_string(),
         mode: if opts.capacity.is_some() {
-            "find-capacity"
+            ReportMode::FindCapacity
         } else {
-            "gate"
-        }
-        .into(),
+            ReportMode::Gate
+        },
         passed: false,
         started: crate::timefmt::rfc3339(started),
         finished: crate::timefmt::rfc3339(finished),
@@ -616,7 +613,7 @@ fn report_frame(
         source_commit: under.source_commit,
         deployment: None,
         thresholds: stack.thresholds,
-        checks: Vec::new(),
+        checks: Some(Vec::new()),
         reasons: Vec::new(),
         error: None,
         percentiles: Default::default(),
@@ -669,7 +666,7 @@ fn stopped_report(
     };
     SmokeReport {
         deployment: partial.deployment,
-        checks: vec![check],
+        checks: Some(vec![check]),
         reasons: vec![message.clone()],
         error: Some(message),
         restarts: partial.restarts,

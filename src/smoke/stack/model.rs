@@ -30,7 +30,7 @@ pub struct Route {
     pub service: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct LoadBalancer {
     pub kind: String,
     /// Base image definition the load balancer runs from (`base-images/<base>.toml`).
@@ -65,7 +65,7 @@ pub struct LoadPath {
     pub weight: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct LoadSpec {
     pub rate: f64,
     #[serde(serialize_with = "secs")]
@@ -77,7 +77,7 @@ pub struct LoadSpec {
     pub paths: Vec<LoadPath>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Thresholds {
     /// Achieved rate / requested rate must be at least this.
     pub min_rate_ratio: f64,
@@ -87,7 +87,7 @@ pub struct Thresholds {
     pub max_p99_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RestartSpec {
     /// Docker restart policy of the service containers.
     pub policy: String,
@@ -99,8 +99,9 @@ pub struct RestartSpec {
     pub builder_max: u32,
 }
 
-/// The validated stack.
-#[derive(Debug, Clone, Serialize)]
+/// The validated stack. `Default` (empty, no services) only stands in for the stack of a
+/// smoke report promotion read, which does not read it back.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Stack {
     pub file: PathBuf,
     /// In start order: a service comes after every service its environment refers to.
