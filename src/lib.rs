@@ -43,8 +43,11 @@
 //! fslock      exclusive flock on a lock file for work that must be serialised
 //! interrupt   the process-wide stop flag for synchronous work (Ctrl-C)
 //! timefmt     RFC 3339 and RFC 2822 (apt Release) dates without a calendar crate
-//! report      the one place that prints: progress bars on a TTY, plain lines in CI, JSON
+//! report      the one place that prints: progress bars on a TTY, plain lines in CI, JSON;
+//!             a capturing reporter for tests
 //! error       exit codes: 0 ok, 1 stage failed, 2 usage/recipe error, 3 environment error
+//! testkit     (tests only) fixtures the in-crate tests share: a project with a key, .debs,
+//!             signed smoke reports, gate checks of a made-up load run
 //! ```
 //!
 //! The library never prints directly; everything goes through [`report::Reporter`].
@@ -78,4 +81,6 @@ pub mod repo;
 pub mod report;
 pub mod sign;
 pub(crate) mod smoke;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub(crate) mod timefmt;

@@ -50,10 +50,26 @@ struct Inner {
 /// A line a capturing reporter kept, and where a real one would have written it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Captured {
-    /// A human message (status, info, warning, log line, error) for stderr.
-    Message(String),
+    /// A human message for stderr, as a user would read it (a warning with its `warning: `
+    /// prefix, a status line padded), with the call that made it.
+    Message(Level, String),
     /// A result for stdout.
     Output(String),
+}
+
+/// Which [`Reporter`] call made a human message: what tests ask for when they check that a
+/// refusal was an error, or a repair a warning, not just that the words appeared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// [`Reporter::status`], and the start and finish lines of [`Reporter::progress`].
+    Status,
+    Info,
+    /// [`Reporter::verbose`], and [`Progress::message`] in plain mode.
+    Verbose,
+    Warning,
+    /// [`Reporter::log`]: a child process's line.
+    Log,
+    Error,
 }
 
 impl Reporter {
@@ -107,11 +123,34 @@ impl Reporter {
         self.captured()
             .into_iter()
             .filter_map(|c| match c {
-                Captured::Message(m) => Some(m),
+                Captured::Message(_, m) => Some(m),
                 Captured::Output(_) => None,
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The captured human messages `level` made, in order, as [`Reporter::captured`] holds
+    /// them.
+    pub fn captured_at(&self, level: Level) -> Vec<String> {
+        self.captured()
+            .into_iter()
+            .filter_map(|c| match c {
+                Captured::Message(l, m) if l == level => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The captured results (what a real reporter writes to stdout), in order.
+    pub fn captured_output(&self) -> Vec<String> {
+        self.captured()
+            .into_iter()
+            .filter_map(|c| match c {
+                Captured::Output(o) => Some(o),
+                Captured::Message(..) => None,
+            })
+            .collect()
     }
 
     /// Keeps `line` if this reporter captures; true when it did (nothing is written then).
@@ -156,8 +195,8 @@ impl Reporter {
         self.inner.verbosity
     }
 
-    fn line(&self, text: &str) {
-        if self.keep(|| Captured::Message(text.to_string())) {
+    fn line(&self, level: Level, text: &str) {
+        if self.keep(|| Captured::Message(level, text.to_string())) {
             return;
         }
         let _guard = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -182,35 +221,35 @@ impl Reporter {
     /// A cargo-like status line: `   Packaging backend 1.4.0`.
     pub fn status(&self, verb: &str, msg: impl Display) {
         if self.inner.verbosity >= Verbosity::Normal {
-            self.line(&format!("{verb:>12} {msg}"));
+            self.line(Level::Status, &format!("{verb:>12} {msg}"));
         }
     }
 
     /// An informational line at normal verbosity.
     pub fn info(&self, msg: impl Display) {
         if self.inner.verbosity >= Verbosity::Normal {
-            self.line(&msg.to_string());
+            self.line(Level::Info, &msg.to_string());
         }
     }
 
     /// Detail shown with `-v`.
     pub fn verbose(&self, msg: impl Display) {
         if self.inner.verbosity >= Verbosity::Verbose {
-            self.line(&msg.to_string());
+            self.line(Level::Verbose, &msg.to_string());
         }
     }
 
     /// A warning, shown unless `-q`.
     pub fn warn(&self, msg: impl Display) {
         if self.inner.verbosity >= Verbosity::Normal {
-            self.line(&format!("warning: {msg}"));
+            self.line(Level::Warning, &format!("warning: {msg}"));
         }
     }
 
     /// A line of a child process's log (build output, container logs), prefixed with its source.
     pub fn log(&self, prefix: &str, line: &str) {
         if self.inner.verbosity >= Verbosity::Normal {
-            self.line(&format!("{prefix:>12} | {line}"));
+            self.line(Level::Log, &format!("{prefix:>12} | {line}"));
         }
     }
 
@@ -232,7 +271,7 @@ impl Reporter {
             text.push_str("\n  caused by: ");
             text.push_str(&cause.to_string());
         }
-        if self.keep(|| Captured::Message(text.clone())) {
+        if self.keep(|| Captured::Message(Level::Error, text.clone())) {
             return;
         }
         let _guard = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -399,19 +438,22 @@ mod tests {
         assert_eq!(
             lines[..5],
             [
-                Captured::Message("   Packaging demo 1.0".into()),
-                Captured::Message("warning: disk almost full".into()),
+                Captured::Message(Level::Status, "   Packaging demo 1.0".into()),
+                Captured::Message(Level::Warning, "warning: disk almost full".into()),
                 Captured::Output("dist/debs/demo_1.0_amd64.deb".into()),
-                Captured::Message("error: outer\n  caused by: inner".into()),
-                Captured::Message("     Loading started".into()),
+                Captured::Message(Level::Error, "error: outer\n  caused by: inner".into()),
+                Captured::Message(Level::Status, "     Loading started".into()),
             ]
         );
         assert_eq!(lines.len(), 6, "{lines:?}");
         assert!(
-            matches!(&lines[5], Captured::Message(m) if m.starts_with("     Loading done (")),
+            matches!(&lines[5], Captured::Message(Level::Status, m) if m.starts_with("     Loading done (")),
             "{lines:?}"
         );
         assert!(!r.captured_messages().contains("dist/debs"));
+        assert_eq!(r.captured_at(Level::Warning), ["warning: disk almost full"]);
+        assert_eq!(r.captured_output(), ["dist/debs/demo_1.0_amd64.deb"]);
+        assert!(r.captured_at(Level::Verbose).is_empty());
         assert!(Reporter::quiet().captured().is_empty());
     }
 }

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use builder::repo::{self, DebArtifact, RepoConfig};
-use builder::report::Reporter;
+use builder::report::{Level, Reporter, Verbosity};
 use builder::sign::{self, Signer};
 use common::apt::HostApt;
 use sha2::{Digest, Sha256};
@@ -812,8 +812,17 @@ fn unreadable_old_generation_is_kept_and_blocks_prune() {
     fs::write(&gen1, "{ not json").unwrap();
 
     let d = build_deb(t.path(), "hello", "1.2", "amd64", "1.2");
-    repo::publish(&cfg(&root), &signer, &[d], "r", &q()).unwrap();
+    let r = Reporter::capture(Verbosity::Normal);
+    repo::publish(&cfg(&root), &signer, &[d], "r", &r).unwrap();
     assert!(gen1.exists(), "the unreadable generation was deleted");
+    let warnings = r.captured_at(Level::Warning);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("generation(s) 1 (")
+            && warnings[0].contains("cannot be read; left alone")
+            && warnings[0].contains("`builder repo check dev --repair` removes them"),
+        "{warnings:?}"
+    );
     let pool = root.join("dev/pool/main/h/hello");
     for v in ["1.0", "1.1", "1.2"] {
         assert!(pool.join(format!("hello_{v}_amd64.deb")).exists(), "{v}");

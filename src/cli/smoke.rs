@@ -151,10 +151,16 @@ pub async fn run(args: SmokeArgs, paths: &Paths, reporter: &Reporter) -> anyhow:
     let opts = options(args)?;
     let cancel = crate::docker::cancel_on_signals();
     let outcome = smoke::run(paths, &opts, reporter, cancel).await?;
+    finish(&outcome, reporter)
+}
+
+/// What a run that got as far as deploying ends with: the summary (or the report as JSON)
+/// on stdout, then why it failed, if it did; the exit code.
+fn finish(outcome: &SmokeOutcome, reporter: &Reporter) -> anyhow::Result<u8> {
     if reporter.is_json() {
         reporter.json(&outcome.report)?;
     } else {
-        reporter.output(summary(&outcome));
+        reporter.output(summary(outcome));
     }
     if outcome.report.passed {
         Ok(EXIT_OK)
@@ -236,6 +242,67 @@ fn summary(o: &SmokeOutcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{Level, Verbosity};
+    use crate::smoke::tests::{gated, stopped};
+    use crate::testkit::load_report;
+
+    /// `finish` with a capturing reporter: the exit code, the one result on stdout, and the
+    /// error lines.
+    fn finished(o: &SmokeOutcome) -> (u8, String, Vec<String>) {
+        let r = Reporter::capture(Verbosity::Normal);
+        let code = finish(o, &r).unwrap();
+        let out = r.captured_output();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(r.captured_at(Level::Warning).is_empty());
+        (code, out[0].clone(), r.captured_at(Level::Error))
+    }
+
+    #[test]
+    fn a_broken_gate_exits_1_listing_every_check_and_saying_why() {
+        let dist = std::path::Path::new("dist");
+        let o = gated(dist, "run-bad", load_report(49.9, 0.91, 2500.0));
+        let (code, out, errors) = finished(&o);
+        assert_eq!(code, EXIT_FAILED);
+        assert!(out.starts_with("smoke run-bad gate: FAILED\n"), "{out}");
+        for line in [
+            "  ok   achieved_rate  49.90 req/s (99.8%) (threshold >= 98.0% of 50 req/s (49.00 req/s))",
+            "  FAIL success_ratio  91.00% (threshold >= 98.00%)",
+            "  FAIL p99_latency    2500.0 ms (threshold <= 1000 ms)",
+            "    restarts  none",
+            "     reports  dist/smoke/run-bad/{report.json,report.html,junit.xml}",
+        ] {
+            assert!(out.lines().any(|l| l == line), "wants `{line}` in\n{out}");
+        }
+        assert_eq!(
+            errors,
+            [format!(
+                "error: smoke gate failed: {}",
+                o.report.reasons.join("; ")
+            )]
+        );
+        assert!(errors[0].contains("min_success") && errors[0].contains("max_p99_ms"));
+    }
+
+    #[test]
+    fn a_run_stopped_before_the_gate_exits_1_with_its_reason_and_a_passed_one_0() {
+        let dist = std::path::Path::new("dist");
+        let o = stopped(dist, "run-down", "frontend-1 never became healthy");
+        let (code, out, errors) = finished(&o);
+        assert_eq!(code, EXIT_FAILED);
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("  FAIL deployment_ready not started")),
+            "{out}"
+        );
+        assert_eq!(errors, ["error: frontend-1 never became healthy"]);
+
+        let o = gated(dist, "run-ok", load_report(49.9, 0.995, 300.0));
+        let (code, out, errors) = finished(&o);
+        assert_eq!(code, EXIT_OK);
+        assert!(out.starts_with("smoke run-ok gate: PASSED\n"), "{out}");
+        assert!(!out.contains("FAIL"), "{out}");
+        assert!(errors.is_empty(), "{errors:?}");
+    }
 
     #[test]
     fn duration_flags_are_named() {

@@ -439,3 +439,6 @@ pub fn junit_xml(summary: &PipelineSummary, smoke: Option<&junit::Suite>) -> Str
     suites.extend(smoke.cloned());
     junit::render(None, &suites)
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,6 +16,8 @@ pub mod config;
 pub mod gate;
 pub mod registry;
 pub mod smoke_report;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::time::Instant;

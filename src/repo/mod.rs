@@ -14,6 +14,8 @@ pub mod history;
 pub mod images;
 pub mod index;
 pub mod store;
+#[cfg(test)]
+mod tests;
 pub mod version;
 
 use std::collections::BTreeSet;

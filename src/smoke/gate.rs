@@ -141,45 +141,7 @@ fn kv(m: &std::collections::BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::{Percentiles, StoppedBy};
-
-    fn report(achieved: f64, success: f64, p99: f64) -> LoadReport {
-        LoadReport {
-            mode: "open".into(),
-            requested_rate: 50.0,
-            achieved_rate: achieved,
-            ok_rate: achieved * success,
-            sent: 1000,
-            ok: (1000.0 * success) as u64,
-            failed: 1000 - (1000.0 * success) as u64,
-            late: 0,
-            dropped: 0,
-            aborted: 0,
-            success_ratio: success,
-            latency_ms: Percentiles {
-                p99,
-                ..Default::default()
-            },
-            status_counts: Default::default(),
-            error_counts: Default::default(),
-            targets: vec![],
-            timeline: vec![],
-            duration_s: 20.0,
-            measured_s: 20.0,
-            warmup_s: 0.0,
-            timeout_s: 2.0,
-            late_tolerance_ms: 10.0,
-            max_in_flight: 1024,
-            max_requests: None,
-            stopped_by: StoppedBy::Duration,
-        }
-    }
-
-    const T: Thresholds = Thresholds {
-        min_rate_ratio: 0.98,
-        min_success: 0.98,
-        max_p99_ms: 1000.0,
-    };
+    use crate::testkit::{load_report as report, THRESHOLDS as T};
 
     #[test]
     fn passes_and_fails_each_threshold() {
