@@ -203,7 +203,7 @@ impl Project {
     /// Run `run`'s report.json as the smoke stage writes it: a gate run whose verdict and
     /// reasons follow from `checks`, approving `artifacts`.
     pub fn report_json(&self, run: &str, checks: &[Check], artifacts: &Value) -> Value {
-        let passed = gate::verdict("gate", checks.iter().map(|c| (c.name.as_str(), c.passed)));
+        let passed = gate::verdict(gate::ReportMode::Gate, checks);
         let reasons: Vec<&str> = checks
             .iter()
             .filter(|c| !c.passed)

@@ -117,7 +117,7 @@ fn nothing_is_promoted_without_a_passed_report_for_the_same_bytes() {
     let (res, r) = promote_with(&p, &opts(&p, "dev"));
     let res = res.unwrap();
     assert_eq!((res.generation, res.unchanged), (1, false));
-    assert_eq!(res.packages[0].sha256, sha(&deb));
+    assert_eq!(res.packages[0].sha256.hex(), sha(&deb));
     assert_eq!(res.packages[0].run.as_deref(), Some("run-1"));
     assert!(
         res.source.starts_with("smoke run run-1 ("),
