@@ -251,10 +251,32 @@ pub async fn build(
     for rp in plan.recipes.iter_mut() {
         if let Some(step) = rp.build.as_mut() {
             let id = images[&step.builder].clone();
-            resolve(paths, &rp.loaded, step, &id)?;
+            // A recipe whose sources cannot be listed fails in its own build, beside the
+            // others' results, not before every build.
+            if let Err(e) = resolve(paths, &rp.loaded, step, &id) {
+                step.builder_image = Some(id);
+                step.cache = CacheState::Unknown(format!("{e:#}"));
+            }
         }
     }
-    execute(&engine, paths, plan, opts, reporter, cancel).await
+    let results = execute(&engine, paths, plan, opts, reporter, cancel).await?;
+    // The plan records what ran: the key each build used and whether it was a cache hit.
+    for r in &results {
+        if let Some(step) = plan
+            .recipes
+            .iter_mut()
+            .find(|rp| rp.loaded.package.name == r.name)
+            .and_then(|rp| rp.build.as_mut())
+        {
+            step.cache_key = Some(r.key.clone());
+            step.cache = if r.cached {
+                CacheState::Hit
+            } else {
+                CacheState::Miss
+            };
+        }
+    }
+    Ok(results)
 }
 
 /// Runs the resolved build steps of `plan`, up to `opts.jobs` at once.
@@ -341,14 +363,24 @@ async fn build_one(
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> anyhow::Result<BuildResult> {
-    let (recipe, spec, step) = (todo.recipe, todo.spec, todo.step);
+    let (recipe, spec) = (todo.recipe, todo.spec);
     let started = Instant::now();
     let name = recipe.package.name.as_str();
-    let (Some(key), Some(image_id)) = (step.cache_key.clone(), step.builder_image.as_deref())
-    else {
+    let Some(image_id) = todo.step.builder_image.as_deref() else {
         return Err(anyhow::anyhow!(
             "the build of `{name}` was not resolved against its builder image before it ran \
              (a bug in builder: please report it)"
+        ));
+    };
+    // Listed and hashed again now that this build's turn has come: the key must cover the
+    // bytes uploaded next, not the sources as they were when the plan was resolved (an
+    // edit while earlier builds ran would otherwise be stamped with the old key).
+    let mut step = todo.step.clone();
+    resolve(paths, recipe, &mut step, image_id)?;
+    let Some(key) = step.cache_key.clone() else {
+        return Err(anyhow::anyhow!(
+            "the build of `{name}` has no cache key after resolving (a bug in builder: \
+             please report it)"
         ));
     };
     let out_dir = step.out_dir.clone();
