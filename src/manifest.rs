@@ -57,6 +57,9 @@ pub struct Artifact {
     /// Bare hex in the file, like SHA256SUMS.
     #[serde(with = "crate::digest::bare")]
     pub sha256: Digest,
+    /// Bytes; 0 when a file left it out (promotion's reader never needed it, so smoke
+    /// reports written without it stay readable).
+    #[serde(default)]
     pub size: u64,
     /// Image id (the digest of the config), for images.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -271,5 +271,11 @@ mod tests {
             v["artifacts"][0]["image_id"],
             Digest::of(b"config").to_string()
         );
+        // An artifact without `size` (promotion never read it) is still readable.
+        let mut v = v;
+        v["artifacts"][0].as_object_mut().unwrap().remove("size");
+        let back: SmokeReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back.artifacts[0].size, 0);
+        assert_eq!(back.artifacts[0].sha256, r.artifacts[0].sha256);
     }
 }
