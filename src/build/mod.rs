@@ -219,9 +219,9 @@ fn docker_name_part(recipe: &str) -> String {
 }
 
 /// Executes the build steps of `plan`; results in plan order. First the part of the plan
-/// only the engine can tell: each builder image is made if missing, then every step's cache
-/// key and hit/miss are resolved into `plan` ([`resolve`]). Then the steps run as resolved:
-/// a hit starts no container.
+/// only the engine can tell: each builder image is made if missing. Then each step, when its
+/// turn comes, resolves its cache key and hit/miss into `plan` ([`resolve`]) and runs as
+/// resolved: a hit starts no container.
 pub async fn build(
     paths: &Paths,
     plan: &mut Plan,
@@ -248,51 +248,26 @@ pub async fn build(
         };
         images.insert(step.builder.clone(), id);
     }
-    for rp in plan.recipes.iter_mut() {
-        if let Some(step) = rp.build.as_mut() {
-            let id = images[&step.builder].clone();
-            // A recipe whose sources cannot be listed fails in its own build, beside the
-            // others' results, not before every build.
-            if let Err(e) = resolve(paths, &rp.loaded, step, &id) {
-                step.builder_image = Some(id);
-                step.cache = CacheState::Unknown(format!("{e:#}"));
-            }
-        }
+    for step in plan.recipes.iter_mut().filter_map(|r| r.build.as_mut()) {
+        step.builder_image = Some(images[&step.builder].clone());
     }
-    let results = execute(&engine, paths, plan, opts, reporter, cancel).await?;
-    // The plan records what ran: the key each build used and whether it was a cache hit.
-    for r in &results {
-        if let Some(step) = plan
-            .recipes
-            .iter_mut()
-            .find(|rp| rp.loaded.package.name == r.name)
-            .and_then(|rp| rp.build.as_mut())
-        {
-            step.cache_key = Some(r.key.clone());
-            step.cache = if r.cached {
-                CacheState::Hit
-            } else {
-                CacheState::Miss
-            };
-        }
-    }
-    Ok(results)
+    execute(&engine, paths, plan, opts, reporter, cancel).await
 }
 
-/// Runs the resolved build steps of `plan`, up to `opts.jobs` at once.
+/// Runs the build steps of `plan`, up to `opts.jobs` at once; each resolves into its step.
 async fn execute(
     engine: &crate::docker::Engine,
     paths: &Paths,
-    plan: &Plan,
+    plan: &mut Plan,
     opts: &BuildOptions,
     reporter: &Reporter,
     cancel: CancellationToken,
 ) -> anyhow::Result<Vec<BuildResult>> {
     let todo: Vec<Todo<'_>> = plan
         .recipes
-        .iter()
+        .iter_mut()
         .filter_map(|rp| {
-            let step = rp.build.as_ref()?;
+            let step = rp.build.as_mut()?;
             let spec = rp.loaded.build.as_ref()?;
             Some(Todo {
                 recipe: &rp.loaded,
@@ -303,7 +278,7 @@ async fn execute(
         .collect();
     let run_id = crate::docker::new_run_id();
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
-    let jobs = todo.iter().map(|todo| {
+    let jobs = todo.into_iter().map(|todo| {
         let permits = permits.clone();
         let engine = engine.clone();
         let cancel = cancel.clone();
@@ -346,11 +321,12 @@ async fn execute(
     }
 }
 
-/// One recipe to build: its `[build]` table and its resolved step of the plan.
+/// One recipe to build: its `[build]` table and its step of the plan, which the build
+/// resolves and leaves as it ran.
 struct Todo<'a> {
     recipe: &'a Recipe,
     spec: &'a BuildSpec,
-    step: &'a BuildPlan,
+    step: &'a mut BuildPlan,
 }
 
 /// Builds one recipe in a container of `session`, unless its outputs are fresh. `cancel` is
@@ -358,25 +334,26 @@ struct Todo<'a> {
 async fn build_one(
     session: &Session,
     paths: &Paths,
-    todo: &Todo<'_>,
+    todo: Todo<'_>,
     opts: &BuildOptions,
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> anyhow::Result<BuildResult> {
-    let (recipe, spec) = (todo.recipe, todo.spec);
+    let Todo { recipe, spec, step } = todo;
     let started = Instant::now();
     let name = recipe.package.name.as_str();
-    let Some(image_id) = todo.step.builder_image.as_deref() else {
+    let Some(image_id) = step.builder_image.clone() else {
         return Err(anyhow::anyhow!(
-            "the build of `{name}` was not resolved against its builder image before it ran \
+            "the build of `{name}` has no builder image id before it ran \
              (a bug in builder: please report it)"
         ));
     };
-    // Listed and hashed again now that this build's turn has come: the key must cover the
-    // bytes uploaded next, not the sources as they were when the plan was resolved (an
-    // edit while earlier builds ran would otherwise be stamped with the old key).
-    let mut step = todo.step.clone();
-    resolve(paths, recipe, &mut step, image_id)?;
+    let image_id = image_id.as_str();
+    // Listed and hashed now that this build's turn has come, not for all steps up front:
+    // the key must cover the bytes uploaded next (an edit while earlier builds ran would
+    // otherwise be stamped with the old key), and one recipe's unlistable sources fail its
+    // own build, beside the others' results.
+    resolve(paths, recipe, step, image_id)?;
     let Some(key) = step.cache_key.clone() else {
         return Err(anyhow::anyhow!(
             "the build of `{name}` has no cache key after resolving (a bug in builder: \
@@ -398,6 +375,8 @@ async fn build_one(
         }
     }
     reporter.status("Building", format!("{name} (key {})", &key[..12]));
+    // What ran: `--no-cache` builds even when the key's outputs were in place.
+    step.cache = CacheState::Miss;
     let staged = cache::staging_dir(&out_dir)?;
     let mut env: BTreeMap<String, String> = BTreeMap::from([
         ("VERSION".to_string(), recipe.package.version()),
