@@ -571,3 +571,215 @@ fn ctrl_c_while_packaging_leaves_no_temp_files() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// Modes as they are on disk (special bits included), owners by name, directories of their
+/// own and hard links, read back by dpkg-deb; an override that changes a mode is said.
+#[test]
+fn modes_owners_dirs_and_hard_links_reach_dpkg_as_the_recipe_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_files(
+        root,
+        &[
+            (
+                "recipes/perms.toml",
+                r#"
+[package]
+name = "perms"
+version = "1.0"
+architecture = "all"
+maintainer = "Release Engineering <release@example.com>"
+description = "modes and owners\n\nA package whose files keep their modes and owners."
+license = "MIT"
+
+[[files]]
+from = "tree"
+to = "/usr/share/perms/"
+owner = "www-data"
+group = "adm"
+
+[[files]]
+from = "loose/secret"
+to = "/etc/perms/secret"
+
+[[files]]
+from = "loose/wide"
+to = "/etc/perms/wide"
+mode = "0644"
+
+[[files]]
+dir = "/var/lib/perms"
+mode = "2770"
+owner = "www-data"
+group = "www-data"
+
+[[files]]
+dir = "/var/cache/perms"
+mode = "1777"
+
+[[files]]
+dir = "/var/log/perms"
+owner = "perms"
+group = "perms"
+"#,
+            ),
+            ("tree/private.key", "k\n"),
+            ("tree/run.sh", "#!/bin/sh\n"),
+            ("tree/shared/data", "d\n"),
+            ("tree/one", "same bytes\n"),
+            ("loose/secret", "s\n"),
+            ("loose/wide", "w\n"),
+        ],
+    );
+    set_mode(&root.join("tree/private.key"), 0o600);
+    set_mode(&root.join("tree/run.sh"), 0o750);
+    set_mode(&root.join("tree/shared"), 0o2775);
+    set_mode(&root.join("loose/secret"), 0o640);
+    set_mode(&root.join("loose/wide"), 0o600);
+    // `two` is another name of `one`; `zz` too, after it in archive order.
+    std::fs::hard_link(root.join("tree/one"), root.join("tree/two")).unwrap();
+    std::fs::hard_link(root.join("tree/one"), root.join("tree/a-first")).unwrap();
+
+    let out = run(builder()
+        .arg("--project")
+        .arg(root)
+        .args(["package", "--no-image"]));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The override that changed a mode is said, with the mode the file had.
+    assert!(
+        stderr.contains(
+            "`mode = \"0644\"` changes the mode one path had: /etc/perms/wide 0600 → 0644"
+        ),
+        "{stderr}"
+    );
+    // An owner that is not a Debian system account, without a preinst to create it.
+    assert!(
+        stderr.contains("group `perms`, user `perms` are not a Debian system account"),
+        "{stderr}"
+    );
+    let deb = root.join("dist/debs/perms_1.0_all.deb");
+    let listing = sh(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    let line = |path: &str| -> String {
+        listing
+            .lines()
+            .find(|l| l.ends_with(path) || l.contains(&format!("{path} link to")))
+            .unwrap_or_else(|| panic!("{path} not in\n{listing}"))
+            .to_string()
+    };
+    let cols = |path: &str| -> (String, String) {
+        let l = line(path);
+        let mut f = l.split_whitespace();
+        (f.next().unwrap().into(), f.next().unwrap().into())
+    };
+    assert_eq!(
+        cols("./usr/share/perms/private.key"),
+        ("-rw-------".into(), "www-data/adm".into())
+    );
+    assert_eq!(
+        cols("./usr/share/perms/run.sh"),
+        ("-rwxr-x---".into(), "www-data/adm".into())
+    );
+    assert_eq!(
+        cols("./usr/share/perms/shared/"),
+        ("drwxrwsr-x".into(), "www-data/adm".into())
+    );
+    assert_eq!(
+        cols("./etc/perms/secret"),
+        ("-rw-r-----".into(), "root/root".into())
+    );
+    assert_eq!(
+        cols("./etc/perms/wide"),
+        ("-rw-r--r--".into(), "root/root".into())
+    );
+    assert_eq!(
+        cols("./var/lib/perms/"),
+        ("drwxrws---".into(), "www-data/www-data".into())
+    );
+    assert_eq!(
+        cols("./var/cache/perms/"),
+        ("drwxrwxrwt".into(), "root/root".into())
+    );
+    assert_eq!(
+        cols("./var/log/perms/"),
+        ("drwxr-xr-x".into(), "perms/perms".into())
+    );
+    // One file with three names: the first in archive order holds the bytes.
+    assert!(
+        line("./usr/share/perms/a-first").starts_with("-rw-r--r--"),
+        "{listing}"
+    );
+    for other in ["one", "two"] {
+        let l = line(&format!("./usr/share/perms/{other}"));
+        assert!(
+            l.starts_with('h') && l.ends_with("link to ./usr/share/perms/a-first"),
+            "{l}"
+        );
+    }
+    // dpkg-deb unpacks them as one inode, and md5sums lists every name.
+    let x = tempfile::tempdir().unwrap();
+    sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(x.path()));
+    use std::os::unix::fs::MetadataExt;
+    let ino = |n: &str| {
+        std::fs::metadata(x.path().join("usr/share/perms").join(n))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(ino("one"), ino("two"));
+    assert_eq!(ino("one"), ino("a-first"));
+    let info = tempfile::tempdir().unwrap();
+    sh(Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(info.path()));
+    let md5 = std::fs::read_to_string(info.path().join("md5sums")).unwrap();
+    for n in ["a-first", "one", "two"] {
+        assert!(md5.contains(&format!("  usr/share/perms/{n}\n")), "{md5}");
+    }
+}
+
+#[test]
+fn bad_owners_and_directory_entries_are_refused_at_their_line() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "dir = \"/var/lib/x\"\nowner = \"Bad Name\"",
+            "`owner`: `Bad Name` is not a valid name",
+        ),
+        (
+            "dir = \"/var/lib/x\"\ngroup = \"1000\"",
+            "`1000` is a number",
+        ),
+        (
+            "dir = \"/var/lib/x\"\nmode = \"0777\"",
+            "lets every user delete and replace",
+        ),
+        (
+            "dir = \"/var/lib/x\"\nfrom = \"a\"",
+            "a `dir` entry makes a directory: it takes no `from`",
+        ),
+        ("from = \"a\"", "a [[files]] entry needs `to`"),
+    ];
+    for (entry, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write_files(
+            dir.path(),
+            &[
+                ("a", "a\n"),
+                (
+                    "recipes/x.toml",
+                    &format!(
+                        "[package]\nname = \"x\"\nversion = \"1\"\narchitecture = \"all\"\nmaintainer = \"A <a@example.com>\"\ndescription = \"x\\n\\nx x.\"\n\n[[files]]\n{entry}\n"
+                    ),
+                ),
+            ],
+        );
+        let out = run(builder().arg("--project").arg(dir.path()).arg("validate"));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{entry}: {err}");
+        assert!(err.contains(want), "{entry}: {err}");
+        assert!(
+            err.contains("x.toml:9") || err.contains("x.toml:10") || err.contains("x.toml:8"),
+            "{entry}: {err}"
+        );
+    }
+}

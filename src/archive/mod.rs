@@ -48,6 +48,42 @@ pub enum NodeKind {
     File(FileSource),
     /// A symlink and its target, stored verbatim.
     Symlink(String),
+    /// A hard link to the regular file at this tree key, which sorts before the link (a tar
+    /// extractor must meet the file first). Its mode and owner are the file's.
+    HardLink(String),
+}
+
+/// Who owns an entry: the numeric ids and the names written into the tar header. dpkg gives
+/// the entry to the named user and group when they exist at unpack time and falls back to
+/// the numbers otherwise; container engines use the numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+    pub user: String,
+    pub group: String,
+}
+
+impl Owner {
+    /// `root:root` (0:0), what every entry has unless a recipe says otherwise.
+    pub fn root() -> Self {
+        Owner {
+            uid: 0,
+            gid: 0,
+            user: "root".into(),
+            group: "root".into(),
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        *self == Owner::root()
+    }
+}
+
+impl Default for Owner {
+    fn default() -> Self {
+        Owner::root()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +91,18 @@ pub struct Node {
     /// Permission bits (`0o7777` at most); written exactly as given.
     pub mode: u32,
     pub kind: NodeKind,
+    pub owner: Owner,
+}
+
+impl Node {
+    /// A node owned by `root:root`.
+    pub fn new(mode: u32, kind: NodeKind) -> Self {
+        Node {
+            mode: mode & 0o7777,
+            kind,
+            owner: Owner::root(),
+        }
+    }
 }
 
 /// Symlink targets must be shorter than this (Linux's PATH_MAX, NUL included).
@@ -147,7 +195,68 @@ impl Tree {
 
     /// Adds a regular file; missing parents become 0755 directories.
     pub fn add_file(&mut self, path: &str, mode: u32, src: FileSource) -> Result<(), TreeError> {
-        self.add_leaf(path, mode, NodeKind::File(src))
+        self.add_leaf(path, Node::new(mode, NodeKind::File(src)))
+    }
+
+    /// Adds a regular file owned by `owner`.
+    pub fn add_file_owned(
+        &mut self,
+        path: &str,
+        mode: u32,
+        owner: Owner,
+        src: FileSource,
+    ) -> Result<(), TreeError> {
+        self.add_leaf(
+            path,
+            Node {
+                owner,
+                ..Node::new(mode, NodeKind::File(src))
+            },
+        )
+    }
+
+    /// Adds `path` as a hard link to the regular file (or hard link) at `target`. The tree
+    /// keeps the link group's first path in archive order as the file and makes the others
+    /// links to it, so the tar always holds the file before its links.
+    pub fn add_hardlink(&mut self, path: &str, target: &str) -> Result<(), TreeError> {
+        let target_key = normalize(target)?;
+        let leader = match self.nodes.get(&target_key).map(|n| &n.kind) {
+            Some(NodeKind::File(_)) => target_key,
+            Some(NodeKind::HardLink(t)) => t.clone(),
+            _ => {
+                return Err(TreeError::InvalidPath {
+                    path: path.to_string(),
+                    reason: "a hard link's target must be a regular file already in the package",
+                })
+            }
+        };
+        let key = normalize(path)?;
+        if key > leader {
+            let file = &self.nodes[&leader];
+            let node = Node {
+                mode: file.mode,
+                owner: file.owner.clone(),
+                kind: NodeKind::HardLink(leader),
+            };
+            return self.add_leaf(path, node);
+        }
+        // The new path sorts first: it becomes the file, the old leader and its links
+        // point at it.
+        let file = self.nodes[&leader].clone();
+        self.add_leaf(path, file.clone())?;
+        for node in self.nodes.values_mut() {
+            if matches!(&node.kind, NodeKind::HardLink(t) if *t == leader) {
+                node.kind = NodeKind::HardLink(key.clone());
+            }
+        }
+        self.nodes.insert(
+            leader,
+            Node {
+                kind: NodeKind::HardLink(key),
+                ..file
+            },
+        );
+        Ok(())
     }
 
     /// Adds a symlink (mode 0777, as Linux reports for every symlink).
@@ -167,11 +276,19 @@ impl Tree {
                          store (PATH_MAX); shorten it",
             });
         }
-        self.add_leaf(path, 0o777, NodeKind::Symlink(target.to_string()))
+        self.add_leaf(
+            path,
+            Node::new(0o777, NodeKind::Symlink(target.to_string())),
+        )
     }
 
     /// Adds a directory. Adding an existing directory again is accepted and changes nothing.
     pub fn add_dir(&mut self, path: &str, mode: u32) -> Result<(), TreeError> {
+        self.add_dir_owned(path, mode, Owner::root())
+    }
+
+    /// Adds a directory owned by `owner`; an existing directory keeps its mode and owner.
+    pub fn add_dir_owned(&mut self, path: &str, mode: u32, owner: Owner) -> Result<(), TreeError> {
         let key = self.prepare(path)?;
         match self.nodes.get(&key) {
             Some(Node {
@@ -183,8 +300,8 @@ impl Tree {
                 self.nodes.insert(
                     key,
                     Node {
-                        mode: mode & 0o7777,
-                        kind: NodeKind::Dir,
+                        owner,
+                        ..Node::new(mode, NodeKind::Dir)
                     },
                 );
                 Ok(())
@@ -192,18 +309,90 @@ impl Tree {
         }
     }
 
-    fn add_leaf(&mut self, path: &str, mode: u32, kind: NodeKind) -> Result<(), TreeError> {
+    /// Makes `path` a directory with exactly this mode and owner, whether it was there
+    /// already (then its mode and owner are replaced) or not. Returns the mode and owner it
+    /// had, if it was there.
+    pub fn set_dir(
+        &mut self,
+        path: &str,
+        mode: u32,
+        owner: Owner,
+    ) -> Result<Option<(u32, Owner)>, TreeError> {
+        let key = self.prepare(path)?;
+        let node = Node {
+            owner,
+            ..Node::new(mode, NodeKind::Dir)
+        };
+        match self.nodes.get_mut(&key) {
+            Some(old) if matches!(old.kind, NodeKind::Dir) => {
+                let before = (old.mode, old.owner.clone());
+                *old = node;
+                Ok(Some(before))
+            }
+            Some(_) => Err(TreeError::Duplicate(key)),
+            None => {
+                self.nodes.insert(key, node);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Gives the entry at `path` (already in the tree) to `owner`.
+    pub fn set_owner(&mut self, path: &str, owner: Owner) -> Result<(), TreeError> {
+        let key = normalize(path)?;
+        match self.nodes.get_mut(&key) {
+            Some(n) => {
+                n.owner = owner;
+                Ok(())
+            }
+            None => Err(TreeError::InvalidPath {
+                path: path.to_string(),
+                reason: "it is not in the package",
+            }),
+        }
+    }
+
+    /// Adds a copy of `node` (any kind but a hard link, whose target may not be here: use
+    /// [`Tree::materialized`] first) at `path`; a directory already there is kept.
+    pub fn add_node(&mut self, path: &str, node: Node) -> Result<(), TreeError> {
+        match node.kind {
+            NodeKind::Dir => self.add_dir_owned(path, node.mode, node.owner),
+            NodeKind::Symlink(ref target) => {
+                self.add_symlink(path, target)?;
+                self.set_owner(path, node.owner)
+            }
+            NodeKind::HardLink(_) => Err(TreeError::InvalidPath {
+                path: path.to_string(),
+                reason: "a hard link cannot be copied on its own",
+            }),
+            NodeKind::File(_) => self.add_leaf(path, node),
+        }
+    }
+
+    /// `node` with a hard link replaced by a regular file holding its target's bytes (same
+    /// mode and owner); other nodes as they are.
+    pub fn materialized(&self, node: &Node) -> Node {
+        match &node.kind {
+            NodeKind::HardLink(target) => match self.nodes.get(target) {
+                Some(Node {
+                    kind: NodeKind::File(src),
+                    ..
+                }) => Node {
+                    kind: NodeKind::File(src.clone()),
+                    ..node.clone()
+                },
+                _ => node.clone(),
+            },
+            _ => node.clone(),
+        }
+    }
+
+    fn add_leaf(&mut self, path: &str, node: Node) -> Result<(), TreeError> {
         let key = self.prepare(path)?;
         if self.nodes.contains_key(&key) {
             return Err(TreeError::Duplicate(key));
         }
-        self.nodes.insert(
-            key,
-            Node {
-                mode: mode & 0o7777,
-                kind,
-            },
-        );
+        self.nodes.insert(key, node);
         Ok(())
     }
 
@@ -231,13 +420,8 @@ impl Tree {
                     })
                 }
                 None => {
-                    self.nodes.insert(
-                        parent.to_string(),
-                        Node {
-                            mode: 0o755,
-                            kind: NodeKind::Dir,
-                        },
-                    );
+                    self.nodes
+                        .insert(parent.to_string(), Node::new(0o755, NodeKind::Dir));
                 }
             }
             end += i + 1;
@@ -291,8 +475,8 @@ impl Tree {
     /// Installed-Size in KiB by dpkg-gencontrol's rule (dpkg 1.21, `scripts/dpkg-gencontrol.pl`):
     /// every regular file and symlink counts `ceil(size / 1024)` (a symlink's size is the
     /// length of its target, as `lstat` reports), every other object (directories, including
-    /// the package root `.` that `File::Find` also visits) counts 1. Trees have no hard links,
-    /// so nothing is counted twice. dpkg-gencontrol also walks the build tree's `DEBIAN/`
+    /// the package root `.` that `File::Find` also visits) counts 1. A hard link counts
+    /// nothing: dpkg-gencontrol counts each inode once. dpkg-gencontrol also walks the build tree's `DEBIAN/`
     /// directory; builder has none (control files never sit in the data tree), so the
     /// control files are not counted.
     pub fn installed_size_kib(&self) -> anyhow::Result<u64> {
@@ -302,6 +486,7 @@ impl Tree {
                 NodeKind::Dir => 1,
                 NodeKind::File(src) => src.size()?.div_ceil(1024),
                 NodeKind::Symlink(target) => (target.len() as u64).div_ceil(1024),
+                NodeKind::HardLink(_) => 0,
             };
         }
         Ok(total)

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use tar::EntryType;
 
-use super::{normalize, FileSource, Node, NodeKind, Tree};
+use super::{normalize, FileSource, Node, NodeKind, Owner, Tree};
 
 /// Reads a tar into a tree of in-memory files. `./` prefixes are dropped; absolute names,
 /// `..` components, non-UTF-8 names and device nodes are refused. Hard links become copies.
+/// Owners are kept (ids and names, as the headers have them).
 pub fn read_tree<R: Read>(r: R) -> anyhow::Result<Tree> {
     read_tree_limited(r, u64::MAX)
 }
@@ -50,11 +51,13 @@ pub fn read_tree_limited<R: Read>(r: R, max_total: u64) -> anyhow::Result<Tree> 
             // The `./` root entry: the tree's root is implicit.
             continue;
         }
+        let owner = owner_of(entry.header(), &name)?;
+        let node = |kind| Node {
+            owner: owner.clone(),
+            ..Node::new(mode, kind)
+        };
         let node = match kind {
-            EntryType::Directory => Node {
-                mode,
-                kind: NodeKind::Dir,
-            },
+            EntryType::Directory => node(NodeKind::Dir),
             EntryType::Regular | EntryType::Continuous => {
                 let size = entry.size();
                 if size > left {
@@ -68,17 +71,11 @@ pub fn read_tree_limited<R: Read>(r: R, max_total: u64) -> anyhow::Result<Tree> 
                 entry
                     .read_to_end(&mut data)
                     .with_context(|| format!("could not read tar entry `{name}`"))?;
-                Node {
-                    mode,
-                    kind: NodeKind::File(FileSource::Bytes(Arc::from(data))),
-                }
+                node(NodeKind::File(FileSource::Bytes(Arc::from(data))))
             }
             EntryType::Symlink => {
                 let target = link_target(&entry, &name)?;
-                Node {
-                    mode,
-                    kind: NodeKind::Symlink(target),
-                }
+                node(NodeKind::Symlink(target))
             }
             EntryType::Link => {
                 let target = link_target(&entry, &name)?;
@@ -88,10 +85,7 @@ pub fn read_tree_limited<R: Read>(r: R, max_total: u64) -> anyhow::Result<Tree> 
                     Some(Node {
                         kind: NodeKind::File(src),
                         ..
-                    }) => Node {
-                        mode,
-                        kind: NodeKind::File(src.clone()),
-                    },
+                    }) => node(NodeKind::File(src.clone())),
                     _ => bail!(
                         "tar entry `{name}` is a hard link to `{target}`, which is not an \
                          earlier regular file"
@@ -104,6 +98,29 @@ pub fn read_tree_limited<R: Read>(r: R, max_total: u64) -> anyhow::Result<Tree> 
             .with_context(|| format!("bad tar entry `{name}`"))?;
     }
     Ok(tree)
+}
+
+/// The entry's owner: ids from the header (an empty or unreadable id field counts as 0, as
+/// GNU tar reads it), names where the header has them (a header without names gets `root`
+/// for id 0 and the number otherwise).
+fn owner_of(h: &tar::Header, name: &str) -> anyhow::Result<Owner> {
+    let id = |v: std::io::Result<u64>, what: &str| -> anyhow::Result<u32> {
+        let v = v.unwrap_or(0);
+        u32::try_from(v).with_context(|| format!("tar entry `{name}` has {what} {v}, above 2^32"))
+    };
+    let uid = id(h.uid(), "uid")?;
+    let gid = id(h.gid(), "gid")?;
+    let text = |v: Option<&[u8]>, n: u32| match v.map(String::from_utf8_lossy) {
+        Some(s) if !s.is_empty() => s.into_owned(),
+        _ if n == 0 => "root".to_string(),
+        _ => n.to_string(),
+    };
+    Ok(Owner {
+        uid,
+        gid,
+        user: text(h.username_bytes(), uid),
+        group: text(h.groupname_bytes(), gid),
+    })
 }
 
 fn link_target<R: Read>(entry: &tar::Entry<'_, R>, name: &str) -> anyhow::Result<String> {

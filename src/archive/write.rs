@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 
 use anyhow::{bail, Context};
 
-use super::{FileSource, NodeKind, Tree};
+use super::{FileSource, NodeKind, Owner, Tree};
 
 const BLOCK: usize = 512;
 const NAME_LEN: usize = 100;
@@ -51,6 +51,8 @@ pub trait FileObserver {
     fn start(&mut self, path: &str);
     fn data(&mut self, chunk: &[u8]);
     fn end(&mut self);
+    /// `path` is a hard link to the regular file `target`, which was shown earlier.
+    fn hardlink(&mut self, _path: &str, _target: &str) {}
 }
 
 struct NoObserver;
@@ -74,42 +76,52 @@ pub fn write_tar_observed<W: Write>(
     observer: &mut dyn FileObserver,
 ) -> anyhow::Result<W> {
     let mut buf = vec![0u8; COPY_BUF];
+    let root = Owner::root();
+    let mtime = opts.mtime;
     if opts.include_root {
-        write_entry(&mut w, b"./", 0o755, 0, opts.mtime, b'5', b"")?;
+        let e = Entry::new(b"./", 0o755, &root, b'5');
+        write_entry(&mut w, &e, mtime)?;
     }
-    for (path, node) in tree.iter() {
+    let spell = |path: &str| {
         let mut name = String::with_capacity(path.len() + 3);
         if opts.dot_prefix {
             name.push_str("./");
         }
         name.push_str(path);
+        name
+    };
+    for (path, node) in tree.iter() {
+        let mut name = spell(path);
+        let owner = &node.owner;
         match &node.kind {
             NodeKind::Dir => {
                 name.push('/');
-                write_entry(&mut w, name.as_bytes(), node.mode, 0, opts.mtime, b'5', b"")?;
+                let e = Entry::new(name.as_bytes(), node.mode, owner, b'5');
+                write_entry(&mut w, &e, mtime)?;
             }
             NodeKind::Symlink(target) => {
-                write_entry(
-                    &mut w,
-                    name.as_bytes(),
-                    node.mode,
-                    0,
-                    opts.mtime,
-                    b'2',
-                    target.as_bytes(),
-                )?;
+                let e = Entry {
+                    link: target.as_bytes(),
+                    ..Entry::new(name.as_bytes(), node.mode, owner, b'2')
+                };
+                write_entry(&mut w, &e, mtime)?;
+            }
+            NodeKind::HardLink(target) => {
+                let link = spell(target);
+                let e = Entry {
+                    link: link.as_bytes(),
+                    ..Entry::new(name.as_bytes(), node.mode, owner, b'1')
+                };
+                write_entry(&mut w, &e, mtime)?;
+                observer.hardlink(path, target);
             }
             NodeKind::File(FileSource::Bytes(bytes)) => {
                 let size = bytes.len() as u64;
-                write_entry(
-                    &mut w,
-                    name.as_bytes(),
-                    node.mode,
+                let e = Entry {
                     size,
-                    opts.mtime,
-                    b'0',
-                    b"",
-                )?;
+                    ..Entry::new(name.as_bytes(), node.mode, owner, b'0')
+                };
+                write_entry(&mut w, &e, mtime)?;
                 observer.start(path);
                 observer.data(bytes);
                 observer.end();
@@ -130,15 +142,11 @@ pub fn write_tar_observed<W: Write>(
                     );
                 }
                 let size = meta.len();
-                write_entry(
-                    &mut w,
-                    name.as_bytes(),
-                    node.mode,
+                let e = Entry {
                     size,
-                    opts.mtime,
-                    b'0',
-                    b"",
-                )?;
+                    ..Entry::new(name.as_bytes(), node.mode, owner, b'0')
+                };
+                write_entry(&mut w, &e, mtime)?;
                 observer.start(path);
                 let mut left = size;
                 while left > 0 {
@@ -175,56 +183,78 @@ fn pad<W: Write>(w: &mut W, size: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What one header says.
+struct Entry<'a> {
+    name: &'a [u8],
+    mode: u32,
+    owner: &'a Owner,
+    size: u64,
+    kind: u8,
+    link: &'a [u8],
+}
+
+impl<'a> Entry<'a> {
+    fn new(name: &'a [u8], mode: u32, owner: &'a Owner, kind: u8) -> Self {
+        Entry {
+            name,
+            mode,
+            owner,
+            size: 0,
+            kind,
+            link: b"",
+        }
+    }
+}
+
 /// Writes one entry's header(s): a GNU `././@LongLink` entry first when the name (`L`) or
 /// the link target (`K`) does not fit its 100-byte field.
-fn write_entry<W: Write>(
-    w: &mut W,
-    name: &[u8],
-    mode: u32,
-    size: u64,
-    mtime: u64,
-    kind: u8,
-    link: &[u8],
-) -> std::io::Result<()> {
-    if link.len() > NAME_LEN {
-        write_long(w, b'K', link)?;
+fn write_entry<W: Write>(w: &mut W, e: &Entry<'_>, mtime: u64) -> std::io::Result<()> {
+    if e.link.len() > NAME_LEN {
+        write_long(w, b'K', e.link)?;
     }
-    if name.len() > NAME_LEN {
-        write_long(w, b'L', name)?;
+    if e.name.len() > NAME_LEN {
+        write_long(w, b'L', e.name)?;
     }
-    let h = header(
-        &name[..name.len().min(NAME_LEN)],
-        mode,
-        size,
-        mtime,
-        kind,
-        &link[..link.len().min(NAME_LEN)],
-    );
-    w.write_all(&h)
+    let short = Entry {
+        name: &e.name[..e.name.len().min(NAME_LEN)],
+        link: &e.link[..e.link.len().min(NAME_LEN)],
+        owner: e.owner,
+        ..*e
+    };
+    w.write_all(&header(&short, mtime))
 }
 
 fn write_long<W: Write>(w: &mut W, kind: u8, value: &[u8]) -> std::io::Result<()> {
     let size = value.len() as u64 + 1; // GNU tar stores the terminating NUL
-    w.write_all(&header(b"././@LongLink", 0o644, size, 0, kind, b""))?;
+    let root = Owner::root();
+    let e = Entry {
+        size,
+        ..Entry::new(b"././@LongLink", 0o644, &root, kind)
+    };
+    w.write_all(&header(&e, 0))?;
     w.write_all(value)?;
     w.write_all(&[0])?;
     pad(w, size)
 }
 
-/// One 512-byte GNU header (`ustar  \0` magic), uid/gid 0, owner `root:root`.
-fn header(name: &[u8], mode: u32, size: u64, mtime: u64, kind: u8, link: &[u8]) -> [u8; BLOCK] {
+/// One 512-byte GNU header (`ustar  \0` magic). User and group names longer than the
+/// 32-byte fields are cut (recipes refuse them; dpkg's own limit is the same field).
+fn header(e: &Entry<'_>, mtime: u64) -> [u8; BLOCK] {
     let mut h = [0u8; BLOCK];
-    h[..name.len()].copy_from_slice(name);
-    numeric(&mut h[100..108], u64::from(mode & 0o7777));
-    numeric(&mut h[108..116], 0);
-    numeric(&mut h[116..124], 0);
-    numeric(&mut h[124..136], size);
+    h[..e.name.len()].copy_from_slice(e.name);
+    numeric(&mut h[100..108], u64::from(e.mode & 0o7777));
+    numeric(&mut h[108..116], u64::from(e.owner.uid));
+    numeric(&mut h[116..124], u64::from(e.owner.gid));
+    numeric(&mut h[124..136], e.size);
     numeric(&mut h[136..148], mtime);
-    h[156] = kind;
-    h[157..157 + link.len()].copy_from_slice(link);
+    h[156] = e.kind;
+    h[157..157 + e.link.len()].copy_from_slice(e.link);
     h[257..265].copy_from_slice(b"ustar  \0");
-    h[265..269].copy_from_slice(b"root");
-    h[297..301].copy_from_slice(b"root");
+    let user = e.owner.user.as_bytes();
+    let group = e.owner.group.as_bytes();
+    let (nu, ng) = (user.len().min(31), group.len().min(31));
+    h[265..265 + nu].copy_from_slice(&user[..nu]);
+    h[297..297 + ng].copy_from_slice(&group[..ng]);
     h[148..156].copy_from_slice(b"        ");
     let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
     let text = format!("{sum:06o}\0 ");
@@ -251,5 +281,10 @@ fn numeric(field: &mut [u8], value: u64) {
 /// A bare header for the tests in `super::tests`.
 #[cfg(test)]
 pub(super) fn tests_header(name: &[u8], kind: u8, size: u64) -> [u8; BLOCK] {
-    header(name, 0o644, size, 0, kind, b"")
+    let root = Owner::root();
+    let e = Entry {
+        size,
+        ..Entry::new(name, 0o644, &root, kind)
+    };
+    header(&e, 0)
 }

@@ -27,6 +27,8 @@ const IO_BUF: usize = 1 << 20;
 struct Md5Sums {
     current: Option<(String, Md5)>,
     lines: String,
+    /// Each file's md5, for the hard links to it (dh_md5sums lists every name of a file).
+    sums: std::collections::HashMap<String, String>,
 }
 
 impl FileObserver for Md5Sums {
@@ -42,12 +44,26 @@ impl FileObserver for Md5Sums {
 
     fn end(&mut self) {
         if let Some((path, h)) = self.current.take() {
-            // dpkg's format: `<md5>  <path relative to />`.
-            self.lines.push_str(&hex::encode(h.finalize()));
-            self.lines.push_str("  ");
-            self.lines.push_str(&path);
-            self.lines.push('\n');
+            let sum = hex::encode(h.finalize());
+            self.line(&sum, &path);
+            self.sums.insert(path, sum);
         }
+    }
+
+    fn hardlink(&mut self, path: &str, target: &str) {
+        if let Some(sum) = self.sums.get(target).cloned() {
+            self.line(&sum, path);
+        }
+    }
+}
+
+impl Md5Sums {
+    /// dpkg's format: `<md5>  <path relative to />`.
+    fn line(&mut self, sum: &str, path: &str) {
+        self.lines.push_str(sum);
+        self.lines.push_str("  ");
+        self.lines.push_str(path);
+        self.lines.push('\n');
     }
 }
 

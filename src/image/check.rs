@@ -160,7 +160,7 @@ pub fn resolve(data: &Tree, base: Option<&BaseListing>, path: &str) -> Result<(K
         if let Some(n) = data.get(key) {
             return Some(match &n.kind {
                 NodeKind::Dir => (Kind::Dir, n.mode),
-                NodeKind::File(_) => (Kind::File, n.mode),
+                NodeKind::File(_) | NodeKind::HardLink(_) => (Kind::File, n.mode),
                 NodeKind::Symlink(t) => (Kind::Symlink(t.clone()), n.mode),
             });
         }

@@ -69,11 +69,8 @@ pub fn app_tree(data: &Tree, spec: &ImageSpec, conffiles: Option<&[String]>) -> 
     let mut out = Tree::new();
     for (key, node) in kept {
         // Keys come from a valid tree in sorted order (parents first), so adding cannot fail.
-        let _ = match &node.kind {
-            NodeKind::Dir => out.add_dir(key, node.mode),
-            NodeKind::File(src) => out.add_file(key, node.mode, src.clone()),
-            NodeKind::Symlink(target) => out.add_symlink(key, target),
-        };
+        // A hard link becomes a copy: its target may have been left out.
+        let _ = out.add_node(key, data.materialized(node));
     }
     out
 }
@@ -95,12 +92,9 @@ pub fn onto_base(app: &Tree, base: &super::BaseListing) -> Tree {
         if at_link && matches!(node.kind, NodeKind::Dir) {
             continue;
         }
-        // Keys are valid and sorted; two entries meeting at one path keep the first.
-        let _ = match &node.kind {
-            NodeKind::Dir => out.add_dir(&resolved, node.mode),
-            NodeKind::File(src) => out.add_file(&resolved, node.mode, src.clone()),
-            NodeKind::Symlink(target) => out.add_symlink(&resolved, target),
-        };
+        // Keys are valid and sorted; two entries meeting at one path keep the first. A hard
+        // link becomes a copy: its target may have moved to another path.
+        let _ = out.add_node(&resolved, app.materialized(node));
     }
     out
 }

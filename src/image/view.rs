@@ -25,7 +25,7 @@ impl FsView for Layers<'_> {
         if let Some(n) = self.app.get(k) {
             return Some(match &n.kind {
                 NodeKind::Dir => Node::Dir,
-                NodeKind::File(_) => Node::File { mode: n.mode },
+                NodeKind::File(_) | NodeKind::HardLink(_) => Node::File { mode: n.mode },
                 NodeKind::Symlink(t) => Node::Symlink(t.clone()),
             });
         }
@@ -43,9 +43,8 @@ impl FsView for Layers<'_> {
 
     fn owner(&self, path: &str) -> (u32, u32) {
         let k = key(path);
-        // The application layer is root's: builder writes every .deb entry as root:root.
-        if self.app.get(k).is_some() {
-            return (0, 0);
+        if let Some(n) = self.app.get(k) {
+            return (n.owner.uid, n.owner.gid);
         }
         self.lower
             .iter()
@@ -57,7 +56,7 @@ impl FsView for Layers<'_> {
     fn read(&self, path: &str, limit: u64) -> Option<Vec<u8>> {
         let k = key(path);
         if let Some(n) = self.app.get(k) {
-            return match &n.kind {
+            return match &self.app.materialized(n).kind {
                 NodeKind::File(FileSource::Bytes(b)) => {
                     Some(b[..b.len().min(limit as usize)].to_vec())
                 }

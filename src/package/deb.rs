@@ -7,17 +7,19 @@
 //! install, collisions with generated files) is a recipe error naming the entry; nothing
 //! here may pick up builder's own output (`dist/`) or `.git`.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
 use super::systemd;
-use crate::archive::{FileSource, NodeKind, Tree, TreeError};
+use crate::archive::{FileSource, NodeKind, Owner, Tree, TreeError};
 use crate::deb::{DebSpec, Script};
-use crate::recipe::{debian, Compression, FileSpec, Recipe, Source};
+use crate::recipe::{debian, owners, Compression, FileSpec, Recipe, Source};
+use crate::report::Reporter;
 
 /// Where a recipe's build outputs are: `dist/build/<name>/` (the build cache's directory).
 pub fn build_dir(dist: &Path, recipe: &Recipe) -> PathBuf {
@@ -31,11 +33,120 @@ const MAX_NAME: usize = 255 - ".dpkg-new".len();
 /// Never packaged from a tree or a glob, at any depth (unless a glob names it literally).
 const GIT: &str = ".git";
 
-fn default_mode(meta: &std::fs::Metadata) -> u32 {
-    if meta.permissions().mode() & 0o111 != 0 {
-        0o755
-    } else {
-        0o644
+/// How one entry places what it finds on disk: its `mode` override and owner, and what it
+/// saw on the way (modes the override changed, hard links).
+struct Placing<'a> {
+    mode: Option<u32>,
+    owner: Owner,
+    skip: &'a Excluded,
+    /// Files whose mode on disk the override changed: (tree path, mode on disk).
+    changed: Vec<(String, u32)>,
+    /// (device, inode) of every multiply-linked file placed so far → its tree path, so the
+    /// other names of a file stay hard links to it.
+    links: HashMap<(u64, u64), String>,
+}
+
+impl<'a> Placing<'a> {
+    fn new(spec: &FileSpec, skip: &'a Excluded) -> Self {
+        Placing {
+            mode: spec.mode,
+            owner: owner_of(spec),
+            skip,
+            changed: Vec::new(),
+            links: HashMap::new(),
+        }
+    }
+
+    /// Adds the regular file `src` (whose metadata is `meta`) at `dest`: as a hard link when
+    /// it is another name of a file this entry already placed, else with the override's mode
+    /// or its own mode on disk (special bits included).
+    fn file(
+        &mut self,
+        tree: &mut Tree,
+        src: &Path,
+        dest: &str,
+        meta: &std::fs::Metadata,
+    ) -> anyhow::Result<()> {
+        if meta.nlink() > 1 {
+            let id = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&id) {
+                tree.add_hardlink(dest, first)?;
+                return Ok(());
+            }
+            self.links.insert(id, dest.to_string());
+        }
+        let disk = meta.permissions().mode() & 0o7777;
+        let mode = match self.mode {
+            Some(m) => {
+                if m != disk {
+                    self.changed.push((dest.to_string(), disk));
+                }
+                m
+            }
+            None => {
+                if let Some(why) = disk_mode_problem(disk, false) {
+                    bail!(
+                        "`{}` is {disk:04o} on disk, which {why}: set `mode` on the entry, or \
+                         change the file's mode (chmod)",
+                        src.display()
+                    );
+                }
+                disk
+            }
+        };
+        tree.add_file_owned(
+            dest,
+            mode,
+            self.owner.clone(),
+            FileSource::Path(src.to_path_buf()),
+        )?;
+        Ok(())
+    }
+
+    /// Adds the directory `src` at `dest` with its own mode on disk.
+    fn dir(
+        &mut self,
+        tree: &mut Tree,
+        src: &Path,
+        dest: &str,
+        meta: &std::fs::Metadata,
+    ) -> anyhow::Result<()> {
+        let disk = meta.permissions().mode() & 0o7777;
+        if let Some(why) = disk_mode_problem(disk, true) {
+            bail!(
+                "the directory `{}` is {disk:04o} on disk, which {why}: change its mode (chmod)",
+                src.display()
+            );
+        }
+        tree.add_dir_owned(dest, disk, self.owner.clone())?;
+        Ok(())
+    }
+}
+
+/// Why a mode found on disk is not packaged as it is: what a reviewer (and lintian) would
+/// refuse, as for a recipe's `mode`, except that a stray sticky bit on a file is kept.
+fn disk_mode_problem(mode: u32, dir: bool) -> Option<&'static str> {
+    if dir {
+        return (mode & 0o002 != 0 && mode & 0o1000 == 0)
+            .then_some("lets every user replace what the directory holds");
+    }
+    if mode & 0o002 != 0 {
+        return Some("makes it writable by every user");
+    }
+    (mode & 0o6000 != 0 && mode & 0o020 != 0)
+        .then_some("makes a setuid or setgid program writable by its group")
+}
+
+/// The owner of what `spec` installs: its `owner` and `group` by name, with the ids Debian
+/// fixes for system accounts (0 for other names; dpkg resolves the names at unpack time).
+fn owner_of(spec: &FileSpec) -> Owner {
+    let user = spec.owner.clone().unwrap_or_else(|| "root".into());
+    let group = spec.group.clone().unwrap_or_else(|| "root".into());
+    Owner {
+        uid: owners::user_id(&user).unwrap_or(0),
+        gid: owners::group_id(&group).unwrap_or(0),
+        user,
+        group,
     }
 }
 
@@ -46,6 +157,7 @@ fn describe(spec: &FileSpec) -> String {
         Source::Glob { pattern } => format!("from = \"{pattern}\""),
         Source::Build { path } => format!("from = \"build:{}\"", path.display()),
         Source::Symlink { target } => format!("symlink = \"{target}\""),
+        Source::Dir => return format!("`dir = \"{}\"`", spec.to),
     };
     format!("`{source}`, `to = \"{}\"`", spec.to)
 }
@@ -156,8 +268,7 @@ fn add_path(
     tree: &mut Tree,
     src: &Path,
     dest: &str,
-    mode: Option<u32>,
-    skip: &Excluded,
+    place: &mut Placing<'_>,
 ) -> anyhow::Result<()> {
     let meta =
         std::fs::metadata(src).with_context(|| format!("could not read `{}`", src.display()))?;
@@ -165,20 +276,15 @@ fn add_path(
         check_installable(src, dest)?;
     }
     if meta.is_file() {
-        tree.add_file(
-            dest,
-            mode.unwrap_or_else(|| default_mode(&meta)),
-            FileSource::Path(src.to_path_buf()),
-        )?;
-        return Ok(());
+        return place.file(tree, src, dest, &meta);
     }
     if !meta.is_dir() {
         return Err(unsupported(src, meta.file_type()));
     }
     if !dest.is_empty() {
-        tree.add_dir(dest, 0o755)?;
+        place.dir(tree, src, dest, &meta)?;
     }
-    let below = skip.below(src);
+    let below = place.skip.below(src);
     let mut walker = walkdir::WalkDir::new(src)
         .min_depth(1)
         .sort_by_file_name()
@@ -215,17 +321,15 @@ fn add_path(
                 )
             })?;
             tree.add_symlink(&d, target)?;
-        } else if ft.is_dir() {
-            tree.add_dir(&d, 0o755)?;
-        } else if ft.is_file() {
+        } else if ft.is_dir() || ft.is_file() {
             let m = entry
                 .metadata()
                 .with_context(|| format!("could not read `{}`", entry.path().display()))?;
-            tree.add_file(
-                &d,
-                mode.unwrap_or_else(|| default_mode(&m)),
-                FileSource::Path(entry.path().to_path_buf()),
-            )?;
+            if ft.is_dir() {
+                place.dir(tree, entry.path(), &d, &m)?;
+            } else {
+                place.file(tree, entry.path(), &d, &m)?;
+            }
         } else {
             return Err(unsupported(entry.path(), ft));
         }
@@ -364,6 +468,14 @@ fn expand_glob(project: &Path, pattern: &str, skip: &Excluded) -> anyhow::Result
     Ok(matches)
 }
 
+/// What one `[[files]]` entry added.
+struct Added {
+    /// The single path it installs (None for globs, symlinks and directories).
+    single: Option<String>,
+    /// Paths whose mode the entry's `mode` changed, with the mode they had.
+    changed: Vec<(String, u32)>,
+}
+
 /// What one `[[files]]` entry adds, and where.
 struct Collector<'a> {
     recipe: &'a Recipe,
@@ -380,23 +492,38 @@ impl<'a> Collector<'a> {
         }
     }
 
-    /// Adds one entry to `tree`; returns the single path it installs (None for globs and
-    /// symlinks), for the conffile check.
-    fn add_entry(&self, spec: &FileSpec, tree: &mut Tree) -> anyhow::Result<Option<String>> {
+    /// Adds one entry to `tree`; returns the single path it installs (None for globs,
+    /// symlinks and directories), for the conffile check, and the files whose mode on disk
+    /// the entry's `mode` changed.
+    fn add_entry(&self, spec: &FileSpec, tree: &mut Tree) -> anyhow::Result<Added> {
         let recipe = self.recipe;
         let to = spec.to.trim_start_matches('/');
         let into_dir = spec.to.ends_with('/');
-        Ok(match &spec.source {
+        let mut place = Placing::new(spec, &self.skip);
+        let single = match &spec.source {
             Source::Symlink { target } => {
                 installable(to).map_err(|why| anyhow::anyhow!("`{}` {why}", spec.to))?;
                 tree.add_symlink(to, target)?;
+                if !place.owner.is_root() {
+                    tree.set_owner(to, place.owner.clone())?;
+                }
+                None
+            }
+            Source::Dir => {
+                installable(to).map_err(|why| anyhow::anyhow!("`{}` {why}", spec.to))?;
+                let mode = spec.mode.unwrap_or(0o755);
+                if let Some((was, _)) = tree.set_dir(to, mode, place.owner.clone())? {
+                    if was != mode {
+                        place.changed.push((to.to_string(), was));
+                    }
+                }
                 None
             }
             Source::Path { path } => {
                 let src = recipe.project.join(path);
                 ensure_within(&src, &recipe.project, "the file")?;
                 let dest = destination(to, into_dir, &src)?;
-                add_path(tree, &src, &dest, spec.mode, &self.skip)?;
+                add_path(tree, &src, &dest, &mut place)?;
                 Some(dest)
             }
             Source::Build { path } => {
@@ -412,7 +539,7 @@ impl<'a> Collector<'a> {
                 }
                 ensure_within(&src, &out, "the build output")?;
                 let dest = destination(to, into_dir, &src)?;
-                add_path(tree, &src, &dest, spec.mode, &self.skip)?;
+                add_path(tree, &src, &dest, &mut place)?;
                 if src.is_dir() {
                     // The build cache's stamp is not an output.
                     let stamp = format!("{dest}/{}", crate::build::cache::STAMP);
@@ -430,10 +557,14 @@ impl<'a> Collector<'a> {
                     } else {
                         format!("{dir}/{name}")
                     };
-                    add_path(tree, &m, &dest, spec.mode, &self.skip)?;
+                    add_path(tree, &m, &dest, &mut place)?;
                 }
                 None
             }
+        };
+        Ok(Added {
+            single,
+            changed: place.changed,
         })
     }
 
@@ -482,11 +613,25 @@ impl<'a> Collector<'a> {
     }
 
     /// Expands the `[[files]]` entries into `tree`; returns the flagged conffiles.
-    fn add_files(&self, tree: &mut Tree) -> anyhow::Result<Vec<String>> {
+    fn add_files(&self, tree: &mut Tree, reporter: &Reporter) -> anyhow::Result<Vec<String>> {
         let recipe = self.recipe;
         let mut conffiles = Vec::new();
+        let mut dirs: HashMap<&str, &FileSpec> = HashMap::new();
         for (i, spec) in recipe.files.iter().enumerate() {
-            let dest = self.add_entry(spec, tree).map_err(|e| {
+            if matches!(spec.source, Source::Dir) {
+                let key = spec.to.trim_matches('/');
+                if let Some(other) = dirs.insert(key, spec) {
+                    return Err(entry_error(
+                        recipe,
+                        spec,
+                        format!(
+                            "the entry at line {} makes `/{key}` too: give each directory one `dir` entry",
+                            other.line
+                        ),
+                    ));
+                }
+            }
+            let added = self.add_entry(spec, tree).map_err(|e| {
                 // Name the earlier entry a path collides with.
                 let clash = e.chain().find_map(|c| match c.downcast_ref::<TreeError>() {
                     Some(TreeError::Duplicate(p)) => Some(p.clone()),
@@ -506,6 +651,28 @@ impl<'a> Collector<'a> {
                     None => entry_error(recipe, spec, format!("{e:#}")),
                 }
             })?;
+            if let (Some(mode), false) = (spec.mode, added.changed.is_empty()) {
+                let n = added.changed.len();
+                let shown: Vec<String> = added
+                    .changed
+                    .iter()
+                    .take(3)
+                    .map(|(p, was)| format!("/{p} {was:04o} → {mode:04o}"))
+                    .collect();
+                reporter.info(format!(
+                    "{}:{}: `mode = \"{mode:04o}\"` changes the mode {} had: {}{}",
+                    recipe.file.display(),
+                    spec.line,
+                    if n == 1 {
+                        "one path".to_string()
+                    } else {
+                        format!("{n} paths")
+                    },
+                    shown.join(", "),
+                    if n > 3 { ", ..." } else { "" }
+                ));
+            }
+            let dest = added.single;
             if spec.conffile {
                 match dest.as_deref().and_then(|d| tree.get(d)) {
                     Some(node) if matches!(node.kind, NodeKind::File(_)) => {
@@ -521,7 +688,49 @@ impl<'a> Collector<'a> {
                 }
             }
         }
+        self.note_owners(reporter);
         Ok(conffiles)
+    }
+
+    /// Says which owners and groups are not Debian system accounts: dpkg gives their files
+    /// to root unless the account exists when the package unpacks.
+    fn note_owners(&self, reporter: &Reporter) {
+        let recipe = self.recipe;
+        let mut names: Vec<String> = Vec::new();
+        for spec in &recipe.files {
+            if let Some(u) = spec
+                .owner
+                .as_deref()
+                .filter(|u| owners::user_id(u).is_none())
+            {
+                names.push(format!("user `{u}`"));
+            }
+            if let Some(g) = spec
+                .group
+                .as_deref()
+                .filter(|g| owners::group_id(g).is_none())
+            {
+                names.push(format!("group `{g}`"));
+            }
+        }
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return;
+        }
+        let msg = format!(
+            "{}: {} {} not a Debian system account: dpkg gives those files to it if it exists when the package unpacks, and to root otherwise",
+            recipe.file.display(),
+            names.join(", "),
+            if names.len() == 1 { "is" } else { "are" }
+        );
+        if recipe.scripts.preinst.is_some() {
+            reporter.info(msg);
+        } else {
+            reporter.warn(format!(
+                "{msg}; create it in a `preinst` script (e.g. with `adduser --system`)"
+            ));
+        }
     }
 }
 
@@ -660,10 +869,11 @@ pub fn spec(
     dist: &Path,
     compression: Compression,
     mtime: u64,
+    reporter: &Reporter,
 ) -> anyhow::Result<DebSpec> {
     let collector = Collector::new(recipe, dist);
     let mut tree = Tree::new();
-    let mut conffiles = collector.add_files(&mut tree)?;
+    let mut conffiles = collector.add_files(&mut tree, reporter)?;
     for unit in &recipe.systemd {
         let src = recipe.project.join(&unit.path);
         let dest = format!("lib/systemd/system/{}", unit.name);

@@ -75,7 +75,7 @@ pub async fn package(
     for step in &plan.recipes {
         let recipe = &step.loaded;
         let mtime = crate::project::source_date_epoch(&paths.project, &deb::inputs(recipe))?;
-        let spec = deb::spec(recipe, &paths.dist, step.compression, mtime)?;
+        let spec = deb::spec(recipe, &paths.dist, step.compression, mtime, reporter)?;
         if let (Some(bases), Some(_)) = (&bases, &step.image) {
             crate::image::check_image_spec(recipe, &spec.data, bases)?;
             crate::image::check_image_starts(recipe, &spec.data, bases, reporter)?;

@@ -6,6 +6,7 @@
 
 pub mod debian;
 pub mod model;
+pub mod owners;
 mod raw;
 mod validate;
 mod validate_paths;

@@ -143,6 +143,8 @@ pub enum Source {
     Build { path: PathBuf },
     /// A symbolic link to `target`.
     Symlink { target: String },
+    /// A directory of its own (`dir = "/var/lib/x"`), made with the entry's mode and owner.
+    Dir,
 }
 
 /// One `[[files]]` entry.
@@ -151,8 +153,12 @@ pub struct FileSpec {
     pub source: Source,
     /// Absolute, normalised destination. Ends with `/` when it names a directory for a tree or glob.
     pub to: String,
-    /// Permission bits; `None` keeps the source's (0644 or 0755 by its executable bit).
+    /// Permission bits of the files the entry installs (of the directory, for `dir`);
+    /// `None` keeps each file's mode on disk, special bits included.
     pub mode: Option<u32>,
+    /// Owner and group of everything the entry installs, by name (`None`: root).
+    pub owner: Option<String>,
+    pub group: Option<String>,
     pub conffile: bool,
     /// Line of the entry in the recipe, for messages at package time.
     pub line: usize,

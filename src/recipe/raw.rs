@@ -67,8 +67,12 @@ pub struct RawPackage {
 pub struct RawFile {
     pub from: Option<S<String>>,
     pub symlink: Option<S<String>>,
-    pub to: S<String>,
+    /// A directory entry on its own (no `from`, `symlink` or `to`).
+    pub dir: Option<S<String>>,
+    pub to: Option<S<String>>,
     pub mode: Option<S<toml::Value>>,
+    pub owner: Option<S<String>>,
+    pub group: Option<S<String>>,
     #[serde(default)]
     pub conffile: bool,
 }

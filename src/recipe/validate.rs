@@ -10,7 +10,9 @@ use toml::Spanned;
 use super::debian;
 use super::model::*;
 use super::raw::*;
-use super::validate_paths::{check_layout, check_to, conffile_source, mode_problem, Entry};
+use super::validate_paths::{
+    check_layout, check_to, conffile_source, dir_mode_problem, mode_problem, Entry,
+};
 use super::validate_scripts::{check_script, check_unit_name, Problem};
 use crate::diag::escape_controls;
 use crate::diag::Collector;
@@ -66,7 +68,11 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
         .files
         .into_iter()
         .filter_map(|f| {
-            let to = f.get_ref().to.span();
+            let r = f.get_ref();
+            let to =
+                r.to.as_ref()
+                    .or(r.dir.as_ref())
+                    .map_or(f.span(), |t| t.span());
             file(ctx, f).map(|spec| (spec, to))
         })
         .unzip();
@@ -457,22 +463,18 @@ fn file(ctx: &mut Ctx<'_>, raw: Spanned<RawFile>) -> Option<FileSpec> {
     let line = ctx.lines.line_of(span.start).0;
     let raw = raw.into_inner();
     let before = ctx.diags.len();
-    check_to(ctx, &raw.to);
-    let mode = match &raw.mode {
-        Some(m) => match parse_mode(m.get_ref()) {
-            Ok(mode) => {
-                if let Some((msg, help)) = mode_problem(mode) {
-                    ctx.err(m.span(), msg).help = Some(help);
-                }
-                Some(mode)
-            }
-            Err(e) => {
-                ctx.err(m.span(), e);
-                None
-            }
-        },
-        None => None,
+    if let Some(dir) = &raw.dir {
+        return dir_entry(ctx, &raw, dir, line, before);
+    }
+    let Some(to) = &raw.to else {
+        ctx.err(span, "a [[files]] entry needs `to`, the path it installs").help = Some(
+            "add e.g. `to = \"/usr/bin/name\"`, or use `dir = \"/var/lib/name\"` for a directory of its own".into(),
+        );
+        return None;
     };
+    check_to(ctx, to);
+    let mode = entry_mode(ctx, &raw, false);
+    let (owner, group) = entry_owner(ctx, &raw);
     let source = match (&raw.from, &raw.symlink) {
         (Some(_), Some(s)) => {
             ctx.err(s.span(), "an entry has both `from` and `symlink`")
@@ -481,7 +483,7 @@ fn file(ctx: &mut Ctx<'_>, raw: Spanned<RawFile>) -> Option<FileSpec> {
             None
         }
         (None, None) => {
-            ctx.err(span, "a [[files]] entry needs `from` (a file, directory or glob) or `symlink` (a link target)");
+            ctx.err(span, "a [[files]] entry needs `from` (a file, directory or glob), `symlink` (a link target) or `dir` (a directory of its own)");
             None
         }
         (None, Some(target)) => {
@@ -505,9 +507,16 @@ fn file(ctx: &mut Ctx<'_>, raw: Spanned<RawFile>) -> Option<FileSpec> {
             if raw.conffile {
                 ctx.err(target.span(), "a symlink cannot be a conffile");
             }
-            if raw.to.get_ref().ends_with('/') {
+            if let Some(m) = &raw.mode {
                 ctx.err(
-                    raw.to.span(),
+                    m.span(),
+                    "a symlink has no mode of its own (Linux shows 0777 for every symlink)",
+                )
+                .help = Some("remove `mode` from this entry".into());
+            }
+            if to.get_ref().ends_with('/') {
+                ctx.err(
+                    to.span(),
                     "a symlink's `to` names the link itself: remove the trailing `/`",
                 );
             }
@@ -526,11 +535,103 @@ fn file(ctx: &mut Ctx<'_>, raw: Spanned<RawFile>) -> Option<FileSpec> {
     }
     Some(FileSpec {
         source: source?,
-        to: raw.to.into_inner(),
+        to: to.get_ref().clone(),
         mode,
+        owner,
+        group,
         conffile: raw.conffile,
         line,
     })
+}
+
+/// A `dir = "/path"` entry: a directory with its own mode (default 0755) and owner.
+fn dir_entry(
+    ctx: &mut Ctx<'_>,
+    raw: &RawFile,
+    dir: &Spanned<String>,
+    line: usize,
+    before: usize,
+) -> Option<FileSpec> {
+    for (key, span) in [
+        ("from", raw.from.as_ref().map(|v| v.span())),
+        ("symlink", raw.symlink.as_ref().map(|v| v.span())),
+        ("to", raw.to.as_ref().map(|v| v.span())),
+    ] {
+        if let Some(span) = span {
+            ctx.err(
+                span,
+                format!("a `dir` entry makes a directory: it takes no `{key}`"),
+            )
+            .help = Some(format!(
+                "remove `{key}`, or make a separate [[files]] entry for what it installs"
+            ));
+        }
+    }
+    if raw.conffile {
+        ctx.err(dir.span(), "a directory cannot be a conffile");
+    }
+    check_to(ctx, dir);
+    let mode = entry_mode(ctx, raw, true);
+    let (owner, group) = entry_owner(ctx, raw);
+    if dir.get_ref().trim_end_matches('/').is_empty() {
+        ctx.err(
+            dir.span(),
+            "`dir` names the root directory, which dpkg owns",
+        );
+    }
+    if ctx.diags.len() > before {
+        return None;
+    }
+    Some(FileSpec {
+        source: Source::Dir,
+        to: dir.get_ref().trim_end_matches('/').to_string(),
+        mode,
+        owner,
+        group,
+        conffile: false,
+        line,
+    })
+}
+
+/// The entry's `mode`, checked for a file (or, with `dir`, a directory).
+fn entry_mode(ctx: &mut Ctx<'_>, raw: &RawFile, dir: bool) -> Option<u32> {
+    let m = raw.mode.as_ref()?;
+    match parse_mode(m.get_ref()) {
+        Ok(mode) => {
+            let problem = if dir {
+                dir_mode_problem(mode)
+            } else {
+                mode_problem(mode)
+            };
+            if let Some((msg, help)) = problem {
+                ctx.err(m.span(), msg).help = Some(help);
+            }
+            Some(mode)
+        }
+        Err(e) => {
+            ctx.err(m.span(), e);
+            None
+        }
+    }
+}
+
+/// The entry's `owner` and `group`, checked as user and group names.
+fn entry_owner(ctx: &mut Ctx<'_>, raw: &RawFile) -> (Option<String>, Option<String>) {
+    let mut name = |v: &Option<Spanned<String>>, what: &str| {
+        let v = v.as_ref()?;
+        match super::owners::name_problem(v.get_ref()) {
+            Some(why) => {
+                ctx.err(v.span(), format!("`{what}`: {why}")).help = Some(format!(
+                    "write the {what} by name as dpkg stores it, e.g. `{what} = \"www-data\"`"
+                ));
+                None
+            }
+            None => Some(v.get_ref().clone()),
+        }
+    };
+    let owner = name(&raw.owner, "owner");
+    let group = name(&raw.group, "group");
+    (owner, group)
 }
 
 /// `p` without `.` components.

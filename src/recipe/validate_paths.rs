@@ -66,9 +66,33 @@ fn shorten(s: &str) -> String {
     }
 }
 
+/// Why the mode of a `dir` entry is refused, and how to fix it: a directory every user may
+/// write needs the sticky bit (as /tmp has), and setuid means nothing on a directory.
+pub(crate) fn dir_mode_problem(mode: u32) -> Option<(String, String)> {
+    if mode & 0o4000 != 0 {
+        return Some((
+            format!("mode {mode:04o} sets the setuid bit, which Linux ignores on a directory"),
+            format!("drop it: `mode = \"{:04o}\"`", mode & !0o4000),
+        ));
+    }
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Some((
+            format!(
+                "mode {mode:04o} lets every user delete and replace anything in the directory"
+            ),
+            format!(
+                "add the sticky bit as /tmp has (`mode = \"{:04o}\"`), or drop the write bit for others (`mode = \"{:04o}\"`)",
+                mode | 0o1000,
+                mode & !0o002
+            ),
+        ));
+    }
+    None
+}
+
 /// Why a `[[files]]` mode is refused, and how to fix it: the permission bits a package may
 /// give a file are the ones dpkg, lintian and a reviewer would accept without a second look.
-pub(super) fn mode_problem(mode: u32) -> Option<(String, String)> {
+pub(crate) fn mode_problem(mode: u32) -> Option<(String, String)> {
     let special = mode & 0o6000;
     if special != 0 && mode & 0o022 != 0 {
         let bit = match special {
@@ -461,6 +485,7 @@ fn expand(ctx: &mut Ctx<'_>, paths: &mut Paths, skip: &Skip, e: &Entry<'_>, owne
     }
     match &spec.source {
         Source::Symlink { .. } => paths.claim(ctx, to, Kind::Symlink, owner),
+        Source::Dir => paths.claim(ctx, to, Kind::Dir, owner),
         Source::Build { .. } if !into_dir => paths.claim(ctx, to, Kind::Unknown, owner),
         Source::Build { .. } => {}
         Source::Path { path } => {
