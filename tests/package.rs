@@ -783,3 +783,141 @@ fn bad_owners_and_directory_entries_are_refused_at_their_line() {
         );
     }
 }
+
+/// The control fields debhelper packages carry, in the order dpkg-gencontrol writes them:
+/// the same stanza from builder and from the real dpkg-gencontrol (Installed-Size aside).
+#[test]
+fn control_fields_match_dpkg_gencontrol() {
+    if Command::new("dpkg-gencontrol")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: dpkg-gencontrol (dpkg-dev) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_files(
+        root,
+        &[
+            (
+                "recipes/demo.toml",
+                r#"
+[package]
+name = "demo"
+version = "2.1.0"
+revision = "3"
+architecture = "amd64"
+maintainer = "Release Engineering <release@example.com>"
+description = "control fields\n\nEvery field debhelper writes for a binary package."
+section = "net"
+homepage = "https://example.com/demo"
+source = "demo-src (2.0-1)"
+multi-arch = "foreign"
+essential = true
+protected = true
+depends = ["libc6 (>= 2.36)"]
+breaks = ["older (<< 1)"]
+conflicts = ["old"]
+provides = ["demo-api"]
+replaces = ["old"]
+built-using = ["golang-1.19 (= 1.19.8-2)"]
+static-built-using = ["golang-1.19 (= 1.19.8-2)", "golang-github-x (= 0.1-1)"]
+fields = { "XB-Go-Import-Path" = "example.com/demo", "XBS-Rust-Crate" = "demo" }
+"#,
+            ),
+            (
+                "debian/control",
+                "Source: demo-src\nMaintainer: Release Engineering <release@example.com>\n\n\
+                 Package: demo\nArchitecture: amd64\nMulti-Arch: foreign\nEssential: yes\n\
+                 Protected: yes\nDepends: libc6 (>= 2.36)\nBreaks: older (<< 1)\nConflicts: old\n\
+                 Provides: demo-api\nReplaces: old\nBuilt-Using: golang-1.19 (= 1.19.8-2)\n\
+                 Static-Built-Using: golang-1.19 (= 1.19.8-2), golang-github-x (= 0.1-1)\n\
+                 Section: net\nPriority: optional\nHomepage: https://example.com/demo\n\
+                 XB-Go-Import-Path: example.com/demo\nXBS-Rust-Crate: demo\n\
+                 Description: control fields\n Every field debhelper writes for a binary package.\n",
+            ),
+            (
+                "debian/changelog",
+                "demo-src (2.0-1) unstable; urgency=medium\n\n  * Test.\n\n -- Release Engineering <release@example.com>  Thu, 01 Jan 2026 00:00:00 +0000\n",
+            ),
+        ],
+    );
+    let out = run(builder()
+        .arg("--project")
+        .arg(root)
+        .args(["package", "--no-image"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deb = root.join("dist/debs/demo_2.1.0-3_amd64.deb");
+    let ours = sh(Command::new("dpkg-deb").arg("-f").arg(&deb));
+    std::fs::create_dir_all(root.join("pkg")).unwrap();
+    let theirs = sh(Command::new("dpkg-gencontrol").current_dir(root).args([
+        "-pdemo",
+        "-v2.1.0-3",
+        "-Ppkg",
+        "-O",
+    ]));
+    let without_size = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.starts_with("Installed-Size:"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        without_size(&ours),
+        without_size(&theirs),
+        "ours:\n{ours}\ntheirs:\n{theirs}"
+    );
+}
+
+#[test]
+fn bad_control_fields_are_refused_at_their_line() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "built-using = [\"golang (>= 1)\"]",
+            "must name a source package and its exact version",
+        ),
+        (
+            "source = \"Bad Source\"",
+            "is not a valid Debian package name",
+        ),
+        (
+            "multi-arch = \"sometimes\"",
+            "unknown multi-arch `sometimes`",
+        ),
+        (
+            "fields = { \"Foo\" = \"x\" }",
+            "user field `Foo` must start with `X-`",
+        ),
+        (
+            "fields = { \"XB-Depends\" = \"x\" }",
+            "which Debian defines or builder writes itself",
+        ),
+        (
+            "fields = { \"XS-Foo\" = \"x\" }",
+            "goes only into source or .changes files",
+        ),
+        (
+            "fields = { \"X-Foo\" = \"a\\nb\" }",
+            "contains a control character",
+        ),
+    ];
+    for (line, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write_files(
+            dir.path(),
+            &[(
+                "recipes/x.toml",
+                &format!(
+                    "[package]\nname = \"x\"\nversion = \"1\"\narchitecture = \"all\"\nmaintainer = \"A <a@example.com>\"\ndescription = \"x\\n\\nx x.\"\n{line}\n"
+                ),
+            )],
+        );
+        let out = run(builder().arg("--project").arg(dir.path()).arg("validate"));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{line}: {err}");
+        assert!(err.contains(want), "{line}: {err}");
+        assert!(err.contains("x.toml:7"), "{line}: {err}");
+    }
+}

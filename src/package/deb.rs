@@ -844,22 +844,35 @@ fn read_script(recipe: &Recipe, path: &Option<PathBuf>) -> anyhow::Result<Option
 /// the writer).
 pub fn control_fields(recipe: &Recipe) -> Vec<(String, String)> {
     let p = &recipe.package;
-    let mut c = vec![
-        ("Package".to_string(), p.name.clone()),
-        ("Version".to_string(), p.version()),
-        ("Architecture".to_string(), p.architecture.clone()),
-        ("Maintainer".to_string(), p.maintainer.clone()),
-    ];
+    let field = |n: &str, v: &str| (n.to_string(), v.to_string());
+    let mut c = vec![field("Package", &p.name)];
+    if let Some(s) = &p.source {
+        c.push(field("Source", s));
+    }
+    c.push(field("Version", &p.version()));
+    c.push(field("Architecture", &p.architecture));
+    if p.essential {
+        c.push(field("Essential", "yes"));
+    }
+    if p.protected {
+        c.push(field("Protected", "yes"));
+    }
+    c.push(field("Maintainer", &p.maintainer));
     c.extend(p.relations.iter().cloned());
-    c.push(("Section".to_string(), p.section.clone()));
-    c.push(("Priority".to_string(), p.priority.clone()));
+    c.push(field("Section", &p.section));
+    c.push(field("Priority", &p.priority));
+    if let Some(m) = &p.multi_arch {
+        c.push(field("Multi-Arch", m));
+    }
     if let Some(h) = &p.homepage {
-        c.push(("Homepage".to_string(), h.clone()));
+        c.push(field("Homepage", h));
     }
     c.push((
         "Description".to_string(),
         debian::format_description(&p.synopsis, &p.long_description),
     ));
+    // dpkg-gencontrol writes the fields it does not know after the ones it orders.
+    c.extend(p.user_fields.iter().cloned());
     c
 }
 

@@ -308,6 +308,161 @@ pub fn format_description(synopsis: &str, long: &[String]) -> String {
     out
 }
 
+/// `Built-Using` and `Static-Built-Using` name exact source versions (Policy 7.8): each
+/// entry is `source (= version)`, without alternatives or architecture restrictions.
+pub fn check_built_using(entry: &str, field: &str) -> Result<(), String> {
+    let e = entry.trim();
+    let bad = || {
+        format!(
+            "`{}` in `{field}` must name a source package and its exact version, e.g. `golang-1.19 (= 1.19.8-2)`",
+            e.escape_debug()
+        )
+    };
+    let (name, rest) = e.split_once('(').ok_or_else(bad)?;
+    let version = rest
+        .trim()
+        .strip_suffix(')')
+        .and_then(|r| r.trim().strip_prefix('='))
+        .filter(|v| !v.starts_with(['<', '>', '=']))
+        .ok_or_else(bad)?;
+    check_name(name.trim())?;
+    parse_version(version.trim()).map(|_| ())
+}
+
+/// The `Source` field: a source package name, optionally with its version in parentheses
+/// when the binary's version differs (`name (1.2-1)`). Returns the value as written to the
+/// control file.
+pub fn check_source(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let (name, version) = match v.split_once('(') {
+        None => (v, None),
+        Some((n, rest)) => {
+            let ver = rest.trim().strip_suffix(')').ok_or_else(|| {
+                format!(
+                    "source `{}` must be `name` or `name (version)`",
+                    v.escape_debug()
+                )
+            })?;
+            (n.trim(), Some(ver.trim()))
+        }
+    };
+    check_name(name)?;
+    match version {
+        None => Ok(name.to_string()),
+        Some(ver) => {
+            parse_version(ver)?;
+            Ok(format!("{name} ({ver})"))
+        }
+    }
+}
+
+/// Fields builder writes itself or Debian defines: a user field must not stand in for one.
+const KNOWN_FIELDS: &[&str] = &[
+    "package",
+    "package-type",
+    "source",
+    "version",
+    "architecture",
+    "essential",
+    "protected",
+    "maintainer",
+    "installed-size",
+    "pre-depends",
+    "depends",
+    "recommends",
+    "suggests",
+    "enhances",
+    "conflicts",
+    "breaks",
+    "replaces",
+    "provides",
+    "built-using",
+    "static-built-using",
+    "section",
+    "priority",
+    "multi-arch",
+    "homepage",
+    "description",
+    "origin",
+    "bugs",
+    "tag",
+    "task",
+    "conffiles",
+    "filename",
+    "size",
+    "md5sum",
+    "sha256",
+    "description-md5",
+    "status",
+    "config-version",
+    "build-essential",
+    "auto-built-package",
+    "built-for-profiles",
+    "subarchitecture",
+    "kernel-version",
+    "installer-menu-item",
+    "original-maintainer",
+];
+
+/// A user-defined field from `fields`: `X-Name` is written as it is; `X` plus any of `B`,
+/// `C`, `S` and a hyphen (deb-src-control(5), "User-defined fields") is written without
+/// that prefix when `B` (binary package) is among the letters, and refused otherwise
+/// (builder writes no source package; `.changes` fields are not supported). Returns the
+/// field to write, or `(on_value, message)`.
+pub fn user_field(name: &str, value: &str) -> Result<Option<(String, String)>, (bool, String)> {
+    let shown = name.escape_debug().to_string();
+    let valid_chars = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| (b'!'..=b'~').contains(&b) && b != b':')
+        && !name.starts_with(['#', '-']);
+    if !valid_chars {
+        return Err((
+            false,
+            format!("`{shown}` is not a control field name: use printable ASCII without spaces or `:`, e.g. `X-Origin-Commit`"),
+        ));
+    }
+    let Some((prefix, rest)) = name.split_once('-') else {
+        return Err((
+            false,
+            format!("user field `{shown}` must start with `X-` or `XB-`, e.g. `X-{shown}`"),
+        ));
+    };
+    let letters = prefix
+        .strip_prefix('X')
+        .filter(|l| l.bytes().all(|b| b"BCS".contains(&b)));
+    let out = match letters {
+        Some("") => name.to_string(),
+        Some(l) if l.contains('B') => rest.to_string(),
+        Some(_) => {
+            return Err((
+                false,
+                format!("`{shown}` goes only into source or .changes files, which builder does not write: use `XB-{rest}` for the binary package"),
+            ))
+        }
+        None => {
+            return Err((false, format!("user field `{shown}` must start with `X-` or `XB-`, e.g. `X-{shown}`")))
+        }
+    };
+    if rest.is_empty() || KNOWN_FIELDS.iter().any(|k| k.eq_ignore_ascii_case(&out)) {
+        return Err((
+            false,
+            format!("`{shown}` would write the field `{out}`, which Debian defines or builder writes itself: choose another name"),
+        ));
+    }
+    let v = value.trim();
+    if v.is_empty() {
+        return Err((true, format!("field `{shown}` has an empty value")));
+    }
+    if v.chars().any(char::is_control) {
+        return Err((
+            true,
+            format!("the value of `{shown}` contains a control character (a newline?): write it on one line"),
+        ));
+    }
+    Ok(Some((out, v.to_string())))
+}
+
 /// Checks one relationship entry such as `libc6 (>= 2.31) | libc6-udeb [amd64]`.
 /// `provides` allows only `=` relations (Policy 7.5).
 pub fn check_relation(entry: &str, field: &str) -> Result<(), String> {

@@ -85,8 +85,21 @@ pub struct Package {
     pub priority: String,
     pub homepage: Option<String>,
     pub license: Option<String>,
-    /// Relationship fields in control-file order, e.g. `("Depends", "libc6 (>= 2.31), adduser")`.
+    /// Relationship fields in control-file order, e.g. `("Depends", "libc6 (>= 2.31), adduser")`,
+    /// Built-Using and Static-Built-Using included.
     pub relations: Vec<(String, String)>,
+    /// `Source`: the source package (and its version, when it differs), if not the package's
+    /// own name.
+    pub source: Option<String>,
+    /// `Multi-Arch`: same, foreign, allowed or no.
+    pub multi_arch: Option<String>,
+    /// `Essential: yes`.
+    pub essential: bool,
+    /// `Protected: yes`.
+    pub protected: bool,
+    /// User-defined fields as they go into the control file (`XB-Foo` becomes `Foo`), in
+    /// the recipe's (sorted) order.
+    pub user_fields: Vec<(String, String)>,
     pub compression: Compression,
     /// Whether every file under /etc is a conffile (dpkg-deb/debhelper behaviour). Default true.
     pub etc_conffiles: bool,

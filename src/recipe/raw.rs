@@ -56,6 +56,17 @@ pub struct RawPackage {
     pub provides: Vec<S<String>>,
     #[serde(default)]
     pub replaces: Vec<S<String>>,
+    #[serde(default)]
+    pub built_using: Vec<S<String>>,
+    #[serde(default)]
+    pub static_built_using: Vec<S<String>>,
+    pub source: Option<S<String>>,
+    pub multi_arch: Option<S<String>>,
+    pub essential: Option<bool>,
+    pub protected: Option<bool>,
+    /// User-defined control fields (`X-...`, `XB-...`).
+    #[serde(default)]
+    pub fields: BTreeMap<S<String>, S<String>>,
     pub compression: Option<S<String>>,
     pub etc_conffiles: Option<bool>,
     #[serde(default)]

@@ -258,19 +258,33 @@ fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
         }
     }
     let mut relations = Vec::new();
+    // dpkg-gencontrol's order (Dpkg::Control::FieldsCore, `dep_order`).
     for (field, key, entries) in [
         ("Pre-Depends", "pre-depends", &raw.pre_depends),
         ("Depends", "depends", &raw.depends),
         ("Recommends", "recommends", &raw.recommends),
         ("Suggests", "suggests", &raw.suggests),
         ("Enhances", "enhances", &raw.enhances),
-        ("Breaks", "breaks", &raw.breaks),
         ("Conflicts", "conflicts", &raw.conflicts),
-        ("Provides", "provides", &raw.provides),
+        ("Breaks", "breaks", &raw.breaks),
         ("Replaces", "replaces", &raw.replaces),
+        ("Provides", "provides", &raw.provides),
+        ("Built-Using", "built-using", &raw.built_using),
+        (
+            "Static-Built-Using",
+            "static-built-using",
+            &raw.static_built_using,
+        ),
     ] {
         for e in entries.iter() {
-            ctx.check(e, debian::check_relation(e.get_ref(), key));
+            let check = debian::check_relation(e.get_ref(), key);
+            let check = match (check, key) {
+                (Ok(()), "built-using" | "static-built-using") => {
+                    debian::check_built_using(e.get_ref(), key)
+                }
+                (c, _) => c,
+            };
+            ctx.check(e, check);
         }
         if !entries.is_empty() {
             let joined: Vec<&str> = entries.iter().map(|e| e.get_ref().trim()).collect();
@@ -278,7 +292,70 @@ fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
         }
     }
 
+    let source = raw
+        .source
+        .as_ref()
+        .and_then(|s| match debian::check_source(s.get_ref()) {
+            Ok(v) => (v != *raw.name.get_ref()).then_some(v),
+            Err(e) => {
+                ctx.err(s.span(), e);
+                None
+            }
+        });
+    let multi_arch = raw.multi_arch.as_ref().and_then(|m| {
+        let v = m.get_ref().as_str();
+        if !matches!(v, "same" | "foreign" | "allowed" | "no") {
+            ctx.err(
+                m.span(),
+                format!("unknown multi-arch `{}`", escape_controls(v)),
+            )
+            .help = Some("use one of: same, foreign, allowed, no".into());
+            return None;
+        }
+        if v == "same" && architecture == "all" {
+            ctx.err(
+                m.span(),
+                "`multi-arch = \"same\"` needs an architecture-specific package; this one is `all`",
+            )
+            .help = Some("use `foreign` or `allowed`, or drop `multi-arch`".into());
+            return None;
+        }
+        (v != "no").then(|| v.to_string())
+    });
+    let mut user_fields: Vec<(String, String)> = Vec::new();
+    for (name, value) in &raw.fields {
+        match debian::user_field(name.get_ref(), value.get_ref()) {
+            Ok(Some(field)) => {
+                if user_fields
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case(&field.0))
+                {
+                    ctx.err(
+                        name.span(),
+                        format!(
+                            "field `{}` is given twice (as `{}` too)",
+                            field.0,
+                            name.get_ref()
+                        ),
+                    );
+                } else {
+                    user_fields.push(field);
+                }
+            }
+            Ok(None) => {}
+            Err((on_value, e)) => {
+                let span = if on_value { value.span() } else { name.span() };
+                ctx.err(span, e);
+            }
+        }
+    }
+
     Package {
+        source,
+        multi_arch,
+        essential: raw.essential.unwrap_or(false),
+        protected: raw.protected.unwrap_or(false),
+        user_fields,
         name: raw.name.into_inner(),
         upstream_version: upstream,
         revision,
