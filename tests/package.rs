@@ -768,7 +768,7 @@ fn bad_owners_and_directory_entries_are_refused_at_their_line() {
                 (
                     "recipes/x.toml",
                     &format!(
-                        "[package]\nname = \"x\"\nversion = \"1\"\narchitecture = \"all\"\nmaintainer = \"A <a@example.com>\"\ndescription = \"x\\n\\nx x.\"\n\n[[files]]\n{entry}\n"
+                        "[package]\nname = \"xx\"\nversion = \"1\"\narchitecture = \"all\"\nmaintainer = \"A <a@example.com>\"\ndescription = \"x\\n\\nx x.\"\n\n[[files]]\n{entry}\n"
                     ),
                 ),
             ],
@@ -910,7 +910,7 @@ fn bad_control_fields_are_refused_at_their_line() {
             &[(
                 "recipes/x.toml",
                 &format!(
-                    "[package]\nname = \"x\"\nversion = \"1\"\narchitecture = \"all\"\nmaintainer = \"A <a@example.com>\"\ndescription = \"x\\n\\nx x.\"\n{line}\n"
+                    "[package]\nname = \"xx\"\nversion = \"1\"\narchitecture = \"all\"\nmaintainer = \"A <a@example.com>\"\ndescription = \"x\\n\\nx x.\"\n{line}\n"
                 ),
             )],
         );
@@ -920,4 +920,126 @@ fn bad_control_fields_are_refused_at_their_line() {
         assert!(err.contains(want), "{line}: {err}");
         assert!(err.contains("x.toml:7"), "{line}: {err}");
     }
+}
+
+/// `version = "${GIT_VERSION}"`: every commit gets a version apt orders after the one
+/// before; a release tag gives the plain version; uncommitted changes are marked.
+#[test]
+fn versions_from_git_sort_in_commit_order_and_tags_give_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_files(
+        root,
+        &[
+            (
+                "recipes/gv.toml",
+                "[package]\nname = \"gv\"\nversion = \"${GIT_VERSION}\"\narchitecture = \"all\"\n\
+                 maintainer = \"A <a@example.com>\"\ndescription = \"git versions\\n\\nA test.\"\n\
+                 fields = { \"X-Commit\" = \"${GIT_COMMIT}\" }\n\n\
+                 [[files]]\nfrom = \"data.txt\"\nto = \"/usr/share/gv/data.txt\"\n",
+            ),
+            ("data.txt", "1\n"),
+            (".gitignore", "dist/\n"),
+        ],
+    );
+    let git = |args: &[&str], date: &str| {
+        sh(Command::new("git")
+            .current_dir(root)
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+            .args(args)
+            .env("GIT_COMMITTER_DATE", date)
+            .env("GIT_AUTHOR_DATE", date))
+    };
+    git(&["init", "-q"], "2026-12-04T10:00:00Z");
+    let commit = |n: &str, date: &str| {
+        std::fs::write(root.join("data.txt"), n).unwrap();
+        git(&["add", "-A"], date);
+        git(&["commit", "-q", "-m", n], date);
+        git(&["rev-parse", "--short=7", "HEAD"], date)
+            .trim()
+            .to_string()
+    };
+    let version = || -> String {
+        let out = run(builder()
+            .arg("--project")
+            .arg(root)
+            .args(["package", "--no-image"]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut debs: Vec<_> = std::fs::read_dir(root.join("dist/debs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        debs.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+        let newest = debs.last().unwrap();
+        sh(Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(newest)
+            .arg("Version"))
+        .trim()
+        .to_string()
+    };
+    let later = |a: &str, b: &str| {
+        Command::new("dpkg")
+            .args(["--compare-versions", a, "lt", b])
+            .status()
+            .unwrap()
+            .success()
+    };
+    let h1 = commit("1", "2026-12-04T10:00:00Z");
+    let v1 = version();
+    assert_eq!(v1, format!("0~git20261204.1.{h1}"));
+    let h2 = commit("2", "2026-12-04T11:00:00Z");
+    let v2 = version();
+    assert_eq!(v2, format!("0~git20261204.2.{h2}"));
+    assert!(later(&v1, &v2), "{v1} < {v2}");
+    git(&["tag", "v1.0.0"], "2026-12-04T11:00:00Z");
+    assert_eq!(version(), "1.0.0");
+    assert!(later(&v2, "1.0.0"));
+    let h3 = commit("3", "2026-12-05T09:00:00Z");
+    let v3 = version();
+    assert_eq!(v3, format!("1.0.0+git20261205.1.{h3}"));
+    assert!(later("1.0.0", &v3) && later(&v3, "1.0.1"), "{v3}");
+    // The commit is in the user field too.
+    let deb = root.join(format!("dist/debs/gv_{v3}_all.deb"));
+    let full = git(&["rev-parse", "HEAD"], "2026-12-05T09:00:00Z");
+    assert_eq!(
+        sh(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("X-Commit")).trim(),
+        full.trim()
+    );
+    // Uncommitted changes to a tracked file.
+    std::fs::write(root.join("data.txt"), "4").unwrap();
+    assert_eq!(version(), format!("{v3}.dirty"));
+}
+
+#[test]
+fn unset_variables_are_errors_at_their_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(
+        dir.path(),
+        &[(
+            "recipes/x.toml",
+            "[package]\nname = \"xx\"\nversion = \"1.0+${BUILD_NO}\"\narchitecture = \"all\"\n\
+             maintainer = \"A <a@example.com>\"\ndescription = \"x\\n\\nx x.\"\n\
+             fields = { \"X-Rev\" = \"${GIT_COMMIT}\" }\n",
+        )],
+    );
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .arg("validate")
+        .env_remove("BUILD_NO"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("x.toml:3:16"), "{err}");
+    assert!(err.contains("`BUILD_NO` is not set"), "{err}");
+    assert!(err.contains("`GIT_COMMIT` comes from git, but"), "{err}");
+    assert!(err.contains("is not a git checkout"), "{err}");
+    // From the environment it is fine.
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .arg("validate")
+        .env("BUILD_NO", "42")
+        .env("GIT_COMMIT", "abc"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -12,6 +12,7 @@ mod validate;
 mod validate_paths;
 mod validate_scripts;
 mod validate_tables;
+pub mod vars;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -30,13 +31,15 @@ pub const RESERVED: &[&str] = &["stack.toml"];
 pub fn load_file(file: &Path, project: &Path) -> Result<Recipe, Diagnostics> {
     let text = diag::read_text(file, "recipe")?;
     let dir = file.parent().unwrap_or(Path::new("."));
-    load_file_with(file, project, &builder_images(dir), text)
+    let vars = vars::Vars::new(project);
+    load_file_with(file, project, &builder_images(dir), &vars, text)
 }
 
 fn load_file_with(
     file: &Path,
     project: &Path,
     builders: &BTreeMap<String, String>,
+    vars: &vars::Vars,
     text: String,
 ) -> Result<Recipe, Diagnostics> {
     let raw: raw::RawRecipe = diag::parse_toml(file, &text)?;
@@ -49,6 +52,7 @@ fn load_file_with(
         canonical,
         builders,
         build_outputs: None,
+        vars,
     };
     let recipe = validate::recipe(&mut ctx, raw);
     match recipe {
@@ -163,13 +167,15 @@ pub fn load_files(files: &[PathBuf], project: &Path) -> Result<Vec<Recipe>, Diag
     let mut all = Diagnostics::default();
     let mut recipes = Vec::new();
     let mut builders: HashMap<PathBuf, BTreeMap<String, String>> = HashMap::new();
+    // One git lookup for all the recipes.
+    let vars = vars::Vars::new(project);
     for f in files {
         let dir = f.parent().unwrap_or(Path::new(".")).to_path_buf();
         let builders = builders
             .entry(dir.clone())
             .or_insert_with(|| builder_images(&dir));
         let loaded = match diag::read_text(f, "recipe") {
-            Ok(text) => load_file_with(f, project, builders, text),
+            Ok(text) => load_file_with(f, project, builders, &vars, text),
             Err(d) => Err(d),
         };
         match loaded {

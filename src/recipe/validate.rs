@@ -29,6 +29,28 @@ pub(super) struct Ctx<'a> {
     /// `[build] outputs` as written (`None` without a `[build]` table), so `from = "build:x"`
     /// can be checked against them at its own position.
     pub build_outputs: Option<Vec<String>>,
+    /// Where `${NAME}` in values comes from.
+    pub vars: &'a super::vars::Vars,
+}
+
+/// `v` with its `${NAME}` references expanded (same span). An error is reported at the
+/// reference, and `fallback` stands in for the value so that it causes no second error.
+fn expanded(ctx: &mut Ctx<'_>, v: Spanned<String>, fallback: &str) -> Spanned<String> {
+    let span = v.span();
+    match ctx.vars.expand(v.get_ref()) {
+        Ok(text) => Spanned::new(span, text),
+        Err(e) => {
+            // The reference's place in the file, when the value is written without escapes.
+            let raw = ctx.out.text.get(span.clone()).unwrap_or_default();
+            let at = if raw.get(1..raw.len().saturating_sub(1)) == Some(v.get_ref().as_str()) {
+                span.start + 1 + e.at.start..span.start + 1 + e.at.end
+            } else {
+                span.clone()
+            };
+            ctx.err(at, e.message).help = e.help;
+            Spanned::new(span, fallback.to_string())
+        }
+    }
 }
 
 impl<'a> std::ops::Deref for Ctx<'a> {
@@ -124,7 +146,16 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
 }
 
 fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
-    let raw = raw.into_inner();
+    let mut raw = raw.into_inner();
+    raw.version = expanded(ctx, raw.version, "0");
+    raw.revision = raw.revision.map(|r| expanded(ctx, r, "1"));
+    raw.fields = std::mem::take(&mut raw.fields)
+        .into_iter()
+        .map(|(k, v)| {
+            let v = expanded(ctx, v, "-");
+            (k, v)
+        })
+        .collect();
     let name_check = debian::check_name(raw.name.get_ref());
     let name_ok = name_check.is_ok();
     ctx.check(&raw.name, name_check);
