@@ -1043,3 +1043,128 @@ fn unset_variables_are_errors_at_their_reference() {
         .env("GIT_COMMIT", "abc"));
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// changelog.Debian.gz from git tags and from a debian/changelog file, read back by the real
+/// dpkg-parsechangelog.
+#[test]
+fn changelogs_from_git_and_from_a_file_parse_with_dpkg() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let recipe = |changelog: &str| {
+        format!(
+            "[package]\nname = \"cl\"\nversion = \"${{GIT_VERSION}}\"\nrevision = \"1\"\narchitecture = \"all\"\n\
+             maintainer = \"A B <a@example.com>\"\ndescription = \"changelogs\\n\\nA test.\"\n\
+             changelog = \"{changelog}\"\n\n[[files]]\nfrom = \"data.txt\"\nto = \"/usr/share/cl/data.txt\"\n"
+        )
+    };
+    write_files(
+        root,
+        &[
+            ("recipes/cl.toml", &recipe("git")),
+            ("data.txt", "0\n"),
+            (".gitignore", "dist/\n"),
+        ],
+    );
+    let git = |args: &[&str]| {
+        sh(Command::new("git")
+            .current_dir(root)
+            .args([
+                "-c",
+                "user.name=Dev One",
+                "-c",
+                "user.email=dev@example.com",
+            ])
+            .args(args)
+            .env("GIT_COMMITTER_DATE", "2026-12-04T10:00:00Z")
+            .env("GIT_AUTHOR_DATE", "2026-12-04T10:00:00Z"))
+    };
+    git(&["init", "-q"]);
+    for (i, msg) in ["Start", "Add the API", "Fix a crash"].iter().enumerate() {
+        std::fs::write(root.join("data.txt"), i.to_string()).unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", msg]);
+        if i == 0 {
+            git(&["tag", "v1.0.0"]);
+        }
+    }
+    git(&["tag", "v1.1.0"]);
+    std::fs::write(root.join("data.txt"), "3").unwrap();
+    git(&["commit", "-q", "-am", "Unreleased work"]);
+    let changelog_of = |root: &Path| -> (String, String) {
+        let out = run(builder()
+            .arg("--project")
+            .arg(root)
+            .args(["package", "--no-image"]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let deb = std::fs::read_dir(root.join("dist/debs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+            .unwrap();
+        let x = tempfile::tempdir().unwrap();
+        sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(x.path()));
+        let gz = x.path().join("usr/share/doc/cl/changelog.Debian.gz");
+        let plain = x.path().join("changelog");
+        let data = sh(Command::new("gzip").arg("-dc").arg(&gz));
+        std::fs::write(&plain, &data).unwrap();
+        let parsed = sh(Command::new("dpkg-parsechangelog")
+            .arg("-l")
+            .arg(&plain)
+            .args(["--format", "rfc822", "--all"]));
+        let versions = parsed
+            .lines()
+            .filter_map(|l| l.strip_prefix("Version: "))
+            .map(|v| format!("{v}\n"))
+            .collect();
+        (versions, data)
+    };
+    let (versions, log) = changelog_of(root);
+    // Each release lists the commits since the one before; the top entry the unreleased ones.
+    let at = |s: &str| log.find(s).unwrap_or_else(|| panic!("{s} not in\n{log}"));
+    assert!(at("  * Unreleased work") < at("(1.1.0-1)"), "{log}");
+    assert!(at("(1.1.0-1)") < at("  * Fix a crash") && at("  * Add the API") < at("(1.0.0-1)"));
+    assert!(at("(1.0.0-1)") < at("  * Start"), "{log}");
+    assert!(
+        log.contains(" -- Dev One <dev@example.com>  Fri, 04 Dec 2026 10:00:00 +0000"),
+        "{log}"
+    );
+    let versions: Vec<&str> = versions.lines().collect();
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    assert!(
+        versions[0].starts_with("1.1.0+git20261204.1."),
+        "{versions:?}"
+    );
+    assert_eq!(&versions[1..], ["1.1.0-1", "1.0.0-1"]);
+
+    // A debian/changelog file whose newest entry is not this version gets one on top.
+    write_files(
+        root,
+        &[
+            ("recipes/cl.toml", &recipe("debian/changelog")),
+            (
+                "debian/changelog",
+                "cl (1.1.0-1) unstable; urgency=medium\n\n  * Release.\n\n -- A B <a@example.com>  Thu, 04 Dec 2026 10:00:00 +0000\n",
+            ),
+        ],
+    );
+    let (versions, _) = changelog_of(root);
+    let versions: Vec<&str> = versions.lines().collect();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(versions[1], "1.1.0-1");
+
+    // A broken one is refused at validation, naming its line.
+    write_files(
+        root,
+        &[(
+            "debian/changelog",
+            "cl (1.1.0-1) unstable; urgency=medium\n\n  * Release.\n",
+        )],
+    );
+    let out = run(builder().arg("--project").arg(root).arg("validate"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("debian/changelog:1: the entry has no trailer"),
+        "{err}"
+    );
+}

@@ -806,14 +806,7 @@ fn add_docs(c: &Collector, tree: &mut Tree, mtime: u64) -> anyhow::Result<()> {
         "changelog.gz"
     };
     if tree.get(&format!("{doc}/{name}")).is_none() {
-        let date = crate::timefmt::rfc2822_secs(mtime as i64).replace(" UTC", " +0000");
-        let text = format!(
-            "{} ({}) unstable; urgency=medium\n\n  * Packaged by builder from recipe {}.\n\n -- {}  {date}\n",
-            p.name,
-            p.version(),
-            recipe.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
-            p.maintainer
-        );
+        let text = super::changelog::text(recipe, mtime)?;
         let added = tree.add_file(
             &format!("{doc}/{name}"),
             0o644,
@@ -988,5 +981,8 @@ pub fn inputs(recipe: &Recipe) -> Vec<PathBuf> {
             .flatten()
             .map(|p| recipe.project.join(p)),
     );
+    if let crate::recipe::Changelog::File(c) = &recipe.package.changelog {
+        v.push(recipe.project.join(c));
+    }
     v
 }

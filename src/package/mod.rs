@@ -2,6 +2,7 @@
 //! (reproducible: SOURCE_DATE_EPOCH, see [`crate::project::source_date_epoch`]), recorded
 //! with its sha256 and size in `dist/manifest.json`.
 
+pub mod changelog;
 mod deb;
 pub mod systemd;
 

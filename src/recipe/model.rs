@@ -93,6 +93,8 @@ pub struct Package {
     pub source: Option<String>,
     /// `Multi-Arch`: same, foreign, allowed or no.
     pub multi_arch: Option<String>,
+    /// Where `changelog.Debian.gz` comes from.
+    pub changelog: Changelog,
     /// `Essential: yes`.
     pub essential: bool,
     /// `Protected: yes`.
@@ -142,6 +144,18 @@ impl Package {
             self.architecture
         )
     }
+}
+
+/// Where a package's changelog comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "path", rename_all = "lowercase")]
+pub enum Changelog {
+    /// One entry: "Packaged by builder".
+    Stub,
+    /// A debian/changelog-format file, relative to the project root.
+    File(PathBuf),
+    /// Entries from git: one per release tag, the commits between them.
+    Git,
 }
 
 /// Where a file's bytes come from.

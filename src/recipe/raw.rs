@@ -64,6 +64,8 @@ pub struct RawPackage {
     pub multi_arch: Option<S<String>>,
     pub essential: Option<bool>,
     pub protected: Option<bool>,
+    /// `debian/changelog`-style file, or `git`.
+    pub changelog: Option<S<String>>,
     /// User-defined control fields (`X-...`, `XB-...`).
     #[serde(default)]
     pub fields: BTreeMap<S<String>, S<String>>,

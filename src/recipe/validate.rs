@@ -381,7 +381,33 @@ fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
         }
     }
 
+    let changelog = match &raw.changelog {
+        None => Changelog::Stub,
+        Some(c) if c.get_ref() == "git" => Changelog::Git,
+        Some(c) => match script_path(ctx, &raw.changelog, "the changelog") {
+            Some(rel) => {
+                let text = std::fs::read_to_string(ctx.project.join(&rel));
+                match text.map(|t| crate::package::changelog::parse(&t)) {
+                    Ok(Ok(_)) => Changelog::File(rel),
+                    Ok(Err((line, e))) => {
+                        ctx.err(c.span(), format!("{}:{line}: {e}", rel.display()))
+                            .help = Some(
+                            "write it as deb-changelog(5) describes, or `changelog = \"git\"` to generate it".into(),
+                        );
+                        Changelog::Stub
+                    }
+                    Err(e) => {
+                        ctx.err(c.span(), format!("could not read `{}`: {e}", rel.display()));
+                        Changelog::Stub
+                    }
+                }
+            }
+            None => Changelog::Stub,
+        },
+    };
+
     Package {
+        changelog,
         source,
         multi_arch,
         essential: raw.essential.unwrap_or(false),

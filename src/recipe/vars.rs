@@ -166,7 +166,7 @@ fn git(project: &Path, args: &[&str]) -> Option<String> {
 
 /// A tag's version: `v1.2.0` or `1.2.0`, when the rest is a Debian upstream version without
 /// a revision (a tag `v1.2.0-rc1` is not a release version).
-fn tag_version(tag: &str) -> Option<String> {
+pub(crate) fn tag_version(tag: &str) -> Option<String> {
     let v = tag.strip_prefix('v').unwrap_or(tag);
     let parsed = super::debian::parse_version(v).ok()?;
     (parsed.epoch.is_none()

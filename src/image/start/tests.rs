@@ -490,7 +490,16 @@ impl Root {
         if !env.iter().any(|kv| kv.starts_with("PATH=")) {
             c.arg(format!("PATH={DEFAULT_PATH}"));
         }
-        let out = c.output().unwrap();
+        // Another test thread forking while this one wrote the program holds its write
+        // descriptor until that child execs: exec then fails with ETXTBSY. Retry that.
+        let mut out = c.output().unwrap();
+        for _ in 0..20 {
+            if !String::from_utf8_lossy(&out.stderr).contains("Text file busy") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            out = c.output().unwrap();
+        }
         assert_ne!(
             out.status.code(),
             Some(126),
