@@ -968,6 +968,7 @@ fn versions_from_git_sort_in_commit_order_and_tags_give_releases() {
         let mut debs: Vec<_> = std::fs::read_dir(root.join("dist/debs"))
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "deb"))
             .collect();
         debs.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
         let newest = debs.last().unwrap();
@@ -1099,6 +1100,7 @@ fn changelogs_from_git_and_from_a_file_parse_with_dpkg() {
         let deb = std::fs::read_dir(root.join("dist/debs"))
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "deb"))
             .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
             .unwrap();
         let x = tempfile::tempdir().unwrap();
@@ -1167,4 +1169,59 @@ fn changelogs_from_git_and_from_a_file_parse_with_dpkg() {
         err.contains("debian/changelog:1: the entry has no trailer"),
         "{err}"
     );
+}
+
+/// Each .deb gets a `.changes` that upload tools take: python-debian reads it and its
+/// checksums match the .deb, and reprepro includes it into a repository.
+#[test]
+#[cfg_attr(
+    not(feature = "engine-tests"),
+    ignore = "engine tier: reprepro and python3-debian from .ci/setup"
+)]
+fn changes_files_are_read_by_python_debian_and_included_by_reprepro() {
+    let dir = fixture("xz");
+    let deb = package(dir.path(), Some("1700000000"));
+    let changes = deb.with_extension("changes");
+    let check = r#"
+import hashlib, sys
+from debian.deb822 import Changes
+path, deb = sys.argv[1], sys.argv[2]
+c = Changes(open(path))
+data = open(deb, "rb").read()
+assert c["Format"] == "1.8" and c["Binary"] == "demo" and c["Version"] == "2.1.0-3", c
+assert c["Date"] == "Tue, 14 Nov 2023 22:13:20 +0000", c["Date"]
+(f,) = c["Files"]
+assert f["md5sum"] == hashlib.md5(data).hexdigest() and int(f["size"]) == len(data), f
+assert f["section"] == "net" and f["priority"] == "optional" and f["name"] == deb.split("/")[-1], f
+(s,) = c["Checksums-Sha256"]
+assert s["sha256"] == hashlib.sha256(data).hexdigest(), s
+(s1,) = c["Checksums-Sha1"]
+assert s1["sha1"] == hashlib.sha1(data).hexdigest(), s1
+assert "demo (2.1.0-3) unstable; urgency=medium" in c["Changes"], c["Changes"]
+print("ok")
+"#;
+    let out = sh(Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(check)
+        .arg(&changes)
+        .arg(&deb));
+    assert_eq!(out.trim(), "ok");
+    let repo = tempfile::tempdir().unwrap();
+    write_files(
+        repo.path(),
+        &[(
+            "conf/distributions",
+            "Codename: bookworm\nSuite: stable\nAlsoAcceptFor: unstable\nArchitectures: amd64\nComponents: main\n",
+        )],
+    );
+    sh(Command::new("reprepro")
+        .arg("-b")
+        .arg(repo.path())
+        .args(["include", "bookworm"])
+        .arg(&changes));
+    let list = sh(Command::new("reprepro")
+        .arg("-b")
+        .arg(repo.path())
+        .args(["list", "bookworm"]));
+    assert_eq!(list.trim(), "bookworm|main|amd64: demo 2.1.0-3");
 }

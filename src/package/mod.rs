@@ -3,6 +3,7 @@
 //! with its sha256 and size in `dist/manifest.json`.
 
 pub mod changelog;
+pub mod changes;
 mod deb;
 pub mod systemd;
 
@@ -124,6 +125,11 @@ fn write_deb(
         .with_context(|| format!("could not create `{}`", dir.display()))?;
     let info = crate::deb::write_deb(spec, out)
         .with_context(|| format!("could not write the package for `{}`", p.name))?;
+    let changelog = changelog::text(recipe, mtime)?;
+    let changes_path = changes::path_for(out);
+    let text = changes::text(recipe, out, &changelog, mtime)?;
+    crate::durable::write(&changes_path, text.as_bytes())
+        .with_context(|| format!("could not write `{}`", changes_path.display()))?;
     reporter.status(
         "Packaged",
         format!(
