@@ -333,8 +333,9 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
                         format!(
                             "`{}`: {d}; generation {n} is kept and checked without that \
                              entry, but a rollback to it is refused until the value is \
-                             corrected (the signed indexes in `{}` list each package's \
-                             sha256) or the file is restored from a backup",
+                             corrected (the signed `Release` and `Packages` under `{}` hold \
+                             the sha256 of each index file and package) or the file is \
+                             restored from a backup",
                             show(&m.file),
                             show(&layout.gen_dir(n).join("dists"))
                         ),

@@ -128,6 +128,16 @@ struct Place {
     blobs: bool,
 }
 
+/// Images, in a generation and in its history entry alike.
+const IMAGES: Place = Place {
+    array: "images",
+    fields: &[
+        ("digest", Spelling::Prefixed),
+        ("image_id", Spelling::Prefixed),
+    ],
+    blobs: true,
+};
+
 const GENERATION: &[Place] = &[
     Place {
         array: "packages",
@@ -139,14 +149,7 @@ const GENERATION: &[Place] = &[
         fields: &[("sha256", Spelling::Bare)],
         blobs: false,
     },
-    Place {
-        array: "images",
-        fields: &[
-            ("digest", Spelling::Prefixed),
-            ("image_id", Spelling::Prefixed),
-        ],
-        blobs: true,
-    },
+    IMAGES,
 ];
 
 const HISTORY: &[Place] = &[
@@ -155,14 +158,7 @@ const HISTORY: &[Place] = &[
         fields: &[("sha256", Spelling::Bare)],
         blobs: false,
     },
-    Place {
-        array: "images",
-        fields: &[
-            ("digest", Spelling::Prefixed),
-            ("image_id", Spelling::Prefixed),
-        ],
-        blobs: true,
-    },
+    IMAGES,
 ];
 
 /// What the left-out entries reference.
