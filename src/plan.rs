@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::build::cache::Stamp;
 use crate::build::source::SourceEntry;
+use crate::debian::project::{SetState, SetStatus};
 use crate::image::ImageTarget;
 use crate::project::Paths;
 use crate::recipe::{Compression, Recipe};
@@ -42,8 +43,9 @@ pub struct Plan {
     /// In execution order.
     pub recipes: Vec<RecipePlan>,
     /// builder.lock against the recipes and bases: every set not `current` is drift that
-    /// `package` will resolve (or `--locked` will refuse).
-    pub lock: Vec<crate::debian::project::SetStatus>,
+    /// `build` and `package` will resolve (or `--locked` will refuse); after a run
+    /// ([`Plan::refresh_lock`]), what the run left, with the sets it locked `resolved`.
+    pub lock: Vec<SetStatus>,
     /// Why the lock could not be compared, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_error: Option<String>,
@@ -151,6 +153,26 @@ impl Plan {
         })
     }
 
+    /// Compares builder.lock with the plan's recipes again, once the run has executed: the
+    /// build and package steps lock what drifted, so the drift taken when the plan was made
+    /// no longer describes the lock. A set that drifted then and is current now is
+    /// `resolved` (by this run).
+    pub fn refresh_lock(&mut self, paths: &Paths) {
+        let recipes: Vec<Recipe> = self.recipes.iter().map(|r| r.loaded.clone()).collect();
+        let (mut lock, lock_error) = lock_status(paths, &recipes);
+        for s in &mut lock {
+            let drifted = self
+                .lock
+                .iter()
+                .any(|b| b.kind == s.kind && b.name == s.name && b.state != SetState::Current);
+            if drifted && s.state == SetState::Current {
+                s.state = SetState::Resolved;
+            }
+        }
+        self.lock = lock;
+        self.lock_error = lock_error;
+    }
+
     /// The recipes the plan covers, in order.
     pub fn loaded_recipes(&self) -> Vec<&Recipe> {
         self.recipes.iter().map(|r| &r.loaded).collect()
@@ -161,22 +183,27 @@ impl Plan {
 pub fn plan(paths: &Paths, recipes: &[&Recipe], opts: &PlanOptions) -> Plan {
     let owned: Vec<Recipe> = recipes.iter().map(|r| (*r).clone()).collect();
     let recipes: Vec<RecipePlan> = owned.iter().map(|r| recipe_plan(paths, r, opts)).collect();
-    let (lock, lock_error) = match crate::base::BaseImages::load(&paths.project)
-        .and_then(|bases| crate::debian::project::drift(&owned, &bases))
-    {
-        // A plan of some recipes cannot tell an unused entry from another recipe's.
-        Ok(sets) => (
-            sets.into_iter()
-                .filter(|s| s.state != crate::debian::project::SetState::Unused)
-                .collect(),
-            None,
-        ),
-        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
-    };
+    let (lock, lock_error) = lock_status(paths, &owned);
     Plan {
         recipes,
         lock,
         lock_error,
+    }
+}
+
+/// builder.lock on disk against `recipes` and the bases, and why it could not be compared.
+fn lock_status(paths: &Paths, recipes: &[Recipe]) -> (Vec<SetStatus>, Option<String>) {
+    match crate::base::BaseImages::load(&paths.project)
+        .and_then(|bases| crate::debian::project::drift(recipes, &bases))
+    {
+        // A plan of some recipes cannot tell an unused entry from another recipe's.
+        Ok(sets) => (
+            sets.into_iter()
+                .filter(|s| s.state != SetState::Unused)
+                .collect(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     }
 }
 
@@ -381,5 +408,50 @@ mod tests {
         assert!(CacheState::unresolved()
             .to_string()
             .starts_with("unknown ("));
+    }
+
+    /// The build and package steps lock what drifted; the plan a run keeps (pipeline.json)
+    /// shows the lock as the run left it, not the drift the plan was made with.
+    #[test]
+    fn the_lock_is_compared_again_after_the_run() {
+        let (dir, paths, recipes) = project();
+        let root = dir.path();
+        std::fs::remove_file(root.join("base-images/static.toml")).unwrap();
+        std::fs::write(
+            root.join("base-images/none.toml"),
+            "kind = \"packages\"\npackages = []\n",
+        )
+        .unwrap();
+        // Nothing to resolve: locking reads no index, so no network is needed.
+        let keyring = root.join("keyring.gpg");
+        std::fs::write(&keyring, b"").unwrap();
+        std::fs::write(
+            root.join("archive.toml"),
+            format!(
+                "architecture = \"amd64\"\n\n[[source]]\nuri = \"file:/nonexistent\"\n\
+                 suites = [\"bookworm\"]\ncomponents = [\"main\"]\nkeyring = \"{}\"\n",
+                keyring.display()
+            ),
+        )
+        .unwrap();
+        let all: Vec<&Recipe> = recipes.iter().collect();
+        let states = |plan: &Plan| -> Vec<(String, SetState)> {
+            assert_eq!(plan.lock_error, None);
+            plan.lock
+                .iter()
+                .map(|s| (s.name.clone(), s.state))
+                .collect()
+        };
+        let mut planned = plan(&paths, &all, &PlanOptions::default());
+        assert_eq!(states(&planned), [("none".to_string(), SetState::Missing)]);
+
+        let bases = crate::base::BaseImages::load(&paths.project).unwrap();
+        bases
+            .ensure_locked("none", &Reporter::capture(Verbosity::Normal))
+            .unwrap();
+        planned.refresh_lock(&paths);
+        assert_eq!(states(&planned), [("none".to_string(), SetState::Resolved)]);
+        let again = plan(&paths, &all, &PlanOptions::default());
+        assert_eq!(states(&again), [("none".to_string(), SetState::Current)]);
     }
 }

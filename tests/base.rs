@@ -386,6 +386,107 @@ fn an_unknown_base_lists_the_known_ones() {
     assert!(err.contains("statik.toml"), "{err}");
 }
 
+/// Removes every image and cached rootfs of base `name` when dropped, however the test ends.
+struct RemoveBase<'a> {
+    project: &'a Path,
+    name: String,
+}
+
+impl RemoveBase<'_> {
+    /// `<id> <repository>:<tag>` of each image carrying this base's label, sorted.
+    fn images(&self) -> Vec<String> {
+        let o = docker(&[
+            "images",
+            "--filter",
+            &format!("label=io.builder.base={}", self.name),
+            "--format",
+            "{{.ID}} {{.Repository}}:{{.Tag}}",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for RemoveBase<'_> {
+    fn drop(&mut self) {
+        let _ = builder(
+            self.project,
+            &cache_dir(),
+            &["base", "rm", &self.name, "--all-versions"],
+        );
+        // An orphan under a tag `base rm` no longer derives goes by its label.
+        for line in self.images() {
+            let id = line.split(' ').next().unwrap_or_default().to_string();
+            let _ = docker(&["rmi", "-f", &id]);
+        }
+    }
+}
+
+/// A fresh project (no builder.lock) whose builder image is a `packages` base: the first
+/// `builder build` locks the base before it computes the image's tag, so the image it
+/// imports is the one the second run looks for. It used to tag the image with the hash of the
+/// unlocked base, and the second run imported it again under the locked hash, leaving the
+/// first image behind.
+#[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
+fn a_fresh_project_locks_its_builder_base_before_tagging_and_imports_it_once() {
+    // A base of this test's own, so the images counted are this test's only.
+    let name = format!("lockprobe{}", std::process::id());
+    let base = "kind = \"packages\"\ndescription = \"coreutils only: one test's builder\"\n\
+                packages = [\"coreutils\"]\nuser = { name = \"builder\", uid = 1000 }\n";
+    let recipe = format!(
+        "[package]\nname = \"probe\"\nversion = \"1.0\"\nmaintainer = \"Ops <ops@example.com>\"\n\
+         description = \"lock probe\"\n\n[build]\nbuilder = \"{name}\"\nsource = \"src\"\n\
+         command = [\"true\"]\n"
+    );
+    let p = project_with(&[
+        (&format!("base-images/{name}.toml"), base),
+        ("recipes/probe.toml", &recipe),
+        ("src/a.txt", "a"),
+    ]);
+    std::fs::copy(
+        Path::new(REPO).join("archive.toml"),
+        p.path().join("archive.toml"),
+    )
+    .unwrap();
+    let made = RemoveBase {
+        project: p.path(),
+        name: name.clone(),
+    };
+    assert_eq!(made.images(), Vec::<String>::new());
+
+    let o = builder(p.path(), &cache_dir(), &["build"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        p.path().join("builder.lock").is_file(),
+        "the first run locks the base: {}",
+        text(&o)
+    );
+    let first = made.images();
+    let list = list_json(p.path(), &cache_dir());
+    let tag = row(&list, &name)["tag"].as_str().unwrap().to_string();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        first[0].ends_with(&format!(" {tag}")),
+        "the image carries the locked tag {tag}: {first:?}"
+    );
+
+    let o = builder(p.path(), &cache_dir(), &["build"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("Making") && !err.contains("Locked"),
+        "the second run made or locked something:\n{}",
+        text(&o)
+    );
+    assert_eq!(made.images(), first, "the second run imported again");
+}
+
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn concurrent_makers_share_one_deterministic_tarball_base() {

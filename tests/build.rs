@@ -37,8 +37,8 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// A temp project with the repository's recipes, services and base images.
-fn sample_project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+fn sample_project() -> common::TempProject {
+    let dir = common::TempProject::new();
     for sub in ["recipes", "services", "base-images"] {
         copy_tree(&repo().join(sub), &dir.path().join(sub));
     }
@@ -46,8 +46,8 @@ fn sample_project() -> tempfile::TempDir {
 }
 
 /// A temp project with only the base images, one recipe and one source directory.
-fn small_project(recipe: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+fn small_project(recipe: &str, files: &[(&str, &str)]) -> common::TempProject {
+    let dir = common::TempProject::new();
     copy_tree(&repo().join("base-images"), &dir.path().join("base-images"));
     std::fs::create_dir_all(dir.path().join("recipes")).unwrap();
     std::fs::write(dir.path().join("recipes/probe.toml"), recipe).unwrap();
@@ -467,25 +467,11 @@ fn cache_volumes(recipe: &str) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
-/// Removes the test's cache volume however the test ends.
-struct VolumeCleanup(String);
-
-impl Drop for VolumeCleanup {
-    fn drop(&mut self) {
-        for (name, _) in cache_volumes(&self.0) {
-            let _ = Command::new("docker")
-                .args(["volume", "rm", &name])
-                .output();
-        }
-    }
-}
-
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn cache_volume_outlives_the_run_keeps_outputs_identical_and_goes_with_gc_cache() {
     // A recipe name of its own: a fresh volume, and no other test's cache is touched.
     let name = format!("cacheprobe-{}-{}", std::process::id(), now_secs() as u64);
-    let _cleanup = VolumeCleanup(name.clone());
     let recipe = |cache: &str| {
         format!(
             r#"[package]
@@ -630,8 +616,8 @@ outputs = ["hello", "entries", "nnp"]
         "0",
         "the other project's cache starts empty"
     );
+    // `other` (and with it its volume) lives to the end: `gc --cache` below must spare it.
     assert_eq!(cache_volumes(&name).len(), 2);
-    drop(other);
 
     // `cache` is not part of the key: without it the outputs are still fresh, and a forced
     // build without any cache volume gives the same bytes again.

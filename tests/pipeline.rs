@@ -9,8 +9,8 @@ use std::path::Path;
 use common::*;
 
 /// A copy of the project as a fresh clone has it (recipes, services, base images).
-fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+fn project() -> TempProject {
+    let dir = TempProject::new();
     for sub in ["recipes", "services", "base-images"] {
         copy_tree(&repo().join(sub), &dir.path().join(sub));
     }

@@ -369,12 +369,9 @@ impl BaseImages {
                 "base `{name}` is pulled from a registry (`{reference}`) and has no rootfs tar; use a debootstrap, tarball or static base here"
             )));
         }
-        if matches!(
-            def.kind,
-            BaseKind::Packages { .. } | BaseKind::Debootstrap { .. }
-        ) {
-            self.ensure_locked(name, reporter)?;
-        }
+        // Before any path is computed: the cache file names carry the hash, which follows
+        // the lock (of a static base's source too).
+        self.lock_chain(name, reporter)?;
         if let Some(r) = self.cached_rootfs(name)? {
             return Ok(r);
         }
@@ -430,6 +427,15 @@ impl BaseImages {
         reporter: &Reporter,
     ) -> Result<ImageRef> {
         let def = self.def(name)?.clone();
+        // The tag follows the lock: a tag computed before locking is the "unlocked" one, which
+        // the next run (with the lock written) no longer looks for, so it would import again.
+        if self.follows_lock(name)? {
+            let me = self.clone();
+            let (n2, r2) = (name.to_string(), reporter.clone());
+            tokio::task::spawn_blocking(move || me.lock_chain(&n2, &r2))
+                .await
+                .context("the lock task failed")??;
+        }
         let tag = self.tag(name)?;
         if let Some(i) = engine.inspect_image(&tag).await? {
             return Ok(ImageRef { tag, id: i.id });

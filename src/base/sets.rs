@@ -89,6 +89,31 @@ impl BaseImages {
             .current(crate::debian::lock::SetKind::Base, name, &inputs))
     }
 
+    /// Whether the hash (and so the tag and cache files) of a base follows builder.lock:
+    /// `packages` and `debootstrap` bases, and `static` bases made from one.
+    pub(crate) fn follows_lock(&self, name: &str) -> Result<bool> {
+        Ok(match &self.def(name)?.kind {
+            BaseKind::Packages { .. } | BaseKind::Debootstrap { .. } => true,
+            BaseKind::Static { from } => self.follows_lock(from)?,
+            _ => false,
+        })
+    }
+
+    /// Locks every set the hash of a base follows ([`Self::follows_lock`]): its own, or its
+    /// source's for a `static` base. Call before computing a tag or cache path: one computed
+    /// earlier is the "unlocked" hash, which names nothing once the lock is written. Under
+    /// `--locked` nothing is written ([`crate::debian::sets::Locker::ensure`] refuses a set
+    /// that is not current, naming `builder lock`).
+    pub(crate) fn lock_chain(&self, name: &str, reporter: &Reporter) -> Result<()> {
+        match &self.def(name)?.kind {
+            BaseKind::Packages { .. } | BaseKind::Debootstrap { .. } => {
+                self.ensure_locked(name, reporter).map(drop)
+            }
+            BaseKind::Static { from } => self.lock_chain(from, reporter),
+            _ => Ok(()),
+        }
+    }
+
     /// Resolves a `packages` base into builder.lock when it has no current entry.
     pub fn ensure_locked(
         &self,

@@ -77,7 +77,8 @@ pub struct PipelineSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_commit: Option<String>,
     /// The plan the run executed (the one `builder plan` prints), with what the build stage
-    /// resolved against the engine (cache keys, hits); absent when validation failed.
+    /// resolved against the engine (cache keys, hits) and builder.lock as the run left it
+    /// (sets it locked are `resolved`); absent when validation failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
 }
@@ -96,6 +97,10 @@ pub async fn run(
     let mut stages: Vec<StageResult> = Vec::new();
     let mut out = RunOutputs::default();
     let result = chain(paths, opts, reporter, cancel, &mut stages, &mut out).await;
+    // The build and package stages lock what drifted: the summary shows the lock they left.
+    if let Some(plan) = out.plan.as_mut() {
+        plan.refresh_lock(paths);
+    }
     let (smoke_dir, smoke_suite) = (out.smoke_dir, out.smoke_suite);
     for name in STAGES.iter().skip(stages.len()) {
         stages.push(StageResult {

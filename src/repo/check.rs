@@ -16,7 +16,7 @@ use std::fs;
 use serde::Serialize;
 
 use super::store::{self, GenerationMeta, Layout, RepoLock, TempPlace};
-use super::{images, RepoConfig, KEY_FILES};
+use super::{history, images, lenient, RepoConfig, KEY_FILES};
 use crate::digest::Digest;
 use crate::report::Reporter;
 
@@ -42,6 +42,8 @@ pub enum FindingKind {
     Unreferenced,
     /// A part of the repository that is a link out of it (`pool`, `images`, ...).
     Layout,
+    /// A `history.jsonl` line that does not read.
+    History,
 }
 
 /// One problem found.
@@ -126,6 +128,20 @@ pub fn check(cfg: &RepoConfig, repair: bool, reporter: &Reporter) -> anyhow::Res
         }
         Err(e) => return Err(e),
     };
+    // A line cut by a crash is expected (builder reads around it and appends on a fresh
+    // line): said, not a finding.
+    for bad in history::read_checked(&layout)?
+        .bad
+        .iter()
+        .filter(|b| b.torn)
+    {
+        reporter.warn(format!(
+            "`{}:{}` is not a history line (a write cut by a crash?): {}; it is skipped",
+            layout.rel(&layout.history()),
+            bad.line,
+            bad.problem
+        ));
+    }
     let mut report = scan(&layout, cfg)?;
     if repair && report.findings.iter().any(|f| f.repairable) {
         if report
@@ -138,10 +154,11 @@ pub fn check(cfg: &RepoConfig, repair: bool, reporter: &Reporter) -> anyhow::Res
             }
         }
         // Generations nothing can read are rollback targets nobody can restore: they go
-        // first, so the sweep of unreferenced files can run.
+        // first, so the sweep of unreferenced files can run. One whose damage is a digest
+        // is read around it, and stays.
         if let Ok(Some(current)) = layout.current() {
             for n in layout.generation_numbers()? {
-                if n < current && layout.read_meta(n).is_err() {
+                if n < current && lenient::read_meta(&layout, n).is_err() {
                     store::remove_generation(&layout, n)?;
                 }
             }
@@ -268,6 +285,11 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
 
     let mut metas: Vec<GenerationMeta> = Vec::new();
     let mut unreadable = false;
+    // Pool files and blobs of every generation (those of entries left out for a damaged
+    // digest too); a damaged blob digest leaves the blobs unknown.
+    let mut referenced = BTreeSet::new();
+    let mut blobs = BTreeSet::new();
+    let mut blobs_unknown = false;
     for &n in &numbers {
         if n > current {
             if rewound.is_none() {
@@ -292,8 +314,38 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
             );
             continue;
         }
-        match layout.read_meta(n) {
-            Ok(m) => metas.push(m),
+        let read = if n == current {
+            // Read strictly above; every command reads it so.
+            Ok(None)
+        } else {
+            lenient::read_meta(layout, n).map(Some)
+        };
+        match read {
+            Ok(None) => {
+                meta.collect_references(&mut referenced, &mut blobs);
+                metas.push(meta.clone());
+            }
+            Ok(Some(m)) => {
+                for d in &m.damage {
+                    report.found(
+                        FindingKind::Generation,
+                        Some(show(&m.file)),
+                        format!(
+                            "`{}`: {d}; generation {n} is kept and checked without that \
+                             entry, but a rollback to it is refused until the value is \
+                             corrected (the signed `Release` and `Packages` under `{}` hold \
+                             the sha256 of each index file and package) or the file is \
+                             restored from a backup",
+                            show(&m.file),
+                            show(&layout.gen_dir(n).join("dists"))
+                        ),
+                        false,
+                    );
+                }
+                m.collect_references(&mut referenced, &mut blobs);
+                blobs_unknown |= !m.blobs_known;
+                metas.push(m.meta);
+            }
             Err(e) => {
                 unreadable = true;
                 report.found(
@@ -352,11 +404,6 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
     }
 
     // Pool files and blobs of every generation, each hashed once.
-    let mut referenced = BTreeSet::new();
-    let mut blobs = BTreeSet::new();
-    for m in &metas {
-        m.collect_references(&mut referenced, &mut blobs);
-    }
     let mut pool_checked = BTreeSet::new();
     let mut images_checked = BTreeSet::new();
     // The current generation first: a damaged file it serves is named as its problem.
@@ -420,7 +467,12 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
                 );
             }
         }
-        if let Ok(rd) = fs::read_dir(images_dir.join("blobs").join("sha256")) {
+        let listed = if blobs_unknown {
+            None
+        } else {
+            fs::read_dir(images_dir.join("blobs").join("sha256")).ok()
+        };
+        if let Some(rd) = listed {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let digest = Digest::from_hex(&name).ok();
@@ -478,6 +530,23 @@ fn scan(layout: &Layout, cfg: &RepoConfig) -> anyhow::Result<CheckReport> {
                 true,
             );
         }
+    }
+    for bad in history::read_checked(layout)?
+        .bad
+        .iter()
+        .filter(|b| !b.torn)
+    {
+        report.found(
+            FindingKind::History,
+            Some(format!("history.jsonl:{}", bad.line)),
+            format!(
+                "`history.jsonl:{}`: {}; the line is skipped (`repo history` does not show \
+                 it); correct the value (the generation's `generation.json` records the same \
+                 entry under `history`) or restore the file from a backup",
+                bad.line, bad.problem
+            ),
+            false,
+        );
     }
     if !published.contains(&current) {
         report.found(

@@ -81,21 +81,72 @@ pub fn who() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Every line of the history, oldest first.
+/// Every line of the history that reads, oldest first.
 pub fn read(layout: &Layout) -> anyhow::Result<Vec<HistoryEntry>> {
+    read_checked(layout).map(|h| h.entries)
+}
+
+/// A `history.jsonl` line that does not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// 1-based.
+    pub line: usize,
+    pub problem: String,
+    /// Not a JSON line at all: a write cut by a crash (or bytes damaged on disk), which
+    /// builder expects and reads around. Otherwise a whole line with a damaged field.
+    pub torn: bool,
+}
+
+/// The history and the lines it skipped.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub entries: Vec<HistoryEntry>,
+    pub bad: Vec<BadLine>,
+}
+
+/// Every line of the history, oldest first, and what is wrong with those that do not read.
+pub fn read_checked(layout: &Layout) -> anyhow::Result<History> {
     let path = layout.history();
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(History::default()),
         Err(e) => return Err(e).with_context(|| format!("could not read `{}`", path.display())),
     };
     // A line cut by a crash mid-append, or damaged on disk (not JSON, not even UTF-8), is
     // skipped, not fatal: the generations, not the history, say what is published.
-    Ok(bytes
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .filter_map(|line| serde_json::from_slice(line).ok())
-        .collect())
+    let mut out = History::default();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice(line) {
+            Ok(entry) => out.entries.push(entry),
+            Err(e) => out.bad.push(bad_line(i + 1, line, &e)),
+        }
+    }
+    Ok(out)
+}
+
+/// What is wrong with line `n`: its damaged digests by field, else serde's word.
+fn bad_line(n: usize, line: &[u8], e: &serde_json::Error) -> BadLine {
+    let torn = !matches!(e.classify(), serde_json::error::Category::Data);
+    let damage = serde_json::from_slice::<serde_json::Value>(line)
+        .map(|v| super::lenient::history_damage(&v))
+        .unwrap_or_default();
+    let problem = if damage.is_empty() {
+        e.to_string()
+    } else {
+        damage
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    BadLine {
+        line: n,
+        problem,
+        torn,
+    }
 }
 
 pub fn append(layout: &Layout, entry: &HistoryEntry) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ pub mod check;
 pub mod history;
 pub mod images;
 pub mod index;
+pub(crate) mod lenient;
 pub mod store;
 #[cfg(test)]
 mod tests;

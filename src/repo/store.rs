@@ -152,6 +152,15 @@ impl Layout {
     /// own (not a link out), holding its own number, its `previous` older than itself (so
     /// following `previous` always ends).
     pub fn read_meta(&self, n: u64) -> anyhow::Result<GenerationMeta> {
+        let (path, text) = self.meta_bytes(n)?;
+        let meta: GenerationMeta = serde_json::from_slice(&text)
+            .with_context(|| format!("could not parse `{}`", path.display()))?;
+        Self::placed(n, &path, meta)
+    }
+
+    /// The path and bytes of generation `n`'s `generation.json`, unless the generation is a
+    /// link out of the repository.
+    pub(super) fn meta_bytes(&self, n: u64) -> anyhow::Result<(PathBuf, Vec<u8>)> {
         let dir = self.gen_dir(n);
         if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
             return Err(crate::error::failed(format!(
@@ -166,8 +175,16 @@ impl Layout {
                 path.display()
             )
         })?;
-        let meta: GenerationMeta = serde_json::from_slice(&text)
-            .with_context(|| format!("could not parse `{}`", path.display()))?;
+        Ok((path, text))
+    }
+
+    /// `meta`, read from `path`, if it is generation `n`'s: its own number, a `previous`
+    /// older than itself.
+    pub(super) fn placed(
+        n: u64,
+        path: &Path,
+        meta: GenerationMeta,
+    ) -> anyhow::Result<GenerationMeta> {
         if meta.number != n || meta.previous.is_some_and(|p| p >= n) {
             return Err(crate::error::failed(format!(
                 "`{}` is not generation {n}'s: it says number {} and previous {:?} (a \
@@ -428,11 +445,7 @@ pub fn rewound(
     if !rewound {
         return Ok(None);
     }
-    let env = layout
-        .env_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let env = env_name(layout);
     let list = newer
         .iter()
         .map(u64::to_string)
@@ -529,8 +542,10 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
     let mut blobs = BTreeSet::new();
     // An older generation whose generation.json cannot be read (damaged, or written by
     // another builder version) is a rollback target whose files are unknown: it is kept, and
-    // nothing is deleted from the pool or the blobs this time.
+    // nothing is deleted from the pool or the blobs this time. One whose damage is a digest
+    // is read around it; only a damaged blob digest leaves its blobs unknown.
     let mut unknown = Vec::new();
+    let mut blobs_unknown = false;
     for n in numbers {
         if current.is_none_or(|c| n > c) {
             remove_generation(layout, n)?;
@@ -543,25 +558,44 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
         {
             continue;
         }
-        match layout.read_meta(n) {
-            Ok(m) => m.collect_references(&mut referenced, &mut blobs),
+        match super::lenient::read_meta(layout, n) {
+            Ok(m) => {
+                m.collect_references(&mut referenced, &mut blobs);
+                blobs_unknown |= !m.blobs_known;
+                if !m.damage.is_empty() {
+                    reporter.warn(format!(
+                        "`{}`: {}; generation {n} is kept and read without {}; `builder repo \
+                         check {}` says more",
+                        m.file.display(),
+                        m.damage
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        if m.damage.len() == 1 {
+                            "that entry"
+                        } else {
+                            "those entries"
+                        },
+                        env_name(layout)
+                    ));
+                }
+            }
             Err(e) => unknown.push(format!("{n} ({e:#})")),
         }
     }
     if unknown.is_empty() {
         removed += remove_pool_files(layout, |rel| !referenced.contains(rel), true)?.len();
-        removed += super::images::remove_unreferenced(&layout.env_dir, &blobs)?;
+        if !blobs_unknown {
+            removed += super::images::remove_unreferenced(&layout.env_dir, &blobs)?;
+        }
     } else {
         reporter.warn(format!(
             "`{}`: generation(s) {} cannot be read; left alone, and unreferenced pool files \
              and blobs are kept until they can (`builder repo check {} --repair` removes them)",
             layout.env_dir.display(),
             unknown.join(", "),
-            layout
-                .env_dir
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
+            env_name(layout)
         ));
     }
     if removed > 0 {
@@ -574,6 +608,15 @@ pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<(
         complete_current(layout, m)?;
     }
     Ok(())
+}
+
+/// The environment's name, as commands take it.
+fn env_name(layout: &Layout) -> String {
+    layout
+        .env_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Armed, it undoes what a failing command added when dropped: its temporary generation,

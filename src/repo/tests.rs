@@ -284,3 +284,149 @@ fn rollback_and_prune_refuse_what_they_cannot_do_and_say_what_they_did() {
     assert!(t.pool_file("3.0").exists());
     assert!(r.captured_at(Level::Warning).is_empty());
 }
+
+/// A digest with one hex digit that is no hex digit.
+fn damaged(hex: &str) -> String {
+    format!("g{}", &hex[1..])
+}
+
+#[test]
+fn a_malformed_digest_costs_its_entry_not_the_generation_and_repair_keeps_it() {
+    let t = Repo::new();
+    let (v1, v2) = (t.deb("1.0", "one"), t.deb("2.0", "two"));
+    t.publish(std::slice::from_ref(&v1), &t.signer).0.unwrap();
+    t.publish(std::slice::from_ref(&v2), &t.signer).0.unwrap();
+    // Generation 3 serves 1.0 again: 2.0's pool file is generation 2's only.
+    let g = rollback(&t.cfg, &t.signer, &Reporter::capture(Verbosity::Verbose)).unwrap();
+    assert_eq!(g.number, 3);
+    let file = t.cfg.env_dir().join(".generations/2/generation.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let packages = meta["packages"].as_array_mut().unwrap();
+    let i = packages.iter().position(|p| p["version"] == "2.0").unwrap();
+    packages[i]["sha256"] = damaged(&v2.sha256).into();
+    std::fs::write(&file, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    let field = format!("packages[{i}].sha256");
+
+    let r = Reporter::capture(Verbosity::Verbose);
+    let report = check::check(&t.cfg, false, &r).unwrap();
+    let damage: Vec<&check::Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == check::FindingKind::Generation)
+        .collect();
+    assert_eq!(damage.len(), 1, "{:#?}", report.findings);
+    let problem = &damage[0].problem;
+    assert!(
+        problem.contains("`.generations/2/generation.json`")
+            && problem.contains(&format!("`{field}` (demo 2.0 amd64)"))
+            && problem.contains(&format!("`{}` is not a sha256 digest", damaged(&v2.sha256)))
+            && problem.contains("generation 2 is kept"),
+        "{problem}"
+    );
+    assert!(!damage[0].repairable, "{problem}");
+    assert!(!problem.contains("cannot be read"), "{problem}");
+    // The entry's pool file still belongs to generation 2.
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.kind == check::FindingKind::Unreferenced),
+        "{:#?}",
+        report.findings
+    );
+    assert!(!report.consistent);
+
+    let r = Reporter::capture(Verbosity::Verbose);
+    let report = check::check(&t.cfg, true, &r).unwrap();
+    assert!(
+        t.cfg.env_dir().join(".generations/2").is_dir(),
+        "--repair deleted the generation"
+    );
+    assert!(
+        t.pool_file("2.0").is_file(),
+        "--repair deleted its pool file"
+    );
+    assert!(
+        report.findings.iter().all(|f| !f.repaired),
+        "{:#?}",
+        report.findings
+    );
+
+    // The cleanup every command runs reads around it too, and says so.
+    let (g, r) = t.publish(&[t.deb("3.0", "three")], &t.signer);
+    assert_eq!(g.unwrap().number, 4);
+    let warnings = r.captured_at(Level::Warning);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(".generations/2/generation.json`")
+            && warnings[0].contains(&format!("`{field}` (demo 2.0 amd64)"))
+            && warnings[0].contains("generation 2 is kept"),
+        "{warnings:?}"
+    );
+    assert!(t.cfg.env_dir().join(".generations/2").is_dir());
+    assert!(t.pool_file("2.0").is_file());
+
+    // A command that would publish it refuses with the file and the value.
+    let layout = store::Layout::new(&t.cfg.root, &t.cfg.env);
+    let e = layout.read_meta(2).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("generation.json") && msg.contains(&damaged(&v2.sha256)),
+        "{msg}"
+    );
+}
+
+#[test]
+fn history_lines_that_do_not_read_are_named_by_file_line_and_field() {
+    let t = Repo::new();
+    let (v1, v2) = (t.deb("1.0", "one"), t.deb("2.0", "two"));
+    t.publish(std::slice::from_ref(&v1), &t.signer).0.unwrap();
+    t.publish(std::slice::from_ref(&v2), &t.signer).0.unwrap();
+    let path = t.cfg.env_dir().join("history.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen(&v1.sha256, &damaged(&v1.sha256), 1);
+    std::fs::write(&path, format!("{text}{{\"time\": \"torn")).unwrap();
+
+    let layout = store::Layout::new(&t.cfg.root, &t.cfg.env);
+    let h = history::read_checked(&layout).unwrap();
+    assert_eq!(
+        h.entries.iter().map(|e| e.generation).collect::<Vec<_>>(),
+        [2]
+    );
+    assert_eq!(h.bad.len(), 2, "{:?}", h.bad);
+    assert_eq!((h.bad[0].line, h.bad[0].torn), (1, false));
+    assert!(
+        h.bad[0]
+            .problem
+            .starts_with("`artifacts[0].sha256` (demo 1.0 amd64): `g"),
+        "{:?}",
+        h.bad[0]
+    );
+    assert_eq!((h.bad[1].line, h.bad[1].torn), (3, true));
+
+    let r = Reporter::capture(Verbosity::Verbose);
+    let report = check::check(&t.cfg, false, &r).unwrap();
+    let found: Vec<&check::Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == check::FindingKind::History)
+        .collect();
+    assert_eq!(found.len(), 1, "{:#?}", report.findings);
+    assert_eq!(found[0].path.as_deref(), Some("history.jsonl:1"));
+    assert!(
+        found[0]
+            .problem
+            .starts_with("`history.jsonl:1`: `artifacts[0].sha256` (demo 1.0 amd64)"),
+        "{}",
+        found[0].problem
+    );
+    assert!(!report.consistent);
+    // The torn last line is what a crash leaves: said, not a finding.
+    let warnings = r.captured_at(Level::Warning);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("`history.jsonl:3` is not a history line"),
+        "{warnings:?}"
+    );
+}

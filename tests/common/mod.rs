@@ -32,6 +32,44 @@ pub fn builder() -> Command {
     c
 }
 
+/// A temp project for a test that builds. Dropped, however the test ends, it removes the
+/// project's `[build] cache` volumes (they outlive runs on purpose, so nothing else does),
+/// then the directory.
+pub struct TempProject {
+    dir: tempfile::TempDir,
+}
+
+impl TempProject {
+    pub fn new() -> TempProject {
+        TempProject {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for TempProject {
+    fn default() -> Self {
+        TempProject::new()
+    }
+}
+
+impl Drop for TempProject {
+    fn drop(&mut self) {
+        // `--cache` takes this project's volumes only; `--run` with an id no run has keeps
+        // `gc` from collecting other live tests' containers and networks.
+        let _ = builder()
+            .arg("--project")
+            .arg(self.path())
+            .args(["gc", "--cache", "--run"])
+            .arg(format!("none-{}", std::process::id()))
+            .output();
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("could not run builder")
 }
