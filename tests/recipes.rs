@@ -32,7 +32,7 @@ fn project() -> tempfile::TempDir {
             ("services/app/main.go", "package main\n"),
             (
                 "services/app/app.service",
-                "[Service]\nExecStart=/usr/bin/app\n",
+                "[Service]\nExecStart=/usr/bin/app\n\n[Install]\nWantedBy=multi-user.target\n",
             ),
             ("recipes/.keep", ""),
             ("units/x'$(touch PWNED)'.service", "[Service]\n"),
@@ -366,7 +366,7 @@ fn packaged_script(dir: &Path, name: &str) -> String {
 }
 
 /// dh_installsystemd skips template units (`name@.service`): enabling or starting them
-/// needs an instance. They are shipped and systemd is reloaded, nothing else.
+/// needs an instance. They are shipped, without snippets of their own.
 #[test]
 fn template_units_are_shipped_but_not_enabled_or_started() {
     let dir = project();
@@ -388,21 +388,12 @@ fn template_units_are_shipped_but_not_enabled_or_started() {
     assert!(postrm.contains("daemon-reload"), "{postrm}");
     assert!(!postrm.contains("app@"), "{postrm}");
 
-    // A package with only a template unit: reload on install and removal, nothing else.
+    // A package with only a template unit: no snippets at all, as from debhelper.
     let recipe = format!("{GOOD}[[systemd]]\nunit = \"units/app@.service\"\n");
     std::fs::write(dir.path().join("recipes/app.toml"), recipe).unwrap();
-    let postinst = packaged_script(dir.path(), "postinst");
-    assert!(
-        postinst.contains("systemctl --system daemon-reload"),
-        "{postinst}"
-    );
-    assert!(!postinst.contains("deb-systemd"), "{postinst}");
-    assert_eq!(packaged_script(dir.path(), "prerm"), "");
-    let postrm = packaged_script(dir.path(), "postrm");
-    assert!(
-        postrm.contains("daemon-reload") && !postrm.contains("deb-systemd-helper"),
-        "{postrm}"
-    );
+    for script in ["preinst", "postinst", "prerm", "postrm"] {
+        assert_eq!(packaged_script(dir.path(), script), "", "{script}");
+    }
 }
 
 const HEAD: &str = "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n";

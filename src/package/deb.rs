@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use super::systemd;
+use super::maintscripts;
 use crate::archive::{FileSource, NodeKind, Owner, Tree, TreeError};
-use crate::deb::{DebSpec, Script};
+use crate::deb::DebSpec;
 use crate::recipe::{debian, owners, Compression, FileSpec, Recipe, Source};
 use crate::report::Reporter;
 
@@ -826,20 +826,6 @@ fn add_docs(c: &Collector, tree: &mut Tree, mtime: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_script(recipe: &Recipe, path: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
-    let Some(p) = path else { return Ok(None) };
-    let full = recipe.project.join(p);
-    let text = std::fs::read_to_string(&full)
-        .with_context(|| format!("could not read maintainer script `{}`", full.display()))?;
-    if !text.starts_with("#!") {
-        return Err(crate::error::usage(format!(
-            "maintainer script `{}` must start with a `#!` line, e.g. `#!/bin/sh`",
-            p.display()
-        )));
-    }
-    Ok(Some(text))
-}
-
 /// The control fields in the order dpkg-gencontrol writes them (Installed-Size is added by
 /// the writer).
 pub fn control_fields(recipe: &Recipe) -> Vec<(String, String)> {
@@ -911,34 +897,7 @@ pub fn spec(
     conffiles.sort();
     conffiles.dedup();
 
-    let s = &recipe.scripts;
-    let mut scripts = Vec::new();
-    for (kind, user, generated) in [
-        (
-            Script::Preinst,
-            read_script(recipe, &s.preinst)?,
-            String::new(),
-        ),
-        (
-            Script::Postinst,
-            read_script(recipe, &s.postinst)?,
-            systemd::postinst(&recipe.systemd),
-        ),
-        (
-            Script::Prerm,
-            read_script(recipe, &s.prerm)?,
-            systemd::prerm(&recipe.systemd),
-        ),
-        (
-            Script::Postrm,
-            read_script(recipe, &s.postrm)?,
-            systemd::postrm(&recipe.systemd),
-        ),
-    ] {
-        if let Some(text) = systemd::merge(user.as_deref(), &generated) {
-            scripts.push((kind, text.into_bytes()));
-        }
-    }
+    let scripts = maintscripts::control_files(recipe)?;
 
     Ok(DebSpec {
         control: control_fields(recipe),
@@ -952,8 +911,9 @@ pub fn spec(
 
 /// Every input file of a recipe, for the SOURCE_DATE_EPOCH fallback (the newest
 /// modification time): the recipe, each regular file the `[[files]]` entries collect (from
-/// trees, glob matches and build outputs too), the systemd units and the maintainer
-/// scripts. Directories are left out: their times change when builder writes `dist/`.
+/// trees, glob matches and build outputs too), the systemd units, the maintainer
+/// scripts and the debconf files. Directories are left out: their times change when
+/// builder writes `dist/`.
 /// An entry that cannot be collected is skipped; [`spec`] reports it.
 pub fn inputs(recipe: &Recipe) -> Vec<PathBuf> {
     let dist = crate::project::Paths::new(recipe.project.clone()).dist;
@@ -968,12 +928,6 @@ pub fn inputs(recipe: &Recipe) -> Vec<PathBuf> {
         }));
     }
     v.extend(recipe.systemd.iter().map(|u| recipe.project.join(&u.path)));
-    let s = &recipe.scripts;
-    v.extend(
-        [&s.preinst, &s.postinst, &s.prerm, &s.postrm]
-            .into_iter()
-            .flatten()
-            .map(|p| recipe.project.join(p)),
-    );
+    v.extend(maintscripts::inputs(recipe));
     v
 }

@@ -3,6 +3,7 @@
 //! with its sha256 and size in `dist/manifest.json`.
 
 mod deb;
+pub mod maintscripts;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use anyhow::Context;
 use serde::Serialize;
 
 pub use deb::build_dir;
+#[expect(unused_imports, reason = "see maintscripts::generated_depends")]
+pub use maintscripts::generated_depends;
 
 use crate::base::BaseImages;
 use crate::digest::Digest;
