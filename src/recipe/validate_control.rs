@@ -162,12 +162,11 @@ fn trigger_problem(name: &str) -> Option<Problem> {
 }
 
 /// The `[triggers]` table: every name checked at its position; a name listed twice for
-/// interest (or twice for activation) is refused, since dpkg cannot await it both ways.
+/// interest (or twice for activation) is refused where it is written the second time,
+/// since dpkg takes one mode per trigger.
 pub(super) fn triggers(ctx: &mut Ctx<'_>, raw: Spanned<RawTriggers>) -> Vec<Trigger> {
     let raw = raw.into_inner();
-    let mut out = Vec::new();
-    // (interest or activate, name) → the key that listed it first.
-    let mut seen: HashMap<(bool, String), &'static str> = HashMap::new();
+    let mut valid: Vec<(&'static str, &Spanned<String>)> = Vec::new();
     for (directive, names) in [
         ("interest", &raw.interest),
         ("interest-await", &raw.interest_await),
@@ -177,38 +176,47 @@ pub(super) fn triggers(ctx: &mut Ctx<'_>, raw: Spanned<RawTriggers>) -> Vec<Trig
         ("activate-noawait", &raw.activate_noawait),
     ] {
         for n in names {
-            let name = n.get_ref();
-            if let Some(p) = trigger_problem(name) {
-                ctx.err(n.span(), format!("`{directive}`: {}", p.message))
-                    .help = Some(p.help);
-                continue;
+            match trigger_problem(n.get_ref()) {
+                Some(p) => {
+                    ctx.err(n.span(), format!("`{directive}`: {}", p.message))
+                        .help = Some(p.help)
+                }
+                None => valid.push((directive, n)),
             }
-            let interest = directive.starts_with("interest");
-            if let Some(first) = seen.insert((interest, name.clone()), directive) {
-                let (msg, help) = if first == directive {
-                    (
-                        format!("`{name}` is listed twice in `{directive}`"),
-                        "list each trigger once".to_string(),
-                    )
-                } else {
-                    (
-                        format!("`{name}` is listed in both `{first}` and `{directive}`"),
-                        format!(
-                            "keep it in one of them; dpkg takes one {} mode per trigger",
-                            if interest { "interest" } else { "activation" }
-                        ),
-                    )
-                };
-                ctx.err(n.span(), msg).help = Some(help);
-                continue;
-            }
-            out.push(Trigger {
-                directive,
-                name: name.clone(),
-            });
         }
     }
-    out
+    // In the order written, so the second mention is the one reported.
+    let mut by_position = valid.clone();
+    by_position.sort_by_key(|(_, n)| n.span().start);
+    let mut first: HashMap<(bool, &str), &'static str> = HashMap::new();
+    for (directive, n) in by_position {
+        let interest = directive.starts_with("interest");
+        let Some(earlier) = first.insert((interest, n.get_ref()), directive) else {
+            continue;
+        };
+        first.insert((interest, n.get_ref()), earlier);
+        let name = n.get_ref();
+        let (msg, help) = if earlier == directive {
+            (
+                format!("`{name}` is listed twice in `{directive}`"),
+                "list each trigger once".to_string(),
+            )
+        } else {
+            let mode = if interest { "interest" } else { "activation" };
+            (
+                format!("`{name}` is listed in both `{earlier}` and `{directive}`"),
+                format!("keep it in one of them; dpkg takes one {mode} mode per trigger"),
+            )
+        };
+        ctx.err(n.span(), msg).help = Some(help);
+    }
+    valid
+        .into_iter()
+        .map(|(directive, n)| Trigger {
+            directive,
+            name: n.get_ref().clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
