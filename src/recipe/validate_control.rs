@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::model::Trigger;
 use super::raw::RawTriggers;
 use super::validate::Ctx;
-use super::validate_scripts::Problem;
+use super::validate_scripts::{invalid_utf8_line, read, Problem};
 use crate::diag::escape_controls;
 
 /// The question types debconf knows (debconf-devel(7), "Templates").
@@ -38,18 +38,9 @@ fn problem(message: String, help: impl Into<String>) -> Problem {
 /// name, `package/question`) and a known `Type:`. Every problem names `rel:line`.
 pub(super) fn check_templates(full: &Path, rel: &Path) -> Result<(), Problem> {
     let shown = rel.display();
-    let bytes = std::fs::read(full).map_err(|e| {
-        problem(
-            format!("could not read the debconf templates `{shown}`: {e}"),
-            "check the file's permissions",
-        )
-    })?;
+    let bytes = read(full, rel, "the debconf templates")?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1;
+        let line = invalid_utf8_line(&bytes, &e);
         problem(
             format!("`{shown}:{line}`: the debconf templates are not UTF-8 text"),
             format!("convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8 {shown}`"),
