@@ -19,6 +19,7 @@ const DEBHELPER: &str = "13.11.4";
 
 const WITH_INSTALL: &str =
     "[Unit]\nDescription=a\n\n[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n";
+const WITH_ALSO: &str = "[Unit]\nDescription=f\n\n[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\nAlso=e.service\n";
 const WITHOUT_INSTALL: &str = "[Unit]\nDescription=b\n\n[Service]\nExecStart=/bin/true\n";
 
 /// The units every package ships: enableable, start-only, and a template.
@@ -122,6 +123,23 @@ fn cases() -> Vec<Case> {
     recipe.push_str(&unit_entry("b.service", &vec![]));
     recipe.push_str(&unit_entry("d.service", &quiet));
     recipe.push_str(&unit_entry("a.service", &vec![]));
+    // `Also=`: f.service brings e.service into its call, and e.service has a call of its own.
+    let mut also = HEAD.replace("NAME", "also");
+    also.push_str(&unit_entry("f.service", &vec![]));
+    also.push_str(&unit_entry(
+        "e.service",
+        &vec![("start", false, "--no-start")],
+    ));
+    out.push(Case {
+        name: "also".into(),
+        recipe: also,
+        calls: vec![
+            vec!["f.service".into()],
+            vec!["--no-start".into(), "e.service".into()],
+        ],
+        postinst: None,
+        debconf: false,
+    });
     out.push(Case {
         name: "mixed".into(),
         recipe,
@@ -206,6 +224,8 @@ fn maintainer_scripts_are_debhelpers_byte_for_byte() {
         ("debian/config".into(), CONFIG.into()),
         ("debian/templates".into(), TEMPLATES.into()),
         ("units/d.service".into(), WITH_INSTALL.into()),
+        ("units/e.service".into(), WITH_INSTALL.into()),
+        ("units/f.service".into(), WITH_ALSO.into()),
     ];
     files.extend(
         UNITS
@@ -242,7 +262,11 @@ fn maintainer_scripts_are_debhelpers_byte_for_byte() {
             c.name
         ));
         let mut units: Vec<(&str, &str)> = UNITS.to_vec();
-        units.push(("d.service", WITH_INSTALL));
+        units.extend([
+            ("d.service", WITH_INSTALL),
+            ("e.service", WITH_INSTALL),
+            ("f.service", WITH_ALSO),
+        ]);
         for (n, t) in units {
             dh_files.push((
                 format!("debian/{}/lib/systemd/system/{n}", c.name),

@@ -598,3 +598,37 @@ fn twenty_thousand_entries_validate() {
     assert!(err.contains("app.toml:60008:6"), "{err}");
     assert!(err.contains("1 problem found"), "{err}");
 }
+
+/// dh_installsystemd handles the units a unit's `Also=` names with it, and refuses a
+/// package that does not ship them: so does validate, at the unit.
+#[test]
+fn also_names_a_unit_the_recipe_must_ship() {
+    let dir = project();
+    write_files(
+        dir.path(),
+        &[(
+            "units/main.service",
+            "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nAlso=helper.socket \"other.timer\"\n",
+        )],
+    );
+    let recipe = format!("{GOOD}[[systemd]]\nunit = \"units/main.service\"\n");
+    let (code, err) = validate(dir.path(), &recipe);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("app.toml:12:8"), "{err}");
+    assert!(
+        err.contains("`main.service` says `Also=helper.socket`, but the recipe does not ship `helper.socket`"),
+        "{err}"
+    );
+    write_files(
+        dir.path(),
+        &[
+            ("units/helper.socket", "[Socket]\nListenStream=1\n"),
+            ("units/other.timer", "[Timer]\nOnCalendar=daily\n"),
+        ],
+    );
+    let recipe = format!(
+        "{recipe}[[systemd]]\nunit = \"units/helper.socket\"\n[[systemd]]\nunit = \"units/other.timer\"\n"
+    );
+    let (code, err) = validate(dir.path(), &recipe);
+    assert_eq!(code, 0, "{err}");
+}

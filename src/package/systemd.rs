@@ -180,10 +180,30 @@ fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     v
 }
 
-/// One `dh_installsystemd` call on `units` with `o`. Templates get no snippets: they have
-/// no instance to enable, start or stop.
-fn add_group(out: &mut Autoscripts, o: Options, units: &[&SystemdUnit]) {
-    let concrete: Vec<&SystemdUnit> = units.iter().copied().filter(|u| !u.is_template()).collect();
+/// The units one `dh_installsystemd` call handles: `units`, then those their `Also=`
+/// lines name (and theirs), templates left out: they have no instance to enable, start
+/// or stop. `all` is every unit of the recipe, where `Also=` names are found.
+fn handled<'a>(units: &[&'a SystemdUnit], all: &'a [SystemdUnit]) -> Vec<&'a SystemdUnit> {
+    let mut queue: std::collections::VecDeque<&SystemdUnit> = units.iter().copied().collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while let Some(u) = queue.pop_front() {
+        if u.is_template() {
+            continue;
+        }
+        for name in &u.also {
+            if seen.insert(name.as_str()) {
+                queue.extend(all.iter().find(|a| a.name == *name));
+            }
+        }
+        out.push(u);
+    }
+    out
+}
+
+/// One `dh_installsystemd` call on `units` with `o`.
+fn add_group(out: &mut Autoscripts, o: Options, units: &[&SystemdUnit], all: &[SystemdUnit]) {
+    let concrete = handled(units, all);
     let start_units = quoted(concrete.iter().map(|u| u.name.as_str()));
     let enable_units = quoted(
         concrete
@@ -244,7 +264,7 @@ fn add_group(out: &mut Autoscripts, o: Options, units: &[&SystemdUnit]) {
 /// Adds the snippets of every `[[systemd]]` unit.
 pub(crate) fn add(out: &mut Autoscripts, units: &[SystemdUnit]) {
     for (o, members) in groups(units) {
-        add_group(out, o, &members);
+        add_group(out, o, &members, units);
     }
 }
 
@@ -261,6 +281,7 @@ mod tests {
             restart_after_upgrade: start,
             stop_on_upgrade: true,
             install_section: true,
+            also: Vec::new(),
         }
     }
 

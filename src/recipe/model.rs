@@ -218,6 +218,9 @@ pub struct SystemdUnit {
     /// Whether the unit file has an `[Install]` section: dh_installsystemd enables (and
     /// purges the enable state of) only such units.
     pub install_section: bool,
+    /// The units its `Also=` lines name: dh_installsystemd handles them with it (each is
+    /// a `[[systemd]]` unit of the recipe too; validation sees to that).
+    pub also: Vec<String>,
 }
 
 impl SystemdUnit {

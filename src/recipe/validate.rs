@@ -77,10 +77,23 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
         })
         .unzip();
     let scripts = raw.scripts.map(|s| scripts(ctx, s)).unwrap_or_default();
+    // The unit names the recipe ships, for `Also=`.
+    let shipped: Vec<String> = raw
+        .systemd
+        .iter()
+        .filter_map(|u| {
+            Some(
+                Path::new(u.get_ref().unit.get_ref())
+                    .file_name()?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })
+        .collect();
     let systemd: Vec<SystemdUnit> = raw
         .systemd
         .into_iter()
-        .filter_map(|u| unit(ctx, u))
+        .filter_map(|u| unit(ctx, u, &shipped))
         .collect();
     let triggers = raw
         .triggers
@@ -842,7 +855,7 @@ fn templates(ctx: &mut Ctx<'_>, s: &Option<Spanned<String>>) -> Option<PathBuf> 
     Some(rel)
 }
 
-fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>) -> Option<SystemdUnit> {
+fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>, shipped: &[String]) -> Option<SystemdUnit> {
     let raw = raw.into_inner();
     let path = script_path(ctx, &Some(raw.unit.clone()), "the systemd unit")?;
     // The name goes into the generated maintainer scripts: systemd's rules keep it a
@@ -852,8 +865,8 @@ fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>) -> Option<SystemdUnit> {
         problem_at(ctx, raw.unit.span(), p);
         return None;
     }
-    let install_section = match std::fs::read(ctx.project.join(&path)) {
-        Ok(bytes) => has_install_section(&bytes),
+    let (install_section, also) = match std::fs::read(ctx.project.join(&path)) {
+        Ok(bytes) => (has_install_section(&bytes), also_units(&bytes)),
         Err(e) => {
             ctx.err(
                 raw.unit.span(),
@@ -876,7 +889,22 @@ fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>) -> Option<SystemdUnit> {
         restart_after_upgrade: flag(&raw.restart_after_upgrade).unwrap_or(start && stop_on_upgrade),
         stop_on_upgrade,
         install_section,
+        also,
     };
+    if let Some(missing) = unit.also.iter().find(|a| !shipped.contains(a)) {
+        ctx.err(
+            raw.unit.span(),
+            format!(
+                "`{}` says `Also={missing}`, but the recipe does not ship `{missing}`: \
+                 dh_installsystemd would refuse the package too",
+                unit.name
+            ),
+        )
+        .help = Some(format!(
+            "add a [[systemd]] entry for `{missing}`, or remove it from `Also=`"
+        ));
+        return None;
+    }
     if unit.is_template() {
         // Like dh_installsystemd: a template has no instance to enable or start.
         for (key, done, value) in [
@@ -902,6 +930,27 @@ fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>) -> Option<SystemdUnit> {
         unit.start = false;
     }
     Some(unit)
+}
+
+/// The names of `Also=` lines, as dh_installsystemd's `extract_key` reads them: split on
+/// whitespace, matching quotes around a name removed.
+fn also_units(unit: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(unit);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches(|c: char| c.is_ascii_whitespace());
+        let Some(key) = line.get(..5).filter(|k| k.eq_ignore_ascii_case("also=")) else {
+            continue;
+        };
+        for name in line[key.len()..].split_ascii_whitespace() {
+            let unquoted = ['"', '\'']
+                .iter()
+                .find_map(|q| name.strip_prefix(*q)?.strip_suffix(*q))
+                .unwrap_or(name);
+            out.push(unquoted.to_string());
+        }
+    }
+    out
 }
 
 /// dh_installsystemd's test for an enableable unit: a line `[Install]` (any case, leading
