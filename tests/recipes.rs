@@ -32,7 +32,7 @@ fn project() -> tempfile::TempDir {
             ("services/app/main.go", "package main\n"),
             (
                 "services/app/app.service",
-                "[Service]\nExecStart=/usr/bin/app\n",
+                "[Service]\nExecStart=/usr/bin/app\n\n[Install]\nWantedBy=multi-user.target\n",
             ),
             ("recipes/.keep", ""),
             ("units/x'$(touch PWNED)'.service", "[Service]\n"),
@@ -366,7 +366,7 @@ fn packaged_script(dir: &Path, name: &str) -> String {
 }
 
 /// dh_installsystemd skips template units (`name@.service`): enabling or starting them
-/// needs an instance. They are shipped and systemd is reloaded, nothing else.
+/// needs an instance. They are shipped, without snippets of their own.
 #[test]
 fn template_units_are_shipped_but_not_enabled_or_started() {
     let dir = project();
@@ -388,21 +388,12 @@ fn template_units_are_shipped_but_not_enabled_or_started() {
     assert!(postrm.contains("daemon-reload"), "{postrm}");
     assert!(!postrm.contains("app@"), "{postrm}");
 
-    // A package with only a template unit: reload on install and removal, nothing else.
+    // A package with only a template unit: no snippets at all, as from debhelper.
     let recipe = format!("{GOOD}[[systemd]]\nunit = \"units/app@.service\"\n");
     std::fs::write(dir.path().join("recipes/app.toml"), recipe).unwrap();
-    let postinst = packaged_script(dir.path(), "postinst");
-    assert!(
-        postinst.contains("systemctl --system daemon-reload"),
-        "{postinst}"
-    );
-    assert!(!postinst.contains("deb-systemd"), "{postinst}");
-    assert_eq!(packaged_script(dir.path(), "prerm"), "");
-    let postrm = packaged_script(dir.path(), "postrm");
-    assert!(
-        postrm.contains("daemon-reload") && !postrm.contains("deb-systemd-helper"),
-        "{postrm}"
-    );
+    for script in ["preinst", "postinst", "prerm", "postrm"] {
+        assert_eq!(packaged_script(dir.path(), script), "", "{script}");
+    }
 }
 
 const HEAD: &str = "[package]\nname = \"app\"\nversion = \"1.0\"\nmaintainer = \"Ops <o@e.com>\"\ndescription = \"x\"\n";
@@ -606,4 +597,38 @@ fn twenty_thousand_entries_validate() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("app.toml:60008:6"), "{err}");
     assert!(err.contains("1 problem found"), "{err}");
+}
+
+/// dh_installsystemd handles the units a unit's `Also=` names with it, and refuses a
+/// package that does not ship them: so does validate, at the unit.
+#[test]
+fn also_names_a_unit_the_recipe_must_ship() {
+    let dir = project();
+    write_files(
+        dir.path(),
+        &[(
+            "units/main.service",
+            "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nAlso=helper.socket \"other.timer\"\n",
+        )],
+    );
+    let recipe = format!("{GOOD}[[systemd]]\nunit = \"units/main.service\"\n");
+    let (code, err) = validate(dir.path(), &recipe);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("app.toml:12:8"), "{err}");
+    assert!(
+        err.contains("`main.service` says `Also=helper.socket`, but the recipe does not ship `helper.socket`"),
+        "{err}"
+    );
+    write_files(
+        dir.path(),
+        &[
+            ("units/helper.socket", "[Socket]\nListenStream=1\n"),
+            ("units/other.timer", "[Timer]\nOnCalendar=daily\n"),
+        ],
+    );
+    let recipe = format!(
+        "{recipe}[[systemd]]\nunit = \"units/helper.socket\"\n[[systemd]]\nunit = \"units/other.timer\"\n"
+    );
+    let (code, err) = validate(dir.path(), &recipe);
+    assert_eq!(code, 0, "{err}");
 }

@@ -38,6 +38,8 @@ pub enum Script {
     Postrm,
     /// debconf's config script.
     Config,
+    /// debconf's templates: a data file, written 0644.
+    Templates,
     /// dpkg trigger declarations: a data file, written 0644 (the others are 0755 programs).
     Triggers,
 }
@@ -50,13 +52,14 @@ impl Script {
             Script::Prerm => "prerm",
             Script::Postrm => "postrm",
             Script::Config => "config",
+            Script::Templates => "templates",
             Script::Triggers => "triggers",
         }
     }
 
     /// Whether dpkg executes it (and so it must be 0755 and start with `#!`).
     pub fn is_program(self) -> bool {
-        self != Script::Triggers
+        !matches!(self, Script::Triggers | Script::Templates)
     }
 }
 

@@ -22,13 +22,16 @@ use crate::archive::{
 
 const IO_BUF: usize = 1 << 20;
 
-/// Collects `md5sums` lines while data.tar is written.
-#[derive(Default)]
+/// Collects `md5sums` lines while data.tar is written. Like dh_md5sums (without
+/// `--include-conffiles`), conffiles are left out: dpkg keeps their sums in its conffiles
+/// database, and Debian's own packages list them there only.
 struct Md5Sums {
     current: Option<(String, Md5)>,
     lines: String,
     /// Each file's md5, for the hard links to it (dh_md5sums lists every name of a file).
     sums: std::collections::HashMap<String, String>,
+    /// Conffiles as tar paths (without the leading `/`).
+    skip: HashSet<String>,
 }
 
 impl FileObserver for Md5Sums {
@@ -58,8 +61,23 @@ impl FileObserver for Md5Sums {
 }
 
 impl Md5Sums {
+    fn new(conffiles: &[String]) -> Self {
+        Md5Sums {
+            current: None,
+            lines: String::new(),
+            sums: std::collections::HashMap::new(),
+            skip: conffiles
+                .iter()
+                .map(|c| c.trim_start_matches('/').to_string())
+                .collect(),
+        }
+    }
+
     /// dpkg's format: `<md5>  <path relative to />`.
     fn line(&mut self, sum: &str, path: &str) {
+        if self.skip.contains(path) {
+            return;
+        }
         self.lines.push_str(sum);
         self.lines.push_str("  ");
         self.lines.push_str(path);
@@ -153,7 +171,7 @@ pub fn write_deb(spec: &DebSpec, out: &Path) -> anyhow::Result<DebInfo> {
         .prefix(".builder-data-")
         .tempfile_in(&dir)
         .with_context(|| format!("could not create a temp file in `{}`", dir.display()))?;
-    let mut md5 = Md5Sums::default();
+    let mut md5 = Md5Sums::new(&spec.conffiles);
     let writer = BufWriter::with_capacity(IO_BUF, data_tmp.as_file());
     let encoder = Encoder::new(spec.compression, writer)?;
     let encoder = write_tar_observed(&spec.data, encoder, &opts, &mut md5)

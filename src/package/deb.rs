@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use super::systemd;
+use super::maintscripts;
 use crate::archive::{FileSource, NodeKind, Owner, Tree, TreeError};
-use crate::deb::{DebSpec, Script};
+use crate::deb::DebSpec;
 use crate::recipe::{debian, owners, Compression, FileSpec, Recipe, Source};
 use crate::report::Reporter;
 
@@ -819,20 +819,6 @@ fn add_docs(c: &Collector, tree: &mut Tree, mtime: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_script(recipe: &Recipe, path: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
-    let Some(p) = path else { return Ok(None) };
-    let full = recipe.project.join(p);
-    let text = std::fs::read_to_string(&full)
-        .with_context(|| format!("could not read maintainer script `{}`", full.display()))?;
-    if !text.starts_with("#!") {
-        return Err(crate::error::usage(format!(
-            "maintainer script `{}` must start with a `#!` line, e.g. `#!/bin/sh`",
-            p.display()
-        )));
-    }
-    Ok(Some(text))
-}
-
 /// The control fields in the order dpkg-gencontrol writes them (Installed-Size is added by
 /// the writer).
 pub fn control_fields(recipe: &Recipe) -> Vec<(String, String)> {
@@ -851,7 +837,10 @@ pub fn control_fields(recipe: &Recipe) -> Vec<(String, String)> {
         c.push(field("Protected", "yes"));
     }
     c.push(field("Maintainer", &p.maintainer));
-    c.extend(p.relations.iter().cloned());
+    c.extend(with_generated_depends(
+        &p.relations,
+        &super::generated_depends(recipe),
+    ));
     c.push(field("Section", &p.section));
     c.push(field("Priority", &p.priority));
     if let Some(m) = &p.multi_arch {
@@ -867,6 +856,40 @@ pub fn control_fields(recipe: &Recipe) -> Vec<(String, String)> {
     // dpkg-gencontrol writes the fields it does not know after the ones it orders.
     c.extend(p.user_fields.iter().cloned());
     c
+}
+
+/// `relations` with the Depends builder's generated scripts need added at the end of
+/// `Depends` (after Pre-Depends when there was none), as `${misc:Depends}` adds them;
+/// a relation the recipe lists already is not added twice.
+fn with_generated_depends(
+    relations: &[(String, String)],
+    extra: &[String],
+) -> Vec<(String, String)> {
+    let mut out = relations.to_vec();
+    let listed = |r: &str, e: &str| r.split(',').any(|x| x.trim() == e);
+    let extra: Vec<&String> = match out.iter().find(|(f, _)| f == "Depends") {
+        Some((_, v)) => extra.iter().filter(|e| !listed(v, e)).collect(),
+        None => extra.iter().collect(),
+    };
+    if extra.is_empty() {
+        return out;
+    }
+    let joined = extra
+        .iter()
+        .map(|e| e.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match out.iter_mut().find(|(f, _)| f == "Depends") {
+        Some((_, v)) => {
+            v.push_str(", ");
+            v.push_str(&joined);
+        }
+        None => {
+            let at = usize::from(out.first().is_some_and(|(f, _)| f == "Pre-Depends"));
+            out.insert(at, ("Depends".to_string(), joined));
+        }
+    }
+    out
 }
 
 /// Everything needed to write the recipe's .deb.
@@ -917,34 +940,7 @@ pub fn spec(
     conffiles.sort();
     conffiles.dedup();
 
-    let s = &recipe.scripts;
-    let mut scripts = Vec::new();
-    for (kind, user, generated) in [
-        (
-            Script::Preinst,
-            read_script(recipe, &s.preinst)?,
-            String::new(),
-        ),
-        (
-            Script::Postinst,
-            read_script(recipe, &s.postinst)?,
-            systemd::postinst(&recipe.systemd),
-        ),
-        (
-            Script::Prerm,
-            read_script(recipe, &s.prerm)?,
-            systemd::prerm(&recipe.systemd),
-        ),
-        (
-            Script::Postrm,
-            read_script(recipe, &s.postrm)?,
-            systemd::postrm(&recipe.systemd),
-        ),
-    ] {
-        if let Some(text) = systemd::merge(user.as_deref(), &generated) {
-            scripts.push((kind, text.into_bytes()));
-        }
-    }
+    let scripts = maintscripts::control_files(recipe)?;
 
     Ok(DebSpec {
         control: control_fields(recipe),
@@ -958,8 +954,9 @@ pub fn spec(
 
 /// Every input file of a recipe, for the SOURCE_DATE_EPOCH fallback (the newest
 /// modification time): the recipe, each regular file the `[[files]]` entries collect (from
-/// trees, glob matches and build outputs too), the systemd units and the maintainer
-/// scripts. Directories are left out: their times change when builder writes `dist/`.
+/// trees, glob matches and build outputs too), the systemd units, the maintainer
+/// scripts and the debconf files. Directories are left out: their times change when
+/// builder writes `dist/`.
 /// An entry that cannot be collected is skipped; [`spec`] reports it.
 pub fn inputs(recipe: &Recipe) -> Vec<PathBuf> {
     let dist = crate::project::Paths::new(recipe.project.clone()).dist;
@@ -974,13 +971,7 @@ pub fn inputs(recipe: &Recipe) -> Vec<PathBuf> {
         }));
     }
     v.extend(recipe.systemd.iter().map(|u| recipe.project.join(&u.path)));
-    let s = &recipe.scripts;
-    v.extend(
-        [&s.preinst, &s.postinst, &s.prerm, &s.postrm]
-            .into_iter()
-            .flatten()
-            .map(|p| recipe.project.join(p)),
-    );
+    v.extend(maintscripts::inputs(recipe));
     if let crate::recipe::Changelog::File(c) = &recipe.package.changelog {
         v.push(recipe.project.join(c));
     }

@@ -5,6 +5,7 @@
 pub mod changelog;
 pub mod changes;
 mod deb;
+pub mod maintscripts;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 pub use deb::build_dir;
+pub use maintscripts::generated_depends;
 
 use crate::base::BaseImages;
 use crate::digest::Digest;

@@ -1,12 +1,16 @@
-//! Maintainer-script snippets for systemd units, as debhelper's `dh_installsystemd`
-//! (compat 13) writes them: enable on install (deb-systemd-helper), start on install and
-//! restart on upgrade, stop on remove, mask on remove, purge state on purge.
-//! The snippets are merged into the recipe's own scripts at `#DEBHELPER#`.
+//! Maintainer-script snippets for systemd units, exactly as bookworm's debhelper
+//! (13.11.4, compat 13) writes them with `dh_installsystemd`: its autoscripts
+//! (`postinst-systemd-enable`, `-dont-enable`, `-restart`, `-restartnostart`, `-start`,
+//! `preinst-systemd-stop`, `prerm-systemd-restart`, `postrm-systemd`,
+//! `postrm-systemd-reload-only`), `DPKG_ROOT` guards included, chosen by the same options.
+//! Units with the same options are handled as one `dh_installsystemd [options] units...`
+//! call, in the order the recipe first names each set of options.
 
+use super::maintscripts::{Autoscripts, Order};
+use crate::deb::Script;
 use crate::recipe::SystemdUnit;
 
-/// The token users put in their maintainer scripts where generated snippets belong.
-pub const TOKEN: &str = "#DEBHELPER#";
+const TOOL: &str = "dh_installsystemd";
 
 /// `s` as one single-quoted shell word. Validation already limits unit names to systemd's
 /// characters; quoting every `'` as `'\''` keeps the scripts safe even if that ever changes.
@@ -14,163 +18,253 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn quoted(units: &[&SystemdUnit]) -> String {
-    units
-        .iter()
-        .map(|u| sh_quote(&u.name))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+const CONFIGURE: &str = "if [ \"$1\" = \"configure\" ] || [ \"$1\" = \"abort-upgrade\" ] || [ \"$1\" = \"abort-deconfigure\" ] || [ \"$1\" = \"abort-remove\" ] ; then\n";
 
-/// Units enabled on install (and masked/purged on removal). Template units are never
-/// enabled, as in dh_installsystemd: that needs an instance name.
-fn enabled(units: &[SystemdUnit]) -> impl Iterator<Item = &SystemdUnit> {
-    units.iter().filter(|u| u.enable && !u.is_template())
-}
-
-/// Units started on install, restarted on upgrade and stopped on removal (never templates).
-fn started(units: &[SystemdUnit]) -> Vec<&SystemdUnit> {
-    units
-        .iter()
-        .filter(|u| u.start && !u.is_template())
-        .collect()
-}
-
-/// postinst: enable, then (re)start. With template units and nothing to start, only reload
-/// systemd so that `systemctl start name@instance` sees the new template.
-pub fn postinst(units: &[SystemdUnit]) -> String {
-    let mut out = String::new();
-    for u in enabled(units) {
-        out.push_str(&format!(
-            r#"# Automatically added by builder (systemd enable, like dh_installsystemd)
-if [ "$1" = "configure" ] || [ "$1" = "abort-upgrade" ] || [ "$1" = "abort-deconfigure" ] || [ "$1" = "abort-remove" ] ; then
-	# This will only remove masks created by d-s-h on package removal.
-	deb-systemd-helper unmask {name} >/dev/null || true
-
-	# was-enabled defaults to true, so new installations run enable.
-	if deb-systemd-helper --quiet was-enabled {name}; then
-		# Enables the unit on first installation, creates new
-		# symlinks on upgrades if the unit file has changed.
-		deb-systemd-helper enable {name} >/dev/null || true
-	else
-		# Update the statefile to add new symlinks (if any), which need to be
-		# cleaned up on purge. Also remove old symlinks.
-		deb-systemd-helper update-state {name} >/dev/null || true
-	fi
-fi
-# End automatically added section
-"#,
-            name = sh_quote(&u.name)
-        ));
-    }
-    let start = started(units);
-    if start.is_empty() && units.iter().any(SystemdUnit::is_template) {
-        out.push_str(
-            r#"# Automatically added by builder (systemd reload, like dh_installsystemd)
-if [ "$1" = "configure" ] || [ "$1" = "abort-upgrade" ] || [ "$1" = "abort-deconfigure" ] || [ "$1" = "abort-remove" ] ; then
-	if [ -d /run/systemd/system ]; then
-		systemctl --system daemon-reload >/dev/null || true
-	fi
-fi
-# End automatically added section
-"#,
-        );
-    }
-    if !start.is_empty() {
-        out.push_str(&format!(
-            r#"# Automatically added by builder (systemd start/restart, like dh_installsystemd)
-if [ "$1" = "configure" ] || [ "$1" = "abort-upgrade" ] || [ "$1" = "abort-deconfigure" ] || [ "$1" = "abort-remove" ] ; then
-	if [ -d /run/systemd/system ]; then
-		systemctl --system daemon-reload >/dev/null || true
-		if [ -n "$2" ]; then
-			_dh_action=restart
-		else
-			_dh_action=start
-		fi
-		deb-systemd-invoke $_dh_action {units} >/dev/null || true
-	fi
-fi
-# End automatically added section
-"#,
-            units = quoted(&start)
-        ));
-    }
-    out
-}
-
-/// prerm: stop on removal (upgrades restart in postinst instead).
-pub fn prerm(units: &[SystemdUnit]) -> String {
-    let start = started(units);
-    if start.is_empty() {
-        return String::new();
-    }
+fn postinst_enable(unit: &str) -> String {
     format!(
-        r#"# Automatically added by builder (systemd stop, like dh_installsystemd)
-if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
-	deb-systemd-invoke stop {units} >/dev/null || true
+        "{CONFIGURE}\
+\t# The following line should be removed in trixie or trixie+1
+\tdeb-systemd-helper unmask {unit} >/dev/null || true
+
+\t# was-enabled defaults to true, so new installations run enable.
+\tif deb-systemd-helper --quiet was-enabled {unit}; then
+\t\t# Enables the unit on first installation, creates new
+\t\t# symlinks on upgrades if the unit file has changed.
+\t\tdeb-systemd-helper enable {unit} >/dev/null || true
+\telse
+\t\t# Update the statefile to add new symlinks (if any), which need to be
+\t\t# cleaned up on purge. Also remove old symlinks.
+\t\tdeb-systemd-helper update-state {unit} >/dev/null || true
+\tfi
 fi
-# End automatically added section
-"#,
-        units = quoted(&start)
+"
     )
 }
 
-/// postrm: reload (for every unit, templates too), mask on remove, purge the enable state
-/// on purge.
-pub fn postrm(units: &[SystemdUnit]) -> String {
-    if units.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from(
-        r#"# Automatically added by builder (systemd reload, like dh_installsystemd)
-if [ -d /run/systemd/system ]; then
-	systemctl --system daemon-reload >/dev/null || true
-fi
-# End automatically added section
-"#,
-    );
-    for u in enabled(units) {
-        out.push_str(&format!(
-            r#"# Automatically added by builder (systemd mask/purge, like dh_installsystemd)
-if [ "$1" = "remove" ]; then
-	if [ -x "/usr/bin/deb-systemd-helper" ]; then
-		deb-systemd-helper mask {name} >/dev/null || true
-	fi
-fi
+fn postinst_dont_enable(unit: &str) -> String {
+    format!(
+        "{CONFIGURE}\
+\tif deb-systemd-helper debian-installed {unit}; then
+\t\t# The following line should be removed in trixie or trixie+1
+\t\tdeb-systemd-helper unmask {unit} >/dev/null || true
 
-if [ "$1" = "purge" ]; then
-	if [ -x "/usr/bin/deb-systemd-helper" ]; then
-		deb-systemd-helper purge {name} >/dev/null || true
-		deb-systemd-helper unmask {name} >/dev/null || true
-	fi
+\t\tif deb-systemd-helper --quiet was-enabled {unit}; then
+\t\t\t# Create new symlinks, if any.
+\t\t\tdeb-systemd-helper enable {unit} >/dev/null || true
+\t\tfi
+\tfi
+
+\t# Update the statefile to add new symlinks (if any), which need to be cleaned
+\t# up on purge. Also remove old symlinks.
+\tdeb-systemd-helper update-state {unit} >/dev/null || true
 fi
-# End automatically added section
-"#,
-            name = sh_quote(&u.name)
-        ));
+"
+    )
+}
+
+fn postinst_restart(units: &str) -> String {
+    format!(
+        "{CONFIGURE}\
+\tif [ -d /run/systemd/system ]; then
+\t\tsystemctl --system daemon-reload >/dev/null || true
+\t\tif [ -n \"$2\" ]; then
+\t\t\t_dh_action=restart
+\t\telse
+\t\t\t_dh_action=start
+\t\tfi
+\t\tdeb-systemd-invoke $_dh_action {units} >/dev/null || true
+\tfi
+fi
+"
+    )
+}
+
+fn postinst_restart_no_start(units: &str) -> String {
+    format!(
+        "{CONFIGURE}\
+\tif [ -z \"${{DPKG_ROOT:-}}\" ] && [ -d /run/systemd/system ]; then
+\t\tsystemctl --system daemon-reload >/dev/null || true
+\t\tif [ -n \"$2\" ]; then
+\t\t\tdeb-systemd-invoke try-restart {units} >/dev/null || true
+\t\tfi
+\tfi
+fi
+"
+    )
+}
+
+fn postinst_start(units: &str) -> String {
+    format!(
+        "{CONFIGURE}\
+\tif [ -z \"${{DPKG_ROOT:-}}\" ] && [ -d /run/systemd/system ]; then
+\t\tsystemctl --system daemon-reload >/dev/null || true
+\t\tdeb-systemd-invoke start {units} >/dev/null || true
+\tfi
+fi
+"
+    )
+}
+
+fn preinst_stop(units: &str) -> String {
+    format!(
+        "if [ -z \"${{DPKG_ROOT:-}}\" ] && [ \"$1\" = upgrade ] && [ -d /run/systemd/system ] ; then
+\tdeb-systemd-invoke stop {units} >/dev/null || true
+fi
+"
+    )
+}
+
+fn prerm_stop_on_remove(units: &str) -> String {
+    format!(
+        "if [ -z \"${{DPKG_ROOT:-}}\" ] && [ \"$1\" = remove ] && [ -d /run/systemd/system ] ; then
+\tdeb-systemd-invoke stop {units} >/dev/null || true
+fi
+"
+    )
+}
+
+fn postrm_purge(units: &str) -> String {
+    format!(
+        "if [ \"$1\" = \"purge\" ]; then
+\tif [ -x \"/usr/bin/deb-systemd-helper\" ]; then
+\t\tdeb-systemd-helper purge {units} >/dev/null || true
+\tfi
+fi
+"
+    )
+}
+
+const POSTRM_RELOAD: &str = "if [ \"$1\" = remove ] && [ -d /run/systemd/system ] ; then
+\tsystemctl --system daemon-reload >/dev/null || true
+fi
+";
+
+/// The options of one `dh_installsystemd` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Options {
+    enable: bool,
+    start: bool,
+    restart_after_upgrade: bool,
+    stop_on_upgrade: bool,
+}
+
+impl Options {
+    fn of(u: &SystemdUnit) -> Self {
+        Options {
+            enable: u.enable,
+            start: u.start,
+            restart_after_upgrade: u.restart_after_upgrade,
+            stop_on_upgrade: u.stop_on_upgrade,
+        }
+    }
+}
+
+/// Units grouped by options, in the order each set of options first appears.
+fn groups(units: &[SystemdUnit]) -> Vec<(Options, Vec<&SystemdUnit>)> {
+    let mut out: Vec<(Options, Vec<&SystemdUnit>)> = Vec::new();
+    for u in units {
+        let o = Options::of(u);
+        match out.iter_mut().find(|(g, _)| *g == o) {
+            Some((_, members)) => members.push(u),
+            None => out.push((o, vec![u])),
+        }
     }
     out
 }
 
-/// Merges generated snippets into a user script: at `#DEBHELPER#` when present; otherwise
-/// before a final `exit 0`, or at the end. With no user script, a fresh `/bin/sh` script.
-pub fn merge(user: Option<&str>, snippets: &str) -> Option<String> {
-    match (user, snippets.is_empty()) {
-        (None, true) => None,
-        (Some(u), true) => Some(u.replace(TOKEN, "")),
-        (None, false) => Some(format!("#!/bin/sh\nset -e\n\n{snippets}")),
-        (Some(u), false) => {
-            if u.contains(TOKEN) {
-                return Some(u.replace(TOKEN, snippets.trim_end()));
-            }
-            let trimmed = u.trim_end();
-            match trimmed.rsplit_once('\n') {
-                Some((head, last)) if last.trim() == "exit 0" => {
-                    Some(format!("{head}\n\n{snippets}\nexit 0\n"))
-                }
-                _ => Some(format!("{trimmed}\n\n{snippets}")),
+/// Sorted, deduplicated, quoted names (dh's `map { quote($_) } uniq sort`).
+fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<String> = names.map(sh_quote).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The units one `dh_installsystemd` call handles: `units`, then those their `Also=`
+/// lines name (and theirs), templates left out: they have no instance to enable, start
+/// or stop. `all` is every unit of the recipe, where `Also=` names are found.
+fn handled<'a>(units: &[&'a SystemdUnit], all: &'a [SystemdUnit]) -> Vec<&'a SystemdUnit> {
+    let mut queue: std::collections::VecDeque<&SystemdUnit> = units.iter().copied().collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while let Some(u) = queue.pop_front() {
+        if u.is_template() {
+            continue;
+        }
+        for name in &u.also {
+            if seen.insert(name.as_str()) {
+                queue.extend(all.iter().find(|a| a.name == *name));
             }
         }
+        out.push(u);
+    }
+    out
+}
+
+/// One `dh_installsystemd` call on `units` with `o`.
+fn add_group(out: &mut Autoscripts, o: Options, units: &[&SystemdUnit], all: &[SystemdUnit]) {
+    let concrete = handled(units, all);
+    let start_units = quoted(concrete.iter().map(|u| u.name.as_str()));
+    let enable_units = quoted(
+        concrete
+            .iter()
+            .filter(|u| u.install_section)
+            .map(|u| u.name.as_str()),
+    );
+    if !enable_units.is_empty() {
+        for unit in &enable_units {
+            let body = if o.enable {
+                postinst_enable(unit)
+            } else {
+                postinst_dont_enable(unit)
+            };
+            out.add(Script::Postinst, Order::Service, TOOL, &body);
+        }
+        out.add(
+            Script::Postrm,
+            Order::Default,
+            TOOL,
+            &postrm_purge(&enable_units.join(" ")),
+        );
+    }
+    if start_units.is_empty() {
+        return;
+    }
+    let units = start_units.join(" ");
+    // `start` false is dh's --no-start, `stop_on_upgrade` false its --no-stop-on-upgrade.
+    if o.restart_after_upgrade {
+        let body = if o.start {
+            postinst_restart(&units)
+        } else {
+            postinst_restart_no_start(&units)
+        };
+        out.add(Script::Postinst, Order::Service, TOOL, &body);
+    } else if o.start {
+        out.add(
+            Script::Postinst,
+            Order::Service,
+            TOOL,
+            &postinst_start(&units),
+        );
+    }
+    if o.stop_on_upgrade && !o.restart_after_upgrade {
+        out.add(Script::Preinst, Order::Service, TOOL, &preinst_stop(&units));
+    }
+    if o.start {
+        out.add(
+            Script::Prerm,
+            Order::Service,
+            TOOL,
+            &prerm_stop_on_remove(&units),
+        );
+    }
+    out.add(Script::Postrm, Order::Default, TOOL, POSTRM_RELOAD);
+}
+
+/// Adds the snippets of every `[[systemd]]` unit.
+pub(crate) fn add(out: &mut Autoscripts, units: &[SystemdUnit]) {
+    for (o, members) in groups(units) {
+        add_group(out, o, &members, units);
     }
 }
 
@@ -184,49 +278,80 @@ mod tests {
             name: name.into(),
             enable,
             start,
+            restart_after_upgrade: start,
+            stop_on_upgrade: true,
+            install_section: true,
+            also: Vec::new(),
         }
     }
 
-    #[test]
-    fn opt_out_removes_snippets() {
-        let units = [unit("a.service", false, false)];
-        assert!(postinst(&units).is_empty());
-        assert!(prerm(&units).is_empty());
-        let units = [unit("a.service", true, false)];
-        assert!(postinst(&units).contains("deb-systemd-helper enable 'a.service'"));
-        assert!(!postinst(&units).contains("deb-systemd-invoke"));
+    fn text(units: &[SystemdUnit], script: Script) -> String {
+        let mut a = Autoscripts::default();
+        add(&mut a, units);
+        a.text(script)
     }
 
     #[test]
-    fn template_units_are_reloaded_but_never_enabled_or_started() {
+    fn no_enable_and_no_start_pick_dh_snippets() {
+        let units = [unit("a.service", false, false)];
+        let post = text(&units, Script::Postinst);
+        assert!(
+            post.contains("deb-systemd-helper debian-installed 'a.service'"),
+            "{post}"
+        );
+        assert!(!post.contains("deb-systemd-invoke"), "{post}");
+        assert!(text(&units, Script::Prerm).is_empty());
+        assert!(text(&units, Script::Preinst).contains("= upgrade"));
+        assert!(text(&units, Script::Postrm).contains("purge 'a.service'"));
+        let units = [unit("a.service", true, false)];
+        let post = text(&units, Script::Postinst);
+        assert!(
+            post.contains("deb-systemd-helper enable 'a.service'"),
+            "{post}"
+        );
+        assert!(!post.contains("deb-systemd-invoke"), "{post}");
+    }
+
+    #[test]
+    fn template_units_get_no_snippets() {
         let units = [
-            unit("app@.service", true, true),
+            unit("app@.service", false, false),
             unit("app.service", true, true),
         ];
-        let post = postinst(&units);
+        let post = text(&units, Script::Postinst);
         assert!(post.contains("enable 'app.service'"), "{post}");
         assert!(
             post.contains("deb-systemd-invoke $_dh_action 'app.service' >"),
             "{post}"
         );
-        assert!(!post.contains("app@"), "{post}");
-        assert!(!prerm(&units).contains("app@"));
-        let rm = postrm(&units);
-        assert!(
-            rm.contains("mask 'app.service'") && !rm.contains("app@"),
-            "{rm}"
-        );
+        for s in [
+            Script::Preinst,
+            Script::Postinst,
+            Script::Prerm,
+            Script::Postrm,
+        ] {
+            assert!(!text(&units, s).contains("app@"), "{s:?}");
+        }
+        let only = [unit("app@.service", false, false)];
+        for s in [
+            Script::Preinst,
+            Script::Postinst,
+            Script::Prerm,
+            Script::Postrm,
+        ] {
+            assert!(text(&only, s).is_empty(), "{s:?}");
+        }
+    }
 
-        let only = [unit("app@.service", true, true)];
-        let post = postinst(&only);
-        assert!(post.contains("systemctl --system daemon-reload"), "{post}");
-        assert!(!post.contains("deb-systemd"), "{post}");
-        assert!(prerm(&only).is_empty());
-        let rm = postrm(&only);
-        assert!(
-            rm.contains("daemon-reload") && !rm.contains("deb-systemd-helper"),
-            "{rm}"
-        );
+    #[test]
+    fn units_without_install_section_are_started_not_enabled() {
+        let mut u = unit("a.service", true, true);
+        u.install_section = false;
+        let units = [u];
+        let post = text(&units, Script::Postinst);
+        assert!(!post.contains("deb-systemd-helper"), "{post}");
+        assert!(post.contains("$_dh_action 'a.service'"), "{post}");
+        assert!(!text(&units, Script::Postrm).contains("purge"));
     }
 
     #[test]
@@ -242,24 +367,10 @@ mod tests {
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), name);
         assert!(!dir.path().join("PWNED").exists());
-        let post = postinst(&[unit(name, true, true)]);
+        let post = text(&[unit(name, true, true)], Script::Postinst);
         assert!(
             post.contains(r"enable 'x'\''$(touch PWNED)'\''.service'"),
             "{post}"
         );
-    }
-
-    #[test]
-    fn merge_places_snippets() {
-        assert_eq!(
-            merge(Some("#!/bin/sh\nset -e\n#DEBHELPER#\necho hi\n"), "X\n").unwrap(),
-            "#!/bin/sh\nset -e\nX\necho hi\n"
-        );
-        assert_eq!(
-            merge(Some("#!/bin/sh\necho hi\nexit 0\n"), "X\n").unwrap(),
-            "#!/bin/sh\necho hi\n\nX\n\nexit 0\n"
-        );
-        assert_eq!(merge(None, "X\n").unwrap(), "#!/bin/sh\nset -e\n\nX\n");
-        assert!(merge(None, "").is_none());
     }
 }

@@ -9,6 +9,7 @@ pub mod model;
 pub mod owners;
 mod raw;
 mod validate;
+mod validate_control;
 mod validate_paths;
 mod validate_scripts;
 mod validate_tables;

@@ -18,6 +18,8 @@ pub struct Recipe {
     pub files: Vec<FileSpec>,
     pub scripts: Scripts,
     pub systemd: Vec<SystemdUnit>,
+    /// The `[triggers]` table, in the order the control.tar `triggers` file lists them.
+    pub triggers: Vec<Trigger>,
     pub build: Option<BuildSpec>,
     pub image: Option<ImageSpec>,
 }
@@ -191,13 +193,35 @@ pub struct FileSpec {
     pub line: usize,
 }
 
-/// Maintainer scripts, as paths relative to the project root.
+/// Maintainer scripts and debconf files, as paths relative to the project root.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Scripts {
     pub preinst: Option<PathBuf>,
     pub postinst: Option<PathBuf>,
     pub prerm: Option<PathBuf>,
     pub postrm: Option<PathBuf>,
+    /// debconf's `config` script (a program dpkg-preconfigure and the confmodule run).
+    pub config: Option<PathBuf>,
+    /// debconf's `templates` (a data file of deb822 stanzas with `Template:` and `Type:`).
+    pub templates: Option<PathBuf>,
+}
+
+impl Scripts {
+    /// Whether the package uses debconf, as dh_installdebconf decides it: a config script
+    /// or templates.
+    pub fn uses_debconf(&self) -> bool {
+        self.config.is_some() || self.templates.is_some()
+    }
+}
+
+/// One line of the control.tar `triggers` file (deb-triggers(5)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trigger {
+    /// `interest`, `interest-await`, `interest-noawait`, `activate`, `activate-await` or
+    /// `activate-noawait`.
+    pub directive: &'static str,
+    /// A file trigger (an absolute path) or an explicit trigger name.
+    pub name: String,
 }
 
 /// A systemd unit shipped to /lib/systemd/system with debhelper-style script snippets.
@@ -209,8 +233,21 @@ pub struct SystemdUnit {
     pub name: String,
     /// Enable on install (deb-systemd-helper); default true, always false for templates.
     pub enable: bool,
-    /// Start on install and restart on upgrade; default true, always false for templates.
+    /// Start on install (dh_installsystemd without `--no-start`); default true, always
+    /// false for templates.
     pub start: bool,
+    /// Restart in postinst on upgrade instead of stopping in prerm/preinst
+    /// (`--restart-after-upgrade`); default true unless `start` or `stop_on_upgrade` is
+    /// false, as in dh_installsystemd.
+    pub restart_after_upgrade: bool,
+    /// Stop the unit before an upgrade (false: `--no-stop-on-upgrade`); default true.
+    pub stop_on_upgrade: bool,
+    /// Whether the unit file has an `[Install]` section: dh_installsystemd enables (and
+    /// purges the enable state of) only such units.
+    pub install_section: bool,
+    /// The units its `Also=` lines name: dh_installsystemd handles them with it (each is
+    /// a `[[systemd]]` unit of the recipe too; validation sees to that).
+    pub also: Vec<String>,
 }
 
 impl SystemdUnit {

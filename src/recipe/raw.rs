@@ -19,6 +19,8 @@ pub struct RawRecipe {
     #[serde(default)]
     pub systemd: Vec<S<RawUnit>>,
     #[serde(default)]
+    pub triggers: Option<S<RawTriggers>>,
+    #[serde(default)]
     pub build: Option<S<RawBuild>>,
     #[serde(default)]
     pub image: Option<S<RawImage>>,
@@ -97,14 +99,36 @@ pub struct RawScripts {
     pub postinst: Option<S<String>>,
     pub prerm: Option<S<String>>,
     pub postrm: Option<S<String>>,
+    pub config: Option<S<String>>,
+    pub templates: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawUnit {
     pub unit: S<String>,
     pub enable: Option<S<bool>>,
     pub start: Option<S<bool>>,
+    pub restart_after_upgrade: Option<S<bool>>,
+    pub stop_on_upgrade: Option<S<bool>>,
+}
+
+/// `[triggers]`: deb-triggers(5) directives, each a list of trigger names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTriggers {
+    #[serde(default)]
+    pub interest: Vec<S<String>>,
+    #[serde(default)]
+    pub interest_await: Vec<S<String>>,
+    #[serde(default)]
+    pub interest_noawait: Vec<S<String>>,
+    #[serde(default)]
+    pub activate: Vec<S<String>>,
+    #[serde(default)]
+    pub activate_await: Vec<S<String>>,
+    #[serde(default)]
+    pub activate_noawait: Vec<S<String>>,
 }
 
 /// A command: `["go", "build"]` or a shell string `"go build && strip x"`.

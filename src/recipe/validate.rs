@@ -99,11 +99,28 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
         })
         .unzip();
     let scripts = raw.scripts.map(|s| scripts(ctx, s)).unwrap_or_default();
+    // The unit names the recipe ships, for `Also=`.
+    let shipped: Vec<String> = raw
+        .systemd
+        .iter()
+        .filter_map(|u| {
+            Some(
+                Path::new(u.get_ref().unit.get_ref())
+                    .file_name()?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })
+        .collect();
     let systemd: Vec<SystemdUnit> = raw
         .systemd
         .into_iter()
-        .filter_map(|u| unit(ctx, u))
+        .filter_map(|u| unit(ctx, u, &shipped))
         .collect();
+    let triggers = raw
+        .triggers
+        .map(|t| super::validate_control::triggers(ctx, t))
+        .unwrap_or_default();
     let build = raw
         .build
         .and_then(|b| super::validate_tables::build(ctx, b));
@@ -140,6 +157,7 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
         files,
         scripts,
         systemd,
+        triggers,
         build,
         image,
     })
@@ -953,10 +971,25 @@ fn scripts(ctx: &mut Ctx<'_>, raw: Spanned<RawScripts>) -> Scripts {
         postinst: script(ctx, &raw.postinst, "the postinst script"),
         prerm: script(ctx, &raw.prerm, "the prerm script"),
         postrm: script(ctx, &raw.postrm, "the postrm script"),
+        config: script(ctx, &raw.config, "the debconf config script"),
+        templates: templates(ctx, &raw.templates),
     }
 }
 
-fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>) -> Option<SystemdUnit> {
+/// debconf's templates: a data file, checked as deb822 template stanzas.
+fn templates(ctx: &mut Ctx<'_>, s: &Option<Spanned<String>>) -> Option<PathBuf> {
+    let what = "the debconf templates";
+    let rel = script_path(ctx, s, what)?;
+    let span = s.as_ref()?.span();
+    let full = ctx.project.join(&rel);
+    if let Err(p) = super::validate_control::check_templates(&full, &rel) {
+        problem_at(ctx, span, p);
+        return None;
+    }
+    Some(rel)
+}
+
+fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>, shipped: &[String]) -> Option<SystemdUnit> {
     let raw = raw.into_inner();
     let path = script_path(ctx, &Some(raw.unit.clone()), "the systemd unit")?;
     // The name goes into the generated maintainer scripts: systemd's rules keep it a
@@ -966,12 +999,46 @@ fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>) -> Option<SystemdUnit> {
         problem_at(ctx, raw.unit.span(), p);
         return None;
     }
+    let (install_section, also) = match std::fs::read(ctx.project.join(&path)) {
+        Ok(bytes) => (has_install_section(&bytes), also_units(&bytes)),
+        Err(e) => {
+            ctx.err(
+                raw.unit.span(),
+                format!("could not read the systemd unit `{}`: {e}", path.display()),
+            )
+            .help = Some("check the file's permissions".into());
+            return None;
+        }
+    };
+    let flag = |v: &Option<Spanned<bool>>| v.as_ref().map(|v| *v.get_ref());
+    let start = flag(&raw.start).unwrap_or(true);
+    let stop_on_upgrade = flag(&raw.stop_on_upgrade).unwrap_or(true);
     let mut unit = SystemdUnit {
         path,
         name,
-        enable: raw.enable.as_ref().is_none_or(|e| *e.get_ref()),
-        start: raw.start.as_ref().is_none_or(|s| *s.get_ref()),
+        enable: flag(&raw.enable).unwrap_or(true),
+        start,
+        // dh_installsystemd's default: restart after upgrade unless told not to start or
+        // not to stop on upgrade.
+        restart_after_upgrade: flag(&raw.restart_after_upgrade).unwrap_or(start && stop_on_upgrade),
+        stop_on_upgrade,
+        install_section,
+        also,
     };
+    if let Some(missing) = unit.also.iter().find(|a| !shipped.contains(a)) {
+        ctx.err(
+            raw.unit.span(),
+            format!(
+                "`{}` says `Also={missing}`, but the recipe does not ship `{missing}`: \
+                 dh_installsystemd would refuse the package too",
+                unit.name
+            ),
+        )
+        .help = Some(format!(
+            "add a [[systemd]] entry for `{missing}`, or remove it from `Also=`"
+        ));
+        return None;
+    }
     if unit.is_template() {
         // Like dh_installsystemd: a template has no instance to enable or start.
         for (key, done, value) in [
@@ -987,8 +1054,8 @@ fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>) -> Option<SystemdUnit> {
                     ),
                 )
                 .help = Some(format!(
-                    "remove `{key} = true` (templates are shipped and systemd is reloaded); \
-                     {key} an instance from your postinst, e.g. `{}`",
+                    "remove `{key} = true` (dh_installsystemd writes no snippets for \
+                     templates); {key} an instance from your postinst, e.g. `{}`",
                     instance_example(key, &unit.name)
                 ));
             }
@@ -997,6 +1064,39 @@ fn unit(ctx: &mut Ctx<'_>, raw: Spanned<RawUnit>) -> Option<SystemdUnit> {
         unit.start = false;
     }
     Some(unit)
+}
+
+/// The names of `Also=` lines, as dh_installsystemd's `extract_key` reads them: split on
+/// whitespace, matching quotes around a name removed.
+fn also_units(unit: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(unit);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches(|c: char| c.is_ascii_whitespace());
+        let Some(key) = line.get(..5).filter(|k| k.eq_ignore_ascii_case("also=")) else {
+            continue;
+        };
+        for name in line[key.len()..].split_ascii_whitespace() {
+            let unquoted = ['"', '\'']
+                .iter()
+                .find_map(|q| name.strip_prefix(*q)?.strip_suffix(*q))
+                .unwrap_or(name);
+            out.push(unquoted.to_string());
+        }
+    }
+    out
+}
+
+/// dh_installsystemd's test for an enableable unit: a line `[Install]` (any case, leading
+/// blanks allowed).
+fn has_install_section(unit: &[u8]) -> bool {
+    unit.split(|b| *b == b'\n').any(|line| {
+        let start = line
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(line.len());
+        line[start..].eq_ignore_ascii_case(b"[Install]")
+    })
 }
 
 /// `systemctl start backend@main.service` for the template `backend@.service`.

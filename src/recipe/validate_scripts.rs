@@ -95,18 +95,32 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset].matches('\n').count() + 1
 }
 
+/// The bytes of `full` (shown as `rel`, described as `what`).
+pub(super) fn read(full: &Path, rel: &Path, what: &str) -> Result<Vec<u8>, Problem> {
+    std::fs::read(full).map_err(|e| {
+        problem(
+            format!("could not read {what} `{}`: {e}", rel.display()),
+            "check the file's permissions",
+        )
+    })
+}
+
+/// The line of the first byte that is not UTF-8, for messages.
+pub(super) fn invalid_utf8_line(bytes: &[u8], e: &std::str::Utf8Error) -> usize {
+    bytes[..e.valid_up_to()]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
 /// A maintainer script must be something dpkg can execute and builder can merge the
 /// generated snippets into: UTF-8 text starting with `#!` (no byte order mark), LF line
 /// endings (with CRLF the interpreter would be `/bin/sh\r`, which dpkg reports as "No such
 /// file or directory").
 pub(super) fn check_script(full: &Path, rel: &Path, what: &str) -> Result<(), Problem> {
     let shown = rel.display();
-    let bytes = std::fs::read(full).map_err(|e| {
-        problem(
-            format!("could not read {what} `{shown}`: {e}"),
-            "check the file's permissions",
-        )
-    })?;
+    let bytes = read(full, rel, what)?;
     if bytes.starts_with(b"\xEF\xBB\xBF") {
         return Err(problem(
             format!(
@@ -124,11 +138,7 @@ pub(super) fn check_script(full: &Path, rel: &Path, what: &str) -> Result<(), Pr
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count()
-                + 1;
+            let line = invalid_utf8_line(&bytes, &e);
             return Err(problem(
                 format!(
                     "{what} `{shown}` is not UTF-8 text (invalid byte on line {line}): builder merges the systemd snippets into it as text"
