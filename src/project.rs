@@ -105,15 +105,21 @@ fn git_head_time(project: &Path) -> Option<u64> {
 
 /// The commit the project is at (for manifests and image labels), if it is a git checkout.
 pub fn git_revision(project: &Path) -> Option<String> {
+    git(project, &["rev-parse", "HEAD"]).filter(|s| !s.is_empty())
+}
+
+/// The trimmed output of `git -C <project> <args>` in the C locale, or `None` when git is
+/// missing or fails.
+pub fn git(project: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(project)
-        .args(["rev-parse", "HEAD"])
+        .args(args)
+        .env("LC_ALL", "C")
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
 }

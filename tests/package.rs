@@ -672,38 +672,22 @@ group = "perms"
         let mut f = l.split_whitespace();
         (f.next().unwrap().into(), f.next().unwrap().into())
     };
-    assert_eq!(
-        cols("./usr/share/perms/private.key"),
-        ("-rw-------".into(), "www-data/adm".into())
-    );
-    assert_eq!(
-        cols("./usr/share/perms/run.sh"),
-        ("-rwxr-x---".into(), "www-data/adm".into())
-    );
-    assert_eq!(
-        cols("./usr/share/perms/shared/"),
-        ("drwxrwsr-x".into(), "www-data/adm".into())
-    );
-    assert_eq!(
-        cols("./etc/perms/secret"),
-        ("-rw-r-----".into(), "root/root".into())
-    );
-    assert_eq!(
-        cols("./etc/perms/wide"),
-        ("-rw-r--r--".into(), "root/root".into())
-    );
-    assert_eq!(
-        cols("./var/lib/perms/"),
-        ("drwxrws---".into(), "www-data/www-data".into())
-    );
-    assert_eq!(
-        cols("./var/cache/perms/"),
-        ("drwxrwxrwt".into(), "root/root".into())
-    );
-    assert_eq!(
-        cols("./var/log/perms/"),
-        ("drwxr-xr-x".into(), "perms/perms".into())
-    );
+    for (path, mode, owner) in [
+        (
+            "./usr/share/perms/private.key",
+            "-rw-------",
+            "www-data/adm",
+        ),
+        ("./usr/share/perms/run.sh", "-rwxr-x---", "www-data/adm"),
+        ("./usr/share/perms/shared/", "drwxrwsr-x", "www-data/adm"),
+        ("./etc/perms/secret", "-rw-r-----", "root/root"),
+        ("./etc/perms/wide", "-rw-r--r--", "root/root"),
+        ("./var/lib/perms/", "drwxrws---", "www-data/www-data"),
+        ("./var/cache/perms/", "drwxrwxrwt", "root/root"),
+        ("./var/log/perms/", "drwxr-xr-x", "perms/perms"),
+    ] {
+        assert_eq!(cols(path), (mode.to_string(), owner.to_string()), "{path}");
+    }
     // One file with three names: the first in archive order holds the bytes.
     assert!(
         line("./usr/share/perms/a-first").starts_with("-rw-r--r--"),

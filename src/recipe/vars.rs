@@ -22,7 +22,6 @@
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Looks a name up in an environment.
 type Env = Box<dyn Fn(&str) -> Option<String>>;
@@ -150,20 +149,6 @@ impl Vars {
     }
 }
 
-fn git(project: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(project)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// A tag's version: `v1.2.0` or `1.2.0`, when the rest is a Debian upstream version without
 /// a revision (a tag `v1.2.0-rc1` is not a release version).
 pub(crate) fn tag_version(tag: &str) -> Option<String> {
@@ -183,16 +168,17 @@ fn git_vars(project: &Path) -> Result<BTreeMap<&'static str, String>, String> {
             project.display()
         )
     };
-    let commit = git(project, &["rev-parse", "--verify", "HEAD^{commit}"]).ok_or_else(not_git)?;
+    let commit = crate::project::git(project, &["rev-parse", "--verify", "HEAD^{commit}"])
+        .ok_or_else(not_git)?;
     let short: String = commit.chars().take(7).collect();
-    let when: i64 = git(project, &["show", "-s", "--format=%ct", "HEAD"])
+    let when: i64 = crate::project::git(project, &["show", "-s", "--format=%ct", "HEAD"])
         .and_then(|s| s.parse().ok())
         .ok_or_else(not_git)?;
     let date = crate::timefmt::rfc3339_secs(when)[..10].replace('-', "");
-    let dirty = git(project, &["status", "--porcelain", "--untracked-files=no"])
+    let dirty = crate::project::git(project, &["status", "--porcelain", "--untracked-files=no"])
         .is_some_and(|s| !s.is_empty());
     // The nearest release tag: `git describe` over tags that look like versions.
-    let described = git(
+    let described = crate::project::git(
         project,
         &[
             "describe",
@@ -233,7 +219,7 @@ fn git_vars(project: &Path) -> Result<BTreeMap<&'static str, String>, String> {
             }
         }
         None => {
-            let n: u64 = git(project, &["rev-list", "--count", "HEAD"])
+            let n: u64 = crate::project::git(project, &["rev-list", "--count", "HEAD"])
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(not_git)?;
             let part = format!("git{date}.{n}.{short}{}", if dirty { ".dirty" } else { "" });
