@@ -193,9 +193,12 @@ fn elf_files(tree: &Tree) -> Result<Vec<(String, elf::ElfNeeds)>, Error> {
 
 /// Whether any relation field of `fields` holds `${shlibs:Depends}`.
 pub(crate) fn wanted(fields: &[(String, String)]) -> bool {
-    fields
-        .iter()
-        .any(|(_, v)| split(v).any(|e| e == SHLIBS_DEPENDS))
+    fields.iter().any(|(_, v)| holds(v))
+}
+
+/// Whether the relation list `v` has a `${shlibs:Depends}` entry.
+fn holds(v: &str) -> bool {
+    split(v).any(|e| e == SHLIBS_DEPENDS)
 }
 
 fn split(v: &str) -> impl Iterator<Item = &str> {
@@ -222,7 +225,7 @@ pub(crate) fn substitute(
     let mut out = Vec::new();
     for (k, v) in fields {
         let normal = SIMPLIFIED.iter().any(|f| f.eq_ignore_ascii_case(&k));
-        if !normal || !wanted(std::slice::from_ref(&(k.clone(), v.clone()))) {
+        if !normal || !holds(&v) {
             if normal {
                 known.extend(relation::parse(&v).unwrap_or_default());
             }
