@@ -18,7 +18,8 @@
 //! stages, each reading what the previous one left in dist/:
 //! base/       base images: package sets, debootstrap, tarballs → rootfs tars → engine images
 //! build/      `build`: a recipe's [build] in a builder container, content-addressed cache
-//! package/    recipe + build outputs → .deb (and image) in dist/, manifest.json
+//! package/    recipe + build outputs → .deb (and image) in dist/, manifest.json;
+//!             `${shlibs:Depends}` from the packaged ELF files (package/shlibs)
 //! image/      .deb + base (+ dependency layer) → OCI image; the start check (ELF, #!)
 //! smoke/      `smoke`: the stack behind HAProxy on a private network, load, gate, reports
 //! load/       the open-model HTTP load generator smoke uses (and `builder load`)

@@ -632,3 +632,48 @@ fn also_names_a_unit_the_recipe_must_ship() {
     let (code, err) = validate(dir.path(), &recipe);
     assert_eq!(code, 0, "{err}");
 }
+
+/// `${shlibs:Depends}` validates in `depends` and `pre-depends` of a recipe with a [build];
+/// anywhere else, without [build], or another substvar, it is refused at its position.
+#[test]
+fn shlibs_depends_is_accepted_only_where_builder_can_compute_it() {
+    let dir = project();
+    let build = "[build]\nbuilder = \"go\"\nsource = \"services/app\"\ncommand = \"true\"\n";
+    let with = |rel: &str, build: &str| format!("{HEAD}{rel}\n{build}");
+    let (code, err) = validate(
+        dir.path(),
+        &with("depends = [\"${shlibs:Depends}\", \"adduser\"]", build),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = validate(
+        dir.path(),
+        &with("pre-depends = [\"${shlibs:Depends}\"]", build),
+    );
+    assert_eq!(code, 0, "{err}");
+    let cases = [
+        (
+            with("depends = [\"${shlibs:Depends}\"]", ""),
+            "app.toml:6:12",
+            "`${shlibs:Depends}` needs a [build] table",
+        ),
+        (
+            with("recommends = [\"${shlibs:Depends}\"]", build),
+            "app.toml:6:15",
+            "`${shlibs:Depends}` goes in `depends` (or `pre-depends`), not `recommends`",
+        ),
+        (
+            with("depends = [\"${misc:Depends}\"]", build),
+            "app.toml:6:12",
+            "the only substitution variable builder knows in a relation list is `${shlibs:Depends}`",
+        ),
+    ];
+    for (recipe, at, expect) in cases {
+        let (code, err) = validate(dir.path(), &recipe);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(at) && err.contains(expect),
+            "{at} {expect}:\n{err}"
+        );
+        assert!(!err.contains("architecture qualifier"), "{err}");
+    }
+}

@@ -25,7 +25,10 @@ mod write;
 pub use crate::recipe::Compression;
 pub use compress::{GZIP_LEVEL, XZ_LEVEL, ZSTD_LEVEL};
 pub use control::parse_control;
-pub use read::{read_control, read_data_entries, read_data_tree, read_deb, DataEntry};
+pub use read::{
+    read_control, read_control_texts, read_data_entries, read_data_listing, read_data_tree,
+    read_deb, DataEntry,
+};
 pub use write::write_deb;
 
 /// Control-archive files besides `control`, `md5sums` and `conffiles`.

@@ -195,7 +195,31 @@ pub fn read_control(path: &Path) -> Result<DebContents, DebError> {
     control_of(&open(path)?)
 }
 
+/// Reads a .deb's control archive (`files` is left empty) and the text of those of the
+/// control files `names` (`symbols`, `shlibs`, ...) it holds, lossily decoded.
+pub fn read_control_texts(
+    path: &Path,
+    names: &[&str],
+) -> Result<(DebContents, Vec<(String, String)>), DebError> {
+    let deb = open(path)?;
+    let (contents, tree) = control_and_tree(&deb)?;
+    let texts = names
+        .iter()
+        .filter_map(|n| text(&tree, n).map(|t| (n.to_string(), t)))
+        .collect();
+    Ok((contents, texts))
+}
+
+/// Lists a .deb's data archive only, bounded as [`read_deb`] lists it.
+pub fn read_data_listing(path: &Path) -> Result<Vec<DebFile>, DebError> {
+    list_data(&open(path)?)
+}
+
 fn control_of(deb: &Opened) -> Result<DebContents, DebError> {
+    control_and_tree(deb).map(|(c, _)| c)
+}
+
+fn control_and_tree(deb: &Opened) -> Result<(DebContents, Tree), DebError> {
     // control.tar holds small text files (control, md5sums, scripts, templates): a crafted
     // one must not make `inspect` hold gigabytes. dpkg's own files stay far below this.
     let control_tree = deb.tree(&deb.control, limits::CONTROL_TAR, CONTROL_MAX)?;
@@ -256,7 +280,7 @@ fn control_of(deb: &Opened) -> Result<DebContents, DebError> {
         })
         .map(|(name, _)| name.to_string())
         .collect();
-    Ok(DebContents {
+    let contents = DebContents {
         postinst: text(&control_tree, "postinst"),
         control_text,
         fields,
@@ -270,7 +294,8 @@ fn control_of(deb: &Opened) -> Result<DebContents, DebError> {
             .map(|m| (m.name.clone(), m.size))
             .collect(),
         data_compression: deb.data.1,
-    })
+    };
+    Ok((contents, control_tree))
 }
 
 fn list_data(deb: &Opened) -> Result<Vec<DebFile>, DebError> {

@@ -79,8 +79,10 @@ fn project_sets(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<Pr
         if bases.get(&spec.base).is_none() {
             continue;
         }
-        let req =
-            crate::image::deps::set_request(r, spec, &r.package.relations, bases, &spec.base)?;
+        // `${shlibs:Depends}` is known only once the files are built: the set is locked
+        // ahead from the rest, and again at package time with what it expands to.
+        let relations = crate::package::shlibs::without_substvars(&r.package.relations);
+        let req = crate::image::deps::set_request(r, spec, &relations, bases, &spec.base)?;
         out.push((
             SetKind::Image,
             crate::image::deps::set_name(r, spec, &spec.base),

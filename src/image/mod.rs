@@ -178,10 +178,13 @@ pub fn check_image_spec(recipe: &Recipe, data: &Tree, bases: &BaseImages) -> any
 
 /// Proves, before the .deb is written, that the recipe's image will start: its base and
 /// dependency layer (resolved and locked now if needed) and the package's files `data`
-/// hold the entrypoint's interpreter and libraries. A recipe without `[image]` passes.
+/// hold the entrypoint's interpreter and libraries. `fields` are the package's control
+/// fields (their Depends and Pre-Depends make the dependency layer). A recipe without
+/// `[image]` passes.
 pub fn check_image_starts(
     recipe: &Recipe,
     data: &Tree,
+    fields: &[(String, String)],
     bases: &BaseImages,
     reporter: &Reporter,
 ) -> anyhow::Result<()> {
@@ -197,15 +200,7 @@ pub fn check_image_starts(
         rootfs: &rootfs,
         listing: &listing,
     };
-    dependencies_that_start(
-        recipe,
-        spec,
-        &recipe.package.relations,
-        &below,
-        &app,
-        reporter,
-    )
-    .map(|_| ())
+    dependencies_that_start(recipe, spec, fields, &below, &app, reporter).map(|_| ())
 }
 
 /// A base as an image is made on it.

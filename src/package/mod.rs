@@ -6,6 +6,7 @@ pub mod changelog;
 pub mod changes;
 mod deb;
 pub mod maintscripts;
+pub(crate) mod shlibs;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};
@@ -79,10 +80,12 @@ pub async fn package(
     for step in &plan.recipes {
         let recipe = &step.loaded;
         let mtime = crate::project::source_date_epoch(&paths.project, &deb::inputs(recipe))?;
-        let spec = deb::spec(recipe, &paths.dist, step.compression, mtime, reporter)?;
+        let mut spec = deb::spec(recipe, &paths.dist, step.compression, mtime, reporter)?;
+        let fields = std::mem::take(&mut spec.control);
+        spec.control = shlibs::expand(recipe, fields, &spec.data, bases.as_ref(), reporter)?;
         if let (Some(bases), Some(_)) = (&bases, &step.image) {
             crate::image::check_image_spec(recipe, &spec.data, bases)?;
-            crate::image::check_image_starts(recipe, &spec.data, bases, reporter)?;
+            crate::image::check_image_starts(recipe, &spec.data, &spec.control, bases, reporter)?;
         }
         let deb = write_deb(paths, recipe, &step.deb, &spec, mtime, reporter)?;
         let image = match &step.image {

@@ -476,6 +476,13 @@ pub fn check_relation(entry: &str, field: &str) -> Result<(), String> {
             entry.escape_debug()
         ));
     }
+    if entry.starts_with("${") || entry.contains("${") {
+        return Err(format!(
+            "`{}` in `{field}`: the only substitution variable builder knows in a relation list is `{}` (in `depends` or `pre-depends`); write the relation itself",
+            entry.escape_debug(),
+            super::SHLIBS_DEPENDS
+        ));
+    }
     if entry.contains(',') {
         return Err(format!(
             "`{entry}` in `{field}` contains a comma: write each relation as its own array element"
@@ -608,6 +615,8 @@ mod tests {
         assert!(check_relation("xx (>= 1)", "provides").is_err());
         assert!(check_relation("xx (= 1)", "provides").is_ok());
         assert!(check_relation("Foo", "depends").is_err());
+        let misc = check_relation("${misc:Depends}", "depends").unwrap_err();
+        assert!(misc.contains("${shlibs:Depends}"), "{misc}");
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub use model::*;
 use crate::diag::{self, Diagnostic, Diagnostics};
 use crate::project::Paths;
 
+/// The dpkg substvar a relation list may hold for the library dependencies builder computes
+/// from the packaged ELF files (see `crate::package::shlibs`). Not a `${NAME}` variable of
+/// [`vars`]: it is expanded at package time, and only in `depends` and `pre-depends`.
+pub const SHLIBS_DEPENDS: &str = "${shlibs:Depends}";
+
 /// File names in the recipes directory that are not service recipes.
 pub const RESERVED: &[&str] = &["stack.toml"];
 

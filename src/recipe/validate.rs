@@ -163,6 +163,25 @@ pub(super) fn recipe(ctx: &mut Ctx<'_>, raw: RawRecipe) -> Option<Recipe> {
     })
 }
 
+/// `${shlibs:Depends}` in a relation list: only where dpkg-shlibdeps' output goes, and only
+/// with a [build] (the builder base's packages are where the libraries come from).
+fn shlibs_entry(ctx: &mut Ctx<'_>, e: &Spanned<String>, key: &str) {
+    let s = super::SHLIBS_DEPENDS;
+    if !matches!(key, "depends" | "pre-depends") {
+        ctx.err(
+            e.span(),
+            format!("`{s}` goes in `depends` (or `pre-depends`), not `{key}`"),
+        )
+        .help = Some(format!("move `\"{s}\"` to `depends`"));
+    } else if ctx.build_outputs.is_none() {
+        ctx.err(
+            e.span(),
+            format!("`{s}` needs a [build] table: builder computes it from the libraries of the builder base the files are built in"),
+        )
+        .help = Some("add a [build] table, or list the dependencies by hand".into());
+    }
+}
+
 fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
     let mut raw = raw.into_inner();
     raw.version = expanded(ctx, raw.version, "0");
@@ -326,6 +345,10 @@ fn package(ctx: &mut Ctx<'_>, raw: Spanned<RawPackage>) -> Package {
         ),
     ] {
         for e in entries.iter() {
+            if e.get_ref().trim() == super::SHLIBS_DEPENDS {
+                shlibs_entry(ctx, e, key);
+                continue;
+            }
             let check = debian::check_relation(e.get_ref(), key);
             let check = match (check, key) {
                 (Ok(()), "built-using" | "static-built-using") => {
