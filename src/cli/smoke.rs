@@ -88,6 +88,23 @@ pub struct StackArgs {
     /// Environment of a service: SERVICE:KEY=VALUE (repeatable), e.g. backend:FAILURE_RATE=0.2
     #[arg(long, value_name = "SERVICE:KEY=VALUE")]
     pub env: Vec<String>,
+
+    /// Compare with the release environment ENV holds (side by side, then a blue-green
+    /// switch), instead of the stack's `[canary]` baseline
+    #[arg(long, value_name = "ENV", conflicts_with = "no_canary")]
+    pub baseline: Option<String>,
+
+    /// Test the candidate alone, whatever the stack's `[canary]` says
+    #[arg(long)]
+    pub no_canary: bool,
+
+    /// Environment of a service in the candidate only: SERVICE:KEY=VALUE (repeatable)
+    #[arg(long, value_name = "SERVICE:KEY=VALUE")]
+    pub candidate_env: Vec<String>,
+
+    /// Environment of a service in the baseline only: SERVICE:KEY=VALUE (repeatable)
+    #[arg(long, value_name = "SERVICE:KEY=VALUE")]
+    pub baseline_env: Vec<String>,
 }
 
 impl StackArgs {
@@ -108,6 +125,10 @@ impl StackArgs {
                     .map(|d| flag_duration("--warmup", d))
                     .transpose()?,
                 env: self.env,
+                candidate_env: self.candidate_env,
+                baseline_env: self.baseline_env,
+                baseline: self.baseline,
+                no_canary: self.no_canary,
                 ..Overrides::default()
             },
             ..SmokeOptions::default()

@@ -125,6 +125,9 @@ pub struct SmokeOptions {
     /// The key that signs the report (see [`crate::promote::PromoteConfig::signer_if_any`]);
     /// without any key the report is written unsigned and promotion refuses it.
     pub signing_key: Option<PathBuf>,
+    /// The environment the run's release would replace (the pipeline's promotion target):
+    /// the baseline of a stack with a `[canary]` table, unless `--baseline` names another.
+    pub replaces: Option<String>,
 }
 
 /// The result of a run that got as far as deploying: measured and gated, or stopped before the
@@ -152,6 +155,13 @@ pub fn load_stack(paths: &Paths, opts: &SmokeOptions) -> Result<(Stack, Vec<Reci
         .collect();
     let mut stack = stack::load(&file, &images)?;
     stack.apply(&opts.overrides)?;
+    if let (Some(spec), Some(env), None) = (
+        stack.canary.as_mut(),
+        &opts.replaces,
+        &opts.overrides.baseline,
+    ) {
+        spec.baseline = Some(env.clone());
+    }
     Ok((stack, recipes))
 }
 
