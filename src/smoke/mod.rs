@@ -351,7 +351,12 @@ async fn deploy_and_measure(
             deploy::network_name(run_id)
         ),
     );
-    let dep = deploy::start(session, stack, images, lb_image, reporter).await?;
+    let variant_images = deploy::Images {
+        candidate: images,
+        baseline: None,
+        candidate_weight: 100,
+    };
+    let dep = deploy::start(session, stack, variant_images, lb_image, reporter).await?;
     partial.deployment = Some(dep.clone());
     let mon = monitor::Monitor::start(session.engine(), &dep, run_id, &stack.restart, reporter);
     let waiting = reporter.progress("Waiting", None);

@@ -54,6 +54,8 @@ pub(crate) fn gated(dist: &Path, run_id: &str, load: LoadReport) -> SmokeOutcome
             load_balancer: "lb".into(),
             port: 40_000,
             stats_port: 40_001,
+            baseline_network: None,
+            api_port: None,
         },
         load,
         checks,
