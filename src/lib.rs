@@ -43,6 +43,8 @@
 //! fslock      exclusive flock on a lock file for work that must be serialised
 //! interrupt   the process-wide stop flag for synchronous work (Ctrl-C)
 //! timefmt     RFC 3339 and RFC 2822 (apt Release) dates without a calendar crate
+//! stats       two-sample tests for the canary verdict: Mann-Whitney U, Fisher's exact test,
+//!             proportion intervals; pure
 //! report      the one place that prints: progress bars on a TTY, plain lines in CI, JSON;
 //!             a capturing reporter for tests
 //! error       exit codes: 0 ok, 1 stage failed, 2 usage/recipe error, 3 environment error
@@ -81,6 +83,7 @@ pub mod repo;
 pub mod report;
 pub mod sign;
 pub(crate) mod smoke;
+pub mod stats;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub(crate) mod timefmt;

@@ -14,6 +14,7 @@
 //! everything goes through the [`Reporter`]; the CLI prints the summary.
 
 pub mod artifacts;
+pub mod compare;
 pub mod deploy;
 pub mod gate;
 pub mod haproxy;
