@@ -219,6 +219,7 @@ fn summary(o: &SmokeOutcome) -> String {
             c.threshold
         ));
     }
+    s.push_str(&canary_summary(r));
     if let Some(cap) = &r.capacity {
         s.push_str(&format!(
             "    capacity  highest rate that held: {} req/s\n",
@@ -255,6 +256,63 @@ fn summary(o: &SmokeOutcome) -> String {
             "\n        kept  the deployment is still up: {} (HAProxy stats: {}); remove it with `builder gc`",
             dep.url(),
             dep.stats_url()
+        ));
+    }
+    s
+}
+
+/// The canary's lines of the summary: the skip reason, or the baseline, the comparison and
+/// the switch.
+fn canary_summary(r: &crate::smoke::report::SmokeReport) -> String {
+    let Some(c) = &r.canary else {
+        return String::new();
+    };
+    let mut s = String::new();
+    if let Some(why) = &c.skipped {
+        s.push_str(&format!("      canary  {why}\n"));
+        return s;
+    }
+    let images: Vec<String> = c
+        .baseline_images
+        .iter()
+        .map(|b| format!("{} {}", b.name, b.version))
+        .collect();
+    s.push_str(&format!(
+        "      canary  baseline `{}` ({}), candidate {}% of the load\n",
+        c.baseline_env,
+        images.join(", "),
+        c.candidate_weight
+    ));
+    if let Some(cmp) = &c.comparison {
+        s.push_str(&format!(
+            "              p50 {:+.1}%, p99 {:+.1}%, errors {:.2}% → {:.2}%{}\n",
+            cmp.p50_change * 100.0,
+            cmp.p99_change * 100.0,
+            cmp.errors.baseline_rate * 100.0,
+            cmp.errors.candidate_rate * 100.0,
+            cmp.latency
+                .as_ref()
+                .map(|l| format!(", Mann-Whitney U {:.0} p {:.3}", l.u, l.p_greater))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(sw) = &c.switch {
+        let steps: Vec<String> = sw
+            .steps
+            .iter()
+            .map(|st| {
+                format!(
+                    "{}{} at {:.1}s",
+                    st.candidate_weight,
+                    if st.drained { "% drained" } else { "%" },
+                    st.t_s
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "      switch  {}; {} failed by the switch\n",
+            steps.join(", "),
+            sw.failures
         ));
     }
     s

@@ -62,6 +62,7 @@ pub(crate) fn gated(dist: &Path, run_id: &str, load: LoadReport) -> SmokeOutcome
         restarts: Vec::new(),
         containers: Vec::new(),
         capacity: None,
+        canary: None,
     };
     let report = build_report(
         &stack,

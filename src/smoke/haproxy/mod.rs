@@ -16,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::deploy::Variant;
 use super::stack::Stack;
 
+pub mod runtime;
+
 /// Port HAProxy listens on for traffic inside its container.
 pub const TRAFFIC_PORT: u16 = 8080;
 /// Port of the stats page inside the container.
@@ -879,7 +881,7 @@ max_p99_ms = 1000
         not(feature = "engine-tests"),
         ignore = "engine tier: runs the real haproxy"
     )]
-    fn haproxy_splits_exactly_and_stamps_the_variant() {
+    fn haproxy_splits_exactly_stamps_the_variant_and_obeys_the_runtime_api() {
         let stack = canary_stack();
         let (cand, _) = recorder();
         let (base, _) = recorder();
@@ -896,7 +898,7 @@ max_p99_ms = 1000
             server("backend", Variant::Baseline, base),
             server("frontend", Variant::Baseline, base),
         ];
-        let (traffic, stats) = (free_port(), free_port());
+        let (traffic, stats, api) = (free_port(), free_port(), free_port());
         let cfg = canary_config(&stack, &servers, 50)
             .replace(
                 &format!("bind :{TRAFFIC_PORT}\n"),
@@ -908,7 +910,7 @@ max_p99_ms = 1000
             )
             .replace(
                 &format!("ipv4@0.0.0.0:{API_PORT}"),
-                &format!("ipv4@127.0.0.1:{}", free_port()),
+                &format!("ipv4@127.0.0.1:{api}"),
             )
             // Abstract sockets are per network namespace: unique names beside other tests.
             .replace(
@@ -973,6 +975,34 @@ max_p99_ms = 1000
             (m.get("candidate"), m.get("baseline")),
             (Some(&10), Some(&10)),
             "{m:?}"
+        );
+        // All on the candidate, the baseline drained.
+        let api = runtime::RuntimeApi { port: api };
+        rt.block_on(async {
+            for be in ["be_frontend", "be_backend"] {
+                api.set_weight(be, "candidate", 100).await.unwrap();
+                api.set_weight(be, "baseline", 0).await.unwrap();
+                api.set_state(be, "baseline", runtime::ServerState::Drain)
+                    .await
+                    .unwrap();
+            }
+        });
+        let m = tally(10, "/");
+        assert_eq!(m.get("candidate"), Some(&10), "{m:?}");
+        let c = rt.block_on(api.show_stat()).unwrap();
+        let b = c
+            .iter()
+            .find(|c| c.backend == "be_frontend" && c.server == "baseline")
+            .unwrap();
+        assert_eq!((b.weight, b.status.as_str()), (0, "DRAIN"), "{b:?}");
+        // HAProxy's errors come back as errors.
+        let e = rt
+            .block_on(api.set_weight("be_nosuch", "candidate", 1))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("HAProxy refused `set weight be_nosuch/candidate 1`"),
+            "{e}"
         );
     }
 }
