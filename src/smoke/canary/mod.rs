@@ -93,9 +93,14 @@ fn verdict_delay(stack: &Stack) -> Duration {
         .saturating_add(Duration::from_millis(500))
 }
 
+/// Slack after the switch's last hold, so the API calls' time never cuts it short.
+const SWITCH_SLACK: Duration = Duration::from_secs(1);
+
 /// Time the canary adds to the load run: the verdict's wait and the switch.
 pub fn extra_time(stack: &Stack, spec: &CanarySpec) -> Duration {
-    verdict_delay(stack).saturating_add(spec.switch_time())
+    verdict_delay(stack)
+        .saturating_add(spec.switch_time())
+        .saturating_add(SWITCH_SLACK)
 }
 
 /// What the measured part of a canary run produced.
@@ -298,6 +303,17 @@ impl Waits<'_> {
             _ = self.done.cancelled() => Err(crate::error::failed(
                 "the load ended before the canary's comparison and switch were done",
             )),
+            _ = tokio::time::sleep_until(at.into()) => Ok(()),
+        }
+    }
+
+    /// Like [`Waits::until`], but the load ending first is fine (the last hold of the
+    /// switch may end with the load).
+    pub(crate) async fn until_or_done(&self, at: Instant) -> Result<()> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(crate::docker::interrupted()),
+            _ = self.done.cancelled() => Ok(()),
             _ = tokio::time::sleep_until(at.into()) => Ok(()),
         }
     }

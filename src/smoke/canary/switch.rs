@@ -37,22 +37,6 @@ pub struct SwitchStep {
     pub switch_failures: u64,
 }
 
-/// HAProxy's counters of one outer server over the switch (after minus before).
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerDelta {
-    pub backend: String,
-    pub server: String,
-    pub sessions: u64,
-    pub hrsp_5xx: u64,
-    pub eresp: u64,
-    pub econ: u64,
-    pub wretr: u64,
-    pub wredis: u64,
-    /// Weight and status at the end (`0`, `DRAIN` for the baseline).
-    pub weight: u64,
-    pub status: String,
-}
-
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SwitchReport {
     /// Every step was written and held.
@@ -72,8 +56,9 @@ pub struct SwitchReport {
     pub service_5xx: u64,
     /// Requests in the window, by variant.
     pub requests: BTreeMap<String, u64>,
-    /// HAProxy's counters of the outer servers over the switch.
-    pub haproxy: Vec<ServerDelta>,
+    /// HAProxy's counters of the outer servers over the switch (their growth; weight and
+    /// status at the end: `0`, `DRAIN` for the baseline).
+    pub haproxy: Vec<ServerCounters>,
 }
 
 impl SwitchReport {
@@ -136,7 +121,7 @@ pub(crate) async fn run(
     );
     report.steps.push(step(100, true, t0));
     at += spec.step_duration;
-    waits.until(at).await?;
+    waits.until_or_done(at).await?;
     let after = api.show_stat().await?;
     report.haproxy = deltas(backends, &before, &after);
     report.completed = true;
@@ -158,31 +143,20 @@ fn deltas(
     backends: &[String],
     before: &[ServerCounters],
     after: &[ServerCounters],
-) -> Vec<ServerDelta> {
-    let mut out = Vec::new();
-    for a in after.iter().filter(|a| backends.contains(&a.backend)) {
-        if !Variant::ALL.iter().any(|v| v.as_str() == a.server) {
-            continue;
-        }
-        let b = before
-            .iter()
-            .find(|b| b.backend == a.backend && b.server == a.server)
-            .cloned()
-            .unwrap_or_default();
-        out.push(ServerDelta {
-            backend: a.backend.clone(),
-            server: a.server.clone(),
-            sessions: a.sessions.saturating_sub(b.sessions),
-            hrsp_5xx: a.hrsp_5xx.saturating_sub(b.hrsp_5xx),
-            eresp: a.eresp.saturating_sub(b.eresp),
-            econ: a.econ.saturating_sub(b.econ),
-            wretr: a.wretr.saturating_sub(b.wretr),
-            wredis: a.wredis.saturating_sub(b.wredis),
-            weight: a.weight,
-            status: a.status.clone(),
-        });
-    }
-    out
+) -> Vec<ServerCounters> {
+    after
+        .iter()
+        .filter(|a| backends.contains(&a.backend))
+        .filter(|a| Variant::ALL.iter().any(|v| v.as_str() == a.server))
+        .map(|a| {
+            let b = before
+                .iter()
+                .find(|b| b.backend == a.backend && b.server == a.server)
+                .cloned()
+                .unwrap_or_default();
+            a.since(&b)
+        })
+        .collect()
 }
 
 /// Why a sample failed because of the switch (no service answered), if it did: an error

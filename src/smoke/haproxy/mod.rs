@@ -695,18 +695,7 @@ max_p99_ms = 1000
 
     /// The status line of `GET target` through HAProxy on `port`.
     fn get(port: u16, target: &str) -> String {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = s.write_all(format!("GET {target} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes());
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string()
+        get_variant(port, target).0
     }
 
     fn targets(seen: &Mutex<Vec<String>>) -> Vec<String> {

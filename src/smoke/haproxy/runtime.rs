@@ -94,8 +94,9 @@ pub fn check_empty_reply(cmd: &str, reply: &str) -> Result<()> {
     }
 }
 
-/// The counters of one server in `show stat` (management guide §9.1 "CSV format").
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The counters of one server in `show stat` (management guide §9.1 "CSV format"), or
+/// their growth over a time ([`ServerCounters::since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ServerCounters {
     pub backend: String,
     pub server: String,
@@ -115,6 +116,25 @@ pub struct ServerCounters {
     pub weight: u64,
     /// `UP`, `DRAIN`, `no check`, ...
     pub status: String,
+}
+
+impl ServerCounters {
+    /// The counters' growth since `before` (same server); weight and status as now.
+    pub fn since(&self, before: &ServerCounters) -> ServerCounters {
+        ServerCounters {
+            backend: self.backend.clone(),
+            server: self.server.clone(),
+            sessions: self.sessions.saturating_sub(before.sessions),
+            hrsp_2xx: self.hrsp_2xx.saturating_sub(before.hrsp_2xx),
+            hrsp_5xx: self.hrsp_5xx.saturating_sub(before.hrsp_5xx),
+            eresp: self.eresp.saturating_sub(before.eresp),
+            econ: self.econ.saturating_sub(before.econ),
+            wretr: self.wretr.saturating_sub(before.wretr),
+            wredis: self.wredis.saturating_sub(before.wredis),
+            weight: self.weight,
+            status: self.status.clone(),
+        }
+    }
 }
 
 /// Parses `show stat` (a `# ` header line, then one CSV line per proxy row); only servers.
