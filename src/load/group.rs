@@ -510,3 +510,169 @@ impl Tap {
         inner.recs.push(rec);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(second: u32, latency_ms: f64, outcome: Outcome, warmup: bool) -> Sample {
+        let (status, error) = match outcome {
+            Outcome::Status(s) => (Some(s), None),
+            Outcome::Error(k) => (None, Some(k.as_str().to_string())),
+        };
+        Sample {
+            second,
+            due_s: f64::from(second) + 0.5,
+            group: "g".into(),
+            latency_ms,
+            ok: is_success(outcome),
+            status,
+            error,
+            warmup,
+        }
+    }
+
+    #[test]
+    fn bucket_bounds_are_log_spaced_and_printable() {
+        let b = bucket_bounds_ms();
+        assert_eq!(b.len(), 72);
+        assert_eq!(&b[..4], [0.1, 0.125, 0.16, 0.2]);
+        assert_eq!((b[10], b[15], b[40]), (1.0, 3.15, 1000.0));
+        assert_eq!(&b[69..], [800_000.0, 1_000_000.0, 3_600_000.0]);
+        for w in b[..71].windows(2) {
+            let ratio = w[1] / w[0];
+            assert!((1.2..1.3).contains(&ratio), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn a_report_counts_the_measured_window_and_fills_the_timeline() {
+        let samples = [
+            sample(0, 5000.0, Outcome::Status(200), true),
+            sample(1, 10.0, Outcome::Status(200), false),
+            sample(1, 30.0, Outcome::Status(500), false),
+            sample(3, 2000.0, Outcome::Error(ErrorKind::RequestTimeout), false),
+        ];
+        let r = group_report(&samples);
+        assert_eq!((r.ok, r.failed), (1, 2));
+        assert!((r.success_ratio - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(r.status_counts.len(), 2);
+        assert_eq!(r.status_counts["500"], 1);
+        assert_eq!(r.error_counts["request_timeout"], 1);
+        // The warm-up's 5 s is in the timeline only.
+        assert!(
+            (1999.0..=2001.0).contains(&r.latency_ms.max),
+            "{:?}",
+            r.latency_ms
+        );
+        let secs: Vec<_> = r
+            .timeline
+            .iter()
+            .map(|s| (s.second, s.warmup, s.ok, s.failed))
+            .collect();
+        assert_eq!(
+            secs,
+            [
+                (0, true, 1, 0),
+                (1, false, 1, 1),
+                (2, false, 0, 0),
+                (3, false, 0, 1)
+            ]
+        );
+        assert_eq!(r.timeline[2].p50_ms, None);
+        assert!(r.timeline[0].p99_ms.unwrap() >= 4990.0);
+        let hist: Vec<_> = r
+            .histogram
+            .iter()
+            .filter(|b| b.count > 0)
+            .map(|b| (b.le_ms, b.count))
+            .collect();
+        assert_eq!(hist, [(10.0, 1), (31.5, 1), (2000.0, 1)]);
+        assert_eq!(r.histogram.first().unwrap().le_ms, 10.0);
+
+        let empty = group_report(&[]);
+        assert_eq!(empty, GroupReport::default());
+        let only_warmup = group_report(&samples[..1]);
+        assert_eq!((only_warmup.ok, only_warmup.timeline.len()), (0, 1));
+        assert!(only_warmup.histogram.is_empty());
+    }
+
+    #[test]
+    fn group_reports_split_by_group() {
+        let mut a = sample(0, 1.0, Outcome::Status(200), false);
+        a.group = "blue".into();
+        let b = sample(0, 2.0, Outcome::Status(200), false);
+        let all = group_reports(&[a.clone(), b, a]);
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["blue", "g"]);
+        assert_eq!(all["blue"].ok, 2);
+    }
+
+    #[test]
+    fn distinct_groups_are_capped() {
+        let mut names = Interner::default();
+        let ids: Vec<u16> = (0..70).map(|i| names.id(&format!("v{i}"))).collect();
+        assert_eq!(ids[63], 63);
+        assert!(ids[64..].iter().all(|&i| i == 64));
+        assert_eq!(names.name(64), OTHER_GROUP);
+        assert_eq!(names.id("v3"), 3);
+        assert_eq!(names.name(999), UNGROUPED);
+    }
+
+    #[test]
+    fn header_values_become_bounded_group_names() {
+        assert_eq!(group_name(b" blue "), "blue");
+        assert_eq!(group_name(b""), UNGROUPED);
+        assert_eq!(group_name(b"  "), UNGROUPED);
+        assert_eq!(group_name(b"v\xff1"), "v\u{fffd}1");
+        let long = group_name("é".repeat(100).as_bytes());
+        assert_eq!(long.len(), MAX_GROUP_LEN);
+        let odd = group_name(format!("x{}", "é".repeat(100)).as_bytes());
+        assert_eq!(odd.len(), MAX_GROUP_LEN - 1);
+    }
+
+    #[test]
+    fn the_tap_keeps_samples_compactly_and_says_what_it_dropped() {
+        let tap = Tap::with_limit(2);
+        let other = tap.clone();
+        tap.record(1_500_000, 12_345, "a", Outcome::Status(503), false);
+        tap.record(
+            250_000,
+            2_000_000,
+            "b",
+            Outcome::Error(ErrorKind::Reset),
+            true,
+        );
+        tap.record(3_000_000, 1, "a", Outcome::Status(200), false);
+        assert_eq!((other.len(), other.overflowed()), (2, 1));
+        let s = other.samples();
+        assert_eq!(
+            s[0],
+            Sample {
+                second: 1,
+                due_s: 1.5,
+                group: "a".into(),
+                latency_ms: 12.345,
+                ok: false,
+                status: Some(503),
+                error: None,
+                warmup: false,
+            }
+        );
+        assert_eq!((s[1].status, s[1].error.as_deref()), (None, Some("reset")));
+        assert!(s[1].warmup && !s[1].ok && s[1].second == 0);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Vec<Sample>>(&json).unwrap(), s);
+        assert_eq!(Tap::with_limit(usize::MAX).lock().limit, TAP_LIMIT);
+        // Outcomes survive the sample form, also contradictory ones.
+        for o in [
+            Outcome::Status(204),
+            Outcome::Status(404),
+            Outcome::Error(ErrorKind::ConnectTimeout),
+        ] {
+            assert_eq!(sample_outcome(&sample(0, 1.0, o, false)), o);
+        }
+        let mut odd = sample(0, 1.0, Outcome::Status(500), false);
+        odd.ok = true;
+        assert!(is_success(sample_outcome(&odd)));
+    }
+}
