@@ -390,4 +390,76 @@ mod tests {
         assert!(e.to_string().starts_with("--step-duration: "), "{e}");
         assert!(e.to_string().contains("too long"), "{e}");
     }
+
+    fn sample(group: &str, latency_ms: f64, ok: bool) -> crate::load::Sample {
+        crate::load::Sample {
+            second: 5,
+            due_s: 5.0,
+            group: group.into(),
+            latency_ms,
+            ok,
+            status: Some(if ok { 200 } else { 500 }),
+            error: None,
+            warmup: false,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_what_the_canary_did() {
+        use crate::smoke::canary::{self, switch, CanaryReport};
+        let dist = std::path::Path::new("dist");
+        let mut o = gated(dist, "run-c", load_report(49.9, 0.995, 300.0));
+        o.report.canary = Some(CanaryReport::skipped(
+            "staging",
+            "no comparison: environment `staging` has no repository yet".into(),
+        ));
+        let (_, out, _) = finished(&o);
+        assert!(
+            out.lines()
+                .any(|l| l
+                    == "      canary  no comparison: environment `staging` has no repository yet"),
+            "{out}"
+        );
+        // Compared and switched: the statistics and the steps with their times.
+        let base: Vec<_> = (0..300)
+            .map(|i| sample("baseline", 100.0 + (i % 7) as f64, true))
+            .collect();
+        let cand: Vec<_> = (0..300)
+            .map(|i| sample("candidate", 150.0 + (i % 7) as f64, true))
+            .collect();
+        let spec = crate::smoke::stack::CanarySpec::default();
+        let cmp = crate::smoke::compare::compare(&canary::tolerances(&spec), &base, &cand);
+        let mut c = CanaryReport::skipped("dev", String::new());
+        c.skipped = None;
+        c.candidate_weight = 50;
+        c.comparison = Some(cmp);
+        let mut sw = switch::SwitchReport {
+            completed: true,
+            ..Default::default()
+        };
+        for (i, w) in [10, 100].into_iter().enumerate() {
+            sw.steps.push(switch::SwitchStep {
+                candidate_weight: w,
+                drained: i == 1,
+                t_s: 30.0 + 5.0 * i as f64,
+                requests: Default::default(),
+                switch_failures: 0,
+            });
+        }
+        c.switch = Some(sw);
+        o.report.canary = Some(c);
+        let (_, out, _) = finished(&o);
+        assert!(
+            out.contains("      canary  baseline `dev` (), candidate 50% of the load\n"),
+            "{out}"
+        );
+        assert!(out.contains("p50 +4"), "{out}");
+        assert!(out.contains("Mann-Whitney U"), "{out}");
+        assert!(
+            out.contains(
+                "      switch  10% at 30.0s, 100% drained at 35.0s; 0 failed by the switch\n"
+            ),
+            "{out}"
+        );
+    }
 }
