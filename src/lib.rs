@@ -20,7 +20,8 @@
 //! build/      `build`: a recipe's [build] in a builder container, content-addressed cache
 //! package/    recipe + build outputs → .deb (and image) in dist/, manifest.json
 //! image/      .deb + base (+ dependency layer) → OCI image; the start check (ELF, #!)
-//! smoke/      `smoke`: the stack behind HAProxy on a private network, load, gate, reports
+//! smoke/      `smoke`: the stack behind HAProxy on a private network, load, gate, reports;
+//!             canary: the environment's release beside the candidate, verdict, blue-green switch
 //! load/       the open-model HTTP load generator smoke uses (and `builder load`)
 //! promote/    exactly what passed smoke → the next environment; gate verification, registries
 //! repo/       environment repositories: signed apt indexes, OCI layout, generations, check

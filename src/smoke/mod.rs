@@ -10,7 +10,14 @@
 //! leaves the reports: a deployment that never became healthy or a run over its time budget
 //! is a failed check in them (see [`stopped_report`]).
 //!
-//! Owns: the stack file format (`stack`), HAProxy config and stats (`haproxy`). Never prints:
+//! Canary (`[canary]` or `--baseline ENV`): the release the environment holds is loaded by
+//! digest (`canary::baseline`) and deployed beside the candidate, each variant on its own
+//! network, behind a two-level HAProxy (`haproxy::canary_config`); one load is split
+//! between them, compared (`compare`) and, if the candidate is not worse, switched to it
+//! through HAProxy's runtime API (`canary::switch`). Without a release in the environment
+//! the comparison is skipped with one line and the run is as above.
+//!
+//! Owns: the stack file format (`stack`), HAProxy config, stats and runtime API (`haproxy`). Never prints:
 //! everything goes through the [`Reporter`]; the CLI prints the summary.
 
 pub mod artifacts;
