@@ -689,6 +689,23 @@ max_p99_ms = 1000
             .port()
     }
 
+    /// Runs the real HAProxy on `cfg` until the result is dropped.
+    fn serve(cfg: &str) -> (tempfile::TempDir, Killed) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haproxy.cfg");
+        std::fs::write(&file, cfg).unwrap();
+        let child = Command::new(haproxy_bin())
+            .arg("-db")
+            .arg("-f")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (dir, Killed(child))
+    }
+
     /// Kills the HAProxy this test started, on every path.
     struct Killed(Child);
     impl Drop for Killed {
@@ -751,20 +768,7 @@ max_p99_ms = 1000
         assert!(ok, "HAProxy refused the config:\n{out}\n{cfg}");
         assert!(!out.contains("ALERT") && !out.contains("WARNING"), "{out}");
 
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("haproxy.cfg");
-        std::fs::write(&file, &cfg).unwrap();
-        let _haproxy = Killed(
-            Command::new(haproxy_bin())
-                .arg("-db")
-                .arg("-f")
-                .arg(&file)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let _haproxy = serve(&cfg);
         // The route's prefix is matched as written (`$v1` is not an empty variable), and the
         // health checks ask for exactly the stack's paths. HAProxy sends traffic to a server
         // before its first check, so wait for both.
@@ -917,20 +921,7 @@ max_p99_ms = 1000
             !out.contains("ALERT") && !out.contains("WARNING"),
             "{out}\n{cfg}"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("haproxy.cfg");
-        std::fs::write(&file, &cfg).unwrap();
-        let _haproxy = Killed(
-            Command::new(haproxy_bin())
-                .arg("-db")
-                .arg("-f")
-                .arg(&file)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let _haproxy = serve(&cfg);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
