@@ -224,12 +224,14 @@ fn the_same_release_passes_and_switches_without_a_failure() {
             .unwrap();
         assert_eq!(a["image_id"], b["image_id"], "{b}");
     }
-    // Both variants got half the comparison's requests.
+    // Both variants got about half the comparison's requests (one weighted draw each:
+    // outside 43..57% of ~1000 is a 4.4-sigma event).
     let cmp = &c["comparison"];
     let n = |v: &str| cmp[v]["ok"].as_u64().unwrap() + cmp[v]["failed"].as_u64().unwrap();
     let (cand, base) = (n("candidate"), n("baseline"));
     assert!(cand > 400 && base > 400, "{cand} {base}");
-    assert!(cand.abs_diff(base) <= cand / 10, "{cand} {base}");
+    let share = cand as f64 / (cand + base) as f64;
+    assert!((0.43..=0.57).contains(&share), "{cand} {base}");
     // The switch: three steps and the drain, in order, each with traffic; no failure.
     let sw = &c["switch"];
     assert_eq!(sw["completed"], true, "{sw}");
