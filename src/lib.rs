@@ -21,7 +21,8 @@
 //! package/    recipe + build outputs → .deb (and image) in dist/, manifest.json;
 //!             `${shlibs:Depends}` from the packaged ELF files (package/shlibs)
 //! image/      .deb + base (+ dependency layer) → OCI image; the start check (ELF, #!)
-//! smoke/      `smoke`: the stack behind HAProxy on a private network, load, gate, reports
+//! smoke/      `smoke`: the stack behind HAProxy on a private network, load, gate, reports;
+//!             canary: the environment's release beside the candidate, verdict, blue-green switch
 //! load/       the open-model HTTP load generator smoke uses (and `builder load`)
 //! promote/    exactly what passed smoke → the next environment; gate verification, registries
 //! repo/       environment repositories: signed apt indexes, OCI layout, generations, check
@@ -44,6 +45,8 @@
 //! fslock      exclusive flock on a lock file for work that must be serialised
 //! interrupt   the process-wide stop flag for synchronous work (Ctrl-C)
 //! timefmt     RFC 3339 and RFC 2822 (apt Release) dates without a calendar crate
+//! stats       two-sample tests for the canary verdict: Mann-Whitney U, Fisher's exact test,
+//!             proportion intervals; pure
 //! report      the one place that prints: progress bars on a TTY, plain lines in CI, JSON;
 //!             a capturing reporter for tests
 //! error       exit codes: 0 ok, 1 stage failed, 2 usage/recipe error, 3 environment error
@@ -82,6 +85,7 @@ pub mod repo;
 pub mod report;
 pub mod sign;
 pub(crate) mod smoke;
+pub mod stats;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub(crate) mod timefmt;

@@ -55,6 +55,7 @@ pub(crate) fn load_report(achieved: f64, success: f64, p99: f64) -> LoadReport {
         max_in_flight: 1024,
         max_requests: None,
         stopped_by: StoppedBy::Duration,
+        groups: Default::default(),
     }
 }
 

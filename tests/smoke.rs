@@ -91,21 +91,6 @@ fn smoke(args: &[&str], mut during: impl FnMut(&str)) -> Run {
     }
 }
 
-/// Nothing labelled with this run is left: containers or networks.
-fn assert_nothing_left(run_id: &str) {
-    let filter = format!("label=io.builder.run={run_id}");
-    let ps = sh(Command::new("docker").args(["ps", "-aq", "--filter", &filter]));
-    assert!(
-        ps.trim().is_empty(),
-        "containers of run {run_id} left: {ps}"
-    );
-    let nets = sh(Command::new("docker").args(["network", "ls", "-q", "--filter", &filter]));
-    assert!(
-        nets.trim().is_empty(),
-        "networks of run {run_id} left: {nets}"
-    );
-}
-
 /// Checks that `text` is well-formed XML (balanced tags, quoted attributes, known entities).
 fn assert_well_formed_xml(text: &str, what: &str) {
     let mut stack: Vec<String> = Vec::new();

@@ -2,7 +2,7 @@
 //
 // It serves a small product catalogue, fails a configurable share of /api/*
 // requests with 500 on purpose (FAILURE_RATE, default 0.02) and keeps running
-// when it does. See ../README.md for endpoints and environment variables.
+// when it does; LATENCY (default 0) delays every answer. See ../README.md for endpoints and environment variables.
 package main
 
 import (
@@ -26,6 +26,7 @@ var version = "dev"
 type config struct {
 	listenAddr      string
 	failureRate     float64
+	latency         time.Duration
 	shutdownTimeout time.Duration
 }
 
@@ -46,6 +47,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		cfg.failureRate = rate
 	}
+	if v := getenv("LATENCY"); v != "" {
+		d, err := parseLatency(v)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.latency = d
+	}
 	if v := getenv("SHUTDOWN_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -65,6 +73,18 @@ func parseRate(v string) (float64, error) {
 	return rate, nil
 }
 
+// maxLatency bounds LATENCY: a longer delay would only make every client time out.
+const maxLatency = time.Minute
+
+// parseLatency parses LATENCY, a Go duration from 0 to maxLatency.
+func parseLatency(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > maxLatency {
+		return 0, fmt.Errorf("invalid LATENCY %q: want a Go duration from 0 to 1m such as \"50ms\" (added to every answer; 0 disables)", v)
+	}
+	return d, nil
+}
+
 func main() {
 	if code, done := handleArgs(os.Args[1:]); done {
 		os.Exit(code)
@@ -76,12 +96,13 @@ func main() {
 		os.Exit(2)
 	}
 	srv := newServer(version, cfg.failureRate, time.Now().UnixNano(), logger)
+	srv.latency = cfg.latency
 	ln, err := net.Listen("tcp", cfg.listenAddr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "backend: cannot listen on %s: %v (set LISTEN_ADDR to a free address)\n", cfg.listenAddr, err)
 		os.Exit(1)
 	}
-	logger.Printf("backend %s listening on %s (failure rate %g)", version, ln.Addr(), cfg.failureRate)
+	logger.Printf("backend %s listening on %s (failure rate %g, latency %s)", version, ln.Addr(), cfg.failureRate, cfg.latency)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -17,6 +17,7 @@ import (
 type server struct {
 	version     string
 	failureRate float64
+	latency     time.Duration // added to every answer (LATENCY)
 	rng         *lockedRand
 	itemsJSON   []byte
 	itemJSON    map[int][]byte
@@ -45,7 +46,27 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("/", s.handleRoot)
 	mux.HandleFunc("/version", s.handleVersion)
 	mux.Handle("/api/", s.injectFailures(http.HandlerFunc(s.handleAPI)))
-	return logRequests(s.log, mux)
+	return logRequests(s.log, delay(s.latency, mux))
+}
+
+// delay holds every answer for d (LATENCY) before handling it, so that tests
+// can make a slower release of the same code. A client that goes away
+// meanwhile gets no answer; the log line says 499 (nginx's "client closed
+// request").
+func delay(d time.Duration, next http.Handler) http.Handler {
+	if d <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			next.ServeHTTP(w, r)
+		case <-r.Context().Done():
+			w.WriteHeader(499)
+		}
+	})
 }
 
 // handleRoot is the health check: it never fails on purpose.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log"
@@ -160,8 +161,8 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil || cfg.listenAddr != ":8080" || cfg.failureRate != 0.02 {
 		t.Fatalf("defaults = %+v, %v", cfg, err)
 	}
-	cfg, err = loadConfig(env(map[string]string{"FAILURE_RATE": "0", "LISTEN_ADDR": "127.0.0.1:9000"}))
-	if err != nil || cfg.failureRate != 0 || cfg.listenAddr != "127.0.0.1:9000" {
+	cfg, err = loadConfig(env(map[string]string{"FAILURE_RATE": "0", "LISTEN_ADDR": "127.0.0.1:9000", "LATENCY": "50ms"}))
+	if err != nil || cfg.failureRate != 0 || cfg.listenAddr != "127.0.0.1:9000" || cfg.latency != 50*time.Millisecond {
 		t.Fatalf("explicit = %+v, %v", cfg, err)
 	}
 	for _, bad := range []map[string]string{
@@ -171,6 +172,10 @@ func TestLoadConfig(t *testing.T) {
 		{"FAILURE_RATE": "NaN"},
 		{"LISTEN_ADDR": "8080"},
 		{"SHUTDOWN_TIMEOUT": "5"},
+		{"LATENCY": "abc"},
+		{"LATENCY": "50"},
+		{"LATENCY": "-1ms"},
+		{"LATENCY": "2m"},
 	} {
 		if _, err := loadConfig(env(bad)); err == nil {
 			t.Errorf("loadConfig(%v) accepted an invalid value", bad)
@@ -193,5 +198,47 @@ func TestHandleArgs(t *testing.T) {
 	}
 	if code, done := handleArgs([]string{"--listen", ":9"}); !done || code != 2 {
 		t.Errorf("unknown argument = %d %v, want 2 true", code, done)
+	}
+}
+
+// LATENCY delays every answer, the health check and injected failures included.
+func TestLatencyDelaysEveryAnswer(t *testing.T) {
+	const latency = 30 * time.Millisecond
+	s := quietServer(1, 1)
+	s.latency = latency
+	h := s.handler()
+	for path, want := range map[string]int{"/": 200, "/version": 200, "/api/items": 500, "/nope": 404} {
+		start := time.Now()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if took := time.Since(start); took < latency {
+			t.Errorf("GET %s took %s, want at least %s", path, took, latency)
+		}
+		if rec.Code != want {
+			t.Errorf("GET %s = %d, want %d", path, rec.Code, want)
+		}
+	}
+	// Without LATENCY nothing waits.
+	start := time.Now()
+	quietServer(0, 1).handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+	if took := time.Since(start); took >= latency {
+		t.Errorf("GET / without LATENCY took %s", took)
+	}
+}
+
+// A client that leaves during the delay gets nothing and does not hold the handler.
+func TestLatencyGivesUpWhenTheClientLeaves(t *testing.T) {
+	s := quietServer(0, 1)
+	s.latency = time.Minute
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	s.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/items", nil).WithContext(ctx))
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("handler waited %s for a client that had left", took)
+	}
+	if rec.Code != 499 || rec.Body.Len() != 0 {
+		t.Fatalf("answer = %d %q, want 499 without a body", rec.Code, rec.Body.String())
 	}
 }

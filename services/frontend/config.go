@@ -22,6 +22,7 @@ type config struct {
 	startupWait     time.Duration
 	checkInterval   time.Duration
 	shutdownTimeout time.Duration
+	latency         time.Duration // added to every answer (LATENCY)
 }
 
 func defaultConfig() config {
@@ -82,6 +83,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		cfg.pageWork = time.Duration(n) * time.Millisecond
 	}
+	if v := getenv("LATENCY"); v != "" {
+		d, err := parseLatency(v)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.latency = d
+	}
 	durations := []struct {
 		name      string
 		dst       *time.Duration
@@ -107,4 +115,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// maxLatency bounds LATENCY: a longer delay would only make every client time out.
+const maxLatency = time.Minute
+
+// parseLatency parses LATENCY, a Go duration from 0 to maxLatency.
+func parseLatency(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > maxLatency {
+		return 0, fmt.Errorf("invalid LATENCY %q: want a Go duration from 0 to 1m such as \"50ms\" (added to every answer; 0 disables)", v)
+	}
+	return d, nil
 }

@@ -58,7 +58,7 @@ func main() {
 		logger.Printf("FATAL: backend %s did not answer within BACKEND_STARTUP_WAIT=%s: %v", cfg.backendURL, cfg.startupWait, err)
 		os.Exit(1)
 	}
-	logger.Printf("backend is up; serving pages with %d worker(s), %s of work per page", cfg.workers, cfg.pageWork)
+	logger.Printf("backend is up; serving pages with %d worker(s), %s of work per page, %s added latency", cfg.workers, cfg.pageWork, cfg.latency)
 	if cfg.checkInterval > 0 {
 		go srv.watchBackend(ctx, cfg.checkInterval)
 	}

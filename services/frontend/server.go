@@ -88,7 +88,27 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("/", s.handlePage)
 	mux.HandleFunc("/static/", s.handleStatic)
 	mux.HandleFunc("/version", s.handleVersion)
-	return logRequests(s.log, mux)
+	return logRequests(s.log, delay(s.cfg.latency, mux))
+}
+
+// delay holds every answer for d (LATENCY) before handling it, so that tests
+// can make a slower release of the same code. A client that goes away
+// meanwhile gets no answer; the log line says 499 (nginx's "client closed
+// request").
+func delay(d time.Duration, next http.Handler) http.Handler {
+	if d <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			next.ServeHTTP(w, r)
+		case <-r.Context().Done():
+			w.WriteHeader(499)
+		}
+	})
 }
 
 // observe feeds one backend result to the tracker and calls s.fatal once

@@ -361,6 +361,10 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil || cfg.backendURL != "http://127.0.0.1:18080" || cfg.pageWork != 0 || cfg.startupWait != 0 {
 		t.Fatalf("explicit = %+v, %v", cfg, err)
 	}
+	cfg, err = loadConfig(env(map[string]string{"LATENCY": "50ms"}))
+	if err != nil || cfg.latency != 50*time.Millisecond {
+		t.Fatalf("LATENCY=50ms gives %+v, %v", cfg, err)
+	}
 	for _, bad := range []map[string]string{
 		{"BACKEND_URL": "backend:8080"},
 		{"BACKEND_URL": "ftp://backend"},
@@ -371,6 +375,10 @@ func TestLoadConfig(t *testing.T) {
 		{"QUEUE_TIMEOUT": "0"},
 		{"BACKEND_TIMEOUT": "1"},
 		{"LISTEN_ADDR": "8080"},
+		{"LATENCY": "abc"},
+		{"LATENCY": "50"},
+		{"LATENCY": "-1ms"},
+		{"LATENCY": "2m"},
 	} {
 		_, err := loadConfig(env(bad))
 		for k := range bad {
@@ -399,5 +407,36 @@ func TestHandleArgs(t *testing.T) {
 	}
 	if code, done := handleArgs([]string{"--listen", ":9"}); !done || code != 2 {
 		t.Errorf("unknown argument = %d %v, want 2 true", code, done)
+	}
+}
+
+// LATENCY delays every answer: pages (the health check), static files and /version.
+func TestLatencyDelaysEveryAnswer(t *testing.T) {
+	const latency = 30 * time.Millisecond
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`[]`))
+	}))
+	defer backend.Close()
+	cfg := testConfig(backend.URL)
+	cfg.latency = latency
+	h := newServer(cfg, "dev", log.New(io.Discard, "", 0), func(string) {}).handler()
+	for _, path := range []string{"/", "/static/style.css", "/version"} {
+		start := time.Now()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if took := time.Since(start); took < latency {
+			t.Errorf("GET %s took %s, want at least %s", path, took, latency)
+		}
+		if rec.Code != http.StatusOK {
+			t.Errorf("GET %s = %d, want 200", path, rec.Code)
+		}
+	}
+	// Static files do not wait without LATENCY.
+	cfg.latency = 0
+	h = newServer(cfg, "dev", log.New(io.Discard, "", 0), func(string) {}).handler()
+	start := time.Now()
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/static/style.css", nil))
+	if took := time.Since(start); took >= latency {
+		t.Errorf("GET /static/style.css without LATENCY took %s", took)
 	}
 }

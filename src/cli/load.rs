@@ -160,6 +160,7 @@ pub fn summary(r: &LoadReport) -> String {
             StoppedBy::Duration => "duration",
             StoppedBy::MaxRequests => "max requests",
             StoppedBy::Cancelled => "cancellation",
+            StoppedBy::Stopped => "stop request",
         },
         p.p50,
         p.p90,

@@ -88,6 +88,23 @@ pub struct StackArgs {
     /// Environment of a service: SERVICE:KEY=VALUE (repeatable), e.g. backend:FAILURE_RATE=0.2
     #[arg(long, value_name = "SERVICE:KEY=VALUE")]
     pub env: Vec<String>,
+
+    /// Compare with the release environment ENV holds (side by side, then a blue-green
+    /// switch), instead of the stack's `[canary]` baseline
+    #[arg(long, value_name = "ENV", conflicts_with = "no_canary")]
+    pub baseline: Option<String>,
+
+    /// Test the candidate alone, whatever the stack's `[canary]` says
+    #[arg(long)]
+    pub no_canary: bool,
+
+    /// Environment of a service in the candidate only: SERVICE:KEY=VALUE (repeatable)
+    #[arg(long, value_name = "SERVICE:KEY=VALUE")]
+    pub candidate_env: Vec<String>,
+
+    /// Environment of a service in the baseline only: SERVICE:KEY=VALUE (repeatable)
+    #[arg(long, value_name = "SERVICE:KEY=VALUE")]
+    pub baseline_env: Vec<String>,
 }
 
 impl StackArgs {
@@ -108,6 +125,10 @@ impl StackArgs {
                     .map(|d| flag_duration("--warmup", d))
                     .transpose()?,
                 env: self.env,
+                candidate_env: self.candidate_env,
+                baseline_env: self.baseline_env,
+                baseline: self.baseline,
+                no_canary: self.no_canary,
                 ..Overrides::default()
             },
             ..SmokeOptions::default()
@@ -198,6 +219,7 @@ fn summary(o: &SmokeOutcome) -> String {
             c.threshold
         ));
     }
+    s.push_str(&canary_summary(r));
     if let Some(cap) = &r.capacity {
         s.push_str(&format!(
             "    capacity  highest rate that held: {} req/s\n",
@@ -234,6 +256,63 @@ fn summary(o: &SmokeOutcome) -> String {
             "\n        kept  the deployment is still up: {} (HAProxy stats: {}); remove it with `builder gc`",
             dep.url(),
             dep.stats_url()
+        ));
+    }
+    s
+}
+
+/// The canary's lines of the summary: the skip reason, or the baseline, the comparison and
+/// the switch.
+fn canary_summary(r: &crate::smoke::report::SmokeReport) -> String {
+    let Some(c) = &r.canary else {
+        return String::new();
+    };
+    let mut s = String::new();
+    if let Some(why) = &c.skipped {
+        s.push_str(&format!("      canary  {why}\n"));
+        return s;
+    }
+    let images: Vec<String> = c
+        .baseline_images
+        .iter()
+        .map(|b| format!("{} {}", b.name, b.version))
+        .collect();
+    s.push_str(&format!(
+        "      canary  baseline `{}` ({}), candidate {}% of the load\n",
+        c.baseline_env,
+        images.join(", "),
+        c.candidate_weight
+    ));
+    if let Some(cmp) = &c.comparison {
+        s.push_str(&format!(
+            "              p50 {:+.1}%, p99 {:+.1}%, errors {:.2}% → {:.2}%{}\n",
+            cmp.p50_change * 100.0,
+            cmp.p99_change * 100.0,
+            cmp.errors.baseline_rate * 100.0,
+            cmp.errors.candidate_rate * 100.0,
+            cmp.latency
+                .as_ref()
+                .map(|l| format!(", Mann-Whitney U {:.0} p {:.3}", l.u, l.p_greater))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(sw) = &c.switch {
+        let steps: Vec<String> = sw
+            .steps
+            .iter()
+            .map(|st| {
+                format!(
+                    "{}{} at {:.1}s",
+                    st.candidate_weight,
+                    if st.drained { "% drained" } else { "%" },
+                    st.t_s
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "      switch  {}; {} failed by the switch\n",
+            steps.join(", "),
+            sw.failures
         ));
     }
     s
@@ -310,5 +389,77 @@ mod tests {
         assert_eq!(crate::error::exit_code(&e), 2);
         assert!(e.to_string().starts_with("--step-duration: "), "{e}");
         assert!(e.to_string().contains("too long"), "{e}");
+    }
+
+    fn sample(group: &str, latency_ms: f64, ok: bool) -> crate::load::Sample {
+        crate::load::Sample {
+            second: 5,
+            due_s: 5.0,
+            group: group.into(),
+            latency_ms,
+            ok,
+            status: Some(if ok { 200 } else { 500 }),
+            error: None,
+            warmup: false,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_what_the_canary_did() {
+        use crate::smoke::canary::{self, switch, CanaryReport};
+        let dist = std::path::Path::new("dist");
+        let mut o = gated(dist, "run-c", load_report(49.9, 0.995, 300.0));
+        o.report.canary = Some(CanaryReport::skipped(
+            "staging",
+            "no comparison: environment `staging` has no repository yet".into(),
+        ));
+        let (_, out, _) = finished(&o);
+        assert!(
+            out.lines()
+                .any(|l| l
+                    == "      canary  no comparison: environment `staging` has no repository yet"),
+            "{out}"
+        );
+        // Compared and switched: the statistics and the steps with their times.
+        let base: Vec<_> = (0..300)
+            .map(|i| sample("baseline", 100.0 + (i % 7) as f64, true))
+            .collect();
+        let cand: Vec<_> = (0..300)
+            .map(|i| sample("candidate", 150.0 + (i % 7) as f64, true))
+            .collect();
+        let spec = crate::smoke::stack::CanarySpec::default();
+        let cmp = crate::smoke::compare::compare(&canary::tolerances(&spec), &base, &cand);
+        let mut c = CanaryReport::skipped("dev", String::new());
+        c.skipped = None;
+        c.candidate_weight = 50;
+        c.comparison = Some(cmp);
+        let mut sw = switch::SwitchReport {
+            completed: true,
+            ..Default::default()
+        };
+        for (i, w) in [10, 100].into_iter().enumerate() {
+            sw.steps.push(switch::SwitchStep {
+                candidate_weight: w,
+                drained: i == 1,
+                t_s: 30.0 + 5.0 * i as f64,
+                requests: Default::default(),
+                switch_failures: 0,
+            });
+        }
+        c.switch = Some(sw);
+        o.report.canary = Some(c);
+        let (_, out, _) = finished(&o);
+        assert!(
+            out.contains("      canary  baseline `dev` (), candidate 50% of the load\n"),
+            "{out}"
+        );
+        assert!(out.contains("p50 +4"), "{out}");
+        assert!(out.contains("Mann-Whitney U"), "{out}");
+        assert!(
+            out.contains(
+                "      switch  10% at 30.0s, 100% drained at 35.0s; 0 failed by the switch\n"
+            ),
+            "{out}"
+        );
     }
 }

@@ -10,10 +10,11 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
-use hyper::http::{header, HeaderValue, Method, Request};
+use hyper::http::{header, HeaderName, HeaderValue, Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::group::group_name;
 use super::target::Resolved;
 
 /// How one request ended.
@@ -43,6 +44,34 @@ impl ErrorKind {
             ErrorKind::Reset => "reset",
             ErrorKind::Other => "other",
         }
+    }
+
+    const ALL: [ErrorKind; 5] = [
+        ErrorKind::ConnectRefused,
+        ErrorKind::ConnectTimeout,
+        ErrorKind::RequestTimeout,
+        ErrorKind::Reset,
+        ErrorKind::Other,
+    ];
+
+    /// A compact code for storage: 1 to 5 (0 stands for "no error").
+    pub fn code(self) -> u8 {
+        Self::ALL
+            .iter()
+            .position(|k| *k == self)
+            .map_or(0, |i| i as u8 + 1)
+    }
+
+    pub fn from_code(code: u8) -> Option<ErrorKind> {
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+
+    /// The kind named `name` (see [`ErrorKind::as_str`]); unknown names are `Other`.
+    pub fn from_name(name: &str) -> ErrorKind {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or(ErrorKind::Other)
     }
 }
 
@@ -119,15 +148,28 @@ impl Pool {
     }
 }
 
+/// What an exchange has learnt so far; the caller reads it even when the exchange's future
+/// was dropped on timeout.
+#[derive(Debug)]
+pub struct Trace {
+    pub phase: Phase,
+    /// The value of the group header, once a response head carried it.
+    pub group: Option<String>,
+}
+
 /// Performs one GET: takes an idle connection or opens one, sends, reads the whole body, and
-/// returns the connection to the pool when it can be reused. `phase` tells the caller, if this
-/// future is dropped on timeout, whether it was still connecting.
+/// returns the connection to the pool when it can be reused. `trace.phase` tells the caller,
+/// if this future is dropped on timeout, whether it was still connecting; `trace.group` gets
+/// the value of `group_header` as soon as the response head arrives (so a body that times out
+/// still belongs to its group).
 pub async fn exchange(
     pool: &Pool,
     target: &Resolved,
     user_agent: &HeaderValue,
-    phase: &mut Phase,
+    group_header: Option<&HeaderName>,
+    trace: &mut Trace,
 ) -> Outcome {
+    let phase = &mut trace.phase;
     // A pooled connection may have been closed by the server in the meantime; hyper then says
     // the request was not sent (`is_canceled`), and it is safe to retry once on a new one.
     for attempt in 0..2 {
@@ -167,6 +209,9 @@ pub async fn exchange(
             Err(e) => return Outcome::Error(classify(&e)),
         };
         let status = resp.status().as_u16();
+        if let Some(v) = group_header.and_then(|h| resp.headers().get(h)) {
+            trace.group = Some(group_name(v.as_bytes()));
+        }
         let keep = !resp
             .headers()
             .get(header::CONNECTION)

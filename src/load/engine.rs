@@ -1,20 +1,21 @@
 //! Runs the schedule: the open-model dispatcher (one spawned task per due request, latency
-//! from the due time), the closed-loop benchmark mode, the final drain with its timeout, and
-//! cancellation. Turns the collected statistics into a [`LoadReport`].
+//! from the due time), the closed-loop benchmark mode, the early stop, the final drain with
+//! its timeout, and cancellation. Turns the collected statistics into a [`LoadReport`] and
+//! hands each finished request to the tap.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hyper::http::HeaderValue;
+use hyper::http::{HeaderName, HeaderValue};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{self, ErrorKind, Outcome, Phase, Pool};
+use super::client::{self, ErrorKind, Outcome, Phase, Pool, Trace};
 use super::stats::{Collector, Done};
 use super::target::{wrr_cycle, Resolved};
-use super::{LoadOptions, LoadReport, StoppedBy, Tuning};
+use super::{LoadOptions, LoadReport, StoppedBy, Tap, Tuning, UNGROUPED};
 use crate::report::Progress;
 
 struct Shared {
@@ -35,6 +36,10 @@ struct Shared {
     /// Offset from `t0` (µs) of the last request scheduled (sent or dropped), warm-up
     /// included: its due time in the open model. Bounds the timeline.
     last_scheduled_us: AtomicU64,
+    /// Offset from `t0` (µs) at which [`Tuning::stop`] ended the schedule.
+    stopped_at_us: AtomicU64,
+    group_header: Option<HeaderName>,
+    tap: Option<Tap>,
 }
 
 impl Shared {
@@ -51,15 +56,29 @@ impl Shared {
         let us = u64::try_from(offset.as_micros()).unwrap_or(u64::MAX);
         self.last_scheduled_us.fetch_max(us, Ordering::Relaxed);
     }
+
+    fn mark_stopped(&self) {
+        let us = u64::try_from(self.t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stopped_at_us.store(us, Ordering::Relaxed);
+    }
 }
 
 /// One request from dispatch to statistics. `due` is where its latency is measured from.
 async fn request(shared: Arc<Shared>, target: usize, due: Instant, sec: u32, measured: bool) {
     let t = &shared.targets[target];
     let deadline = Instant::now() + shared.timeout;
-    let mut phase = Phase::Connecting;
+    let mut trace = Trace {
+        phase: Phase::Connecting,
+        group: None,
+    };
     let result = {
-        let fut = client::exchange(&shared.pools[t.pool], t, &shared.user_agent, &mut phase);
+        let fut = client::exchange(
+            &shared.pools[t.pool],
+            t,
+            &shared.user_agent,
+            shared.group_header.as_ref(),
+            &mut trace,
+        );
         tokio::select! {
             biased;
             _ = shared.abort.cancelled() => None,
@@ -67,7 +86,7 @@ async fn request(shared: Arc<Shared>, target: usize, due: Instant, sec: u32, mea
         }
     };
     let timed_out = || {
-        Done::Finished(Outcome::Error(match phase {
+        Done::Finished(Outcome::Error(match trace.phase {
             Phase::Connecting => ErrorKind::ConnectTimeout,
             Phase::Requesting => ErrorKind::RequestTimeout,
         }))
@@ -80,7 +99,13 @@ async fn request(shared: Arc<Shared>, target: usize, due: Instant, sec: u32, mea
     };
     let latency = Instant::now().saturating_duration_since(due);
     let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-    shared.stats().done(sec, measured, target, us, done);
+    let group = trace.group.as_deref().unwrap_or(UNGROUPED);
+    if let (Some(tap), Done::Finished(outcome)) = (&shared.tap, done) {
+        let due_us = due.saturating_duration_since(shared.t0).as_micros();
+        let due_us = u64::try_from(due_us).unwrap_or(u64::MAX);
+        tap.record(due_us, us, group, outcome, !measured);
+    }
+    shared.stats().done(sec, measured, target, us, done, group);
     if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
         shared.idle.notify_one();
     }
@@ -126,7 +151,11 @@ pub async fn execute(
     let urls: Vec<(String, u32)> = targets.iter().map(|t| (t.url.clone(), t.weight)).collect();
     let t0 = Instant::now();
     let shared = Arc::new(Shared {
-        stats: Mutex::new(Collector::new(targets.len(), opts.warmup.as_secs_f64())),
+        stats: Mutex::new(Collector::new(
+            targets.len(),
+            opts.warmup.as_secs_f64(),
+            tuning.group_header.is_some(),
+        )),
         targets,
         pools,
         in_flight: AtomicUsize::new(0),
@@ -138,12 +167,22 @@ pub async fn execute(
         t0,
         last_measured_us: AtomicU64::new(0),
         last_scheduled_us: AtomicU64::new(0),
+        stopped_at_us: AtomicU64::new(0),
+        // `validate` checked the name.
+        group_header: tuning
+            .group_header
+            .as_deref()
+            .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+        tap: tuning.tap.clone(),
     });
+    // A token nobody cancels stands for "no early stop".
+    let stop = tuning.stop.clone().unwrap_or_default();
     let cycle = wrr_cycle(&weights);
 
     let (stopped_by, schedule_s, interval_s) = match tuning.closed_loop {
         None => {
-            let stopped = open_loop(&shared, &opts, &tuning, &cycle, &cancel, progress).await;
+            let stopped =
+                open_loop(&shared, &opts, &tuning, &cycle, &cancel, &stop, progress).await;
             let interval = 1.0 / opts.rate;
             (
                 stopped,
@@ -152,7 +191,8 @@ pub async fn execute(
             )
         }
         Some(conns) => {
-            let stopped = closed_loop(&shared, &opts, conns, &cycle, &cancel, progress).await;
+            let stopped =
+                closed_loop(&shared, &opts, conns, &cycle, &cancel, &stop, progress).await;
             (stopped, t0.elapsed().as_secs_f64(), 0.0)
         }
     };
@@ -169,10 +209,14 @@ pub async fn execute(
     // The timeline covers everything scheduled, warm-up included: a run that ended during
     // the warm-up has no measured request, but its timeline is still that long.
     let last_scheduled_s = shared.last_scheduled_us.load(Ordering::Relaxed) as f64 / 1e6;
-    let measured_s = if c.sent + c.dropped > 0 {
-        (last_s - warmup_s + interval_s).max(interval_s)
-    } else {
+    let measured_s = if c.sent + c.dropped == 0 {
         0.0
+    } else if stopped_by == StoppedBy::Stopped {
+        // The window ends at the stop, not one interval after the last request.
+        let stop_s = shared.stopped_at_us.load(Ordering::Relaxed) as f64 / 1e6;
+        (stop_s - warmup_s).max(last_s - warmup_s).max(interval_s)
+    } else {
+        (last_s - warmup_s + interval_s).max(interval_s)
     };
     let per_s = |n: u64| {
         if measured_s > 0.0 {
@@ -212,6 +256,8 @@ pub async fn execute(
         error_counts: stats.error_counts(),
         targets: stats.target_reports(&urls),
         timeline: stats.timeline(timeline_len(schedule_s, last_scheduled_s, interval_s)),
+        // After `timeline`, which closes the seconds still open.
+        groups: stats.group_reports(),
         duration_s,
         measured_s,
         warmup_s,
@@ -229,13 +275,15 @@ fn timeline_len(schedule_s: f64, last_scheduled_s: f64, interval_s: f64) -> f64 
     schedule_s.min(last_scheduled_s + interval_s.max(1e-6))
 }
 
-/// Dispatches request `i` at `t0 + i/rate` until the schedule, `max_requests` or `cancel` ends.
+/// Dispatches request `i` at `t0 + i/rate` until the schedule, `max_requests`, `stop` or
+/// `cancel` ends.
 async fn open_loop(
     shared: &Arc<Shared>,
     opts: &LoadOptions,
     tuning: &Tuning,
     cycle: &[usize],
     cancel: &CancellationToken,
+    stop: &CancellationToken,
     progress: Option<&Progress>,
 ) -> StoppedBy {
     let t0 = shared.t0;
@@ -262,10 +310,17 @@ async fn open_loop(
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return StoppedBy::Cancelled,
+                _ = stop.cancelled() => {
+                    shared.mark_stopped();
+                    return StoppedBy::Stopped;
+                }
                 _ = tokio::time::sleep_until(due) => {}
             }
         } else if cancel.is_cancelled() {
             return StoppedBy::Cancelled;
+        } else if stop.is_cancelled() {
+            shared.mark_stopped();
+            return StoppedBy::Stopped;
         }
         let now = Instant::now();
         let measured = offset >= opts.warmup;
@@ -293,6 +348,7 @@ async fn closed_loop(
     conns: usize,
     cycle: &[usize],
     cancel: &CancellationToken,
+    stop: &CancellationToken,
     progress: Option<&Progress>,
 ) -> StoppedBy {
     let end = shared.t0 + opts.warmup + opts.duration;
@@ -300,17 +356,18 @@ async fn closed_loop(
     let cycle: Arc<[usize]> = cycle.into();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..conns {
-        let (shared, counter, cycle, cancel) = (
+        let (shared, counter, cycle, cancel, stop) = (
             shared.clone(),
             counter.clone(),
             cycle.clone(),
             cancel.clone(),
+            stop.clone(),
         );
         let (warmup, max) = (opts.warmup, opts.max_requests);
         workers.spawn(async move {
             loop {
                 let now = Instant::now();
-                if now >= end || cancel.is_cancelled() {
+                if now >= end || cancel.is_cancelled() || stop.is_cancelled() {
                     break;
                 }
                 let i = counter.fetch_add(1, Ordering::Relaxed);
@@ -331,9 +388,15 @@ async fn closed_loop(
         });
     }
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut stopped = false;
     loop {
         tokio::select! {
             done = workers.join_next() => if done.is_none() { break },
+            // Workers see the stop before their next request; the ones in flight finish.
+            _ = stop.cancelled(), if !stopped => {
+                stopped = true;
+                shared.mark_stopped();
+            }
             _ = cancel.cancelled() => {
                 shared.abort.cancel();
                 while workers.join_next().await.is_some() {}
@@ -349,6 +412,8 @@ async fn closed_loop(
     }
     if cancel.is_cancelled() {
         StoppedBy::Cancelled
+    } else if stopped {
+        StoppedBy::Stopped
     } else if opts
         .max_requests
         .is_some_and(|m| counter.load(Ordering::Relaxed) >= m)

@@ -28,6 +28,12 @@
 //! - At the end, requests still in flight get at most `timeout` to finish, then count as
 //!   timeouts. On cancellation sending stops at once, in-flight requests are abandoned and
 //!   counted as `aborted` (neither ok nor failed), and the partial report is returned.
+//! - [`Tuning::stop`] ends the schedule early *as if the duration had been reached*: nothing
+//!   new is sent, requests in flight finish (or time out) and count as usual, the measured
+//!   window ends at the stop, and `stopped_by` is `stopped`.
+//! - With [`Tuning::group_header`], `groups` holds the measured requests split by that
+//!   response header's value (see [`group`] for the per-group definitions and bounds); with
+//!   [`Tuning::tap`], every finished request is also handed over as a [`Sample`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,7 +45,13 @@ use crate::error::usage;
 
 mod client;
 mod engine;
+pub mod group;
 mod stats;
+
+pub use group::{
+    bucket_bounds_ms, group_report, group_reports, Bucket, GroupReport, GroupSecond, Sample, Tap,
+    UNGROUPED,
+};
 pub mod target;
 pub mod testserver;
 
@@ -101,6 +113,15 @@ pub struct Tuning {
     /// request as soon as the previous answer arrives. For benchmarks only: `rate` is ignored
     /// and latency is measured from the send, so it suffers from coordinated omission.
     pub closed_loop: Option<usize>,
+    /// Group the results by this response header (matched case-insensitively), e.g. the
+    /// variant header a load balancer adds: fills [`LoadReport::groups`] and each
+    /// [`Sample::group`].
+    pub group_header: Option<String>,
+    /// Receives every finished request as it finishes.
+    pub tap: Option<Tap>,
+    /// Cancelling it ends the schedule early, as if the duration had been reached (not an
+    /// interruption: in-flight requests finish and count); `stopped_by` is `stopped`.
+    pub stop: Option<CancellationToken>,
 }
 
 impl Default for Tuning {
@@ -110,6 +131,9 @@ impl Default for Tuning {
             allow_remote: false,
             late_tolerance: Duration::from_millis(10),
             closed_loop: None,
+            group_header: None,
+            tap: None,
+            stop: None,
         }
     }
 }
@@ -162,6 +186,8 @@ pub enum StoppedBy {
     Duration,
     MaxRequests,
     Cancelled,
+    /// [`Tuning::stop`] was cancelled: an early end, counted like the end of the duration.
+    Stopped,
 }
 
 /// The result of a run; see the module documentation for the exact definitions.
@@ -194,6 +220,10 @@ pub struct LoadReport {
     pub max_in_flight: usize,
     pub max_requests: Option<u64>,
     pub stopped_by: StoppedBy,
+    /// Measured requests by the value of [`Tuning::group_header`] ([`UNGROUPED`] when an
+    /// answer had none); empty without a group header.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, GroupReport>,
 }
 
 /// Runs a load test with default [`Tuning`] (loopback targets only).
@@ -300,6 +330,14 @@ pub fn validate(opts: &LoadOptions, tuning: &Tuning) -> anyhow::Result<()> {
     }
     if opts.max_requests == Some(0) {
         return Err(usage("max requests must be at least 1"));
+    }
+    if let Some(h) = &tuning.group_header {
+        if hyper::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            return Err(usage(format!(
+                "group header `{h}` is not a valid HTTP header name; use letters, digits and \
+                 dashes, e.g. X-Variant"
+            )));
+        }
     }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! status and error kind, per-target counts, and the per-second timeline. Requests are filed
 //! under the second of their *due* time. A second's own histogram is turned into p50/p99 as
 //! soon as every request due in it has finished, so memory stays bounded on long runs.
+//! With grouping on, each finished request is also filed under its group (see [`super::group`]),
+//! per second and in the group's measured totals, by the same rules.
 //! Pure bookkeeping: no clocks, no I/O.
 
 use std::collections::BTreeMap;
@@ -9,10 +11,11 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 
 use super::client::{ErrorKind, Outcome};
-use super::{Percentiles, Second, TargetReport};
+use super::group::{GroupAcc, Interner, SecAcc};
+use super::{GroupReport, Percentiles, Second, TargetReport};
 
 /// Highest latency the histograms track exactly: one hour, in microseconds.
-const MAX_US: u64 = 3_600_000_000;
+pub const MAX_US: u64 = 3_600_000_000;
 
 /// How a sent request ended, as far as statistics care.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +34,7 @@ struct Acc {
     late: u64,
     dropped: u64,
     hist: Option<Histogram<u32>>,
+    groups: BTreeMap<u16, SecAcc>,
 }
 
 impl Acc {
@@ -59,6 +63,8 @@ pub struct Collector {
     closed: BTreeMap<u32, Second>,
     through: u32,
     warmup_s: f64,
+    /// `Some` when results are grouped: the names and each group's accumulator, by id.
+    groups: Option<(Interner, Vec<GroupAcc>)>,
 }
 
 /// Success: a 2xx or 3xx answer (the timeout is enforced before an outcome exists).
@@ -66,12 +72,12 @@ pub fn is_success(o: Outcome) -> bool {
     matches!(o, Outcome::Status(s) if (200..400).contains(&s))
 }
 
-fn us_to_ms(us: u64) -> f64 {
+pub fn us_to_ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
 impl Collector {
-    pub fn new(targets: usize, warmup_s: f64) -> Self {
+    pub fn new(targets: usize, warmup_s: f64, grouped: bool) -> Self {
         Collector {
             hist: Histogram::new_with_bounds(1, MAX_US, 3).expect("static histogram bounds"),
             measured: Counts::default(),
@@ -82,6 +88,7 @@ impl Collector {
             closed: BTreeMap::new(),
             through: 0,
             warmup_s,
+            groups: grouped.then(|| (Interner::default(), Vec::new())),
         }
     }
 
@@ -108,9 +115,35 @@ impl Collector {
         }
     }
 
-    pub fn done(&mut self, sec: u32, measured: bool, target: usize, latency_us: u64, done: Done) {
+    /// A sent request ended; `group` is its group when results are grouped.
+    pub fn done(
+        &mut self,
+        sec: u32,
+        measured: bool,
+        target: usize,
+        latency_us: u64,
+        done: Done,
+        group: &str,
+    ) {
         let lat = latency_us.max(1);
+        let warmup = self.is_warmup(sec);
+        let gid = match (&mut self.groups, done) {
+            (Some((names, accs)), Done::Finished(o)) => {
+                let id = names.id(group);
+                while accs.len() <= usize::from(id) {
+                    accs.push(GroupAcc::new());
+                }
+                if measured {
+                    accs[usize::from(id)].record(lat, o);
+                }
+                Some((id, o))
+            }
+            _ => None,
+        };
         if let Some(s) = self.closed.get_mut(&sec) {
+            if let (Some((id, o)), Some((_, accs))) = (gid, &mut self.groups) {
+                accs[usize::from(id)].late_result(sec, warmup, is_success(o));
+            }
             // Only if a caller advanced past a second too early; keep the counts right.
             match done {
                 Done::Finished(o) if is_success(o) => s.ok += 1,
@@ -131,6 +164,9 @@ impl Collector {
                             Histogram::new_with_bounds(1, MAX_US, 2).expect("static bounds")
                         })
                         .saturating_record(lat);
+                    if let Some((id, _)) = gid {
+                        a.groups.entry(id).or_default().record(lat, is_success(o));
+                    }
                 }
                 Done::Aborted => a.aborted += 1,
             }
@@ -178,17 +214,30 @@ impl Collector {
     fn close_finished(&mut self, sec: u32) {
         if self.open.get(&sec).is_some_and(|a| a.finished() == a.sent) {
             if let Some(a) = self.open.remove(&sec) {
-                let s = self.second(sec, &a);
-                self.closed.insert(sec, s);
+                self.close(sec, a);
             }
         }
+    }
+
+    fn close(&mut self, sec: u32, a: Acc) {
+        let s = self.second(sec, &a);
+        if let Some((_, accs)) = &mut self.groups {
+            for (id, g) in &a.groups {
+                accs[usize::from(*id)].close_second(g.close(sec, s.warmup));
+            }
+        }
+        self.closed.insert(sec, s);
+    }
+
+    fn is_warmup(&self, sec: u32) -> bool {
+        f64::from(sec) < self.warmup_s
     }
 
     fn second(&self, sec: u32, a: &Acc) -> Second {
         let q = |q: f64| a.hist.as_ref().map(|h| us_to_ms(h.value_at_quantile(q)));
         Second {
             second: sec,
-            warmup: f64::from(sec) < self.warmup_s,
+            warmup: self.is_warmup(sec),
             sent: a.sent,
             ok: a.ok,
             failed: a.failed,
@@ -249,8 +298,7 @@ impl Collector {
     pub fn timeline(&mut self, schedule_s: f64) -> Vec<Second> {
         let open = std::mem::take(&mut self.open);
         for (sec, a) in open {
-            let s = self.second(sec, &a);
-            self.closed.insert(sec, s);
+            self.close(sec, a);
         }
         let last = self.closed.keys().next_back().copied();
         let mut out = Vec::new();
@@ -258,7 +306,7 @@ impl Collector {
             for sec in 0..=last {
                 let mut s = self.closed.get(&sec).cloned().unwrap_or_else(|| Second {
                     second: sec,
-                    warmup: f64::from(sec) < self.warmup_s,
+                    warmup: self.is_warmup(sec),
                     ..Second::default()
                 });
                 let len = (schedule_s - f64::from(sec)).clamp(0.0, 1.0);
@@ -268,6 +316,18 @@ impl Collector {
         }
         out
     }
+
+    /// Every group's report, by name; empty when results are not grouped. Call after
+    /// [`Collector::timeline`], which closes the seconds still open.
+    pub fn group_reports(&mut self) -> BTreeMap<String, GroupReport> {
+        let Some((names, accs)) = self.groups.take() else {
+            return BTreeMap::new();
+        };
+        accs.into_iter()
+            .enumerate()
+            .map(|(id, acc)| (names.name(id as u16).to_string(), acc.finish()))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -276,18 +336,25 @@ mod tests {
 
     #[test]
     fn counts_and_closes_seconds() {
-        let mut c = Collector::new(1, 1.0);
+        let mut c = Collector::new(1, 1.0, false);
         // second 0 is warm-up: in the timeline, not in the totals
         c.sent(0, false, false, 0);
-        c.done(0, false, 0, 5_000, Done::Finished(Outcome::Status(200)));
+        c.done(0, false, 0, 5_000, Done::Finished(Outcome::Status(200)), "");
         c.sent(1, true, true, 0);
         c.sent(1, true, false, 0);
         c.dropped(1, true, 0);
         c.advance(2);
         assert!(c.closed.contains_key(&0));
         assert!(!c.closed.contains_key(&1));
-        c.done(1, true, 0, 2_000, Done::Finished(Outcome::Status(503)));
-        c.done(1, true, 0, 250_000, Done::Finished(Outcome::Status(302)));
+        c.done(1, true, 0, 2_000, Done::Finished(Outcome::Status(503)), "");
+        c.done(
+            1,
+            true,
+            0,
+            250_000,
+            Done::Finished(Outcome::Status(302)),
+            "",
+        );
         assert!(c.closed.contains_key(&1) && c.open.is_empty());
         assert_eq!(
             (c.measured.sent, c.measured.ok, c.measured.failed),

@@ -7,6 +7,9 @@
 //! `/close` answers 200 and closes the connection; anything else answers 200 `ok`.
 //! With [`ServerConfig::stall_at`], the n-th request starts a stall: every response is
 //! held until `stall` after that request arrived (a server pausing once, e.g. for GC).
+//! With [`ServerConfig::variants`], every answer carries a header whose value is picked per
+//! request by weight, with that value's own extra latency and failures: two versions of a
+//! service behind one load balancer that marks the variant, as in a canary run.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -30,6 +33,22 @@ pub struct ServerConfig {
     /// The n-th request (1-based) starts a stall of `stall`.
     pub stall_at: Option<u64>,
     pub stall: Duration,
+    /// Adds this response header to every answer ...
+    pub variant_header: Option<String>,
+    /// ... with one of these values, picked by weight (a deterministic smooth weighted
+    /// round-robin over the requests in arrival order). Empty: no header.
+    pub variants: Vec<Variant>,
+}
+
+/// One value of [`ServerConfig::variant_header`] and how the requests it marks behave.
+#[derive(Debug, Clone, Default)]
+pub struct Variant {
+    pub value: String,
+    pub weight: u32,
+    /// Added before answering each request of this variant.
+    pub delay: Duration,
+    /// Every n-th request of this variant answers 500 (0: never).
+    pub fail_every: u64,
 }
 
 #[derive(Default)]
@@ -40,6 +59,10 @@ struct State {
     arrivals: Mutex<Vec<Instant>>,
     paths: Mutex<BTreeMap<String, u64>>,
     stall_until: Mutex<Option<Instant>>,
+    /// Variant index per position of one round-robin cycle.
+    cycle: Vec<usize>,
+    /// Requests seen per variant.
+    variant_requests: Vec<AtomicU64>,
 }
 
 pub struct TestServer {
@@ -56,7 +79,21 @@ impl TestServer {
             .context("could not bind a test server on 127.0.0.1")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        if let Some(name) = &config.variant_header {
+            header::HeaderName::from_bytes(name.as_bytes()).with_context(|| {
+                format!("test server variant header `{name}` is not a header name")
+            })?;
+        }
+        if let Some(v) = config.variants.iter().find(|v| v.weight == 0) {
+            anyhow::bail!(
+                "test server variant `{}` has weight 0; use 1 or more",
+                v.value
+            );
+        }
+        let weights: Vec<u32> = config.variants.iter().map(|v| v.weight).collect();
         let state = Arc::new(State {
+            cycle: super::target::wrr_cycle(&weights),
+            variant_requests: config.variants.iter().map(|_| AtomicU64::new(0)).collect(),
             config,
             ..State::default()
         });
@@ -174,6 +211,21 @@ async fn handle(
         tokio::time::sleep_until(u.into()).await;
     }
     let mut status = StatusCode::OK;
+    let variant = match state.cycle.len() {
+        0 => None,
+        len => {
+            let i = state.cycle[((n - 1) % len as u64) as usize];
+            let v = &state.config.variants[i];
+            let k = state.variant_requests[i].fetch_add(1, Ordering::Relaxed) + 1;
+            if v.fail_every > 0 && k % v.fail_every == 0 {
+                status = StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            if !v.delay.is_zero() {
+                tokio::time::sleep(v.delay).await;
+            }
+            Some(v)
+        }
+    };
     let mut close = false;
     if let Some(code) = path.strip_prefix("/status/") {
         status = code
@@ -189,6 +241,14 @@ async fn handle(
     }
     let mut resp = Response::new(Full::new(Bytes::from_static(b"ok\n")));
     *resp.status_mut() = status;
+    if let (Some(v), Some(name)) = (variant, &state.config.variant_header) {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            header::HeaderValue::from_str(&v.value),
+        ) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
     if close {
         resp.headers_mut().insert(
             header::CONNECTION,

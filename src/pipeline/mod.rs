@@ -256,6 +256,8 @@ async fn chain(
     let outcome = stage(stages, "smoke", reporter, async {
         let smoke_opts = crate::smoke::SmokeOptions {
             signing_key: signing_key.clone(),
+            // A `[canary]` stack compares with what the promotion would replace.
+            replaces: promote_to.clone(),
             ..opts.smoke.clone()
         };
         let outcome = crate::smoke::run(paths, &smoke_opts, reporter, cancel.clone()).await?;

@@ -22,9 +22,71 @@ pub const STAGE: &str = "smoke";
 /// Label naming the service a container belongs to.
 pub const LABEL_SERVICE: &str = "io.builder.service";
 
+/// Which release a container runs: the candidate (just packaged) or the baseline (the
+/// release an environment holds). Without a baseline everything is the candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    Candidate,
+    Baseline,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 2] = [Variant::Candidate, Variant::Baseline];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Candidate => "candidate",
+            Variant::Baseline => "baseline",
+        }
+    }
+
+    fn is_candidate(&self) -> bool {
+        *self == Variant::Candidate
+    }
+
+    /// The HAProxy server name (also the hostname) of replica `i` of `service`:
+    /// `frontend-3` for the candidate, `base.frontend-3` for the baseline (unique across
+    /// the deployment, which the stats lookups by server name rely on).
+    pub fn server(self, service: &str, i: u32) -> String {
+        match self {
+            Variant::Candidate => format!("{service}-{i}"),
+            Variant::Baseline => format!("base.{service}-{i}"),
+        }
+    }
+
+    /// The container name of replica `i` of `service`: `builder-smoke-<run>-frontend-3`, or
+    /// `builder-base-<run>-frontend-3` (one character shorter, so within the 63 bytes of a
+    /// DNS label, see [`super::stack`]'s `MAX_SERVICE_NAME`).
+    pub fn container(self, run_id: &str, service: &str, i: u32) -> String {
+        match self {
+            Variant::Candidate => format!("builder-smoke-{run_id}-{service}-{i}"),
+            Variant::Baseline => format!("builder-base-{run_id}-{service}-{i}"),
+        }
+    }
+
+    /// The variant's own internal network: the candidate's is the run's network, the
+    /// baseline's sits beside it, so the same aliases (`{backend}`) name each variant's own
+    /// service and a baseline frontend cannot reach a candidate backend.
+    pub fn network(self, run_id: &str) -> String {
+        match self {
+            Variant::Candidate => network_name(run_id),
+            Variant::Baseline => format!("{}-base", network_name(run_id)),
+        }
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One service container.
 #[derive(Debug, Clone, Serialize)]
 pub struct Member {
+    #[serde(skip_serializing_if = "Variant::is_candidate")]
+    pub variant: Variant,
     pub service: String,
     /// HAProxy server name and short name, e.g. `frontend-3`.
     pub server: String,
@@ -43,6 +105,11 @@ pub struct Deployment {
     pub port: u16,
     /// Host port on 127.0.0.1 of HAProxy's stats page.
     pub stats_port: u16,
+    /// Canary runs: the baseline's network and the host port of HAProxy's runtime API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_port: Option<u16>,
 }
 
 impl Deployment {
@@ -68,80 +135,118 @@ fn service_label(service: &str) -> HashMap<String, String> {
     HashMap::from([(LABEL_SERVICE.to_string(), service.to_string())])
 }
 
-/// Creates the network and starts every service container (dependencies first), then
-/// HAProxy. `images` maps service name → image id to run; `lb_image` is HAProxy's image id.
-/// `images` maps service name → image id to run; `lb_image` is HAProxy's image id.
+/// The images each variant runs: service name → image id. Without `baseline`, the
+/// deployment is a single level as it always was.
+#[derive(Debug, Clone, Copy)]
+pub struct Images<'a> {
+    pub candidate: &'a HashMap<String, String>,
+    pub baseline: Option<&'a HashMap<String, String>>,
+    /// The candidate's share of the traffic at start (canary runs), in percent.
+    pub candidate_weight: u32,
+}
+
+/// Creates the networks and starts every service container of every variant (dependencies
+/// first), then HAProxy. `lb_image` is HAProxy's image id.
 pub async fn start(
     session: &Session,
     stack: &Stack,
-    images: &HashMap<String, String>,
+    images: Images<'_>,
     lb_image: &str,
     reporter: &Reporter,
 ) -> Result<Deployment> {
     let engine = session.engine();
     let run_id = session.run_id();
-    // The services live on an internal network: no route out of it, so whatever a stack
+    // The services live on internal networks: no route out of them, so whatever a stack
     // file's environment points them at, the load stays on this machine. Only HAProxy is
     // also on an "edge" bridge, through which Docker publishes its ports on 127.0.0.1.
     let network = network_name(run_id);
     let edge = format!("{network}-edge");
+    let variants: Vec<(Variant, &HashMap<String, String>)> =
+        std::iter::once((Variant::Candidate, images.candidate))
+            .chain(images.baseline.map(|b| (Variant::Baseline, b)))
+            .collect();
     for (name, internal) in [(&network, true), (&edge, false)] {
         session.create_network(name, internal).await?;
+    }
+    if images.baseline.is_some() {
+        session
+            .create_network(&Variant::Baseline.network(run_id), true)
+            .await?;
     }
 
     let mut members = Vec::new();
     let mut servers = Vec::new();
-    for svc in &stack.services {
-        let image = images
-            .get(&svc.name)
-            .with_context(|| format!("no image resolved for service `{}`", svc.name))?;
-        let env: Vec<String> = svc
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={}", expand(v, |n| n.to_string())))
-            .collect();
-        for i in 1..=svc.replicas {
-            let server = format!("{}-{i}", svc.name);
-            let container = format!("builder-smoke-{run_id}-{server}");
-            let spec = ContainerSpec {
-                name: container.clone(),
-                what: format!("the container `{container}`"),
-                image: image.clone(),
-                env: Some(env.clone()),
-                labels: service_label(&svc.name),
-                hostname: Some(server.clone()),
-                // `docker kill` with the stop signal (or SIGKILL) counts as a manual stop that
-                // the restart policy ignores; other crashes are restarted.
-                stop_signal: Some("SIGTERM".into()),
-                stop_timeout: Some(5),
-                network_mode: Some(network.clone()),
-                restart: Some(RestartPolicy {
-                    name: stack.restart.policy.clone(),
-                    max_retries: (stack.restart.policy == "on-failure")
-                        .then_some(stack.restart.max_retries as i64),
-                }),
-                aliases: vec![svc.name.clone(), server.clone()],
-                ..Default::default()
+    for (variant, variant_images) in &variants {
+        let variant = *variant;
+        for svc in &stack.services {
+            let image = variant_images.get(&svc.name).with_context(|| {
+                format!("no {variant} image resolved for service `{}`", svc.name)
+            })?;
+            let extra = match variant {
+                Variant::Candidate => &svc.candidate_env,
+                Variant::Baseline => &svc.baseline_env,
             };
-            let id = session.create_and_start(&spec).await?;
-            reporter.verbose(format!("started {container} ({})", short(&id)));
-            servers.push(ServerAddr {
-                service: svc.name.clone(),
-                server: server.clone(),
-                host: container.clone(),
-                port: svc.port,
-            });
-            members.push(Member {
-                service: svc.name.clone(),
-                server,
-                container,
-                id,
-            });
+            let mut merged = svc.env.clone();
+            merged.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let env: Vec<String> = merged
+                .iter()
+                .map(|(k, v)| format!("{k}={}", expand(v, |n| n.to_string())))
+                .collect();
+            for i in 1..=svc.replicas {
+                let server = variant.server(&svc.name, i);
+                let container = variant.container(run_id, &svc.name, i);
+                let spec = ContainerSpec {
+                    name: container.clone(),
+                    what: format!("the container `{container}`"),
+                    image: image.clone(),
+                    env: Some(env.clone()),
+                    labels: service_label(&svc.name),
+                    hostname: Some(server.replace('.', "-")),
+                    // `docker kill` with the stop signal (or SIGKILL) counts as a manual stop
+                    // that the restart policy ignores; other crashes are restarted.
+                    stop_signal: Some("SIGTERM".into()),
+                    stop_timeout: Some(5),
+                    network_mode: Some(variant.network(run_id)),
+                    restart: Some(RestartPolicy {
+                        name: stack.restart.policy.clone(),
+                        max_retries: (stack.restart.policy == "on-failure")
+                            .then_some(stack.restart.max_retries as i64),
+                    }),
+                    // On the variant's own network the service's name is its own alias.
+                    aliases: vec![svc.name.clone(), format!("{}-{i}", svc.name)],
+                    ..Default::default()
+                };
+                let id = session.create_and_start(&spec).await?;
+                reporter.verbose(format!("started {container} ({})", short(&id)));
+                servers.push(ServerAddr {
+                    service: svc.name.clone(),
+                    server: server.clone(),
+                    host: container.clone(),
+                    port: svc.port,
+                    variant,
+                });
+                members.push(Member {
+                    variant,
+                    service: svc.name.clone(),
+                    server,
+                    container,
+                    id,
+                });
+            }
         }
     }
 
     let lb_name = format!("builder-smoke-{run_id}-lb");
-    let config = haproxy::config(stack, &servers);
+    let canary = images.baseline.is_some();
+    let config = if canary {
+        haproxy::canary_config(stack, &servers, images.candidate_weight)
+    } else {
+        haproxy::config(stack, &servers)
+    };
+    let mut publish = vec![TRAFFIC_PORT, STATS_PORT];
+    if canary {
+        publish.push(haproxy::API_PORT);
+    }
     let lb = ContainerSpec {
         name: lb_name.clone(),
         what: format!("the load balancer container `{lb_name}`"),
@@ -153,21 +258,27 @@ pub async fn start(
             "/etc/haproxy/haproxy.cfg".into(),
         ]),
         labels: service_label("load-balancer"),
-        // Unprivileged: both ports are above 1024, the configuration is world-readable and
+        // Unprivileged: every port is above 1024, the configuration is world-readable and
         // nothing is written (`-db`: foreground, no pid file); the package's own `haproxy`
         // user, no capability, no way to gain one.
         user: Some("haproxy".into()),
         network_mode: Some(edge.clone()),
-        publish: vec![TRAFFIC_PORT, STATS_PORT],
+        publish,
         cap_drop_all: true,
         no_new_privileges: true,
         ..Default::default()
     };
     let lb_id = session.create(&lb).await?;
-    session
-        .connect_network(&network, &lb_id)
-        .await?
-        .with_context(|| format!("could not connect `{lb_name}` to the network `{network}`"))?;
+    let mut inner = vec![network.clone()];
+    if canary {
+        inner.push(Variant::Baseline.network(run_id));
+    }
+    for net in &inner {
+        session
+            .connect_network(net, &lb_id)
+            .await?
+            .with_context(|| format!("could not connect `{lb_name}` to the network `{net}`"))?;
+    }
     upload_config(engine, &lb_id, &config).await?;
     session
         .start(&lb_id, &format!("the load balancer `{lb_name}`"))
@@ -183,12 +294,19 @@ pub async fn start(
     };
     let port = host_port(TRAFFIC_PORT)?;
     let stats_port = host_port(STATS_PORT)?;
+    let api_port = if canary {
+        Some(host_port(haproxy::API_PORT)?)
+    } else {
+        None
+    };
     Ok(Deployment {
         network,
         members,
         load_balancer: lb_name,
         port,
         stats_port,
+        baseline_network: canary.then(|| Variant::Baseline.network(run_id)),
+        api_port,
     })
 }
 
@@ -430,6 +548,7 @@ max_p99_ms = 1000
 
     fn member(service: &str, server: &str) -> Member {
         Member {
+            variant: Variant::Candidate,
             service: service.into(),
             server: server.into(),
             container: format!("builder-smoke-x-{server}"),

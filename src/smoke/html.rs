@@ -414,6 +414,9 @@ code{{font-size:12px;word-break:break-all}}\
             h.push_str(&status);
         }
     }
+    if let Some(c) = &r.canary {
+        h.push_str(&canary_section(c, x_max, shade));
+    }
     if let Some(cap) = &r.capacity {
         let _ = write!(
             h,
@@ -465,5 +468,180 @@ code{{font-size:12px;word-break:break-all}}\
         );
     }
     h.push_str("</table>\n</body></html>\n");
+    h
+}
+
+const CANDIDATE: &str = "#3a7bd5";
+const BASELINE: &str = "#888";
+
+/// The canary: the baseline, both variants side by side (latency and throughput per second,
+/// the switch's steps marked), the statistics and the switch timeline.
+fn canary_section(
+    c: &super::canary::CanaryReport,
+    x_max: f64,
+    shade: Option<(f64, f64)>,
+) -> String {
+    let mut h = String::from("<h2>Canary: candidate against baseline</h2>\n");
+    if let Some(why) = &c.skipped {
+        let _ = writeln!(h, "<p>{}</p>", esc(why));
+        return h;
+    }
+    let _ = write!(
+        h,
+        "<p>Baseline: the release environment <b>{}</b> holds; the candidate took <b>{}%</b> of the load from {:.0}s to {:.0}s. {} answers in that window carried no variant (no answer at all) and count in the thresholds only.</p><table><tr><th>service</th><th>baseline image</th><th>manifest digest</th><th>image id</th></tr>",
+        esc(&c.baseline_env),
+        c.candidate_weight,
+        c.window_s.0,
+        c.window_s.1,
+        c.ungrouped
+    );
+    for b in &c.baseline_images {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{} {}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            esc(&b.service),
+            esc(&b.name),
+            esc(&b.version),
+            esc(&b.digest.to_string()),
+            esc(&b.image_id.to_string())
+        );
+    }
+    h.push_str("</table>\n");
+    let markers: Vec<(f64, String)> = c
+        .switch
+        .iter()
+        .flat_map(|sw| sw.steps.iter())
+        .map(|st| {
+            let label = if st.drained {
+                "drain".to_string()
+            } else {
+                format!("{}%", st.candidate_weight)
+            };
+            (st.t_s, label)
+        })
+        .collect();
+    if let Some(cmp) = &c.comparison {
+        let mid = |s: &crate::load::GroupSecond| s.second as f64 + 0.5;
+        let variants = [
+            ("candidate", CANDIDATE, &cmp.candidate),
+            ("baseline", BASELINE, &cmp.baseline),
+        ];
+        let mut latency = Vec::new();
+        let mut throughput = Vec::new();
+        for (name, color, g) in variants {
+            latency.push(Series {
+                name,
+                color,
+                points: g.timeline.iter().map(|s| (mid(s), s.p99_ms)).collect(),
+            });
+            throughput.push(Series {
+                name,
+                color,
+                points: g
+                    .timeline
+                    .iter()
+                    .map(|s| (mid(s), Some((s.ok + s.failed) as f64)))
+                    .collect(),
+            });
+        }
+        h.push_str(&svg(&Chart {
+            title: "p99 latency per second by variant (ms; the comparison window only)",
+            y_label: "ms",
+            series: latency,
+            hlines: Vec::new(),
+            markers: markers.clone(),
+            shade,
+            x_max,
+        }));
+        h.push_str(&svg(&Chart {
+            title: "Answers per second by variant (the comparison window only)",
+            y_label: "req/s",
+            series: throughput,
+            hlines: Vec::new(),
+            markers: markers.clone(),
+            shade,
+            x_max,
+        }));
+        h.push_str("<table><tr><th></th><th>candidate</th><th>baseline</th><th>change</th></tr>");
+        let (cd, bl) = (&cmp.candidate, &cmp.baseline);
+        let _ = write!(
+            h,
+            "<tr><td>requests</td><td>{}</td><td>{}</td><td></td></tr>\
+             <tr><td>p50</td><td>{:.1} ms</td><td>{:.1} ms</td><td>{:+.1}%</td></tr>\
+             <tr><td>p99</td><td>{:.1} ms</td><td>{:.1} ms</td><td>{:+.1}%</td></tr>\
+             <tr><td>error rate</td><td>{:.2}%</td><td>{:.2}%</td><td>{:+.2} points (95% CI {:+.2} to {:+.2}), Fisher p {:.4}</td></tr>",
+            cd.ok + cd.failed,
+            bl.ok + bl.failed,
+            cd.latency_ms.p50,
+            bl.latency_ms.p50,
+            cmp.p50_change * 100.0,
+            cd.latency_ms.p99,
+            bl.latency_ms.p99,
+            cmp.p99_change * 100.0,
+            cmp.errors.candidate_rate * 100.0,
+            cmp.errors.baseline_rate * 100.0,
+            cmp.errors.difference * 100.0,
+            cmp.errors.ci95.0 * 100.0,
+            cmp.errors.ci95.1 * 100.0,
+            cmp.errors.p_greater
+        );
+        match &cmp.latency {
+            Some(l) => {
+                let _ = write!(
+                    h,
+                    "<tr><td>Mann-Whitney U</td><td colspan=\"3\">U {:.0}, z {:.2}, one-sided p {:.4}, effect P(candidate slower) {:.3}, Hodges-Lehmann shift {:+.1} ms</td></tr>",
+                    l.u, l.z, l.p_greater, l.effect, l.hodges_lehmann_ms
+                );
+            }
+            None => h.push_str(
+                "<tr><td>Mann-Whitney U</td><td colspan=\"3\">not computed: a variant had no answers</td></tr>",
+            ),
+        }
+        h.push_str("</table>\n");
+    }
+    if let Some(sw) = &c.switch {
+        let _ = write!(
+            h,
+            "<h2>Blue-green switch</h2><p>{} requests failed because of the switch (no service answered: timeouts, connection errors, HAProxy 502/503/504); {} 5xx answers came from the services themselves.{}</p><table><tr><th>t</th><th>candidate share</th><th>requests (candidate / baseline / none)</th><th>failed by the switch</th></tr>",
+            sw.failures,
+            sw.service_5xx,
+            sw.error
+                .as_ref()
+                .map(|e| format!(" It did not complete: {}", esc(e)))
+                .unwrap_or_default()
+        );
+        for st in &sw.steps {
+            let n = |g: &str| st.requests.get(g).copied().unwrap_or(0);
+            let _ = write!(
+                h,
+                "<tr><td>{:.1}s</td><td>{}%{}</td><td>{} / {} / {}</td><td>{}</td></tr>",
+                st.t_s,
+                st.candidate_weight,
+                if st.drained { ", baseline drained" } else { "" },
+                n("candidate"),
+                n("baseline"),
+                n(crate::load::UNGROUPED),
+                st.switch_failures
+            );
+        }
+        h.push_str("</table><p>HAProxy's counters of the switched servers over the switch:</p><table><tr><th>backend</th><th>server</th><th>sessions</th><th>hrsp_5xx</th><th>eresp</th><th>econ</th><th>wretr</th><th>wredis</th><th>weight / status at the end</th></tr>");
+        for d in &sw.haproxy {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
+                esc(&d.backend),
+                esc(&d.server),
+                d.sessions,
+                d.hrsp_5xx,
+                d.eresp,
+                d.econ,
+                d.wretr,
+                d.wredis,
+                d.weight,
+                esc(&d.status)
+            );
+        }
+        h.push_str("</table>\n");
+    }
     h
 }

@@ -10,10 +10,19 @@
 //! leaves the reports: a deployment that never became healthy or a run over its time budget
 //! is a failed check in them (see [`stopped_report`]).
 //!
-//! Owns: the stack file format (`stack`), HAProxy config and stats (`haproxy`). Never prints:
+//! Canary (`[canary]` or `--baseline ENV`): the release the environment holds is loaded by
+//! digest (`canary::baseline`) and deployed beside the candidate, each variant on its own
+//! network, behind a two-level HAProxy (`haproxy::canary_config`); one load is split
+//! between them, compared (`compare`) and, if the candidate is not worse, switched to it
+//! through HAProxy's runtime API (`canary::switch`). Without a release in the environment
+//! the comparison is skipped with one line and the run is as above.
+//!
+//! Owns: the stack file format (`stack`), HAProxy config, stats and runtime API (`haproxy`). Never prints:
 //! everything goes through the [`Reporter`]; the CLI prints the summary.
 
 pub mod artifacts;
+pub mod canary;
+pub mod compare;
 pub mod deploy;
 pub mod gate;
 pub mod haproxy;
@@ -125,6 +134,9 @@ pub struct SmokeOptions {
     /// The key that signs the report (see [`crate::promote::PromoteConfig::signer_if_any`]);
     /// without any key the report is written unsigned and promotion refuses it.
     pub signing_key: Option<PathBuf>,
+    /// The environment the run's release would replace (the pipeline's promotion target):
+    /// the baseline of a stack with a `[canary]` table, unless `--baseline` names another.
+    pub replaces: Option<String>,
 }
 
 /// The result of a run that got as far as deploying: measured and gated, or stopped before the
@@ -152,6 +164,13 @@ pub fn load_stack(paths: &Paths, opts: &SmokeOptions) -> Result<(Stack, Vec<Reci
         .collect();
     let mut stack = stack::load(&file, &images)?;
     stack.apply(&opts.overrides)?;
+    if let (Some(spec), Some(env), None) = (
+        stack.canary.as_mut(),
+        &opts.replaces,
+        &opts.overrides.baseline,
+    ) {
+        spec.baseline = Some(env.clone());
+    }
     Ok((stack, recipes))
 }
 
@@ -173,6 +192,10 @@ pub async fn run(
     let (stack, recipes) = load_stack(paths, opts)?;
     let under = artifacts::collect(paths, &stack, &recipes)?;
     let signer = report_signer(paths, opts, reporter)?;
+    let mut baseline = resolve_baseline(paths, &stack, opts, &under)?;
+    if let Some(Baseline::Skipped { why, .. }) = &baseline {
+        reporter.status("Canary", why);
+    }
     let engine = crate::docker::connect().await?;
     reporter.status(
         "Checking",
@@ -182,6 +205,9 @@ pub async fn run(
         ),
     );
     let images = artifacts::ensure_images(&engine, paths, &under, reporter).await?;
+    if let Some(Baseline::Found { env, found, images }) = &mut baseline {
+        *images = canary::baseline::ensure_images(&engine, paths, env, found, reporter).await?;
+    }
     let bases = crate::base::BaseImages::load(&paths.project)?;
     let lb_image = bases
         .ensure_image(&engine, &stack.load_balancer.base, reporter)
@@ -195,12 +221,20 @@ pub async fn run(
         .saturating_add(stack.load.warmup)
         .saturating_add(stack.load.duration)
         .saturating_add(capacity_budget(opts.capacity.as_ref()))
+        .saturating_add(match (&baseline, &stack.canary) {
+            (Some(Baseline::Found { .. }), Some(spec)) => canary::extra_time(&stack, spec),
+            _ => Duration::ZERO,
+        })
         .saturating_add(Duration::from_secs(120));
-    let mut partial = Partial::default();
+    let mut partial = Partial {
+        canary: baseline.as_ref().map(Baseline::report),
+        ..Partial::default()
+    };
     let work = deploy_and_measure(
         &session,
         &stack,
         &images,
+        baseline.as_ref(),
         &lb_image.id,
         opts,
         reporter,
@@ -265,6 +299,66 @@ pub async fn run(
     })
 }
 
+/// The baseline of a canary run, as far as it was resolved.
+enum Baseline {
+    /// No comparison in environment `env`, for the reason given (one line).
+    Skipped { env: String, why: String },
+    /// Every service's release in environment `env`; `images` (service → image id) is
+    /// filled once they are loaded into the engine.
+    Found {
+        env: String,
+        found: Vec<(canary::BaselineImage, crate::repo::images::ImageEntry)>,
+        images: std::collections::HashMap<String, String>,
+    },
+}
+
+impl Baseline {
+    /// The canary report as far as the baseline goes.
+    fn report(&self) -> canary::CanaryReport {
+        match self {
+            Baseline::Skipped { env, why } => canary::CanaryReport::skipped(env, why.clone()),
+            Baseline::Found { env, found, .. } => {
+                let mut r = canary::CanaryReport::skipped(env, String::new());
+                r.skipped = None;
+                r.baseline_images = found.iter().map(|(b, _)| b.clone()).collect();
+                r
+            }
+        }
+    }
+}
+
+/// Finds the baseline's images when the stack (or `--baseline`) names an environment; a
+/// missing release or repository is a skipped comparison, not an error.
+fn resolve_baseline(
+    paths: &Paths,
+    stack: &Stack,
+    opts: &SmokeOptions,
+    under: &artifacts::UnderTest,
+) -> Result<Option<Baseline>> {
+    let Some(env) = stack.baseline() else {
+        return Ok(None);
+    };
+    if opts.capacity.is_some() {
+        return Ok(Some(Baseline::Skipped {
+            env: env.to_string(),
+            why: "no comparison: --find-capacity measures the candidate alone".into(),
+        }));
+    }
+    Ok(Some(
+        match canary::baseline::resolve(paths, env, stack, under)? {
+            canary::baseline::Resolved::Skipped(why) => Baseline::Skipped {
+                env: env.to_string(),
+                why,
+            },
+            canary::baseline::Resolved::Found(found) => Baseline::Found {
+                env: env.to_string(),
+                found,
+                images: Default::default(),
+            },
+        },
+    ))
+}
+
 /// The key that signs the report, resolved before anything is deployed so a broken key
 /// fails fast. Without any key the run still happens (a smoke test is useful on its own),
 /// with a warning that promotion will refuse its report.
@@ -310,6 +404,7 @@ struct Partial {
     ready: bool,
     restarts: Vec<monitor::Restart>,
     containers: Vec<monitor::ContainerSummary>,
+    canary: Option<canary::CanaryReport>,
 }
 
 /// What the measured part produced.
@@ -320,28 +415,47 @@ struct Measured {
     restarts: Vec<monitor::Restart>,
     containers: Vec<monitor::ContainerSummary>,
     capacity: Option<Capacity>,
+    canary: Option<canary::CanaryReport>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn deploy_and_measure(
     session: &Session,
     stack: &Stack,
     images: &std::collections::HashMap<String, String>,
+    baseline: Option<&Baseline>,
     lb_image: &str,
     opts: &SmokeOptions,
     reporter: &Reporter,
     partial: &mut Partial,
 ) -> Result<Measured> {
     let (run_id, cancel) = (session.run_id(), session.cancel());
-    let n: u32 = stack.services.iter().map(|s| s.replicas).sum();
+    let baseline_images = match baseline {
+        Some(Baseline::Found { images, .. }) => Some(images),
+        _ => None,
+    };
+    let spec = stack.canary.clone().unwrap_or_default();
+    let variants = if baseline_images.is_some() { 2 } else { 1 };
+    let n: u32 = stack.services.iter().map(|s| s.replicas).sum::<u32>() * variants;
     reporter.status(
         "Starting",
         format!(
-            "{} on network {} ({n} containers + HAProxy)",
+            "{}{} on network {} ({n} containers + HAProxy)",
             describe(stack),
+            if baseline_images.is_some() {
+                " for the candidate and the baseline each"
+            } else {
+                ""
+            },
             deploy::network_name(run_id)
         ),
     );
-    let dep = deploy::start(session, stack, images, lb_image, reporter).await?;
+    let variant_images = deploy::Images {
+        candidate: images,
+        baseline: baseline_images,
+        candidate_weight: spec.weight,
+    };
+    let dep = deploy::start(session, stack, variant_images, lb_image, reporter).await?;
     partial.deployment = Some(dep.clone());
     let mon = monitor::Monitor::start(session.engine(), &dep, run_id, &stack.restart, reporter);
     let waiting = reporter.progress("Waiting", None);
@@ -354,7 +468,26 @@ async fn deploy_and_measure(
     partial.ready = true;
     waiting.finish(format!("all {n} servers up behind {}", dep.url()));
 
+    let mut canary_checks = Vec::new();
+    let mut canary_report = partial.canary.clone();
     let (load, rate, capacity) = match &opts.capacity {
+        None if baseline_images.is_some() => {
+            mon.mark_load_start();
+            let base = canary_report.clone().unwrap_or_else(|| {
+                canary::CanaryReport::skipped(stack.baseline().unwrap_or_default(), String::new())
+            });
+            let m = canary::run(stack, &spec, &dep, base, reporter, cancel).await;
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    (partial.restarts, partial.containers) = mon.finish().await;
+                    return Err(e);
+                }
+            };
+            canary_checks = m.checks;
+            canary_report = Some(m.report);
+            (m.load, stack.load.rate, None)
+        }
         None => {
             mon.mark_load_start();
             let load = run_load(
@@ -378,7 +511,8 @@ async fn deploy_and_measure(
     if cancel.is_cancelled() {
         return Err(interrupted());
     }
-    let checks = gate::evaluate(&stack.thresholds, rate, &load);
+    let mut checks = gate::evaluate(&stack.thresholds, rate, &load);
+    checks.extend(canary_checks);
     Ok(Measured {
         deployment: dep,
         load,
@@ -386,6 +520,7 @@ async fn deploy_and_measure(
         restarts,
         containers,
         capacity,
+        canary: canary_report,
     })
 }
 
@@ -398,15 +533,14 @@ fn describe(stack: &Stack) -> String {
         .join(", ")
 }
 
-async fn run_load(
+/// The load generator's options for the stack's paths through HAProxy.
+pub(crate) fn load_options(
     stack: &Stack,
     dep: &Deployment,
     rate: f64,
     duration: Duration,
     warmup: Duration,
-    reporter: &Reporter,
-    cancel: &CancellationToken,
-) -> Result<LoadReport> {
+) -> LoadOptions {
     let targets: Vec<Target> = stack
         .load
         .paths
@@ -416,7 +550,7 @@ async fn run_load(
             weight: p.weight,
         })
         .collect();
-    let opts = LoadOptions {
+    LoadOptions {
         targets,
         rate,
         duration,
@@ -425,19 +559,44 @@ async fn run_load(
         // Bounded: never more than the schedule asks for.
         max_requests: Some((rate * (duration + warmup).as_secs_f64()).ceil() as u64 + 1),
         ..LoadOptions::default()
-    };
+    }
+}
+
+async fn run_load(
+    stack: &Stack,
+    dep: &Deployment,
+    rate: f64,
+    duration: Duration,
+    warmup: Duration,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<LoadReport> {
+    let opts = load_options(stack, dep, rate, duration, warmup);
+    run_load_with(opts, crate::load::Tuning::default(), dep, reporter, cancel).await
+}
+
+/// Runs `opts` with `tuning` (the canary's grouping, tap and stop token) through HAProxy,
+/// with a progress bar.
+async fn run_load_with(
+    opts: LoadOptions,
+    tuning: crate::load::Tuning,
+    dep: &Deployment,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<LoadReport> {
     let expected = opts.max_requests;
     reporter.status(
         "Loading",
         format!(
-            "{rate} req/s for {:.0}s (+{:.0}s warm-up) through {}",
-            duration.as_secs_f64(),
-            warmup.as_secs_f64(),
+            "{} req/s for {:.0}s (+{:.0}s warm-up) through {}",
+            opts.rate,
+            opts.duration.as_secs_f64(),
+            opts.warmup.as_secs_f64(),
             dep.url()
         ),
     );
     let progress = reporter.progress("Load", expected);
-    let report = crate::load::run(opts, cancel.clone(), Some(&progress)).await?;
+    let report = crate::load::run_with(opts, tuning, cancel.clone(), Some(&progress)).await?;
     progress.finish(format!(
         "{} sent, {} ok, {} failed",
         report.sent, report.ok, report.failed
@@ -574,6 +733,7 @@ fn build_report(
         containers: m.containers,
         results: Some(m.load),
         capacity: m.capacity,
+        canary: m.canary,
         ..frame
     }
 }
@@ -624,6 +784,7 @@ fn report_frame(
         containers: Vec::new(),
         results: None,
         capacity: None,
+        canary: None,
     }
 }
 
@@ -671,6 +832,7 @@ fn stopped_report(
         error: Some(message),
         restarts: partial.restarts,
         containers: partial.containers,
+        canary: partial.canary,
         ..report_frame(stack, opts, under, times)
     }
 }

@@ -117,6 +117,10 @@ pub struct SmokeReport {
     pub results: Option<LoadReport>,
     #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
+    /// The comparison with the baseline and the switch (`null`/absent without `[canary]`;
+    /// promotion never reads it, so older reports read as before).
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<super::canary::CanaryReport>,
 }
 
 impl SmokeReport {

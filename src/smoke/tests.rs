@@ -54,12 +54,15 @@ pub(crate) fn gated(dist: &Path, run_id: &str, load: LoadReport) -> SmokeOutcome
             load_balancer: "lb".into(),
             port: 40_000,
             stats_port: 40_001,
+            baseline_network: None,
+            api_port: None,
         },
         load,
         checks,
         restarts: Vec::new(),
         containers: Vec::new(),
         capacity: None,
+        canary: None,
     };
     let report = build_report(
         &stack,

@@ -122,3 +122,18 @@ pub fn sh(cmd: &mut Command) -> String {
     );
     text(&out.stdout)
 }
+
+/// Nothing labelled with smoke run `run_id` is left in Docker: containers or networks.
+pub fn assert_nothing_left(run_id: &str) {
+    let filter = format!("label=io.builder.run={run_id}");
+    let ps = sh(Command::new("docker").args(["ps", "-aq", "--filter", &filter]));
+    assert!(
+        ps.trim().is_empty(),
+        "containers of run {run_id} left: {ps}"
+    );
+    let nets = sh(Command::new("docker").args(["network", "ls", "-q", "--filter", &filter]));
+    assert!(
+        nets.trim().is_empty(),
+        "networks of run {run_id} left: {nets}"
+    );
+}

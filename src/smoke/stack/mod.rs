@@ -26,7 +26,7 @@ use std::path::Path;
 
 pub use model::*;
 pub use overrides::Overrides;
-pub use validate::parse;
+pub use validate::{parse, MAX_SWITCH_STEPS};
 pub use values::expand;
 #[cfg(test)]
 pub use values::{references, MAX_SERVICE_NAME};

@@ -22,6 +22,12 @@ pub struct Service {
     pub health: String,
     /// Environment; `{svc}` in a value is replaced by the DNS name of service `svc`.
     pub env: BTreeMap<String, String>,
+    /// Added to `env` in the candidate's containers only (`--candidate-env`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub candidate_env: BTreeMap<String, String>,
+    /// Added to `env` in the baseline's containers only (`--baseline-env`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub baseline_env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,8 +116,64 @@ pub struct Stack {
     pub load: LoadSpec,
     pub thresholds: Thresholds,
     pub restart: RestartSpec,
+    /// `[canary]`: compare with the release an environment holds, then switch to it. `None`
+    /// when the table is absent and no `--baseline` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
 }
 
 /// What the stack validation needs to know about the project's recipes: package name →
 /// whether the recipe has an `[image]` table.
 pub type RecipeImages = BTreeMap<String, bool>;
+
+/// `[canary]`: the candidate beside the release an environment holds, compared under one
+/// load, then a blue-green switch. Tolerances are those of [`crate::smoke::compare`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CanarySpec {
+    /// The environment whose release is the baseline; `None`: no comparison (the table sets
+    /// tolerances for a `--baseline` given on the command line, or the pipeline's target).
+    pub baseline: Option<String>,
+    /// Significance level of the tests.
+    pub alpha: f64,
+    /// Largest tolerated relative increase of the candidate's p50 or p99 latency (0.1 = 10%).
+    pub max_latency_increase: f64,
+    /// Largest tolerated increase of the error rate, in absolute terms (0.01 = 1 point).
+    pub max_error_increase: f64,
+    /// Fewest measured requests per variant for a verdict.
+    pub min_requests: u64,
+    /// The candidate's share of the traffic during the comparison, in percent.
+    pub weight: u32,
+    /// The candidate's share at each step of the switch, in percent, rising, the last 100.
+    pub switch_steps: Vec<u32>,
+    /// How long each step of the switch (and the drained baseline after it) is held.
+    #[serde(serialize_with = "secs")]
+    pub step_duration: Duration,
+    /// Most requests that may fail because of the switch (gate check `switch_failures`).
+    pub max_switch_failures: u64,
+}
+
+impl Default for CanarySpec {
+    fn default() -> Self {
+        CanarySpec {
+            baseline: None,
+            alpha: 0.01,
+            max_latency_increase: 0.10,
+            max_error_increase: 0.01,
+            min_requests: 200,
+            weight: 50,
+            switch_steps: vec![10, 50, 100],
+            step_duration: Duration::from_secs(5),
+            max_switch_failures: 0,
+        }
+    }
+}
+
+impl CanarySpec {
+    /// Time the switch takes: every step plus the drained baseline, held `step_duration` each.
+    pub fn switch_time(&self) -> Duration {
+        let steps = u32::try_from(self.switch_steps.len()).unwrap_or(u32::MAX);
+        self.step_duration
+            .checked_mul(steps.saturating_add(1))
+            .unwrap_or(Duration::MAX)
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::model::{Service, Stack};
+use super::model::{CanarySpec, Service, Stack};
 use super::values::*;
 use super::MAX_REPLICAS;
 use crate::diag::{did_you_mean, escape_controls};
@@ -27,6 +27,18 @@ pub struct Overrides {
     pub replicas: Vec<String>,
     /// `service:KEY=VALUE`
     pub env: Vec<String>,
+    /// `--candidate-env service:KEY=VALUE`: the candidate's containers only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub candidate_env: Vec<String>,
+    /// `--baseline-env service:KEY=VALUE`: the baseline's containers only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baseline_env: Vec<String>,
+    /// `--baseline ENV`: compare with the release of this environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// `--no-canary`: test the candidate alone, whatever `[canary]` says.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_canary: bool,
     pub min_rate_ratio: Option<f64>,
     pub min_success: Option<f64>,
     pub max_p99_ms: Option<f64>,
@@ -40,6 +52,10 @@ impl Overrides {
             && self.frontends.is_none()
             && self.replicas.is_empty()
             && self.env.is_empty()
+            && self.candidate_env.is_empty()
+            && self.baseline_env.is_empty()
+            && self.baseline.is_none()
+            && !self.no_canary
             && self.min_rate_ratio.is_none()
             && self.min_success.is_none()
             && self.max_p99_ms.is_none()
@@ -123,50 +139,27 @@ impl Stack {
             self.service_mut(svc.trim(), "--replicas")?.replicas = n;
         }
         for e in &o.env {
-            let (svc, kv) = e.split_once(':').ok_or_else(|| {
-                usage(format!(
-                    "--env `{}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2",
-                    escape_controls(e)
-                ))
-            })?;
-            let (k, v) = kv
-                .split_once('=')
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| {
-                    usage(format!(
-                        "--env `{}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2",
-                        escape_controls(e)
-                    ))
-                })?;
-            if let Some(problem) = env_key_problem(k) {
+            let (svc, k, v) = self.env_flag("--env", e)?;
+            self.service_mut(&svc, "--env")?.env.insert(k, v);
+        }
+        self.apply_canary(o)?;
+        for e in &o.candidate_env {
+            let (svc, k, v) = self.env_flag("--candidate-env", e)?;
+            self.service_mut(&svc, "--candidate-env")?
+                .candidate_env
+                .insert(k, v);
+        }
+        for e in &o.baseline_env {
+            if self.baseline().is_none() {
                 return Err(usage(format!(
-                    "--env `{}`: invalid environment variable name `{}`: it {problem}; {ENV_KEY_HELP}",
-                    escape_controls(e),
-                    escape_controls(k)
-                )));
-            }
-            if let Some(problem) = env_value_problem(v) {
-                return Err(usage(format!(
-                    "--env `{}`: the value {problem}, which Docker cannot pass",
+                    "--baseline-env `{}`: there is no baseline to give it to; pass --baseline ENV or set `baseline` in the stack's [canary] table",
                     escape_controls(e)
                 )));
             }
-            let known: Vec<String> = self.services.iter().map(|s| s.name.clone()).collect();
-            let refs =
-                references(v).map_err(|m| usage(format!("--env `{}`: {m}", escape_controls(e))))?;
-            for r in refs {
-                if !known.contains(&r) || r == svc {
-                    return Err(usage(format!(
-                        "--env `{}`: `{{{}}}` is not another service of the stack; services: {}",
-                        escape_controls(e),
-                        escape_controls(&r),
-                        known.join(", ")
-                    )));
-                }
-            }
-            self.service_mut(svc, "--env")?
-                .env
-                .insert(k.to_string(), v.to_string());
+            let (svc, k, v) = self.env_flag("--baseline-env", e)?;
+            self.service_mut(&svc, "--baseline-env")?
+                .baseline_env
+                .insert(k, v);
         }
         let ratio = |x: f64, flag: &str| {
             if (0.0..=1.0).contains(&x) {
@@ -192,6 +185,71 @@ impl Stack {
             self.thresholds.max_p99_ms = x;
         }
         Ok(())
+    }
+
+    /// `--baseline` and `--no-canary` (which wins).
+    fn apply_canary(&mut self, o: &Overrides) -> anyhow::Result<()> {
+        if o.no_canary {
+            if o.baseline.is_some() {
+                return Err(usage(
+                    "--baseline and --no-canary contradict each other: pass one",
+                ));
+            }
+            self.canary = None;
+            return Ok(());
+        }
+        if let Some(env) = &o.baseline {
+            crate::repo::check_env_name(env).map_err(|m| usage(format!("--baseline: {m}")))?;
+            self.canary.get_or_insert_with(CanarySpec::default).baseline = Some(env.clone());
+        }
+        Ok(())
+    }
+
+    /// The environment to compare with, if any.
+    pub fn baseline(&self) -> Option<&str> {
+        self.canary.as_ref().and_then(|c| c.baseline.as_deref())
+    }
+
+    /// Parses `SERVICE:KEY=VALUE` of `flag`; every problem is a usage error naming it.
+    fn env_flag(&self, flag: &str, e: &str) -> anyhow::Result<(String, String, String)> {
+        let form = || {
+            usage(format!(
+                "{flag} `{}`: write SERVICE:KEY=VALUE, e.g. backend:FAILURE_RATE=0.2",
+                escape_controls(e)
+            ))
+        };
+        let (svc, kv) = e.split_once(':').ok_or_else(form)?;
+        let (k, v) = kv
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(form)?;
+        if let Some(problem) = env_key_problem(k) {
+            return Err(usage(format!(
+                "{flag} `{}`: invalid environment variable name `{}`: it {problem}; {ENV_KEY_HELP}",
+                escape_controls(e),
+                escape_controls(k)
+            )));
+        }
+        if let Some(problem) = env_value_problem(v) {
+            return Err(usage(format!(
+                "{flag} `{}`: the value {problem}, which Docker cannot pass",
+                escape_controls(e)
+            )));
+        }
+        let known: Vec<String> = self.services.iter().map(|s| s.name.clone()).collect();
+        let refs =
+            references(v).map_err(|m| usage(format!("{flag} `{}`: {m}", escape_controls(e))))?;
+        for r in refs {
+            if !known.contains(&r) || r == svc {
+                return Err(usage(format!(
+                    "{flag} `{}`: `{{{}}}` is not another service of the stack; services: {}",
+                    escape_controls(e),
+                    escape_controls(&r),
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok((svc.to_string(), k.to_string(), v.to_string()))
     }
 
     #[cfg(test)]

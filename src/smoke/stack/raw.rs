@@ -17,6 +17,8 @@ pub(super) struct RawStack {
     pub(super) thresholds: S<RawThresholds>,
     #[serde(default)]
     pub(super) restart: Option<S<RawRestart>>,
+    #[serde(default)]
+    pub(super) canary: Option<S<RawCanary>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,4 +116,27 @@ pub(super) struct RawRestart {
     pub(super) unhealthy_grace: Option<S<String>>,
     #[serde(default)]
     pub(super) builder_max: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCanary {
+    #[serde(default)]
+    pub(super) baseline: Option<S<String>>,
+    #[serde(default)]
+    pub(super) alpha: Option<S<f64>>,
+    #[serde(default)]
+    pub(super) max_latency_increase: Option<S<f64>>,
+    #[serde(default)]
+    pub(super) max_error_increase: Option<S<f64>>,
+    #[serde(default)]
+    pub(super) min_requests: Option<S<i64>>,
+    #[serde(default)]
+    pub(super) weight: Option<S<i64>>,
+    #[serde(default)]
+    pub(super) switch_steps: Option<S<Vec<S<i64>>>>,
+    #[serde(default)]
+    pub(super) step_duration: Option<S<String>>,
+    #[serde(default)]
+    pub(super) max_switch_failures: Option<S<i64>>,
 }

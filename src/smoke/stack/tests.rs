@@ -451,3 +451,138 @@ fn a_stack_file_that_is_not_utf8_gets_a_line() {
     assert!(out.contains("stack.toml:2:14"), "{out}");
     assert!(out.contains("byte 0xFF"), "{out}");
 }
+
+#[test]
+fn canary_table_defaults_and_values() {
+    let s = parse(Path::new("stack.toml"), GOOD, &recipes()).unwrap();
+    assert!(s.canary.is_none() && s.baseline().is_none());
+    let text = format!(
+        "{GOOD}\n[canary]\nbaseline = \"dev\"\nweight = 30\nswitch_steps = [25, 100]\nstep_duration = \"2s\"\nalpha = 0.05\nmax_switch_failures = 3\n"
+    );
+    let s = parse(Path::new("stack.toml"), &text, &recipes()).unwrap();
+    let c = s.canary.clone().unwrap();
+    assert_eq!(s.baseline(), Some("dev"));
+    assert_eq!(
+        (
+            c.weight,
+            c.switch_steps.as_slice(),
+            c.step_duration,
+            c.alpha
+        ),
+        (30, &[25, 100][..], Duration::from_secs(2), 0.05)
+    );
+    assert_eq!(c.max_switch_failures, 3);
+    assert_eq!(c.min_requests, CanarySpec::default().min_requests);
+    // Two steps and the drained baseline, 2 s each.
+    assert_eq!(c.switch_time(), Duration::from_secs(6));
+}
+
+#[test]
+fn canary_errors_have_positions() {
+    let text = format!(
+        "{GOOD}\n[canary]\nbaseline = \"d/v\"\nweight = 100\nswitch_steps = [50, 20, 90]\nalpha = 2\nstep_duration = \"0s\"\nmin_requets = 5\n"
+    );
+    let out = errors(&text);
+    // Syntax first: the unknown key, with a suggestion.
+    assert!(out.contains("unknown key `min_requets`"), "{out}");
+    assert!(out.contains("did you mean `min_requests`?"), "{out}");
+    let text = text.replace("min_requets = 5\n", "");
+    let out = errors(&text);
+    let line = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    assert!(
+        out.contains(&format!("stack.toml:{}:12", line("baseline = "))),
+        "{out}"
+    );
+    assert!(
+        out.contains("`d/v` is not a valid environment name"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("stack.toml:{}:10", line("weight = "))),
+        "{out}"
+    );
+    assert!(out.contains("canary.weight 100 is out of range"), "{out}");
+    assert!(
+        out.contains("canary.switch_steps: step 20 does not rise above the one before it"),
+        "{out}"
+    );
+    assert!(out.contains("canary.switch_steps must end at 100"), "{out}");
+    assert!(out.contains("canary.alpha 2 is out of range"), "{out}");
+    assert!(out.contains("invalid canary.step_duration `0s`"), "{out}");
+}
+
+#[test]
+fn canary_overrides() {
+    let text = format!("{GOOD}\n[canary]\nbaseline = \"dev\"\n");
+    let mut s = parse(Path::new("stack.toml"), &text, &recipes()).unwrap();
+    s.apply(&Overrides {
+        baseline: Some("staging".into()),
+        candidate_env: vec!["backend:LATENCY=50ms".into()],
+        baseline_env: vec!["frontend:X=1".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(s.baseline(), Some("staging"));
+    assert_eq!(
+        s.service("backend").unwrap().candidate_env["LATENCY"],
+        "50ms"
+    );
+    assert!(!s.service("backend").unwrap().env.contains_key("LATENCY"));
+    assert_eq!(s.service("frontend").unwrap().baseline_env["X"], "1");
+    s.apply(&Overrides {
+        no_canary: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(s.canary.is_none());
+    // Without a baseline, --baseline-env has nowhere to go; flags are named in errors.
+    let e = s
+        .apply(&Overrides {
+            baseline_env: vec!["backend:X=1".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(crate::error::exit_code(&e), 2);
+    assert!(
+        e.to_string()
+            .contains("--baseline-env `backend:X=1`: there is no baseline"),
+        "{e}"
+    );
+    let e = s
+        .apply(&Overrides {
+            candidate_env: vec!["backnd:X=1".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("--candidate-env: no service `backnd`"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("did you mean `backend`"), "{e}");
+    let e = s
+        .apply(&Overrides {
+            baseline: Some("../x".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("--baseline: `../x` is not a valid environment name"),
+        "{e}"
+    );
+    // --baseline alone makes a canary with the default tolerances.
+    let mut s = parse(Path::new("stack.toml"), GOOD, &recipes()).unwrap();
+    s.apply(&Overrides {
+        baseline: Some("dev".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        s.canary,
+        Some(CanarySpec {
+            baseline: Some("dev".into()),
+            ..CanarySpec::default()
+        })
+    );
+}

@@ -281,6 +281,8 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
             port,
             health,
             env,
+            candidate_env: BTreeMap::new(),
+            baseline_env: BTreeMap::new(),
         });
     }
     let order = start_order(&names, &deps);
@@ -501,6 +503,24 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
             }
         }
     };
+    let canary = raw.canary.as_ref().map(|c| canary(&mut cx, c.get_ref()));
+    if let (Some(c), Some(raw_c)) = (&canary, &raw.canary) {
+        let total = load
+            .warmup
+            .saturating_add(load.duration)
+            .saturating_add(c.switch_time());
+        if total > crate::load::MAX_DURATION {
+            cx.err_help(
+                raw_c.span(),
+                format!(
+                    "warmup, duration and the canary switch take {:.0}s together, more than the load generator's limit of {}s",
+                    total.as_secs_f64(),
+                    crate::load::MAX_DURATION.as_secs()
+                ),
+                "shorten `load.duration`, `canary.step_duration` or `canary.switch_steps`",
+            );
+        }
+    }
     cx.0.finish(Stack {
         file: file.to_path_buf(),
         services,
@@ -508,7 +528,135 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
         load,
         thresholds,
         restart,
+        canary,
     })
+}
+
+/// Most steps of a canary switch.
+pub const MAX_SWITCH_STEPS: usize = 20;
+/// Longest `canary.step_duration`.
+const MAX_STEP_DURATION: Duration = Duration::from_secs(600);
+
+/// `[canary]`: every field checked with its position; defaults from [`CanarySpec::default`].
+fn canary(cx: &mut Ctx<'_>, c: &RawCanary) -> CanarySpec {
+    let d = CanarySpec::default();
+    let baseline = c.baseline.as_ref().map(|b| {
+        if let Err(msg) = crate::repo::check_env_name(b.get_ref()) {
+            cx.err_help(
+                b.span(),
+                escape_controls(&msg).into_owned(),
+                "name an environment of promote.toml's `environments`, e.g. `dev`",
+            );
+        }
+        b.get_ref().clone()
+    });
+    let mut float =
+        |v: &Option<S<f64>>, default: f64, ok: fn(f64) -> bool, what: &str, help: &str| match v {
+            None => default,
+            Some(x) if ok(*x.get_ref()) => *x.get_ref(),
+            Some(x) => {
+                cx.err_help(
+                    x.span(),
+                    format!("canary.{what} {} is out of range", x.get_ref()),
+                    help,
+                );
+                default
+            }
+        };
+    let alpha = float(
+        &c.alpha,
+        d.alpha,
+        |x| x > 0.0 && x <= 0.5,
+        "alpha",
+        "write a significance level above 0 and at most 0.5, e.g. 0.01",
+    );
+    let max_latency_increase = float(
+        &c.max_latency_increase,
+        d.max_latency_increase,
+        |x| (0.0..=10.0).contains(&x),
+        "max_latency_increase",
+        "write a ratio from 0 to 10, e.g. 0.1 for a tolerated 10% increase of p50 or p99",
+    );
+    let max_error_increase = float(
+        &c.max_error_increase,
+        d.max_error_increase,
+        |x| (0.0..=1.0).contains(&x),
+        "max_error_increase",
+        "write a ratio from 0 to 1, e.g. 0.01 for one percentage point more errors",
+    );
+    let min_requests = u64::from(cx.int(
+        &c.min_requests,
+        d.min_requests as u32,
+        1,
+        1_000_000,
+        "canary.min_requests",
+    ));
+    let weight = cx.int(&c.weight, d.weight, 1, 99, "canary.weight");
+    let switch_steps = match &c.switch_steps {
+        None => d.switch_steps.clone(),
+        Some(list) => {
+            let mut steps = Vec::new();
+            for v in list.get_ref() {
+                let n = cx.int(&Some(v.clone()), 100, 1, 100, "canary.switch_steps step");
+                if steps.last().is_some_and(|last| *last >= n) {
+                    cx.err_help(
+                        v.span(),
+                        format!(
+                            "canary.switch_steps: step {n} does not rise above the one before it"
+                        ),
+                        "list the candidate's share in percent, rising, e.g. [10, 50, 100]",
+                    );
+                }
+                steps.push(n);
+            }
+            if steps.last() != Some(&100) {
+                cx.err_help(
+                    list.span(),
+                    "canary.switch_steps must end at 100",
+                    "the switch ends with every request on the candidate, e.g. [10, 50, 100]",
+                );
+            }
+            if steps.len() > MAX_SWITCH_STEPS {
+                cx.err_help(
+                    list.span(),
+                    format!("canary.switch_steps has {} steps", steps.len()),
+                    format!("list at most {MAX_SWITCH_STEPS}"),
+                );
+            }
+            steps
+        }
+    };
+    let step_duration = cx.duration(&c.step_duration, d.step_duration, "canary.step_duration");
+    if let Some(v) = &c.step_duration {
+        if step_duration > MAX_STEP_DURATION {
+            cx.err_help(
+                v.span(),
+                format!(
+                    "canary.step_duration `{}` is too long",
+                    escape_controls(v.get_ref())
+                ),
+                format!("write at most {}s", MAX_STEP_DURATION.as_secs()),
+            );
+        }
+    }
+    let max_switch_failures = u64::from(cx.int(
+        &c.max_switch_failures,
+        0,
+        0,
+        1_000_000,
+        "canary.max_switch_failures",
+    ));
+    CanarySpec {
+        baseline,
+        alpha,
+        max_latency_increase,
+        max_error_increase,
+        min_requests,
+        weight,
+        switch_steps,
+        step_duration,
+        max_switch_failures,
+    }
 }
 
 /// Dependencies first, otherwise alphabetical; `None` on a cycle.

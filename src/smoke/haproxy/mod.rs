@@ -13,7 +13,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::deploy::Variant;
 use super::stack::Stack;
+
+pub mod runtime;
 
 /// Port HAProxy listens on for traffic inside its container.
 pub const TRAFFIC_PORT: u16 = 8080;
@@ -30,6 +33,7 @@ pub struct ServerAddr {
     /// DNS name on the smoke network (the container name).
     pub host: String,
     pub port: u16,
+    pub variant: Variant,
 }
 
 /// `s` as one HAProxy config word: double-quoted ("weak quoting", configuration manual §2.2
@@ -70,8 +74,111 @@ pub fn backend_name(service: &str) -> String {
     format!("be_{service}")
 }
 
-/// The whole `haproxy.cfg` for a stack and its servers.
+/// The whole `haproxy.cfg` for a stack and its servers: one backend per service.
 pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
+    let mut c = head(stack, None);
+    c.push_str(&server_defaults(stack));
+    c.push('\n');
+    frontend(&mut c, stack);
+    for svc in &stack.services {
+        let _ = writeln!(c, "backend {}", quoted(&backend_name(&svc.name)));
+        service_servers(
+            &mut c,
+            stack,
+            svc,
+            servers.iter().filter(|s| s.service == svc.name),
+        );
+        c.push('\n');
+    }
+    stats(&mut c);
+    c
+}
+
+/// The `haproxy.cfg` of a canary run: two levels per service, so the split between the
+/// variants is exact and adjustable at runtime, and neither variant's failures are retried
+/// on the other.
+///
+/// - `backend be_<svc>`: `balance random(1)` (one weighted draw) over two servers, `candidate` (weight
+///   `candidate_weight`) and `baseline` (`100 - candidate_weight`), without health checks,
+///   retries or redispatch (configuration manual §4.2 `retries`, `option redispatch`,
+///   `retry-on`; §5.2 `weight`), each an abstract UNIX socket (`abns@`, §11) of
+///   - `listen be_<svc>.<variant>`: today's backend over that variant's servers only (health
+///     checks, retries and `retry-on` among them), stamping every response, HAProxy's own
+///     errors included, with `X-Builder-Variant: <variant>` (`http-after-response
+///     set-header`, §4.2).
+///
+/// The runtime API (`stats socket ... level admin`, management guide §9.3) listens on
+/// [`API_PORT`]: `set weight` and `set server ... state` move traffic during the switch.
+pub fn canary_config(stack: &Stack, servers: &[ServerAddr], candidate_weight: u32) -> String {
+    let mut c = head(stack, Some(API_PORT));
+    c.push('\n');
+    frontend(&mut c, stack);
+    let candidate_weight = candidate_weight.min(100);
+    for svc in &stack.services {
+        let be = backend_name(&svc.name);
+        let _ = writeln!(c, "backend {}", quoted(&be));
+        // `random(1)`: one weighted draw per request. Not `roundrobin`: its fixed sequence
+        // beats against the load generator's fixed sequence of paths (smooth weighted
+        // round-robin), so one variant got more pages and the other more static files,
+        // and the comparison measured the mix. Not the default two draws either: they
+        // pick the less loaded server, moving traffic away from a slower candidate.
+        c.push_str("    balance random(1)\n    retries 0\n    no option redispatch\n");
+        c.push_str("    retry-on none\n");
+        for v in Variant::ALL {
+            let weight = match v {
+                Variant::Candidate => candidate_weight,
+                Variant::Baseline => 100 - candidate_weight,
+            };
+            let _ = writeln!(
+                c,
+                "    server {} {} weight {weight}",
+                v.as_str(),
+                quoted(&format!("abns@{}", inner_socket(&be, v)))
+            );
+        }
+        c.push('\n');
+        for v in Variant::ALL {
+            let _ = writeln!(c, "listen {}", quoted(&inner_name(&be, v)));
+            let _ = writeln!(
+                c,
+                "    bind {}",
+                quoted(&format!("abns@{}", inner_socket(&be, v)))
+            );
+            let _ = writeln!(
+                c,
+                "    http-after-response set-header {VARIANT_HEADER} {}",
+                v.as_str()
+            );
+            c.push_str(&server_defaults(stack));
+            let mine = servers
+                .iter()
+                .filter(|s| s.service == svc.name && s.variant == v);
+            service_servers(&mut c, stack, svc, mine);
+            c.push('\n');
+        }
+    }
+    stats(&mut c);
+    c
+}
+
+/// The response header each inner section of a canary run sets to its variant.
+pub const VARIANT_HEADER: &str = "X-Builder-Variant";
+
+/// Port of the runtime API (`stats socket`) inside the container, in canary runs.
+pub const API_PORT: u16 = 9999;
+
+/// The inner section of variant `v` of backend `be`, e.g. `be_frontend.baseline`.
+pub fn inner_name(be: &str, v: Variant) -> String {
+    format!("{be}.{}", v.as_str())
+}
+
+/// The abstract socket the inner section listens on (private to HAProxy's container).
+fn inner_socket(be: &str, v: Variant) -> String {
+    format!("builder.{}", inner_name(be, v))
+}
+
+/// `global` and `defaults` (without `default-server`); `api`: the runtime API's port.
+fn head(stack: &Stack, api: Option<u16>) -> String {
     let lb = &stack.load_balancer;
     let mut c = String::new();
     let _ = writeln!(
@@ -79,7 +186,11 @@ pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
         "# generated by `builder smoke` from {}",
         comment(&stack.file.display().to_string())
     );
-    c.push_str("global\n    maxconn 4096\n    log stdout format raw local0 notice\n\n");
+    c.push_str("global\n    maxconn 4096\n    log stdout format raw local0 notice\n");
+    if let Some(port) = api {
+        let _ = writeln!(c, "    stats socket ipv4@0.0.0.0:{port} level admin");
+    }
+    c.push('\n');
     c.push_str("# Docker's embedded DNS: containers are found by name, even after a restart\n");
     c.push_str("# gives them a new address.\n");
     c.push_str("resolvers docker\n    nameserver dns 127.0.0.11:53\n");
@@ -100,15 +211,25 @@ pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
         let words: Vec<String> = lb.retry_on.iter().map(|w| quoted(w)).collect();
         let _ = writeln!(c, "    retry-on {}", words.join(" "));
     }
-    let _ = writeln!(
-        c,
+    c
+}
+
+/// The `default-server` line: health checks and DNS of the service servers.
+fn server_defaults(stack: &Stack) -> String {
+    let lb = &stack.load_balancer;
+    format!(
         "    default-server check inter {} fastinter {} downinter {} rise {} fall {} resolvers docker init-addr last,libc,none\n",
         ms(lb.check_interval),
         ms(lb.check_interval),
         ms(lb.check_interval),
         lb.rise,
         lb.fall
-    );
+    )
+}
+
+/// `frontend web`: the routes.
+fn frontend(c: &mut String, stack: &Stack) {
+    let lb = &stack.load_balancer;
     let _ = writeln!(c, "frontend web\n    bind :{TRAFFIC_PORT}");
     for (i, r) in lb.routes.iter().enumerate() {
         // `--` ends the ACL's flags: a pattern is never read as one (`-i`, `-f`).
@@ -128,26 +249,33 @@ pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
         "    default_backend {}\n",
         quoted(&backend_name(&lb.service))
     );
-    for svc in &stack.services {
-        let _ = writeln!(c, "backend {}", quoted(&backend_name(&svc.name)));
-        let _ = writeln!(c, "    balance {}", quoted(&lb.balance));
-        let _ = writeln!(c, "    option httpchk GET {}", quoted(&svc.health));
-        c.push_str("    http-check expect status 200\n");
-        for s in servers.iter().filter(|s| s.service == svc.name) {
-            let _ = writeln!(
-                c,
-                "    server {} {}",
-                quoted(&s.server),
-                quoted(&format!("{}:{}", s.host, s.port))
-            );
-        }
-        c.push('\n');
+}
+
+/// Balance, health check and the server lines of one service's (inner) section.
+fn service_servers<'a>(
+    c: &mut String,
+    stack: &Stack,
+    svc: &crate::smoke::stack::Service,
+    servers: impl Iterator<Item = &'a ServerAddr>,
+) {
+    let _ = writeln!(c, "    balance {}", quoted(&stack.load_balancer.balance));
+    let _ = writeln!(c, "    option httpchk GET {}", quoted(&svc.health));
+    c.push_str("    http-check expect status 200\n");
+    for s in servers {
+        let _ = writeln!(
+            c,
+            "    server {} {}",
+            quoted(&s.server),
+            quoted(&format!("{}:{}", s.host, s.port))
+        );
     }
+}
+
+fn stats(c: &mut String) {
     let _ = writeln!(
         c,
         "frontend stats\n    bind :{STATS_PORT}\n    stats enable\n    stats uri {STATS_PATH}\n    stats refresh 5s"
     );
-    c
 }
 
 /// One server line of the stats CSV.
@@ -471,6 +599,7 @@ max_p99_ms = 1000
             server: "backend-1".into(),
             host: "builder-smoke-x-backend-1".into(),
             port: 8080,
+            variant: Variant::Candidate,
         }];
         let cfg = config(&stack, &servers);
         assert!(
@@ -512,6 +641,7 @@ max_p99_ms = 1000
                 server: format!("{name}-{i}"),
                 host: "127.0.0.1".into(),
                 port: 65535,
+                variant: Variant::Candidate,
             })
             .collect();
         let cfg = config(&stack, &servers);
@@ -559,6 +689,23 @@ max_p99_ms = 1000
             .port()
     }
 
+    /// Runs the real HAProxy on `cfg` until the result is dropped.
+    fn serve(cfg: &str) -> (tempfile::TempDir, Killed) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haproxy.cfg");
+        std::fs::write(&file, cfg).unwrap();
+        let child = Command::new(haproxy_bin())
+            .arg("-db")
+            .arg("-f")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (dir, Killed(child))
+    }
+
     /// Kills the HAProxy this test started, on every path.
     struct Killed(Child);
     impl Drop for Killed {
@@ -570,18 +717,7 @@ max_p99_ms = 1000
 
     /// The status line of `GET target` through HAProxy on `port`.
     fn get(port: u16, target: &str) -> String {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = s.write_all(format!("GET {target} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes());
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string()
+        get_variant(port, target).0
     }
 
     fn targets(seen: &Mutex<Vec<String>>) -> Vec<String> {
@@ -608,6 +744,7 @@ max_p99_ms = 1000
             server: format!("{service}-1"),
             host: "127.0.0.1".into(),
             port,
+            variant: Variant::Candidate,
         };
         let servers = [
             server("backend", backend_port),
@@ -631,20 +768,7 @@ max_p99_ms = 1000
         assert!(ok, "HAProxy refused the config:\n{out}\n{cfg}");
         assert!(!out.contains("ALERT") && !out.contains("WARNING"), "{out}");
 
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("haproxy.cfg");
-        std::fs::write(&file, &cfg).unwrap();
-        let _haproxy = Killed(
-            Command::new(haproxy_bin())
-                .arg("-db")
-                .arg("-f")
-                .arg(&file)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let _haproxy = serve(&cfg);
         // The route's prefix is matched as written (`$v1` is not an empty variable), and the
         // health checks ask for exactly the stack's paths. HAProxy sends traffic to a server
         // before its first check, so wait for both.
@@ -672,5 +796,193 @@ max_p99_ms = 1000
         assert!(backend.contains(&routed), "{backend:?}");
         assert!(!frontend.contains(&routed), "{frontend:?}");
         assert!(frontend.iter().any(|t| t == "/other"), "{frontend:?}");
+    }
+
+    /// The response to `GET target` through HAProxy on `port`: (status line, variant header).
+    fn get_variant(port: u16, target: &str) -> (String, Option<String>) {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return (String::new(), None);
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.write_all(format!("GET {target} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes());
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.lines().next().unwrap_or("").to_string();
+        let variant = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(VARIANT_HEADER)
+                .then(|| v.trim().to_string())
+        });
+        (status, variant)
+    }
+
+    fn canary_stack() -> Stack {
+        let text = awkward_stack("100ms")
+            .replace(AWKWARD_HEALTH, "/")
+            .replace(AWKWARD_PREFIX, "/api/");
+        stack_of(&text)
+    }
+
+    #[test]
+    fn canary_config_has_two_levels() {
+        let stack = canary_stack();
+        let server = |service: &str, variant: Variant| ServerAddr {
+            service: service.into(),
+            server: variant.server(service, 1),
+            host: format!("h-{service}-{variant}"),
+            port: 8080,
+            variant,
+        };
+        let servers = [
+            server("backend", Variant::Candidate),
+            server("backend", Variant::Baseline),
+        ];
+        let cfg = canary_config(&stack, &servers, 30);
+        assert!(
+            cfg.contains("    stats socket ipv4@0.0.0.0:9999 level admin\n"),
+            "{cfg}"
+        );
+        let outer = cfg
+            .split("\nbackend \"be_backend\"\n")
+            .nth(1)
+            .and_then(|t| t.split("\n\n").next())
+            .unwrap();
+        assert_eq!(
+            outer,
+            "    balance random(1)\n    retries 0\n    no option redispatch\n    retry-on none\n    \
+             server candidate \"abns@builder.be_backend.candidate\" weight 30\n    \
+             server baseline \"abns@builder.be_backend.baseline\" weight 70"
+        );
+        let inner = cfg
+            .split("\nlisten \"be_backend.baseline\"\n")
+            .nth(1)
+            .and_then(|t| t.split("\n\n").next())
+            .unwrap();
+        assert!(inner.contains("    http-after-response set-header X-Builder-Variant baseline\n"));
+        assert!(inner.contains("    default-server check inter"), "{inner}");
+        assert!(
+            inner.contains("server \"base.backend-1\" \"h-backend-baseline:8080\""),
+            "{inner}"
+        );
+        assert!(
+            !inner.contains("backend-1\" \"h-backend-candidate"),
+            "{inner}"
+        );
+        // The single-level config is unchanged: no runtime API, no variant header.
+        let single = config(&stack, &servers[..1]);
+        assert!(!single.contains("stats socket") && !single.contains(VARIANT_HEADER));
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "engine-tests"),
+        ignore = "engine tier: runs the real haproxy"
+    )]
+    fn haproxy_splits_exactly_stamps_the_variant_and_obeys_the_runtime_api() {
+        let stack = canary_stack();
+        let (cand, _) = recorder();
+        let (base, _) = recorder();
+        let server = |service: &str, variant: Variant, port| ServerAddr {
+            service: service.into(),
+            server: variant.server(service, 1),
+            host: "127.0.0.1".into(),
+            port,
+            variant,
+        };
+        let servers = [
+            server("backend", Variant::Candidate, cand),
+            server("frontend", Variant::Candidate, cand),
+            server("backend", Variant::Baseline, base),
+            server("frontend", Variant::Baseline, base),
+        ];
+        let (traffic, stats, api) = (free_port(), free_port(), free_port());
+        let cfg = canary_config(&stack, &servers, 50)
+            .replace(
+                &format!("bind :{TRAFFIC_PORT}\n"),
+                &format!("bind 127.0.0.1:{traffic}\n"),
+            )
+            .replace(
+                &format!("bind :{STATS_PORT}\n"),
+                &format!("bind 127.0.0.1:{stats}\n"),
+            )
+            .replace(
+                &format!("ipv4@0.0.0.0:{API_PORT}"),
+                &format!("ipv4@127.0.0.1:{api}"),
+            )
+            // Abstract sockets are per network namespace: unique names beside other tests.
+            .replace(
+                "abns@builder.",
+                &format!("abns@test{}-{traffic}.", std::process::id()),
+            );
+        let (ok, out) = haproxy_check(&cfg);
+        assert!(ok, "HAProxy refused the config:\n{out}\n{cfg}");
+        assert!(
+            !out.contains("ALERT") && !out.contains("WARNING"),
+            "{out}\n{cfg}"
+        );
+        let _haproxy = serve(&cfg);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Every server passed its check.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let up = rt
+                .block_on(fetch_stats(stats))
+                .map(|c| c.iter().filter(|c| c.is_ready()).count())
+                .unwrap_or(0);
+            if up == 4 || Instant::now() > deadline {
+                assert_eq!(up, 4, "servers not up");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let tally = |n: usize, target: &str| {
+            let mut m = std::collections::BTreeMap::new();
+            for _ in 0..n {
+                let (status, v) = get_variant(traffic, target);
+                assert!(status.contains(" 200 "), "{status}");
+                *m.entry(v.unwrap_or_default()).or_insert(0) += 1;
+            }
+            m
+        };
+        // 50/50 by weighted draws (200 each: outside 70..130 is a 4.2-sigma event), each
+        // answer stamped with its variant.
+        for route in ["/", "/api/x"] {
+            let m = tally(200, route);
+            let n = |v: &str| m.get(v).copied().unwrap_or(0);
+            assert_eq!(n("candidate") + n("baseline"), 200, "{m:?}");
+            assert!((70..=130).contains(&n("candidate")), "{m:?}");
+        }
+        // All on the candidate, the baseline drained.
+        let api = runtime::RuntimeApi { port: api };
+        rt.block_on(async {
+            for be in ["be_frontend", "be_backend"] {
+                api.set_weight(be, "candidate", 100).await.unwrap();
+                api.set_weight(be, "baseline", 0).await.unwrap();
+                api.set_state(be, "baseline", runtime::ServerState::Drain)
+                    .await
+                    .unwrap();
+            }
+        });
+        let m = tally(10, "/");
+        assert_eq!(m.get("candidate"), Some(&10), "{m:?}");
+        let c = rt.block_on(api.show_stat()).unwrap();
+        let b = c
+            .iter()
+            .find(|c| c.backend == "be_frontend" && c.server == "baseline")
+            .unwrap();
+        assert_eq!((b.weight, b.status.as_str()), (0, "DRAIN"), "{b:?}");
+        // HAProxy's errors come back as errors.
+        let e = rt
+            .block_on(api.set_weight("be_nosuch", "candidate", 1))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("HAProxy refused `set weight be_nosuch/candidate 1`"),
+            "{e}"
+        );
     }
 }
