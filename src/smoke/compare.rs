@@ -11,8 +11,6 @@
 //! report's definition: a 2xx/3xx answer within the timeout); latencies are those of every
 //! measured request that finished, as in the load report's `latency_ms`; warm-up samples are
 //! left out of everything but the timelines.
-// Called by the canary run (issue 13, branch `canary-deploy`); remove once that is merged.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use serde::{Deserialize, Serialize};
 
@@ -45,46 +43,6 @@ impl Default for Tolerances {
     }
 }
 
-impl Tolerances {
-    /// Checks every value; the message names the `[canary]` key and the accepted range.
-    pub fn validate(&self) -> Result<(), String> {
-        let mut problems = Vec::new();
-        if !(self.alpha > 0.0 && self.alpha <= 0.5) {
-            problems.push(format!(
-                "alpha = {} is out of range; use a significance level above 0 and at most 0.5, \
-                 e.g. 0.01",
-                self.alpha
-            ));
-        }
-        if !(self.max_latency_increase >= 0.0 && self.max_latency_increase <= 100.0) {
-            problems.push(format!(
-                "max_latency_increase = {} is out of range; use a relative increase from 0 to \
-                 100, e.g. 0.10 for 10% slower",
-                self.max_latency_increase
-            ));
-        }
-        if !(self.max_error_increase >= 0.0 && self.max_error_increase < 1.0) {
-            problems.push(format!(
-                "max_error_increase = {} is out of range; use an absolute increase of the \
-                 failure rate from 0 to below 1, e.g. 0.01 for one percentage point",
-                self.max_error_increase
-            ));
-        }
-        if self.min_requests == 0 {
-            problems.push(
-                "min_requests = 0 is out of range; use at least 1 measured request per \
-                 variant, e.g. 200"
-                    .to_string(),
-            );
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("[canary] {}", problems.join("; ")))
-        }
-    }
-}
-
 /// The comparison of a candidate with its baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
@@ -105,21 +63,8 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// A comparison that was not made, with the reason for the report; it has no checks.
-    pub fn skipped(reason: impl Into<String>) -> Comparison {
-        Comparison {
-            baseline: GroupReport::default(),
-            candidate: GroupReport::default(),
-            latency: None,
-            errors: compare_proportions(0, 0, 0, 0),
-            p50_change: 0.0,
-            p99_change: 0.0,
-            checks: Vec::new(),
-            skipped: Some(reason.into()),
-        }
-    }
-
-    /// Every check passed (a skipped comparison has none and passes).
+    /// Every check passed.
+    #[cfg(test)]
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }
