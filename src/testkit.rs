@@ -1,7 +1,7 @@
 //! Fixtures the in-crate tests share (compiled only for `cargo test`): a project in a temp
 //! directory with a signing key outside dist/, .debs from builder's own writer, the smoke
 //! gate's checks of a made-up load run, and smoke reports written and signed as the smoke
-//! stage writes and signs them. Nothing here needs Docker, the network or a tool outside the
+//! stage writes and signs them, and a seeded PRNG. Nothing here needs Docker, the network or a tool outside the
 //! crate, so every test built on it belongs to the fast tier.
 
 use std::path::{Path, PathBuf};
@@ -247,5 +247,37 @@ impl Project {
         let path = dir.join("report.json");
         std::fs::write(&path, bytes).unwrap();
         path
+    }
+}
+
+/// Small deterministic PRNG (xorshift64*), so failures reproduce and simulations give the
+/// same numbers on every run.
+pub(crate) struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+
+    /// Uniform in (0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }

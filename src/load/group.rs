@@ -396,7 +396,6 @@ struct Rec {
     flags: u8,
 }
 
-#[derive(Debug)]
 struct TapInner {
     recs: Vec<Rec>,
     groups: Interner,
@@ -408,9 +407,21 @@ struct TapInner {
 /// clone it, hand one clone to the run and read the other while it goes. Requests that were
 /// never sent (dropped) or were aborted by cancellation do not finish and are not tapped.
 /// Due times and latencies are kept in whole microseconds, up to 71 minutes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tap {
     inner: Arc<Mutex<TapInner>>,
+}
+
+/// Counts only: a tap may hold millions of samples.
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("Tap")
+            .field("len", &inner.recs.len())
+            .field("limit", &inner.limit)
+            .field("overflowed", &inner.overflowed)
+            .finish()
+    }
 }
 
 impl Default for Tap {
@@ -663,6 +674,10 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Vec<Sample>>(&json).unwrap(), s);
         assert_eq!(Tap::with_limit(usize::MAX).lock().limit, TAP_LIMIT);
+        assert_eq!(
+            format!("{other:?}"),
+            "Tap { len: 2, limit: 2, overflowed: 1 }"
+        );
         // Outcomes survive the sample form, also contradictory ones.
         for o in [
             Outcome::Status(204),

@@ -7,7 +7,8 @@
 //! `dropped`. A request sent more than [`Tuning::late_tolerance`] after its due time (the
 //! generator itself fell behind) is sent anyway and counts as `late`.
 //!
-//! Owns: scheduling, the HTTP/1.1 keep-alive client (`client`), statistics (`stats`), target
+//! Owns: scheduling, the HTTP/1.1 keep-alive client (`client`), statistics (`stats`), results
+//! grouped by a response header and the live tap of samples (`group`), target
 //! parsing and the loopback safety rule (`target`), and a small HTTP server for tests and
 //! benchmarks (`testserver`). It never prints: progress goes through [`crate::report::Progress`].
 //!

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::testkit::Rng;
+
 // -- helpers ------------------------------------------------------------
 
 /// A scratch directory removed on drop.
@@ -327,26 +329,6 @@ fn assert_hashes_match_openssl(cases: &[(String, Vec<u8>)]) {
         failures.len(),
         failures.join("\n")
     );
-}
-
-/// Small deterministic PRNG (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
 }
 
 // -- against the real tools ---------------------------------------------

@@ -1,30 +1,9 @@
 //! The verdict on made-up samples, and its error rates measured by simulation: a seeded
-//! xorshift generator, so every run sees the same numbers (`--nocapture` prints them).
+//! xorshift generator (`testkit::Rng`), so every run sees the same numbers (`--nocapture` prints them).
 #![allow(clippy::print_stderr)]
 
 use super::*;
-
-/// xorshift64* with Box-Muller normals: small, seeded, good enough for a simulation.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in (0, 1).
-    fn uniform(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
+use crate::testkit::Rng;
 
 /// One variant's `n` measured requests at 25 req/s (50 req/s split 50/50): latency
 /// log-normal with median `median_ms` (σ 0.25, a p99 about 1.8× the median) plus `shift_ms`,
