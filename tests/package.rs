@@ -1209,3 +1209,121 @@ print("ok")
         .args(["list", "bookworm"]));
     assert_eq!(list.trim(), "bookworm|main|amd64: demo 2.1.0-3");
 }
+
+/// The same package built by debhelper (dpkg-buildpackage, dh compat 13) and by builder:
+/// lintian says the same of both, Installed-Size is equal (dpkg-gencontrol counts DEBIAN/),
+/// the maintainer scripts are equal but for the marker line, and the files have the same
+/// modes, owners and sizes (the generated copyright aside).
+#[test]
+#[cfg_attr(
+    not(feature = "engine-tests"),
+    ignore = "engine tier: lintian and debhelper from .ci/setup"
+)]
+fn builder_and_debhelper_make_the_same_package_as_lintian_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let changelog = "demo (1.0-1) unstable; urgency=medium\n\n  * Initial release.\n\n -- Release Engineering <release@example.com>  Fri, 04 Dec 2026 10:00:00 +0000\n";
+    let unit = "[Unit]\nDescription=Demo\n\n[Service]\nExecStart=/usr/bin/demo\n\n[Install]\nWantedBy=multi-user.target\n";
+    write_files(
+        root,
+        &[
+            (
+                "dh/debian/control",
+                "Source: demo\nSection: net\nPriority: optional\nMaintainer: Release Engineering <release@example.com>\n\
+                 Build-Depends: debhelper-compat (= 13)\nStandards-Version: 4.6.2\nHomepage: https://example.com/demo\n\
+                 Rules-Requires-Root: no\n\nPackage: demo\nArchitecture: all\nDepends: ${misc:Depends}\n\
+                 Description: Demo service for lintian comparisons\n It ships a program, a config file and a systemd unit.\n",
+            ),
+            ("dh/debian/changelog", changelog),
+            ("dh/debian/rules", "#!/usr/bin/make -f\n%:\n\tdh $@\n"),
+            ("dh/debian/source/format", "3.0 (native)\n"),
+            (
+                "dh/debian/copyright",
+                "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: demo\n\n\
+                 Files: *\nCopyright: 2026 Example\nLicense: MIT\n",
+            ),
+            ("dh/debian/demo.service", unit),
+            ("dh/debian/install", "src/demo usr/bin\nsrc/demo.conf etc/demo\n"),
+            ("dh/src/demo", "#!/bin/sh\necho demo\n"),
+            ("dh/src/demo.conf", "listen = 8080\n"),
+            (
+                "b/recipes/demo.toml",
+                "[package]\nname = \"demo\"\nversion = \"1.0\"\nrevision = \"1\"\narchitecture = \"all\"\n\
+                 maintainer = \"Release Engineering <release@example.com>\"\n\
+                 description = \"Demo service for lintian comparisons\\n\\nIt ships a program, a config file and a systemd unit.\"\n\
+                 section = \"net\"\nhomepage = \"https://example.com/demo\"\nlicense = \"MIT\"\nchangelog = \"debian/changelog\"\n\n\
+                 [[files]]\nfrom = \"app/demo\"\nto = \"/usr/bin/demo\"\n\n\
+                 [[files]]\nfrom = \"app/demo.conf\"\nto = \"/etc/demo/demo.conf\"\n\n\
+                 [[systemd]]\nunit = \"app/demo.service\"\n",
+            ),
+            ("b/debian/changelog", changelog),
+            ("b/app/demo", "#!/bin/sh\necho demo\n"),
+            ("b/app/demo.conf", "listen = 8080\n"),
+            ("b/app/demo.service", unit),
+        ],
+    );
+    set_mode(&root.join("dh/debian/rules"), 0o755);
+    set_mode(&root.join("dh/src/demo"), 0o755);
+    set_mode(&root.join("b/app/demo"), 0o755);
+    sh(Command::new("dpkg-buildpackage")
+        .args(["-b", "-us", "-uc", "-d"])
+        .current_dir(root.join("dh")));
+    let theirs = root.join("demo_1.0-1_all.deb");
+    let out = run(builder()
+        .arg("--project")
+        .arg(root.join("b"))
+        .args(["package", "--no-image"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ours = root.join("b/dist/debs/demo_1.0-1_all.deb");
+
+    let tags = |deb: &Path| -> Vec<String> {
+        let out = Command::new("lintian")
+            .args(["--no-cfg", "-I", "--tag-display-limit", "0"])
+            .arg(deb)
+            .output()
+            .unwrap();
+        let mut t: Vec<String> = text(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(": demo: "))
+            .map(str::to_string)
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(tags(&ours), tags(&theirs));
+    let field = |deb: &Path, f: &str| sh(Command::new("dpkg-deb").arg("-f").arg(deb).arg(f));
+    assert_eq!(
+        field(&ours, "Installed-Size"),
+        field(&theirs, "Installed-Size")
+    );
+    let control = |deb: &Path| {
+        let d = tempfile::tempdir().unwrap();
+        sh(Command::new("dpkg-deb").arg("-e").arg(deb).arg(d.path()));
+        d
+    };
+    let (c1, c2) = (control(&ours), control(&theirs));
+    for script in ["postinst", "prerm", "postrm", "conffiles"] {
+        let read = |d: &Path| {
+            std::fs::read_to_string(d.join(script)).unwrap().replace(
+                "Automatically added by builder (as dh_installsystemd/13.11.4)",
+                "Automatically added by dh_installsystemd/13.11.4",
+            )
+        };
+        assert_eq!(read(c1.path()), read(c2.path()), "{script}");
+    }
+    let listing = |deb: &Path| -> Vec<String> {
+        sh(Command::new("dpkg-deb").arg("--contents").arg(deb))
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let size = if f[5].ends_with("/copyright") {
+                    "-"
+                } else {
+                    f[2]
+                };
+                format!("{} {} {size} {}", f[0], f[1], f[5])
+            })
+            .collect()
+    };
+    assert_eq!(listing(&ours), listing(&theirs));
+}

@@ -476,9 +476,8 @@ impl Tree {
     /// every regular file and symlink counts `ceil(size / 1024)` (a symlink's size is the
     /// length of its target, as `lstat` reports), every other object (directories, including
     /// the package root `.` that `File::Find` also visits) counts 1. A hard link counts
-    /// nothing: dpkg-gencontrol counts each inode once. dpkg-gencontrol also walks the build tree's `DEBIAN/`
-    /// directory; builder has none (control files never sit in the data tree), so the
-    /// control files are not counted.
+    /// nothing: dpkg-gencontrol counts each inode once. dpkg-gencontrol also walks the build
+    /// tree's `DEBIAN/` directory: the .deb writer adds what the control files count there.
     pub fn installed_size_kib(&self) -> anyhow::Result<u64> {
         let mut total = 1; // the root directory
         for node in self.nodes.values() {

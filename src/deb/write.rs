@@ -149,6 +149,22 @@ fn control_tree(spec: &DebSpec, control: String, md5sums: String) -> anyhow::Res
     Ok(tree)
 }
 
+/// What the control files add to Installed-Size in a package built with debhelper:
+/// dpkg-gencontrol walks the whole build tree, `DEBIAN/` included, and dh_installdeb (and
+/// dh_installdebconf, dh_installdeb for triggers) put the maintainer scripts, `conffiles`,
+/// `config`, `templates` and `triggers` there before dh_gencontrol runs; `control` is written
+/// by dpkg-gencontrol itself and `md5sums` after it (dh_md5sums), so neither counts. The
+/// directory counts 1 and each file `ceil(size / 1024)`, as in [`Tree::installed_size_kib`].
+fn control_kib(spec: &DebSpec, conffiles: &str) -> u64 {
+    let file = |n: usize| (n as u64).div_ceil(1024);
+    1 + file(conffiles.len())
+        + spec
+            .scripts
+            .iter()
+            .map(|(_, body)| file(body.len()))
+            .sum::<u64>()
+}
+
 /// Writes the .deb for `spec` to `out` (through a temp file in the same directory and a
 /// rename) and returns its sha256, size and Installed-Size.
 pub fn write_deb(spec: &DebSpec, out: &Path) -> anyhow::Result<DebInfo> {
@@ -158,11 +174,11 @@ pub fn write_deb(spec: &DebSpec, out: &Path) -> anyhow::Result<DebInfo> {
     };
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("could not create `{}`", dir.display()))?;
-    let installed_size_kib = spec.data.installed_size_kib()?;
-    let control = render_control(&spec.control, installed_size_kib)?;
     // Refuse a bad spec before the expensive part.
-    check_conffiles(spec)?;
+    let conffiles = check_conffiles(spec)?;
     check_scripts(spec)?;
+    let installed_size_kib = spec.data.installed_size_kib()? + control_kib(spec, &conffiles);
+    let control = render_control(&spec.control, installed_size_kib)?;
     let ext = spec.compression.extension();
     let opts = TarOptions::deb(spec.mtime);
 
