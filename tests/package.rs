@@ -972,17 +972,17 @@ fn versions_from_git_sort_in_commit_order_and_tags_give_releases() {
     };
     let h1 = commit("1", "2026-12-04T10:00:00Z");
     let v1 = version();
-    assert_eq!(v1, format!("0~git20261204.1.{h1}"));
+    assert_eq!(v1, format!("0~git20261204100000.1.{h1}"));
     let h2 = commit("2", "2026-12-04T11:00:00Z");
     let v2 = version();
-    assert_eq!(v2, format!("0~git20261204.2.{h2}"));
+    assert_eq!(v2, format!("0~git20261204110000.2.{h2}"));
     assert!(later(&v1, &v2), "{v1} < {v2}");
     git(&["tag", "v1.0.0"], "2026-12-04T11:00:00Z");
     assert_eq!(version(), "1.0.0");
     assert!(later(&v2, "1.0.0"));
     let h3 = commit("3", "2026-12-05T09:00:00Z");
     let v3 = version();
-    assert_eq!(v3, format!("1.0.0+git20261205.1.{h3}"));
+    assert_eq!(v3, format!("1.0.0+git20261205090000.1.{h3}"));
     assert!(later("1.0.0", &v3) && later(&v3, "1.0.1"), "{v3}");
     // The commit is in the user field too.
     let deb = root.join(format!("dist/debs/gv_{v3}_all.deb"));
@@ -994,6 +994,22 @@ fn versions_from_git_sort_in_commit_order_and_tags_give_releases() {
     // Uncommitted changes to a tracked file.
     std::fs::write(root.join("data.txt"), "4").unwrap();
     assert_eq!(version(), format!("{v3}.dirty"));
+    git(&["checkout", "--", "data.txt"], "2026-12-05T09:00:00Z");
+    // A shallow clone lacks the count and the tags, yet its commits still sort by time.
+    let shallow = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", root.display());
+    sh(Command::new("git")
+        .args(["clone", "-q", "--depth", "1", "--no-tags", &url])
+        .arg(shallow.path().join("c")));
+    let (h, shallow_root) = (h3, shallow.path().join("c"));
+    let out = run(builder()
+        .arg("--project")
+        .arg(&shallow_root)
+        .args(["--json", "plan"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = plan["recipes"][0]["version"].as_str().unwrap().to_string();
+    assert_eq!(v, format!("0~git20261205090000.1.{h}"));
 }
 
 #[test]
@@ -1117,7 +1133,7 @@ fn changelogs_from_git_and_from_a_file_parse_with_dpkg() {
     let versions: Vec<&str> = versions.lines().collect();
     assert_eq!(versions.len(), 3, "{versions:?}");
     assert!(
-        versions[0].starts_with("1.1.0+git20261204.1."),
+        versions[0].starts_with("1.1.0+git20261204100000.1."),
         "{versions:?}"
     );
     assert_eq!(&versions[1..], ["1.1.0-1", "1.0.0-1"]);

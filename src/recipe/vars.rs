@@ -6,11 +6,13 @@
 //!
 //! Variables builder derives from git (the environment wins when it sets the same name):
 //! - `GIT_VERSION`: at a release tag (`v1.2.0` or `1.2.0`, pointing at HEAD) the tag's
-//!   version; `N` commits after one, `1.2.0+git<YYYYMMDD>.<N>.<hash>`, which sorts after
-//!   1.2.0 and before any later release; without any tag, `0~git<YYYYMMDD>.<N>.<hash>` with
-//!   `N` counting every commit. `<YYYYMMDD>` is HEAD's commit date (UTC), so later commits
-//!   on a branch sort later, and the same commit always gives the same version.
-//! - `GIT_SNAPSHOT`: empty at a release tag, else `~git<YYYYMMDD>.<N>.<hash>`: appended to
+//!   version; `N` commits after one, `1.2.0+git<YYYYMMDDHHMMSS>.<N>.<hash>`, which sorts
+//!   after 1.2.0 and before any later release; without any tag,
+//!   `0~git<YYYYMMDDHHMMSS>.<N>.<hash>` with `N` counting every commit. The timestamp is
+//!   HEAD's commit time (UTC), so later commits sort later, and the same commit always gives
+//!   the same version. In a shallow clone the count and the tags it lacks are missing, so
+//!   versions still sort by commit time but a release tag may not be seen: fetch the history.
+//! - `GIT_SNAPSHOT`: empty at a release tag, else `~git<YYYYMMDDHHMMSS>.<N>.<hash>`: appended to
 //!   a version (`1.3.0${GIT_SNAPSHOT}`), it makes snapshots that sort before that release.
 //! - `GIT_COMMIT` (full hash), `GIT_SHORT_COMMIT` (7 hex digits), `GIT_TAG` (the nearest
 //!   release tag, unset without one), `GIT_COMMITS_SINCE_TAG`.
@@ -174,7 +176,12 @@ fn git_vars(project: &Path) -> Result<BTreeMap<&'static str, String>, String> {
     let when: i64 = crate::project::git(project, &["show", "-s", "--format=%ct", "HEAD"])
         .and_then(|s| s.parse().ok())
         .ok_or_else(not_git)?;
-    let date = crate::timefmt::rfc3339_secs(when)[..10].replace('-', "");
+    // YYYYMMDDHHMMSS of the commit (UTC): orders commits even where the count cannot.
+    let date: String = crate::timefmt::rfc3339_secs(when)
+        .chars()
+        .take(19)
+        .filter(char::is_ascii_digit)
+        .collect();
     let dirty = crate::project::git(project, &["status", "--porcelain", "--untracked-files=no"])
         .is_some_and(|s| !s.is_empty());
     // The nearest release tag: `git describe` over tags that look like versions.
