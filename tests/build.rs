@@ -258,11 +258,20 @@ fn get_when_up(port: u16, path: &str) -> (u16, String) {
     }
 }
 
+/// The recipe's version as builder resolves it (`${GIT_VERSION:-1.0.0}` and the like
+/// expanded), from `builder plan --json`.
 fn package_version(project: &Path, recipe: &str) -> String {
-    let text =
-        std::fs::read_to_string(project.join("recipes").join(format!("{recipe}.toml"))).unwrap();
-    let v: toml::Value = toml::from_str(&text).unwrap();
-    v["package"]["version"].as_str().unwrap().to_string()
+    let out = builder(project)
+        .args(["--json", "plan", recipe])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["recipes"][0]["version"].as_str().unwrap().to_string()
 }
 
 #[test]
