@@ -84,7 +84,10 @@ fn bookworm() -> String {
 /// Runs `script` in a throwaway container of the bookworm base `tag`, offline, with `debs`
 /// mounted read-only at /debs; it must end by printing ALL-OK.
 fn in_debian(tag: &str, debs: &std::path::Path, script: &str) {
-    let name = format!("builder-install-test-{}", std::process::id());
+    // One name per call: the tests of this file run in parallel in one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("builder-install-test-{}-{n}", std::process::id());
     let out = Command::new("docker")
         .args([
             "run",
