@@ -744,28 +744,34 @@ fn bad_owners_and_directory_entries_are_refused_at_their_line() {
         ("from = \"a\"", "a [[files]] entry needs `to`"),
     ];
     for (entry, want) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        write_files(
-            dir.path(),
-            &[
-                ("a", "a\n"),
-                (
-                    "recipes/x.toml",
-                    &format!(
-                        "[package]\nname = \"xx\"\nversion = \"1\"\narchitecture = \"all\"\nmaintainer = \"A <a@example.com>\"\ndescription = \"x\\n\\nx x.\"\n\n[[files]]\n{entry}\n"
-                    ),
-                ),
-            ],
-        );
-        let out = run(builder().arg("--project").arg(dir.path()).arg("validate"));
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{entry}: {err}");
-        assert!(err.contains(want), "{entry}: {err}");
-        assert!(
-            err.contains("x.toml:9") || err.contains("x.toml:10") || err.contains("x.toml:8"),
-            "{entry}: {err}"
+        refused_at(
+            &package_then(&format!("\n[[files]]\n{entry}")),
+            &[("a", "a\n")],
+            want,
+            &["x.toml:8", "x.toml:9", "x.toml:10"],
         );
     }
+}
+
+/// `builder validate` of a project whose recipe `recipes/x.toml` is `recipe` (beside
+/// `files`) exits 2 with an error that says `want` at one of the positions `at`.
+fn refused_at(recipe: &str, files: &[(&str, &str)], want: &str, at: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![("recipes/x.toml", recipe)];
+    all.extend_from_slice(files);
+    write_files(dir.path(), &all);
+    let out = run(builder().arg("--project").arg(dir.path()).arg("validate"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{recipe}: {err}");
+    assert!(err.contains(want), "{recipe}: {err}");
+    assert!(at.iter().any(|a| err.contains(a)), "{at:?}: {err}");
+}
+
+/// A recipe `xx` with the fields every package needs, then `rest`.
+fn package_then(rest: &str) -> String {
+    format!(
+        "[package]\nname = \"xx\"\nversion = \"1\"\narchitecture = \"all\"\nmaintainer = \"A <a@example.com>\"\ndescription = \"x\\n\\nx x.\"\n{rest}\n"
+    )
 }
 
 /// The control fields debhelper packages carry, in the order dpkg-gencontrol writes them:
@@ -888,21 +894,7 @@ fn bad_control_fields_are_refused_at_their_line() {
         ),
     ];
     for (line, want) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        write_files(
-            dir.path(),
-            &[(
-                "recipes/x.toml",
-                &format!(
-                    "[package]\nname = \"xx\"\nversion = \"1\"\narchitecture = \"all\"\nmaintainer = \"A <a@example.com>\"\ndescription = \"x\\n\\nx x.\"\n{line}\n"
-                ),
-            )],
-        );
-        let out = run(builder().arg("--project").arg(dir.path()).arg("validate"));
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{line}: {err}");
-        assert!(err.contains(want), "{line}: {err}");
-        assert!(err.contains("x.toml:7"), "{line}: {err}");
+        refused_at(&package_then(line), &[], want, &["x.toml:7"]);
     }
 }
 

@@ -83,16 +83,7 @@ impl<'a> Placing<'a> {
                 }
                 m
             }
-            None => {
-                if let Some(why) = disk_mode_problem(disk, false) {
-                    bail!(
-                        "`{}` is {disk:04o} on disk, which {why}: set `mode` on the entry, or \
-                         change the file's mode (chmod)",
-                        src.display()
-                    );
-                }
-                disk
-            }
+            None => checked_disk_mode(src, meta)?,
         };
         tree.add_file_owned(
             dest,
@@ -111,16 +102,32 @@ impl<'a> Placing<'a> {
         dest: &str,
         meta: &std::fs::Metadata,
     ) -> anyhow::Result<()> {
-        let disk = meta.permissions().mode() & 0o7777;
-        if let Some(why) = disk_mode_problem(disk, true) {
-            bail!(
-                "the directory `{}` is {disk:04o} on disk, which {why}: change its mode (chmod)",
-                src.display()
-            );
-        }
+        let disk = checked_disk_mode(src, meta)?;
         tree.add_dir_owned(dest, disk, self.owner.clone())?;
         Ok(())
     }
+}
+
+/// The permission bits `src` has on disk, refused (with how to fix it) when
+/// [`disk_mode_problem`] says they cannot be packaged as they are.
+fn checked_disk_mode(src: &Path, meta: &std::fs::Metadata) -> anyhow::Result<u32> {
+    let disk = meta.permissions().mode() & 0o7777;
+    let dir = meta.is_dir();
+    if let Some(why) = disk_mode_problem(disk, dir) {
+        let (what, fix) = if dir {
+            ("the directory ", "change its mode (chmod)")
+        } else {
+            (
+                "",
+                "set `mode` on the entry, or change the file's mode (chmod)",
+            )
+        };
+        bail!(
+            "{what}`{}` is {disk:04o} on disk, which {why}: {fix}",
+            src.display()
+        );
+    }
+    Ok(disk)
 }
 
 /// Why a mode found on disk is not packaged as it is: what a reviewer (and lintian) would
