@@ -516,11 +516,17 @@ mod tests {
         found.expect("these tests run the real HAProxy: install Debian's `haproxy` package")
     }
 
-    /// `haproxy -c` on `cfg`: (accepted, its output).
-    fn haproxy_check(cfg: &str) -> (bool, String) {
+    /// `cfg` written to `haproxy.cfg` in a temp directory (removed with the `TempDir`).
+    fn cfg_file(cfg: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("haproxy.cfg");
         std::fs::write(&file, cfg).unwrap();
+        (dir, file)
+    }
+
+    /// `haproxy -c` on `cfg`: (accepted, its output).
+    fn haproxy_check(cfg: &str) -> (bool, String) {
+        let (_dir, file) = cfg_file(cfg);
         let out = Command::new(haproxy_bin())
             .arg("-c")
             .arg("-f")
@@ -691,9 +697,7 @@ max_p99_ms = 1000
 
     /// Runs the real HAProxy on `cfg` until the result is dropped.
     fn serve(cfg: &str) -> (tempfile::TempDir, Killed) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("haproxy.cfg");
-        std::fs::write(&file, cfg).unwrap();
+        let (dir, file) = cfg_file(cfg);
         let child = Command::new(haproxy_bin())
             .arg("-db")
             .arg("-f")
