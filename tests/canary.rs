@@ -7,156 +7,9 @@
 
 mod common;
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::Instant;
-
+use common::canary::*;
 use common::*;
 use serde_json::Value;
-
-/// The packaged project whose `dev` environment holds its release (made once per process),
-/// and the signing key beside it.
-fn project() -> &'static (PathBuf, PathBuf) {
-    static P: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    P.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("builder-canary-test-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        for d in ["recipes", "services", "base-images"] {
-            copy_tree(&repo().join(d), &dir.join(d));
-        }
-        // Outside the project: builder refuses to write a private key into it.
-        let keys = tempfile::Builder::new()
-            .prefix("builder-canary-keys-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let key = keys.join("signing.asc");
-        let k = key.to_str().unwrap();
-        let p = (dir, key.clone());
-        sh(&mut cmd(
-            &p,
-            &["key", "generate", "--out", k, "--name", "canary test"],
-        ));
-        sh(&mut cmd(&p, &["build"]));
-        sh(&mut cmd(&p, &["package"]));
-        let smoked = run(&mut cmd(
-            &p,
-            &["smoke", "--no-canary", "--duration", "5s", "--warmup", "1s"],
-        ));
-        assert!(smoked.status.success(), "{}", text(&smoked.stderr));
-        sh(&mut cmd(&p, &["promote", "--to", "dev"]));
-        p
-    })
-}
-
-fn cmd(p: &(PathBuf, PathBuf), args: &[&str]) -> Command {
-    let mut c = builder();
-    c.arg("--project")
-        .arg(&p.0)
-        .args(args)
-        .env("BUILDER_SIGNING_KEY_FILE", &p.1)
-        .env_remove("BUILDER_SIGNING_KEY")
-        .env_remove("BUILDER_REGISTRY");
-    c
-}
-
-struct Run {
-    code: i32,
-    stderr: String,
-    report: Value,
-    dir: PathBuf,
-    seconds: f64,
-}
-
-/// `builder --json smoke ARGS` on the shared project.
-fn smoke(args: &[&str]) -> Run {
-    let p = project();
-    let started = Instant::now();
-    let mut child = cmd(p, &["--json", "smoke"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).unwrap();
-        s
-    });
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let status = child.wait().unwrap();
-    let stdout = out.join().unwrap();
-    let report: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{stdout}\n{stderr}"));
-    let run_id = report["run_id"].as_str().unwrap().to_string();
-    assert_nothing_left(&run_id);
-    Run {
-        code: status.code().unwrap_or(-1),
-        stderr,
-        dir: p.0.join("dist/smoke").join(&run_id),
-        report,
-        seconds: started.elapsed().as_secs_f64(),
-    }
-}
-
-fn check<'a>(r: &'a Value, name: &str) -> &'a Value {
-    r["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name}: {}", r["checks"]))
-}
-
-fn failed_checks(r: &Value) -> Vec<String> {
-    r["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["passed"] == false)
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// The absolute thresholds held.
-fn absolute_checks_pass(r: &Value) {
-    for name in ["achieved_rate", "success_ratio", "p99_latency"] {
-        assert_eq!(check(r, name)["passed"], true, "{}", check(r, name));
-    }
-}
-
-/// A copy of the project's stack.toml with a `[canary]` table appended.
-fn stack_with_canary(table: &str) -> (tempfile::TempDir, PathBuf) {
-    stack_with(|t| t.to_string(), table)
-}
-
-/// A copy of the project's stack.toml with `edit` applied and a `[canary]` table appended.
-fn stack_with(edit: impl Fn(&str) -> String, table: &str) -> (tempfile::TempDir, PathBuf) {
-    let text = edit(&std::fs::read_to_string(repo().join("recipes/stack.toml")).unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("stack.toml");
-    std::fs::write(&file, format!("{text}\n[canary]\n{table}\n")).unwrap();
-    (dir, file)
-}
-
-fn files(run: &Run) -> (String, String) {
-    let junit = std::fs::read_to_string(run.dir.join("junit.xml")).unwrap();
-    let html = std::fs::read_to_string(run.dir.join("report.html")).unwrap();
-    assert!(html.trim_end().ends_with("</html>"));
-    (junit, html)
-}
 
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
@@ -358,4 +211,68 @@ fn a_more_failing_candidate_fails_on_errors_only() {
         "error regression: {:.1}s wall, errors {}",
         run.seconds, r["canary"]["comparison"]["errors"]
     );
+}
+
+/// `builder smoke --baseline dev` interrupted (SIGINT, as Ctrl-C sends) once `line` was
+/// printed and `after` more: exits 130 as every interrupted command does, leaves nothing of
+/// its run in Docker, no report (an interrupted single-variant smoke writes none either),
+/// and `dev`'s repository as it was.
+fn interrupted_at(line: &str, after: std::time::Duration) -> Finished {
+    let (_d, stack) = stack_with_canary(
+        "baseline = \"dev\"\nswitch_steps = [10, 50, 100]\nstep_duration = \"4s\"",
+    );
+    let before = env_state("dev");
+    assert!(!before.is_empty());
+    let mut sent = false;
+    let done = smoke_watching(
+        &[
+            "--stack",
+            stack.to_str().unwrap(),
+            "--duration",
+            "20s",
+            "--warmup",
+            "3s",
+        ],
+        |l, child| {
+            if !sent && l.contains(line) {
+                std::thread::sleep(after);
+                interrupt(child);
+                sent = true;
+            }
+        },
+    );
+    assert!(sent, "never saw `{line}`:\n{}", done.stderr);
+    assert_eq!(done.code, 130, "{}", done.stderr);
+    assert!(
+        done.stderr.contains("error: interrupted"),
+        "{}",
+        done.stderr
+    );
+    let run_id = done.run_id().unwrap_or_else(|| panic!("{}", done.stderr));
+    assert_nothing_left(&run_id);
+    let reports = project().0.join("dist/smoke").join(&run_id);
+    assert!(
+        !reports.exists(),
+        "reports of an interrupted run: {reports:?}"
+    );
+    assert_eq!(env_state("dev"), before, "dev changed");
+    done
+}
+
+#[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
+fn ctrl_c_in_the_comparison_window_removes_everything() {
+    let done = interrupted_at("then the switch", std::time::Duration::from_secs(8));
+    // It was the comparison window: no verdict was reached.
+    assert!(!done.stderr.contains("canary_latency"), "{}", done.stderr);
+    eprintln!("interrupted in the comparison: {:.1}s wall", done.seconds);
+}
+
+#[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
+fn ctrl_c_during_the_switch_removes_everything() {
+    let done = interrupted_at("Switching", std::time::Duration::from_secs(2));
+    assert!(done.stderr.contains("candidate 10%"), "{}", done.stderr);
+    assert!(!done.stderr.contains("baseline drained"), "{}", done.stderr);
+    eprintln!("interrupted in the switch: {:.1}s wall", done.seconds);
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod apt;
+pub mod canary;
 pub mod project;
 pub mod registry;
 
