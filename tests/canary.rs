@@ -11,6 +11,23 @@ use common::canary::*;
 use common::*;
 use serde_json::Value;
 
+/// A stack.toml whose `[canary]` compares with `dev` and switches in three 4 s steps.
+fn switching_stack() -> (tempfile::TempDir, std::path::PathBuf) {
+    stack_with_canary("baseline = \"dev\"\nswitch_steps = [10, 50, 100]\nstep_duration = \"4s\"")
+}
+
+/// The smoke arguments of a run on `stack`: 3 s of warm-up, a 20 s comparison window.
+fn switching_args(stack: &std::path::Path) -> [&str; 6] {
+    [
+        "--stack",
+        stack.to_str().unwrap(),
+        "--duration",
+        "20s",
+        "--warmup",
+        "3s",
+    ]
+}
+
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn an_environment_without_a_release_is_skipped_in_one_line() {
@@ -41,17 +58,8 @@ fn an_environment_without_a_release_is_skipped_in_one_line() {
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn the_same_release_passes_and_switches_without_a_failure() {
-    let (_d, stack) = stack_with_canary(
-        "baseline = \"dev\"\nswitch_steps = [10, 50, 100]\nstep_duration = \"4s\"",
-    );
-    let run = smoke(&[
-        "--stack",
-        stack.to_str().unwrap(),
-        "--duration",
-        "20s",
-        "--warmup",
-        "3s",
-    ]);
+    let (_d, stack) = switching_stack();
+    let run = smoke(&switching_args(&stack));
     let r = &run.report;
     assert_eq!(run.code, 0, "{}\n{}", r["reasons"], run.stderr);
     absolute_checks_pass(r);
@@ -218,29 +226,17 @@ fn a_more_failing_candidate_fails_on_errors_only() {
 /// its run in Docker, no report (an interrupted single-variant smoke writes none either),
 /// and `dev`'s repository as it was.
 fn interrupted_at(line: &str, after: std::time::Duration) -> Finished {
-    let (_d, stack) = stack_with_canary(
-        "baseline = \"dev\"\nswitch_steps = [10, 50, 100]\nstep_duration = \"4s\"",
-    );
+    let (_d, stack) = switching_stack();
     let before = env_state("dev");
     assert!(!before.is_empty());
     let mut sent = false;
-    let done = smoke_watching(
-        &[
-            "--stack",
-            stack.to_str().unwrap(),
-            "--duration",
-            "20s",
-            "--warmup",
-            "3s",
-        ],
-        |l, child| {
-            if !sent && l.contains(line) {
-                std::thread::sleep(after);
-                interrupt(child);
-                sent = true;
-            }
-        },
-    );
+    let done = smoke_watching(&switching_args(&stack), |l, child| {
+        if !sent && l.contains(line) {
+            std::thread::sleep(after);
+            interrupt(child);
+            sent = true;
+        }
+    });
     assert!(sent, "never saw `{line}`:\n{}", done.stderr);
     assert_eq!(done.code, 130, "{}", done.stderr);
     assert!(
