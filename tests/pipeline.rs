@@ -326,6 +326,15 @@ fn ci_promotes(dir: &Path, config: &Path) -> String {
         .collect();
     assert_eq!(versions.len(), 1, "{manifest}");
     let version = versions.into_iter().next().unwrap();
+    // SHA256SUMS lists each .deb's `.changes` (for an upload) beside it, and checks.
+    let sums = std::fs::read_to_string(dist.join("SHA256SUMS")).unwrap();
+    for name in ["backend", "frontend"] {
+        let changes = format!("  debs/{name}_{version}_amd64.changes\n");
+        assert!(sums.contains(&changes), "{changes} missing:\n{sums}");
+    }
+    sh(std::process::Command::new("sha256sum")
+        .args(["--check", "--quiet", "SHA256SUMS"])
+        .current_dir(&dist));
     let packages =
         std::fs::read_to_string(dist.join("repos/dev/dists/dev/main/binary-amd64/Packages"))
             .unwrap();
