@@ -6,6 +6,7 @@ mod common;
 
 use std::path::Path;
 
+use common::apt::{AptContainer, APT};
 use common::*;
 
 /// A copy of the project as a fresh clone has it (recipes, services, base images).
@@ -281,4 +282,161 @@ fn ci_checks_the_promotion_target_before_building() {
         assert_eq!(summary["stages"][0]["status"], "failed", "{summary}");
         assert_eq!(summary["stages"][1]["status"], "skipped", "{summary}");
     }
+}
+
+/// `git` in `dir` with a fixed identity (the host's git config is not needed).
+fn git(dir: &Path, args: &[&str]) -> String {
+    sh(std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "CI Test")
+        .env("GIT_AUTHOR_EMAIL", "ci@example.com")
+        .env("GIT_COMMITTER_NAME", "CI Test")
+        .env("GIT_COMMITTER_EMAIL", "ci@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir))
+}
+
+/// `dpkg --compare-versions a op b` of the real dpkg.
+fn dpkg_compare(a: &str, op: &str, b: &str) -> bool {
+    std::process::Command::new("dpkg")
+        .args(["--compare-versions", a, op, b])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// `ci` in `dir` must pass and promote to `dev`; returns the version (`upstream-revision`)
+/// every artifact of the run carries, from dist/manifest.json.
+fn ci_promotes(dir: &Path, config: &Path) -> String {
+    let out = ci(dir, config, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let dist = dir.join("dist");
+    let summary = json(&dist.join("pipeline.json"));
+    assert_eq!(summary["passed"], true, "{summary}");
+    assert_eq!(summary["stages"][4]["status"], "passed", "{summary}");
+    let manifest = json(&dist.join("manifest.json"));
+    let versions: std::collections::BTreeSet<_> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(versions.len(), 1, "{manifest}");
+    let version = versions.into_iter().next().unwrap();
+    // SHA256SUMS lists each .deb's `.changes` (for an upload) beside it, and checks.
+    let sums = std::fs::read_to_string(dist.join("SHA256SUMS")).unwrap();
+    for name in ["backend", "frontend"] {
+        let changes = format!("  debs/{name}_{version}_amd64.changes\n");
+        assert!(sums.contains(&changes), "{changes} missing:\n{sums}");
+    }
+    sh(std::process::Command::new("sha256sum")
+        .args(["--check", "--quiet", "SHA256SUMS"])
+        .current_dir(&dist));
+    let packages =
+        std::fs::read_to_string(dist.join("repos/dev/dists/dev/main/binary-amd64/Packages"))
+            .unwrap();
+    for name in ["backend", "frontend"] {
+        assert!(
+            packages.contains(&format!("Package: {name}\n"))
+                && packages.contains(&format!("Version: {version}\n")),
+            "{name} {version} not in dev's Packages:\n{packages}"
+        );
+    }
+    version
+}
+
+/// The check of issue 14: `builder ci` on two consecutive commits of an untouched sample
+/// project (recipes say `${GIT_VERSION:-1.0.0}`) both promote to `dev`, the second version
+/// sorts after the first for dpkg, and apt in a container installs the first and upgrades to
+/// the second from the `dev` repository. A release tag then gives the plain version, which
+/// sorts after both snapshots and upgrades them too.
+#[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
+fn ci_on_consecutive_commits_promotes_upgradable_versions() {
+    let dir = project();
+    let config = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // dist/ is what CI writes, never committed (a dirty tree would mark the versions).
+    std::fs::write(root.join(".gitignore"), "/dist/\n").unwrap();
+    git(root, &["init", "-q", "-b", "main"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "sample project"]);
+
+    let started = std::time::Instant::now();
+    let first = ci_promotes(root, config.path());
+    let first_secs = started.elapsed().as_secs_f64();
+    assert!(first.starts_with("0~git"), "untagged: {first}");
+
+    // apt in a container installs the first version from `dev` as promoted.
+    let dist = root.join("dist");
+    let apt = AptContainer::start(&dist.join("repos"), &dist.join("repos/dev/signing-key.gpg"));
+    let installed = |apt: &AptContainer| -> String {
+        let o = apt.exec("dpkg-query -W -f='${Package} ${Version}\\n' backend frontend");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let o = apt.exec(&format!(
+        "{} && {APT} update && {APT} install -y backend frontend",
+        AptContainer::source("dev", "dev")
+    ));
+    let t = text(&o.stdout) + &text(&o.stderr);
+    assert!(
+        o.status.success() && !t.contains("W:") && !t.contains("E:"),
+        "{t}"
+    );
+    assert_eq!(
+        installed(&apt),
+        format!("backend {first}\nfrontend {first}\n")
+    );
+
+    // One source file of one service changes; nothing else.
+    let main_go = root.join("services/backend/main.go");
+    let mut src = std::fs::read_to_string(&main_go).unwrap();
+    src.push_str("\n// second commit\n");
+    std::fs::write(&main_go, src).unwrap();
+    git(root, &["commit", "-q", "-am", "backend: a comment"]);
+    let started = std::time::Instant::now();
+    let second = ci_promotes(root, config.path());
+    let second_secs = started.elapsed().as_secs_f64();
+    assert!(second.starts_with("0~git"), "untagged: {second}");
+    assert!(dpkg_compare(&second, "gt", &first), "{second} <= {first}");
+    let o = apt.exec(&format!(
+        "{APT} update && {APT} install -y --only-upgrade backend frontend"
+    ));
+    let t = text(&o.stdout) + &text(&o.stderr);
+    assert!(
+        o.status.success() && !t.contains("W:") && !t.contains("E:"),
+        "{t}"
+    );
+    assert_eq!(
+        installed(&apt),
+        format!("backend {second}\nfrontend {second}\n")
+    );
+
+    // A release tag on a third commit: the plain version, after both snapshots.
+    let readme = root.join("services/README.md");
+    let mut doc = std::fs::read_to_string(&readme).unwrap();
+    doc.push_str("\nRelease 1.1.0.\n");
+    std::fs::write(&readme, doc).unwrap();
+    git(root, &["commit", "-q", "-am", "release 1.1.0"]);
+    git(root, &["tag", "v1.1.0"]);
+    let release = ci_promotes(root, config.path());
+    assert_eq!(release, "1.1.0-1");
+    assert!(
+        dpkg_compare(&release, "gt", &second),
+        "{release} <= {second}"
+    );
+    let o = apt.exec(&format!("{APT} update && {APT} upgrade -y"));
+    let t = text(&o.stdout) + &text(&o.stderr);
+    assert!(
+        o.status.success() && !t.contains("W:") && !t.contains("E:"),
+        "{t}"
+    );
+    assert_eq!(installed(&apt), "backend 1.1.0-1\nfrontend 1.1.0-1\n");
+    eprintln!(
+        "ci: first commit {first_secs:.1}s, second commit {second_secs:.1}s; versions {first} < {second} < {release}"
+    );
 }

@@ -401,7 +401,14 @@ fn write_outputs(
     for a in arts {
         let rel = &a.path;
         match crate::digest::Digest::of_file(&paths.dist.join(rel)) {
-            Ok(sum) if sum == a.sha256 => sums.push_str(&format!("{}  {rel}\n", sum.hex())),
+            Ok(sum) if sum == a.sha256 => {
+                sums.push_str(&format!("{}  {rel}\n", sum.hex()));
+                // The .deb's `.changes` (written beside it by the same packaging, naming the
+                // .deb's sha256) goes up with it to reprepro/aptly/dput: listed right after it.
+                if a.kind == crate::manifest::ArtifactKind::Deb {
+                    changes_sum(paths, rel, &mut sums, reporter);
+                }
+            }
             Ok(sum) => reporter.warn(format!(
                 "left `{rel}` out of SHA256SUMS: it has sha256 {}, but manifest.json records \
                  {}; it changed after packaging",
@@ -412,6 +419,21 @@ fn write_outputs(
         }
     }
     write_atomic(&paths.dist.join("SHA256SUMS"), sums.as_bytes())
+}
+
+/// Adds the `.changes` file beside the .deb at `deb_rel` (relative to dist/) to `sums`, when
+/// packaging wrote one; a `.changes` that cannot be read is reported and left out.
+fn changes_sum(paths: &Paths, deb_rel: &str, sums: &mut String, reporter: &Reporter) {
+    let changes = crate::package::changes::path_for(&paths.dist.join(deb_rel));
+    let Ok(rel) = changes.strip_prefix(&paths.dist) else {
+        return;
+    };
+    let rel = rel.display();
+    match crate::digest::Digest::of_file(&changes) {
+        Ok(sum) => sums.push_str(&format!("{}  {rel}\n", sum.hex())),
+        Err(_) if !changes.exists() => {}
+        Err(e) => reporter.warn(format!("left `{rel}` out of SHA256SUMS: {e:#}")),
+    }
 }
 
 /// A testsuite with a testcase per stage, followed by the smoke gate's own testsuite.

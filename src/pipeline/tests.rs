@@ -210,9 +210,15 @@ fn a_run_that_stops_at_smoke_lists_exactly_what_it_packaged() {
 
     let deb = paths.dist.join("debs/demo_1.0_amd64.deb");
     let sums = std::fs::read_to_string(paths.dist.join("SHA256SUMS")).unwrap();
+    // The .deb's `.changes` is listed with it (what an upload to a repository takes).
+    let changes = paths.dist.join("debs/demo_1.0_amd64.changes");
     assert_eq!(
         sums,
-        format!("{}  debs/demo_1.0_amd64.deb\n", testkit::sha256(&deb))
+        format!(
+            "{}  debs/demo_1.0_amd64.deb\n{}  debs/demo_1.0_amd64.changes\n",
+            testkit::sha256(&deb),
+            testkit::sha256(&changes)
+        )
     );
     let junit = std::fs::read_to_string(paths.dist.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<failure").count(), 1, "{junit}");
