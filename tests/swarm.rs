@@ -9,7 +9,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -32,24 +31,10 @@ fn swarm_state() -> String {
         .to_string()
 }
 
-fn project() -> PathBuf {
-    let dir = tempfile::Builder::new()
-        .prefix("builder-swarm-test-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    for d in ["recipes", "services", "base-images"] {
-        copy_tree(&repo().join(d), &dir.join(d));
-    }
-    sh(builder().arg("--project").arg(&dir).arg("build"));
-    sh(builder().arg("--project").arg(&dir).arg("package"));
-    dir
-}
-
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
-    let project = project();
+    let project = packaged_sample_project("builder-swarm-test-");
     let _lock = swarm_lock();
     let before = swarm_state();
     let reg = start_registry();

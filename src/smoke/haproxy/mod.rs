@@ -74,12 +74,19 @@ pub fn backend_name(service: &str) -> String {
     format!("be_{service}")
 }
 
-/// The whole `haproxy.cfg` for a stack and its servers: one backend per service.
-pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
+/// Everything before the backends of a single-level config: globals, resolvers, defaults,
+/// the servers' defaults and the routes.
+fn single_level_head(stack: &Stack) -> String {
     let mut c = head(stack, None);
     c.push_str(&server_defaults(stack));
     c.push('\n');
     frontend(&mut c, stack);
+    c
+}
+
+/// The whole `haproxy.cfg` for a stack and its servers: one backend per service.
+pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
+    let mut c = single_level_head(stack);
     for svc in &stack.services {
         let _ = writeln!(c, "backend {}", quoted(&backend_name(&svc.name)));
         service_servers(
@@ -284,10 +291,7 @@ fn service_checks(c: &mut String, stack: &Stack, svc: &crate::smoke::stack::Serv
 /// running task, and a task Swarm restarts shows up under its new address (configuration
 /// manual §5.2 `server-template`, §5.3 "Server IP address resolution using DNS").
 pub fn swarm_config(stack: &Stack, dns_name: impl Fn(&str) -> String) -> String {
-    let mut c = head(stack, None);
-    c.push_str(&server_defaults(stack));
-    c.push('\n');
-    frontend(&mut c, stack);
+    let mut c = single_level_head(stack);
     for svc in &stack.services {
         let _ = writeln!(c, "backend {}", quoted(&backend_name(&svc.name)));
         service_checks(&mut c, stack, svc);
