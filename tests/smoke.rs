@@ -20,19 +20,7 @@ use serde_json::Value;
 /// The packaged project shared by every test of this file (built once per process).
 fn project() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("builder-smoke-test-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        for d in ["recipes", "services", "base-images"] {
-            copy_tree(&repo().join(d), &dir.join(d));
-        }
-        sh(builder().arg("--project").arg(&dir).arg("build"));
-        sh(builder().arg("--project").arg(&dir).arg("package"));
-        dir
-    })
+    P.get_or_init(|| packaged_sample_project("builder-smoke-test-"))
 }
 
 /// A copy of the recipes only (no build): for stack-file errors.

@@ -53,6 +53,7 @@ pub async fn run(args: GcArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Re
             "removed"
         };
         for (what, list) in [
+            ("service", &report.services),
             ("container", &report.containers),
             ("network", &report.networks),
             ("volume", &report.volumes),

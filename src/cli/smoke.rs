@@ -39,6 +39,16 @@ pub struct SmokeArgs {
     #[arg(long)]
     pub keep: bool,
 
+    /// Where the stack runs: `containers` on a bridge network, or `swarm` services (default:
+    /// the stack file's `target`, else containers)
+    #[arg(long, value_name = "TARGET", value_parser = ["containers", "swarm"])]
+    pub target: Option<String>,
+
+    /// Registry (HOST:PORT) the images are pushed to for `--target swarm` (default: the
+    /// stack file's `registry`)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub registry: Option<String>,
+
     /// Step the rate up until a threshold breaks; report the highest rate that held
     #[arg(long)]
     pub find_capacity: bool,
@@ -163,6 +173,11 @@ fn options(args: SmokeArgs) -> anyhow::Result<SmokeOptions> {
     opts.overrides.min_success = args.min_success;
     opts.overrides.max_p99_ms = args.max_p99;
     opts.keep = args.keep;
+    opts.target = args
+        .target
+        .as_deref()
+        .and_then(crate::smoke::stack::DeployTarget::parse);
+    opts.registry = args.registry;
     opts.capacity = capacity;
     opts.signing_key = args.signing_key;
     Ok(opts)

@@ -303,6 +303,10 @@ impl Session {
         &self.run_id
     }
 
+    pub(super) fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
     pub fn cancel(&self) -> &CancellationToken {
         &self.cancel
     }

@@ -8,6 +8,7 @@
 //! that a container still uses.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bollard::query_parameters::{
@@ -59,6 +60,8 @@ pub enum CacheVolumes {
 /// What `gc` removed (or would remove with `dry_run`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GcReport {
+    /// Swarm services (only when the engine is a swarm manager).
+    pub services: Vec<String>,
     pub containers: Vec<String>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
@@ -71,7 +74,11 @@ pub struct GcReport {
 
 impl GcReport {
     pub fn removed(&self) -> usize {
-        self.containers.len() + self.networks.len() + self.volumes.len() + self.images.len()
+        self.services.len()
+            + self.containers.len()
+            + self.networks.len()
+            + self.volumes.len()
+            + self.images.len()
     }
 }
 
@@ -134,6 +141,37 @@ pub async fn gc_with(engine: &Engine, opts: &GcOptions, reporter: &Reporter) -> 
         }
         live
     };
+
+    // Services first: their tasks' containers and networks go with them. An engine that is no
+    // swarm manager has none to list (the API answers 503).
+    if matches!(engine.swarm_state().await, Ok(super::SwarmState::Manager)) {
+        let services = super::swarm::labelled_services(docker)
+            .await
+            .context("could not list swarm services")?;
+        let mut removed = Vec::new();
+        for (id, labels) in services {
+            if opts
+                .run
+                .as_ref()
+                .is_some_and(|r| labels.get(LABEL_RUN) != Some(r))
+                || !labels.contains_key(LABEL_RUN)
+                || keep(Some(&labels), &mut report)
+            {
+                continue;
+            }
+            let name = id.chars().take(12).collect::<String>();
+            if !opts.dry_run {
+                if let Err(e) = super::swarm::remove_service(docker, &id).await {
+                    report.failed.push(format!("{e:#}"));
+                    continue;
+                }
+                removed.push(id);
+            }
+            reporter.verbose(format!("removed service {name}"));
+            report.services.push(name);
+        }
+        super::swarm::wait_tasks_gone(docker, &removed, Duration::from_secs(30)).await;
+    }
 
     let containers = docker
         .list_containers(Some(

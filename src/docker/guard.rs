@@ -30,11 +30,20 @@ struct Inner {
 struct Tracked {
     containers: Vec<String>,
     networks: Vec<String>,
+    /// Swarm services and configs (removed first: their tasks hold the networks).
+    services: Vec<String>,
+    configs: Vec<String>,
+    /// This run initialised the engine's swarm: leave it after everything else.
+    leave_swarm: bool,
 }
 
 impl Tracked {
     fn is_empty(&self) -> bool {
-        self.containers.is_empty() && self.networks.is_empty()
+        self.containers.is_empty()
+            && self.networks.is_empty()
+            && self.services.is_empty()
+            && self.configs.is_empty()
+            && !self.leave_swarm
     }
 }
 
@@ -66,6 +75,27 @@ impl Guard {
         if !t.networks.iter().any(|n| n == id) {
             t.networks.push(id.to_string());
         }
+    }
+
+    /// Removes this swarm service at cleanup (before containers and networks).
+    pub fn track_service(&self, id: &str) {
+        let mut t = self.tracked();
+        if !t.services.iter().any(|c| c == id) {
+            t.services.push(id.to_string());
+        }
+    }
+
+    /// Removes this swarm config at cleanup (after the services that mount it).
+    pub fn track_config(&self, id: &str) {
+        let mut t = self.tracked();
+        if !t.configs.iter().any(|c| c == id) {
+            t.configs.push(id.to_string());
+        }
+    }
+
+    /// This run initialised the swarm: leave it (forced) once everything else is removed.
+    pub fn track_swarm_init(&self) {
+        self.tracked().leave_swarm = true;
     }
 
     /// Stops tracking a container that the caller already removed.
@@ -101,6 +131,18 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 
 async fn remove_all(docker: &Docker, t: &Tracked) -> Vec<String> {
     let mut failures = Vec::new();
+    for id in &t.services {
+        match docker.delete_service(id).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => failures.push(format!("service `{id}` ({e})")),
+        }
+    }
+    if !t.services.is_empty() {
+        // The tasks' containers stop asynchronously and hold the overlay network until
+        // they are gone.
+        super::swarm::wait_tasks_gone(docker, &t.services, Duration::from_secs(30)).await;
+    }
     let opts = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
@@ -116,11 +158,35 @@ async fn remove_all(docker: &Docker, t: &Tracked) -> Vec<String> {
             Err(e) => failures.push(format!("container `{id}` ({e})")),
         }
     }
-    for id in &t.networks {
-        match docker.remove_network(id).await {
+    for id in &t.configs {
+        match docker.delete_config(id).await {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => {}
-            Err(e) => failures.push(format!("network `{id}` ({e})")),
+            Err(e) => failures.push(format!("swarm config `{id}` ({e})")),
+        }
+    }
+    for id in &t.networks {
+        // An overlay network stays in use for a moment after its last task is gone.
+        let mut tries = if t.services.is_empty() { 1 } else { 20 };
+        loop {
+            tries -= 1;
+            match docker.remove_network(id).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(_) if tries > 0 => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e) => failures.push(format!("network `{id}` ({e})")),
+            }
+            break;
+        }
+    }
+    if t.leave_swarm {
+        if let Err(e) = super::swarm::leave(docker).await {
+            failures.push(format!(
+                "the swarm builder initialised ({e}; leave it with `docker swarm leave --force`)"
+            ));
         }
     }
     failures

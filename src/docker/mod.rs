@@ -30,6 +30,7 @@ mod engine;
 pub mod gc;
 mod guard;
 mod images;
+mod swarm;
 mod volumes;
 
 pub use container::{ContainerSpec, ExecSpec, RestartPolicy};
@@ -40,9 +41,10 @@ pub use engine::{
 pub use gc::{gc, CacheVolumes, GcOptions, GcReport};
 pub use guard::{cancel_on_signals, interrupted, Guard};
 pub use images::{
-    image_exists, import_rootfs, load_image_tar, remove_image, tag_image, ImportOptions,
-    LoadedImage,
+    image_exists, import_rootfs, load_image_tar, push_image, remove_image, tag_image,
+    ImportOptions, LoadedImage,
 };
+pub use swarm::{ServiceDef, SwarmState, SwarmUse, TaskInfo};
 pub use volumes::{cache_labels, ensure_volume, LABEL_CACHE_SCOPE, LABEL_RECIPE, STAGE_CACHE};
 
 /// Label set to `"1"` on everything builder creates.

@@ -397,7 +397,7 @@ const MAX_LISTED: usize = 10;
 
 /// The "did not become healthy" message: which servers are not up (with HAProxy's status and
 /// last check), a hint per server, and the stack fields of their services to check.
-fn not_ready_message(
+pub(super) fn not_ready_message(
     stack: &Stack,
     members: &[Member],
     stats: &[ServerStat],

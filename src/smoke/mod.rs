@@ -30,6 +30,7 @@ pub mod html;
 pub mod monitor;
 pub mod report;
 pub mod stack;
+pub mod swarm;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -137,6 +138,10 @@ pub struct SmokeOptions {
     /// The environment the run's release would replace (the pipeline's promotion target):
     /// the baseline of a stack with a `[canary]` table, unless `--baseline` names another.
     pub replaces: Option<String>,
+    /// `--target`: overrides the stack file's `target`.
+    pub target: Option<stack::DeployTarget>,
+    /// `--registry`: overrides the stack file's `registry` (Swarm runs).
+    pub registry: Option<String>,
 }
 
 /// The result of a run that got as far as deploying: measured and gated, or stopped before the
@@ -196,6 +201,24 @@ pub async fn run(
     if let Some(Baseline::Skipped { why, .. }) = &baseline {
         reporter.status("Canary", why);
     }
+    let target = opts.target.unwrap_or(stack.target);
+    let registry = opts.registry.clone().or_else(|| stack.registry.clone());
+    if target == stack::DeployTarget::Swarm {
+        if matches!(baseline, Some(Baseline::Found { .. })) {
+            return Err(crate::error::usage(
+                "the canary comparison (`--baseline` or `[canary]`) runs on containers only: \
+                 drop `--target swarm` (or `target = \"swarm\"`) for a canary run, or pass \
+                 `--no-canary` to test the candidate alone on Swarm",
+            ));
+        }
+        if registry.is_none() {
+            return Err(crate::error::usage(format!(
+                "`--target swarm` needs a registry the swarm pulls the images from: pass \
+                 `--registry HOST:PORT` or set `registry = \"HOST:PORT\"` in `{}`",
+                stack.file.display()
+            )));
+        }
+    }
     let engine = crate::docker::connect().await?;
     reporter.status(
         "Checking",
@@ -212,6 +235,17 @@ pub async fn run(
     let lb_image = bases
         .ensure_image(&engine, &stack.load_balancer.base, reporter)
         .await?;
+
+    let pushed = match (&target, &registry) {
+        (stack::DeployTarget::Swarm, Some(reg)) => {
+            Some(swarm::push_images(paths, &under, reg, reporter).await?)
+        }
+        _ => None,
+    };
+    let place = match (&pushed, &registry) {
+        (Some(images), Some(registry)) => Place::Swarm { images, registry },
+        _ => Place::Containers,
+    };
 
     let run_id = crate::docker::new_run_id();
     let session = engine.session(&run_id, deploy::STAGE, &cancel);
@@ -236,6 +270,7 @@ pub async fn run(
         &images,
         baseline.as_ref(),
         &lb_image.id,
+        place,
         opts,
         reporter,
         &mut partial,
@@ -425,6 +460,7 @@ async fn deploy_and_measure(
     images: &std::collections::HashMap<String, String>,
     baseline: Option<&Baseline>,
     lb_image: &str,
+    place: Place<'_>,
     opts: &SmokeOptions,
     reporter: &Reporter,
     partial: &mut Partial,
@@ -440,14 +476,22 @@ async fn deploy_and_measure(
     reporter.status(
         "Starting",
         format!(
-            "{}{} on network {} ({n} containers + HAProxy)",
+            "{}{} on {} {} ({n} {} + HAProxy)",
             describe(stack),
             if baseline_images.is_some() {
                 " for the candidate and the baseline each"
             } else {
                 ""
             },
-            deploy::network_name(run_id)
+            match place {
+                Place::Containers => "network",
+                Place::Swarm { .. } => "Swarm, overlay network",
+            },
+            deploy::network_name(run_id),
+            match place {
+                Place::Containers => "containers",
+                Place::Swarm { .. } => "tasks",
+            }
         ),
     );
     let variant_images = deploy::Images {
@@ -455,12 +499,33 @@ async fn deploy_and_measure(
         baseline: baseline_images,
         candidate_weight: spec.weight,
     };
-    let dep = deploy::start(session, stack, variant_images, lb_image, reporter).await?;
+    let dep = match place {
+        Place::Containers => {
+            deploy::start(session, stack, variant_images, lb_image, reporter).await?
+        }
+        Place::Swarm { images, registry } => {
+            swarm::start(session, stack, images, lb_image, registry, reporter).await?
+        }
+    };
     partial.deployment = Some(dep.clone());
-    let mon = monitor::Monitor::start(session.engine(), &dep, run_id, &stack.restart, reporter);
+    let mon = match place {
+        Place::Containers => Watch::Containers(monitor::Monitor::start(
+            session.engine(),
+            &dep,
+            run_id,
+            &stack.restart,
+            reporter,
+        )),
+        Place::Swarm { .. } => {
+            Watch::Swarm(swarm::TaskMonitor::start(session.engine(), &dep, reporter))
+        }
+    };
     let waiting = reporter.progress("Waiting", None);
     waiting.message(format!("for {n} servers to pass their health checks"));
-    let ready = deploy::wait_ready(session, &dep, stack).await;
+    let ready = match place {
+        Place::Containers => deploy::wait_ready(session, &dep, stack).await,
+        Place::Swarm { .. } => swarm::wait_ready(session, &dep, stack).await,
+    };
     if let Err(e) = ready {
         (partial.restarts, partial.containers) = mon.finish().await;
         return Err(e);
@@ -522,6 +587,39 @@ async fn deploy_and_measure(
         capacity,
         canary: canary_report,
     })
+}
+
+/// Where the stack runs.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Containers,
+    /// Swarm services; `images`: service → `registry/name@sha256:...`.
+    Swarm {
+        images: &'a std::collections::HashMap<String, String>,
+        registry: &'a str,
+    },
+}
+
+/// builder's monitor of the deployment: container events and state, or Swarm's task list.
+enum Watch {
+    Containers(monitor::Monitor),
+    Swarm(swarm::TaskMonitor),
+}
+
+impl Watch {
+    fn mark_load_start(&self) {
+        match self {
+            Watch::Containers(m) => m.mark_load_start(),
+            Watch::Swarm(m) => m.mark_load_start(),
+        }
+    }
+
+    async fn finish(self) -> (Vec<monitor::Restart>, Vec<monitor::ContainerSummary>) {
+        match self {
+            Watch::Containers(m) => m.finish().await,
+            Watch::Swarm(m) => m.finish().await,
+        }
+    }
 }
 
 fn describe(stack: &Stack) -> String {

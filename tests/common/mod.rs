@@ -138,3 +138,19 @@ pub fn assert_nothing_left(run_id: &str) {
         "networks of run {run_id} left: {nets}"
     );
 }
+
+/// A temp copy of the sample project (kept: the caller's reports are in it), built and
+/// packaged by the real binary.
+pub fn packaged_sample_project(prefix: &str) -> PathBuf {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .unwrap()
+        .keep();
+    for d in ["recipes", "services", "base-images"] {
+        copy_tree(&repo().join(d), &dir.join(d));
+    }
+    sh(builder().arg("--project").arg(&dir).arg("build"));
+    sh(builder().arg("--project").arg(&dir).arg("package"));
+    dir
+}

@@ -74,12 +74,19 @@ pub fn backend_name(service: &str) -> String {
     format!("be_{service}")
 }
 
-/// The whole `haproxy.cfg` for a stack and its servers: one backend per service.
-pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
+/// Everything before the backends of a single-level config: globals, resolvers, defaults,
+/// the servers' defaults and the routes.
+fn single_level_head(stack: &Stack) -> String {
     let mut c = head(stack, None);
     c.push_str(&server_defaults(stack));
     c.push('\n');
     frontend(&mut c, stack);
+    c
+}
+
+/// The whole `haproxy.cfg` for a stack and its servers: one backend per service.
+pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
+    let mut c = single_level_head(stack);
     for svc in &stack.services {
         let _ = writeln!(c, "backend {}", quoted(&backend_name(&svc.name)));
         service_servers(
@@ -258,9 +265,7 @@ fn service_servers<'a>(
     svc: &crate::smoke::stack::Service,
     servers: impl Iterator<Item = &'a ServerAddr>,
 ) {
-    let _ = writeln!(c, "    balance {}", quoted(&stack.load_balancer.balance));
-    let _ = writeln!(c, "    option httpchk GET {}", quoted(&svc.health));
-    c.push_str("    http-check expect status 200\n");
+    service_checks(c, stack, svc);
     for s in servers {
         let _ = writeln!(
             c,
@@ -269,6 +274,38 @@ fn service_servers<'a>(
             quoted(&format!("{}:{}", s.host, s.port))
         );
     }
+}
+
+/// Balance and health check of one service's section.
+fn service_checks(c: &mut String, stack: &Stack, svc: &crate::smoke::stack::Service) {
+    let _ = writeln!(c, "    balance {}", quoted(&stack.load_balancer.balance));
+    let _ = writeln!(c, "    option httpchk GET {}", quoted(&svc.health));
+    c.push_str("    http-check expect status 200\n");
+}
+
+/// The `haproxy.cfg` of a stack on Docker Swarm: the servers of a service are not known in
+/// advance (Swarm places and replaces tasks), so each backend is a `server-template` of
+/// `replicas` slots named `<service>-1` ... `<service>-N` that HAProxy fills from the A
+/// records of `dns_name(service)` through the `resolvers docker` section (Docker's embedded
+/// DNS, 127.0.0.11): with `endpoint_mode: dnsrr` the name answers with one address per
+/// running task, and a task Swarm restarts shows up under its new address (configuration
+/// manual §5.2 `server-template`, §5.3 "Server IP address resolution using DNS").
+pub fn swarm_config(stack: &Stack, dns_name: impl Fn(&str) -> String) -> String {
+    let mut c = single_level_head(stack);
+    for svc in &stack.services {
+        let _ = writeln!(c, "backend {}", quoted(&backend_name(&svc.name)));
+        service_checks(&mut c, stack, svc);
+        let _ = writeln!(
+            c,
+            "    server-template {} {} {}",
+            quoted(&format!("{}-", svc.name)),
+            svc.replicas,
+            quoted(&format!("{}:{}", dns_name(&svc.name), svc.port))
+        );
+        c.push('\n');
+    }
+    stats(&mut c);
+    c
 }
 
 fn stats(c: &mut String) {
@@ -988,5 +1025,23 @@ max_p99_ms = 1000
                 .starts_with("HAProxy refused `set weight be_nosuch/candidate 1`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn swarm_config_fills_server_slots_from_dns_and_haproxy_accepts_it() {
+        let stack = crate::smoke::tests::shipped_stack();
+        let cfg = swarm_config(&stack, |s| s.to_string());
+        for svc in &stack.services {
+            let line = format!(
+                "    server-template \"{}-\" {} \"{}:{}\"\n",
+                svc.name, svc.replicas, svc.name, svc.port
+            );
+            assert!(cfg.contains(&line), "{line}\n{cfg}");
+        }
+        assert!(cfg.contains("nameserver dns 127.0.0.11:53"), "{cfg}");
+        assert!(!cfg.contains("\n    server \""), "{cfg}");
+        let (ok, out) = haproxy_check(&cfg);
+        assert!(ok, "HAProxy refused the config:\n{out}\n{cfg}");
+        assert!(!out.contains("ALERT"), "{out}");
     }
 }

@@ -120,6 +120,34 @@ pub struct Stack {
     /// when the table is absent and no `--baseline` was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanarySpec>,
+    /// Where the stack runs: containers on a bridge network, or services on Docker Swarm.
+    pub target: DeployTarget,
+    /// The registry the images are pushed to for `target = "swarm"` (`host:port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+}
+
+/// `target` in stack.toml, `--target` on the command line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployTarget {
+    /// Containers on a private bridge network (the default).
+    #[default]
+    Containers,
+    /// Services on Docker Swarm, images from a registry by digest.
+    Swarm,
+}
+
+impl DeployTarget {
+    pub const NAMES: [&'static str; 2] = ["containers", "swarm"];
+
+    pub fn parse(s: &str) -> Option<DeployTarget> {
+        match s {
+            "containers" => Some(DeployTarget::Containers),
+            "swarm" => Some(DeployTarget::Swarm),
+            _ => None,
+        }
+    }
 }
 
 /// What the stack validation needs to know about the project's recipes: package name →

@@ -19,6 +19,12 @@ pub(super) struct RawStack {
     pub(super) restart: Option<S<RawRestart>>,
     #[serde(default)]
     pub(super) canary: Option<S<RawCanary>>,
+    /// `containers` (default) or `swarm`.
+    #[serde(default)]
+    pub(super) target: Option<S<String>>,
+    /// The registry `target = "swarm"` pushes the images to (`host:port`).
+    #[serde(default)]
+    pub(super) registry: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

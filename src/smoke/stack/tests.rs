@@ -586,3 +586,20 @@ fn canary_overrides() {
         })
     );
 }
+
+fn parse_ok(text: &str) -> Stack {
+    parse(Path::new("stack.toml"), text, &recipes()).unwrap()
+}
+
+#[test]
+fn target_is_containers_or_swarm() {
+    let stack = parse_ok(&format!(
+        "target = \"swarm\"\nregistry = \"127.0.0.1:5000\"\n{GOOD}"
+    ));
+    assert_eq!(stack.target, DeployTarget::Swarm);
+    assert_eq!(stack.registry.as_deref(), Some("127.0.0.1:5000"));
+    assert_eq!(parse_ok(GOOD).target, DeployTarget::Containers);
+    let out = errors(&format!("target = \"swarn\"\n{GOOD}"));
+    assert!(out.contains("unknown target `swarn`"), "{out}");
+    assert!(out.contains("use one of: containers, swarm"), "{out}");
+}

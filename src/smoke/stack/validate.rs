@@ -521,6 +521,14 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
             );
         }
     }
+    let target = match &raw.target {
+        Some(t) => {
+            cx.one_of(t, &DeployTarget::NAMES, "target");
+            DeployTarget::parse(t.get_ref()).unwrap_or_default()
+        }
+        None => DeployTarget::Containers,
+    };
+    let registry = raw.registry.as_ref().map(|r| r.get_ref().clone());
     cx.0.finish(Stack {
         file: file.to_path_buf(),
         services,
@@ -529,6 +537,8 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
         thresholds,
         restart,
         canary,
+        target,
+        registry,
     })
 }
 

@@ -1,0 +1,457 @@
+//! The smoke stack on Docker Swarm (`--target swarm`, `target = "swarm"` in stack.toml).
+//!
+//! - Swarm: an engine in no swarm gets a single-node swarm (advertised on 127.0.0.1) that the
+//!   run's cleanup leaves again on every path; a manager's swarm is used and left as it is.
+//! - Images reach the swarm as in production: the packaged image tars are pushed to the
+//!   registry (`--registry` / `registry` in stack.toml) with the promotion's push code (the
+//!   same manifest bytes, so the same digest) and services run `REGISTRY/name@sha256:...`;
+//!   HAProxy's base image is pushed by the engine and run by digest too.
+//! - Services: one per stack service (replicas, `on-failure` restart policy with the stack's
+//!   `restart.max_retries`) on an internal overlay network where the service's name is a
+//!   network alias; endpoints are `dnsrr` (no IPVS here). HAProxy is one more service, on that
+//!   network and an "edge" overlay, its config a swarm config, its ports published in `host`
+//!   mode; its backends are `server-template`s resolving the tasks through Docker's DNS.
+//! - Health: HAProxy's checks, as on containers; builder's monitor reads each service's task
+//!   list once a second and records every task that ended (Swarm starts a replacement) as a
+//!   restart `by: swarm`. builder restarts nothing itself on Swarm.
+//!
+//! Everything is labelled and tracked by the run's session: services, the config and the
+//! networks are removed (and the swarm left, if builder made it) on success, failure and
+//! Ctrl-C; `builder gc` removes labelled services a crashed run left.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use super::artifacts::UnderTest;
+use super::deploy::{network_name, Deployment, Member, Variant, LABEL_SERVICE};
+use super::haproxy::{self, STATS_PORT, TRAFFIC_PORT};
+use super::monitor::{ContainerSummary, Restart};
+use super::stack::{expand, Stack};
+use crate::docker::{Engine, ServiceDef, Session, SwarmUse, TaskInfo};
+use crate::project::Paths;
+use crate::report::Reporter;
+
+/// Where the HAProxy config is mounted in its task.
+const LB_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
+/// How long HAProxy's task may take to run (pull, schedule, start).
+const LB_START: Duration = Duration::from_secs(60);
+
+/// The name of service `service` of run `run_id` (also the container name prefix).
+pub fn service_name(run_id: &str, service: &str) -> String {
+    format!("builder-smoke-{run_id}-{service}")
+}
+
+/// Pushes each service's packaged image to `registry` and returns service → `host/name@digest`.
+pub async fn push_images(
+    paths: &Paths,
+    under: &UnderTest,
+    registry: &str,
+    reporter: &Reporter,
+) -> Result<HashMap<String, String>> {
+    let reg = crate::promote::registry::Registry::parse(registry).with_context(|| {
+        format!("bad registry `{registry}` (--registry or `registry` in the stack file)")
+    })?;
+    let blobs = tempfile::tempdir().context("could not create a temp directory")?;
+    let mut pushed: HashMap<String, String> = HashMap::new();
+    let mut out = HashMap::new();
+    for (service, a) in &under.images {
+        if let Some(r) = pushed.get(&a.name) {
+            out.insert(service.clone(), r.clone());
+            continue;
+        }
+        let tar = paths.dist.join(&a.path);
+        let entry = crate::repo::images::read_image_tar(&tar, &a.name, &a.version, None)?;
+        crate::repo::images::import(
+            blobs.path(),
+            &crate::repo::images::ImageArtifact {
+                entry: entry.clone(),
+                source: crate::repo::images::ImageSource::Tar(tar.clone()),
+            },
+        )?;
+        let p = reg.push(blobs.path(), &a.name, &entry).await?;
+        let reference = format!("{}/{}@{}", reg.host(), a.name, p.digest);
+        reporter.status(
+            "Pushed",
+            format!("{} ({} blobs sent)", reference, p.blobs_uploaded),
+        );
+        pushed.insert(a.name.clone(), reference.clone());
+        out.insert(service.clone(), reference);
+    }
+    Ok(out)
+}
+
+/// Pushes HAProxy's base image (`lb_image`, an engine image id) through the engine and returns
+/// its reference by digest.
+async fn push_lb_image(
+    engine: &Engine,
+    lb_image: &str,
+    registry: &str,
+    run_id: &str,
+) -> Result<String> {
+    let host = crate::promote::registry::Registry::parse(registry)?
+        .host()
+        .to_string();
+    let repo = format!("{host}/builder-load-balancer");
+    crate::docker::tag_image(engine, lb_image, &repo, run_id).await?;
+    let digest = crate::docker::push_image(engine, &repo, run_id).await;
+    // Only the tag goes: the image stays under its base name.
+    let _ = crate::docker::remove_image(engine, &format!("{repo}:{run_id}"), false).await;
+    Ok(format!("{repo}@{}", digest?))
+}
+
+/// Sets the swarm up, pushes the images, creates the services and waits for HAProxy's task.
+pub async fn start(
+    session: &Session,
+    stack: &Stack,
+    images: &HashMap<String, String>,
+    lb_image: &str,
+    registry: &str,
+    reporter: &Reporter,
+) -> Result<Deployment> {
+    let engine = session.engine();
+    let run_id = session.run_id();
+    match session.ensure_swarm().await? {
+        SwarmUse::Initialised => reporter.status(
+            "Swarm",
+            "initialised a single-node swarm (advertised on 127.0.0.1); builder leaves it at the end",
+        ),
+        SwarmUse::Existing => reporter.status(
+            "Swarm",
+            "the engine is a swarm manager: using its swarm and leaving it as it is",
+        ),
+    }
+    let lb_ref = push_lb_image(engine, lb_image, registry, run_id).await?;
+    let network = network_name(run_id);
+    let edge = format!("{network}-edge");
+    session.create_overlay_network(&network, true).await?;
+    session.create_overlay_network(&edge, false).await?;
+
+    let max_attempts = (stack.restart.policy != "no").then_some(stack.restart.max_retries as i64);
+    let mut members = Vec::new();
+    for svc in &stack.services {
+        let image = images
+            .get(&svc.name)
+            .with_context(|| format!("no image pushed for service `{}`", svc.name))?;
+        let env: Vec<String> = svc
+            .env
+            .iter()
+            .chain(svc.candidate_env.iter())
+            .map(|(k, v)| format!("{k}={}", expand(v, |n| n.to_string())))
+            .collect();
+        let name = service_name(run_id, &svc.name);
+        session
+            .create_service(&ServiceDef {
+                name: name.clone(),
+                what: format!("the swarm service `{name}`"),
+                image: image.clone(),
+                replicas: svc.replicas,
+                env,
+                labels: HashMap::from([(LABEL_SERVICE.to_string(), svc.name.clone())]),
+                networks: vec![(network.clone(), vec![svc.name.clone()])],
+                max_attempts,
+                stop_grace: Some(Duration::from_secs(5)),
+                ..Default::default()
+            })
+            .await?;
+        reporter.verbose(format!("created service {name} ({image})"));
+        for i in 1..=svc.replicas {
+            members.push(Member {
+                variant: Variant::Candidate,
+                service: svc.name.clone(),
+                server: Variant::Candidate.server(&svc.name, i),
+                container: format!("{name}.{i}"),
+                id: name.clone(),
+            });
+        }
+    }
+
+    let config = haproxy::swarm_config(stack, |s| s.to_string());
+    let config_name = format!("builder-smoke-{run_id}-haproxy.cfg");
+    let config_id = session
+        .create_config(&config_name, config.as_bytes())
+        .await?;
+    let lb_name = service_name(run_id, "lb");
+    session
+        .create_service(&ServiceDef {
+            name: lb_name.clone(),
+            what: format!("the load balancer service `{lb_name}`"),
+            image: lb_ref,
+            replicas: 1,
+            labels: HashMap::from([(LABEL_SERVICE.to_string(), "load-balancer".to_string())]),
+            command: Some(vec!["/usr/sbin/haproxy".into()]),
+            args: Some(vec!["-db".into(), "-f".into(), LB_CONFIG.into()]),
+            user: Some("haproxy".into()),
+            networks: vec![(network.clone(), vec![]), (edge, vec![])],
+            max_attempts: Some(3),
+            publish: vec![TRAFFIC_PORT, STATS_PORT],
+            configs: vec![(config_id, config_name, LB_CONFIG.into())],
+            cap_drop_all: true,
+            stop_grace: Some(Duration::from_secs(5)),
+            ..Default::default()
+        })
+        .await?;
+    let (port, stats_port) = lb_ports(session, &lb_name).await?;
+    Ok(Deployment {
+        network,
+        members,
+        load_balancer: lb_name,
+        port,
+        stats_port,
+        baseline_network: None,
+        api_port: None,
+    })
+}
+
+/// Waits for HAProxy's task to run and reads the host ports Swarm published it on.
+async fn lb_ports(session: &Session, lb: &str) -> Result<(u16, u16)> {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < LB_START {
+        session.check_cancel()?;
+        let tasks = session.engine().service_tasks(lb).await?;
+        if let Some(t) = tasks.iter().find(|t| t.is_running()) {
+            let (Some(p), Some(s)) = (t.ports.get(&TRAFFIC_PORT), t.ports.get(&STATS_PORT)) else {
+                return Err(crate::error::failed(format!(
+                    "the load balancer service `{lb}` runs but Swarm shows no published ports for {TRAFFIC_PORT} and {STATS_PORT}"
+                )));
+            };
+            return Ok((*p, *s));
+        }
+        if let Some(t) = tasks
+            .iter()
+            .find(|t| t.is_terminal() && t.desired == "shutdown")
+        {
+            let logs = session.engine().task_logs_tail(t, 20).await;
+            return Err(crate::error::failed(format!(
+                "the load balancer service `{lb}`'s task {}: {} {}; its last log lines:\n{logs}",
+                t.state, t.message, t.err
+            )));
+        }
+        last = tasks
+            .iter()
+            .map(|t| format!("{} ({} {})", t.state, t.message, t.err))
+            .collect::<Vec<_>>()
+            .join(", ");
+        session
+            .cancellable(tokio::time::sleep(Duration::from_millis(500)))
+            .await?;
+    }
+    Err(crate::error::failed(format!(
+        "the load balancer service `{lb}` did not run within {:.0}s; its tasks: {last}; see `docker service ps {lb}`",
+        LB_START.as_secs_f64()
+    )))
+}
+
+/// Waits until HAProxy reports every server slot UP with a passing check, within the stack's
+/// `load_balancer.ready_timeout`; on timeout the error says which are not (as on containers)
+/// and the state of each service's tasks.
+pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> Result<()> {
+    let timeout = stack.load_balancer.ready_timeout;
+    let start = Instant::now();
+    let mut last_err = String::new();
+    let mut last_stats = None;
+    while start.elapsed() < timeout {
+        session.check_cancel()?;
+        match haproxy::fetch_stats(dep.stats_port).await {
+            Ok(stats) => {
+                let ready = dep
+                    .members
+                    .iter()
+                    .all(|m| stats.iter().any(|s| s.server == m.server && s.is_ready()));
+                if ready {
+                    return Ok(());
+                }
+                last_stats = Some(stats);
+            }
+            Err(e) => last_err = format!("{e:#}"),
+        }
+        session
+            .cancellable(tokio::time::sleep(Duration::from_millis(500)))
+            .await?;
+    }
+    let mut msg = match last_stats {
+        Some(stats) => super::deploy::not_ready_message(stack, &dep.members, &stats, timeout),
+        None => format!(
+            "the deployment did not become healthy within {:.0}s; the HAProxy stats page did not answer: {last_err}",
+            timeout.as_secs_f64()
+        ),
+    };
+    let mut services: Vec<&str> = dep.members.iter().map(|m| m.id.as_str()).collect();
+    services.dedup();
+    services.push(&dep.load_balancer);
+    for s in services {
+        if let Ok(tasks) = session.engine().service_tasks(s).await {
+            let states: Vec<String> = tasks
+                .iter()
+                .map(|t| format!("{}.{} {} {}", s, t.slot, t.state, t.err))
+                .collect();
+            msg.push_str(&format!("\ntasks of {s}: {}", states.join(", ")));
+        }
+    }
+    Err(crate::error::failed(msg))
+}
+
+/// builder's monitor on Swarm: the task list of every service, once a second.
+pub struct TaskMonitor {
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+    state: Arc<Mutex<Seen>>,
+    engine: Engine,
+    members: Vec<Member>,
+}
+
+#[derive(Default)]
+struct Seen {
+    restarts: Vec<Restart>,
+    /// Ended tasks already recorded.
+    ended: std::collections::HashSet<String>,
+    t0: Option<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// (swarm service, stack service) pairs of a deployment.
+fn services(members: &[Member]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for m in members {
+        if !out.iter().any(|(id, _)| id == &m.id) {
+            out.push((m.id.clone(), m.service.clone()));
+        }
+    }
+    out
+}
+
+impl TaskMonitor {
+    pub fn start(engine: &Engine, dep: &Deployment, reporter: &Reporter) -> TaskMonitor {
+        let stop = CancellationToken::new();
+        let state = Arc::new(Mutex::new(Seen::default()));
+        let handle = tokio::spawn(poll(
+            engine.clone(),
+            services(&dep.members),
+            state.clone(),
+            reporter.clone(),
+            stop.clone(),
+        ));
+        TaskMonitor {
+            stop,
+            handle,
+            state,
+            engine: engine.clone(),
+            members: dep.members.clone(),
+        }
+    }
+
+    pub fn mark_load_start(&self) {
+        lock(&self.state).t0 = Some(Instant::now());
+    }
+
+    /// Stops watching; every ended task as a restart, and each task slot's final state.
+    pub async fn finish(mut self) -> (Vec<Restart>, Vec<ContainerSummary>) {
+        self.stop.cancel();
+        let _ = (&mut self.handle).await;
+        let all = services(&self.members);
+        record(&self.engine, &all, &self.state, None).await;
+        let restarts = lock(&self.state).restarts.clone();
+        let mut summary = Vec::new();
+        for (id, service) in &all {
+            let tasks = self.engine.service_tasks(id).await.unwrap_or_default();
+            let mut slots: Vec<i64> = tasks.iter().map(|t| t.slot).collect();
+            slots.sort_unstable();
+            slots.dedup();
+            for slot in slots {
+                let of_slot: Vec<&TaskInfo> = tasks.iter().filter(|t| t.slot == slot).collect();
+                let current = of_slot
+                    .iter()
+                    .find(|t| !t.is_terminal())
+                    .or_else(|| of_slot.iter().max_by(|a, b| a.timestamp.cmp(&b.timestamp)));
+                summary.push(ContainerSummary {
+                    container: format!("{id}.{slot}"),
+                    service: service.clone(),
+                    docker_restarts: of_slot.iter().filter(|t| t.is_terminal()).count() as i64,
+                    builder_restarts: 0,
+                    status: current.map_or_else(|| "unknown".to_string(), |t| t.state.clone()),
+                });
+            }
+        }
+        (restarts, summary)
+    }
+}
+
+impl Drop for TaskMonitor {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn poll(
+    engine: Engine,
+    services: Vec<(String, String)>,
+    state: Arc<Mutex<Seen>>,
+    reporter: Reporter,
+    stop: CancellationToken,
+) {
+    // Bounded by the run's own time budget: the run stops this loop through `stop`.
+    while !stop.is_cancelled() {
+        record(&engine, &services, &state, Some(&reporter)).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Records every task that ended since the last look.
+async fn record(
+    engine: &Engine,
+    services: &[(String, String)],
+    state: &Mutex<Seen>,
+    reporter: Option<&Reporter>,
+) {
+    for (id, service) in services {
+        let Ok(tasks) = engine.service_tasks(id).await else {
+            continue;
+        };
+        for t in tasks.iter().filter(|t| t.is_terminal()) {
+            let mut s = lock(state);
+            if !s.ended.insert(t.id.clone()) {
+                continue;
+            }
+            let t_s = s.t0.map_or(0.0, |t0| t0.elapsed().as_secs_f64());
+            let reason = format!(
+                "task {} {}{}{}; Swarm starts a replacement (restart policy on-failure)",
+                t.id.get(..12).unwrap_or(&t.id),
+                t.state,
+                if t.err.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", t.err)
+                },
+                t.exit_code
+                    .map(|c| format!(" (exit code {c})"))
+                    .unwrap_or_default()
+            );
+            if let Some(r) = reporter {
+                r.warn(format!("{service}-{}: {reason}", t.slot));
+            }
+            s.restarts.push(Restart {
+                container: format!("{id}.{}", t.slot),
+                server: Variant::Candidate.server(service, u32::try_from(t.slot).unwrap_or(0)),
+                service: service.clone(),
+                by: "swarm".into(),
+                at: if t.timestamp.is_empty() {
+                    crate::timefmt::rfc3339(SystemTime::now())
+                } else {
+                    t.timestamp.clone()
+                },
+                t_s,
+                reason,
+            });
+        }
+    }
+}
