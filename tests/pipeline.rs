@@ -373,23 +373,29 @@ fn ci_on_consecutive_commits_promotes_upgradable_versions() {
     // apt in a container installs the first version from `dev` as promoted.
     let dist = root.join("dist");
     let apt = AptContainer::start(&dist.join("repos"), &dist.join("repos/dev/signing-key.gpg"));
-    let installed = |apt: &AptContainer| -> String {
+    // Runs an apt command, which must succeed without a warning, then checks that both
+    // packages are installed at `version`.
+    let apt_to = |apt: &AptContainer, command: &str, version: &str| {
+        let o = apt.exec(command);
+        let t = text(&o.stdout) + &text(&o.stderr);
+        assert!(
+            o.status.success() && !t.contains("W:") && !t.contains("E:"),
+            "{t}"
+        );
         let o = apt.exec("dpkg-query -W -f='${Package} ${Version}\\n' backend frontend");
         assert!(o.status.success(), "{}", text(&o.stderr));
-        text(&o.stdout)
+        assert_eq!(
+            text(&o.stdout),
+            format!("backend {version}\nfrontend {version}\n")
+        );
     };
-    let o = apt.exec(&format!(
-        "{} && {APT} update && {APT} install -y backend frontend",
-        AptContainer::source("dev", "dev")
-    ));
-    let t = text(&o.stdout) + &text(&o.stderr);
-    assert!(
-        o.status.success() && !t.contains("W:") && !t.contains("E:"),
-        "{t}"
-    );
-    assert_eq!(
-        installed(&apt),
-        format!("backend {first}\nfrontend {first}\n")
+    apt_to(
+        &apt,
+        &format!(
+            "{} && {APT} update && {APT} install -y backend frontend",
+            AptContainer::source("dev", "dev")
+        ),
+        &first,
     );
 
     // One source file of one service changes; nothing else.
@@ -403,17 +409,10 @@ fn ci_on_consecutive_commits_promotes_upgradable_versions() {
     let second_secs = started.elapsed().as_secs_f64();
     assert!(second.starts_with("0~git"), "untagged: {second}");
     assert!(dpkg_compare(&second, "gt", &first), "{second} <= {first}");
-    let o = apt.exec(&format!(
-        "{APT} update && {APT} install -y --only-upgrade backend frontend"
-    ));
-    let t = text(&o.stdout) + &text(&o.stderr);
-    assert!(
-        o.status.success() && !t.contains("W:") && !t.contains("E:"),
-        "{t}"
-    );
-    assert_eq!(
-        installed(&apt),
-        format!("backend {second}\nfrontend {second}\n")
+    apt_to(
+        &apt,
+        &format!("{APT} update && {APT} install -y --only-upgrade backend frontend"),
+        &second,
     );
 
     // A release tag on a third commit: the plain version, after both snapshots.
@@ -429,13 +428,11 @@ fn ci_on_consecutive_commits_promotes_upgradable_versions() {
         dpkg_compare(&release, "gt", &second),
         "{release} <= {second}"
     );
-    let o = apt.exec(&format!("{APT} update && {APT} upgrade -y"));
-    let t = text(&o.stdout) + &text(&o.stderr);
-    assert!(
-        o.status.success() && !t.contains("W:") && !t.contains("E:"),
-        "{t}"
+    apt_to(
+        &apt,
+        &format!("{APT} update && {APT} upgrade -y"),
+        "1.1.0-1",
     );
-    assert_eq!(installed(&apt), "backend 1.1.0-1\nfrontend 1.1.0-1\n");
     eprintln!(
         "ci: first commit {first_secs:.1}s, second commit {second_secs:.1}s; versions {first} < {second} < {release}"
     );
