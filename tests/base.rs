@@ -123,7 +123,15 @@ fn bookworm_runs_and_rebuilding_is_a_no_op() {
         "{hash}"
     );
 
-    let o = docker(&["run", "--rm", &made.bookworm, "cat", "/etc/debian_version"]);
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &made.bookworm,
+        "cat",
+        "/etc/debian_version",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).starts_with("12."),
@@ -135,6 +143,8 @@ fn bookworm_runs_and_rebuilding_is_a_no_op() {
     let o = docker(&[
         "run",
         "--rm",
+        "--network",
+        "none",
         &made.bookworm,
         "sh",
         "-c",
@@ -267,7 +277,16 @@ fn static_rootfs_holds_the_runtime_files_and_no_program() {
     assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");
 
     // no shell: the image cannot run /bin/sh
-    let o = docker(&["run", "--rm", &made.static_tag, "/bin/sh", "-c", "true"]);
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &made.static_tag,
+        "/bin/sh",
+        "-c",
+        "true",
+    ]);
     assert!(!o.status.success(), "{}", text(&o));
 }
 

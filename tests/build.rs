@@ -561,6 +561,8 @@ outputs = ["hello", "entries", "nnp"]
     let owner = docker_ok(&[
         "run",
         "--rm",
+        "--network",
+        "none",
         "--label",
         "io.builder=1",
         "--label",
@@ -750,6 +752,57 @@ outputs = ["nets", "uid", "env", "files", "owner"]
     let (_, json, created, _) = build_json(project.path(), &["--no-cache"]);
     assert_eq!(build_entry(&json, "probe")["cached"], false);
     assert_eq!(created, 1);
+}
+
+/// The default route's gateway in `/proc/net/route` text (little-endian hex), dotted.
+fn default_gateway(route: &str) -> Option<String> {
+    let line = route
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("00000000"))?;
+    let hex = u32::from_str_radix(line.split_whitespace().nth(2)?, 16).ok()?;
+    let b = hex.to_le_bytes();
+    Some(format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3]))
+}
+
+#[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
+fn a_bridge_build_gets_a_network_of_its_own_that_goes_with_it() {
+    let recipe = format!(
+        r#"{PACKAGE}
+[build]
+builder = "go"
+source = "src"
+network = "bridge"
+command = ["sh", "-c", "ls /sys/class/net | sort > /out/nets; cat /proc/net/route > /out/route"]
+outputs = ["nets", "route"]
+"#
+    );
+    let project = small_project(&recipe, &[("hello.txt", "hi")]);
+    let (_, _, created, _) = build_json(project.path(), &[]);
+    assert_eq!(created, 1);
+    let out = project.path().join("dist/build/probe");
+    let nets = std::fs::read_to_string(out.join("nets")).unwrap();
+    assert_eq!(nets.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
+    let route = std::fs::read_to_string(out.join("route")).unwrap();
+    let gateway = default_gateway(&route).unwrap_or_else(|| panic!("no default route:\n{route}"));
+    // Not the engine's default bridge (where other containers of the host are).
+    let default_bridge = docker_ok(&[
+        "network",
+        "inspect",
+        "bridge",
+        "-f",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+    ]);
+    assert_ne!(gateway, default_bridge.trim(), "{route}");
+    // The network went with the container.
+    let left = docker_ok(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        "name=builder-build-probe-",
+    ]);
+    assert!(left.trim().is_empty(), "networks left: {left}");
 }
 
 #[test]

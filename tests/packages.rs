@@ -188,7 +188,17 @@ fn a_dynamic_program_starts_on_static_cc_and_slim_as_nonroot() {
         assert_eq!(text(&user.stdout).trim(), "65532:65532");
         // Nothing but what the closure brings: no shell on static and cc.
         if base != "slim" {
-            let sh = docker(&["run", "--rm", "--entrypoint", "/bin/sh", tag, "-c", "true"]);
+            let sh = docker(&[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--entrypoint",
+                "/bin/sh",
+                tag,
+                "-c",
+                "true",
+            ]);
             assert!(!sh.status.success(), "{base} has a shell");
         }
         let _ = docker(&["rmi", "-f", tag]);
@@ -723,6 +733,8 @@ fn an_interpreter_from_the_dependency_layer_runs_a_script_with_alternatives() {
     let db = docker(&[
         "run",
         "--rm",
+        "--network",
+        "none",
         "--entrypoint",
         "/usr/bin/dpkg-query",
         tag,

@@ -1,9 +1,10 @@
 //! One build in one container: create it from the builder image (labelled, no network unless
-//! the recipe opts in, CPU/memory limits), resolve the build user, upload the sources as a
-//! streamed tar owned by that user, `exec` the test command then the build command with live
-//! logs, and download `/out` as a tar stream into a staging directory
-//! (`docker::download_to_dir`). All of it goes through the caller's [`Session`], whose guard
-//! removes the container on every path; every await here also stops on its cancel token.
+//! the recipe opts in, and then a bridge network of its own; CPU/memory limits), resolve the
+//! build user, upload the sources as a streamed tar owned by that user, `exec` the test
+//! command then the build command with live logs, and download `/out` as a tar stream into a
+//! staging directory (`docker::download_to_dir`). All of it goes through the caller's
+//! [`Session`], whose guard removes the container (and its network) on every path; every
+//! await here also stops on its cancel token.
 //!
 //! Cache directories (`[build] cache`) are named volumes made by the caller and mounted here;
 //! a fresh volume's root is owned by root, so before the first command a root exec hands
@@ -45,8 +46,20 @@ pub async fn run(
     staged: &Path,
 ) -> anyhow::Result<()> {
     let spec = job.spec;
+    let name = container_name(job.name, session.run_id());
+    // A build that needs the network gets a bridge network of its own, never the engine's
+    // default bridge: it cannot reach other containers on the host, and it works on an
+    // engine whose default bridge is missing (`--bridge=none`, or `docker0` gone after the
+    // engine started). The session's guard removes the network with the container.
+    let network = match spec.network {
+        BuildNetwork::None => "none".to_string(),
+        BuildNetwork::Bridge => {
+            session.create_network(&name, false).await?;
+            name.clone()
+        }
+    };
     let container = ContainerSpec {
-        name: container_name(job.name, session.run_id()),
+        name,
         what: format!("the build container for `{}`", job.name),
         image: job.image_id.to_string(),
         // PID 1 only keeps the container alive; the work happens in execs, each with an
@@ -56,13 +69,7 @@ pub async fn run(
         cmd: Some(vec!["sleep".into(), "infinity".into()]),
         user: Some("0:0".into()),
         env: Some(job.env.clone()),
-        network_mode: Some(
-            match spec.network {
-                BuildNetwork::None => "none",
-                BuildNetwork::Bridge => "bridge",
-            }
-            .to_string(),
-        ),
+        network_mode: Some(network),
         network_disabled: Some(spec.network == BuildNetwork::None),
         // The builder image ships setuid programs (su, passwd): a build never gains privileges.
         no_new_privileges: true,
