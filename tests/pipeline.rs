@@ -309,7 +309,9 @@ fn dpkg_compare(a: &str, op: &str, b: &str) -> bool {
 
 /// `ci` in `dir` must pass and promote to `dev`; returns the version (`upstream-revision`)
 /// every artifact of the run carries, from dist/manifest.json.
-fn ci_promotes(dir: &Path, config: &Path) -> String {
+/// Runs `builder ci`, which must promote one version of both packages to `dev`; returns
+/// that version and the smoke report that approved it.
+fn ci_promotes(dir: &Path, config: &Path) -> (String, serde_json::Value) {
     let out = ci(dir, config, &[]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -345,14 +347,41 @@ fn ci_promotes(dir: &Path, config: &Path) -> String {
             "{name} {version} not in dev's Packages:\n{packages}"
         );
     }
-    version
+    let report = json(Path::new(summary["smoke_report"].as_str().unwrap()));
+    (version, report)
+}
+
+/// Checks that `report`'s canary run compared the candidate with `dev`'s release (the
+/// images of `baseline_version`) and switched all traffic to it.
+fn assert_compared_and_switched(report: &serde_json::Value, baseline_version: &str) {
+    let canary = &report["canary"];
+    assert_eq!(canary["baseline_env"], "dev", "{canary}");
+    assert!(canary["skipped"].is_null(), "{canary}");
+    let images = canary["baseline_images"].as_array().unwrap();
+    assert_eq!(images.len(), 2, "{canary}");
+    for image in images {
+        assert_eq!(image["version"], baseline_version, "{image}");
+        let digest = image["digest"].as_str().unwrap_or_default();
+        assert!(digest.starts_with("sha256:"), "by digest: {image}");
+    }
+    let comparison = &canary["comparison"];
+    for variant in ["baseline", "candidate"] {
+        let group = &comparison[variant];
+        let requests = group["ok"].as_u64().unwrap_or(0) + group["failed"].as_u64().unwrap_or(0);
+        assert!(requests >= 100, "{variant}: {comparison}");
+    }
+    let switch = &canary["switch"];
+    assert_eq!(switch["completed"], true, "{switch}");
+    assert_eq!(switch["failures"], 0, "{switch}");
 }
 
 /// The check of issue 14: `builder ci` on two consecutive commits of an untouched sample
 /// project (recipes say `${GIT_VERSION:-1.0.0}`) both promote to `dev`, the second version
 /// sorts after the first for dpkg, and apt in a container installs the first and upgrades to
 /// the second from the `dev` repository. A release tag then gives the plain version, which
-/// sorts after both snapshots and upgrades them too.
+/// sorts after both snapshots and upgrades them too. With `[canary]` in stack.toml (issue
+/// 13), the first run skips the comparison (`dev` is empty) and each later run compares its
+/// candidate with the release `dev` holds, by digest, and switches the traffic to it.
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn ci_on_consecutive_commits_promotes_upgradable_versions() {
@@ -361,14 +390,30 @@ fn ci_on_consecutive_commits_promotes_upgradable_versions() {
     let root = dir.path();
     // dist/ is what CI writes, never committed (a dirty tree would mark the versions).
     std::fs::write(root.join(".gitignore"), "/dist/\n").unwrap();
+    // With `[canary]`, each run after the first compares with what `dev` holds. Wide
+    // tolerances: the comparison's power is tests/canary.rs's subject; this is its path.
+    let stack = root.join("recipes/stack.toml");
+    let mut toml = std::fs::read_to_string(&stack).unwrap();
+    toml.push_str(
+        "\n[canary]\nbaseline = \"dev\"\nmin_requests = 100\nmax_latency_increase = 1.0\n\
+         max_error_increase = 0.05\nswitch_steps = [50, 100]\nstep_duration = \"2s\"\n",
+    );
+    std::fs::write(&stack, toml).unwrap();
     git(root, &["init", "-q", "-b", "main"]);
     git(root, &["add", "-A"]);
     git(root, &["commit", "-q", "-m", "sample project"]);
 
     let started = std::time::Instant::now();
-    let first = ci_promotes(root, config.path());
+    let (first, report) = ci_promotes(root, config.path());
     let first_secs = started.elapsed().as_secs_f64();
     assert!(first.starts_with("0~git"), "untagged: {first}");
+    // `[canary]` compares with the environment ci promotes into, which holds nothing yet.
+    let skipped = report["canary"]["skipped"].as_str().unwrap_or_default();
+    assert!(
+        skipped.starts_with("no comparison: environment `dev` has no repository yet"),
+        "{}",
+        report["canary"]
+    );
 
     // apt in a container installs the first version from `dev` as promoted.
     let dist = root.join("dist");
@@ -405,10 +450,12 @@ fn ci_on_consecutive_commits_promotes_upgradable_versions() {
     std::fs::write(&main_go, src).unwrap();
     git(root, &["commit", "-q", "-am", "backend: a comment"]);
     let started = std::time::Instant::now();
-    let second = ci_promotes(root, config.path());
+    let (second, report) = ci_promotes(root, config.path());
     let second_secs = started.elapsed().as_secs_f64();
     assert!(second.starts_with("0~git"), "untagged: {second}");
     assert!(dpkg_compare(&second, "gt", &first), "{second} <= {first}");
+    // The candidate ran beside dev's release (the first commit's images) and took its traffic.
+    assert_compared_and_switched(&report, &first);
     apt_to(
         &apt,
         &format!("{APT} update && {APT} install -y --only-upgrade backend frontend"),
@@ -422,8 +469,9 @@ fn ci_on_consecutive_commits_promotes_upgradable_versions() {
     std::fs::write(&readme, doc).unwrap();
     git(root, &["commit", "-q", "-am", "release 1.1.0"]);
     git(root, &["tag", "v1.1.0"]);
-    let release = ci_promotes(root, config.path());
+    let (release, report) = ci_promotes(root, config.path());
     assert_eq!(release, "1.1.0-1");
+    assert_compared_and_switched(&report, &second);
     assert!(
         dpkg_compare(&release, "gt", &second),
         "{release} <= {second}"
