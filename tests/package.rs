@@ -236,6 +236,23 @@ fn same_inputs_give_same_bytes() {
         manifest["artifacts"][0]["path"],
         "debs/demo_2.1.0-3_amd64.deb"
     );
+    // ... and of the `.changes` written beside the .deb, as its own kind (after debs and
+    // images), with the bytes and size on disk.
+    let changes = a.path().join("dist/debs/demo_2.1.0-3_amd64.changes");
+    let entry = &manifest["artifacts"][1];
+    assert_eq!(entry["kind"], "changes", "{manifest}");
+    assert_eq!(entry["name"], "demo");
+    assert_eq!(entry["version"], "2.1.0-3");
+    assert_eq!(entry["path"], "debs/demo_2.1.0-3_amd64.changes");
+    let sum = sh(Command::new("sha256sum").arg(&changes));
+    assert_eq!(
+        entry["sha256"].as_str().unwrap(),
+        sum.split_whitespace().next().unwrap()
+    );
+    assert_eq!(
+        entry["size"].as_u64().unwrap(),
+        std::fs::metadata(&changes).unwrap().len()
+    );
     // A different SOURCE_DATE_EPOCH changes the bytes.
     let deb_c = package(b.path(), Some("1700000001"));
     assert_ne!(
@@ -300,18 +317,23 @@ fn removed_recipes_leave_the_manifest() {
     assert_eq!(names(dir.path()), ["demo"]);
 }
 
-/// The artifact names in dist/manifest.json, sorted.
+/// The names of the .debs in dist/manifest.json, sorted; each with its `.changes` entry.
 fn manifest_names(dir: &Path) -> Vec<String> {
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("dist/manifest.json")).unwrap()).unwrap();
-    let mut v: Vec<String> = m["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
+    let of = |kind: &str| {
+        let mut v: Vec<String> = m["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == kind)
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(of("changes"), of("deb"), "{m}");
+    of("deb")
 }
 
 #[test]

@@ -145,20 +145,29 @@ fn write_deb(
             info.size
         ),
     );
+    let entry = |kind, path: &Path, sha256, size| Artifact {
+        kind,
+        name: p.name.clone(),
+        version: p.version(),
+        architecture: Some(p.architecture.clone()),
+        path: in_dist(paths, path),
+        sha256,
+        size,
+        image_id: None,
+        digest: None,
+        tag: None,
+        source_commit: None,
+    };
+    let deb = entry(ArtifactKind::Deb, out, info.sha256, info.size);
+    let changes = entry(
+        ArtifactKind::Changes,
+        &changes_path,
+        Digest::of(text.as_bytes()),
+        text.len() as u64,
+    );
     record(paths, |m| {
-        m.upsert(Artifact {
-            kind: ArtifactKind::Deb,
-            name: p.name.clone(),
-            version: p.version(),
-            architecture: Some(p.architecture.clone()),
-            path: in_dist(paths, out),
-            sha256: info.sha256,
-            size: info.size,
-            image_id: None,
-            digest: None,
-            tag: None,
-            source_commit: None,
-        })
+        m.upsert(deb);
+        m.upsert(changes);
     })?;
     Ok(DebResult {
         name: p.name.clone(),
@@ -290,6 +299,7 @@ pub fn forget_removed(paths: &Paths, all: &[&Recipe]) -> anyhow::Result<Vec<Arti
     let mut names = std::collections::BTreeSet::new();
     for r in all {
         names.insert((ArtifactKind::Deb, r.package.name.as_str()));
+        names.insert((ArtifactKind::Changes, r.package.name.as_str()));
         if let Some(i) = &r.image {
             names.insert((ArtifactKind::Image, i.name.as_str()));
         }
