@@ -21,12 +21,15 @@ pub struct Manifest {
     pub artifacts: Vec<Artifact>,
 }
 
-/// What an artifact is; `deb` and `image` in the files.
+/// What an artifact is; `deb`, `image` and `changes` in the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ArtifactKind {
     Deb,
     Image,
+    /// The `.changes` written beside a .deb (named like it), for reprepro/aptly/dput: it
+    /// goes with its .deb to an upload, but is never promoted or smoke-tested itself.
+    Changes,
 }
 
 impl ArtifactKind {
@@ -34,7 +37,13 @@ impl ArtifactKind {
         match self {
             ArtifactKind::Deb => "deb",
             ArtifactKind::Image => "image",
+            ArtifactKind::Changes => "changes",
         }
+    }
+
+    /// Whether promotion publishes artifacts of this kind (and smoke reports list them).
+    pub fn promoted(self) -> bool {
+        matches!(self, ArtifactKind::Deb | ArtifactKind::Image)
     }
 }
 

@@ -224,23 +224,98 @@ fn same_inputs_give_same_bytes() {
         std::fs::read(&deb_b).unwrap()
     );
     // The manifest records the sha256 of the bytes on disk.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(a.path().join("dist/manifest.json")).unwrap())
-            .unwrap();
-    let sum = sh(Command::new("sha256sum").arg(&deb_a));
+    let manifest = manifest_of(a.path());
     assert_eq!(
         manifest["artifacts"][0]["sha256"].as_str().unwrap(),
-        sum.split_whitespace().next().unwrap()
+        sha256sum(&deb_a)
     );
     assert_eq!(
         manifest["artifacts"][0]["path"],
         "debs/demo_2.1.0-3_amd64.deb"
+    );
+    // ... and of the `.changes` written beside the .deb, as its own kind (after debs and
+    // images), with the bytes and size on disk.
+    let changes = a.path().join("dist/debs/demo_2.1.0-3_amd64.changes");
+    let entry = &manifest["artifacts"][1];
+    assert_eq!(entry["kind"], "changes", "{manifest}");
+    assert_eq!(entry["name"], "demo");
+    assert_eq!(entry["version"], "2.1.0-3");
+    assert_eq!(entry["path"], "debs/demo_2.1.0-3_amd64.changes");
+    assert_eq!(entry["sha256"].as_str().unwrap(), sha256sum(&changes));
+    assert_eq!(
+        entry["size"].as_u64().unwrap(),
+        std::fs::metadata(&changes).unwrap().len()
     );
     // A different SOURCE_DATE_EPOCH changes the bytes.
     let deb_c = package(b.path(), Some("1700000001"));
     assert_ne!(
         std::fs::read(&deb_a).unwrap(),
         std::fs::read(&deb_c).unwrap()
+    );
+}
+
+/// With a key configured for promotion, each `.changes` is clearsigned with it, as
+/// `debsign` does for dput and reprepro: `gpgv` verifies it against the public key and
+/// gives back the unsigned text, a changed byte fails, and the manifest records the signed
+/// bytes. The .deb itself is the same bytes either way.
+#[test]
+fn a_configured_key_clearsigns_the_changes_and_gpgv_verifies_it() {
+    let dir = fixture("gzip");
+    let deb = package(dir.path(), Some("1700000000"));
+    let unsigned_deb = std::fs::read(&deb).unwrap();
+    let changes = dir.path().join("dist/debs/demo_2.1.0-3_amd64.changes");
+    let unsigned = std::fs::read_to_string(&changes).unwrap();
+    assert!(unsigned.starts_with("Format: 1.8\n"), "{unsigned}");
+
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("signing.asc");
+    sh(builder()
+        .args(["key", "generate", "--out"])
+        .arg(&key)
+        .args(["--name", "changes test"]));
+    let out = run(builder()
+        .arg("--project")
+        .arg(dir.path())
+        .arg("package")
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("BUILDER_SIGNING_KEY_FILE", &key));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("clearsigning each `.changes` with key "),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&deb).unwrap(), unsigned_deb);
+    let signed = std::fs::read_to_string(&changes).unwrap();
+    assert!(
+        signed.starts_with("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n"),
+        "{signed}"
+    );
+    let keyring = keys.path().join("signing.asc.pub.gpg");
+    let verified = sh(Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&keyring)
+        .args(["--output", "-"])
+        .arg(&changes));
+    assert_eq!(verified.trim_end(), unsigned.trim_end());
+
+    let m = manifest_of(dir.path());
+    assert_eq!(
+        m["artifacts"][1]["sha256"].as_str().unwrap(),
+        sha256sum(&changes),
+        "{m}"
+    );
+
+    std::fs::write(&changes, signed.replacen("Format: 1.8", "Format: 1.9", 1)).unwrap();
+    let tampered = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&keyring)
+        .arg(&changes)
+        .output()
+        .unwrap();
+    assert!(
+        !tampered.status.success(),
+        "gpgv accepted a changed .changes"
     );
 }
 
@@ -300,18 +375,33 @@ fn removed_recipes_leave_the_manifest() {
     assert_eq!(names(dir.path()), ["demo"]);
 }
 
-/// The artifact names in dist/manifest.json, sorted.
+/// dist/manifest.json of the project `dir`.
+fn manifest_of(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("dist/manifest.json")).unwrap()).unwrap()
+}
+
+/// `sha256sum`'s digest of `path`.
+fn sha256sum(path: &Path) -> String {
+    let out = sh(Command::new("sha256sum").arg(path));
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+/// The names of the .debs in dist/manifest.json, sorted; each with its `.changes` entry.
 fn manifest_names(dir: &Path) -> Vec<String> {
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("dist/manifest.json")).unwrap()).unwrap();
-    let mut v: Vec<String> = m["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
+    let m = manifest_of(dir);
+    let of = |kind: &str| {
+        let mut v: Vec<String> = m["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == kind)
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(of("changes"), of("deb"), "{m}");
+    of("deb")
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::{sh, text, write_files};
+use common::{sh, show, text, write_files};
 
 fn run(project: &Path, cache: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_builder"))
@@ -26,15 +26,6 @@ fn run(project: &Path, cache: &Path, args: &[&str]) -> Output {
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .expect("run builder")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    )
 }
 
 /// A C program that links libssl/libcrypto and zlib: prints the OpenSSL and zlib versions
@@ -73,26 +64,10 @@ fn program() -> &'static PathBuf {
     .1
 }
 
-/// A project with the repository's base definitions and archive.toml (not its lock: the
-/// tests resolve against today's archive).
-fn bases_only() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    common::copy_tree(
-        &common::repo().join("base-images"),
-        &dir.path().join("base-images"),
-    );
-    std::fs::copy(
-        common::repo().join("archive.toml"),
-        dir.path().join("archive.toml"),
-    )
-    .unwrap();
-    dir
-}
-
 /// A project with the repository's base definitions and archive.toml, and a recipe for the
 /// probe on `base` with `depends`.
 fn project(base: &str, depends: &[&str]) -> tempfile::TempDir {
-    let dir = bases_only();
+    let dir = common::bases_only();
     std::fs::copy(program(), dir.path().join("probe")).unwrap();
     let depends: Vec<String> = depends.iter().map(|d| format!("\"{d}\"")).collect();
     write_files(
@@ -690,7 +665,7 @@ fn a_local_signed_repository_is_verified_and_tampering_is_refused() {
 
 /// A project with one recipe whose `[[files]]` and `[image]` are given.
 fn project_with(files: &[(&str, &str)], recipe_tail: &str, depends: &[&str]) -> tempfile::TempDir {
-    let dir = bases_only();
+    let dir = common::bases_only();
     write_files(dir.path(), files);
     let depends: Vec<String> = depends.iter().map(|d| format!("\"{d}\"")).collect();
     write_files(

@@ -81,7 +81,8 @@ fn ci_passes_then_fails_the_gate_with_exit_1() {
     // same bytes; the pipeline summary says every stage passed.
     let manifest = json(&dist.join("manifest.json"));
     let artifacts = manifest["artifacts"].as_array().unwrap();
-    assert_eq!(artifacts.len(), 4, "{manifest}");
+    // two .debs, their .changes, two images
+    assert_eq!(artifacts.len(), 6, "{manifest}");
     for a in artifacts {
         assert!(sums.contains(a["sha256"].as_str().unwrap()), "{a}");
         assert!(

@@ -61,6 +61,9 @@ pub async fn run(args: LockArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
                     SetState::Edited => {
                         "lacks a package its definition names: builder.lock was edited"
                     }
+                    SetState::Incomplete => {
+                        "lacks a library `${shlibs:Depends}` finds in the built files"
+                    }
                     _ => "",
                 };
                 format!("  {} `{}`: {why}", s.kind, s.name)

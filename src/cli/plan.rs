@@ -78,6 +78,9 @@ pub async fn run(args: PlanArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
                 crate::debian::project::SetState::Missing => "not locked yet",
                 crate::debian::project::SetState::Stale => "changed since it was locked",
                 crate::debian::project::SetState::Edited => "was edited by hand",
+                crate::debian::project::SetState::Incomplete => {
+                    "lacks a library `${shlibs:Depends}` finds in the built files"
+                }
                 _ => "locked but no longer used",
             };
             format!("{} `{}` {why}", s.kind, s.name)

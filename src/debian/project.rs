@@ -35,6 +35,9 @@ pub enum SetState {
     Unused,
     /// The entry's inputs match, but it lacks a package its roots name: the file was edited.
     Edited,
+    /// The entry's inputs match, but it lacks a library that `${shlibs:Depends}` finds in
+    /// the recipe's built files: `builder lock` after `builder build` adds it.
+    Incomplete,
     /// Resolved in this run.
     Resolved,
 }
@@ -63,10 +66,18 @@ pub struct LockReport {
 /// image)`.
 type ProjectSet = (SetKind, String, SetRequest, Option<String>);
 
-/// The sets a project has.
-fn project_sets(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<ProjectSet>> {
+/// The sets of `kind` (`None`: all) a project has.
+fn project_sets(
+    recipes: &[Recipe],
+    bases: &BaseImages,
+    kind: Option<SetKind>,
+    reporter: &Reporter,
+) -> anyhow::Result<Vec<ProjectSet>> {
     let mut out = Vec::new();
     for name in bases.names() {
+        if kind == Some(SetKind::Image) {
+            break;
+        }
         if matches!(
             bases.get(&name).map(|d| &d.kind),
             Some(BaseKind::Packages { .. } | BaseKind::Debootstrap { .. })
@@ -76,12 +87,16 @@ fn project_sets(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<Pr
     }
     for r in recipes {
         let Some(spec) = &r.image else { continue };
-        if bases.get(&spec.base).is_none() {
+        if bases.get(&spec.base).is_none() || kind == Some(SetKind::Base) {
             continue;
         }
-        // `${shlibs:Depends}` is known only once the files are built: the set is locked
-        // ahead from the rest, and again at package time with what it expands to.
-        let relations = crate::package::shlibs::without_substvars(&r.package.relations);
+        // `${shlibs:Depends}` is known only once the files are built: the set is keyed by
+        // the rest, and holds what it expands to when the recipe is built (else `package`
+        // adds it, and `--locked` refuses).
+        let relations = match crate::package::shlibs::expand_built(r, bases, reporter)? {
+            Some(expanded) => expanded,
+            None => crate::package::shlibs::without_substvars(&r.package.relations),
+        };
         let req = crate::image::deps::set_request(r, spec, &relations, bases, &spec.base)?;
         out.push((
             SetKind::Image,
@@ -99,17 +114,14 @@ pub fn drift(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<SetSt
     let lock = bases.locker().snapshot();
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
-    for (kind, name, req, base) in project_sets(recipes, bases)? {
+    let quiet = Reporter::quiet();
+    for (kind, name, req, base) in project_sets(recipes, bases, None, &quiet)? {
         let inputs = req.inputs(kind, &identity);
         let entry = lock.as_ref().and_then(|l| l.set(kind, &name));
         let state = match (entry, &lock) {
             (None, _) => SetState::Missing,
             (Some(s), Some(l)) if s.inputs == inputs && l.archive == identity => {
-                if missing_root(l, s, &req, base.as_deref()).is_some() {
-                    SetState::Edited
-                } else {
-                    SetState::Current
-                }
+                shortfall(l, s, &req, base.as_deref()).unwrap_or(SetState::Current)
             }
             (Some(_), _) => SetState::Stale,
         };
@@ -140,23 +152,31 @@ pub fn drift(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<SetSt
     Ok(out)
 }
 
-/// A root of the set that its lock entry (with, for an image, its base's locked packages)
-/// lacks: see [`super::sets::root_gap`].
-fn missing_root(
+/// How a lock entry whose inputs match falls short of its set, with, for an image, its
+/// base's locked packages: `Edited` when it lacks a root its definition names (see
+/// [`super::sets::root_gap`]), `Incomplete` when it lacks one `${shlibs:Depends}` found in
+/// the built files ([`super::sets::computed_gap`]).
+fn shortfall(
     lock: &Lock,
     set: &super::lock::LockedSet,
     req: &SetRequest,
     base: Option<&str>,
-) -> Option<String> {
-    let mut have: BTreeSet<&str> = set
+) -> Option<SetState> {
+    let below = base.and_then(|b| lock.set(SetKind::Base, b));
+    let have: BTreeMap<&str, &str> = set
         .packages
         .iter()
-        .filter_map(|id| id.split(' ').next())
+        .chain(below.iter().flat_map(|b| b.packages.iter()))
+        .filter_map(|id| id.split_once(' '))
         .collect();
-    if let Some(b) = base.and_then(|b| lock.set(SetKind::Base, b)) {
-        have.extend(b.packages.iter().filter_map(|id| id.split(' ').next()));
+    let names = have.keys().copied().collect();
+    if super::sets::root_gap(req, &names, lock).is_some() {
+        Some(SetState::Edited)
+    } else if super::sets::computed_gap(req, &have).is_some() {
+        Some(SetState::Incomplete)
+    } else {
+        None
     }
-    super::sets::root_gap(req, &have, lock)
 }
 
 /// Whether `s` is the set of a rebased image (`package --rebase NAME --base OTHER` locks
@@ -213,10 +233,7 @@ pub async fn lock(
     // Bases first: an image's inputs include its base's content hash, which follows the
     // base's lock entry, so the images' requests are computed once the bases are locked.
     for kind in [SetKind::Base, SetKind::Image] {
-        for set in project_sets(recipes, bases)?
-            .into_iter()
-            .filter(|s| s.0 == kind)
-        {
+        for set in project_sets(recipes, bases, Some(kind), reporter)? {
             keep.insert((set.0, set.1.clone()));
             statuses.push(lock_one(bases, set, opts, before.as_ref(), reporter).await?);
         }
@@ -256,7 +273,7 @@ async fn lock_one(
     let inputs = req.inputs(kind, &locker.config()?.identity());
     let edited = locker.snapshot().is_some_and(|l| {
         l.set(kind, &name)
-            .is_some_and(|set| missing_root(&l, set, &req, base.as_deref()).is_some())
+            .is_some_and(|set| shortfall(&l, set, &req, base.as_deref()).is_some())
     });
     let current = locker.current(kind, &name, &inputs).filter(|_| !edited);
     let wanted = match (&opts.update, &current) {

@@ -42,9 +42,18 @@ pub struct SetRequest {
     pub installed: BTreeMap<String, Arc<Package>>,
     /// Identity of what lies below, for the inputs (`""` for a base).
     pub below: String,
+    /// Roots found in the built files (what `${shlibs:Depends}` expanded to), resolved with
+    /// `roots` but not part of the inputs: the lock entry is keyed by what the recipe says,
+    /// known before anything is built, and must hold these too ([`computed_gap`]).
+    pub computed: Vec<(Relation, String)>,
 }
 
 impl SetRequest {
+    /// What the set is resolved from: the roots, then the computed roots.
+    fn all_roots(&self) -> Vec<(Relation, String)> {
+        self.roots.iter().chain(&self.computed).cloned().collect()
+    }
+
     /// The `inputs` digest of this request for `identity`.
     pub fn inputs(&self, kind: SetKind, identity: &Identity) -> String {
         let mut roots: Vec<String> = self.roots.iter().map(|(r, _)| r.to_string()).collect();
@@ -60,6 +69,20 @@ impl SetRequest {
             "below": self.below,
         }))
     }
+}
+
+/// A computed root of `req` (see [`SetRequest::computed`]) that no package of `have`
+/// (name → version: the set's packages and what lies below) meets, by name and version.
+pub fn computed_gap(req: &SetRequest, have: &BTreeMap<&str, &str>) -> Option<String> {
+    req.computed
+        .iter()
+        .find(|(rel, _)| {
+            !rel.0.iter().any(|a| {
+                req.exclude.contains(&a.name)
+                    || have.get(a.name.as_str()).is_some_and(|v| a.version_ok(v))
+            })
+        })
+        .map(|(rel, _)| rel.to_string())
 }
 
 /// A root relation of `req` that no package in `have` meets by name, when `lock` knows
@@ -166,6 +189,7 @@ impl Locker {
         let identity = self.config()?.identity();
         let inputs = req.inputs(kind, &identity);
         let mut edited = false;
+        let mut lacking = None;
         if update.is_none() {
             if let Some(s) = self.current(kind, name, &inputs) {
                 let lock = self
@@ -173,8 +197,20 @@ impl Locker {
                     .unwrap_or_else(|| Lock::new(identity.clone()));
                 let mut have: BTreeSet<&str> = s.packages.iter().map(|p| p.name.as_str()).collect();
                 have.extend(req.installed.keys().map(String::as_str));
+                let mut versions: BTreeMap<&str, &str> = s
+                    .packages
+                    .iter()
+                    .map(|p| (p.name.as_str(), p.version.as_str()))
+                    .collect();
+                versions.extend(
+                    req.installed
+                        .iter()
+                        .map(|(n, p)| (n.as_str(), p.version.as_str())),
+                );
+                lacking = computed_gap(req, &versions);
                 match root_gap(req, &have, &lock) {
-                    None => return Ok(s),
+                    None if lacking.is_none() => return Ok(s),
+                    None => {}
                     Some(_) => edited = true,
                 }
             }
@@ -186,6 +222,15 @@ impl Locker {
                      file was edited)",
                     super::lock::FILE
                 ),
+                _ if lacking.is_some() => {
+                    return Err(crate::error::usage(format!(
+                        "--locked: the {kind} `{name}` in {file} lacks `{}`, which \
+                         `${{shlibs:Depends}}` found in the built files; run `builder lock` \
+                         after `builder build` (it reads the built files) and commit {file}",
+                        lacking.unwrap_or_default(),
+                        file = super::lock::FILE
+                    )))
+                }
                 None => format!("there is no {}", super::lock::FILE),
                 Some(l) if l.set(kind, name).is_some() => format!(
                     "the {kind} `{name}` changed since {} was written",
@@ -201,7 +246,7 @@ impl Locker {
         // Nothing to look up (no relation, or the base already holds everything): no index.
         if req.priorities.is_empty() {
             let quick = Request {
-                roots: req.roots.clone(),
+                roots: req.all_roots(),
                 installed: req.installed.clone(),
                 exclude: req.exclude.clone(),
                 ..Default::default()
@@ -227,7 +272,7 @@ impl Locker {
         }
         let index = self.index(reporter).await?;
         let mut request = Request {
-            roots: req.roots.clone(),
+            roots: req.all_roots(),
             installed: req.installed.clone(),
             exclude: req.exclude.clone(),
             ..Default::default()

@@ -60,22 +60,49 @@ pub fn set_request(
         .file_name()
         .map(|f| format!("recipes/{}", f.to_string_lossy()))
         .unwrap_or_else(|| recipe.package.name.clone());
-    let mut roots = Vec::new();
-    for (k, v) in fields {
-        if k.eq_ignore_ascii_case("Depends") || k.eq_ignore_ascii_case("Pre-Depends") {
-            let rels = relation::parse(v).map_err(|e| {
-                crate::error::usage(format!("`{}`: {k}: {e}", recipe.file.display()))
-            })?;
-            roots.extend(rels.into_iter().map(|r| (r, who.clone())));
-        }
-    }
+    let relations = &recipe.package.relations;
+    let (roots, computed) = if crate::package::shlibs::wanted(relations) {
+        // The set is keyed by what the recipe writes (known before the build, so `builder
+        // lock` and `package` agree); what `${shlibs:Depends}` added must be in it too.
+        let declared = roots_of(
+            recipe,
+            &who,
+            &crate::package::shlibs::without_substvars(relations),
+        )?;
+        let computed = roots_of(recipe, &who, fields)?
+            .into_iter()
+            .filter(|(r, _)| !declared.iter().any(|(d, _)| d == r))
+            .collect();
+        (declared, computed)
+    } else {
+        (roots_of(recipe, &who, fields)?, Vec::new())
+    };
     Ok(SetRequest {
         roots,
         exclude: spec.exclude.iter().cloned().collect::<BTreeSet<_>>(),
         priorities: Vec::new(),
         installed: Default::default(),
         below: below_identity(bases, base_name)?,
+        computed,
     })
+}
+
+/// The Depends and Pre-Depends relations of `fields`, each with `who` asks for it.
+fn roots_of(
+    recipe: &Recipe,
+    who: &str,
+    fields: &[(String, String)],
+) -> anyhow::Result<Vec<(relation::Relation, String)>> {
+    let mut roots = Vec::new();
+    for (k, v) in fields {
+        if k.eq_ignore_ascii_case("Depends") || k.eq_ignore_ascii_case("Pre-Depends") {
+            let rels = relation::parse(v).map_err(|e| {
+                crate::error::usage(format!("`{}`: {k}: {e}", recipe.file.display()))
+            })?;
+            roots.extend(rels.into_iter().map(|r| (r, who.to_string())));
+        }
+    }
+    Ok(roots)
 }
 
 /// What an image's dependencies are resolved on top of: a `packages` base's locked

@@ -76,6 +76,7 @@ pub async fn package(
     } else {
         None
     };
+    let signer = changes_signer(paths, reporter)?;
     let mut results = Vec::new();
     for step in &plan.recipes {
         let recipe = &step.loaded;
@@ -87,7 +88,15 @@ pub async fn package(
             crate::image::check_image_spec(recipe, &spec.data, bases)?;
             crate::image::check_image_starts(recipe, &spec.data, &spec.control, bases, reporter)?;
         }
-        let deb = write_deb(paths, recipe, &step.deb, &spec, mtime, reporter)?;
+        let deb = write_deb(
+            paths,
+            recipe,
+            &step.deb,
+            &spec,
+            mtime,
+            signer.as_ref(),
+            reporter,
+        )?;
         let image = match &step.image {
             Some(planned) => {
                 let revision = crate::project::git_revision(&paths.project);
@@ -114,14 +123,37 @@ fn in_dist(paths: &Paths, path: &Path) -> String {
         .into_owned()
 }
 
-/// Writes the .deb of one recipe to `out` (the plan's `dist/debs/…`) and records it in the
-/// manifest.
+/// The key that clearsigns each `.changes`, as `debsign` would, when one is configured for
+/// promotion (`BUILDER_SIGNING_KEY`, `BUILDER_SIGNING_KEY_FILE` or `signing_key` in
+/// promote.toml; not the key pipeline/ci generate for themselves); `None` leaves them
+/// unsigned.
+fn changes_signer(
+    paths: &Paths,
+    reporter: &Reporter,
+) -> anyhow::Result<Option<crate::sign::Signer>> {
+    let cfg = crate::promote::PromoteConfig::load(paths, None)?;
+    let configured = crate::sign::key_source(None, cfg.key_config())
+        .is_some_and(|s| !matches!(s, crate::sign::KeySource::Generated(_)));
+    if !configured {
+        return Ok(None);
+    }
+    let (signer, source) = crate::sign::resolve(None, cfg.key_config())?;
+    reporter.info(format!(
+        "clearsigning each `.changes` with key {} from {source}",
+        signer.fingerprint()
+    ));
+    Ok(Some(signer))
+}
+
+/// Writes the .deb of one recipe to `out` (the plan's `dist/debs/…`) and its `.changes`
+/// (clearsigned by `signer` if any), and records both in the manifest.
 fn write_deb(
     paths: &Paths,
     recipe: &Recipe,
     out: &Path,
     spec: &crate::deb::DebSpec,
     mtime: u64,
+    signer: Option<&crate::sign::Signer>,
     reporter: &Reporter,
 ) -> anyhow::Result<DebResult> {
     let p = &recipe.package;
@@ -133,7 +165,13 @@ fn write_deb(
     let changelog = changelog::text(recipe, mtime)?;
     let changes_path = changes::path_for(out);
     let text = changes::text(recipe, out, &changelog, mtime)?;
-    crate::durable::write(&changes_path, text.as_bytes())
+    let text = match signer {
+        Some(s) => s
+            .clearsign(text.as_bytes())
+            .with_context(|| format!("could not sign `{}`", changes_path.display()))?,
+        None => text.into_bytes(),
+    };
+    crate::durable::write(&changes_path, &text)
         .with_context(|| format!("could not write `{}`", changes_path.display()))?;
     reporter.status(
         "Packaged",
@@ -145,20 +183,29 @@ fn write_deb(
             info.size
         ),
     );
+    let entry = |kind, path: &Path, sha256, size| Artifact {
+        kind,
+        name: p.name.clone(),
+        version: p.version(),
+        architecture: Some(p.architecture.clone()),
+        path: in_dist(paths, path),
+        sha256,
+        size,
+        image_id: None,
+        digest: None,
+        tag: None,
+        source_commit: None,
+    };
+    let deb = entry(ArtifactKind::Deb, out, info.sha256, info.size);
+    let changes = entry(
+        ArtifactKind::Changes,
+        &changes_path,
+        Digest::of(&text),
+        text.len() as u64,
+    );
     record(paths, |m| {
-        m.upsert(Artifact {
-            kind: ArtifactKind::Deb,
-            name: p.name.clone(),
-            version: p.version(),
-            architecture: Some(p.architecture.clone()),
-            path: in_dist(paths, out),
-            sha256: info.sha256,
-            size: info.size,
-            image_id: None,
-            digest: None,
-            tag: None,
-            source_commit: None,
-        })
+        m.upsert(deb);
+        m.upsert(changes);
     })?;
     Ok(DebResult {
         name: p.name.clone(),
@@ -290,6 +337,7 @@ pub fn forget_removed(paths: &Paths, all: &[&Recipe]) -> anyhow::Result<Vec<Arti
     let mut names = std::collections::BTreeSet::new();
     for r in all {
         names.insert((ArtifactKind::Deb, r.package.name.as_str()));
+        names.insert((ArtifactKind::Changes, r.package.name.as_str()));
         if let Some(i) = &r.image {
             names.insert((ArtifactKind::Image, i.name.as_str()));
         }

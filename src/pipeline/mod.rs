@@ -7,7 +7,7 @@
 //! Exit codes come from the error that stopped the chain (see [`crate::error`]): 2 for a
 //! recipe error, 3 for the environment, 1 for a failed build, gate or promotion.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -406,7 +406,7 @@ fn write_outputs(
                 // The .deb's `.changes` (written beside it by the same packaging, naming the
                 // .deb's sha256) goes up with it to reprepro/aptly/dput: listed right after it.
                 if a.kind == crate::manifest::ArtifactKind::Deb {
-                    changes_sum(paths, rel, &mut sums, reporter);
+                    changes_sum(paths, &manifest, rel, &mut sums, reporter);
                 }
             }
             Ok(sum) => reporter.warn(format!(
@@ -422,17 +422,34 @@ fn write_outputs(
 }
 
 /// Adds the `.changes` file beside the .deb at `deb_rel` (relative to dist/) to `sums`, when
-/// packaging wrote one; a `.changes` that cannot be read is reported and left out.
-fn changes_sum(paths: &Paths, deb_rel: &str, sums: &mut String, reporter: &Reporter) {
+/// packaging wrote one, with the bytes manifest.json records for it (its `changes`
+/// artifact); one that changed since, or cannot be read, is reported and left out.
+fn changes_sum(
+    paths: &Paths,
+    manifest: &crate::manifest::Manifest,
+    deb_rel: &str,
+    sums: &mut String,
+    reporter: &Reporter,
+) {
     let changes = crate::package::changes::path_for(&paths.dist.join(deb_rel));
     let Ok(rel) = changes.strip_prefix(&paths.dist) else {
         return;
     };
+    let recorded = manifest
+        .artifacts
+        .iter()
+        .find(|a| a.kind == crate::manifest::ArtifactKind::Changes && Path::new(&a.path) == rel);
     let rel = rel.display();
-    match crate::digest::Digest::of_file(&changes) {
-        Ok(sum) => sums.push_str(&format!("{}  {rel}\n", sum.hex())),
-        Err(_) if !changes.exists() => {}
-        Err(e) => reporter.warn(format!("left `{rel}` out of SHA256SUMS: {e:#}")),
+    match (crate::digest::Digest::of_file(&changes), recorded) {
+        (Ok(sum), Some(a)) if sum != a.sha256 => reporter.warn(format!(
+            "left `{rel}` out of SHA256SUMS: it has sha256 {}, but manifest.json records {}; \
+             it changed after packaging",
+            sum.hex(),
+            a.sha256.hex()
+        )),
+        (Ok(sum), _) => sums.push_str(&format!("{}  {rel}\n", sum.hex())),
+        (Err(_), _) if !changes.exists() => {}
+        (Err(e), _) => reporter.warn(format!("left `{rel}` out of SHA256SUMS: {e:#}")),
     }
 }
 

@@ -98,7 +98,7 @@ impl PromoteConfig {
     }
 
     /// `signing_key` with the file that set it, as [`crate::sign::resolve`] takes them.
-    fn key_config(&self) -> Option<(&Path, &Path)> {
+    pub(crate) fn key_config(&self) -> Option<(&Path, &Path)> {
         let file = self.file.as_deref().unwrap_or(Path::new(FILE));
         self.signing_key.as_deref().map(|k| (k, file))
     }

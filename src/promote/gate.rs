@@ -151,7 +151,7 @@ pub fn from_report(dist: &Path, read: &ReadReport) -> anyhow::Result<Publication
         source: format!("smoke run {run} ({})", read.path.display()),
         ..Publication::default()
     };
-    for a in &r.artifacts {
+    for a in r.artifacts.iter().filter(|a| a.kind.promoted()) {
         let path = check_sha(dist, a, run)?;
         match a.kind {
             ArtifactKind::Deb => p.debs.push((
@@ -171,6 +171,7 @@ pub fn from_report(dist: &Path, read: &ReadReport) -> anyhow::Result<Publication
                     source: ImageSource::Tar(path),
                 });
             }
+            ArtifactKind::Changes => {}
         }
     }
     Ok(p)

@@ -18,25 +18,34 @@ pub const APT: &str = "apt-get -q -o Dir::Etc::SourceList=/etc/apt/builder.list 
 
 /// The `bookworm` base image (made once, shared through the test cache).
 pub fn bookworm_image() -> String {
-    let root = repo();
+    base_image(&repo(), "bookworm")
+}
+
+/// The Docker tag of base `name` of `project`, made first if needed (`base build`).
+pub fn base_image(project: &Path, name: &str) -> String {
     let mut c = builder();
     c.arg("--project")
-        .arg(&root)
-        .args(["base", "build", "bookworm"]);
+        .arg(project)
+        .args(["base", "build", name]);
     sh(&mut c);
     let mut c = builder();
     c.arg("--project")
-        .arg(&root)
+        .arg(project)
         .args(["--json", "base", "list"]);
     let list: serde_json::Value = serde_json::from_str(&sh(&mut c)).unwrap();
     list.as_array()
         .unwrap()
         .iter()
-        .find(|r| r["name"] == "bookworm")
+        .find(|r| r["name"] == name)
         .and_then(|r| r["tag"].as_str())
-        .expect("bookworm in `base list`")
+        .unwrap_or_else(|| panic!("{name} in `base list`: {list}"))
         .to_string()
 }
+
+/// apt options for a container of [`AptContainer::start_online`]: the host's sources only.
+pub const HOST_SOURCES: &str = "apt-get -q -o Dir::Etc::SourceList=/dev/null \
+    -o Dir::Etc::SourceParts=/host-sources -o Acquire::Check-Date=true \
+    -o APT::Sandbox::User=root";
 
 /// A container with `repos` mounted at `/repos` (read-only) and `keyring` as
 /// `/etc/apt/keyrings/builder.gpg`; removed on drop.
@@ -56,24 +65,55 @@ impl Drop for AptContainer {
 
 impl AptContainer {
     pub fn start(repos: &Path, keyring: &Path) -> AptContainer {
+        Self::start_with(
+            &["--network", "none"],
+            &[
+                (repos.to_path_buf(), "/repos"),
+                (keyring.to_path_buf(), "/etc/apt/keyrings/builder.gpg"),
+            ],
+        )
+    }
+
+    /// A container on the host's network (this engine has no default bridge) with the
+    /// host's apt sources
+    /// (`/etc/apt/sources.list.d`, their `Signed-By` keyrings being the base's
+    /// `debian-archive-keyring`), so `apt-get` installs from the host's Debian mirror, and
+    /// `debs` mounted read-only at `/debs`. Run apt with [`HOST_SOURCES`].
+    pub fn start_online(debs: &Path) -> AptContainer {
+        Self::start_with(
+            &["--network", "host"],
+            &[
+                (debs.to_path_buf(), "/debs"),
+                ("/etc/apt/sources.list.d".into(), "/host-sources"),
+            ],
+        )
+    }
+
+    /// A container of the `bookworm` base running `sleep`, labelled as a test's, with
+    /// `docker run` options `opts` and `mounts` (host path, container path) read-only.
+    fn start_with(opts: &[&str], mounts: &[(std::path::PathBuf, &str)]) -> AptContainer {
         let image = bookworm_image();
         let run_id = format!("apt-test-{}", std::process::id());
-        let out = sh(Command::new("docker")
-            .args(["run", "-d", "--network", "none"])
+        let mut c = Command::new("docker");
+        c.args(["run", "-d"])
+            .args(opts)
             .args(["--label", "io.builder=1", "--label"])
             .arg(format!("io.builder.run={run_id}"))
-            .args(["--label", "io.builder.stage=test"])
-            .arg("-v")
-            .arg(format!("{}:/repos:ro", repos.display()))
-            .arg("-v")
-            .arg(format!(
-                "{}:/etc/apt/keyrings/builder.gpg:ro",
-                keyring.display()
-            ))
-            .args([&image, "sleep", "3600"]));
-        AptContainer {
-            id: out.trim().to_string(),
+            .args(["--label", "io.builder.stage=test"]);
+        for (from, to) in mounts {
+            c.arg("-v").arg(format!("{}:{to}:ro", from.display()));
         }
+        let out = c.args([&image, "sleep", "3600"]).output().unwrap();
+        // A container that was created but could not start is removed on drop too.
+        let container = AptContainer {
+            id: text(&out.stdout).trim().to_string(),
+        };
+        assert!(
+            out.status.success(),
+            "docker run {opts:?}: {}",
+            text(&out.stderr)
+        );
+        container
     }
 
     pub fn exec(&self, script: &str) -> Output {

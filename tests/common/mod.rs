@@ -109,6 +109,25 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A temp project with the repository's base definitions and archive.toml (not its lock:
+/// the tests resolve against today's archive).
+pub fn bases_only() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo().join("base-images"), &dir.path().join("base-images"));
+    std::fs::copy(repo().join("archive.toml"), dir.path().join("archive.toml")).unwrap();
+    dir
+}
+
+/// A finished command's exit code and output, for assertion messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(cmd: &mut Command) -> String {
     let out = cmd

@@ -291,6 +291,37 @@ fn builder_set(
     LibrarySet::from_debs(format!("builder base `{name}`"), &debs, arch, abi)
 }
 
+/// The relation fields of `recipe` with `${shlibs:Depends}` expanded from its built files
+/// (`dist/build/<name>/`), for locking an image's set before `package` runs: `None` when the
+/// recipe does not use it, is not built yet, or its builder base is not locked (nothing is
+/// resolved or locked here; the .debs of a locked base are read from the cache, fetched if
+/// missing).
+pub(crate) fn expand_built(
+    recipe: &Recipe,
+    bases: &BaseImages,
+    reporter: &Reporter,
+) -> anyhow::Result<Option<Vec<(String, String)>>> {
+    let relations = &recipe.package.relations;
+    let Some(build) = recipe.build.as_ref().filter(|_| wanted(relations)) else {
+        return Ok(None);
+    };
+    let dist = crate::project::Paths::new(recipe.project.clone()).dist;
+    if !super::deb::build_dir(&dist, recipe).is_dir() || bases.locked_set(&build.builder)?.is_none()
+    {
+        return Ok(None);
+    }
+    let file = recipe.file.display();
+    let spec = super::deb::spec(recipe, &dist, crate::recipe::Compression::None, 0, reporter)
+        .with_context(|| {
+            format!(
+                "{file}: could not read the built files for `{SHLIBS_DEPENDS}`: run `builder \
+                 build {}` again",
+                recipe.package.name
+            )
+        })?;
+    expand(recipe, relations.clone(), &spec.data, Some(bases), reporter).map(Some)
+}
+
 /// The control fields of `recipe` with `${shlibs:Depends}` expanded for the files of
 /// `tree`; `fields` unchanged when the recipe does not use it.
 pub(crate) fn expand(
