@@ -74,10 +74,9 @@ impl AptContainer {
         )
     }
 
-    /// A container on the host's network (this engine has no default bridge) with the
-    /// host's apt sources
-    /// (`/etc/apt/sources.list.d`, their `Signed-By` keyrings being the base's
-    /// `debian-archive-keyring`), so `apt-get` installs from the host's Debian mirror, and
+    /// A container on the host's network (it needs no default bridge, which an engine may
+    /// lack) with the host's apt sources (`/etc/apt/sources.list.d`, their `Signed-By`
+    /// keyrings being the base's `debian-archive-keyring`), so `apt-get` installs from the host's Debian mirror, and
     /// `debs` mounted read-only at `/debs`. Run apt with [`HOST_SOURCES`].
     pub fn start_online(debs: &Path) -> AptContainer {
         Self::start_with(
