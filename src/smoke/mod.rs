@@ -242,9 +242,9 @@ pub async fn run(
         }
         _ => None,
     };
-    let place = match (&pushed, &registry) {
-        (Some(images), Some(registry)) => Place::Swarm { images, registry },
-        _ => Place::Containers,
+    let place = match &pushed {
+        Some(images) => Place::Swarm { images },
+        None => Place::Containers,
     };
 
     let run_id = crate::docker::new_run_id();
@@ -503,9 +503,7 @@ async fn deploy_and_measure(
         Place::Containers => {
             deploy::start(session, stack, variant_images, lb_image, reporter).await?
         }
-        Place::Swarm { images, registry } => {
-            swarm::start(session, stack, images, lb_image, registry, reporter).await?
-        }
+        Place::Swarm { images } => swarm::start(session, stack, images, lb_image, reporter).await?,
     };
     partial.deployment = Some(dep.clone());
     let mon = match place {
@@ -596,7 +594,6 @@ enum Place<'a> {
     /// Swarm services; `images`: service → `registry/name@sha256:...`.
     Swarm {
         images: &'a std::collections::HashMap<String, String>,
-        registry: &'a str,
     },
 }
 

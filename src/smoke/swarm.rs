@@ -4,13 +4,15 @@
 //!   run's cleanup leaves again on every path; a manager's swarm is used and left as it is.
 //! - Images reach the swarm as in production: the packaged image tars are pushed to the
 //!   registry (`--registry` / `registry` in stack.toml) with the promotion's push code (the
-//!   same manifest bytes, so the same digest) and services run `REGISTRY/name@sha256:...`;
-//!   HAProxy's base image is pushed by the engine and run by digest too.
+//!   same manifest bytes, so the same digest) and services run `REGISTRY/name@sha256:...`.
 //! - Services: one per stack service (replicas, `on-failure` restart policy with the stack's
-//!   `restart.max_retries`) on an internal overlay network where the service's name is a
-//!   network alias; endpoints are `dnsrr` (no IPVS here). HAProxy is one more service, on that
-//!   network and an "edge" overlay, its config a swarm config, its ports published in `host`
-//!   mode; its backends are `server-template`s resolving the tasks through Docker's DNS.
+//!   `restart.max_retries`, `cpus`/`memory` as resource limits) on an internal, attachable
+//!   overlay network where the service's name is a network alias; endpoints are `dnsrr` (no
+//!   IPVS here). HAProxy is not a service: a service's published port listens on every host
+//!   address (moby/moby#26696), so HAProxy is the containers target's own container
+//!   ([`super::deploy::start_load_balancer`]) on an edge bridge published on 127.0.0.1,
+//!   attached to the overlay; its backends are `server-template`s resolving the tasks
+//!   through Docker's DNS.
 //! - Health: HAProxy's checks, as on containers; builder's monitor reads each service's task
 //!   list once a second and records every task that ended (Swarm starts a replacement) as a
 //!   restart `by: swarm`. builder restarts nothing itself on Swarm.
@@ -27,18 +29,13 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use super::artifacts::UnderTest;
-use super::deploy::{network_name, Deployment, Member, Variant, LABEL_SERVICE};
-use super::haproxy::{self, STATS_PORT, TRAFFIC_PORT};
+use super::deploy::{network_name, Deployment, Member, NotReady, Variant, LABEL_SERVICE};
+use super::haproxy;
 use super::monitor::{ContainerSummary, Restart};
 use super::stack::{expand, Stack};
 use crate::docker::{Engine, ServiceDef, Session, SwarmUse, TaskInfo};
 use crate::project::Paths;
 use crate::report::Reporter;
-
-/// Where the HAProxy config is mounted in its task.
-const LB_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
-/// How long HAProxy's task may take to run (pull, schedule, start).
-const LB_START: Duration = Duration::from_secs(60);
 
 /// The name of service `service` of run `run_id` (also the container name prefix).
 pub fn service_name(run_id: &str, service: &str) -> String {
@@ -84,35 +81,14 @@ pub async fn push_images(
     Ok(out)
 }
 
-/// Pushes HAProxy's base image (`lb_image`, an engine image id) through the engine and returns
-/// its reference by digest.
-async fn push_lb_image(
-    engine: &Engine,
-    lb_image: &str,
-    registry: &str,
-    run_id: &str,
-) -> Result<String> {
-    let host = crate::promote::registry::Registry::parse(registry)?
-        .host()
-        .to_string();
-    let repo = format!("{host}/builder-load-balancer");
-    crate::docker::tag_image(engine, lb_image, &repo, run_id).await?;
-    let digest = crate::docker::push_image(engine, &repo, run_id).await;
-    // Only the tag goes: the image stays under its base name.
-    let _ = crate::docker::remove_image(engine, &format!("{repo}:{run_id}"), false).await;
-    Ok(format!("{repo}@{}", digest?))
-}
-
-/// Sets the swarm up, pushes the images, creates the services and waits for HAProxy's task.
+/// Sets the swarm up, creates the services and starts HAProxy's container in front of them.
 pub async fn start(
     session: &Session,
     stack: &Stack,
     images: &HashMap<String, String>,
     lb_image: &str,
-    registry: &str,
     reporter: &Reporter,
 ) -> Result<Deployment> {
-    let engine = session.engine();
     let run_id = session.run_id();
     match session.ensure_swarm().await? {
         SwarmUse::Initialised => reporter.status(
@@ -124,11 +100,12 @@ pub async fn start(
             "the engine is a swarm manager: using its swarm and leaving it as it is",
         ),
     }
-    let lb_ref = push_lb_image(engine, lb_image, registry, run_id).await?;
     let network = network_name(run_id);
     let edge = format!("{network}-edge");
     session.create_overlay_network(&network, true).await?;
-    session.create_overlay_network(&edge, false).await?;
+    // HAProxy's edge is a plain bridge on this engine, as on containers: a Swarm service's
+    // published port has no host address and listens on every address of the host.
+    session.create_network(&edge, false).await?;
 
     let max_attempts = (stack.restart.policy != "no").then_some(stack.restart.max_retries as i64);
     let mut members = Vec::new();
@@ -154,6 +131,8 @@ pub async fn start(
                 networks: vec![(network.clone(), vec![svc.name.clone()])],
                 max_attempts,
                 stop_grace: Some(Duration::from_secs(5)),
+                cpus: svc.cpus,
+                memory: svc.memory,
                 ..Default::default()
             })
             .await?;
@@ -170,115 +149,21 @@ pub async fn start(
     }
 
     let config = haproxy::swarm_config(stack, |s| s.to_string());
-    let config_name = format!("builder-smoke-{run_id}-haproxy.cfg");
-    let config_id = session
-        .create_config(&config_name, config.as_bytes())
-        .await?;
-    let lb_name = service_name(run_id, "lb");
-    session
-        .create_service(&ServiceDef {
-            name: lb_name.clone(),
-            what: format!("the load balancer service `{lb_name}`"),
-            image: lb_ref,
-            replicas: 1,
-            labels: HashMap::from([(LABEL_SERVICE.to_string(), "load-balancer".to_string())]),
-            command: Some(vec!["/usr/sbin/haproxy".into()]),
-            args: Some(vec!["-db".into(), "-f".into(), LB_CONFIG.into()]),
-            user: Some("haproxy".into()),
-            networks: vec![(network.clone(), vec![]), (edge, vec![])],
-            max_attempts: Some(3),
-            publish: vec![TRAFFIC_PORT, STATS_PORT],
-            configs: vec![(config_id, config_name, LB_CONFIG.into())],
-            cap_drop_all: true,
-            stop_grace: Some(Duration::from_secs(5)),
-            ..Default::default()
-        })
-        .await?;
-    let (port, stats_port) = lb_ports(session, &lb_name).await?;
-    Ok(Deployment {
-        network,
-        members,
-        load_balancer: lb_name,
-        port,
-        stats_port,
-        baseline_network: None,
-        api_port: None,
-    })
-}
-
-/// Waits for HAProxy's task to run and reads the host ports Swarm published it on.
-async fn lb_ports(session: &Session, lb: &str) -> Result<(u16, u16)> {
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < LB_START {
-        session.check_cancel()?;
-        let tasks = session.engine().service_tasks(lb).await?;
-        if let Some(t) = tasks.iter().find(|t| t.is_running()) {
-            let (Some(p), Some(s)) = (t.ports.get(&TRAFFIC_PORT), t.ports.get(&STATS_PORT)) else {
-                return Err(crate::error::failed(format!(
-                    "the load balancer service `{lb}` runs but Swarm shows no published ports for {TRAFFIC_PORT} and {STATS_PORT}"
-                )));
-            };
-            return Ok((*p, *s));
-        }
-        if let Some(t) = tasks
-            .iter()
-            .find(|t| t.is_terminal() && t.desired == "shutdown")
-        {
-            let logs = session.engine().task_logs_tail(t, 20).await;
-            return Err(crate::error::failed(format!(
-                "the load balancer service `{lb}`'s task {}: {} {}; its last log lines:\n{logs}",
-                t.state, t.message, t.err
-            )));
-        }
-        last = tasks
-            .iter()
-            .map(|t| format!("{} ({} {})", t.state, t.message, t.err))
-            .collect::<Vec<_>>()
-            .join(", ");
-        session
-            .cancellable(tokio::time::sleep(Duration::from_millis(500)))
-            .await?;
-    }
-    Err(crate::error::failed(format!(
-        "the load balancer service `{lb}` did not run within {:.0}s; its tasks: {last}; see `docker service ps {lb}`",
-        LB_START.as_secs_f64()
-    )))
+    let lb = super::deploy::LoadBalancer {
+        image: lb_image,
+        config: &config,
+        edge: &edge,
+    };
+    super::deploy::start_load_balancer(session, lb, network, members, None).await
 }
 
 /// Waits until HAProxy reports every server slot UP with a passing check, within the stack's
-/// `load_balancer.ready_timeout`; on timeout the error says which are not (as on containers)
-/// and the state of each service's tasks.
+/// `load_balancer.ready_timeout` (the containers target's wait); on timeout the error says
+/// which are not (as on containers) and the state of each service's tasks.
 pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> Result<()> {
-    let timeout = stack.load_balancer.ready_timeout;
-    let start = Instant::now();
-    let mut last_err = String::new();
-    let mut last_stats = None;
-    while start.elapsed() < timeout {
-        session.check_cancel()?;
-        match haproxy::fetch_stats(dep.stats_port).await {
-            Ok(stats) => {
-                let ready = dep
-                    .members
-                    .iter()
-                    .all(|m| stats.iter().any(|s| s.server == m.server && s.is_ready()));
-                if ready {
-                    return Ok(());
-                }
-                last_stats = Some(stats);
-            }
-            Err(e) => last_err = format!("{e:#}"),
-        }
-        session
-            .cancellable(tokio::time::sleep(Duration::from_millis(500)))
-            .await?;
-    }
-    let mut msg = match last_stats {
-        Some(stats) => super::deploy::not_ready_message(stack, &dep.members, &stats, timeout),
-        None => format!(
-            "the deployment did not become healthy within {:.0}s; the HAProxy stats page did not answer: {last_err}",
-            timeout.as_secs_f64()
-        ),
+    let Err(NotReady { mut message, .. }) = super::deploy::wait_all_up(session, dep, stack).await?
+    else {
+        return Ok(());
     };
     let mut services: Vec<&str> = dep.members.iter().map(|m| m.id.as_str()).collect();
     services.dedup();
@@ -289,10 +174,10 @@ pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> R
                 .iter()
                 .map(|t| format!("{}.{} {} {}", s, t.slot, t.state, t.err))
                 .collect();
-            msg.push_str(&format!("\ntasks of {s}: {}", states.join(", ")));
+            message.push_str(&format!("\ntasks of {s}: {}", states.join(", ")));
         }
     }
-    Err(crate::error::failed(msg))
+    Err(crate::error::failed(message))
 }
 
 /// builder's monitor on Swarm: the task list of every service, once a second.
