@@ -170,3 +170,48 @@ fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
         assert!(left.trim().is_empty(), "services left: {left}");
     }
 }
+
+/// The canary on Swarm: `dev` holds the project's own release (built, packaged, smoked and
+/// promoted by the real binary); both versions run as Swarm services (the baseline's images
+/// pushed from dev's OCI layout, by digest) behind the one HAProxy container, and a
+/// candidate 50 ms slower per backend request is rejected by the comparison alone.
+#[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
+fn a_slower_candidate_is_rejected_on_swarm() {
+    common::canary::project();
+    let _lock = swarm_lock();
+    let before = swarm_state();
+    let reg = start_registry();
+    let registry = format!("127.0.0.1:{}", reg.port);
+    let run =
+        common::canary::slower_candidate_rejected(&["--target", "swarm", "--registry", &registry]);
+    let r = &run.report;
+    // Both versions ran as services, the baseline by the digest dev holds.
+    let members = r["deployment"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 18, "{}", r["deployment"]);
+    assert!(
+        members
+            .iter()
+            .any(|m| m["variant"] == "baseline" && m["server"] == "base.frontend-8"),
+        "{}",
+        r["deployment"]
+    );
+    assert!(run.stderr.contains("Pushed baseline"), "{}", run.stderr);
+    for b in r["canary"]["baseline_images"].as_array().unwrap() {
+        let digest = b["digest"].as_str().unwrap();
+        assert!(run.stderr.contains(digest), "{digest}: {}", run.stderr);
+    }
+    assert_eq!(swarm_state(), before, "{}", run.stderr);
+    let run_id = r["run_id"].as_str().unwrap();
+    if before == "active" {
+        let filter = format!("label=io.builder.run={run_id}");
+        let left = sh(Command::new("docker").args(["service", "ls", "-q", "--filter", &filter]));
+        assert!(left.trim().is_empty(), "services left: {left}");
+    }
+    eprintln!(
+        "swarm canary: {:.1}s wall, p50 change {}, p99 change {}",
+        run.seconds,
+        r["canary"]["comparison"]["p50_change"],
+        r["canary"]["comparison"]["p99_change"]
+    );
+}

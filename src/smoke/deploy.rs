@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::haproxy::{self, ServerAddr, ServerStat, STATS_PORT, TRAFFIC_PORT};
-use super::stack::{expand, Stack};
+use super::stack::{expand, Service, Stack};
 use crate::docker::{ContainerSpec, Engine, RestartPolicy, Session};
 use crate::report::Reporter;
 
@@ -135,6 +135,22 @@ fn service_label(service: &str) -> HashMap<String, String> {
     HashMap::from([(LABEL_SERVICE.to_string(), service.to_string())])
 }
 
+/// The environment of `variant`'s replicas of `svc`: `env` with the variant's own
+/// additions (`--candidate-env`, `--baseline-env`), `{service}` references expanded to the
+/// service's alias on the variant's network.
+pub(super) fn variant_env(svc: &Service, variant: Variant) -> Vec<String> {
+    let extra = match variant {
+        Variant::Candidate => &svc.candidate_env,
+        Variant::Baseline => &svc.baseline_env,
+    };
+    let mut merged = svc.env.clone();
+    merged.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged
+        .iter()
+        .map(|(k, v)| format!("{k}={}", expand(v, |n| n.to_string())))
+        .collect()
+}
+
 /// The images each variant runs: service name → image id. Without `baseline`, the
 /// deployment is a single level as it always was.
 #[derive(Debug, Clone, Copy)]
@@ -181,16 +197,7 @@ pub async fn start(
             let image = variant_images.get(&svc.name).with_context(|| {
                 format!("no {variant} image resolved for service `{}`", svc.name)
             })?;
-            let extra = match variant {
-                Variant::Candidate => &svc.candidate_env,
-                Variant::Baseline => &svc.baseline_env,
-            };
-            let mut merged = svc.env.clone();
-            merged.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-            let env: Vec<String> = merged
-                .iter()
-                .map(|(k, v)| format!("{k}={}", expand(v, |n| n.to_string())))
-                .collect();
+            let env = variant_env(svc, variant);
             for i in 1..=svc.replicas {
                 let server = variant.server(&svc.name, i);
                 let container = variant.container(run_id, &svc.name, i);

@@ -203,21 +203,12 @@ pub async fn run(
     }
     let target = opts.target.unwrap_or(stack.target);
     let registry = opts.registry.clone().or_else(|| stack.registry.clone());
-    if target == stack::DeployTarget::Swarm {
-        if matches!(baseline, Some(Baseline::Found { .. })) {
-            return Err(crate::error::usage(
-                "the canary comparison (`--baseline` or `[canary]`) runs on containers only: \
-                 drop `--target swarm` (or `target = \"swarm\"`) for a canary run, or pass \
-                 `--no-canary` to test the candidate alone on Swarm",
-            ));
-        }
-        if registry.is_none() {
-            return Err(crate::error::usage(format!(
-                "`--target swarm` needs a registry the swarm pulls the images from: pass \
-                 `--registry HOST:PORT` or set `registry = \"HOST:PORT\"` in `{}`",
-                stack.file.display()
-            )));
-        }
+    if target == stack::DeployTarget::Swarm && registry.is_none() {
+        return Err(crate::error::usage(format!(
+            "`--target swarm` needs a registry the swarm pulls the images from: pass \
+             `--registry HOST:PORT` or set `registry = \"HOST:PORT\"` in `{}`",
+            stack.file.display()
+        )));
     }
     let engine = crate::docker::connect().await?;
     reporter.status(
@@ -238,12 +229,22 @@ pub async fn run(
 
     let pushed = match (&target, &registry) {
         (stack::DeployTarget::Swarm, Some(reg)) => {
-            Some(swarm::push_images(paths, &under, reg, reporter).await?)
+            let candidate = swarm::push_images(paths, &under, reg, reporter).await?;
+            let baseline = match &baseline {
+                Some(Baseline::Found { env, found, .. }) => {
+                    Some(swarm::push_baseline(paths, env, found, reg, reporter).await?)
+                }
+                _ => None,
+            };
+            Some((candidate, baseline))
         }
         _ => None,
     };
     let place = match &pushed {
-        Some(images) => Place::Swarm { images },
+        Some((images, baseline)) => Place::Swarm {
+            images,
+            baseline: baseline.as_ref(),
+        },
         None => Place::Containers,
     };
 
@@ -503,7 +504,14 @@ async fn deploy_and_measure(
         Place::Containers => {
             deploy::start(session, stack, variant_images, lb_image, reporter).await?
         }
-        Place::Swarm { images } => swarm::start(session, stack, images, lb_image, reporter).await?,
+        Place::Swarm { images, baseline } => {
+            let images = deploy::Images {
+                candidate: images,
+                baseline: baseline.filter(|_| variant_images.baseline.is_some()),
+                candidate_weight: spec.weight,
+            };
+            swarm::start(session, stack, images, lb_image, reporter).await?
+        }
     };
     partial.deployment = Some(dep.clone());
     let mon = match place {
@@ -594,6 +602,8 @@ enum Place<'a> {
     /// Swarm services; `images`: service → `registry/name@sha256:...`.
     Swarm {
         images: &'a std::collections::HashMap<String, String>,
+        /// Canary runs: the baseline's services → `registry/name@sha256:...`.
+        baseline: Option<&'a std::collections::HashMap<String, String>>,
     },
 }
 

@@ -13,12 +13,16 @@
 //!   ([`super::deploy::start_load_balancer`]) on an edge bridge published on 127.0.0.1,
 //!   attached to the overlay; its backends are `server-template`s resolving the tasks
 //!   through Docker's DNS.
+//! - Canary: the baseline's images are pushed from the environment's OCI layout and run as
+//!   `builder-base-<run>-<service>` services on the baseline's own overlay network; HAProxy
+//!   joins it too and runs the canary's two-level config, each version's slots templated
+//!   from its service's name ([`haproxy::Servers::Templates`]).
 //! - Health: HAProxy's checks, as on containers; builder's monitor reads each service's task
 //!   list once a second and records every task that ended (Swarm starts a replacement) as a
 //!   restart `by: swarm`. builder restarts nothing itself on Swarm.
 //!
-//! Everything is labelled and tracked by the run's session: services, the config and the
-//! networks are removed (and the swarm left, if builder made it) on success, failure and
+//! Everything is labelled and tracked by the run's session: services, HAProxy's container
+//! and the networks are removed (and the swarm left, if builder made it) on success, failure and
 //! Ctrl-C; `builder gc` removes labelled services a crashed run left.
 
 use std::collections::HashMap;
@@ -29,17 +33,27 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use super::artifacts::UnderTest;
-use super::deploy::{network_name, Deployment, Member, NotReady, Variant, LABEL_SERVICE};
+use super::canary::BaselineImage;
+use super::deploy::{
+    network_name, variant_env, Deployment, Images, Member, NotReady, Variant, LABEL_SERVICE,
+};
 use super::haproxy;
 use super::monitor::{ContainerSummary, Restart};
-use super::stack::{expand, Stack};
+use super::stack::Stack;
 use crate::docker::{Engine, ServiceDef, Session, SwarmUse, TaskInfo};
 use crate::project::Paths;
+use crate::repo::images::ImageEntry;
 use crate::report::Reporter;
 
 /// The name of service `service` of run `run_id` (also the container name prefix).
 pub fn service_name(run_id: &str, service: &str) -> String {
     format!("builder-smoke-{run_id}-{service}")
+}
+
+fn parse_registry(registry: &str) -> Result<crate::promote::registry::Registry> {
+    crate::promote::registry::Registry::parse(registry).with_context(|| {
+        format!("bad registry `{registry}` (--registry or `registry` in the stack file)")
+    })
 }
 
 /// Pushes each service's packaged image to `registry` and returns service → `host/name@digest`.
@@ -49,9 +63,7 @@ pub async fn push_images(
     registry: &str,
     reporter: &Reporter,
 ) -> Result<HashMap<String, String>> {
-    let reg = crate::promote::registry::Registry::parse(registry).with_context(|| {
-        format!("bad registry `{registry}` (--registry or `registry` in the stack file)")
-    })?;
+    let reg = parse_registry(registry)?;
     let blobs = tempfile::tempdir().context("could not create a temp directory")?;
     let mut pushed: HashMap<String, String> = HashMap::new();
     let mut out = HashMap::new();
@@ -81,11 +93,51 @@ pub async fn push_images(
     Ok(out)
 }
 
-/// Sets the swarm up, creates the services and starts HAProxy's container in front of them.
+/// The swarm service of `service` in `variant`: `builder-smoke-<run>-frontend`, or
+/// `builder-base-<run>-frontend` for a canary run's baseline.
+pub fn variant_service_name(variant: Variant, run_id: &str, service: &str) -> String {
+    match variant {
+        Variant::Candidate => service_name(run_id, service),
+        Variant::Baseline => format!("builder-base-{run_id}-{service}"),
+    }
+}
+
+/// Pushes the baseline's images from environment `env`'s OCI layout (the repository the
+/// promotion wrote, verified as on containers) to `registry`; returns service →
+/// `host/name@digest`, the digest the environment holds.
+pub async fn push_baseline(
+    paths: &Paths,
+    env: &str,
+    found: &[(BaselineImage, ImageEntry)],
+    registry: &str,
+    reporter: &Reporter,
+) -> Result<HashMap<String, String>> {
+    let reg = parse_registry(registry)?;
+    let layout = super::canary::baseline::verified_layout(paths, env, found)?;
+    let mut out = HashMap::new();
+    for (b, entry) in found {
+        let p = reg.push(&layout, &entry.name, entry).await?;
+        let reference = format!("{}/{}@{}", reg.host(), entry.name, p.digest);
+        reporter.status(
+            "Pushed",
+            format!(
+                "baseline {reference} from environment `{env}` ({} blobs sent)",
+                p.blobs_uploaded
+            ),
+        );
+        out.insert(b.service.clone(), reference);
+    }
+    Ok(out)
+}
+
+/// Sets the swarm up, creates the services of every variant (each on its own overlay
+/// network, where the service names are aliases) and starts HAProxy's container in front of
+/// them: the single-level config, or with a baseline the canary's two-level one, each
+/// variant's servers resolved from its own swarm service's name.
 pub async fn start(
     session: &Session,
     stack: &Stack,
-    images: &HashMap<String, String>,
+    images: Images<'_>,
     lb_image: &str,
     reporter: &Reporter,
 ) -> Result<Deployment> {
@@ -102,59 +154,75 @@ pub async fn start(
     }
     let network = network_name(run_id);
     let edge = format!("{network}-edge");
-    session.create_overlay_network(&network, true).await?;
+    let variants: Vec<(Variant, &HashMap<String, String>)> =
+        std::iter::once((Variant::Candidate, images.candidate))
+            .chain(images.baseline.map(|b| (Variant::Baseline, b)))
+            .collect();
+    for (v, _) in &variants {
+        session
+            .create_overlay_network(&v.network(run_id), true)
+            .await?;
+    }
     // HAProxy's edge is a plain bridge on this engine, as on containers: a Swarm service's
     // published port has no host address and listens on every address of the host.
     session.create_network(&edge, false).await?;
 
     let max_attempts = (stack.restart.policy != "no").then_some(stack.restart.max_retries as i64);
     let mut members = Vec::new();
-    for svc in &stack.services {
-        let image = images
-            .get(&svc.name)
-            .with_context(|| format!("no image pushed for service `{}`", svc.name))?;
-        let env: Vec<String> = svc
-            .env
-            .iter()
-            .chain(svc.candidate_env.iter())
-            .map(|(k, v)| format!("{k}={}", expand(v, |n| n.to_string())))
-            .collect();
-        let name = service_name(run_id, &svc.name);
-        session
-            .create_service(&ServiceDef {
-                name: name.clone(),
-                what: format!("the swarm service `{name}`"),
-                image: image.clone(),
-                replicas: svc.replicas,
-                env,
-                labels: HashMap::from([(LABEL_SERVICE.to_string(), svc.name.clone())]),
-                networks: vec![(network.clone(), vec![svc.name.clone()])],
-                max_attempts,
-                stop_grace: Some(Duration::from_secs(5)),
-                cpus: svc.cpus,
-                memory: svc.memory,
-                ..Default::default()
-            })
-            .await?;
-        reporter.verbose(format!("created service {name} ({image})"));
-        for i in 1..=svc.replicas {
-            members.push(Member {
-                variant: Variant::Candidate,
-                service: svc.name.clone(),
-                server: Variant::Candidate.server(&svc.name, i),
-                container: format!("{name}.{i}"),
-                id: name.clone(),
-            });
+    for (variant, variant_images) in &variants {
+        let variant = *variant;
+        for svc in &stack.services {
+            let image = variant_images
+                .get(&svc.name)
+                .with_context(|| format!("no {variant} image pushed for service `{}`", svc.name))?;
+            let name = variant_service_name(variant, run_id, &svc.name);
+            session
+                .create_service(&ServiceDef {
+                    name: name.clone(),
+                    what: format!("the swarm service `{name}`"),
+                    image: image.clone(),
+                    replicas: svc.replicas,
+                    env: variant_env(svc, variant),
+                    labels: HashMap::from([(LABEL_SERVICE.to_string(), svc.name.clone())]),
+                    networks: vec![(variant.network(run_id), vec![svc.name.clone()])],
+                    max_attempts,
+                    stop_grace: Some(Duration::from_secs(5)),
+                    cpus: svc.cpus,
+                    memory: svc.memory,
+                    ..Default::default()
+                })
+                .await?;
+            reporter.verbose(format!("created service {name} ({image})"));
+            for i in 1..=svc.replicas {
+                members.push(Member {
+                    variant,
+                    service: svc.name.clone(),
+                    server: variant.server(&svc.name, i),
+                    container: format!("{name}.{i}"),
+                    id: name.clone(),
+                });
+            }
         }
     }
 
-    let config = haproxy::swarm_config(stack, |s| s.to_string());
+    let config = match images.baseline {
+        None => haproxy::swarm_config(stack, |s| s.to_string()),
+        Some(_) => {
+            let dns = |v: Variant, s: &str| variant_service_name(v, run_id, s);
+            haproxy::canary_config_of(
+                stack,
+                haproxy::Servers::Templates(&dns),
+                images.candidate_weight,
+            )
+        }
+    };
     let lb = super::deploy::LoadBalancer {
         image: lb_image,
         config: &config,
         edge: &edge,
     };
-    super::deploy::start_load_balancer(session, lb, network, members, None).await
+    let baseline_network = images.baseline.map(|_| Variant::Baseline.network(run_id));
+    super::deploy::start_load_balancer(session, lb, network, members, baseline_network).await
 }
 
 /// Waits until HAProxy reports every server slot UP with a passing check, within the stack's
@@ -201,12 +269,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// (swarm service, stack service) pairs of a deployment.
-fn services(members: &[Member]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+/// (swarm service, stack service, variant) of each service of a deployment.
+fn services(members: &[Member]) -> Vec<(String, String, Variant)> {
+    let mut out: Vec<(String, String, Variant)> = Vec::new();
     for m in members {
-        if !out.iter().any(|(id, _)| id == &m.id) {
-            out.push((m.id.clone(), m.service.clone()));
+        if !out.iter().any(|(id, _, _)| id == &m.id) {
+            out.push((m.id.clone(), m.service.clone(), m.variant));
         }
     }
     out
@@ -244,7 +312,7 @@ impl TaskMonitor {
         record(&self.engine, &all, &self.state, None).await;
         let restarts = lock(&self.state).restarts.clone();
         let mut summary = Vec::new();
-        for (id, service) in &all {
+        for (id, service, _) in &all {
             let tasks = self.engine.service_tasks(id).await.unwrap_or_default();
             let mut slots: Vec<i64> = tasks.iter().map(|t| t.slot).collect();
             slots.sort_unstable();
@@ -276,7 +344,7 @@ impl Drop for TaskMonitor {
 
 async fn poll(
     engine: Engine,
-    services: Vec<(String, String)>,
+    services: Vec<(String, String, Variant)>,
     state: Arc<Mutex<Seen>>,
     reporter: Reporter,
     stop: CancellationToken,
@@ -294,11 +362,11 @@ async fn poll(
 /// Records every task that ended since the last look.
 async fn record(
     engine: &Engine,
-    services: &[(String, String)],
+    services: &[(String, String, Variant)],
     state: &Mutex<Seen>,
     reporter: Option<&Reporter>,
 ) {
-    for (id, service) in services {
+    for (id, service, variant) in services {
         let Ok(tasks) = engine.service_tasks(id).await else {
             continue;
         };
@@ -326,7 +394,7 @@ async fn record(
             }
             s.restarts.push(Restart {
                 container: format!("{id}.{}", t.slot),
-                server: Variant::Candidate.server(service, u32::try_from(t.slot).unwrap_or(0)),
+                server: variant.server(service, u32::try_from(t.slot).unwrap_or(0)),
                 service: service.clone(),
                 by: "swarm".into(),
                 at: if t.timestamp.is_empty() {

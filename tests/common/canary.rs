@@ -117,6 +117,32 @@ pub fn absolute_checks_pass(r: &Value) {
     }
 }
 
+/// `builder --json smoke` comparing with `dev` a candidate whose backend takes 50 ms more
+/// per request (`extra`: more arguments, e.g. the target): the comparison alone rejects it
+/// (exit 1, only `canary_latency` failed, the absolute thresholds held) and the load stops
+/// at the verdict, with no switch.
+pub fn slower_candidate_rejected(extra: &[&str]) -> Run {
+    let (_d, stack) = stack_with_canary("baseline = \"dev\"");
+    let mut args = vec![
+        "--stack",
+        stack.to_str().unwrap(),
+        "--candidate-env",
+        "backend:LATENCY=50ms",
+        "--duration",
+        "20s",
+        "--warmup",
+        "3s",
+    ];
+    args.extend_from_slice(extra);
+    let run = smoke(&args);
+    let r = &run.report;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    absolute_checks_pass(r);
+    assert_eq!(failed_checks(r), ["canary_latency"], "{}", r["checks"]);
+    assert!(r["canary"]["switch"].is_null(), "{}", r["canary"]);
+    run
+}
+
 /// A copy of the project's stack.toml with a `[canary]` table appended.
 pub fn stack_with_canary(table: &str) -> (tempfile::TempDir, PathBuf) {
     stack_with(|t| t.to_string(), table)
