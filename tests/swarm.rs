@@ -171,6 +171,17 @@ fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
     }
 }
 
+/// The canary tests' setup: the project whose `dev` holds its release, then the swarm lock,
+/// the swarm state before, and a registry on 127.0.0.1 (`host:port`).
+fn canary_on_swarm() -> (builder::fslock::FileLock, String, Registry, String) {
+    common::canary::project();
+    let lock = swarm_lock();
+    let before = swarm_state();
+    let reg = start_registry();
+    let registry = format!("127.0.0.1:{}", reg.port);
+    (lock, before, reg, registry)
+}
+
 /// The canary on Swarm: `dev` holds the project's own release (built, packaged, smoked and
 /// promoted by the real binary); both versions run as Swarm services (the baseline's images
 /// pushed from dev's OCI layout, by digest) behind the one HAProxy container, and a
@@ -178,11 +189,7 @@ fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn a_slower_candidate_is_rejected_on_swarm() {
-    common::canary::project();
-    let _lock = swarm_lock();
-    let before = swarm_state();
-    let reg = start_registry();
-    let registry = format!("127.0.0.1:{}", reg.port);
+    let (_lock, before, _reg, registry) = canary_on_swarm();
     let run =
         common::canary::slower_candidate_rejected(&["--target", "swarm", "--registry", &registry]);
     let r = &run.report;
@@ -213,5 +220,46 @@ fn a_slower_candidate_is_rejected_on_swarm() {
         run.seconds,
         r["canary"]["comparison"]["p50_change"],
         r["canary"]["comparison"]["p99_change"]
+    );
+}
+
+/// The blue-green switch on Swarm: the release dev holds against itself passes the
+/// comparison, then the candidate's share goes 50 → 100 % through HAProxy's runtime API and
+/// the baseline services are drained, with no request failed by the switch.
+#[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
+fn the_same_release_switches_on_swarm_without_a_failure() {
+    let (_lock, before, _reg, registry) = canary_on_swarm();
+    let (_d, stack) = common::canary::stack_with_canary(
+        "baseline = \"dev\"\nswitch_steps = [50, 100]\nstep_duration = \"4s\"",
+    );
+    let run = common::canary::smoke(&[
+        "--stack",
+        stack.to_str().unwrap(),
+        "--duration",
+        "15s",
+        "--warmup",
+        "3s",
+        "--target",
+        "swarm",
+        "--registry",
+        &registry,
+    ]);
+    let r = &run.report;
+    assert_eq!(run.code, 0, "{}\n{}", r["reasons"], run.stderr);
+    common::canary::absolute_checks_pass(r);
+    let sw = &r["canary"]["switch"];
+    let weights: Vec<u64> = sw["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["candidate_weight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, [50, 100, 100], "{sw}");
+    assert_eq!(sw["failures"], 0, "{sw}");
+    assert_eq!(swarm_state(), before, "{}", run.stderr);
+    eprintln!(
+        "swarm switch: {:.1}s wall, {} req/s, p99 {} ms, switch failures {}",
+        run.seconds, r["results"]["achieved_rate"], r["percentiles"]["p99"], sw["failures"]
     );
 }
