@@ -41,39 +41,22 @@ struct Run {
 
 /// Runs `builder smoke ARGS`; `during(line)` sees each stderr line as it arrives.
 fn smoke(args: &[&str], mut during: impl FnMut(&str)) -> Run {
-    let mut child = builder()
-        .arg("--project")
-        .arg(project())
-        .arg("--json")
-        .arg("smoke")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut s).unwrap();
-        s
-    });
-    let mut stderr = String::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        during(&line);
-        stderr.push_str(&line);
-        stderr.push('\n');
-    }
-    let status = child.wait().unwrap();
-    let stdout = out.join().unwrap();
-    let report: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{stdout}\n{stderr}"));
+    let done = run_watching(
+        builder()
+            .arg("--project")
+            .arg(project())
+            .arg("--json")
+            .arg("smoke")
+            .args(args),
+        |line, _| during(line),
+    );
+    let report = done.json();
     let run_id = report["run_id"].as_str().unwrap().to_string();
     let dir = project().join("dist/smoke").join(&run_id);
     assert_nothing_left(&run_id);
     Run {
-        code: status.code().unwrap_or(-1),
-        stderr,
+        code: done.code,
+        stderr: done.stderr,
         report,
         dir,
     }
@@ -221,6 +204,7 @@ fn real_stack_passes_at_50_rps_and_survives_killed_frontends() {
     let mut load_started = None;
     let mut killed = false;
     let mut internal = String::new();
+    let mut limits = String::new();
     let run = smoke(&["--duration", "25s", "--warmup", "5s"], |line| {
         if let Some(i) = line.find("network builder-smoke-") {
             network = line[i + 8..].split_whitespace().next().unwrap().to_string();
@@ -235,6 +219,14 @@ fn real_stack_passes_at_50_rps_and_survives_killed_frontends() {
                 "{{.Internal}}",
                 &network,
                 &format!("{network}-edge"),
+            ]));
+            // The stack's `cpus` and `memory` reach each replica's HostConfig.
+            limits = sh(Command::new("docker").args([
+                "inspect",
+                "-f",
+                "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}",
+                &format!("{network}-backend-1"),
+                &format!("{network}-frontend-8"),
             ]));
             let prefix = network.clone();
             // Freeze one frontend (SIGSTOP on its process, from the host): it stays up for
@@ -269,6 +261,11 @@ fn real_stack_passes_at_50_rps_and_survives_killed_frontends() {
     assert_eq!(
         internal.split_whitespace().collect::<Vec<_>>(),
         ["true", "false"]
+    );
+    // recipes/stack.toml: backend cpus = 1, memory = "128M"; frontend 0.5, "64M".
+    assert_eq!(
+        limits.lines().collect::<Vec<_>>(),
+        ["1000000000 134217728", "500000000 67108864"]
     );
     let r = &run.report;
     assert_eq!(run.code, 0, "gate failed: {}\n{}", r["reasons"], run.stderr);

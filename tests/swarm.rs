@@ -8,13 +8,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::registry::*;
 use common::*;
-use serde_json::Value;
 
 /// Serialises swarm tests across processes (and other checkouts on this machine).
 fn swarm_lock() -> builder::fslock::FileLock {
@@ -31,6 +29,11 @@ fn swarm_state() -> String {
         .to_string()
 }
 
+fn gwbridge_exists() -> bool {
+    let names = sh(Command::new("docker").args(["network", "ls", "--format", "{{.Name}}"]));
+    names.lines().any(|n| n == "docker_gwbridge")
+}
+
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
@@ -39,59 +42,62 @@ fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
     let before = swarm_state();
     let reg = start_registry();
     let registry = format!("127.0.0.1:{}", reg.port);
-    let mut child = builder()
-        .arg("--project")
-        .arg(&project)
-        .arg("--json")
-        .args(["smoke", "--target", "swarm", "--registry", &registry])
-        .args(["--duration", "25s", "--warmup", "5s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut s).unwrap();
-        s
-    });
-    let mut stderr = String::new();
+    let gwbridge_before = gwbridge_exists();
     let mut network = String::new();
     let mut killer = None;
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(i) = line.find("network builder-smoke-") {
-            network = line[i + 8..].split_whitespace().next().unwrap().to_string();
-        }
-        if line.contains("Loading") && line.contains("req/s for") && !network.is_empty() {
-            // 8 s into the load (warm-up included), kill one frontend task's container (SIGKILL, exit 137):
-            // Swarm's on-failure policy starts a replacement task.
-            let service = format!("{network}-frontend");
-            killer.get_or_insert_with(|| {
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_secs(8));
-                    let filter = format!("label=com.docker.swarm.service.name={service}");
-                    let ids = sh(Command::new("docker").args(["ps", "-q", "--filter", &filter]));
-                    let id = ids
-                        .lines()
-                        .next()
-                        .expect("a running frontend task")
-                        .to_string();
-                    sh(Command::new("docker").args(["kill", &id]));
-                    id
-                })
-            });
-        }
-        stderr.push_str(&line);
-        stderr.push('\n');
-    }
-    let status = child.wait().unwrap();
-    let stdout = out.join().unwrap();
+    let mut limits = String::new();
+    let mut ports = String::new();
+    let mut listening = String::new();
+    let done = run_watching(
+        builder()
+            .arg("--project")
+            .arg(&project)
+            .arg("--json")
+            .args(["smoke", "--target", "swarm", "--registry", &registry])
+            .args(["--duration", "25s", "--warmup", "5s"]),
+        |line, _| {
+            if let Some(i) = line.find("network builder-smoke-") {
+                network = line[i + 8..].split_whitespace().next().unwrap().to_string();
+            }
+            if line.contains("Loading") && line.contains("req/s for") && !network.is_empty() {
+                // The stack's `cpus` and `memory` are each task's resource limits.
+                limits = sh(Command::new("docker").args([
+                    "service",
+                    "inspect",
+                    "-f",
+                    "{{json .Spec.TaskTemplate.Resources}}",
+                    &format!("{network}-backend"),
+                    &format!("{network}-frontend"),
+                ]));
+                // HAProxy, the only way in, is published on 127.0.0.1 only, as on containers.
+                ports = sh(Command::new("docker").args(["port", &format!("{network}-lb")]));
+                listening = sh(Command::new("ss").args(["-Htln"]));
+                // 8 s into the load (warm-up included), kill one frontend task's container
+                // (SIGKILL, exit 137): Swarm's on-failure policy starts a replacement task.
+                let service = format!("{network}-frontend");
+                killer.get_or_insert_with(|| {
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs(8));
+                        let filter = format!("label=com.docker.swarm.service.name={service}");
+                        let ids =
+                            sh(Command::new("docker").args(["ps", "-q", "--filter", &filter]));
+                        let id = ids
+                            .lines()
+                            .next()
+                            .expect("a running frontend task")
+                            .to_string();
+                        sh(Command::new("docker").args(["kill", &id]));
+                        id
+                    })
+                });
+            }
+        },
+    );
+    let (stderr, stdout) = (&done.stderr, &done.stdout);
     let killed = killer.expect("the load started").join().unwrap();
-    let report: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{stdout}\n{stderr}"));
+    let report = done.json();
     let run_id = report["run_id"].as_str().unwrap().to_string();
-    assert_eq!(status.code(), Some(0), "{stderr}\n{stdout}");
+    assert_eq!(done.code, 0, "{stderr}\n{stdout}");
     assert_eq!(report["passed"], true, "{stdout}");
     assert!(stderr.contains("Swarm"), "{stderr}");
     if before == "inactive" {
@@ -113,14 +119,147 @@ fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
         results["achieved_rate"].as_f64().unwrap() > 49.0,
         "{results}"
     );
+    eprintln!(
+        "swarm run: {:.1}s, achieved {} req/s, success {}, p50 {} ms, p99 {} ms",
+        done.seconds,
+        results["achieved_rate"],
+        results["success_ratio"],
+        report["percentiles"]["p50"],
+        report["percentiles"]["p99"]
+    );
+    // recipes/stack.toml: backend cpus = 1, memory = "128M"; frontend 0.5, "64M". Limits
+    // only: a reservation would keep tasks from being scheduled on a small machine.
+    assert_eq!(
+        limits.lines().collect::<Vec<_>>(),
+        [
+            r#"{"Limits":{"NanoCPUs":1000000000,"MemoryBytes":134217728}}"#,
+            r#"{"Limits":{"NanoCPUs":500000000,"MemoryBytes":67108864}}"#
+        ]
+    );
+    // Two published ports (traffic, stats), each on 127.0.0.1 and nowhere else.
+    let published: Vec<&str> = ports.lines().collect();
+    assert_eq!(published.len(), 2, "{ports}");
+    for p in &published {
+        let host_port = p
+            .strip_prefix("8080/tcp -> 127.0.0.1:")
+            .or_else(|| p.strip_prefix("8404/tcp -> 127.0.0.1:"))
+            .unwrap_or_else(|| panic!("published beyond 127.0.0.1: {ports}"));
+        let on_port: Vec<&str> = listening
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3))
+            .filter(|local| {
+                local
+                    .rsplit_once(':')
+                    .is_some_and(|(_, port)| port == host_port)
+            })
+            .collect();
+        assert_eq!(on_port, [format!("127.0.0.1:{host_port}")], "{listening}");
+    }
     // Images ran by digest from the registry.
     assert!(stderr.contains(&format!("Pushed {registry}/")), "{stderr}");
     // The engine is back in the swarm state it was in, and nothing of the run is left.
     assert_eq!(swarm_state(), before, "{stderr}");
+    // A swarm builder made and left takes its `docker_gwbridge` with it.
+    if before == "inactive" {
+        assert_eq!(gwbridge_exists(), gwbridge_before, "{stderr}");
+    }
     assert_nothing_left(&run_id);
     if before == "active" {
         let filter = format!("label=io.builder.run={run_id}");
         let left = sh(Command::new("docker").args(["service", "ls", "-q", "--filter", &filter]));
         assert!(left.trim().is_empty(), "services left: {left}");
     }
+}
+
+/// The canary tests' setup: the project whose `dev` holds its release, then the swarm lock,
+/// the swarm state before, and a registry on 127.0.0.1 (`host:port`).
+fn canary_on_swarm() -> (builder::fslock::FileLock, String, Registry, String) {
+    common::canary::project();
+    let lock = swarm_lock();
+    let before = swarm_state();
+    let reg = start_registry();
+    let registry = format!("127.0.0.1:{}", reg.port);
+    (lock, before, reg, registry)
+}
+
+/// The canary on Swarm: `dev` holds the project's own release (built, packaged, smoked and
+/// promoted by the real binary); both versions run as Swarm services (the baseline's images
+/// pushed from dev's OCI layout, by digest) behind the one HAProxy container, and a
+/// candidate 50 ms slower per backend request is rejected by the comparison alone.
+#[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
+fn a_slower_candidate_is_rejected_on_swarm() {
+    let (_lock, before, _reg, registry) = canary_on_swarm();
+    let run =
+        common::canary::slower_candidate_rejected(&["--target", "swarm", "--registry", &registry]);
+    let r = &run.report;
+    // Both versions ran as services, the baseline by the digest dev holds.
+    let members = r["deployment"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 18, "{}", r["deployment"]);
+    assert!(
+        members
+            .iter()
+            .any(|m| m["variant"] == "baseline" && m["server"] == "base.frontend-8"),
+        "{}",
+        r["deployment"]
+    );
+    assert!(run.stderr.contains("Pushed baseline"), "{}", run.stderr);
+    for b in r["canary"]["baseline_images"].as_array().unwrap() {
+        let digest = b["digest"].as_str().unwrap();
+        assert!(run.stderr.contains(digest), "{digest}: {}", run.stderr);
+    }
+    assert_eq!(swarm_state(), before, "{}", run.stderr);
+    let run_id = r["run_id"].as_str().unwrap();
+    if before == "active" {
+        let filter = format!("label=io.builder.run={run_id}");
+        let left = sh(Command::new("docker").args(["service", "ls", "-q", "--filter", &filter]));
+        assert!(left.trim().is_empty(), "services left: {left}");
+    }
+    eprintln!(
+        "swarm canary: {:.1}s wall, p50 change {}, p99 change {}",
+        run.seconds,
+        r["canary"]["comparison"]["p50_change"],
+        r["canary"]["comparison"]["p99_change"]
+    );
+}
+
+/// The blue-green switch on Swarm: the release dev holds against itself passes the
+/// comparison, then the candidate's share goes 50 → 100 % through HAProxy's runtime API and
+/// the baseline services are drained, with no request failed by the switch.
+#[test]
+#[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
+fn the_same_release_switches_on_swarm_without_a_failure() {
+    let (_lock, before, _reg, registry) = canary_on_swarm();
+    let (_d, stack) = common::canary::stack_with_canary(
+        "baseline = \"dev\"\nswitch_steps = [50, 100]\nstep_duration = \"4s\"",
+    );
+    let run = common::canary::smoke(&[
+        "--stack",
+        stack.to_str().unwrap(),
+        "--duration",
+        "15s",
+        "--warmup",
+        "3s",
+        "--target",
+        "swarm",
+        "--registry",
+        &registry,
+    ]);
+    let r = &run.report;
+    assert_eq!(run.code, 0, "{}\n{}", r["reasons"], run.stderr);
+    common::canary::absolute_checks_pass(r);
+    let sw = &r["canary"]["switch"];
+    let weights: Vec<u64> = sw["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["candidate_weight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, [50, 100, 100], "{sw}");
+    assert_eq!(sw["failures"], 0, "{sw}");
+    assert_eq!(swarm_state(), before, "{}", run.stderr);
+    eprintln!(
+        "swarm switch: {:.1}s wall, {} req/s, p99 {} ms, switch failures {}",
+        run.seconds, r["results"]["achieved_rate"], r["percentiles"]["p99"], sw["failures"]
+    );
 }

@@ -98,7 +98,7 @@ fn body(spec: &ContainerSpec, labels: HashMap<String, String>) -> ContainerCreat
         security_opt: spec
             .no_new_privileges
             .then(|| vec!["no-new-privileges".into()]),
-        nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+        nano_cpus: spec.cpus.map(super::nano_cpus),
         memory: spec.memory.map(|m| m as i64),
         mounts: (!spec.volumes.is_empty()).then(|| {
             spec.volumes

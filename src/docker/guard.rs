@@ -30,11 +30,13 @@ struct Inner {
 struct Tracked {
     containers: Vec<String>,
     networks: Vec<String>,
-    /// Swarm services and configs (removed first: their tasks hold the networks).
+    /// Swarm services (removed first: their tasks hold the networks).
     services: Vec<String>,
-    configs: Vec<String>,
     /// This run initialised the engine's swarm: leave it after everything else.
     leave_swarm: bool,
+    /// The engine had no `docker_gwbridge` before this run initialised the swarm: remove the
+    /// one Swarm made once the swarm is left (if no container uses it).
+    remove_gwbridge: bool,
 }
 
 impl Tracked {
@@ -42,7 +44,6 @@ impl Tracked {
         self.containers.is_empty()
             && self.networks.is_empty()
             && self.services.is_empty()
-            && self.configs.is_empty()
             && !self.leave_swarm
     }
 }
@@ -85,17 +86,12 @@ impl Guard {
         }
     }
 
-    /// Removes this swarm config at cleanup (after the services that mount it).
-    pub fn track_config(&self, id: &str) {
+    /// This run initialised the swarm: leave it (forced) once everything else is removed,
+    /// then remove `docker_gwbridge` unless it `existed` before.
+    pub fn track_swarm_init(&self, gwbridge_existed: bool) {
         let mut t = self.tracked();
-        if !t.configs.iter().any(|c| c == id) {
-            t.configs.push(id.to_string());
-        }
-    }
-
-    /// This run initialised the swarm: leave it (forced) once everything else is removed.
-    pub fn track_swarm_init(&self) {
-        self.tracked().leave_swarm = true;
+        t.leave_swarm = true;
+        t.remove_gwbridge = !gwbridge_existed;
     }
 
     /// Stops tracking a container that the caller already removed.
@@ -158,13 +154,6 @@ async fn remove_all(docker: &Docker, t: &Tracked) -> Vec<String> {
             Err(e) => failures.push(format!("container `{id}` ({e})")),
         }
     }
-    for id in &t.configs {
-        match docker.delete_config(id).await {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => failures.push(format!("swarm config `{id}` ({e})")),
-        }
-    }
     for id in &t.networks {
         // An overlay network stays in use for a moment after its last task is gone.
         let mut tries = if t.services.is_empty() { 1 } else { 20 };
@@ -183,10 +172,16 @@ async fn remove_all(docker: &Docker, t: &Tracked) -> Vec<String> {
         }
     }
     if t.leave_swarm {
-        if let Err(e) = super::swarm::leave(docker).await {
-            failures.push(format!(
+        match super::swarm::leave(docker).await {
+            Ok(()) if t.remove_gwbridge => {
+                if let Err(e) = super::swarm::remove_gwbridge(docker).await {
+                    failures.push(e);
+                }
+            }
+            Ok(()) => {}
+            Err(e) => failures.push(format!(
                 "the swarm builder initialised ({e}; leave it with `docker swarm leave --force`)"
-            ));
+            )),
         }
     }
     failures

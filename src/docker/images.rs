@@ -179,31 +179,3 @@ pub async fn load_image_tar(
     }
     Ok(loaded)
 }
-
-/// Pushes the engine's image `repo:tag` to the registry `repo` names (the engine does the
-/// push, as `docker push`) and returns the manifest digest the registry answered with.
-pub async fn push_image(engine: &Engine, repo: &str, tag: &str) -> Result<String> {
-    let opts = bollard::query_parameters::PushImageOptionsBuilder::default()
-        .tag(tag)
-        .build();
-    let mut stream = engine.client().push_image(repo, Some(opts), None);
-    let mut digest = None;
-    while let Some(item) = stream.next().await {
-        let item = item.with_context(|| format!("could not push `{repo}:{tag}`"))?;
-        if let Some(e) = item.error_detail.and_then(|e| e.message) {
-            return Err(crate::error::environment(format!(
-                "could not push `{repo}:{tag}`: {e}"
-            )));
-        }
-        // The last status line: `<tag>: digest: sha256:<hex> size: <n>`.
-        if let Some(d) = item
-            .status
-            .as_deref()
-            .and_then(|s| s.split("digest: ").nth(1))
-            .and_then(|s| s.split_whitespace().next())
-        {
-            digest = Some(d.to_string());
-        }
-    }
-    digest.with_context(|| format!("the engine pushed `{repo}:{tag}` but named no digest"))
-}

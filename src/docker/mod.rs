@@ -41,8 +41,8 @@ pub use engine::{
 pub use gc::{gc, CacheVolumes, GcOptions, GcReport};
 pub use guard::{cancel_on_signals, interrupted, Guard};
 pub use images::{
-    image_exists, import_rootfs, load_image_tar, push_image, remove_image, tag_image,
-    ImportOptions, LoadedImage,
+    image_exists, import_rootfs, load_image_tar, remove_image, tag_image, ImportOptions,
+    LoadedImage,
 };
 pub use swarm::{ServiceDef, SwarmState, SwarmUse, TaskInfo};
 pub use volumes::{cache_labels, ensure_volume, LABEL_CACHE_SCOPE, LABEL_RECIPE, STAGE_CACHE};
@@ -74,6 +74,12 @@ pub const LABEL_IMAGE_PID_SCOPE: &str = "io.builder.image.pid-scope";
 /// Images built FROM a base inherit its labels but not its comment, so `gc` requires both
 /// before it takes a dangling image for a half-made import of its own.
 pub const IMPORT_COMMENT_PREFIX: &str = "builder base ";
+
+/// A CPU limit in cores as Docker's `NanoCpus` (`--cpus 0.29` is 290000000, not the
+/// 289999999 truncating `0.29 * 1e9` gives).
+fn nano_cpus(cores: f64) -> i64 {
+    (cores * 1e9).round() as i64
+}
 
 /// The socket used when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";

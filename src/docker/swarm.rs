@@ -1,27 +1,27 @@
 //! Docker Swarm through the engine API: the engine's swarm state, a single-node swarm builder
 //! initialises (and leaves again, through the session's guard) when the engine is in none,
-//! overlay networks, configs and replicated services, and the task list of a service.
+//! attachable overlay networks and replicated services, and the task list of a service.
 //! Everything created carries the session's labels and is tracked by its [`super::Guard`].
 //!
 //! Endpoints are `dnsrr` (this kernel has no IPVS, so no virtual IP and no routing mesh) and
-//! ports are published in `host` mode; Swarm's port configuration has no host address, so a
-//! published port listens on every address of the host (Docker's API reference,
-//! `EndpointPortConfig`), unlike a container's `127.0.0.1` binding.
+//! services publish no port: Swarm's port configuration has no host address, so a published
+//! port listens on every address of the host (Docker's API reference, `EndpointPortConfig`;
+//! moby/moby#26696, #32299). What must be reached from the host is a plain container on an
+//! attachable overlay network, published on 127.0.0.1.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use base64::Engine as _;
 use bollard::models::{
-    EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum,
-    LocalNodeState, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, SwarmInitRequest, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile1, TaskSpecRestartPolicy,
+    EndpointSpec, EndpointSpecModeEnum, Limit, LocalNodeState, NetworkAttachmentConfig,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, SwarmInitRequest, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{
-    LeaveSwarmOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
+    InspectNetworkOptions, LeaveSwarmOptionsBuilder, ListServicesOptionsBuilder,
+    ListTasksOptionsBuilder,
 };
 use bollard::Docker;
 
@@ -66,12 +66,12 @@ pub struct ServiceDef {
     pub networks: Vec<(String, Vec<String>)>,
     /// Swarm restarts a task that exits non-zero, at most this many times (0: no limit).
     pub max_attempts: Option<i64>,
-    /// Container ports (tcp) published in `host` mode on a port the engine picks.
-    pub publish: Vec<u16>,
-    /// (config id, config name, file path in the container), mode 0444.
-    pub configs: Vec<(String, String, String)>,
     pub cap_drop_all: bool,
     pub stop_grace: Option<Duration>,
+    /// CPU limit of each task, in cores (`Resources.Limits.NanoCPUs`).
+    pub cpus: Option<f64>,
+    /// Memory limit of each task, in bytes (`Resources.Limits.MemoryBytes`).
+    pub memory: Option<u64>,
 }
 
 /// One task of a service, as builder reads it.
@@ -88,8 +88,6 @@ pub struct TaskInfo {
     pub container_id: Option<String>,
     /// RFC 3339 time of the last state change.
     pub timestamp: String,
-    /// Host ports the task publishes: container port → host port.
-    pub ports: HashMap<u16, u16>,
 }
 
 impl TaskInfo {
@@ -133,14 +131,6 @@ impl Engine {
     pub async fn service_tasks(&self, service: &str) -> Result<Vec<TaskInfo>> {
         tasks_of(self.client(), service).await
     }
-
-    /// The first log lines of a task's container (empty when it has none).
-    pub async fn task_logs_tail(&self, task: &TaskInfo, lines: usize) -> String {
-        match &task.container_id {
-            Some(id) => self.logs_tail(id, lines).await,
-            None => String::new(),
-        }
-    }
 }
 
 async fn tasks_of(docker: &Docker, service: &str) -> Result<Vec<TaskInfo>> {
@@ -156,18 +146,6 @@ async fn tasks_of(docker: &Docker, service: &str) -> Result<Vec<TaskInfo>> {
         .map(|t| {
             let status = t.status.unwrap_or_default();
             let container = status.container_status.clone().unwrap_or_default();
-            let ports = status
-                .port_status
-                .and_then(|p| p.ports)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|p| {
-                    Some((
-                        u16::try_from(p.target_port?).ok()?,
-                        u16::try_from(p.published_port?).ok()?,
-                    ))
-                })
-                .collect();
             TaskInfo {
                 id: t.id.unwrap_or_default(),
                 slot: t.slot.unwrap_or(0),
@@ -178,7 +156,6 @@ async fn tasks_of(docker: &Docker, service: &str) -> Result<Vec<TaskInfo>> {
                 exit_code: container.exit_code,
                 container_id: container.container_id.filter(|c| !c.is_empty()),
                 timestamp: status.timestamp.map(|t| t.to_string()).unwrap_or_default(),
-                ports,
             }
         })
         .collect())
@@ -210,6 +187,63 @@ pub(super) async fn leave(docker: &Docker) -> Result<(), bollard::errors::Error>
             LeaveSwarmOptionsBuilder::default().force(true).build(),
         ))
         .await
+}
+
+/// The bridge Swarm creates for its tasks' traffic out of the overlay networks.
+const GWBRIDGE: &str = "docker_gwbridge";
+
+async fn gwbridge_exists(docker: &Docker) -> Result<bool> {
+    match docker
+        .inspect_network(GWBRIDGE, None::<InspectNetworkOptions>)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(e).context("could not look up the network `docker_gwbridge`"),
+    }
+}
+
+/// Removes `docker_gwbridge` after the swarm builder initialised is left, as `docker network
+/// rm docker_gwbridge` would: only when no container is attached to it (a user's container
+/// on it keeps it, and it is theirs then). Swarm's ingress sandbox leaves it a moment after
+/// the swarm is left, so a refusal is retried for up to 10 s (moby/moby#37018: "network
+/// docker_gwbridge has active endpoints" while `gateway_ingress-sbox` is attached).
+pub(super) async fn remove_gwbridge(docker: &Docker) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let net = match docker
+            .inspect_network(GWBRIDGE, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(n) => n,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(()),
+            Err(e) => return Err(format!("the network `{GWBRIDGE}` ({e})")),
+        };
+        let users = net.containers.map_or(0, |c| c.len());
+        if users > 0 && start.elapsed() >= Duration::from_secs(10) {
+            // Someone else's containers: theirs to keep.
+            return Ok(());
+        }
+        if users == 0 {
+            match docker.remove_network(GWBRIDGE).await {
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(()),
+                Err(e) if start.elapsed() >= Duration::from_secs(10) => {
+                    return Err(format!(
+                        "the network `{GWBRIDGE}` Swarm created ({e}; remove it with `docker network rm {GWBRIDGE}`)"
+                    ))
+                }
+                Err(_) => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Ids of every service labelled `io.builder=1`, with their labels (for `gc`).
@@ -252,7 +286,8 @@ impl Session {
             SwarmState::Manager => Ok(SwarmUse::Existing),
             SwarmState::Inactive => {
                 // Tracked before the call: an init that succeeds after a timeout is left too.
-                self.guard().track_swarm_init();
+                let gwbridge = gwbridge_exists(self.engine().client()).await?;
+                self.guard().track_swarm_init(gwbridge);
                 self.engine()
                     .client()
                     .init_swarm(SwarmInitRequest {
@@ -289,24 +324,6 @@ impl Session {
         self.check_cancel()
     }
 
-    /// Creates a labelled swarm config holding `data`; returns its id.
-    pub async fn create_config(&self, name: &str, data: &[u8]) -> Result<String> {
-        let created = self
-            .engine()
-            .client()
-            .create_config(bollard::models::ConfigSpec {
-                name: Some(name.to_string()),
-                labels: Some(self.labels()),
-                data: Some(base64::engine::general_purpose::STANDARD.encode(data)),
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("could not create the swarm config `{name}`"))?;
-        self.guard().track_config(&created.id);
-        self.check_cancel()?;
-        Ok(created.id)
-    }
-
     /// Creates a replicated service from `def` (labelled with the session's labels and
     /// `def.labels`, on the service and its containers); returns its id.
     pub async fn create_service(&self, def: &ServiceDef) -> Result<String> {
@@ -335,31 +352,6 @@ fn service_spec(def: &ServiceDef, labels: HashMap<String, String>) -> ServiceSpe
             ..Default::default()
         })
         .collect();
-    let configs: Vec<TaskSpecContainerSpecConfigs> = def
-        .configs
-        .iter()
-        .map(|(id, name, path)| TaskSpecContainerSpecConfigs {
-            file: Some(TaskSpecContainerSpecFile1 {
-                name: Some(path.clone()),
-                uid: Some("0".into()),
-                gid: Some("0".into()),
-                mode: Some(0o444),
-            }),
-            config_id: Some(id.clone()),
-            config_name: Some(name.clone()),
-            ..Default::default()
-        })
-        .collect();
-    let ports: Vec<EndpointPortConfig> = def
-        .publish
-        .iter()
-        .map(|p| EndpointPortConfig {
-            target_port: Some(i64::from(*p)),
-            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
-            protocol: Some(bollard::models::EndpointPortConfigProtocolEnum::TCP),
-            ..Default::default()
-        })
-        .collect();
     ServiceSpec {
         name: Some(def.name.clone()),
         labels: Some(labels.clone()),
@@ -372,7 +364,6 @@ fn service_spec(def: &ServiceDef, labels: HashMap<String, String>) -> ServiceSpe
                 hostname: def.hostname.clone(),
                 env: Some(def.env.clone()),
                 user: def.user.clone(),
-                configs: (!configs.is_empty()).then_some(configs),
                 capability_drop: def.cap_drop_all.then(|| vec!["ALL".to_string()]),
                 stop_signal: Some("SIGTERM".into()),
                 stop_grace_period: def
@@ -387,6 +378,7 @@ fn service_spec(def: &ServiceDef, labels: HashMap<String, String>) -> ServiceSpe
                 ..Default::default()
             }),
             networks: Some(networks),
+            resources: resources(def),
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
@@ -397,8 +389,27 @@ fn service_spec(def: &ServiceDef, labels: HashMap<String, String>) -> ServiceSpe
         }),
         endpoint_spec: Some(EndpointSpec {
             mode: Some(EndpointSpecModeEnum::DNSRR),
-            ports: (!ports.is_empty()).then_some(ports),
+            ports: None,
         }),
         ..Default::default()
     }
+}
+
+/// The task's resource limits. Limits only, no reservations: a reservation makes the
+/// scheduler hold a task back ("no suitable node (insufficient resources on 1 node)") until a
+/// node has that much unreserved, so eight frontends reserving 0.5 CPU each would never all
+/// start on a two-core smoke machine, while a limit caps each task as `docker run --cpus`
+/// caps a container, the same on both targets.
+fn resources(def: &ServiceDef) -> Option<TaskSpecResources> {
+    if def.cpus.is_none() && def.memory.is_none() {
+        return None;
+    }
+    Some(TaskSpecResources {
+        limits: Some(Limit {
+            nano_cpus: def.cpus.map(super::nano_cpus),
+            memory_bytes: def.memory.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }

@@ -5,6 +5,7 @@
 //! `recipes/stack.toml` (the smoke deployment) is not a service recipe.
 
 pub mod debian;
+pub(crate) mod limits;
 pub mod model;
 pub mod owners;
 mod raw;

@@ -67,27 +67,6 @@ fn base_image_exists(ctx: &mut Ctx<'_>, name: &Spanned<String>, what: &str) {
     }
 }
 
-fn parse_memory(v: &toml::Value) -> Result<u64, String> {
-    let help = "write memory as bytes or with a unit, e.g. `memory = \"2g\"` or `\"512m\"`";
-    match v {
-        toml::Value::Integer(i) if *i > 0 => Ok(*i as u64),
-        toml::Value::String(s) => {
-            let s = s.trim().to_ascii_lowercase();
-            let (num, mult) = match s.trim_end_matches('b').chars().last() {
-                Some('k') => (&s[..s.trim_end_matches('b').len() - 1], 1u64 << 10),
-                Some('m') => (&s[..s.trim_end_matches('b').len() - 1], 1 << 20),
-                Some('g') => (&s[..s.trim_end_matches('b').len() - 1], 1 << 30),
-                _ => (s.trim_end_matches('b'), 1),
-            };
-            match num.trim().parse::<u64>() {
-                Ok(n) if n > 0 => n.checked_mul(mult).ok_or_else(|| help.to_string()),
-                _ => Err(help.into()),
-            }
-        }
-        _ => Err(help.into()),
-    }
-}
-
 pub(super) fn build(ctx: &mut Ctx<'_>, raw: Spanned<RawBuild>) -> Option<BuildSpec> {
     let raw = raw.into_inner();
     let before = ctx.diags.len();
@@ -150,22 +129,15 @@ pub(super) fn build(ctx: &mut Ctx<'_>, raw: Spanned<RawBuild>) -> Option<BuildSp
         }
     };
     if let Some(c) = &raw.cpus {
-        if !(c.get_ref().is_finite() && *c.get_ref() > 0.0 && *c.get_ref() <= 1024.0) {
-            ctx.err(
-                c.span(),
-                "`cpus` must be a positive number of cores, e.g. `cpus = 2` or `1.5`",
-            );
+        if let Err(e) = super::limits::cpus(*c.get_ref()) {
+            ctx.err(c.span(), e);
         }
     }
     let memory = raw
         .memory
         .as_ref()
-        .and_then(|m| match parse_memory(m.get_ref()) {
-            Ok(v) if v >= 6 << 20 => Some(v),
-            Ok(_) => {
-                ctx.err(m.span(), "`memory` must be at least 6m (Docker's minimum)");
-                None
-            }
+        .and_then(|m| match super::limits::memory(m.get_ref()) {
+            Ok(v) => Some(v),
             Err(e) => {
                 ctx.err(m.span(), e);
                 None

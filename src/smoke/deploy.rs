@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::haproxy::{self, ServerAddr, ServerStat, STATS_PORT, TRAFFIC_PORT};
-use super::stack::{expand, Stack};
+use super::stack::{expand, Service, Stack};
 use crate::docker::{ContainerSpec, Engine, RestartPolicy, Session};
 use crate::report::Reporter;
 
@@ -135,6 +135,22 @@ fn service_label(service: &str) -> HashMap<String, String> {
     HashMap::from([(LABEL_SERVICE.to_string(), service.to_string())])
 }
 
+/// The environment of `variant`'s replicas of `svc`: `env` with the variant's own
+/// additions (`--candidate-env`, `--baseline-env`), `{service}` references expanded to the
+/// service's alias on the variant's network.
+pub(super) fn variant_env(svc: &Service, variant: Variant) -> Vec<String> {
+    let extra = match variant {
+        Variant::Candidate => &svc.candidate_env,
+        Variant::Baseline => &svc.baseline_env,
+    };
+    let mut merged = svc.env.clone();
+    merged.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged
+        .iter()
+        .map(|(k, v)| format!("{k}={}", expand(v, |n| n.to_string())))
+        .collect()
+}
+
 /// The images each variant runs: service name → image id. Without `baseline`, the
 /// deployment is a single level as it always was.
 #[derive(Debug, Clone, Copy)]
@@ -154,7 +170,6 @@ pub async fn start(
     lb_image: &str,
     reporter: &Reporter,
 ) -> Result<Deployment> {
-    let engine = session.engine();
     let run_id = session.run_id();
     // The services live on internal networks: no route out of them, so whatever a stack
     // file's environment points them at, the load stays on this machine. Only HAProxy is
@@ -182,16 +197,7 @@ pub async fn start(
             let image = variant_images.get(&svc.name).with_context(|| {
                 format!("no {variant} image resolved for service `{}`", svc.name)
             })?;
-            let extra = match variant {
-                Variant::Candidate => &svc.candidate_env,
-                Variant::Baseline => &svc.baseline_env,
-            };
-            let mut merged = svc.env.clone();
-            merged.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-            let env: Vec<String> = merged
-                .iter()
-                .map(|(k, v)| format!("{k}={}", expand(v, |n| n.to_string())))
-                .collect();
+            let env = variant_env(svc, variant);
             for i in 1..=svc.replicas {
                 let server = variant.server(&svc.name, i);
                 let container = variant.container(run_id, &svc.name, i);
@@ -214,6 +220,8 @@ pub async fn start(
                     }),
                     // On the variant's own network the service's name is its own alias.
                     aliases: vec![svc.name.clone(), format!("{}-{i}", svc.name)],
+                    cpus: svc.cpus,
+                    memory: svc.memory,
                     ..Default::default()
                 };
                 let id = session.create_and_start(&spec).await?;
@@ -236,21 +244,52 @@ pub async fn start(
         }
     }
 
-    let lb_name = format!("builder-smoke-{run_id}-lb");
     let canary = images.baseline.is_some();
     let config = if canary {
         haproxy::canary_config(stack, &servers, images.candidate_weight)
     } else {
         haproxy::config(stack, &servers)
     };
+    let lb = LoadBalancer {
+        image: lb_image,
+        config: &config,
+        edge: &edge,
+    };
+    let baseline_network = canary.then(|| Variant::Baseline.network(run_id));
+    start_load_balancer(session, lb, network, members, baseline_network).await
+}
+
+/// What HAProxy's container runs: its image (an image id), its configuration and the edge
+/// bridge it is published through.
+pub(super) struct LoadBalancer<'a> {
+    pub image: &'a str,
+    pub config: &'a str,
+    pub edge: &'a str,
+}
+
+/// Starts HAProxy as a container, the one edge of both targets: on the `edge` bridge,
+/// through which Docker publishes its ports on 127.0.0.1 only, and connected to `network`
+/// (a bridge on containers, the attachable overlay on Swarm) and `baseline_network` (canary
+/// runs, which also publish the runtime API), where it reaches the services. Returns the
+/// deployment of `members` behind it.
+pub(super) async fn start_load_balancer(
+    session: &Session,
+    lb: LoadBalancer<'_>,
+    network: String,
+    members: Vec<Member>,
+    baseline_network: Option<String>,
+) -> Result<Deployment> {
+    let engine = session.engine();
+    let api = baseline_network.is_some();
+    let lb_name = format!("builder-smoke-{}-lb", session.run_id());
     let mut publish = vec![TRAFFIC_PORT, STATS_PORT];
-    if canary {
+    if api {
         publish.push(haproxy::API_PORT);
     }
-    let lb = ContainerSpec {
+    let spec = ContainerSpec {
         name: lb_name.clone(),
         what: format!("the load balancer container `{lb_name}`"),
-        image: lb_image.to_string(),
+        image: lb.image.to_string(),
         entrypoint: Some(vec!["/usr/sbin/haproxy".into()]),
         cmd: Some(vec![
             "-db".into(),
@@ -262,24 +301,20 @@ pub async fn start(
         // nothing is written (`-db`: foreground, no pid file); the package's own `haproxy`
         // user, no capability, no way to gain one.
         user: Some("haproxy".into()),
-        network_mode: Some(edge.clone()),
+        network_mode: Some(lb.edge.to_string()),
         publish,
         cap_drop_all: true,
         no_new_privileges: true,
         ..Default::default()
     };
-    let lb_id = session.create(&lb).await?;
-    let mut inner = vec![network.clone()];
-    if canary {
-        inner.push(Variant::Baseline.network(run_id));
-    }
-    for net in &inner {
+    let lb_id = session.create(&spec).await?;
+    for net in std::iter::once(&network).chain(&baseline_network) {
         session
             .connect_network(net, &lb_id)
             .await?
             .with_context(|| format!("could not connect `{lb_name}` to the network `{net}`"))?;
     }
-    upload_config(engine, &lb_id, &config).await?;
+    upload_config(engine, &lb_id, lb.config).await?;
     session
         .start(&lb_id, &format!("the load balancer `{lb_name}`"))
         .await?;
@@ -292,21 +327,18 @@ pub async fn start(
             format!("the load balancer `{lb_name}` has no published port for {p}/tcp; did it exit? see `docker logs {lb_name}`")
         })
     };
-    let port = host_port(TRAFFIC_PORT)?;
-    let stats_port = host_port(STATS_PORT)?;
-    let api_port = if canary {
-        Some(host_port(haproxy::API_PORT)?)
-    } else {
-        None
-    };
     Ok(Deployment {
+        port: host_port(TRAFFIC_PORT)?,
+        stats_port: host_port(STATS_PORT)?,
+        api_port: if api {
+            Some(host_port(haproxy::API_PORT)?)
+        } else {
+            None
+        },
         network,
         members,
         load_balancer: lb_name,
-        port,
-        stats_port,
-        baseline_network: canary.then(|| Variant::Baseline.network(run_id)),
-        api_port,
+        baseline_network,
     })
 }
 
@@ -342,6 +374,41 @@ async fn upload_config(engine: &Engine, id: &str, config: &str) -> Result<()> {
 /// last check of each with a hint, the stack fields to look at and the end of their logs.
 pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> Result<()> {
     let engine = session.engine();
+    let not_ready = wait_all_up(session, dep, stack).await?;
+    let Err(NotReady { mut message, stats }) = not_ready else {
+        return Ok(());
+    };
+    if let Some(stats) = stats {
+        let stuck = dep
+            .members
+            .iter()
+            .filter(|m| !stats.iter().any(|s| s.server == m.server && s.is_ready()));
+        for m in stuck.take(3) {
+            let logs = engine.logs_tail(&m.id, 10).await;
+            message.push_str(&format!("\n--- last log lines of {}:\n{logs}", m.container));
+        }
+    }
+    Err(crate::error::failed(message))
+}
+
+/// Why a deployment did not become ready: the message (which servers are not up and why, or
+/// that the stats page never answered) and HAProxy's last stats, if it answered.
+pub(super) struct NotReady {
+    pub message: String,
+    pub stats: Option<Vec<ServerStat>>,
+}
+
+/// The one readiness wait of both targets: polls HAProxy's stats every 500 ms until every
+/// member's server slot is UP with a passing check, within `load_balancer.ready_timeout`.
+/// HAProxy's container exiting ends the wait with its last log lines; Ctrl-C ends it too.
+/// On timeout: `Ok(Err(NotReady))`, for the target to add what it knows (container logs,
+/// Swarm task states).
+pub(super) async fn wait_all_up(
+    session: &Session,
+    dep: &Deployment,
+    stack: &Stack,
+) -> Result<Result<(), NotReady>> {
+    let engine = session.engine();
     let timeout = stack.load_balancer.ready_timeout;
     let start = Instant::now();
     let mut last_err = String::new();
@@ -356,7 +423,7 @@ pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> R
                         .iter()
                         .all(|m| stats.iter().any(|s| s.server == m.server && s.is_ready()));
                 if ready {
-                    return Ok(());
+                    return Ok(Ok(()));
                 }
                 last_stats = Some(stats);
             }
@@ -373,23 +440,17 @@ pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> R
             .cancellable(tokio::time::sleep(Duration::from_millis(500)))
             .await?;
     }
-    let Some(stats) = last_stats else {
-        return Err(crate::error::failed(format!(
+    let message = match &last_stats {
+        Some(stats) => not_ready_message(stack, &dep.members, stats, timeout),
+        None => format!(
             "the deployment did not become healthy within {:.0}s; the HAProxy stats page did not answer: {last_err}",
             timeout.as_secs_f64()
-        )));
+        ),
     };
-    let mut msg = not_ready_message(stack, &dep.members, &stats, timeout);
-    let stuck: Vec<&Member> = dep
-        .members
-        .iter()
-        .filter(|m| !stats.iter().any(|s| s.server == m.server && s.is_ready()))
-        .collect();
-    for m in stuck.iter().take(3) {
-        let logs = engine.logs_tail(&m.id, 10).await;
-        msg.push_str(&format!("\n--- last log lines of {}:\n{logs}", m.container));
-    }
-    Err(crate::error::failed(msg))
+    Ok(Err(NotReady {
+        message,
+        stats: last_stats,
+    }))
 }
 
 /// Most servers listed one per line in [`not_ready_message`].

@@ -203,21 +203,12 @@ pub async fn run(
     }
     let target = opts.target.unwrap_or(stack.target);
     let registry = opts.registry.clone().or_else(|| stack.registry.clone());
-    if target == stack::DeployTarget::Swarm {
-        if matches!(baseline, Some(Baseline::Found { .. })) {
-            return Err(crate::error::usage(
-                "the canary comparison (`--baseline` or `[canary]`) runs on containers only: \
-                 drop `--target swarm` (or `target = \"swarm\"`) for a canary run, or pass \
-                 `--no-canary` to test the candidate alone on Swarm",
-            ));
-        }
-        if registry.is_none() {
-            return Err(crate::error::usage(format!(
-                "`--target swarm` needs a registry the swarm pulls the images from: pass \
-                 `--registry HOST:PORT` or set `registry = \"HOST:PORT\"` in `{}`",
-                stack.file.display()
-            )));
-        }
+    if target == stack::DeployTarget::Swarm && registry.is_none() {
+        return Err(crate::error::usage(format!(
+            "`--target swarm` needs a registry the swarm pulls the images from: pass \
+             `--registry HOST:PORT` or set `registry = \"HOST:PORT\"` in `{}`",
+            stack.file.display()
+        )));
     }
     let engine = crate::docker::connect().await?;
     reporter.status(
@@ -238,13 +229,23 @@ pub async fn run(
 
     let pushed = match (&target, &registry) {
         (stack::DeployTarget::Swarm, Some(reg)) => {
-            Some(swarm::push_images(paths, &under, reg, reporter).await?)
+            let candidate = swarm::push_images(paths, &under, reg, reporter).await?;
+            let baseline = match &baseline {
+                Some(Baseline::Found { env, found, .. }) => {
+                    Some(swarm::push_baseline(paths, env, found, reg, reporter).await?)
+                }
+                _ => None,
+            };
+            Some((candidate, baseline))
         }
         _ => None,
     };
-    let place = match (&pushed, &registry) {
-        (Some(images), Some(registry)) => Place::Swarm { images, registry },
-        _ => Place::Containers,
+    let place = match &pushed {
+        Some((images, baseline)) => Place::Swarm {
+            images,
+            baseline: baseline.as_ref(),
+        },
+        None => Place::Containers,
     };
 
     let run_id = crate::docker::new_run_id();
@@ -503,8 +504,13 @@ async fn deploy_and_measure(
         Place::Containers => {
             deploy::start(session, stack, variant_images, lb_image, reporter).await?
         }
-        Place::Swarm { images, registry } => {
-            swarm::start(session, stack, images, lb_image, registry, reporter).await?
+        Place::Swarm { images, baseline } => {
+            let images = deploy::Images {
+                candidate: images,
+                baseline: baseline.filter(|_| variant_images.baseline.is_some()),
+                candidate_weight: spec.weight,
+            };
+            swarm::start(session, stack, images, lb_image, reporter).await?
         }
     };
     partial.deployment = Some(dep.clone());
@@ -596,7 +602,8 @@ enum Place<'a> {
     /// Swarm services; `images`: service → `registry/name@sha256:...`.
     Swarm {
         images: &'a std::collections::HashMap<String, String>,
-        registry: &'a str,
+        /// Canary runs: the baseline's services → `registry/name@sha256:...`.
+        baseline: Option<&'a std::collections::HashMap<String, String>>,
     },
 }
 

@@ -4,19 +4,25 @@
 //!   run's cleanup leaves again on every path; a manager's swarm is used and left as it is.
 //! - Images reach the swarm as in production: the packaged image tars are pushed to the
 //!   registry (`--registry` / `registry` in stack.toml) with the promotion's push code (the
-//!   same manifest bytes, so the same digest) and services run `REGISTRY/name@sha256:...`;
-//!   HAProxy's base image is pushed by the engine and run by digest too.
+//!   same manifest bytes, so the same digest) and services run `REGISTRY/name@sha256:...`.
 //! - Services: one per stack service (replicas, `on-failure` restart policy with the stack's
-//!   `restart.max_retries`) on an internal overlay network where the service's name is a
-//!   network alias; endpoints are `dnsrr` (no IPVS here). HAProxy is one more service, on that
-//!   network and an "edge" overlay, its config a swarm config, its ports published in `host`
-//!   mode; its backends are `server-template`s resolving the tasks through Docker's DNS.
+//!   `restart.max_retries`, `cpus`/`memory` as resource limits) on an internal, attachable
+//!   overlay network where the service's name is a network alias; endpoints are `dnsrr` (no
+//!   IPVS here). HAProxy is not a service: a service's published port listens on every host
+//!   address (moby/moby#26696), so HAProxy is the containers target's own container
+//!   ([`super::deploy::start_load_balancer`]) on an edge bridge published on 127.0.0.1,
+//!   attached to the overlay; its backends are `server-template`s resolving the tasks
+//!   through Docker's DNS.
+//! - Canary: the baseline's images are pushed from the environment's OCI layout and run as
+//!   `builder-base-<run>-<service>` services on the baseline's own overlay network; HAProxy
+//!   joins it too and runs the canary's two-level config, each version's slots templated
+//!   from its service's name ([`haproxy::Servers::Templates`]).
 //! - Health: HAProxy's checks, as on containers; builder's monitor reads each service's task
 //!   list once a second and records every task that ended (Swarm starts a replacement) as a
 //!   restart `by: swarm`. builder restarts nothing itself on Swarm.
 //!
-//! Everything is labelled and tracked by the run's session: services, the config and the
-//! networks are removed (and the swarm left, if builder made it) on success, failure and
+//! Everything is labelled and tracked by the run's session: services, HAProxy's container
+//! and the networks are removed (and the swarm left, if builder made it) on success, failure and
 //! Ctrl-C; `builder gc` removes labelled services a crashed run left.
 
 use std::collections::HashMap;
@@ -27,22 +33,27 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use super::artifacts::UnderTest;
-use super::deploy::{network_name, Deployment, Member, Variant, LABEL_SERVICE};
-use super::haproxy::{self, STATS_PORT, TRAFFIC_PORT};
+use super::canary::BaselineImage;
+use super::deploy::{
+    network_name, variant_env, Deployment, Images, Member, NotReady, Variant, LABEL_SERVICE,
+};
+use super::haproxy;
 use super::monitor::{ContainerSummary, Restart};
-use super::stack::{expand, Stack};
+use super::stack::Stack;
 use crate::docker::{Engine, ServiceDef, Session, SwarmUse, TaskInfo};
 use crate::project::Paths;
+use crate::repo::images::ImageEntry;
 use crate::report::Reporter;
-
-/// Where the HAProxy config is mounted in its task.
-const LB_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
-/// How long HAProxy's task may take to run (pull, schedule, start).
-const LB_START: Duration = Duration::from_secs(60);
 
 /// The name of service `service` of run `run_id` (also the container name prefix).
 pub fn service_name(run_id: &str, service: &str) -> String {
     format!("builder-smoke-{run_id}-{service}")
+}
+
+fn parse_registry(registry: &str) -> Result<crate::promote::registry::Registry> {
+    crate::promote::registry::Registry::parse(registry).with_context(|| {
+        format!("bad registry `{registry}` (--registry or `registry` in the stack file)")
+    })
 }
 
 /// Pushes each service's packaged image to `registry` and returns service → `host/name@digest`.
@@ -52,9 +63,7 @@ pub async fn push_images(
     registry: &str,
     reporter: &Reporter,
 ) -> Result<HashMap<String, String>> {
-    let reg = crate::promote::registry::Registry::parse(registry).with_context(|| {
-        format!("bad registry `{registry}` (--registry or `registry` in the stack file)")
-    })?;
+    let reg = parse_registry(registry)?;
     let blobs = tempfile::tempdir().context("could not create a temp directory")?;
     let mut pushed: HashMap<String, String> = HashMap::new();
     let mut out = HashMap::new();
@@ -84,35 +93,54 @@ pub async fn push_images(
     Ok(out)
 }
 
-/// Pushes HAProxy's base image (`lb_image`, an engine image id) through the engine and returns
-/// its reference by digest.
-async fn push_lb_image(
-    engine: &Engine,
-    lb_image: &str,
-    registry: &str,
-    run_id: &str,
-) -> Result<String> {
-    let host = crate::promote::registry::Registry::parse(registry)?
-        .host()
-        .to_string();
-    let repo = format!("{host}/builder-load-balancer");
-    crate::docker::tag_image(engine, lb_image, &repo, run_id).await?;
-    let digest = crate::docker::push_image(engine, &repo, run_id).await;
-    // Only the tag goes: the image stays under its base name.
-    let _ = crate::docker::remove_image(engine, &format!("{repo}:{run_id}"), false).await;
-    Ok(format!("{repo}@{}", digest?))
+/// The swarm service of `service` in `variant`: `builder-smoke-<run>-frontend`, or
+/// `builder-base-<run>-frontend` for a canary run's baseline.
+pub fn variant_service_name(variant: Variant, run_id: &str, service: &str) -> String {
+    match variant {
+        Variant::Candidate => service_name(run_id, service),
+        Variant::Baseline => format!("builder-base-{run_id}-{service}"),
+    }
 }
 
-/// Sets the swarm up, pushes the images, creates the services and waits for HAProxy's task.
+/// Pushes the baseline's images from environment `env`'s OCI layout (the repository the
+/// promotion wrote, verified as on containers) to `registry`; returns service →
+/// `host/name@digest`, the digest the environment holds.
+pub async fn push_baseline(
+    paths: &Paths,
+    env: &str,
+    found: &[(BaselineImage, ImageEntry)],
+    registry: &str,
+    reporter: &Reporter,
+) -> Result<HashMap<String, String>> {
+    let reg = parse_registry(registry)?;
+    let layout = super::canary::baseline::verified_layout(paths, env, found)?;
+    let mut out = HashMap::new();
+    for (b, entry) in found {
+        let p = reg.push(&layout, &entry.name, entry).await?;
+        let reference = format!("{}/{}@{}", reg.host(), entry.name, p.digest);
+        reporter.status(
+            "Pushed",
+            format!(
+                "baseline {reference} from environment `{env}` ({} blobs sent)",
+                p.blobs_uploaded
+            ),
+        );
+        out.insert(b.service.clone(), reference);
+    }
+    Ok(out)
+}
+
+/// Sets the swarm up, creates the services of every variant (each on its own overlay
+/// network, where the service names are aliases) and starts HAProxy's container in front of
+/// them: the single-level config, or with a baseline the canary's two-level one, each
+/// variant's servers resolved from its own swarm service's name.
 pub async fn start(
     session: &Session,
     stack: &Stack,
-    images: &HashMap<String, String>,
+    images: Images<'_>,
     lb_image: &str,
-    registry: &str,
     reporter: &Reporter,
 ) -> Result<Deployment> {
-    let engine = session.engine();
     let run_id = session.run_id();
     match session.ensure_swarm().await? {
         SwarmUse::Initialised => reporter.status(
@@ -124,161 +152,86 @@ pub async fn start(
             "the engine is a swarm manager: using its swarm and leaving it as it is",
         ),
     }
-    let lb_ref = push_lb_image(engine, lb_image, registry, run_id).await?;
     let network = network_name(run_id);
     let edge = format!("{network}-edge");
-    session.create_overlay_network(&network, true).await?;
-    session.create_overlay_network(&edge, false).await?;
+    let variants: Vec<(Variant, &HashMap<String, String>)> =
+        std::iter::once((Variant::Candidate, images.candidate))
+            .chain(images.baseline.map(|b| (Variant::Baseline, b)))
+            .collect();
+    for (v, _) in &variants {
+        session
+            .create_overlay_network(&v.network(run_id), true)
+            .await?;
+    }
+    // HAProxy's edge is a plain bridge on this engine, as on containers: a Swarm service's
+    // published port has no host address and listens on every address of the host.
+    session.create_network(&edge, false).await?;
 
     let max_attempts = (stack.restart.policy != "no").then_some(stack.restart.max_retries as i64);
     let mut members = Vec::new();
-    for svc in &stack.services {
-        let image = images
-            .get(&svc.name)
-            .with_context(|| format!("no image pushed for service `{}`", svc.name))?;
-        let env: Vec<String> = svc
-            .env
-            .iter()
-            .chain(svc.candidate_env.iter())
-            .map(|(k, v)| format!("{k}={}", expand(v, |n| n.to_string())))
-            .collect();
-        let name = service_name(run_id, &svc.name);
-        session
-            .create_service(&ServiceDef {
-                name: name.clone(),
-                what: format!("the swarm service `{name}`"),
-                image: image.clone(),
-                replicas: svc.replicas,
-                env,
-                labels: HashMap::from([(LABEL_SERVICE.to_string(), svc.name.clone())]),
-                networks: vec![(network.clone(), vec![svc.name.clone()])],
-                max_attempts,
-                stop_grace: Some(Duration::from_secs(5)),
-                ..Default::default()
-            })
-            .await?;
-        reporter.verbose(format!("created service {name} ({image})"));
-        for i in 1..=svc.replicas {
-            members.push(Member {
-                variant: Variant::Candidate,
-                service: svc.name.clone(),
-                server: Variant::Candidate.server(&svc.name, i),
-                container: format!("{name}.{i}"),
-                id: name.clone(),
-            });
+    for (variant, variant_images) in &variants {
+        let variant = *variant;
+        for svc in &stack.services {
+            let image = variant_images
+                .get(&svc.name)
+                .with_context(|| format!("no {variant} image pushed for service `{}`", svc.name))?;
+            let name = variant_service_name(variant, run_id, &svc.name);
+            session
+                .create_service(&ServiceDef {
+                    name: name.clone(),
+                    what: format!("the swarm service `{name}`"),
+                    image: image.clone(),
+                    replicas: svc.replicas,
+                    env: variant_env(svc, variant),
+                    labels: HashMap::from([(LABEL_SERVICE.to_string(), svc.name.clone())]),
+                    networks: vec![(variant.network(run_id), vec![svc.name.clone()])],
+                    max_attempts,
+                    stop_grace: Some(Duration::from_secs(5)),
+                    cpus: svc.cpus,
+                    memory: svc.memory,
+                    ..Default::default()
+                })
+                .await?;
+            reporter.verbose(format!("created service {name} ({image})"));
+            for i in 1..=svc.replicas {
+                members.push(Member {
+                    variant,
+                    service: svc.name.clone(),
+                    server: variant.server(&svc.name, i),
+                    container: format!("{name}.{i}"),
+                    id: name.clone(),
+                });
+            }
         }
     }
 
-    let config = haproxy::swarm_config(stack, |s| s.to_string());
-    let config_name = format!("builder-smoke-{run_id}-haproxy.cfg");
-    let config_id = session
-        .create_config(&config_name, config.as_bytes())
-        .await?;
-    let lb_name = service_name(run_id, "lb");
-    session
-        .create_service(&ServiceDef {
-            name: lb_name.clone(),
-            what: format!("the load balancer service `{lb_name}`"),
-            image: lb_ref,
-            replicas: 1,
-            labels: HashMap::from([(LABEL_SERVICE.to_string(), "load-balancer".to_string())]),
-            command: Some(vec!["/usr/sbin/haproxy".into()]),
-            args: Some(vec!["-db".into(), "-f".into(), LB_CONFIG.into()]),
-            user: Some("haproxy".into()),
-            networks: vec![(network.clone(), vec![]), (edge, vec![])],
-            max_attempts: Some(3),
-            publish: vec![TRAFFIC_PORT, STATS_PORT],
-            configs: vec![(config_id, config_name, LB_CONFIG.into())],
-            cap_drop_all: true,
-            stop_grace: Some(Duration::from_secs(5)),
-            ..Default::default()
-        })
-        .await?;
-    let (port, stats_port) = lb_ports(session, &lb_name).await?;
-    Ok(Deployment {
-        network,
-        members,
-        load_balancer: lb_name,
-        port,
-        stats_port,
-        baseline_network: None,
-        api_port: None,
-    })
-}
-
-/// Waits for HAProxy's task to run and reads the host ports Swarm published it on.
-async fn lb_ports(session: &Session, lb: &str) -> Result<(u16, u16)> {
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < LB_START {
-        session.check_cancel()?;
-        let tasks = session.engine().service_tasks(lb).await?;
-        if let Some(t) = tasks.iter().find(|t| t.is_running()) {
-            let (Some(p), Some(s)) = (t.ports.get(&TRAFFIC_PORT), t.ports.get(&STATS_PORT)) else {
-                return Err(crate::error::failed(format!(
-                    "the load balancer service `{lb}` runs but Swarm shows no published ports for {TRAFFIC_PORT} and {STATS_PORT}"
-                )));
-            };
-            return Ok((*p, *s));
+    let config = match images.baseline {
+        None => haproxy::swarm_config(stack, |s| s.to_string()),
+        Some(_) => {
+            let dns = |v: Variant, s: &str| variant_service_name(v, run_id, s);
+            haproxy::canary_config_of(
+                stack,
+                haproxy::Servers::Templates(&dns),
+                images.candidate_weight,
+            )
         }
-        if let Some(t) = tasks
-            .iter()
-            .find(|t| t.is_terminal() && t.desired == "shutdown")
-        {
-            let logs = session.engine().task_logs_tail(t, 20).await;
-            return Err(crate::error::failed(format!(
-                "the load balancer service `{lb}`'s task {}: {} {}; its last log lines:\n{logs}",
-                t.state, t.message, t.err
-            )));
-        }
-        last = tasks
-            .iter()
-            .map(|t| format!("{} ({} {})", t.state, t.message, t.err))
-            .collect::<Vec<_>>()
-            .join(", ");
-        session
-            .cancellable(tokio::time::sleep(Duration::from_millis(500)))
-            .await?;
-    }
-    Err(crate::error::failed(format!(
-        "the load balancer service `{lb}` did not run within {:.0}s; its tasks: {last}; see `docker service ps {lb}`",
-        LB_START.as_secs_f64()
-    )))
+    };
+    let lb = super::deploy::LoadBalancer {
+        image: lb_image,
+        config: &config,
+        edge: &edge,
+    };
+    let baseline_network = images.baseline.map(|_| Variant::Baseline.network(run_id));
+    super::deploy::start_load_balancer(session, lb, network, members, baseline_network).await
 }
 
 /// Waits until HAProxy reports every server slot UP with a passing check, within the stack's
-/// `load_balancer.ready_timeout`; on timeout the error says which are not (as on containers)
-/// and the state of each service's tasks.
+/// `load_balancer.ready_timeout` (the containers target's wait); on timeout the error says
+/// which are not (as on containers) and the state of each service's tasks.
 pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> Result<()> {
-    let timeout = stack.load_balancer.ready_timeout;
-    let start = Instant::now();
-    let mut last_err = String::new();
-    let mut last_stats = None;
-    while start.elapsed() < timeout {
-        session.check_cancel()?;
-        match haproxy::fetch_stats(dep.stats_port).await {
-            Ok(stats) => {
-                let ready = dep
-                    .members
-                    .iter()
-                    .all(|m| stats.iter().any(|s| s.server == m.server && s.is_ready()));
-                if ready {
-                    return Ok(());
-                }
-                last_stats = Some(stats);
-            }
-            Err(e) => last_err = format!("{e:#}"),
-        }
-        session
-            .cancellable(tokio::time::sleep(Duration::from_millis(500)))
-            .await?;
-    }
-    let mut msg = match last_stats {
-        Some(stats) => super::deploy::not_ready_message(stack, &dep.members, &stats, timeout),
-        None => format!(
-            "the deployment did not become healthy within {:.0}s; the HAProxy stats page did not answer: {last_err}",
-            timeout.as_secs_f64()
-        ),
+    let Err(NotReady { mut message, .. }) = super::deploy::wait_all_up(session, dep, stack).await?
+    else {
+        return Ok(());
     };
     let mut services: Vec<&str> = dep.members.iter().map(|m| m.id.as_str()).collect();
     services.dedup();
@@ -289,10 +242,10 @@ pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> R
                 .iter()
                 .map(|t| format!("{}.{} {} {}", s, t.slot, t.state, t.err))
                 .collect();
-            msg.push_str(&format!("\ntasks of {s}: {}", states.join(", ")));
+            message.push_str(&format!("\ntasks of {s}: {}", states.join(", ")));
         }
     }
-    Err(crate::error::failed(msg))
+    Err(crate::error::failed(message))
 }
 
 /// builder's monitor on Swarm: the task list of every service, once a second.
@@ -316,12 +269,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// (swarm service, stack service) pairs of a deployment.
-fn services(members: &[Member]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+/// (swarm service, stack service, variant) of each service of a deployment.
+fn services(members: &[Member]) -> Vec<(String, String, Variant)> {
+    let mut out: Vec<(String, String, Variant)> = Vec::new();
     for m in members {
-        if !out.iter().any(|(id, _)| id == &m.id) {
-            out.push((m.id.clone(), m.service.clone()));
+        if !out.iter().any(|(id, _, _)| id == &m.id) {
+            out.push((m.id.clone(), m.service.clone(), m.variant));
         }
     }
     out
@@ -359,7 +312,7 @@ impl TaskMonitor {
         record(&self.engine, &all, &self.state, None).await;
         let restarts = lock(&self.state).restarts.clone();
         let mut summary = Vec::new();
-        for (id, service) in &all {
+        for (id, service, _) in &all {
             let tasks = self.engine.service_tasks(id).await.unwrap_or_default();
             let mut slots: Vec<i64> = tasks.iter().map(|t| t.slot).collect();
             slots.sort_unstable();
@@ -391,7 +344,7 @@ impl Drop for TaskMonitor {
 
 async fn poll(
     engine: Engine,
-    services: Vec<(String, String)>,
+    services: Vec<(String, String, Variant)>,
     state: Arc<Mutex<Seen>>,
     reporter: Reporter,
     stop: CancellationToken,
@@ -409,11 +362,11 @@ async fn poll(
 /// Records every task that ended since the last look.
 async fn record(
     engine: &Engine,
-    services: &[(String, String)],
+    services: &[(String, String, Variant)],
     state: &Mutex<Seen>,
     reporter: Option<&Reporter>,
 ) {
-    for (id, service) in services {
+    for (id, service, variant) in services {
         let Ok(tasks) = engine.service_tasks(id).await else {
             continue;
         };
@@ -441,7 +394,7 @@ async fn record(
             }
             s.restarts.push(Restart {
                 container: format!("{id}.{}", t.slot),
-                server: Variant::Candidate.server(service, u32::try_from(t.slot).unwrap_or(0)),
+                server: variant.server(service, u32::try_from(t.slot).unwrap_or(0)),
                 service: service.clone(),
                 by: "swarm".into(),
                 at: if t.timestamp.is_empty() {

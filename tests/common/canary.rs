@@ -3,15 +3,13 @@
 //! promoted by the real binary), and `builder --json smoke` runs on it that check nothing of
 //! theirs is left in Docker.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{assert_nothing_left, builder, copy_tree, repo, run, sh, text};
+use super::{assert_nothing_left, builder, copy_tree, repo, run, run_watching, sh, text, Finished};
 
 /// The packaged project whose `dev` environment holds its release (made once per process),
 /// and the signing key beside it.
@@ -74,12 +72,7 @@ pub struct Run {
 /// `builder --json smoke ARGS` on the shared project.
 pub fn smoke(args: &[&str]) -> Run {
     let done = smoke_watching(args, |_, _| {});
-    let report: Value = serde_json::from_str(&done.stdout).unwrap_or_else(|e| {
-        panic!(
-            "--json output is not JSON ({e}):\n{}\n{}",
-            done.stdout, done.stderr
-        )
-    });
+    let report = done.json();
     let run_id = report["run_id"].as_str().unwrap().to_string();
     assert_nothing_left(&run_id);
     Run {
@@ -91,54 +84,10 @@ pub fn smoke(args: &[&str]) -> Run {
     }
 }
 
-/// How a `builder --json smoke` process ended.
-pub struct Finished {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-    pub seconds: f64,
-}
-
-impl Finished {
-    /// The run id from the line naming the smoke network (`network builder-smoke-ID`).
-    pub fn run_id(&self) -> Option<String> {
-        let i = self.stderr.find("network builder-smoke-")?;
-        let id = self.stderr[i + 22..].split_whitespace().next()?;
-        Some(id.to_string())
-    }
-}
-
 /// `builder --json smoke ARGS` on the shared project, calling `watch(line, child)` with
 /// each line builder prints on stderr as it comes (to signal the child at a given moment).
-pub fn smoke_watching(args: &[&str], mut watch: impl FnMut(&str, &Child)) -> Finished {
-    let p = project();
-    let started = Instant::now();
-    let mut child = cmd(p, &["--json", "smoke"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).unwrap();
-        s
-    });
-    let mut stderr = String::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        watch(&line, &child);
-        stderr.push_str(&line);
-        stderr.push('\n');
-    }
-    let status = child.wait().unwrap();
-    Finished {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().unwrap(),
-        stderr,
-        seconds: started.elapsed().as_secs_f64(),
-    }
+pub fn smoke_watching(args: &[&str], watch: impl FnMut(&str, &Child)) -> Finished {
+    run_watching(cmd(project(), &["--json", "smoke"]).args(args), watch)
 }
 
 pub fn check<'a>(r: &'a Value, name: &str) -> &'a Value {
@@ -166,6 +115,32 @@ pub fn absolute_checks_pass(r: &Value) {
     for name in ["achieved_rate", "success_ratio", "p99_latency"] {
         assert_eq!(check(r, name)["passed"], true, "{}", check(r, name));
     }
+}
+
+/// `builder --json smoke` comparing with `dev` a candidate whose backend takes 50 ms more
+/// per request (`extra`: more arguments, e.g. the target): the comparison alone rejects it
+/// (exit 1, only `canary_latency` failed, the absolute thresholds held) and the load stops
+/// at the verdict, with no switch.
+pub fn slower_candidate_rejected(extra: &[&str]) -> Run {
+    let (_d, stack) = stack_with_canary("baseline = \"dev\"");
+    let mut args = vec![
+        "--stack",
+        stack.to_str().unwrap(),
+        "--candidate-env",
+        "backend:LATENCY=50ms",
+        "--duration",
+        "20s",
+        "--warmup",
+        "3s",
+    ];
+    args.extend_from_slice(extra);
+    let run = smoke(&args);
+    let r = &run.report;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    absolute_checks_pass(r);
+    assert_eq!(failed_checks(r), ["canary_latency"], "{}", r["checks"]);
+    assert!(r["canary"]["switch"].is_null(), "{}", r["canary"]);
+    run
 }
 
 /// A copy of the project's stack.toml with a `[canary]` table appended.

@@ -6,8 +6,10 @@ pub mod canary;
 pub mod project;
 pub mod registry;
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Instant;
 
 /// The repository root (where Cargo.toml is).
 pub fn repo() -> PathBuf {
@@ -172,4 +174,63 @@ pub fn packaged_sample_project(prefix: &str) -> PathBuf {
     sh(builder().arg("--project").arg(&dir).arg("build"));
     sh(builder().arg("--project").arg(&dir).arg("package"));
     dir
+}
+
+/// How a `builder` process run by [`run_watching`] ended.
+pub struct Finished {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub seconds: f64,
+}
+
+impl Finished {
+    /// The run id from the line naming the smoke network (`network builder-smoke-ID`).
+    pub fn run_id(&self) -> Option<String> {
+        let i = self.stderr.find("network builder-smoke-")?;
+        let id = self.stderr[i + 22..].split_whitespace().next()?;
+        Some(id.to_string())
+    }
+
+    /// stdout as JSON (`--json` runs), or a panic showing both streams.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "--json output is not JSON ({e}):\n{}\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `cmd` with stdout and stderr piped, calling `watch(line, child)` with each line it
+/// prints on stderr as it comes (to act on the deployment, or signal the child, at a given
+/// moment), and collects both streams.
+pub fn run_watching(cmd: &mut Command, mut watch: impl FnMut(&str, &Child)) -> Finished {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut stderr = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        watch(&line, &child);
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    let status = child.wait().unwrap();
+    Finished {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap(),
+        stderr,
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }

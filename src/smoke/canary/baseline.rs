@@ -103,6 +103,26 @@ pub fn resolve(paths: &Paths, env: &str, stack: &Stack, under: &UnderTest) -> Re
 
 /// Verifies every baseline image in the repository and makes sure the engine has it under
 /// its image id; returns service → image id.
+/// Environment `env`'s OCI layout, every image of `found` in it verified (blob sizes and
+/// digests), so what runs as the baseline is exactly what the environment holds.
+pub fn verified_layout(
+    paths: &Paths,
+    env: &str,
+    found: &[(BaselineImage, ImageEntry)],
+) -> Result<std::path::PathBuf> {
+    let cfg = crate::promote::PromoteConfig::load(paths, None)?;
+    let layout = crate::repo::images::images_dir(&RepoConfig::new(&cfg.root, env).env_dir());
+    for (_, entry) in found {
+        crate::repo::images::verify_stored(&layout, entry).with_context(|| {
+            format!(
+                "the baseline image {} in environment `{env}` is damaged",
+                entry.ref_name()
+            )
+        })?;
+    }
+    Ok(layout)
+}
+
 pub async fn ensure_images(
     engine: &Engine,
     paths: &Paths,
@@ -110,16 +130,9 @@ pub async fn ensure_images(
     found: &[(BaselineImage, ImageEntry)],
     reporter: &Reporter,
 ) -> Result<HashMap<String, String>> {
-    let cfg = crate::promote::PromoteConfig::load(paths, None)?;
-    let layout = crate::repo::images::images_dir(&RepoConfig::new(&cfg.root, env).env_dir());
+    let layout = verified_layout(paths, env, found)?;
     let mut out = HashMap::new();
     for (b, entry) in found {
-        crate::repo::images::verify_stored(&layout, entry).with_context(|| {
-            format!(
-                "the baseline image {} in environment `{env}` is damaged",
-                entry.ref_name()
-            )
-        })?;
         let id = b.image_id.to_string();
         if engine.inspect_image(&id).await?.is_none() {
             reporter.status(

@@ -117,6 +117,20 @@ pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
 /// The runtime API (`stats socket ... level admin`, management guide §9.3) listens on
 /// [`API_PORT`]: `set weight` and `set server ... state` move traffic during the switch.
 pub fn canary_config(stack: &Stack, servers: &[ServerAddr], candidate_weight: u32) -> String {
+    canary_config_of(stack, Servers::Listed(servers), candidate_weight)
+}
+
+/// Where a canary config's inner sections find their servers.
+pub enum Servers<'a> {
+    /// Containers known in advance (the containers target).
+    Listed(&'a [ServerAddr]),
+    /// Swarm: a `server-template` per variant and service, of `replicas` slots named as
+    /// [`Variant::server`] names them, filled from the A records of `dns(variant, service)`.
+    Templates(&'a dyn Fn(Variant, &str) -> String),
+}
+
+/// [`canary_config`] with the servers of either target.
+pub fn canary_config_of(stack: &Stack, servers: Servers<'_>, candidate_weight: u32) -> String {
     let mut c = head(stack, Some(API_PORT));
     c.push('\n');
     frontend(&mut c, stack);
@@ -157,10 +171,18 @@ pub fn canary_config(stack: &Stack, servers: &[ServerAddr], candidate_weight: u3
                 v.as_str()
             );
             c.push_str(&server_defaults(stack));
-            let mine = servers
-                .iter()
-                .filter(|s| s.service == svc.name && s.variant == v);
-            service_servers(&mut c, stack, svc, mine);
+            match &servers {
+                Servers::Listed(servers) => {
+                    let mine = servers
+                        .iter()
+                        .filter(|s| s.service == svc.name && s.variant == v);
+                    service_servers(&mut c, stack, svc, mine);
+                }
+                Servers::Templates(dns) => {
+                    service_checks(&mut c, stack, svc);
+                    server_template(&mut c, svc, v, &dns(v, &svc.name));
+                }
+            }
             c.push('\n');
         }
     }
@@ -295,17 +317,25 @@ pub fn swarm_config(stack: &Stack, dns_name: impl Fn(&str) -> String) -> String 
     for svc in &stack.services {
         let _ = writeln!(c, "backend {}", quoted(&backend_name(&svc.name)));
         service_checks(&mut c, stack, svc);
-        let _ = writeln!(
-            c,
-            "    server-template {} {} {}",
-            quoted(&format!("{}-", svc.name)),
-            svc.replicas,
-            quoted(&format!("{}:{}", dns_name(&svc.name), svc.port))
-        );
+        server_template(&mut c, svc, Variant::Candidate, &dns_name(&svc.name));
         c.push('\n');
     }
     stats(&mut c);
     c
+}
+
+/// `server-template` of `svc`'s `replicas` slots of variant `v` (`frontend-1` ...,
+/// `base.frontend-1` ...), resolved from `dns`.
+fn server_template(c: &mut String, svc: &crate::smoke::stack::Service, v: Variant, dns: &str) {
+    let one = v.server(&svc.name, 1);
+    let prefix = one.strip_suffix('1').unwrap_or(&one);
+    let _ = writeln!(
+        c,
+        "    server-template {} {} {}",
+        quoted(prefix),
+        svc.replicas,
+        quoted(&format!("{dns}:{}", svc.port))
+    );
 }
 
 fn stats(c: &mut String) {
@@ -1040,6 +1070,34 @@ max_p99_ms = 1000
         }
         assert!(cfg.contains("nameserver dns 127.0.0.11:53"), "{cfg}");
         assert!(!cfg.contains("\n    server \""), "{cfg}");
+        let (ok, out) = haproxy_check(&cfg);
+        assert!(ok, "HAProxy refused the config:\n{out}\n{cfg}");
+        assert!(!out.contains("ALERT"), "{out}");
+    }
+
+    #[test]
+    fn swarm_canary_config_templates_each_variant_and_haproxy_accepts_it() {
+        let stack = crate::smoke::tests::shipped_stack();
+        let dns = |v: Variant, s: &str| format!("builder-{}-{s}", v.as_str());
+        let cfg = canary_config_of(&stack, Servers::Templates(&dns), 30);
+        for svc in &stack.services {
+            for (v, prefix) in [
+                (Variant::Candidate, format!("{}-", svc.name)),
+                (Variant::Baseline, format!("base.{}-", svc.name)),
+            ] {
+                let line = format!(
+                    "    server-template \"{prefix}\" {} \"builder-{}-{}:{}\"\n",
+                    svc.replicas,
+                    v.as_str(),
+                    svc.name,
+                    svc.port
+                );
+                assert!(cfg.contains(&line), "{line}\n{cfg}");
+            }
+        }
+        assert!(cfg.contains("server candidate \"abns@"), "{cfg}");
+        assert!(cfg.contains("weight 30\n"), "{cfg}");
+        assert!(cfg.contains("weight 70\n"), "{cfg}");
         let (ok, out) = haproxy_check(&cfg);
         assert!(ok, "HAProxy refused the config:\n{out}\n{cfg}");
         assert!(!out.contains("ALERT"), "{out}");

@@ -28,6 +28,13 @@ pub struct Service {
     /// Added to `env` in the baseline's containers only (`--baseline-env`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub baseline_env: BTreeMap<String, String>,
+    /// CPU limit of each replica, in cores (containers: `NanoCpus`; Swarm: the task's
+    /// `Resources.Limits.NanoCPUs`). `None`: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory limit of each replica, in bytes (`Memory`; `Resources.Limits.MemoryBytes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -39,6 +39,12 @@ pub(super) struct RawService {
     pub(super) health: Option<S<String>>,
     #[serde(default)]
     pub(super) env: BTreeMap<S<String>, S<String>>,
+    /// CPU limit of each replica, in cores (`0.5`).
+    #[serde(default)]
+    pub(super) cpus: Option<S<f64>>,
+    /// Memory limit of each replica: bytes, or with a unit (`"256M"`).
+    #[serde(default)]
+    pub(super) memory: Option<S<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -603,3 +603,70 @@ fn target_is_containers_or_swarm() {
     assert!(out.contains("unknown target `swarn`"), "{out}");
     assert!(out.contains("use one of: containers, swarm"), "{out}");
 }
+
+#[test]
+fn resource_limits_per_service() {
+    let stack = parse_ok(&GOOD.replacen(
+        "replicas = 8",
+        "replicas = 8\ncpus = 0.5\nmemory = \"256M\"",
+        1,
+    ));
+    let frontend = stack
+        .services
+        .iter()
+        .find(|s| s.name == "frontend")
+        .unwrap();
+    assert_eq!(frontend.cpus, Some(0.5));
+    assert_eq!(frontend.memory, Some(256 << 20));
+    let backend = stack.services.iter().find(|s| s.name == "backend").unwrap();
+    assert_eq!((backend.cpus, backend.memory), (None, None));
+    let whole = parse_ok(&GOOD.replacen("replicas = 8", "cpus = 1\nmemory = 67108864", 1));
+    assert_eq!(whole.services[1].cpus, Some(1.0));
+    assert_eq!(whole.services[1].memory, Some(64 << 20));
+}
+
+#[test]
+fn bad_resource_limits_have_positions_and_say_what_to_write() {
+    for (line, message, help) in [
+        (
+            "cpus = 0",
+            "invalid cpus 0 (services.backend.cpus)",
+            "from 0.01 to 1024",
+        ),
+        (
+            "cpus = -2.5",
+            "invalid cpus -2.5 (services.backend.cpus)",
+            "e.g. `cpus = 2` or `0.5`",
+        ),
+        (
+            "memory = \"256Q\"",
+            "invalid memory \"256Q\" (services.backend.memory)",
+            "with a unit, e.g.",
+        ),
+        (
+            "memory = \"1m\"",
+            "invalid memory \"1m\" (services.backend.memory)",
+            "at least 6m (Docker's minimum)",
+        ),
+        (
+            "memory = 1.5",
+            "invalid memory 1.5 (services.backend.memory)",
+            "`\"256M\"`",
+        ),
+    ] {
+        let text = GOOD.replacen(
+            "image = \"backend\"",
+            &format!("image = \"backend\"\n{line}"),
+            1,
+        );
+        let out = errors(&text);
+        let n = text.lines().position(|l| l == line).unwrap();
+        let at = format!("stack.toml:{}:{}", n + 1, line.find("= ").unwrap() + 3);
+        assert!(out.contains(&at), "{line}: {at} in {out}");
+        assert!(out.contains(message), "{line}: {out}");
+        assert!(out.contains(help), "{line}: {out}");
+    }
+    // A string where a number belongs is the parser's error, also with a position.
+    let out = errors(&GOOD.replacen("replicas = 8", "cpus = \"half\"", 1));
+    assert!(out.contains("stack.toml:4:8"), "{out}");
+}

@@ -274,6 +274,36 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
             }
             env.insert(k.clone(), v.get_ref().clone());
         }
+        let cpus = s.cpus.as_ref().and_then(|c| {
+            crate::recipe::limits::cpus(*c.get_ref())
+                .map_err(|help| {
+                    cx.err_help(
+                        c.span(),
+                        format!(
+                            "invalid cpus {} (services.{}.cpus)",
+                            c.get_ref(),
+                            escape_controls(name)
+                        ),
+                        help,
+                    );
+                })
+                .ok()
+        });
+        let memory = s.memory.as_ref().and_then(|m| {
+            crate::recipe::limits::memory(m.get_ref())
+                .map_err(|help| {
+                    cx.err_help(
+                        m.span(),
+                        format!(
+                            "invalid memory {} (services.{}.memory)",
+                            escape_controls(&m.get_ref().to_string()),
+                            escape_controls(name)
+                        ),
+                        help,
+                    );
+                })
+                .ok()
+        });
         services.push(Service {
             name: name.clone(),
             image: s.image.get_ref().clone(),
@@ -283,6 +313,8 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
             env,
             candidate_env: BTreeMap::new(),
             baseline_env: BTreeMap::new(),
+            cpus,
+            memory,
         });
     }
     let order = start_order(&names, &deps);
