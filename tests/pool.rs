@@ -151,6 +151,42 @@ fn two_engines_build_at_once_same_bytes_and_a_lost_build_is_retried() {
     }
     eprintln!("pool build (with the image sent to b): {pool_secs:.1}s");
 
+    // `builder gc` covers b too: a labelled container of a dead process on b goes.
+    let dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    let _ = dead.wait_with_output();
+    let image = text(
+        &b.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .stdout,
+    );
+    let image = image
+        .lines()
+        .find(|l| l.starts_with("builder/go:"))
+        .unwrap();
+    let run = format!("pooltest-{}", std::process::id());
+    let mut args = vec!["create".to_string()];
+    args.extend(common::run_label_args(&run, &dead_pid.to_string()));
+    args.extend(["--name", "builder-pool-leftover", image, "true"].map(String::from));
+    let made = b.docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(made.status.success(), "{}", both(&made));
+    let gc = builder(pooled.path())
+        .args(["gc", "--run", &run])
+        .output()
+        .unwrap();
+    assert!(gc.status.success(), "{}", both(&gc));
+    assert!(
+        text(&gc.stdout).contains("removed container b: "),
+        "{}",
+        both(&gc)
+    );
+    let left = b.docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=io.builder.run={run}"),
+    ]);
+    assert_eq!(text(&left.stdout).trim(), "", "gc left it on b");
+
     // Again, and b dies while its build container runs: that build finishes on a.
     let mut child = builder(pooled.path())
         .args(["--json", "build", "--no-cache"])

@@ -968,6 +968,35 @@ mod tests {
         assert_ne!(key(&plain), key(&other), "other [build] fields still count");
     }
 
+    /// Where a build ran (and which engine lost it) is in the plan's JSON, which
+    /// dist/pipeline.json carries; a plan nobody dispatched says nothing of engines.
+    #[test]
+    fn the_plan_json_says_where_each_build_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = recipe(dir.path(), "");
+        let paths = Paths::new(r.project.clone());
+        let mut plan = crate::plan::plan(&paths, &[&r], &Default::default());
+        let json = serde_json::to_value(&plan).unwrap();
+        assert!(
+            json["recipes"][0]["build"].get("engine").is_none(),
+            "{json}"
+        );
+        let step = plan.recipes[0].build.as_mut().unwrap();
+        step.engine = Some("a".into());
+        step.retried = Some(Retry {
+            engine: "b".into(),
+            error: "connection refused".into(),
+            at: 1,
+        });
+        let json = serde_json::to_value(&plan).unwrap();
+        let build = &json["recipes"][0]["build"];
+        assert_eq!(build["engine"], "a", "{json}");
+        assert_eq!(
+            build["retried"],
+            serde_json::json!({"engine": "b", "error": "connection refused"})
+        );
+    }
+
     /// The cache is looked up where the plan puts the outputs, with the key the plan
     /// records: what `builder plan` says is what `build` will find.
     #[test]

@@ -84,6 +84,19 @@ pub fn output_and_pid(cmd: &mut Command) -> (Output, u32) {
     (child.wait_with_output().unwrap(), pid)
 }
 
+/// `docker create`/`network create` arguments labelling an object as builder's, of run `run`
+/// made by process `pid`: what `builder gc` judges leftovers by.
+pub fn run_label_args(run: &str, pid: &str) -> Vec<String> {
+    [
+        "io.builder=1".to_string(),
+        format!("io.builder.run={run}"),
+        format!("io.builder.pid={pid}"),
+    ]
+    .into_iter()
+    .flat_map(|l| ["--label".to_string(), l])
+    .collect()
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("could not run builder")
 }
