@@ -204,7 +204,7 @@ impl SecondEngine {
     /// Pids of the processes whose command line names this engine's directory (its
     /// containerd and the shims of its containers).
     pub fn leftover_pids(&self) -> Vec<i32> {
-        let needle = self.dir.display().to_string();
+        let needle = format!("{}/", self.dir.display());
         let mut pids = Vec::new();
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -242,7 +242,7 @@ impl Drop for SecondEngine {
             std::thread::sleep(Duration::from_millis(500));
         }
         // What the daemon mounted under its directory (shm, netns), deepest first.
-        let needle = self.dir.display().to_string();
+        let needle = format!("{}/", self.dir.display());
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()
             .lines()
