@@ -91,6 +91,25 @@ pub struct BuildPlan {
     /// On a hit, the stamp found in `out_dir`.
     #[serde(skip)]
     pub stamp: Option<Stamp>,
+    /// The engine of the pool it would run on (`builder plan`), then the one it ran on
+    /// (`build`, the pipeline); absent when no engine was asked or the outputs were fresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// The engine that lost it (stopped answering mid-build) before it ran on `engine`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried: Option<Retry>,
+}
+
+/// A build that an engine lost and another ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Retry {
+    /// The engine that lost it.
+    pub engine: String,
+    /// What failed there.
+    pub error: String,
+    /// That engine's place in the pool.
+    #[serde(skip)]
+    pub at: usize,
 }
 
 /// Whether a build's outputs are in place; written as text (`hit`, `miss`, `unknown (why)`).
@@ -228,6 +247,8 @@ fn recipe_plan(paths: &Paths, r: &Recipe, opts: &PlanOptions) -> RecipePlan {
             builder_image: None,
             sources: Vec::new(),
             stamp: None,
+            engine: None,
+            retried: None,
         }),
         image: r.image.as_ref().filter(|_| opts.images).map(|i| ImagePlan {
             base: i.base.clone(),
@@ -237,19 +258,26 @@ fn recipe_plan(paths: &Paths, r: &Recipe, opts: &PlanOptions) -> RecipePlan {
 }
 
 /// Fills in each build's cache key and hit/miss for `builder plan`, when the builder image
-/// already exists (it is never made here). Without an engine or image the plan says why.
-pub async fn resolve_cache(paths: &Paths, plan: &mut Plan) {
+/// already exists on an engine of the pool (it is never made here), and the engine each
+/// build would run on. Without an engine or image the plan says why; a bad pool
+/// configuration (`BUILDER_ENGINES`, engines.toml) is an error.
+pub async fn resolve_cache(
+    paths: &Paths,
+    plan: &mut Plan,
+    reporter: &crate::report::Reporter,
+) -> anyhow::Result<()> {
     if !plan.recipes.iter().any(|r| r.build.is_some()) {
-        return;
+        return Ok(());
     }
-    let engine = match crate::docker::connect().await {
-        Ok(d) => d,
-        Err(_) => {
+    let pool = match crate::docker::Pool::connect(&paths.project, reporter).await {
+        Ok(p) => p,
+        Err(e) if crate::error::exit_code(&e) == crate::error::EXIT_ENVIRONMENT => {
             for b in plan.recipes.iter_mut().filter_map(|r| r.build.as_mut()) {
                 b.cache = CacheState::Unknown("Docker engine unreachable".into());
             }
-            return;
+            return Ok(());
         }
+        Err(e) => return Err(e),
     };
     let bases = crate::base::BaseImages::load(&paths.project).ok();
     for rp in plan.recipes.iter_mut() {
@@ -264,17 +292,26 @@ pub async fn resolve_cache(paths: &Paths, plan: &mut Plan) {
                 continue;
             }
         };
-        let id = match engine.inspect_image(&tag).await {
-            Ok(Some(i)) => i.id,
-            _ => {
-                bp.cache = CacheState::NoBuilderImage(tag);
-                continue;
+        let mut id = None;
+        for e in &pool.engines {
+            if let Ok(Some(i)) = e.engine.inspect_image(&tag).await {
+                id = Some(i.id);
+                break;
             }
+        }
+        let Some(id) = id else {
+            bp.cache = CacheState::NoBuilderImage(tag);
+            continue;
         };
         if let Err(e) = crate::build::resolve(paths, recipe, bp, &id) {
             bp.cache = CacheState::Unknown(format!("{e:#}"));
         }
     }
+    // Without a pool there is one engine to name: the plan stays as it was before pools.
+    if pool.configured {
+        crate::build::plan_engines(paths, plan, &pool, crate::build::default_jobs()).await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

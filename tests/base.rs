@@ -668,17 +668,10 @@ fn gc_removes_what_a_crashed_run_left_and_spares_live_runs() {
         !image_labels.contains("\"io.builder.pid\":"),
         "{image_labels}"
     );
-    let net = docker(&[
-        "network",
-        "create",
-        "--label",
-        "io.builder=1",
-        "--label",
-        &format!("io.builder.run={run}"),
-        "--label",
-        &format!("io.builder.pid={dead_pid}"),
-        &format!("{run}-net"),
-    ]);
+    let mut args = vec!["network".to_string(), "create".to_string()];
+    args.extend(common::run_label_args(&run, &dead_pid));
+    args.push(format!("{run}-net"));
+    let net = docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(net.status.success(), "{}", text(&net));
 
     let o = builder(repo_project(), &cache_dir(), &["--json", "gc"]);

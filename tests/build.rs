@@ -88,15 +88,7 @@ fn now_secs() -> f64 {
 fn build_json(project: &Path, extra: &[&str]) -> (Output, serde_json::Value, usize, Duration) {
     let since = now_secs() - 1.0;
     let started = Instant::now();
-    let child = builder(project)
-        .args(["build", "--json"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
+    let (out, pid) = common::output_and_pid(builder(project).args(["build", "--json"]).args(extra));
     let took = started.elapsed();
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
@@ -523,14 +515,7 @@ outputs = ["hello", "entries", "nnp"]
 
     // Cold volume: made for this build, written by the build user (uid 1000), kept after the
     // run's cleanup removed the container.
-    let child = builder(p)
-        .args(["build", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let built = child.wait_with_output().unwrap();
+    let (built, pid) = common::output_and_pid(builder(p).args(["build", "--json"]));
     assert!(built.status.success(), "{}", text(&built));
     assert_eq!(read("entries"), "0", "a fresh volume is empty");
     // The build runs without a way to gain privileges (setuid su/passwd are in the image),
@@ -819,14 +804,7 @@ outputs = ["never"]
 "#
     );
     let project = small_project(&recipe, &[("a.txt", "a")]);
-    let child = builder(project.path())
-        .arg("build")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
+    let (out, pid) = common::output_and_pid(builder(project.path()).arg("build"));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let err = &stderr[stderr.find("error:").expect("an error line")..];
@@ -868,15 +846,8 @@ timeout = "3s"
         .output()
         .unwrap();
     assert!(warm.status.success(), "{}", text(&warm));
-    let child = builder(project.path())
-        .arg("build")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
     let started = Instant::now();
-    let out = child.wait_with_output().unwrap();
+    let (out, pid) = common::output_and_pid(builder(project.path()).arg("build"));
     assert!(
         started.elapsed() < Duration::from_secs(45),
         "the timeout must stop the build: {}",

@@ -13,6 +13,7 @@
 
 pub mod cache;
 mod run;
+pub mod schedule;
 pub mod source;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::Paths;
 use crate::docker::Session;
-use crate::plan::{BuildPlan, CacheState, Plan};
+use crate::docker::{Pool, PoolEngine};
+use crate::plan::{BuildPlan, CacheState, Plan, Retry};
 use crate::recipe::{BuildSpec, Recipe};
 use crate::report::Reporter;
 
@@ -71,6 +73,12 @@ pub struct BuildResult {
     /// `(relative path, sha256)` of each declared output.
     pub outputs: Vec<(String, String)>,
     pub seconds: f64,
+    /// The engine it ran on (`default` without a pool); absent when cached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// The engine that lost it first, when it was retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried: Option<Retry>,
 }
 
 /// The value exported as SOURCE_DATE_EPOCH into builds: the caller's, or 0.
@@ -218,10 +226,21 @@ fn docker_name_part(recipe: &str) -> String {
         .collect()
 }
 
+/// A builder image as the build stage uses it: made (or found) once, on one engine of the
+/// pool, and sent to the others when a build goes there.
+#[derive(Debug, Clone)]
+struct BuilderImage {
+    tag: String,
+    id: String,
+    /// Its architecture (Go's words), which the engine running it must have.
+    arch: Option<String>,
+}
+
 /// Executes the build steps of `plan`; results in plan order. First the part of the plan
-/// only the engine can tell: each builder image is made if missing. Then each step, when its
-/// turn comes, resolves its cache key and hit/miss into `plan` ([`resolve`]) and runs as
-/// resolved: a hit starts no container.
+/// only the engine can tell: each builder image is made if missing (on an engine of the
+/// pool that holds it already, else on the first). Then each step, when its turn comes,
+/// resolves its cache key and hit/miss into `plan` ([`resolve`]) and runs as resolved: a
+/// hit starts no container; a miss goes to the engine [`schedule::choose`] picks.
 pub async fn build(
     paths: &Paths,
     plan: &mut Plan,
@@ -233,30 +252,268 @@ pub async fn build(
         reporter.info("nothing to build: no selected recipe has a [build] table");
         return Ok(Vec::new());
     }
-    let engine = crate::docker::connect().await?;
+    let pool = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Err(crate::docker::interrupted()),
+        p = Pool::connect(&paths.project, reporter) => p?,
+    };
 
     // Each builder image once, before any build, so concurrent builds never race to make it.
-    let mut images: BTreeMap<String, String> = BTreeMap::new();
+    let mut images: BTreeMap<String, BuilderImage> = BTreeMap::new();
     for step in plan.recipes.iter().filter_map(|r| r.build.as_ref()) {
         if images.contains_key(&step.builder) {
             continue;
         }
-        let id = tokio::select! {
+        let made = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(crate::docker::interrupted()),
-            id = images::ensure(&engine, paths, &step.builder, reporter) => id?,
+            made = images::ensure(&pool, paths, &step.builder, reporter) => made?,
         };
-        images.insert(step.builder.clone(), id);
+        images.insert(step.builder.clone(), made);
     }
     for step in plan.recipes.iter_mut().filter_map(|r| r.build.as_mut()) {
-        step.builder_image = Some(images[&step.builder].clone());
+        step.builder_image = Some(images[&step.builder].id.clone());
     }
-    execute(&engine, paths, plan, opts, reporter, cancel).await
+    execute(&pool, &images, paths, plan, opts, reporter, cancel).await
+}
+
+/// How long an engine that failed a build may take to answer a ping before it counts as
+/// lost (and the build is retried elsewhere).
+const LOST_PING: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The executor's view of the pool: running builds per engine (for [`schedule::choose`])
+/// and one lock per engine for sending images into it.
+struct Dispatch<'p> {
+    pool: &'p Pool,
+    slots: std::sync::Mutex<Vec<schedule::Slot>>,
+    sending: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl<'p> Dispatch<'p> {
+    fn new(pool: &'p Pool) -> Self {
+        let slots = pool.engines.iter().map(slot_of).collect();
+        Dispatch {
+            pool,
+            slots: std::sync::Mutex::new(slots),
+            sending: pool
+                .engines
+                .iter()
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<schedule::Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Picks the engine for a build and counts it as running there.
+    fn take(&self, need: &schedule::Need) -> Option<usize> {
+        let mut slots = self.slots();
+        let at = schedule::choose(&slots, need)?;
+        slots[at].running += 1;
+        Some(at)
+    }
+
+    fn release(&self, at: usize) {
+        let mut slots = self.slots();
+        slots[at].running = slots[at].running.saturating_sub(1);
+    }
+
+    fn lose(&self, at: usize) {
+        self.slots()[at].alive = false;
+    }
+
+    /// Makes sure engine `at` holds `image`: sent from a live engine that has it, unless
+    /// it is there already. One send per engine at a time, so two builds never send the
+    /// same image twice.
+    async fn ensure_image(
+        &self,
+        at: usize,
+        image: &BuilderImage,
+        reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        let _sending = self.sending[at].lock().await;
+        let to = &self.pool.engines[at];
+        if to.engine.inspect_image(&image.id).await?.is_some() {
+            return Ok(());
+        }
+        let alive: Vec<bool> = self.slots().iter().map(|s| s.alive).collect();
+        let mut from = None;
+        for (i, e) in self.pool.engines.iter().enumerate() {
+            if i != at && alive[i] && matches!(e.engine.inspect_image(&image.id).await, Ok(Some(_)))
+            {
+                from = Some(e);
+                break;
+            }
+        }
+        let Some(from) = from else {
+            return Err(crate::error::environment(format!(
+                "no live engine of the pool holds builder image `{}` ({}) to send to engine `{}`",
+                image.tag, image.id, to.name
+            )));
+        };
+        let started = Instant::now();
+        reporter.status(
+            "Sending",
+            format!(
+                "builder image {} from engine `{}` to engine `{}`",
+                image.tag, from.name, to.name
+            ),
+        );
+        let bytes = crate::docker::copy_image(&from.engine, &to.engine, &image.tag).await?;
+        let got = to.engine.inspect_image(&image.tag).await?.map(|i| i.id);
+        if got.as_deref() != Some(image.id.as_str()) {
+            return Err(anyhow::anyhow!(
+                "engine `{}` holds `{}` as {} after the send, not {}: the image changed on \
+                 engine `{}` meanwhile",
+                to.name,
+                image.tag,
+                got.unwrap_or_default(),
+                image.id,
+                from.name
+            ));
+        }
+        reporter.status(
+            "Sent",
+            format!(
+                "builder image {} to engine `{}`: {:.1} MB in {:.1}s",
+                image.tag,
+                to.name,
+                bytes as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        Ok(())
+    }
+
+    /// What the build of `recipe` asks of each engine: the builder image's architecture,
+    /// and per engine how many of its builder image and cache volumes it holds.
+    async fn need(
+        &self,
+        paths: &Paths,
+        recipe: &Recipe,
+        spec: &BuildSpec,
+        image: &BuilderImage,
+        no_cache: bool,
+        avoid: Option<usize>,
+    ) -> anyhow::Result<schedule::Need> {
+        let volumes = if no_cache {
+            Vec::new()
+        } else {
+            let scope = cache_scope(&paths.project)?;
+            spec.cache
+                .iter()
+                .map(|p| cache_volume_name(&recipe.package.name, &spec.builder, p, &scope))
+                .collect()
+        };
+        let alive: Vec<bool> = self.slots().iter().map(|s| s.alive).collect();
+        let mut holds = Vec::with_capacity(self.pool.engines.len());
+        for (i, e) in self.pool.engines.iter().enumerate() {
+            holds.push(if alive[i] {
+                holdings(e, &image.id, &volumes).await
+            } else {
+                0
+            });
+        }
+        Ok(schedule::Need {
+            arch: image.arch.clone(),
+            holds,
+            avoid,
+        })
+    }
+}
+
+fn slot_of(e: &PoolEngine) -> schedule::Slot {
+    schedule::Slot {
+        cpus: e.cpus,
+        arch: e.arch.clone(),
+        alive: true,
+        running: 0,
+    }
+}
+
+/// How many of the builder image `image_id` and the cache `volumes` engine `e` holds (what
+/// it cannot tell counts as not held).
+async fn holdings(e: &PoolEngine, image_id: &str, volumes: &[String]) -> usize {
+    let mut n = usize::from(matches!(
+        e.engine.inspect_image(image_id).await,
+        Ok(Some(_))
+    ));
+    for v in volumes {
+        n += usize::from(matches!(
+            crate::docker::volume_exists(&e.engine, v).await,
+            Ok(true)
+        ));
+    }
+    n
+}
+
+/// Where `builder plan` expects each build step of `plan` to run on `pool`
+/// ([`schedule::simulate`] with the engines idle, `jobs` at a time), written into the steps.
+/// Steps whose builder image does not exist anywhere yet are placed as if it will be on
+/// the first engine.
+pub async fn plan_engines(paths: &Paths, plan: &mut Plan, pool: &Pool, jobs: usize) {
+    let slots: Vec<schedule::Slot> = pool.engines.iter().map(slot_of).collect();
+    let bases = crate::base::BaseImages::load(&paths.project).ok();
+    let mut needs = Vec::new();
+    for rp in plan.recipes.iter() {
+        let (Some(bp), Some(spec)) = (rp.build.as_ref(), rp.loaded.build.as_ref()) else {
+            continue;
+        };
+        if bp.cache == CacheState::Hit {
+            continue;
+        }
+        let tag = bases.as_ref().and_then(|b| b.tag(&bp.builder).ok());
+        let mut image = None;
+        for e in &pool.engines {
+            if let (Some(tag), None) = (&tag, &image) {
+                if let Ok(Some(i)) = e.engine.inspect_image(tag).await {
+                    image = Some(i);
+                }
+            }
+        }
+        let scope = cache_scope(&paths.project).unwrap_or_default();
+        let volumes: Vec<String> = spec
+            .cache
+            .iter()
+            .map(|p| cache_volume_name(&rp.name, &spec.builder, p, &scope))
+            .collect();
+        let mut holds = Vec::new();
+        for (i, e) in pool.engines.iter().enumerate() {
+            holds.push(match &image {
+                Some(img) => holdings(e, &img.id, &volumes).await,
+                None => usize::from(i == 0),
+            });
+        }
+        let arch = image
+            .and_then(|i| i.architecture)
+            .or_else(|| crate::docker::pool::debian_to_go_arch(&rp.architecture));
+        needs.push(schedule::Need {
+            arch,
+            holds,
+            avoid: None,
+        });
+    }
+    let placed = schedule::simulate(&slots, &needs, jobs);
+    for (bp, at) in plan
+        .recipes
+        .iter_mut()
+        .filter_map(|r| r.build.as_mut())
+        .filter(|b| b.cache != CacheState::Hit)
+        .zip(placed)
+    {
+        bp.engine = Some(match at {
+            Some(i) => pool.engines[i].name.clone(),
+            None => "none (no engine of the builder image's architecture)".to_string(),
+        });
+    }
 }
 
 /// Runs the build steps of `plan`, up to `opts.jobs` at once; each resolves into its step.
 async fn execute(
-    engine: &crate::docker::Engine,
+    pool: &Pool,
+    images: &BTreeMap<String, BuilderImage>,
     paths: &Paths,
     plan: &mut Plan,
     opts: &BuildOptions,
@@ -278,20 +535,32 @@ async fn execute(
         .collect();
     let run_id = crate::docker::new_run_id();
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
-    let jobs = todo.into_iter().map(|todo| {
+    let dispatch = Dispatch::new(pool);
+    let jobs = todo.into_iter().map(|mut todo| {
         let permits = permits.clone();
-        let engine = engine.clone();
         let cancel = cancel.clone();
         let run_id = run_id.clone();
+        let dispatch = &dispatch;
+        let image = &images[&todo.step.builder];
         async move {
             let _permit = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(crate::docker::interrupted()),
                 p = permits.acquire_owned() => p.context("the job pool closed")?,
             };
-            // The session's own token: the timeout stops one build the way Ctrl-C stops all.
-            let session = engine.session(&run_id, "build", &cancel.child_token());
-            build_one(&session, paths, todo, opts, reporter, &cancel).await
+            let started = Instant::now();
+            let key = match fresh_or_key(paths, &mut todo, opts, reporter, started)? {
+                Ok(fresh) => return Ok(fresh),
+                Err(key) => key,
+            };
+            let ctx = Ctx {
+                paths,
+                opts,
+                reporter,
+                cancel: &cancel,
+                run_id: &run_id,
+            };
+            dispatch_one(dispatch, image, &ctx, &mut todo, &key, started).await
         }
     });
     let outcomes = futures_util::future::join_all(jobs).await;
@@ -321,6 +590,125 @@ async fn execute(
     }
 }
 
+/// Runs one build that missed the cache on an engine of the pool. When that engine stops
+/// answering meanwhile (it died or went away), the build is lost with it and retried once
+/// on another engine; a build that fails on its own (a command's exit code, its timeout)
+/// is not retried.
+async fn dispatch_one(
+    dispatch: &Dispatch<'_>,
+    image: &BuilderImage,
+    ctx: &Ctx<'_>,
+    todo: &mut Todo<'_>,
+    key: &str,
+    started: Instant,
+) -> anyhow::Result<BuildResult> {
+    let Ctx {
+        paths,
+        opts,
+        reporter,
+        cancel,
+        run_id,
+    } = *ctx;
+    let name = todo.recipe.package.name.clone();
+    let mut retried: Option<Retry> = None;
+    loop {
+        let avoid = retried.as_ref().map(|r| r.at);
+        let need = dispatch
+            .need(paths, todo.recipe, todo.spec, image, opts.no_cache, avoid)
+            .await?;
+        let Some(at) = dispatch.take(&need) else {
+            let arch = image.arch.as_deref().unwrap_or("any");
+            let msg = match &retried {
+                Some(r) => format!(
+                    "the build of `{name}` was lost with engine `{}` ({}) and no other live \
+                     engine of architecture {arch} is left to retry it on",
+                    r.engine, r.error
+                ),
+                None => format!(
+                    "no engine of the pool can run the build of `{name}`: its builder image \
+                     `{}` is {arch} and the live engines are {}; add an engine of that \
+                     architecture to {} or {}",
+                    image.tag,
+                    dispatch
+                        .pool
+                        .engines
+                        .iter()
+                        .map(|e| format!("`{}` ({})", e.name, e.arch))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    crate::docker::pool::ENV_ENGINES,
+                    crate::docker::pool::FILE
+                ),
+            };
+            return Err(crate::error::environment(msg));
+        };
+        let pe = &dispatch.pool.engines[at];
+        todo.step.engine = Some(pe.name.clone());
+        let ran = async {
+            crate::docker::cancellable(cancel, dispatch.ensure_image(at, image, reporter))
+                .await??;
+            // The session's own token: the timeout stops one build the way Ctrl-C stops all.
+            let session = pe.engine.session(run_id, "build", &cancel.child_token());
+            run_on(&session, ctx, todo, key).await
+        }
+        .await;
+        dispatch.release(at);
+        let err = match ran {
+            Ok(outputs) => {
+                let seconds = started.elapsed().as_secs_f64();
+                let on = if dispatch.pool.configured {
+                    format!(" on engine `{}`", pe.name)
+                } else {
+                    String::new()
+                };
+                reporter.status("Built", format!("{name}{on} in {seconds:.1}s"));
+                todo.step.retried = retried.clone();
+                return Ok(BuildResult {
+                    name,
+                    key: key.to_string(),
+                    cached: false,
+                    out_dir: todo.step.out_dir.clone(),
+                    outputs,
+                    seconds,
+                    engine: Some(pe.name.clone()),
+                    retried,
+                });
+            }
+            Err(e) => e,
+        };
+        if cancel.is_cancelled()
+            || retried.is_some()
+            || crate::error::exit_code(&err) == crate::error::EXIT_INTERRUPTED
+            || pe.engine.answers(LOST_PING).await
+        {
+            return Err(err);
+        }
+        dispatch.lose(at);
+        let error = format!("{err:#}");
+        reporter.warn(format!(
+            "engine `{}` stopped answering during the build of `{name}` ({error}); \
+             retrying the build once on another engine",
+            pe.name
+        ));
+        reporter.status("Retrying", format!("{name} (engine `{}` lost it)", pe.name));
+        retried = Some(Retry {
+            engine: pe.name.clone(),
+            error,
+            at,
+        });
+    }
+}
+
+/// What every build of one run shares: `cancel` is the whole run's token (Ctrl-C).
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    paths: &'a Paths,
+    opts: &'a BuildOptions,
+    reporter: &'a Reporter,
+    cancel: &'a CancellationToken,
+    run_id: &'a str,
+}
+
 /// One recipe to build: its `[build]` table and its step of the plan, which the build
 /// resolves and leaves as it ran.
 struct Todo<'a> {
@@ -329,18 +717,16 @@ struct Todo<'a> {
     step: &'a mut BuildPlan,
 }
 
-/// Builds one recipe in a container of `session`, unless its outputs are fresh. `cancel` is
-/// the whole run's token (Ctrl-C); the session's is its child, also cancelled by the timeout.
-async fn build_one(
-    session: &Session,
+/// Resolves the step's cache key now that its turn has come: `Ok` with the result when the
+/// outputs are fresh (no engine needed), `Err(key)` when it must build.
+fn fresh_or_key(
     paths: &Paths,
-    todo: Todo<'_>,
+    todo: &mut Todo<'_>,
     opts: &BuildOptions,
     reporter: &Reporter,
-    cancel: &CancellationToken,
-) -> anyhow::Result<BuildResult> {
-    let Todo { recipe, spec, step } = todo;
-    let started = Instant::now();
+    started: Instant,
+) -> anyhow::Result<Result<BuildResult, String>> {
+    let Todo { recipe, step, .. } = todo;
     let name = recipe.package.name.as_str();
     let Some(image_id) = step.builder_image.clone() else {
         return Err(anyhow::anyhow!(
@@ -348,35 +734,60 @@ async fn build_one(
              (a bug in builder: please report it)"
         ));
     };
-    let image_id = image_id.as_str();
     // Listed and hashed now that this build's turn has come, not for all steps up front:
     // the key must cover the bytes uploaded next (an edit while earlier builds ran would
     // otherwise be stamped with the old key), and one recipe's unlistable sources fail its
     // own build, beside the others' results.
-    resolve(paths, recipe, step, image_id)?;
+    resolve(paths, recipe, step, &image_id)?;
     let Some(key) = step.cache_key.clone() else {
         return Err(anyhow::anyhow!(
             "the build of `{name}` has no cache key after resolving (a bug in builder: \
              please report it)"
         ));
     };
-    let out_dir = step.out_dir.clone();
     if !opts.no_cache {
         if let Some(stamp) = step.stamp.clone() {
             reporter.status("Fresh", format!("{name} (key {})", &key[..12]));
-            return Ok(BuildResult {
+            return Ok(Ok(BuildResult {
                 name: name.to_string(),
                 key,
                 cached: true,
-                out_dir,
+                out_dir: step.out_dir.clone(),
                 outputs: stamp.outputs,
                 seconds: started.elapsed().as_secs_f64(),
-            });
+                engine: None,
+                retried: None,
+            }));
         }
     }
+    Ok(Err(key))
+}
+
+/// Builds one recipe with key `key` in a container of `session` and installs its outputs;
+/// returns `(relative path, sha256)` of each. `cancel` is the whole run's token (Ctrl-C);
+/// the session's is its child, also cancelled by the timeout.
+async fn run_on(
+    session: &Session,
+    ctx: &Ctx<'_>,
+    todo: &mut Todo<'_>,
+    key: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let Ctx {
+        paths,
+        opts,
+        reporter,
+        cancel,
+        ..
+    } = *ctx;
+    let Todo { recipe, spec, step } = todo;
+    let (recipe, spec) = (*recipe, *spec);
+    let name = recipe.package.name.as_str();
+    let image_id = step.builder_image.clone().unwrap_or_default();
+    let image_id = image_id.as_str();
     reporter.status("Building", format!("{name} (key {})", &key[..12]));
     // What ran: `--no-cache` builds even when the key's outputs were in place.
     step.cache = CacheState::Miss;
+    let out_dir = step.out_dir.clone();
     let staged = cache::staging_dir(&out_dir)?;
     let mut env: BTreeMap<String, String> = BTreeMap::from([
         ("VERSION".to_string(), recipe.package.version()),
@@ -431,21 +842,12 @@ async fn build_one(
     if let Err(e) = cleaned {
         reporter.warn(format!("{e:#}"));
     }
-    let outputs = cache::seal(staged.path(), &spec.outputs, &key, name, image_id)?;
+    let outputs = cache::seal(staged.path(), &spec.outputs, key, name, image_id)?;
     let target = out_dir.clone();
     tokio::task::spawn_blocking(move || cache::install(staged, &target))
         .await
         .context("the install task failed")??;
-    let seconds = started.elapsed().as_secs_f64();
-    reporter.status("Built", format!("{name} in {seconds:.1}s"));
-    Ok(BuildResult {
-        name: name.to_string(),
-        key,
-        cached: false,
-        out_dir,
-        outputs,
-        seconds,
-    })
+    Ok(outputs)
 }
 
 /// The error for a build that ran past `[build] timeout`.
@@ -461,23 +863,47 @@ fn timed_out(recipe: &Recipe, spec: &BuildSpec) -> anyhow::Error {
 mod images {
     //! The bridge to builder images (`crate::base`).
     use crate::cli::Paths;
+    use crate::docker::Pool;
     use crate::report::Reporter;
 
     /// Makes sure the builder image `name` exists (made from `base-images/<name>.toml` if
-    /// needed); returns its id. An unknown name is a usage error listing the known ones.
+    /// needed) on an engine of `pool`: the first that holds it already, else the first
+    /// engine. Other engines get it sent when a build goes there. An unknown name is a
+    /// usage error listing the known ones.
     pub async fn ensure(
-        engine: &crate::docker::Engine,
+        pool: &Pool,
         paths: &Paths,
         name: &str,
         reporter: &Reporter,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<super::BuilderImage> {
         let bases = crate::base::BaseImages::load(&paths.project)?;
-        let image = bases.ensure_image(engine, name, reporter).await?;
+        let tag = bases.tag(name)?;
+        let mut home = &pool.engines[0];
+        for e in &pool.engines {
+            if let Ok(Some(_)) = e.engine.inspect_image(&tag).await {
+                home = e;
+                break;
+            }
+        }
+        let image = bases.ensure_image(&home.engine, name, reporter).await?;
+        let arch = home
+            .engine
+            .inspect_image(&image.id)
+            .await?
+            .and_then(|i| i.architecture)
+            .filter(|a| !a.is_empty());
         reporter.verbose(format!(
-            "builder image `{name}`: {} ({})",
-            image.tag, image.id
+            "builder image `{name}`: {} ({}, {}) on engine `{}`",
+            image.tag,
+            image.id,
+            arch.as_deref().unwrap_or("any architecture"),
+            home.name
         ));
-        Ok(image.id)
+        Ok(super::BuilderImage {
+            tag: image.tag,
+            id: image.id,
+            arch,
+        })
     }
 }
 
@@ -540,6 +966,35 @@ mod tests {
         assert_eq!(key(&plain), key(&cached));
         let other = recipe(dir.path(), "env = { A = \"1\" }");
         assert_ne!(key(&plain), key(&other), "other [build] fields still count");
+    }
+
+    /// Where a build ran (and which engine lost it) is in the plan's JSON, which
+    /// dist/pipeline.json carries; a plan nobody dispatched says nothing of engines.
+    #[test]
+    fn the_plan_json_says_where_each_build_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = recipe(dir.path(), "");
+        let paths = Paths::new(r.project.clone());
+        let mut plan = crate::plan::plan(&paths, &[&r], &Default::default());
+        let json = serde_json::to_value(&plan).unwrap();
+        assert!(
+            json["recipes"][0]["build"].get("engine").is_none(),
+            "{json}"
+        );
+        let step = plan.recipes[0].build.as_mut().unwrap();
+        step.engine = Some("a".into());
+        step.retried = Some(Retry {
+            engine: "b".into(),
+            error: "connection refused".into(),
+            at: 1,
+        });
+        let json = serde_json::to_value(&plan).unwrap();
+        let build = &json["recipes"][0]["build"];
+        assert_eq!(build["engine"], "a", "{json}");
+        assert_eq!(
+            build["retried"],
+            serde_json::json!({"engine": "b", "error": "connection refused"})
+        );
     }
 
     /// The cache is looked up where the plan puts the outputs, with the key the plan

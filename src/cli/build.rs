@@ -49,8 +49,18 @@ pub async fn run(args: BuildArgs, paths: &Paths, reporter: &Reporter) -> anyhow:
         })?;
     } else {
         for r in &results {
+            // Where it ran, once there is more than the DOCKER_HOST engine to tell apart.
+            let on = match r.engine.as_deref() {
+                Some(e) if e != crate::docker::pool::DEFAULT_NAME => format!("  on `{e}`"),
+                _ => String::new(),
+            };
+            let retried = r
+                .retried
+                .as_ref()
+                .map(|t| format!(" (retried: engine `{}` lost it)", t.engine))
+                .unwrap_or_default();
             reporter.output(format!(
-                "{:<20} {:<6} key {}  {:>6.1}s  {}",
+                "{:<20} {:<6} key {}  {:>6.1}s  {}{on}{retried}",
                 r.name,
                 if r.cached { "cached" } else { "built" },
                 &r.key[..12],

@@ -1,5 +1,6 @@
 //! `builder gc`: remove what crashed runs left in the engine (see `crate::docker::gc`).
 
+use anyhow::Context;
 use clap::Args;
 
 use super::Paths;
@@ -31,7 +32,7 @@ pub async fn run(args: GcArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Re
         (Some(_), false) => Some(crate::build::cache_scope(&paths.project)?),
         _ => None,
     };
-    let engine = crate::docker::connect().await?;
+    let pool = crate::docker::Pool::connect(&paths.project, reporter).await?;
     let opts = GcOptions {
         cache_scope,
         run: args.run,
@@ -43,7 +44,36 @@ pub async fn run(args: GcArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Re
             Some(r) => CacheVolumes::Recipe(r),
         },
     };
-    let report = crate::docker::gc::gc_with(&engine, &opts, reporter).await?;
+    // Every engine of the pool (BUILDER_ENGINES / engines.toml), or the DOCKER_HOST one. With
+    // a pool, each name says its engine (`engine: name`).
+    let mut report = crate::docker::GcReport::default();
+    for e in &pool.engines {
+        let one = crate::docker::gc::gc_with(&e.engine, &opts, reporter)
+            .await
+            .with_context(|| format!("gc on engine `{}` ({})", e.name, e.host))?;
+        let named = |list: Vec<String>| -> Vec<String> {
+            if pool.configured {
+                list.into_iter()
+                    .map(|n| format!("{}: {n}", e.name))
+                    .collect()
+            } else {
+                list
+            }
+        };
+        report.services.extend(named(one.services));
+        report.containers.extend(named(one.containers));
+        report.networks.extend(named(one.networks));
+        report.volumes.extend(named(one.volumes));
+        report.images.extend(named(one.images));
+        report.failed.extend(named(one.failed));
+        report.skipped_live += one.skipped_live;
+    }
+    for l in &pool.left_out {
+        report.failed.push(format!(
+            "anything on engine `{}` ({}): it did not answer: {}",
+            l.name, l.host, l.reason
+        ));
+    }
     if reporter.is_json() {
         reporter.json(&report)?;
     } else {

@@ -16,7 +16,7 @@ pub async fn run(args: PlanArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
     let recipes = recipe::load_project(paths)?;
     let selected = recipe::select(&recipes, &args.names)?;
     let mut plan = crate::plan::plan(paths, &selected, &Default::default());
-    crate::plan::resolve_cache(paths, &mut plan).await;
+    crate::plan::resolve_cache(paths, &mut plan, reporter).await?;
     if reporter.is_json() {
         reporter.json(&plan)?;
         return Ok(crate::error::EXIT_OK);
@@ -37,6 +37,9 @@ pub async fn run(args: PlanArgs, paths: &Paths, reporter: &Reporter) -> anyhow::
                 b.cache,
                 key
             ));
+            if let Some(engine) = &b.engine {
+                reporter.output(format!("  engine   {engine}"));
+            }
         }
         reporter.output(format!(
             "  deb      {} ({}, {} file entries{})",

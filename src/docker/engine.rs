@@ -25,6 +25,17 @@ use super::{interrupted, Guard};
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
+    endpoint: std::sync::Arc<super::Endpoint>,
+}
+
+/// What builder reads from an engine's `/info`.
+#[derive(Debug, Clone)]
+pub struct EngineInfo {
+    pub cpus: u32,
+    /// Bytes.
+    pub memory: u64,
+    /// In Go's words (`amd64`), as images state theirs.
+    pub arch: String,
 }
 
 /// What builder reads from an image.
@@ -35,6 +46,8 @@ pub struct ImageInfo {
     pub size: Option<u64>,
     /// The image's `User` (empty when unset).
     pub user: Option<String>,
+    /// The image's `Architecture` (`amd64`, ...), if it says.
+    pub architecture: Option<String>,
 }
 
 /// What builder reads from a container.
@@ -78,8 +91,38 @@ pub struct ContainerEvent {
 }
 
 impl Engine {
-    pub(super) fn new(docker: Docker) -> Engine {
-        Engine { docker }
+    pub(super) fn new(docker: Docker, endpoint: super::Endpoint) -> Engine {
+        Engine {
+            docker,
+            endpoint: std::sync::Arc::new(endpoint),
+        }
+    }
+
+    /// Where this engine is.
+    pub fn endpoint(&self) -> &super::Endpoint {
+        &self.endpoint
+    }
+
+    /// CPUs, memory and architecture (`/info`).
+    pub async fn info(&self) -> Result<EngineInfo> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .with_context(|| format!("could not read /info of `{}`", self.endpoint.host))?;
+        Ok(EngineInfo {
+            cpus: info.ncpu.unwrap_or(1).max(1) as u32,
+            memory: info.mem_total.unwrap_or(0).max(0) as u64,
+            arch: super::pool::go_arch(info.architecture.as_deref().unwrap_or("")),
+        })
+    }
+
+    /// Whether the engine answers a ping within `within`.
+    pub async fn answers(&self, within: std::time::Duration) -> bool {
+        matches!(
+            tokio::time::timeout(within, self.docker.ping()).await,
+            Ok(Ok(_))
+        )
     }
 
     pub(super) fn client(&self) -> &Docker {
@@ -106,6 +149,7 @@ impl Engine {
                 id: i.id.unwrap_or_default(),
                 size: i.size.map(|s| s as u64),
                 user: i.config.and_then(|c| c.user),
+                architecture: i.architecture,
             }))
     }
 

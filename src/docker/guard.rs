@@ -23,6 +23,8 @@ pub struct Guard {
 
 struct Inner {
     docker: Docker,
+    /// Where the engine is, for the drop path's fresh connection.
+    endpoint: super::Endpoint,
     tracked: Mutex<Tracked>,
 }
 
@@ -53,6 +55,7 @@ impl Guard {
         Guard {
             inner: Arc::new(Inner {
                 docker: engine.client().clone(),
+                endpoint: engine.endpoint().clone(),
                 tracked: Mutex::new(Tracked::default()),
             }),
         }
@@ -196,6 +199,7 @@ impl Drop for Inner {
         // We may be inside a runtime (cannot block_on there) or past its shutdown, so the
         // removal runs on a fresh thread with its own small runtime and a fresh connection,
         // and we wait for it: the process may be about to exit.
+        let endpoint = self.endpoint.clone();
         let handle = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -204,7 +208,7 @@ impl Drop for Inner {
                 return;
             };
             rt.block_on(async move {
-                let Ok(docker) = super::client_for(&super::docker_host()) else {
+                let Ok(docker) = super::client_for(&endpoint) else {
                     return;
                 };
                 let Ok(Ok(docker)) =

@@ -179,3 +179,40 @@ pub async fn load_image_tar(
     }
     Ok(loaded)
 }
+
+/// Sends the image `image` (id or tag; its tags go with it) from engine `from` to engine
+/// `to`: `/images/{image}/get` streamed straight into `/images/load`, no file in between
+/// (what `docker save IMAGE | docker -H OTHER load` does). Both engines then hold the same
+/// image id: the config digest is the id, and the archive carries the config as it is.
+/// Returns the bytes moved.
+pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> {
+    let moved = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = moved.clone();
+    let body = from.client().export_image(image).map(move |chunk| {
+        if let Ok(b) = &chunk {
+            counted.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        chunk
+    });
+    let opts = ImportImageOptionsBuilder::default().quiet(true).build();
+    let mut stream = to.client().import_image_stream(opts, body, None);
+    let (src, dst) = (&from.endpoint().name, &to.endpoint().name);
+    while let Some(item) = stream.next().await {
+        let info = item.with_context(|| {
+            format!("could not send image `{image}` from engine `{src}` to engine `{dst}`")
+        })?;
+        if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+            anyhow::bail!(
+                "engine `{dst}` could not load image `{image}` sent from engine `{src}`: {detail}"
+            );
+        }
+    }
+    if inspect(to.client(), image).await?.is_none() {
+        anyhow::bail!(
+            "engine `{dst}` does not hold image `{image}` after loading it from engine `{src}` \
+             ({} bytes sent)",
+            moved.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    Ok(moved.load(std::sync::atomic::Ordering::Relaxed))
+}

@@ -1,5 +1,5 @@
 //! The only module that talks to the Docker engine (through bollard). It owns: connecting
-//! (DOCKER_HOST, API version negotiation, a ping), the labels every builder-made object
+//! (DOCKER_HOST or a pool of engines (`pool.rs`), TLS, API version negotiation, a ping), the labels every builder-made object
 //! carries, run ids, the cleanup [`Guard`], Ctrl-C handling, `gc`, image helpers and tar
 //! streams in and out of containers. It never prints except through a [`Reporter`] and knows
 //! nothing about recipes.
@@ -30,22 +30,27 @@ mod engine;
 pub mod gc;
 mod guard;
 mod images;
+pub mod pool;
 mod swarm;
 mod volumes;
 
 pub use container::{ContainerSpec, ExecSpec, RestartPolicy};
 pub use copy::{download_to_dir, upload_dir_as_tar, upload_tar_file};
 pub use engine::{
-    cancellable, ContainerEvent, ContainerInfo, ContainerState, Engine, ImageInfo, Session,
+    cancellable, ContainerEvent, ContainerInfo, ContainerState, Engine, EngineInfo, ImageInfo,
+    Session,
 };
 pub use gc::{gc, CacheVolumes, GcOptions, GcReport};
 pub use guard::{cancel_on_signals, interrupted, Guard};
 pub use images::{
-    image_exists, import_rootfs, load_image_tar, remove_image, tag_image, ImportOptions,
-    LoadedImage,
+    copy_image, image_exists, import_rootfs, load_image_tar, remove_image, tag_image,
+    ImportOptions, LoadedImage,
 };
+pub use pool::{Endpoint, Pool, PoolEngine};
 pub use swarm::{ServiceDef, SwarmState, SwarmUse, TaskInfo};
-pub use volumes::{cache_labels, ensure_volume, LABEL_CACHE_SCOPE, LABEL_RECIPE, STAGE_CACHE};
+pub use volumes::{
+    cache_labels, ensure_volume, volume_exists, LABEL_CACHE_SCOPE, LABEL_RECIPE, STAGE_CACHE,
+};
 
 /// Label set to `"1"` on everything builder creates.
 pub const LABEL_ROOT: &str = "io.builder";
@@ -105,10 +110,30 @@ fn unreachable(host: &str, cause: impl std::fmt::Display) -> anyhow::Error {
     ))
 }
 
-/// A client for `host` without any network traffic yet.
-fn client_for(host: &str) -> Result<Docker> {
+/// Makes rustls use the `ring` provider (bollard's `ssl` feature), once per process.
+fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err: a provider is installed already (by this process's other TLS users); keep it.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A client for `ep` without any network traffic yet.
+fn client_for(ep: &Endpoint) -> Result<Docker> {
+    let host = ep.host.as_str();
     let made = if host.starts_with("unix://") {
         Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
+    } else if let (Some(_), Some(tls)) = (host.strip_prefix("tcp://"), &ep.tls) {
+        install_tls_provider();
+        Docker::connect_with_ssl(
+            host,
+            &tls.key(),
+            &tls.cert(),
+            &tls.ca(),
+            REQUEST_TIMEOUT_SECS,
+            API_DEFAULT_VERSION,
+        )
     } else if let Some(rest) = host.strip_prefix("tcp://") {
         Docker::connect_with_http(
             &format!("http://{rest}"),
@@ -125,21 +150,27 @@ fn client_for(host: &str) -> Result<Docker> {
     made.map_err(|e| unreachable(host, e))
 }
 
-/// Connects to the engine named by `DOCKER_HOST` (unix socket or tcp), negotiates the API
-/// version down to what the engine speaks and pings it. An unreachable engine is an
-/// environment error (exit code 3) that says how to start Docker.
+/// Connects to the engine named by `DOCKER_HOST` (unix socket or tcp; TLS when
+/// `DOCKER_TLS_VERIFY` is set, as the docker CLI does), negotiates the API version down to
+/// what the engine speaks and pings it. An unreachable engine is an environment error
+/// (exit code 3) that says how to start Docker.
 pub async fn connect() -> Result<Engine> {
-    let host = docker_host();
-    let docker = client_for(&host)?;
+    connect_endpoint(&Endpoint::from_docker_host()).await
+}
+
+/// [`connect`] for one engine of a pool.
+pub async fn connect_endpoint(ep: &Endpoint) -> Result<Engine> {
+    let host = ep.host.as_str();
+    let docker = client_for(ep)?;
     let docker = match tokio::time::timeout(PING_TIMEOUT, docker.negotiate_version()).await {
         Ok(Ok(d)) => d,
-        Ok(Err(e)) => return Err(unreachable(&host, e)),
-        Err(_) => return Err(unreachable(&host, "no answer within 10 s")),
+        Ok(Err(e)) => return Err(unreachable(host, e)),
+        Err(_) => return Err(unreachable(host, "no answer within 10 s")),
     };
     match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
-        Ok(Ok(_)) => Ok(Engine::new(docker)),
-        Ok(Err(e)) => Err(unreachable(&host, e)),
-        Err(_) => Err(unreachable(&host, "no answer to ping within 10 s")),
+        Ok(Ok(_)) => Ok(Engine::new(docker, ep.clone())),
+        Ok(Err(e)) => Err(unreachable(host, e)),
+        Err(_) => Err(unreachable(host, "no answer to ping within 10 s")),
     }
 }
 

@@ -57,6 +57,17 @@ pub async fn ensure_volume(
     Ok(())
 }
 
+/// Whether the engine has the volume `name`.
+pub async fn volume_exists(engine: &Engine, name: &str) -> Result<bool> {
+    match engine.client().inspect_volume(name).await {
+        Ok(_) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("could not inspect volume `{name}`")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

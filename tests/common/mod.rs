@@ -3,6 +3,7 @@
 
 pub mod apt;
 pub mod canary;
+pub mod engine2;
 pub mod project;
 pub mod registry;
 
@@ -71,6 +72,31 @@ impl Drop for TempProject {
             .arg(format!("none-{}", std::process::id()))
             .output();
     }
+}
+
+/// Runs `cmd` to the end with its output captured; returns the output and the pid it ran
+/// as (what builder labels its containers with).
+pub fn output_and_pid(cmd: &mut Command) -> (Output, u32) {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    let pid = child.id();
+    (child.wait_with_output().unwrap(), pid)
+}
+
+/// `docker create`/`network create` arguments labelling an object as builder's, of run `run`
+/// made by process `pid`: what `builder gc` judges leftovers by.
+pub fn run_label_args(run: &str, pid: &str) -> Vec<String> {
+    [
+        "io.builder=1".to_string(),
+        format!("io.builder.run={run}"),
+        format!("io.builder.pid={pid}"),
+    ]
+    .into_iter()
+    .flat_map(|l| ["--label".to_string(), l])
+    .collect()
 }
 
 pub fn run(cmd: &mut Command) -> Output {
