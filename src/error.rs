@@ -46,6 +46,16 @@ pub fn failed(msg: impl Into<String>) -> anyhow::Error {
     Failure::Failed(msg.into()).into()
 }
 
+/// Whether the first classified error in `err`'s chain is a failed stage ([`failed`]): the
+/// work ran and failed on its own (a command's exit code, a timeout), which running it again
+/// elsewhere would not change; not the engine or the machine.
+pub fn is_own_failure(err: &anyhow::Error) -> bool {
+    let first = err
+        .downcast_ref::<Failure>()
+        .or_else(|| err.chain().find_map(|c| c.downcast_ref::<Failure>()));
+    matches!(first, Some(Failure::Failed(_)))
+}
+
 /// Maps an error chain to the exit code: the first classified error in the chain wins;
 /// config-file diagnostics are usage errors; anything else is a failed stage.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
@@ -92,6 +102,21 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 mod tests {
     use super::*;
     use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn own_failures_are_failed_stages_only() {
+        assert!(is_own_failure(&failed("`make` exited with 2")));
+        assert!(is_own_failure(
+            &failed("timed out after 60s").context("the build of `x`")
+        ));
+        // An unclassified error (the engine's connection dropped) is not one.
+        let dropped = anyhow::Error::new(Error::from(ErrorKind::ConnectionReset));
+        assert!(!is_own_failure(
+            &dropped.context("could not exec in the build container")
+        ));
+        assert!(!is_own_failure(&environment("no engine")));
+        assert!(!is_own_failure(&usage("bad recipe")));
+    }
 
     #[test]
     fn the_machine_s_io_errors_are_environment_errors() {

@@ -281,6 +281,22 @@ pub async fn build(
 /// lost (and the build is retried elsewhere).
 const LOST_PING: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Whether the engine of a failed build still answers. A build that failed on its own (a
+/// command's exit code, its timeout) is retried only when its engine is gone, not merely too
+/// busy to answer one ping: then it gets three, [`LOST_PING`] apart, and any answer counts.
+async fn answers(engine: &crate::docker::Engine, own_failure: bool) -> bool {
+    let tries = if own_failure { 3 } else { 1 };
+    for i in 0..tries {
+        if i > 0 {
+            tokio::time::sleep(LOST_PING).await;
+        }
+        if engine.answers(LOST_PING).await {
+            return true;
+        }
+    }
+    false
+}
+
 /// The executor's view of the pool: running builds per engine (for [`schedule::choose`])
 /// and one lock per engine for sending images into it.
 struct Dispatch<'p> {
@@ -436,17 +452,22 @@ fn slot_of(e: &PoolEngine) -> schedule::Slot {
 /// How many of the builder image `image_id` and the cache `volumes` engine `e` holds (what
 /// it cannot tell counts as not held).
 async fn holdings(e: &PoolEngine, image_id: &str, volumes: &[String]) -> usize {
-    let mut n = usize::from(matches!(
-        e.engine.inspect_image(image_id).await,
-        Ok(Some(_))
-    ));
-    for v in volumes {
-        n += usize::from(matches!(
-            crate::docker::volume_exists(&e.engine, v).await,
-            Ok(true)
+    // Bounded: an engine whose host went silent (packets dropped, not refused) must not
+    // hold up the choice for every build; no answer in time counts as "not held".
+    let held = async {
+        let mut n = usize::from(matches!(
+            e.engine.inspect_image(image_id).await,
+            Ok(Some(_))
         ));
-    }
-    n
+        for v in volumes {
+            n += usize::from(matches!(
+                crate::docker::volume_exists(&e.engine, v).await,
+                Ok(true)
+            ));
+        }
+        n
+    };
+    tokio::time::timeout(LOST_PING, held).await.unwrap_or(0)
 }
 
 /// Where `builder plan` expects each build step of `plan` to run on `pool`
@@ -613,9 +634,11 @@ async fn dispatch_one(
     let mut retried: Option<Retry> = None;
     loop {
         let avoid = retried.as_ref().map(|r| r.at);
-        let need = dispatch
-            .need(paths, todo.recipe, todo.spec, image, opts.no_cache, avoid)
-            .await?;
+        let need = crate::docker::cancellable(
+            cancel,
+            dispatch.need(paths, todo.recipe, todo.spec, image, opts.no_cache, avoid),
+        )
+        .await??;
         let Some(at) = dispatch.take(&need) else {
             let arch = image.arch.as_deref().unwrap_or("any");
             let msg = match &retried {
@@ -679,7 +702,7 @@ async fn dispatch_one(
         if cancel.is_cancelled()
             || retried.is_some()
             || crate::error::exit_code(&err) == crate::error::EXIT_INTERRUPTED
-            || pe.engine.answers(LOST_PING).await
+            || answers(&pe.engine, crate::error::is_own_failure(&err)).await
         {
             return Err(err);
         }

@@ -47,7 +47,7 @@ pub use images::{
     ImportOptions, LoadedImage,
 };
 pub use pool::{Endpoint, Pool, PoolEngine};
-pub use swarm::{ServiceDef, SwarmState, SwarmUse, TaskInfo};
+pub use swarm::{ServiceDef, SwarmRestart, SwarmState, SwarmUse, TaskInfo};
 pub use volumes::{
     cache_labels, ensure_volume, volume_exists, LABEL_CACHE_SCOPE, LABEL_RECIPE, STAGE_CACHE,
 };

@@ -85,10 +85,10 @@ impl Endpoint {
     }
 }
 
-/// `DOCKER_TLS_VERIFY` is set to something other than empty or `0` (the docker CLI treats
-/// any non-empty value as on).
+/// `DOCKER_TLS_VERIFY` is set and not empty: the docker CLI and Docker's Go client treat any
+/// non-empty value as on, `0` included.
 fn tls_verify_env() -> bool {
-    std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0")
+    std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty())
 }
 
 /// `DOCKER_CERT_PATH`, else `~/.docker` (the docker CLI's default).
@@ -139,9 +139,15 @@ pub fn check_host(host: &str, tls: bool) -> std::result::Result<String, String> 
         }
         let (name, port) = match rest.rsplit_once(':') {
             // `[::1]:2376`, `host:2376`; a bare IPv6 address has colons but no brackets.
-            Some((h, p)) if !h.is_empty() && (h.ends_with(']') || !h.contains(':')) => (h, p),
+            Some((h, p)) if h.ends_with(']') || !h.contains(':') => (h, p),
             _ => (rest, ""),
         };
+        if name.is_empty() || (name.contains(':') && !name.starts_with('[')) {
+            return Err(format!(
+                "`{host}`: write a tcp endpoint as `tcp://HOST:PORT` (an IPv6 address in \
+                 brackets, `tcp://[::1]:2376`), e.g. `tcp://10.0.0.2:2376`"
+            ));
+        }
         if port.is_empty() {
             let default = if tls { 2376 } else { 2375 };
             return Ok(format!("tcp://{name}:{default}"));
@@ -225,6 +231,13 @@ pub fn parse_env(
                  its own name (`name=endpoint`)"
             ));
         }
+        if let Some(o) = out.iter().find(|o| o.host == host) {
+            return Err(format!(
+                "{ENV_ENGINES}: entry {n}: `{host}` is engine `{}` already; list each engine \
+                 once (twice would count its CPUs twice)",
+                o.name
+            ));
+        }
         let tls = tls.then(|| TlsFiles {
             dir: cert_path.to_path_buf(),
         });
@@ -293,7 +306,25 @@ pub fn parse_file(
                 names.push(n.get_ref());
                 n.get_ref().clone()
             }
-            None => format!("engine{}", i + 1),
+            None => {
+                let generated = format!("engine{}", i + 1);
+                if raw.engine.iter().any(|o| {
+                    o.get_ref()
+                        .name
+                        .as_ref()
+                        .is_some_and(|n| *n.get_ref() == generated)
+                }) {
+                    out.err_help(
+                        span.clone(),
+                        format!(
+                            "this engine has no name, so it would be `{generated}`, which another \
+                             [[engine]] is named"
+                        ),
+                        "give this [[engine]] a `name`",
+                    );
+                }
+                generated
+            }
         };
         let is_tcp = e.host.get_ref().trim().starts_with("tcp://");
         let verify = e.tls_verify.as_ref().map(|v| *v.get_ref());
@@ -351,6 +382,13 @@ pub fn parse_file(
         } else {
             None
         };
+        if let Some(o) = endpoints.iter().find(|o| o.host == host) {
+            out.err_help(
+                e.host.span(),
+                format!("`{host}` is engine `{}` already", o.name),
+                "list each engine once (twice would count its CPUs twice)",
+            );
+        }
         endpoints.push(Endpoint { name, host, tls });
     }
     out.finish(endpoints)
@@ -392,7 +430,15 @@ impl Pool {
     pub async fn connect(project: &Path, reporter: &Reporter) -> Result<Pool> {
         let Some(endpoints) = configured(project)? else {
             let engine = super::connect().await?;
-            let info = engine.info().await?;
+            let info = tokio::time::timeout(START_TIMEOUT, engine.info())
+                .await
+                .map_err(|_| {
+                    crate::error::environment(format!(
+                        "the Docker engine at `{}` did not answer /info within {} s",
+                        engine.endpoint().host,
+                        START_TIMEOUT.as_secs()
+                    ))
+                })??;
             return Ok(Pool {
                 engines: vec![PoolEngine {
                     name: DEFAULT_NAME.to_string(),
@@ -531,6 +577,52 @@ mod tests {
         assert!(e.contains("absolute path"), "{e}");
         let e = check_host("http://h:2375", false).unwrap_err();
         assert!(e.contains("unsupported endpoint scheme `http://`"), "{e}");
+    }
+
+    #[test]
+    fn broken_tcp_addresses_are_refused() {
+        for bad in [
+            "tcp://:2376",
+            "tcp://h:2376:",
+            "tcp://::1",
+            "tcp://::1:2376",
+        ] {
+            let e = check_host(bad, false).unwrap_err();
+            assert!(e.contains("tcp://HOST:PORT"), "{bad}: {e}");
+        }
+        assert_eq!(check_host("tcp://[::1]", true).unwrap(), "tcp://[::1]:2376");
+    }
+
+    #[test]
+    fn one_engine_listed_twice_is_refused() {
+        let certs = tempfile::tempdir().unwrap();
+        let e = parse_env(
+            "a=unix:///var/run/docker.sock,b=unix:///var/run/docker.sock",
+            false,
+            certs.path(),
+        )
+        .unwrap_err();
+        assert!(e.contains("is engine `a` already"), "{e}");
+        let d = file(
+            "[[engine]]\nhost = \"tcp://10.0.0.2\"\n\n[[engine]]\nname = \"b\"\n\
+             host = \"tcp://10.0.0.2:2375\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(d.contains("engines.toml:6:8"), "{d}");
+        assert!(d.contains("is engine `engine1` already"), "{d}");
+    }
+
+    #[test]
+    fn a_generated_name_may_not_clash_with_a_given_one() {
+        let d = file(
+            "[[engine]]\nhost = \"unix:///a.sock\"\n\n[[engine]]\nname = \"engine1\"\n\
+             host = \"unix:///b.sock\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(d.contains("engines.toml:1:1"), "{d}");
+        assert!(d.contains("would be `engine1`"), "{d}");
     }
 
     #[test]

@@ -47,6 +47,29 @@ pub enum SwarmUse {
     Initialised,
 }
 
+/// A stack's restart policy as Swarm's restart condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SwarmRestart {
+    /// `no`: a task that ends stays ended (condition `none`).
+    Never,
+    /// `on-failure`: a task that exits non-zero is replaced, at most this many times.
+    OnFailure(i64),
+    /// `always`, `unless-stopped`: every task that ends is replaced (condition `any`).
+    #[default]
+    Always,
+}
+
+impl SwarmRestart {
+    /// The policy named in stack.toml (`no`, `on-failure`, `always`, `unless-stopped`).
+    pub fn from_policy(policy: &str, max_retries: u32) -> SwarmRestart {
+        match policy {
+            "no" => SwarmRestart::Never,
+            "on-failure" => SwarmRestart::OnFailure(i64::from(max_retries)),
+            _ => SwarmRestart::Always,
+        }
+    }
+}
+
 /// A replicated service.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceDef {
@@ -64,8 +87,8 @@ pub struct ServiceDef {
     pub hostname: Option<String>,
     /// (network, aliases on it).
     pub networks: Vec<(String, Vec<String>)>,
-    /// Swarm restarts a task that exits non-zero, at most this many times (0: no limit).
-    pub max_attempts: Option<i64>,
+    /// When Swarm starts a replacement for a task that ended.
+    pub restart: SwarmRestart,
     pub cap_drop_all: bool,
     pub stop_grace: Option<Duration>,
     /// CPU limit of each task, in cores (`Resources.Limits.NanoCPUs`).
@@ -372,9 +395,17 @@ fn service_spec(def: &ServiceDef, labels: HashMap<String, String>) -> ServiceSpe
                 ..Default::default()
             }),
             restart_policy: Some(TaskSpecRestartPolicy {
-                condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+                condition: Some(match def.restart {
+                    SwarmRestart::Never => TaskSpecRestartPolicyConditionEnum::NONE,
+                    SwarmRestart::OnFailure(_) => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+                    SwarmRestart::Always => TaskSpecRestartPolicyConditionEnum::ANY,
+                }),
                 delay: Some(0),
-                max_attempts: def.max_attempts,
+                // Swarm reads 0 (or none) as "no limit", as Docker's `on-failure:0` does.
+                max_attempts: match def.restart {
+                    SwarmRestart::OnFailure(n) => Some(n),
+                    _ => None,
+                },
                 ..Default::default()
             }),
             networks: Some(networks),

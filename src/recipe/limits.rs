@@ -38,6 +38,12 @@ pub fn memory(v: &toml::Value) -> Result<u64, String> {
     if bytes < MIN_MEMORY {
         return Err("`memory` must be at least 6m (Docker's minimum)".into());
     }
+    // The engine takes a signed 64-bit byte count.
+    if i64::try_from(bytes).is_err() {
+        return Err(format!(
+            "`memory` of {bytes} bytes is more than any engine takes; {MEMORY_HELP}"
+        ));
+    }
     Ok(bytes)
 }
 
@@ -73,6 +79,13 @@ mod tests {
         assert_eq!(memory(&s("8192k")), Ok(8 << 20));
         assert_eq!(memory(&toml::Value::Integer(7 << 20)), Ok(7 << 20));
         assert_eq!(memory(&s(" 7340032 ")), Ok(7 << 20));
+    }
+
+    #[test]
+    fn memory_past_a_signed_64_bit_count_is_refused() {
+        let e = memory(&s("8589934592g")).unwrap_err();
+        assert!(e.contains("more than any engine takes"), "{e}");
+        assert_eq!(memory(&s("8589934591g")), Ok(8589934591 << 30));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! - Images reach the swarm as in production: the packaged image tars are pushed to the
 //!   registry (`--registry` / `registry` in stack.toml) with the promotion's push code (the
 //!   same manifest bytes, so the same digest) and services run `REGISTRY/name@sha256:...`.
-//! - Services: one per stack service (replicas, `on-failure` restart policy with the stack's
-//!   `restart.max_retries`, `cpus`/`memory` as resource limits) on an internal, attachable
+//! - Services: one per stack service (replicas, the stack's restart policy as Swarm's restart
+//!   condition: `no` none, `on-failure` with `restart.max_retries`, `always`/`unless-stopped`
+//!   any; `cpus`/`memory` as resource limits) on an internal, attachable
 //!   overlay network where the service's name is a network alias; endpoints are `dnsrr` (no
 //!   IPVS here). HAProxy is not a service: a service's published port listens on every host
 //!   address (moby/moby#26696), so HAProxy is the containers target's own container
@@ -40,7 +41,7 @@ use super::deploy::{
 use super::haproxy;
 use super::monitor::{ContainerSummary, Restart};
 use super::stack::Stack;
-use crate::docker::{Engine, ServiceDef, Session, SwarmUse, TaskInfo};
+use crate::docker::{Engine, ServiceDef, Session, SwarmRestart, SwarmUse, TaskInfo};
 use crate::project::Paths;
 use crate::repo::images::ImageEntry;
 use crate::report::Reporter;
@@ -167,7 +168,7 @@ pub async fn start(
     // published port has no host address and listens on every address of the host.
     session.create_network(&edge, false).await?;
 
-    let max_attempts = (stack.restart.policy != "no").then_some(stack.restart.max_retries as i64);
+    let restart = SwarmRestart::from_policy(&stack.restart.policy, stack.restart.max_retries);
     let mut members = Vec::new();
     for (variant, variant_images) in &variants {
         let variant = *variant;
@@ -185,7 +186,7 @@ pub async fn start(
                     env: variant_env(svc, variant),
                     labels: HashMap::from([(LABEL_SERVICE.to_string(), svc.name.clone())]),
                     networks: vec![(variant.network(run_id), vec![svc.name.clone()])],
-                    max_attempts,
+                    restart,
                     stop_grace: Some(Duration::from_secs(5)),
                     cpus: svc.cpus,
                     memory: svc.memory,
@@ -377,7 +378,7 @@ async fn record(
             }
             let t_s = s.t0.map_or(0.0, |t0| t0.elapsed().as_secs_f64());
             let reason = format!(
-                "task {} {}{}{}; Swarm starts a replacement (restart policy on-failure)",
+                "task {} {}{}{}; its replacement is up to the restart policy",
                 t.id.get(..12).unwrap_or(&t.id),
                 t.state,
                 if t.err.is_empty() {
