@@ -64,6 +64,13 @@ fn docker(args: &[&str]) -> Output {
         .expect("run docker")
 }
 
+/// `docker run --rm --network none IMAGE CMD...`: a throwaway container that needs no network.
+fn run_offline(image: &str, cmd: &[&str]) -> Output {
+    let mut args = vec!["run", "--rm", "--network", "none", image];
+    args.extend_from_slice(cmd);
+    docker(&args)
+}
+
 fn list_json(project: &Path, cache: &Path) -> serde_json::Value {
     let o = builder(project, cache, &["--json", "base", "list"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -123,15 +130,7 @@ fn bookworm_runs_and_rebuilding_is_a_no_op() {
         "{hash}"
     );
 
-    let o = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &made.bookworm,
-        "cat",
-        "/etc/debian_version",
-    ]);
+    let o = run_offline(&made.bookworm, &["cat", "/etc/debian_version"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).starts_with("12."),
@@ -140,16 +139,14 @@ fn bookworm_runs_and_rebuilding_is_a_no_op() {
     );
 
     // cleaned rootfs: no apt lists, no machine id, PATH set
-    let o = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
+    let o = run_offline(
         &made.bookworm,
-        "sh",
-        "-c",
-        "ls /var/lib/apt/lists | wc -l; test -e /etc/machine-id && echo machine-id; echo $PATH",
-    ]);
+        &[
+            "sh",
+            "-c",
+            "ls /var/lib/apt/lists | wc -l; test -e /etc/machine-id && echo machine-id; echo $PATH",
+        ],
+    );
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{}", text(&o));
     assert!(out.starts_with("0\n"), "{out}");
@@ -277,16 +274,7 @@ fn static_rootfs_holds_the_runtime_files_and_no_program() {
     assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");
 
     // no shell: the image cannot run /bin/sh
-    let o = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &made.static_tag,
-        "/bin/sh",
-        "-c",
-        "true",
-    ]);
+    let o = run_offline(&made.static_tag, &["/bin/sh", "-c", "true"]);
     assert!(!o.status.success(), "{}", text(&o));
 }
 
