@@ -444,3 +444,36 @@ fn resources(def: &ServiceDef) -> Option<TaskSpecResources> {
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(restart: SwarmRestart) -> TaskSpecRestartPolicy {
+        let def = ServiceDef {
+            restart,
+            ..Default::default()
+        };
+        service_spec(&def, HashMap::new())
+            .task_template
+            .and_then(|t| t.restart_policy)
+            .expect("a restart policy")
+    }
+
+    #[test]
+    fn the_stacks_restart_policy_is_swarms_condition() {
+        let no = policy(SwarmRestart::from_policy("no", 3));
+        assert_eq!(no.condition, Some(TaskSpecRestartPolicyConditionEnum::NONE));
+        let on_failure = policy(SwarmRestart::from_policy("on-failure", 3));
+        assert_eq!(
+            on_failure.condition,
+            Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE)
+        );
+        assert_eq!(on_failure.max_attempts, Some(3));
+        for p in ["always", "unless-stopped"] {
+            let any = policy(SwarmRestart::from_policy(p, 3));
+            assert_eq!(any.condition, Some(TaskSpecRestartPolicyConditionEnum::ANY));
+            assert_eq!(any.max_attempts, None, "{p}");
+        }
+    }
+}
