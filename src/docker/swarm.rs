@@ -20,8 +20,8 @@ use bollard::models::{
     TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{
-    InspectNetworkOptions, LeaveSwarmOptionsBuilder, ListServicesOptionsBuilder,
-    ListTasksOptionsBuilder,
+    InspectNetworkOptions, LeaveSwarmOptionsBuilder, ListContainersOptionsBuilder,
+    ListServicesOptionsBuilder, ListTasksOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 
@@ -184,7 +184,8 @@ async fn tasks_of(docker: &Docker, service: &str) -> Result<Vec<TaskInfo>> {
         .collect())
 }
 
-/// Waits (at most `timeout`) until no task of `services` has a container left.
+/// Waits (at most `timeout`) until no task of `services` (names) is listed, then removes the
+/// task containers still there (the agent removes them after their tasks are gone).
 pub(super) async fn wait_tasks_gone(docker: &Docker, services: &[String], timeout: Duration) {
     let start = Instant::now();
     while start.elapsed() < timeout {
@@ -197,9 +198,32 @@ pub(super) async fn wait_tasks_gone(docker: &Docker, services: &[String], timeou
             }
         }
         if !left {
-            return;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A task leaves the task list before the agent has removed its container: remove what
+    // is still there, so nothing of the run outlives it.
+    for s in services {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("com.docker.swarm.service.name={s}")],
+        )]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let Ok(containers) = docker.list_containers(Some(opts)).await else {
+            continue;
+        };
+        let rm = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            // Gone meanwhile (404) or being removed by the agent (409): either way it goes.
+            let _ = docker.remove_container(&id, Some(rm.clone())).await;
+        }
     }
 }
 
