@@ -323,6 +323,15 @@ fn lock_check_and_locked_refuse_drift() {
 fn dpkg_query_lists_exactly_the_locked_packages_of_the_image() {
     let cache = common::test_cache();
     let p = project("cc", DEPENDS);
+    // A name of its own: the tests run in parallel, and the one over every base loads and
+    // removes `buildertest-probe:1.0` too.
+    let recipe = p.path().join("recipes/probe.toml");
+    let t = std::fs::read_to_string(&recipe).unwrap();
+    std::fs::write(
+        &recipe,
+        t.replace("\"buildertest-probe\"", "\"buildertest-probe-dpkgq\""),
+    )
+    .unwrap();
     let o = run(p.path(), &cache, &["--json", "package"]);
     assert!(o.status.success(), "{}", show(&o));
     let tag = image_json(&o)["tag"].as_str().unwrap().to_string();

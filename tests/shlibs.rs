@@ -50,7 +50,7 @@ const EXPECTED: &str = r#"{"crc32":2318814148,"zlib":"1.2.13"}"#;
 const RECIPE: &str = r#"[package]
 name = "shlibs-hello"
 version = "1.0"
-revision = "1"
+revision = "REVISION"
 architecture = "amd64"
 maintainer = "Tests <tests@example.com>"
 description = "prints zlib's version and a crc32 through jansson"
@@ -73,15 +73,17 @@ entrypoint = ["/usr/bin/shlibs-hello"]
 "#;
 
 /// A temp project with the repository's bases and archive, the `cbuild` builder base and
-/// the `shlibs-hello` recipe.
-fn project() -> tempfile::TempDir {
+/// the `shlibs-hello` recipe at Debian revision `revision`. The tests run in parallel and
+/// each removes its image when done, so each packages its own revision (its own image tag).
+fn project(revision: &str) -> tempfile::TempDir {
+    let recipe = RECIPE.replace("REVISION", revision);
     let p = common::bases_only();
     write_files(
         p.path(),
         &[
             ("base-images/cbuild.toml", CBUILD),
             ("src/hello.c", HELLO_C),
-            ("recipes/shlibs-hello.toml", RECIPE),
+            ("recipes/shlibs-hello.toml", &recipe),
         ],
     );
     p
@@ -138,7 +140,7 @@ fn dpkg_shlibdeps_in(image: &str, root: &Path, binary: &str) -> String {
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn shlibs_depends_agrees_with_dpkg_shlibdeps_and_apt_installs_what_it_names() {
-    let p = project();
+    let p = project("1");
     ok(p.path(), &["build", "shlibs-hello"]);
     let o = ok(p.path(), &["--json", "package", "shlibs-hello"]);
     let results: serde_json::Value =
@@ -257,7 +259,7 @@ fn image_set(project: &Path) -> Vec<String> {
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn the_lock_holds_the_libraries_the_built_files_need_and_locked_says_when_not() {
-    let p = project();
+    let p = project("2");
     // Before the build, the image's set is locked from what the recipe writes: the `cc`
     // base holds libc6, so nothing.
     ok(p.path(), &["lock"]);
