@@ -37,8 +37,10 @@ fn gwbridge_exists() -> bool {
 #[test]
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
-    let project = packaged_sample_project("builder-swarm-test-");
+    // The lock first: the canary tests package the same tags (`backend:1.0.0-1`) from a
+    // project of their own, and smoke refuses an engine image that moved under it.
     let _lock = swarm_lock();
+    let project = packaged_sample_project("builder-swarm-test-");
     let before = swarm_state();
     let reg = start_registry();
     let registry = format!("127.0.0.1:{}", reg.port);
@@ -171,11 +173,11 @@ fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
     }
 }
 
-/// The canary tests' setup: the project whose `dev` holds its release, then the swarm lock,
+/// The canary tests' setup: the swarm lock, then the project whose `dev` holds its release,
 /// the swarm state before, and a registry on 127.0.0.1 (`host:port`).
 fn canary_on_swarm() -> (builder::fslock::FileLock, String, Registry, String) {
-    common::canary::project();
     let lock = swarm_lock();
+    common::canary::project();
     let before = swarm_state();
     let reg = start_registry();
     let registry = format!("127.0.0.1:{}", reg.port);
