@@ -19,13 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 
 /// Mode of published files (readable by all, like the .debs beside them).
-pub const PUBLIC: u32 = 0o644;
+pub(crate) const PUBLIC: u32 = 0o644;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A file being written; it appears under its name only at [`AtomicFile::commit`], and a
 /// dropped (uncommitted) one leaves nothing behind.
-pub struct AtomicFile {
+pub(crate) struct AtomicFile {
     file: Option<File>,
     tmp: PathBuf,
     path: PathBuf,
@@ -35,7 +35,7 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Creates the temp file beside `path` (creating the directory) with `mode` set before
     /// any byte is written, so a secret is never readable by others, even for a moment.
-    pub fn create(path: &Path, mode: u32) -> anyhow::Result<Self> {
+    pub(crate) fn create(path: &Path, mode: u32) -> anyhow::Result<Self> {
         let dir = parent(path);
         create_dir_all(&dir)?;
         let name = path
@@ -63,17 +63,17 @@ impl AtomicFile {
     }
 
     /// The open temp file, to write (or read back) its bytes.
-    pub fn file(&mut self) -> &mut File {
+    pub(crate) fn file(&mut self) -> &mut File {
         self.file.as_mut().expect("the file is open until commit")
     }
 
     /// The temp file's path (its name changes at commit).
-    pub fn temp_path(&self) -> &Path {
+    pub(crate) fn temp_path(&self) -> &Path {
         &self.tmp
     }
 
     /// Syncs the bytes, renames the temp file over the name and syncs the directory.
-    pub fn commit(mut self) -> anyhow::Result<()> {
+    pub(crate) fn commit(mut self) -> anyhow::Result<()> {
         let file = self.file.take().expect("the file is open until commit");
         // The umask may have narrowed the mode given to open(2).
         file.set_permissions(fs::Permissions::from_mode(self.mode))
@@ -85,7 +85,7 @@ impl AtomicFile {
 
     /// [`commit`](Self::commit), refusing to replace a file that exists (checked again at
     /// the rename: `link(2)` fails when the name is taken).
-    pub fn commit_new(mut self) -> anyhow::Result<()> {
+    pub(crate) fn commit_new(mut self) -> anyhow::Result<()> {
         let file = self.file.take().expect("the file is open until commit");
         file.set_permissions(fs::Permissions::from_mode(self.mode))
             .and_then(|_| file.sync_all())
@@ -115,12 +115,12 @@ impl Drop for AtomicFile {
 }
 
 /// Writes `bytes` to `path` durably with mode 0644.
-pub fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_mode(path, bytes, PUBLIC)
 }
 
 /// Writes `bytes` to `path` durably with `mode`.
-pub fn write_mode(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(crate) fn write_mode(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let mut f = AtomicFile::create(path, mode)?;
     f.file()
         .write_all(bytes)
@@ -130,7 +130,7 @@ pub fn write_mode(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 
 /// Makes a `tempfile` temp file (created in `path`'s directory) durable under `path`: for
 /// writers that hand the temp file to a library before they know the name is wanted.
-pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> anyhow::Result<()> {
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("could not write `{}`", path.display()))?;
@@ -144,7 +144,7 @@ pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> anyhow::Result<()> 
 }
 
 /// `rename(2)` of `from` over `to`, then `fsync` of the directories involved.
-pub fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
+pub(crate) fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
     fs::rename(from, to).with_context(|| {
         format!(
             "could not move `{}` into place at `{}`",
@@ -161,7 +161,7 @@ pub fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 /// `create_dir_all`, syncing the parent of every directory it creates: a file later renamed
 /// into a new directory keeps its whole path across a crash.
-pub fn create_dir_all(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_dir_all(dir: &Path) -> anyhow::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -183,14 +183,14 @@ pub fn create_dir_all(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// `fsync` of a directory: makes the names created, renamed or removed in it durable.
-pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("could not sync directory `{}`", dir.display()))
 }
 
 /// The pid that owns a temp file named by [`AtomicFile`] (`.<name>.tmp-<pid>-<n>`).
-pub fn temp_owner(file_name: &str) -> Option<u32> {
+pub(crate) fn temp_owner(file_name: &str) -> Option<u32> {
     let (stem, rest) = file_name.rsplit_once(".tmp-")?;
     if !stem.starts_with('.') {
         return None;
@@ -202,7 +202,7 @@ pub fn temp_owner(file_name: &str) -> Option<u32> {
 
 /// Removes the temp files in `dir` (not below) that a process which died left; returns how
 /// many.
-pub fn sweep_dead_temps(dir: &Path) -> usize {
+pub(crate) fn sweep_dead_temps(dir: &Path) -> usize {
     let Ok(rd) = fs::read_dir(dir) else { return 0 };
     let mut n = 0;
     for e in rd.flatten() {

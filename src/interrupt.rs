@@ -9,17 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// Asks every checking loop to stop.
-pub fn request() {
+pub(crate) fn request() {
     REQUESTED.store(true, Ordering::SeqCst);
 }
 
 /// Whether a stop was asked for.
-pub fn requested() -> bool {
+pub(crate) fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
 }
 
 /// An `Interrupted` I/O error once a stop was asked for.
-pub fn check() -> std::io::Result<()> {
+pub(crate) fn check() -> std::io::Result<()> {
     if requested() {
         Err(std::io::Error::new(
             std::io::ErrorKind::Interrupted,

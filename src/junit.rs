@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 /// One `<testsuite>`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Suite {
+pub(crate) struct Suite {
     pub name: String,
     /// Seconds, written with millisecond precision.
     pub time: f64,
@@ -23,7 +23,7 @@ pub struct Suite {
 
 /// The optional count attribute of a `<testsuite>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counts {
+pub(crate) enum Counts {
     /// `skipped="<n>"` (the pipeline: stages that did not run).
     Skipped,
     /// `errors="0"` (the smoke gate: a run stopped before the gate is a failure of type
@@ -33,7 +33,7 @@ pub enum Counts {
 
 /// One `<testcase>`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Case {
+pub(crate) struct Case {
     pub classname: String,
     pub name: String,
     /// Seconds.
@@ -42,7 +42,7 @@ pub struct Case {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Passed; `Some` is written as `<system-out>`.
     Passed(Option<String>),
     /// `<failure message=".." [type=".."]>text</failure>`.
@@ -57,7 +57,7 @@ pub enum Outcome {
 
 /// A whole `junit.xml`: the XML declaration and a `<testsuites>` around `suites`. With a
 /// `name`, `<testsuites>` also carries the name and the totals (tests, failures, time).
-pub fn render(name: Option<&str>, suites: &[Suite]) -> String {
+pub(crate) fn render(name: Option<&str>, suites: &[Suite]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     match name {
         Some(n) => {
@@ -158,7 +158,7 @@ impl Suite {
 /// Escapes text for XML/HTML attribute and element content. Characters XML 1.0 does not
 /// allow at all (control characters such as the ESC of a build log's colour codes, U+FFFE,
 /// U+FFFF) become spaces, so a report stays parseable whatever it quotes.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

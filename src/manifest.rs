@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// Format version of this file.
     pub schema: u32,
     /// The commit every artifact was made from, when they share one (see each artifact's
@@ -24,7 +24,7 @@ pub struct Manifest {
 /// What an artifact is; `deb`, `image` and `changes` in the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ArtifactKind {
+pub(crate) enum ArtifactKind {
     Deb,
     Image,
     /// The `.changes` written beside a .deb (named like it), for reprepro/aptly/dput: it
@@ -33,7 +33,7 @@ pub enum ArtifactKind {
 }
 
 impl ArtifactKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ArtifactKind::Deb => "deb",
             ArtifactKind::Image => "image",
@@ -42,7 +42,7 @@ impl ArtifactKind {
     }
 
     /// Whether promotion publishes artifacts of this kind (and smoke reports list them).
-    pub fn promoted(self) -> bool {
+    pub(crate) fn promoted(self) -> bool {
         matches!(self, ArtifactKind::Deb | ArtifactKind::Image)
     }
 }
@@ -54,7 +54,7 @@ impl std::fmt::Display for ArtifactKind {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Artifact {
+pub(crate) struct Artifact {
     pub kind: ArtifactKind,
     /// Package (or image) name.
     pub name: String,
@@ -85,10 +85,10 @@ pub struct Artifact {
 }
 
 impl Manifest {
-    pub const SCHEMA: u32 = 1;
+    pub(crate) const SCHEMA: u32 = 1;
 
     /// Reads the manifest, or an empty one when it does not exist yet.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         match std::fs::read(path) {
             Ok(bytes) => {
                 let mut m: Manifest = serde_json::from_slice(&bytes).with_context(|| {
@@ -114,7 +114,7 @@ impl Manifest {
     }
 
     /// Adds or replaces the artifact with the same kind and name.
-    pub fn upsert(&mut self, a: Artifact) {
+    pub(crate) fn upsert(&mut self, a: Artifact) {
         self.artifacts
             .retain(|x| !(x.kind == a.kind && x.name == a.name));
         self.artifacts.push(a);
@@ -123,7 +123,9 @@ impl Manifest {
     }
 
     /// The commit all `artifacts` were made from, if they name one and the same one.
-    pub fn common_commit<'a>(artifacts: impl IntoIterator<Item = &'a Artifact>) -> Option<String> {
+    pub(crate) fn common_commit<'a>(
+        artifacts: impl IntoIterator<Item = &'a Artifact>,
+    ) -> Option<String> {
         let mut commits = artifacts.into_iter().map(|a| a.source_commit.as_deref());
         let first = commits.next()??;
         commits.all(|c| c == Some(first)).then(|| first.to_string())
@@ -133,7 +135,7 @@ impl Manifest {
     /// artifacts `f` added without one and saves it atomically. Holding the lock from load to
     /// rename is what keeps two concurrent `builder package` runs from dropping each other's
     /// entries.
-    pub fn update(
+    pub(crate) fn update(
         path: &Path,
         commit: Option<String>,
         f: impl FnOnce(&mut Manifest),
@@ -150,19 +152,19 @@ impl Manifest {
     }
 
     /// The lock that serialises changes to the manifest at `path` (`.manifest.lock` beside it).
-    pub fn lock(path: &Path) -> anyhow::Result<crate::fslock::FileLock> {
+    pub(crate) fn lock(path: &Path) -> anyhow::Result<crate::fslock::FileLock> {
         let dir = created_parent(path)?;
         crate::fslock::FileLock::acquire(&dir.join(".manifest.lock"), || {})
     }
 
-    pub fn find(&self, kind: ArtifactKind, name: &str) -> Option<&Artifact> {
+    pub(crate) fn find(&self, kind: ArtifactKind, name: &str) -> Option<&Artifact> {
         self.artifacts
             .iter()
             .find(|a| a.kind == kind && a.name == name)
     }
 
     /// Writes the manifest atomically (temp file in the same directory, then rename).
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
         let mut text = serde_json::to_vec_pretty(self)?;
         text.push(b'\n');
         crate::durable::write(path, &text)

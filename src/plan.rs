@@ -22,7 +22,7 @@ use crate::recipe::{Compression, Recipe};
 
 /// What a plan covers beyond the recipes themselves.
 #[derive(Debug, Clone)]
-pub struct PlanOptions {
+pub(crate) struct PlanOptions {
     /// Overrides each recipe's compression (`package --compression`).
     pub compression: Option<Compression>,
     /// Plan images for recipes with an `[image]` table (`package --no-image` does not).
@@ -39,7 +39,7 @@ impl Default for PlanOptions {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// In execution order.
     pub recipes: Vec<RecipePlan>,
     /// builder.lock against the recipes and bases: every set not `current` is drift that
@@ -52,7 +52,7 @@ pub struct Plan {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct RecipePlan {
+pub(crate) struct RecipePlan {
     /// The validated recipe this step executes.
     #[serde(skip)]
     pub loaded: Recipe,
@@ -73,7 +73,7 @@ pub struct RecipePlan {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct BuildPlan {
+pub(crate) struct BuildPlan {
     pub builder: String,
     pub source: PathBuf,
     /// Where `build` installs the outputs (and looks for a cache hit).
@@ -102,7 +102,7 @@ pub struct BuildPlan {
 
 /// A build that an engine lost and another ran.
 #[derive(Debug, Clone, Serialize)]
-pub struct Retry {
+pub(crate) struct Retry {
     /// The engine that lost it.
     pub engine: String,
     /// What failed there.
@@ -114,7 +114,7 @@ pub struct Retry {
 
 /// Whether a build's outputs are in place; written as text (`hit`, `miss`, `unknown (why)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheState {
+pub(crate) enum CacheState {
     /// The key is known and `out_dir` holds its intact outputs.
     Hit,
     /// The key is known and the outputs are not in place.
@@ -134,7 +134,7 @@ impl CacheState {
     }
 
     /// True once [`crate::build::resolve`] has computed the key.
-    pub fn is_resolved(&self) -> bool {
+    pub(crate) fn is_resolved(&self) -> bool {
         matches!(self, CacheState::Hit | CacheState::Miss)
     }
 }
@@ -157,7 +157,7 @@ impl Serialize for CacheState {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ImagePlan {
+pub(crate) struct ImagePlan {
     pub base: String,
     /// `tag` and `path`: where `package` writes and loads the image.
     #[serde(flatten)]
@@ -166,7 +166,7 @@ pub struct ImagePlan {
 
 impl Plan {
     /// Every file executing the plan's package steps writes (.debs and image tars), in order.
-    pub fn artifacts(&self) -> impl Iterator<Item = &Path> {
+    pub(crate) fn artifacts(&self) -> impl Iterator<Item = &Path> {
         self.recipes.iter().flat_map(|r| {
             std::iter::once(r.deb.as_path()).chain(r.image.iter().map(|i| i.target.path.as_path()))
         })
@@ -176,7 +176,7 @@ impl Plan {
     /// build and package steps lock what drifted, so the drift taken when the plan was made
     /// no longer describes the lock. A set that drifted then and is current now is
     /// `resolved` (by this run).
-    pub fn refresh_lock(&mut self, paths: &Paths) {
+    pub(crate) fn refresh_lock(&mut self, paths: &Paths) {
         let recipes: Vec<Recipe> = self.recipes.iter().map(|r| r.loaded.clone()).collect();
         let (mut lock, lock_error) = lock_status(paths, &recipes);
         for s in &mut lock {
@@ -193,13 +193,13 @@ impl Plan {
     }
 
     /// The recipes the plan covers, in order.
-    pub fn loaded_recipes(&self) -> Vec<&Recipe> {
+    pub(crate) fn loaded_recipes(&self) -> Vec<&Recipe> {
         self.recipes.iter().map(|r| &r.loaded).collect()
     }
 }
 
 /// The offline part of the plan: everything but cache status.
-pub fn plan(paths: &Paths, recipes: &[&Recipe], opts: &PlanOptions) -> Plan {
+pub(crate) fn plan(paths: &Paths, recipes: &[&Recipe], opts: &PlanOptions) -> Plan {
     let owned: Vec<Recipe> = recipes.iter().map(|r| (*r).clone()).collect();
     let recipes: Vec<RecipePlan> = owned.iter().map(|r| recipe_plan(paths, r, opts)).collect();
     let (lock, lock_error) = lock_status(paths, &owned);
@@ -261,7 +261,7 @@ fn recipe_plan(paths: &Paths, r: &Recipe, opts: &PlanOptions) -> RecipePlan {
 /// already exists on an engine of the pool (it is never made here), and the engine each
 /// build would run on. Without an engine or image the plan says why; a bad pool
 /// configuration (`BUILDER_ENGINES`, engines.toml) is an error.
-pub async fn resolve_cache(
+pub(crate) async fn resolve_cache(
     paths: &Paths,
     plan: &mut Plan,
     reporter: &crate::report::Reporter,

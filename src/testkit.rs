@@ -169,7 +169,7 @@ pub(crate) struct Project {
 }
 
 impl Project {
-    pub fn new() -> Project {
+    pub(crate) fn new() -> Project {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::new(dir.path());
         let (key, signer) = key(&dir.path().join("keys"), "project");
@@ -181,18 +181,18 @@ impl Project {
         }
     }
 
-    pub fn dist(&self) -> &Path {
+    pub(crate) fn dist(&self) -> &Path {
         &self.paths.dist
     }
 
     /// `dist/repos/<env>`, where promotion publishes by default.
-    pub fn env_dir(&self, env: &str) -> PathBuf {
+    pub(crate) fn env_dir(&self, env: &str) -> PathBuf {
         self.dist().join("repos").join(env)
     }
 
     /// Writes `dist/debs/demo_<version>_amd64.deb`; returns it as a smoke report lists it
     /// (copied from the manifest, sha256 in bare hex).
-    pub fn deb(&self, version: &str) -> Value {
+    pub(crate) fn deb(&self, version: &str) -> Value {
         let rel = format!("debs/demo_{version}_amd64.deb");
         let sha = write_deb(&self.dist().join(&rel), "demo", version, version);
         json!({
@@ -203,7 +203,7 @@ impl Project {
 
     /// Run `run`'s report.json as the smoke stage writes it: a gate run whose verdict and
     /// reasons follow from `checks`, approving `artifacts`.
-    pub fn report_json(&self, run: &str, checks: &[Check], artifacts: &Value) -> Value {
+    pub(crate) fn report_json(&self, run: &str, checks: &[Check], artifacts: &Value) -> Value {
         let passed = gate::verdict(gate::ReportMode::Gate, checks);
         let reasons: Vec<&str> = checks
             .iter()
@@ -226,14 +226,19 @@ impl Project {
 
     /// [`Self::report_json`] written and signed with the project's key, as `builder smoke`
     /// signs it.
-    pub fn report(&self, run: &str, checks: &[Check], artifacts: &Value) -> PathBuf {
+    pub(crate) fn report(&self, run: &str, checks: &[Check], artifacts: &Value) -> PathBuf {
         let report = self.report_json(run, checks, artifacts);
         self.write_report(run, &report, Some(&self.signer))
     }
 
     /// Writes `report` as run `run`'s report.json, with a detached signature by `signer`
     /// (none without one); returns its path.
-    pub fn write_report(&self, run: &str, report: &Value, signer: Option<&Signer>) -> PathBuf {
+    pub(crate) fn write_report(
+        &self,
+        run: &str,
+        report: &Value,
+        signer: Option<&Signer>,
+    ) -> PathBuf {
         let dir = self.dist().join("smoke").join(run);
         std::fs::create_dir_all(&dir).unwrap();
         let bytes = serde_json::to_vec_pretty(report).unwrap();
@@ -255,28 +260,28 @@ impl Project {
 pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len())]
     }
 
     /// Uniform in (0, 1).
-    pub fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
     /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
+    pub(crate) fn normal(&mut self) -> f64 {
         let (u, v) = (self.uniform(), self.uniform());
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }

@@ -34,18 +34,18 @@ fn unix(t: SystemTime) -> i64 {
 }
 
 /// `2026-11-23T19:19:04Z`
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     rfc3339_secs(unix(t))
 }
 
 /// `2026-11-23T19:19:04Z` from seconds since the epoch.
-pub fn rfc3339_secs(secs: i64) -> String {
+pub(crate) fn rfc3339_secs(secs: i64) -> String {
     let (y, m, d, hh, mm, ss, _) = split(secs);
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
 /// `Mon, 23 Nov 2026 19:19:04 UTC` as apt expects in `Release` files.
-pub fn rfc2822_secs(secs: i64) -> String {
+pub(crate) fn rfc2822_secs(secs: i64) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -59,7 +59,7 @@ pub fn rfc2822_secs(secs: i64) -> String {
 }
 
 /// Seconds since the epoch now.
-pub fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     unix(SystemTime::now())
 }
 

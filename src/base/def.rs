@@ -10,7 +10,7 @@ use toml::Spanned;
 use crate::diag::{self, Collector, Diagnostic, Diagnostics};
 
 /// Bumped whenever the way builder makes a rootfs changes, so old cached bases are rebuilt.
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -317,7 +317,7 @@ fn packages_kind(raw: &RawDef, out: &mut Collector<'_>) -> BaseKind {
 }
 
 /// Parses and validates one definition; `name` is the file stem.
-pub fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
+pub(crate) fn parse(file: &Path, text: &str) -> Result<BaseDef, Diagnostics> {
     let raw: RawDef = diag::parse_toml(file, text)?;
     let name = file
         .file_stem()

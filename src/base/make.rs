@@ -60,7 +60,7 @@ fn find_tool(name: &str) -> Option<PathBuf> {
 
 /// The mirror the host's apt sources name for `suite` (deb822 `.sources` or one-line
 /// `sources.list`), as `crate::debian::source` reads them.
-pub fn host_mirror(suite: &str) -> Option<String> {
+pub(crate) fn host_mirror(suite: &str) -> Option<String> {
     crate::debian::source::host_sources()
         .get(suite)
         .map(|s| s.uri.clone())
@@ -68,7 +68,7 @@ pub fn host_mirror(suite: &str) -> Option<String> {
 
 /// Paths left out of every rootfs tar: caches, logs, package lists, identity files that the
 /// engine provides (hostname, resolv.conf), backups, and the contents of pseudo filesystems.
-pub fn excluded(rel: &str, is_dir: bool) -> bool {
+pub(crate) fn excluded(rel: &str, is_dir: bool) -> bool {
     const UNDER: &[&str] = &[
         "dev/",
         "proc/",
@@ -161,7 +161,7 @@ fn run_logged(cmd: &mut Command, what: &str, line: &dyn Fn(&str)) -> Result<()> 
 }
 
 /// The locked packages of a base with their verified .deb files.
-pub type LockedDebs = [(crate::debian::lock::LockedPackage, PathBuf)];
+pub(crate) type LockedDebs = [(crate::debian::lock::LockedPackage, PathBuf)];
 
 /// Writes a local, unsigned apt repository of exactly the locked .deb files under `root`
 /// (`pool/`, `dists/<suite>/main/binary-<arch>/Packages`, `Release`), for debootstrap to
@@ -407,7 +407,7 @@ static PENDING: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
     std::sync::Mutex::new(Vec::new());
 
 /// Waits for the background removal of temp rootfs trees (started by [`make_tree_base`]).
-pub fn wait_for_cleanup() {
+pub(crate) fn wait_for_cleanup() {
     let handles = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
     for h in handles {
         let _ = h.join();
@@ -443,7 +443,7 @@ pub(super) fn sweep_leftovers(dir: &Path) {
 }
 
 /// Makes the rootfs tar of a `debootstrap` or `tarball` base at `out`.
-pub fn make_tree_base(
+pub(crate) fn make_tree_base(
     def: &BaseDef,
     project: &Path,
     out: &Path,
@@ -492,7 +492,7 @@ const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: files
 networks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n";
 
 /// The files a `static` base takes from its source base.
-pub fn static_selects(path: &str) -> bool {
+pub(crate) fn static_selects(path: &str) -> bool {
     path == "etc/ssl/certs/ca-certificates.crt"
         || path == "usr/share/zoneinfo"
         || path.starts_with("usr/share/zoneinfo/")
@@ -500,7 +500,7 @@ pub fn static_selects(path: &str) -> bool {
 
 /// Assembles the `static` rootfs from the tar of its source base: CA bundle, zoneinfo,
 /// generated passwd/group/nsswitch.conf, /tmp and /home/nonroot. Nothing else.
-pub fn make_static(name: &str, from: &str, from_tar: &Path, out: &Path) -> Result<Written> {
+pub(crate) fn make_static(name: &str, from: &str, from_tar: &Path, out: &Path) -> Result<Written> {
     let mut entries = pack::read_entries(from_tar, &static_selects)?;
     if !entries.contains_key("etc/ssl/certs/ca-certificates.crt") {
         return Err(crate::error::usage(format!(

@@ -9,9 +9,9 @@
 //! Concurrency: making a rootfs and importing an image each hold a `flock` on a lock file in
 //! the cache, so parallel processes (or tests) never corrupt or duplicate work.
 
-pub mod def;
-pub mod make;
-pub mod pack;
+pub(crate) mod def;
+pub(crate) mod make;
+pub(crate) mod pack;
 mod sets;
 
 use std::collections::{BTreeMap, HashMap};

@@ -11,11 +11,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 /// The fixed time every mtime is clamped to: 2023-06-10T00:00:00Z (Debian 12's release).
-pub const EPOCH: u64 = 1_686_355_200;
+pub(crate) const EPOCH: u64 = 1_686_355_200;
 
 /// A written tar: its `sha256:` digest and size in bytes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Written {
+pub(crate) struct Written {
     pub diff_id: String,
     pub size: u64,
 }
@@ -78,7 +78,11 @@ fn header(
 /// Packs the directory tree `root` (not the root entry itself) into `out`. `exclude(rel,
 /// is_dir)` drops an entry (and, for a directory, everything below it). Devices, fifos and
 /// sockets are skipped: the engine provides /dev.
-pub fn pack_dir(root: &Path, out: &Path, exclude: &dyn Fn(&str, bool) -> bool) -> Result<Written> {
+pub(crate) fn pack_dir(
+    root: &Path,
+    out: &Path,
+    exclude: &dyn Fn(&str, bool) -> bool,
+) -> Result<Written> {
     use std::os::unix::fs::MetadataExt;
     write_atomic(out, |b| {
         let mut seen: HashMap<(u64, u64), String> = HashMap::new();
@@ -140,7 +144,7 @@ pub fn pack_dir(root: &Path, out: &Path, exclude: &dyn Fn(&str, bool) -> bool) -
 
 /// What an in-memory entry holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Data {
+pub(crate) enum Data {
     Dir,
     File(Vec<u8>),
     Symlink(String),
@@ -150,7 +154,7 @@ pub enum Data {
 
 /// An entry of an in-memory tree (used for the `static` base).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
@@ -160,12 +164,12 @@ pub struct Entry {
 /// The order entries are written in: path components compared one by one, so a directory's
 /// whole subtree comes before its next sibling (`etc/ca/x` before `etc/ca.conf`), as a
 /// directory walk with sorted names gives it ([`pack_dir`]).
-pub fn tree_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn tree_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.split('/').cmp(b.split('/'))
 }
 
 /// Writes in-memory entries (keyed by relative path, without leading `/`) in [`tree_order`].
-pub fn write_entries(
+pub(crate) fn write_entries(
     out: &Path,
     entries: &std::collections::BTreeMap<String, Entry>,
 ) -> Result<Written> {
@@ -205,7 +209,7 @@ pub fn write_entries(
 
 /// Reads the entries of a rootfs tar whose path (relative, no trailing `/`) passes
 /// `select`. Hard links become regular files with their target's bytes.
-pub fn read_entries(
+pub(crate) fn read_entries(
     tar_path: &Path,
     select: &dyn Fn(&str) -> bool,
 ) -> Result<std::collections::BTreeMap<String, Entry>> {

@@ -46,7 +46,7 @@ fn mb(n: Option<u64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-pub async fn run(args: BaseArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) async fn run(args: BaseArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     let bases = BaseImages::load(&paths.project)?;
     match args.command {
         BaseCommand::List => {

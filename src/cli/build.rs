@@ -29,7 +29,7 @@ struct JsonReport<'a> {
     containers_started: usize,
 }
 
-pub async fn run(args: BuildArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) async fn run(args: BuildArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     let recipes = crate::recipe::load_project(paths)?;
     let selected = crate::recipe::select(&recipes, &args.names)?;
     let opts = BuildOptions {

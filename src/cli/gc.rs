@@ -27,7 +27,7 @@ pub struct GcArgs {
     pub all_projects: bool,
 }
 
-pub async fn run(args: GcArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) async fn run(args: GcArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     let cache_scope = match (&args.cache, args.all_projects) {
         (Some(_), false) => Some(crate::build::cache_scope(&paths.project)?),
         _ => None,

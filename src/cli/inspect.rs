@@ -41,7 +41,7 @@ fn sniff(path: &Path) -> anyhow::Result<FileType> {
     })
 }
 
-pub fn run(args: InspectArgs, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) fn run(args: InspectArgs, reporter: &Reporter) -> anyhow::Result<u8> {
     let path = &args.file;
     match sniff(path)? {
         FileType::Deb => inspect_deb(path, reporter),

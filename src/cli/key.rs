@@ -50,7 +50,7 @@ struct Generated {
     user_id: String,
 }
 
-pub fn run(args: KeyArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) fn run(args: KeyArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     match args.command {
         KeyCommand::Generate(g) => generate(g, paths, reporter),
     }

@@ -73,7 +73,7 @@ fn flag_duration(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> 
     load::parse_duration(text).map_err(|e| usage(format!("{flag}: {e}")))
 }
 
-pub async fn run(args: LoadArgs, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) async fn run(args: LoadArgs, reporter: &Reporter) -> anyhow::Result<u8> {
     let opts = LoadOptions {
         targets: args
             .urls
@@ -119,7 +119,7 @@ pub async fn run(args: LoadArgs, reporter: &Reporter) -> anyhow::Result<u8> {
 }
 
 /// A few lines a person reads at a glance.
-pub fn summary(r: &LoadReport) -> String {
+pub(super) fn summary(r: &LoadReport) -> String {
     let p = &r.latency_ms;
     let kv = |m: &std::collections::BTreeMap<String, u64>| {
         if m.is_empty() {

@@ -21,7 +21,7 @@ pub struct LockArgs {
     pub check: bool,
 }
 
-pub async fn run(args: LockArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) async fn run(args: LockArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     // A project of bases only (no recipe yet) still has package sets to lock.
     let has_recipes = std::fs::read_dir(&paths.recipes).is_ok_and(|rd| {
         rd.flatten()

@@ -41,7 +41,11 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
         .ok_or_else(|| format!("unknown compression `{s}`: use xz, zstd, gzip or none"))
 }
 
-pub async fn run(args: PackageArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) async fn run(
+    args: PackageArgs,
+    paths: &Paths,
+    reporter: &Reporter,
+) -> anyhow::Result<u8> {
     // Ctrl-C or SIGTERM stops the writers at their next block and removes their temp files.
     let cancel = crate::docker::cancel_on_signals();
     let _stop_watching = cancel.clone().drop_guard();

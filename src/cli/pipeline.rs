@@ -35,7 +35,11 @@ pub struct PipelineArgs {
     pub smoke: super::smoke::StackArgs,
 }
 
-pub async fn run(args: PipelineArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) async fn run(
+    args: PipelineArgs,
+    paths: &Paths,
+    reporter: &Reporter,
+) -> anyhow::Result<u8> {
     let opts = PipelineOptions {
         no_cache: args.no_cache,
         promote: !args.no_promote,

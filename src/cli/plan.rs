@@ -12,7 +12,7 @@ pub struct PlanArgs {
     pub names: Vec<String>,
 }
 
-pub async fn run(args: PlanArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) async fn run(args: PlanArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     let recipes = recipe::load_project(paths)?;
     let selected = recipe::select(&recipes, &args.names)?;
     let mut plan = crate::plan::plan(paths, &selected, &Default::default());

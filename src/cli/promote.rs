@@ -46,7 +46,11 @@ pub struct PromoteArgs {
     pub config: Option<PathBuf>,
 }
 
-pub async fn run(args: PromoteArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) async fn run(
+    args: PromoteArgs,
+    paths: &Paths,
+    reporter: &Reporter,
+) -> anyhow::Result<u8> {
     let opts = PromoteOptions {
         to: args.to,
         from: args.from,

@@ -97,7 +97,7 @@ fn signer(
     promote.signer(sign.signing_key.as_deref(), reporter)
 }
 
-pub fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) fn run(args: RepoArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     match args.command {
         RepoCommand::List(env) => {
             let (cfg, _) = config(&env, paths)?;

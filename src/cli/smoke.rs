@@ -183,7 +183,7 @@ fn options(args: SmokeArgs) -> anyhow::Result<SmokeOptions> {
     Ok(opts)
 }
 
-pub async fn run(args: SmokeArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) async fn run(args: SmokeArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     let opts = options(args)?;
     let cancel = crate::docker::cancel_on_signals();
     let outcome = smoke::run(paths, &opts, reporter, cancel).await?;

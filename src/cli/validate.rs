@@ -20,7 +20,7 @@ pub struct ValidateArgs {
     pub files: Vec<PathBuf>,
 }
 
-pub fn run(args: ValidateArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
+pub(super) fn run(args: ValidateArgs, paths: &Paths, reporter: &Reporter) -> anyhow::Result<u8> {
     let files = if args.files.is_empty() {
         let files = recipe::recipe_files(&paths.recipes)?;
         if files.is_empty() {

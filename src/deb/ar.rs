@@ -4,13 +4,18 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-pub const MAGIC: &[u8; 8] = b"!<arch>\n";
-pub const HEADER_LEN: u64 = 60;
+pub(super) const MAGIC: &[u8; 8] = b"!<arch>\n";
+pub(super) const HEADER_LEN: u64 = 60;
 /// Most members [`list`] reads: a .deb has three, plus perhaps a few signatures.
-pub const MAX_MEMBERS: usize = 1024;
+pub(super) const MAX_MEMBERS: usize = 1024;
 
 /// Writes one member header; the caller writes `size` bytes and then [`write_padding`].
-pub fn write_header<W: Write>(w: &mut W, name: &str, mtime: u64, size: u64) -> io::Result<()> {
+pub(super) fn write_header<W: Write>(
+    w: &mut W,
+    name: &str,
+    mtime: u64,
+    size: u64,
+) -> io::Result<()> {
     if name.len() > 15 || name.contains('/') || name.contains(' ') {
         return Err(io::Error::other(format!("bad ar member name `{name}`")));
     }
@@ -26,7 +31,7 @@ pub fn write_header<W: Write>(w: &mut W, name: &str, mtime: u64, size: u64) -> i
     w.write_all(header.as_bytes())
 }
 
-pub fn write_padding<W: Write>(w: &mut W, size: u64) -> io::Result<()> {
+pub(super) fn write_padding<W: Write>(w: &mut W, size: u64) -> io::Result<()> {
     if size % 2 == 1 {
         w.write_all(b"\n")?;
     }
@@ -34,7 +39,12 @@ pub fn write_padding<W: Write>(w: &mut W, size: u64) -> io::Result<()> {
 }
 
 /// Writes a whole in-memory member.
-pub fn write_member<W: Write>(w: &mut W, name: &str, mtime: u64, data: &[u8]) -> io::Result<()> {
+pub(super) fn write_member<W: Write>(
+    w: &mut W,
+    name: &str,
+    mtime: u64,
+    data: &[u8],
+) -> io::Result<()> {
     write_header(w, name, mtime, data.len() as u64)?;
     w.write_all(data)?;
     write_padding(w, data.len() as u64)
@@ -42,7 +52,7 @@ pub fn write_member<W: Write>(w: &mut W, name: &str, mtime: u64, data: &[u8]) ->
 
 /// A member found by [`list`]: its name, where its data starts and its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
+pub(super) struct Member {
     pub name: String,
     pub offset: u64,
     pub size: u64,
@@ -50,7 +60,7 @@ pub struct Member {
 
 /// Why an ar archive could not be listed.
 #[derive(Debug)]
-pub enum ArError {
+pub(super) enum ArError {
     NotAr,
     Io(io::Error),
     /// The header at this offset is malformed.
@@ -73,7 +83,7 @@ impl From<io::Error> for ArError {
 }
 
 /// Lists the members of an ar archive of `len` bytes without reading their data.
-pub fn list<R: Read + Seek>(r: &mut R, len: u64) -> Result<Vec<Member>, ArError> {
+pub(super) fn list<R: Read + Seek>(r: &mut R, len: u64) -> Result<Vec<Member>, ArError> {
     let mut magic = [0u8; 8];
     r.seek(SeekFrom::Start(0))?;
     if len < 8 {

@@ -27,12 +27,12 @@ const GZ_CHUNK: usize = 512 << 10;
 const GZ_WINDOW: usize = 32 << 10;
 
 /// Worker threads for compressors: the machine's parallelism.
-pub fn threads() -> u32 {
+pub(super) fn threads() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 /// A compressing writer; `finish` flushes the trailer and returns the inner writer.
-pub enum Encoder<W: Write> {
+pub(super) enum Encoder<W: Write> {
     None(W),
     Gzip(ParGzEncoder<W>),
     Xz(liblzma::write::XzEncoder<W>),
@@ -40,7 +40,7 @@ pub enum Encoder<W: Write> {
 }
 
 impl<W: Write> Encoder<W> {
-    pub fn new(c: Compression, w: W) -> io::Result<Self> {
+    pub(super) fn new(c: Compression, w: W) -> io::Result<Self> {
         Ok(match c {
             Compression::None => Encoder::None(w),
             Compression::Gzip => Encoder::Gzip(ParGzEncoder::new(w, GZIP_LEVEL, threads())),
@@ -62,7 +62,7 @@ impl<W: Write> Encoder<W> {
         })
     }
 
-    pub fn finish(self) -> io::Result<W> {
+    pub(super) fn finish(self) -> io::Result<W> {
         match self {
             Encoder::None(w) => Ok(w),
             Encoder::Gzip(e) => e.finish(),
@@ -93,7 +93,7 @@ impl<W: Write> Write for Encoder<W> {
 }
 
 /// A decompressing reader for a member compressed with `c`. Concatenated streams are read.
-pub fn decoder<'a, R: Read + 'a>(c: Compression, r: R) -> io::Result<Box<dyn Read + 'a>> {
+pub(super) fn decoder<'a, R: Read + 'a>(c: Compression, r: R) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match c {
         Compression::None => Box::new(r),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
@@ -110,7 +110,7 @@ struct GzJob {
 }
 
 /// Parallel, deterministic gzip writer (see the module header for the scheme).
-pub struct ParGzEncoder<W: Write> {
+pub(super) struct ParGzEncoder<W: Write> {
     out: Option<W>,
     header: Option<[u8; 10]>,
     buf: Vec<u8>,
@@ -125,12 +125,12 @@ pub struct ParGzEncoder<W: Write> {
 }
 
 impl<W: Write> ParGzEncoder<W> {
-    pub fn new(out: W, level: u32, threads: u32) -> Self {
+    pub(super) fn new(out: W, level: u32, threads: u32) -> Self {
         Self::with_chunk(out, level, threads, GZ_CHUNK)
     }
 
     /// Like [`ParGzEncoder::new`] with another chunk size (the output depends on it).
-    pub fn with_chunk(out: W, level: u32, threads: u32, chunk: usize) -> Self {
+    pub(super) fn with_chunk(out: W, level: u32, threads: u32, chunk: usize) -> Self {
         let chunk = chunk.max(GZ_WINDOW);
         let (tx, rx) = mpsc::channel::<GzJob>();
         let rx = Arc::new(Mutex::new(rx));
@@ -202,7 +202,7 @@ impl<W: Write> ParGzEncoder<W> {
         Ok(())
     }
 
-    pub fn finish(mut self) -> io::Result<W> {
+    pub(super) fn finish(mut self) -> io::Result<W> {
         self.submit(true)?;
         while !self.pending.is_empty() {
             self.drain_one()?;

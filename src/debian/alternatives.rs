@@ -9,7 +9,7 @@
 
 /// One `--install` of a postinst.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Install {
+pub(crate) struct Install {
     pub package: String,
     pub link: String,
     pub name: String,
@@ -21,7 +21,7 @@ pub struct Install {
 
 /// The `--install` calls of a postinst script: `(read, unreadable)`; an unreadable one is
 /// the command line as written.
-pub fn parse(package: &str, script: &str) -> (Vec<Install>, Vec<String>) {
+pub(crate) fn parse(package: &str, script: &str) -> (Vec<Install>, Vec<String>) {
     let mut logical = Vec::new();
     let mut current = String::new();
     for line in script.lines() {
@@ -87,7 +87,7 @@ pub fn parse(package: &str, script: &str) -> (Vec<Install>, Vec<String>) {
 }
 
 /// The winners: for each name, the install of highest priority whose path `exists`.
-pub fn select<'a>(all: &'a [Install], exists: &dyn Fn(&str) -> bool) -> Vec<&'a Install> {
+pub(crate) fn select<'a>(all: &'a [Install], exists: &dyn Fn(&str) -> bool) -> Vec<&'a Install> {
     let mut best: std::collections::BTreeMap<&str, &Install> = Default::default();
     for i in all.iter().filter(|i| exists(&i.path)) {
         match best.get(i.name.as_str()) {

@@ -56,12 +56,12 @@ pub struct Archive {
 }
 
 /// The cache directory for archive files.
-pub fn cache_root() -> PathBuf {
+pub(crate) fn cache_root() -> PathBuf {
     crate::project::cache_dir().join("debian")
 }
 
 /// Where a .deb of sha256 `hex` lives in the cache.
-pub fn deb_path(hex: &str) -> PathBuf {
+pub(crate) fn deb_path(hex: &str) -> PathBuf {
     cache_root().join("debs").join(format!("{hex}.deb"))
 }
 
@@ -316,7 +316,7 @@ impl Archive {
 
 /// Removes downloads that processes killed mid-way left behind: `.part-<pid>-*` of a
 /// process that is gone (or, for names without a pid, older than an hour).
-pub fn sweep_parts(dir: &Path) {
+pub(crate) fn sweep_parts(dir: &Path) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };

@@ -23,13 +23,13 @@ impl<'a> Paragraph<'a> {
 /// Why a text is not deb822.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
-pub struct Deb822Error {
+pub(crate) struct Deb822Error {
     pub line: usize,
     pub reason: String,
 }
 
 /// The paragraphs of `text`, in order. Blank lines (only spaces and tabs) separate them.
-pub fn paragraphs(text: &str) -> Paragraphs<'_> {
+pub(crate) fn paragraphs(text: &str) -> Paragraphs<'_> {
     Paragraphs {
         text,
         pos: 0,
@@ -38,7 +38,7 @@ pub fn paragraphs(text: &str) -> Paragraphs<'_> {
 }
 
 /// Iterator over the paragraphs of a text; see [`paragraphs`].
-pub struct Paragraphs<'a> {
+pub(crate) struct Paragraphs<'a> {
     text: &'a str,
     pos: usize,
     line: usize,
@@ -130,7 +130,7 @@ impl<'a> Iterator for Paragraphs<'a> {
 
 /// The lines of a list field (e.g. the `SHA256:` list of a Release file, whose first line
 /// is empty), trimmed, blank ones skipped.
-pub fn list_lines(value: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn list_lines(value: &str) -> impl Iterator<Item = &str> {
     value
         .split('\n')
         .map(|l| l.trim())

@@ -23,7 +23,7 @@ const MAX_REDIRECTS: u32 = 5;
 
 /// What a download must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expect {
+pub(crate) struct Expect {
     pub size: u64,
     /// sha256 hex.
     pub sha256: String,
@@ -31,7 +31,7 @@ pub struct Expect {
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     /// 404/410: the archive does not have it (any more).
     #[error("{url}: not found (HTTP {status})")]
     NotFound { url: String, status: u16 },
@@ -46,7 +46,7 @@ pub enum FetchError {
 
 impl FetchError {
     /// The error with the exit-code class builder uses (1 for tampering, 3 for the network).
-    pub fn into_anyhow(self) -> anyhow::Error {
+    pub(crate) fn into_anyhow(self) -> anyhow::Error {
         match self {
             FetchError::Mismatch { .. } | FetchError::NotFound { .. } => {
                 crate::error::failed(self.to_string())
@@ -60,7 +60,7 @@ impl FetchError {
 
 /// An HTTP(S)/file client for archive downloads.
 #[derive(Clone)]
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     tls: tokio_rustls::TlsConnector,
     /// Addresses by `host:port`, looked up once per process: some resolvers answer one of
     /// glibc's parallel A/AAAA queries only after a 5 s timeout, and a set of 75 downloads
@@ -92,7 +92,7 @@ fn split_url(url: &str) -> Option<Url<'_>> {
 }
 
 /// The local path of a `file:` URL (`file:/srv/x`, `file:///srv/x`).
-pub fn file_path(url: &str) -> Option<PathBuf> {
+pub(crate) fn file_path(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("file:")?;
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     Some(PathBuf::from(if rest.starts_with('/') {
@@ -103,7 +103,7 @@ pub fn file_path(url: &str) -> Option<PathBuf> {
 }
 
 impl Fetcher {
-    pub fn new() -> anyhow::Result<Fetcher> {
+    pub(crate) fn new() -> anyhow::Result<Fetcher> {
         let access = crate::promote::registry::Access {
             username: None,
             password: None,
@@ -117,7 +117,7 @@ impl Fetcher {
     }
 
     /// GETs a small file (an InRelease) into memory, at most `limit` bytes.
-    pub async fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+    pub(crate) async fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
         let mut sink = Vec::new();
         self.get_into(url, &mut sink, limit).await?;
         Ok(sink)
@@ -125,7 +125,7 @@ impl Fetcher {
 
     /// Downloads `url` to `dest`, checking size and sha256; `dest` appears only when both
     /// match. Returns the bytes written.
-    pub async fn get_verified(
+    pub(crate) async fn get_verified(
         &self,
         url: &str,
         dest: &Path,
@@ -412,7 +412,9 @@ fn local_write(dest: &Path, e: std::io::Error) -> FetchError {
 
 /// Runs `fut` to completion on a runtime of its own, on a thread of its own: usable from
 /// blocking code whether or not a runtime is running on the calling thread.
-pub fn block_on<T: Send>(fut: impl std::future::Future<Output = T> + Send) -> anyhow::Result<T> {
+pub(crate) fn block_on<T: Send>(
+    fut: impl std::future::Future<Output = T> + Send,
+) -> anyhow::Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -250,7 +250,7 @@ impl Index {
 /// The installed packages of a dpkg database text (`/var/lib/dpkg/status`, or the
 /// paragraphs of `status.d/*`): only `install ok installed` ones (a paragraph without
 /// `Status`, as some distroless tools write, counts as installed).
-pub fn installed_from_status(text: &str) -> Result<Vec<Package>, String> {
+pub(crate) fn installed_from_status(text: &str) -> Result<Vec<Package>, String> {
     let mut out = Vec::new();
     for p in deb822::paragraphs(text) {
         let p = p.map_err(|e| e.to_string())?;

@@ -11,7 +11,7 @@ use pgp::types::KeyDetails;
 
 /// The keys of one or more keyring files.
 #[derive(Debug, Clone)]
-pub struct Keyring {
+pub(crate) struct Keyring {
     pub files: Vec<PathBuf>,
     keys: Vec<SignedPublicKey>,
 }
@@ -19,7 +19,7 @@ pub struct Keyring {
 impl Keyring {
     /// Reads keyring files: binary (`.gpg`, as `debian-archive-keyring` ships them) or
     /// ASCII-armored (`.asc`). Every file must hold at least one public key.
-    pub fn load(files: &[PathBuf]) -> anyhow::Result<Keyring> {
+    pub(crate) fn load(files: &[PathBuf]) -> anyhow::Result<Keyring> {
         let mut keys = Vec::new();
         for f in files {
             let bytes = std::fs::read(f).map_err(|e| {
@@ -51,7 +51,11 @@ impl Keyring {
 
     /// Verifies a clearsigned text; returns the signed text (LF line ends) and the
     /// fingerprint of the key that verified it. `what` names the file in errors.
-    pub fn verify_clearsigned(&self, text: &str, what: &str) -> anyhow::Result<(String, String)> {
+    pub(crate) fn verify_clearsigned(
+        &self,
+        text: &str,
+        what: &str,
+    ) -> anyhow::Result<(String, String)> {
         let (msg, _) = CleartextSignedMessage::from_string(text).map_err(|e| {
             crate::error::failed(format!(
                 "{what} is not a clearsigned OpenPGP message ({e}); the mirror or a proxy \
@@ -136,6 +140,6 @@ fn parse_keys(bytes: &[u8]) -> anyhow::Result<Vec<SignedPublicKey>> {
 }
 
 /// The keyring apt uses for Debian's archive, when nothing else is configured.
-pub fn default_keyring() -> PathBuf {
+pub(crate) fn default_keyring() -> PathBuf {
     PathBuf::from("/usr/share/keyrings/debian-archive-keyring.gpg")
 }

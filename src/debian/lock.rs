@@ -26,8 +26,8 @@ use super::source::Identity;
 use crate::diag;
 
 /// The lock file's name at the project root.
-pub const FILE: &str = "builder.lock";
-pub const VERSION: u32 = 1;
+pub(crate) const FILE: &str = "builder.lock";
+pub(crate) const VERSION: u32 = 1;
 
 /// What a set belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -317,7 +317,7 @@ impl Lock {
 }
 
 /// `sha256:` of a canonical JSON value: the `inputs` of a set.
-pub fn inputs_digest(value: &serde_json::Value) -> String {
+pub(crate) fn inputs_digest(value: &serde_json::Value) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     crate::digest::Digest::of(&bytes).to_string()
 }

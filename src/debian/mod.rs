@@ -5,18 +5,18 @@
 //!
 //! Must not: run maintainer scripts, chroot, or need root. Nothing here talks to Docker.
 
-pub mod alternatives;
-pub mod archive;
-pub mod assemble;
-pub mod cacerts;
-pub mod deb822;
-pub mod fetch;
-pub mod index;
-pub mod keyring;
-pub mod lock;
-pub mod project;
-pub mod relation;
-pub mod release;
-pub mod resolve;
-pub mod sets;
+pub(crate) mod alternatives;
+pub(crate) mod archive;
+pub(crate) mod assemble;
+pub(crate) mod cacerts;
+pub(crate) mod deb822;
+pub(crate) mod fetch;
+pub(crate) mod index;
+pub(crate) mod keyring;
+pub(crate) mod lock;
+pub(crate) mod project;
+pub(crate) mod relation;
+pub(crate) mod release;
+pub(crate) mod resolve;
+pub(crate) mod sets;
 pub mod source;

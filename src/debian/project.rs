@@ -15,7 +15,7 @@ use crate::report::Reporter;
 
 /// What `builder lock` does.
 #[derive(Debug, Clone, Default)]
-pub struct LockOptions {
+pub(crate) struct LockOptions {
     /// `--update [PKG...]`: `Some(empty)` re-resolves everything against today's archive;
     /// `Some(names)` lets only these packages move.
     pub update: Option<BTreeSet<String>>,
@@ -24,7 +24,7 @@ pub struct LockOptions {
 /// The state of one set against the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SetState {
+pub(crate) enum SetState {
     /// The lock matches the inputs.
     Current,
     /// The lock has no entry.
@@ -43,7 +43,7 @@ pub enum SetState {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct SetStatus {
+pub(crate) struct SetStatus {
     pub kind: SetKind,
     pub name: String,
     pub state: SetState,
@@ -54,7 +54,7 @@ pub struct SetStatus {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct LockReport {
+pub(crate) struct LockReport {
     pub file: String,
     pub sets: Vec<SetStatus>,
     pub packages: usize,
@@ -109,7 +109,7 @@ fn project_sets(
 }
 
 /// Compares the lock with the project (no network). Unused entries are reported too.
-pub fn drift(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<SetStatus>> {
+pub(crate) fn drift(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<Vec<SetStatus>> {
     let identity = bases.locker().config()?.identity();
     let lock = bases.locker().snapshot();
     let mut out = Vec::new();
@@ -193,7 +193,7 @@ fn is_rebase_set(s: &super::lock::LockedSet, recipes: &[Recipe], bases: &BaseIma
 }
 
 /// `builder lock --check`.
-pub fn check(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<LockReport> {
+pub(crate) fn check(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<LockReport> {
     let sets = drift(recipes, bases)?;
     let up_to_date = sets.iter().all(|s| s.state == SetState::Current);
     Ok(LockReport {
@@ -206,7 +206,7 @@ pub fn check(recipes: &[Recipe], bases: &BaseImages) -> anyhow::Result<LockRepor
 
 /// `builder lock [--update [PKG...]]`: resolves what is missing or stale (or everything
 /// asked to update), drops unused entries, writes builder.lock.
-pub async fn lock(
+pub(crate) async fn lock(
     recipes: &[Recipe],
     bases: &BaseImages,
     opts: &LockOptions,

@@ -186,7 +186,7 @@ fn parse_atom(text: &str) -> Result<Atom, String> {
 
 /// Parses a relationship field (`Depends`, `Conflicts`, `Provides`, ...). Empty entries
 /// (trailing commas) are skipped.
-pub fn parse(field: &str) -> Result<Vec<Relation>, String> {
+pub(crate) fn parse(field: &str) -> Result<Vec<Relation>, String> {
     let mut out = Vec::new();
     for entry in field.split(',') {
         if entry.trim().is_empty() {
@@ -203,7 +203,7 @@ pub fn parse(field: &str) -> Result<Vec<Relation>, String> {
 
 /// Parses a field whose entries take no alternatives (`Conflicts`, `Breaks`, `Provides`,
 /// `Replaces`): every atom, flattened.
-pub fn parse_flat(field: &str) -> Result<Vec<Atom>, String> {
+pub(crate) fn parse_flat(field: &str) -> Result<Vec<Atom>, String> {
     Ok(parse(field)?.into_iter().flat_map(|r| r.0).collect())
 }
 

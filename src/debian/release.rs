@@ -105,7 +105,7 @@ fn words(v: Option<&str>) -> Vec<String> {
 
 /// Parses an RFC 2822 date as Release files write it: `Sat, 11 Jul 2026 10:16:37 UTC`
 /// (the weekday optional; `UTC`, `GMT`, `Z` or a `+hhmm` offset).
-pub fn parse_date(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_date(s: &str) -> Result<i64, String> {
     let bad = || format!("`{s}` is not a date like `Sat, 11 Jul 2026 10:16:37 UTC`");
     let s = s.trim();
     let s = match s.split_once(',') {

@@ -17,11 +17,11 @@ use super::index::{Index, MultiArch, Package};
 use super::relation::{Atom, Relation};
 
 /// Candidate choices tried before giving up.
-pub const MAX_STEPS: usize = 100_000;
+pub(crate) const MAX_STEPS: usize = 100_000;
 
 /// What to resolve.
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub(crate) struct Request {
     /// Root relations with who asked for them (`recipes/app.toml`, `base static`).
     pub roots: Vec<(Relation, String)>,
     /// Packages already present (the base's), by name.
@@ -36,7 +36,7 @@ pub struct Request {
 
 /// The result: the packages to add (not the installed ones), sorted by name.
 #[derive(Debug, Clone, Default)]
-pub struct Resolution {
+pub(crate) struct Resolution {
     pub packages: Vec<Arc<Package>>,
     /// Why each package is in: the package (or root) whose relation brought it.
     pub needed_by: BTreeMap<String, String>,
@@ -67,7 +67,7 @@ struct Search<'a> {
 }
 
 /// Resolves `req` over `index`.
-pub fn resolve(index: &Index, req: &Request) -> Result<Resolution, String> {
+pub(crate) fn resolve(index: &Index, req: &Request) -> Result<Resolution, String> {
     let state = State {
         chosen: req.installed.clone(),
         needed_by: BTreeMap::new(),

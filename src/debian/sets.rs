@@ -22,11 +22,11 @@ use crate::report::Reporter;
 static FROZEN: AtomicBool = AtomicBool::new(false);
 
 /// `--locked`: any change to builder.lock is an error.
-pub fn set_frozen(on: bool) {
+pub(crate) fn set_frozen(on: bool) {
     FROZEN.store(on, Ordering::SeqCst);
 }
 
-pub fn frozen() -> bool {
+pub(crate) fn frozen() -> bool {
     FROZEN.load(Ordering::SeqCst)
 }
 
@@ -73,7 +73,7 @@ impl SetRequest {
 
 /// A computed root of `req` (see [`SetRequest::computed`]) that no package of `have`
 /// (name → version: the set's packages and what lies below) meets, by name and version.
-pub fn computed_gap(req: &SetRequest, have: &BTreeMap<&str, &str>) -> Option<String> {
+pub(crate) fn computed_gap(req: &SetRequest, have: &BTreeMap<&str, &str>) -> Option<String> {
     req.computed
         .iter()
         .find(|(rel, _)| {
@@ -88,7 +88,7 @@ pub fn computed_gap(req: &SetRequest, have: &BTreeMap<&str, &str>) -> Option<Str
 /// A root relation of `req` that no package in `have` meets by name, when `lock` knows
 /// every name of it as a package (a virtual name cannot be judged without the index): a
 /// current lock entry with such a gap was edited by hand.
-pub fn root_gap(req: &SetRequest, have: &BTreeSet<&str>, lock: &Lock) -> Option<String> {
+pub(crate) fn root_gap(req: &SetRequest, have: &BTreeSet<&str>, lock: &Lock) -> Option<String> {
     let known: BTreeSet<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
     req.roots
         .iter()

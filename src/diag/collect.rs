@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::{escape_controls, suggestion, Diagnostic, Diagnostics, LineIndex};
 
 /// Every problem found in one file, in the order found.
-pub struct Collector<'a> {
+pub(crate) struct Collector<'a> {
     pub file: &'a Path,
     pub text: &'a str,
     /// Line starts of `text`: positions cost O(log n), so validation stays linear.
@@ -19,7 +19,7 @@ pub struct Collector<'a> {
 }
 
 impl<'a> Collector<'a> {
-    pub fn new(file: &'a Path, text: &'a str) -> Self {
+    pub(crate) fn new(file: &'a Path, text: &'a str) -> Self {
         Collector {
             file,
             text,
@@ -30,24 +30,24 @@ impl<'a> Collector<'a> {
 
     /// How many problems so far.
     #[cfg(test)]
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.diags.len()
     }
 
     /// A diagnostic at `span` of this file, not yet reported: give it to [`Self::push`].
-    pub fn at(&self, span: Range<usize>, msg: impl Into<String>) -> Diagnostic {
+    pub(crate) fn at(&self, span: Range<usize>, msg: impl Into<String>) -> Diagnostic {
         Diagnostic::at_indexed(self.file, self.text, &self.lines, span, msg)
     }
 
     /// A problem at `span`; the returned diagnostic takes a label or help.
-    pub fn err(&mut self, span: Range<usize>, msg: impl Into<String>) -> &mut Diagnostic {
+    pub(crate) fn err(&mut self, span: Range<usize>, msg: impl Into<String>) -> &mut Diagnostic {
         let d = self.at(span, msg);
         self.push(d);
         self.diags.last_mut().expect("just pushed")
     }
 
     /// A problem at `span` with how to fix it.
-    pub fn err_help(
+    pub(crate) fn err_help(
         &mut self,
         span: Range<usize>,
         msg: impl Into<String>,
@@ -57,17 +57,17 @@ impl<'a> Collector<'a> {
     }
 
     /// A problem with the file as a whole, or one without a position.
-    pub fn in_file(&mut self, msg: impl Into<String>) -> &mut Diagnostic {
+    pub(crate) fn in_file(&mut self, msg: impl Into<String>) -> &mut Diagnostic {
         self.push(Diagnostic::in_file(self.file, msg));
         self.diags.last_mut().expect("just pushed")
     }
 
-    pub fn push(&mut self, d: Diagnostic) {
+    pub(crate) fn push(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
 
     /// Reports `result`'s message at `value`'s position.
-    pub fn check<T>(&mut self, value: &Spanned<T>, result: Result<(), String>) {
+    pub(crate) fn check<T>(&mut self, value: &Spanned<T>, result: Result<(), String>) {
         if let Err(msg) = result {
             self.err(value.span(), msg);
         }
@@ -75,7 +75,7 @@ impl<'a> Collector<'a> {
 
     /// Reports `v` unless it is one of `allowed`: "unknown {what} `v`", did-you-mean under
     /// the caret, the valid values as help. Returns whether `v` is allowed.
-    pub fn one_of(&mut self, v: &Spanned<String>, allowed: &[&str], what: &str) -> bool {
+    pub(crate) fn one_of(&mut self, v: &Spanned<String>, allowed: &[&str], what: &str) -> bool {
         let value = v.get_ref();
         if allowed.contains(&value.as_str()) {
             return true;
@@ -90,7 +90,7 @@ impl<'a> Collector<'a> {
     }
 
     /// Everything reported, or `value` when nothing was.
-    pub fn finish<T>(self, value: T) -> Result<T, Diagnostics> {
+    pub(crate) fn finish<T>(self, value: T) -> Result<T, Diagnostics> {
         if self.diags.is_empty() {
             Ok(value)
         } else {
@@ -98,7 +98,7 @@ impl<'a> Collector<'a> {
         }
     }
 
-    pub fn into_diagnostics(self) -> Diagnostics {
+    pub(crate) fn into_diagnostics(self) -> Diagnostics {
         Diagnostics::new(self.diags)
     }
 }

@@ -25,10 +25,10 @@ mod tests;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-pub use collect::Collector;
-pub use parse::{parse_toml, read_text};
-pub use render::escape_controls;
-pub use suggest::{did_you_mean, suggestion};
+pub(crate) use collect::Collector;
+pub(crate) use parse::{parse_toml, read_text};
+pub(crate) use render::escape_controls;
+pub(crate) use suggest::{did_you_mean, suggestion};
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use super::{did_you_mean, Diagnostic, Diagnostics};
 
 /// Reads a config file (`what` is e.g. "recipe") as UTF-8 text. Invalid UTF-8 is a
 /// diagnostic at the line and column of the first bad byte, not a bare I/O error.
-pub fn read_text(file: &Path, what: &str) -> Result<String, Diagnostics> {
+pub(crate) fn read_text(file: &Path, what: &str) -> Result<String, Diagnostics> {
     let bytes = std::fs::read(file).map_err(|e| {
         let d = Diagnostic::in_file(
             file,
@@ -45,7 +45,7 @@ pub fn read_text(file: &Path, what: &str) -> Result<String, Diagnostics> {
 
 /// Parses a TOML document into `T`. Syntax errors (all of them), unknown keys (with a
 /// suggestion) and type errors become diagnostics with file, line and column.
-pub fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Diagnostics> {
+pub(crate) fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Diagnostics> {
     let (_, errors) = toml::de::DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         return Err(Diagnostics::new(
@@ -137,7 +137,12 @@ fn blank_out(text: &mut String, range: Range<usize>) {
 }
 
 /// Turns a toml error into a diagnostic, rewording serde's messages into advice.
-pub fn toml_error(file: &Path, text: &str, err: &toml::de::Error, fallback: &str) -> Diagnostic {
+pub(super) fn toml_error(
+    file: &Path,
+    text: &str,
+    err: &toml::de::Error,
+    fallback: &str,
+) -> Diagnostic {
     let raw = err.message().trim().to_string();
     let (message, label, help) = reword(&raw);
     let message = if message.is_empty() {

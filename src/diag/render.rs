@@ -28,7 +28,7 @@ fn shown(c: char) -> String {
 /// `s` with every control character and bidirectional override escaped, so that text from
 /// a recipe (a `to` holding a terminal escape sequence, a name with a newline) can neither
 /// drive the terminal nor forge lines of the report. Every diagnostic goes through here.
-pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
     if s.chars().any(hidden) {
         std::borrow::Cow::Owned(s.chars().map(shown).collect())
     } else {

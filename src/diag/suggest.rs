@@ -1,7 +1,7 @@
 //! Did-you-mean: the closest known word to a likely typo.
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
         .map(|c| (strsim::jaro_winkler(word, c), *c))
@@ -11,6 +11,6 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 }
 
 /// The label under a caret for a typo of one of `candidates`: "did you mean `x`?".
-pub fn suggestion(word: &str, candidates: &[&str]) -> Option<String> {
+pub(crate) fn suggestion(word: &str, candidates: &[&str]) -> Option<String> {
     did_you_mean(word, candidates).map(|s| format!("did you mean `{s}`?"))
 }

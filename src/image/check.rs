@@ -155,7 +155,11 @@ impl BaseListing {
 
 /// Looks `path` up in the image's merged view (package over base), following symlinks in
 /// every component. Returns the final object's kind and mode, or why it was not found.
-pub fn resolve(data: &Tree, base: Option<&BaseListing>, path: &str) -> Result<(Kind, u32), String> {
+pub(crate) fn resolve(
+    data: &Tree,
+    base: Option<&BaseListing>,
+    path: &str,
+) -> Result<(Kind, u32), String> {
     let lookup = |key: &str| -> Option<(Kind, u32)> {
         if let Some(n) = data.get(key) {
             return Some(match &n.kind {
@@ -255,7 +259,7 @@ fn names_in(db: &str) -> impl Iterator<Item = &str> {
 /// Checks `spec` (with base `base_name`, the recipe's or a `--base` override) against the package `data` and, when known,
 /// the base's files. Names in `user` are checked against the base's /etc/passwd and
 /// /etc/group when the listing is given.
-pub fn check_spec(
+pub(crate) fn check_spec(
     recipe: &Recipe,
     spec: &ImageSpec,
     base_name: &str,

@@ -9,13 +9,14 @@ use crate::oci::spec::{Empty, History, ImageConfig, RootFs, RunConfig};
 use crate::recipe::{ImageSpec, Package};
 
 /// PATH when neither the base nor the recipe sets one (Docker's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Labels builder sets; a recipe label may override the OCI ones but not `io.builder.*`.
-pub const LABEL_DEB_SHA256: &str = "io.builder.deb.sha256";
+pub(crate) const LABEL_DEB_SHA256: &str = "io.builder.deb.sha256";
 
 /// Everything the config is made from.
-pub struct ConfigInput<'a> {
+pub(crate) struct ConfigInput<'a> {
     pub spec: &'a ImageSpec,
     pub package: &'a Package,
     pub base_name: &'a str,
@@ -35,7 +36,7 @@ pub struct ConfigInput<'a> {
 
 /// `KEY=value` entries: PATH first, then the base's, then the recipe's; a later value of
 /// a key replaces the earlier one in place, so each key appears once.
-pub fn merge_env(base: &[String], recipe: &BTreeMap<String, String>) -> Vec<String> {
+pub(crate) fn merge_env(base: &[String], recipe: &BTreeMap<String, String>) -> Vec<String> {
     let mut out: Vec<(String, String)> = vec![("PATH".into(), DEFAULT_PATH.into())];
     let mut set = |k: &str, v: &str| match out.iter_mut().find(|(ok, _)| ok == k) {
         Some(slot) => slot.1 = v.to_string(),
@@ -51,7 +52,7 @@ pub fn merge_env(base: &[String], recipe: &BTreeMap<String, String>) -> Vec<Stri
     out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-pub fn image_config(i: &ConfigInput<'_>) -> ImageConfig {
+pub(crate) fn image_config(i: &ConfigInput<'_>) -> ImageConfig {
     let created = crate::timefmt::rfc3339_secs(i.created as i64);
     let spec = i.spec;
     let mut labels = BTreeMap::new();
@@ -137,7 +138,7 @@ pub fn image_config(i: &ConfigInput<'_>) -> ImageConfig {
 
 /// The OCI/Go architecture name for a Debian architecture. `all` takes the machine's own:
 /// the bases are made (debootstrap) for the host's architecture.
-pub fn debian_to_oci_arch(arch: &str) -> &str {
+pub(crate) fn debian_to_oci_arch(arch: &str) -> &str {
     match arch {
         "all" => host_oci_arch(),
         "amd64" => "amd64",

@@ -26,7 +26,7 @@ use crate::report::Reporter;
 
 /// A dependency layer tar and what it holds.
 #[derive(Debug, Clone)]
-pub struct DepsLayer {
+pub(crate) struct DepsLayer {
     pub tar: PathBuf,
     pub written: Written,
     pub set: ResolvedSet,
@@ -36,7 +36,7 @@ pub struct DepsLayer {
 
 /// The name of an image's set in builder.lock: the package name, or `name@base` when the
 /// image is made on another base than the recipe's (a rebase).
-pub fn set_name(recipe: &Recipe, spec: &ImageSpec, base_name: &str) -> String {
+pub(crate) fn set_name(recipe: &Recipe, spec: &ImageSpec, base_name: &str) -> String {
     if base_name == spec.base {
         recipe.package.name.clone()
     } else {
@@ -48,7 +48,7 @@ pub fn set_name(recipe: &Recipe, spec: &ImageSpec, base_name: &str) -> String {
 /// (`fields`), the `[image] exclude` list and the base (its name and content hash). The
 /// base's installed packages are left for the caller to fill in: they do not change the
 /// set's inputs.
-pub fn set_request(
+pub(crate) fn set_request(
     recipe: &Recipe,
     spec: &ImageSpec,
     fields: &[(String, String)],
@@ -121,7 +121,7 @@ fn below_identity(bases: &BaseImages, base_name: &str) -> anyhow::Result<String>
 }
 
 /// The installed packages of a base listing, by name.
-pub fn installed_of(
+pub(crate) fn installed_of(
     listing: &BaseListing,
 ) -> anyhow::Result<std::collections::BTreeMap<String, Arc<crate::debian::index::Package>>> {
     Ok(listing
@@ -141,7 +141,7 @@ struct Meta {
 /// Resolves (or reads from the lock), downloads and unpacks the dependency layer of an
 /// image; `None` when the base holds every dependency.
 #[allow(clippy::too_many_arguments)]
-pub fn dependency_layer(
+pub(crate) fn dependency_layer(
     recipe: &Recipe,
     spec: &ImageSpec,
     fields: &[(String, String)],

@@ -15,7 +15,7 @@ const SYSTEMD_DIRS: &[&str] = &["lib/systemd/system", "usr/lib/systemd/system"];
 
 /// The tree that goes into the image's application layer. `conffiles` are the package's
 /// conffiles (absolute paths, as in `DEBIAN/conffiles`); `None` means "every file under /etc".
-pub fn app_tree(data: &Tree, spec: &ImageSpec, conffiles: Option<&[String]>) -> Tree {
+pub(crate) fn app_tree(data: &Tree, spec: &ImageSpec, conffiles: Option<&[String]>) -> Tree {
     let mut dropped: Vec<String> = ALWAYS_DROPPED.iter().map(|s| s.to_string()).collect();
     if !spec.include_systemd {
         dropped.extend(SYSTEMD_DIRS.iter().map(|s| s.to_string()));
@@ -81,7 +81,7 @@ pub fn app_tree(data: &Tree, spec: &ImageSpec, conffiles: Option<&[String]>) -> 
 /// a `/lib` holding only `systemd/`, and the loader and libc gone. Such entries go where the
 /// base's symlinks lead (`usr/lib/systemd/...`); a directory entry at the symlink itself is
 /// dropped, so the base's link stays.
-pub fn onto_base(app: &Tree, base: &super::BaseListing) -> Tree {
+pub(crate) fn onto_base(app: &Tree, base: &super::BaseListing) -> Tree {
     let mut out = Tree::new();
     for (key, node) in app.iter() {
         let resolved = through_base_links(key, base);

@@ -11,13 +11,13 @@
 //!
 //! Every check ([`check::check_spec`]) runs before anything is written.
 
-pub mod check;
-pub mod config;
-pub mod deps;
-pub mod layer;
-pub mod provider;
-pub mod start;
-pub mod view;
+pub(crate) mod check;
+pub(crate) mod config;
+pub(crate) mod deps;
+pub(crate) mod layer;
+pub(crate) mod provider;
+pub(crate) mod start;
+pub(crate) mod view;
 
 use std::path::{Path, PathBuf};
 

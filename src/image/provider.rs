@@ -40,7 +40,7 @@ const KNOWN: &[(&str, &str)] = &[
 ];
 
 /// The package named by Debian's library naming rule for a soname.
-pub fn by_naming(soname: &str) -> Option<String> {
+pub(crate) fn by_naming(soname: &str) -> Option<String> {
     let (stem, version) = soname.split_once(".so")?;
     let version = version.trim_start_matches('.');
     let stem = stem.to_ascii_lowercase().replace('_', "-");
@@ -55,7 +55,7 @@ pub fn by_naming(soname: &str) -> Option<String> {
 }
 
 /// What to say about who provides `m`, when anything can be said.
-pub fn hint(m: &Missing, index: Option<&Index>) -> Option<String> {
+pub(crate) fn hint(m: &Missing, index: Option<&Index>) -> Option<String> {
     let name = match m.reason {
         MissingReason::Library | MissingReason::Interpreter | MissingReason::ScriptInterpreter => {
             m.what.as_str()

@@ -7,7 +7,7 @@ use super::start::{FsView, Node};
 use crate::archive::{FileSource, NodeKind, Tree};
 
 /// Layers, topmost first.
-pub struct Layers<'a> {
+pub(crate) struct Layers<'a> {
     pub app: &'a Tree,
     pub lower: Vec<&'a BaseListing>,
 }

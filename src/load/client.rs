@@ -19,7 +19,7 @@ use super::target::Resolved;
 
 /// How one request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A complete response (head and body) with this status code.
     Status(u16),
     Error(ErrorKind),
@@ -27,7 +27,7 @@ pub enum Outcome {
 
 /// Failure classes reported in `error_counts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     ConnectRefused,
     ConnectTimeout,
     RequestTimeout,
@@ -36,7 +36,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorKind::ConnectRefused => "connect_refused",
             ErrorKind::ConnectTimeout => "connect_timeout",
@@ -55,19 +55,19 @@ impl ErrorKind {
     ];
 
     /// A compact code for storage: 1 to 5 (0 stands for "no error").
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         Self::ALL
             .iter()
             .position(|k| *k == self)
             .map_or(0, |i| i as u8 + 1)
     }
 
-    pub fn from_code(code: u8) -> Option<ErrorKind> {
+    pub(crate) fn from_code(code: u8) -> Option<ErrorKind> {
         Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
     }
 
     /// The kind named `name` (see [`ErrorKind::as_str`]); unknown names are `Other`.
-    pub fn from_name(name: &str) -> ErrorKind {
+    pub(crate) fn from_name(name: &str) -> ErrorKind {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == name)
@@ -77,7 +77,7 @@ impl ErrorKind {
 
 /// Where an exchange was when it was interrupted; decides connect vs request timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(super) enum Phase {
     Connecting,
     Requesting,
 }
@@ -85,14 +85,14 @@ pub enum Phase {
 type Sender = SendRequest<Empty<Bytes>>;
 
 /// Idle keep-alive connections to one address.
-pub struct Pool {
+pub(super) struct Pool {
     addr: SocketAddr,
     idle: Mutex<Vec<Sender>>,
     max_idle: usize,
 }
 
 impl Pool {
-    pub fn new(addr: SocketAddr, max_idle: usize) -> Self {
+    pub(super) fn new(addr: SocketAddr, max_idle: usize) -> Self {
         Pool {
             addr,
             idle: Mutex::new(Vec::new()),
@@ -122,7 +122,7 @@ impl Pool {
     }
 
     /// Drops every idle connection (their driver tasks then end).
-    pub fn clear(&self) {
+    pub(super) fn clear(&self) {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
@@ -151,7 +151,7 @@ impl Pool {
 /// What an exchange has learnt so far; the caller reads it even when the exchange's future
 /// was dropped on timeout.
 #[derive(Debug)]
-pub struct Trace {
+pub(super) struct Trace {
     pub phase: Phase,
     /// The value of the group header, once a response head carried it.
     pub group: Option<String>,
@@ -162,7 +162,7 @@ pub struct Trace {
 /// if this future is dropped on timeout, whether it was still connecting; `trace.group` gets
 /// the value of `group_header` as soon as the response head arrives (so a body that times out
 /// still belongs to its group).
-pub async fn exchange(
+pub(super) async fn exchange(
     pool: &Pool,
     target: &Resolved,
     user_agent: &HeaderValue,

@@ -129,7 +129,7 @@ fn show_progress(progress: Option<&Progress>, shared: &Shared, scheduled: u64) {
     }
 }
 
-pub async fn execute(
+pub(super) async fn execute(
     opts: LoadOptions,
     tuning: Tuning,
     targets: Vec<Resolved>,

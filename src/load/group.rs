@@ -23,14 +23,14 @@ use super::Percentiles;
 /// an empty value, or a response without the header.
 pub const UNGROUPED: &str = "(none)";
 /// Where header values beyond the first [`MAX_GROUPS`] distinct ones are filed.
-pub const OTHER_GROUP: &str = "(other)";
+pub(crate) const OTHER_GROUP: &str = "(other)";
 /// Distinct header values kept apart per run (and per tap), [`UNGROUPED`] included.
-pub const MAX_GROUPS: usize = 64;
+pub(crate) const MAX_GROUPS: usize = 64;
 /// A header value longer than this many bytes is cut (at a character boundary).
-pub const MAX_GROUP_LEN: usize = 128;
+pub(crate) const MAX_GROUP_LEN: usize = 128;
 /// Samples a [`Tap::new`] keeps: 2 million, 32 MB (11 hours at 50 req/s, 20 s at the
 /// highest rate). Later requests are counted in [`Tap::overflowed`], not kept.
-pub const TAP_LIMIT: usize = 2_000_000;
+pub(crate) const TAP_LIMIT: usize = 2_000_000;
 
 /// One finished request, as the tap saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,7 +123,7 @@ pub(crate) struct GroupAcc {
 }
 
 impl GroupAcc {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let bounds = bucket_bounds_ms();
         GroupAcc {
             ok: 0,
@@ -138,7 +138,7 @@ impl GroupAcc {
     }
 
     /// A measured request that finished.
-    pub fn record(&mut self, latency_us: u64, outcome: Outcome) {
+    pub(crate) fn record(&mut self, latency_us: u64, outcome: Outcome) {
         let lat = latency_us.clamp(1, MAX_US);
         self.hist.saturating_record(lat);
         let ms = us_to_ms(lat);
@@ -159,13 +159,13 @@ impl GroupAcc {
     }
 
     /// A second of this group whose requests have all finished.
-    pub fn close_second(&mut self, s: GroupSecond) {
+    pub(crate) fn close_second(&mut self, s: GroupSecond) {
         self.timeline.insert(s.second, s);
     }
 
     /// A result for a second already closed (only if a caller advanced too early): counted,
     /// without changing that second's percentiles.
-    pub fn late_result(&mut self, second: u32, warmup: bool, ok: bool) {
+    pub(crate) fn late_result(&mut self, second: u32, warmup: bool, ok: bool) {
         let s = self.timeline.entry(second).or_insert(GroupSecond {
             second,
             warmup,
@@ -178,7 +178,7 @@ impl GroupAcc {
         }
     }
 
-    pub fn finish(self) -> GroupReport {
+    pub(crate) fn finish(self) -> GroupReport {
         let h = &self.hist;
         let q = |q: f64| us_to_ms(h.value_at_quantile(q));
         let latency_ms = if h.is_empty() {
@@ -260,7 +260,7 @@ pub(crate) struct SecAcc {
 }
 
 impl SecAcc {
-    pub fn record(&mut self, latency_us: u64, ok: bool) {
+    pub(crate) fn record(&mut self, latency_us: u64, ok: bool) {
         if ok {
             self.ok += 1;
         } else {
@@ -271,7 +271,7 @@ impl SecAcc {
             .saturating_record(latency_us.clamp(1, MAX_US));
     }
 
-    pub fn close(&self, second: u32, warmup: bool) -> GroupSecond {
+    pub(crate) fn close(&self, second: u32, warmup: bool) -> GroupSecond {
         let q = |q: f64| self.hist.as_ref().map(|h| us_to_ms(h.value_at_quantile(q)));
         GroupSecond {
             second,
@@ -347,7 +347,7 @@ pub(crate) struct Interner {
 }
 
 impl Interner {
-    pub fn id(&mut self, name: &str) -> u16 {
+    pub(crate) fn id(&mut self, name: &str) -> u16 {
         if let Some(i) = self.names.iter().position(|n| n == name) {
             return i as u16;
         }
@@ -362,7 +362,7 @@ impl Interner {
         (self.names.len() - 1) as u16
     }
 
-    pub fn name(&self, id: u16) -> &str {
+    pub(crate) fn name(&self, id: u16) -> &str {
         self.names.get(usize::from(id)).map_or(UNGROUPED, |s| s)
     }
 }

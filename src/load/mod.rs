@@ -46,14 +46,14 @@ use crate::error::usage;
 
 mod client;
 mod engine;
-pub mod group;
+pub(crate) mod group;
 mod stats;
 
 pub use group::{
     bucket_bounds_ms, group_report, group_reports, Bucket, GroupReport, GroupSecond, Sample, Tap,
     UNGROUPED,
 };
-pub mod target;
+pub(crate) mod target;
 pub mod testserver;
 
 /// Highest rate accepted (requests per second).

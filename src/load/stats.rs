@@ -15,11 +15,11 @@ use super::group::{GroupAcc, Interner, SecAcc};
 use super::{GroupReport, Percentiles, Second, TargetReport};
 
 /// Highest latency the histograms track exactly: one hour, in microseconds.
-pub const MAX_US: u64 = 3_600_000_000;
+pub(super) const MAX_US: u64 = 3_600_000_000;
 
 /// How a sent request ended, as far as statistics care.
 #[derive(Debug, Clone, Copy)]
-pub enum Done {
+pub(super) enum Done {
     Finished(Outcome),
     /// Stopped by cancellation before it finished: neither ok nor failed.
     Aborted,
@@ -44,7 +44,7 @@ impl Acc {
 }
 
 #[derive(Default, Clone)]
-pub struct Counts {
+pub(super) struct Counts {
     pub sent: u64,
     pub ok: u64,
     pub failed: u64,
@@ -53,7 +53,7 @@ pub struct Counts {
     pub dropped: u64,
 }
 
-pub struct Collector {
+pub(super) struct Collector {
     hist: Histogram<u64>,
     pub measured: Counts,
     status: BTreeMap<u16, u64>,
@@ -68,16 +68,16 @@ pub struct Collector {
 }
 
 /// Success: a 2xx or 3xx answer (the timeout is enforced before an outcome exists).
-pub fn is_success(o: Outcome) -> bool {
+pub(super) fn is_success(o: Outcome) -> bool {
     matches!(o, Outcome::Status(s) if (200..400).contains(&s))
 }
 
-pub fn us_to_ms(us: u64) -> f64 {
+pub(super) fn us_to_ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
 impl Collector {
-    pub fn new(targets: usize, warmup_s: f64, grouped: bool) -> Self {
+    pub(super) fn new(targets: usize, warmup_s: f64, grouped: bool) -> Self {
         Collector {
             hist: Histogram::new_with_bounds(1, MAX_US, 3).expect("static histogram bounds"),
             measured: Counts::default(),
@@ -96,7 +96,7 @@ impl Collector {
         self.open.entry(sec).or_default()
     }
 
-    pub fn dropped(&mut self, sec: u32, measured: bool, target: usize) {
+    pub(super) fn dropped(&mut self, sec: u32, measured: bool, target: usize) {
         self.acc(sec).dropped += 1;
         if measured {
             self.measured.dropped += 1;
@@ -104,7 +104,7 @@ impl Collector {
         }
     }
 
-    pub fn sent(&mut self, sec: u32, measured: bool, late: bool, target: usize) {
+    pub(super) fn sent(&mut self, sec: u32, measured: bool, late: bool, target: usize) {
         let a = self.acc(sec);
         a.sent += 1;
         a.late += u64::from(late);
@@ -116,7 +116,7 @@ impl Collector {
     }
 
     /// A sent request ended; `group` is its group when results are grouped.
-    pub fn done(
+    pub(super) fn done(
         &mut self,
         sec: u32,
         measured: bool,
@@ -200,7 +200,7 @@ impl Collector {
     }
 
     /// Every request due before second `through` has been sent or dropped.
-    pub fn advance(&mut self, through: u32) {
+    pub(super) fn advance(&mut self, through: u32) {
         if through <= self.through {
             return;
         }
@@ -249,7 +249,7 @@ impl Collector {
         }
     }
 
-    pub fn percentiles(&self) -> Percentiles {
+    pub(super) fn percentiles(&self) -> Percentiles {
         let h = &self.hist;
         if h.is_empty() {
             return Percentiles::default();
@@ -265,21 +265,21 @@ impl Collector {
         }
     }
 
-    pub fn status_counts(&self) -> BTreeMap<String, u64> {
+    pub(super) fn status_counts(&self) -> BTreeMap<String, u64> {
         self.status
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect()
     }
 
-    pub fn error_counts(&self) -> BTreeMap<String, u64> {
+    pub(super) fn error_counts(&self) -> BTreeMap<String, u64> {
         self.errors
             .iter()
             .map(|(k, v)| (k.as_str().to_string(), *v))
             .collect()
     }
 
-    pub fn target_reports(&self, urls: &[(String, u32)]) -> Vec<TargetReport> {
+    pub(super) fn target_reports(&self, urls: &[(String, u32)]) -> Vec<TargetReport> {
         urls.iter()
             .zip(&self.targets)
             .map(|((url, weight), c)| TargetReport {
@@ -295,7 +295,7 @@ impl Collector {
 
     /// The whole timeline, seconds `0..` up to the last one with any request. `schedule_s` is the
     /// length of the schedule, so that a last partial second reports its rate per real second.
-    pub fn timeline(&mut self, schedule_s: f64) -> Vec<Second> {
+    pub(super) fn timeline(&mut self, schedule_s: f64) -> Vec<Second> {
         let open = std::mem::take(&mut self.open);
         for (sec, a) in open {
             self.close(sec, a);
@@ -319,7 +319,7 @@ impl Collector {
 
     /// Every group's report, by name; empty when results are not grouped. Call after
     /// [`Collector::timeline`], which closes the seconds still open.
-    pub fn group_reports(&mut self) -> BTreeMap<String, GroupReport> {
+    pub(super) fn group_reports(&mut self) -> BTreeMap<String, GroupReport> {
         let Some((names, accs)) = self.groups.take() else {
             return BTreeMap::new();
         };

@@ -9,11 +9,11 @@ use hyper::http::{uri::PathAndQuery, HeaderValue, Uri};
 use crate::error::usage;
 
 /// Largest weight accepted for one target; keeps the round-robin cycle small.
-pub const MAX_WEIGHT: u32 = 10_000;
+pub(crate) const MAX_WEIGHT: u32 = 10_000;
 
 /// A URL split into what the client needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedUrl {
+pub(crate) struct ParsedUrl {
     /// Host as written, without IPv6 brackets.
     pub host: String,
     pub port: u16,
@@ -23,7 +23,7 @@ pub struct ParsedUrl {
 }
 
 /// Parses an `http://` URL; anything else is a usage error that says what to write instead.
-pub fn parse_url(url: &str) -> anyhow::Result<ParsedUrl> {
+pub(crate) fn parse_url(url: &str) -> anyhow::Result<ParsedUrl> {
     let uri: Uri = url.parse().map_err(|e| {
         usage(format!(
             "invalid target url `{url}`: {e}; write it as http://127.0.0.1:8080/path"
@@ -77,7 +77,7 @@ pub fn parse_url(url: &str) -> anyhow::Result<ParsedUrl> {
 
 /// A target ready for the client: address resolved once, request parts prebuilt.
 #[derive(Debug, Clone)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub url: String,
     pub weight: u32,
     pub addr: SocketAddr,
@@ -90,7 +90,7 @@ pub struct Resolved {
 /// Resolves every target. With `allow_remote == false`, every address a name resolves to must
 /// be a loopback address, otherwise it is a usage error: this tool must not send load to
 /// machines nobody asked it to.
-pub async fn resolve(
+pub(crate) async fn resolve(
     targets: &[super::Target],
     host_override: Option<&str>,
     allow_remote: bool,
@@ -161,7 +161,7 @@ pub async fn resolve(
 /// One cycle of smooth weighted round-robin (nginx's algorithm): with weights 3 and 1 it gives
 /// `0 0 1 0`; every target appears exactly `weight / gcd` times per cycle, evenly interleaved.
 /// Request `i` goes to `cycle[i % cycle.len()]`, so the split is exact and reproducible.
-pub fn wrr_cycle(weights: &[u32]) -> Vec<usize> {
+pub(crate) fn wrr_cycle(weights: &[u32]) -> Vec<usize> {
     let g = weights.iter().copied().fold(0, gcd).max(1);
     let w: Vec<i64> = weights.iter().map(|&x| i64::from(x / g)).collect();
     let total: i64 = w.iter().sum();

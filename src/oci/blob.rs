@@ -31,10 +31,10 @@ pub struct LayerBlob {
     pub uncompressed_size: u64,
 }
 
-pub use crate::digest::HashWriter;
+pub(crate) use crate::digest::HashWriter;
 
 /// Digest and size of a file.
-pub fn file_digest(path: &Path) -> anyhow::Result<(Digest, u64)> {
+pub(crate) fn file_digest(path: &Path) -> anyhow::Result<(Digest, u64)> {
     if !std::fs::metadata(path)
         .with_context(|| format!("could not open `{}`", path.display()))?
         .is_file()
@@ -53,7 +53,7 @@ pub fn file_digest(path: &Path) -> anyhow::Result<(Digest, u64)> {
 /// Feeds the compressor fixed-size chunks. The deflate output of flate2's backend depends
 /// on how the input is split into `write` calls, so without this the same tar written by
 /// different code paths (a tree, a file copy) would give different blobs.
-pub struct Rechunk<W: Write> {
+pub(crate) struct Rechunk<W: Write> {
     inner: W,
     buf: Vec<u8>,
 }
@@ -61,7 +61,7 @@ pub struct Rechunk<W: Write> {
 const CHUNK: usize = 64 * 1024;
 
 impl<W: Write> Rechunk<W> {
-    pub fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         Rechunk {
             inner,
             buf: Vec::with_capacity(CHUNK),
@@ -69,7 +69,7 @@ impl<W: Write> Rechunk<W> {
     }
 
     /// Writes what is buffered and returns the inner writer.
-    pub fn finish(mut self) -> std::io::Result<W> {
+    pub(crate) fn finish(mut self) -> std::io::Result<W> {
         if !self.buf.is_empty() {
             self.inner.write_all(&self.buf)?;
             self.buf.clear();

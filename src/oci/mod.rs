@@ -6,9 +6,9 @@
 //! operation in `crate::image` decides what goes into an image; loading goes through
 //! `crate::docker`.
 
-pub mod blob;
+pub(crate) mod blob;
 pub mod inspect;
-pub mod layout;
+pub(crate) mod layout;
 pub mod spec;
 
 pub use blob::{compress_tar_file, compress_tree, LayerBlob};

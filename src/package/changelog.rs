@@ -17,7 +17,7 @@ const MAX_LINES: usize = 200;
 
 /// One parsed entry: its header fields and where it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub package: String,
     pub version: String,
     pub line: usize,
@@ -25,7 +25,7 @@ pub struct Entry {
 
 /// Checks `text` as deb-changelog(5) and returns its entries, newest first. Errors say the
 /// line and what is wrong.
-pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
+pub(crate) fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
     let mut entries = Vec::new();
     // In an entry: header seen, waiting for the trailer.
     let mut open: Option<(usize, bool)> = None; // (header line, has a change line)
@@ -138,7 +138,7 @@ fn entry(name: &str, version: &str, changes: &[String], who: &str, when: i64) ->
 }
 
 /// The changelog text of `recipe` at `version`, dated `mtime` where nothing else dates it.
-pub fn text(recipe: &Recipe, mtime: u64) -> anyhow::Result<String> {
+pub(crate) fn text(recipe: &Recipe, mtime: u64) -> anyhow::Result<String> {
     let p = &recipe.package;
     let version = p.version();
     let who = p.maintainer.as_str();

@@ -15,7 +15,7 @@ use crate::recipe::Recipe;
 
 /// The `.changes` path for a .deb: `<name>_<version>_<arch>.changes` in the same directory
 /// (the version without its epoch, as in the .deb's own name).
-pub fn path_for(deb: &Path) -> std::path::PathBuf {
+pub(crate) fn path_for(deb: &Path) -> std::path::PathBuf {
     deb.with_extension("changes")
 }
 
@@ -50,7 +50,12 @@ fn newest(changelog: &str) -> (String, String, String, Vec<String>) {
 }
 
 /// The `.changes` text for `recipe`'s .deb at `deb`, dated `mtime`.
-pub fn text(recipe: &Recipe, deb: &Path, changelog: &str, mtime: u64) -> anyhow::Result<String> {
+pub(crate) fn text(
+    recipe: &Recipe,
+    deb: &Path,
+    changelog: &str,
+    mtime: u64,
+) -> anyhow::Result<String> {
     let p = &recipe.package;
     let mut f =
         std::fs::File::open(deb).with_context(|| format!("could not read `{}`", deb.display()))?;

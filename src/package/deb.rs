@@ -22,7 +22,7 @@ use crate::recipe::{debian, owners, Compression, FileSpec, Recipe, Source};
 use crate::report::Reporter;
 
 /// Where a recipe's build outputs are: `dist/build/<name>/` (the build cache's directory).
-pub fn build_dir(dist: &Path, recipe: &Recipe) -> PathBuf {
+pub(crate) fn build_dir(dist: &Path, recipe: &Recipe) -> PathBuf {
     crate::build::cache::out_dir(dist, &recipe.package.name)
 }
 
@@ -828,7 +828,7 @@ fn add_docs(c: &Collector, tree: &mut Tree, mtime: u64) -> anyhow::Result<()> {
 
 /// The control fields in the order dpkg-gencontrol writes them (Installed-Size is added by
 /// the writer).
-pub fn control_fields(recipe: &Recipe) -> Vec<(String, String)> {
+pub(super) fn control_fields(recipe: &Recipe) -> Vec<(String, String)> {
     let p = &recipe.package;
     let field = |n: &str, v: &str| (n.to_string(), v.to_string());
     let mut c = vec![field("Package", &p.name)];
@@ -900,7 +900,7 @@ fn with_generated_depends(
 }
 
 /// Everything needed to write the recipe's .deb.
-pub fn spec(
+pub(super) fn spec(
     recipe: &Recipe,
     dist: &Path,
     compression: Compression,
@@ -965,7 +965,7 @@ pub fn spec(
 /// scripts and the debconf files. Directories are left out: their times change when
 /// builder writes `dist/`.
 /// An entry that cannot be collected is skipped; [`spec`] reports it.
-pub fn inputs(recipe: &Recipe) -> Vec<PathBuf> {
+pub(super) fn inputs(recipe: &Recipe) -> Vec<PathBuf> {
     let dist = crate::project::Paths::new(recipe.project.clone()).dist;
     let collector = Collector::new(recipe, &dist);
     let mut v = vec![recipe.file.clone()];

@@ -18,10 +18,10 @@ use crate::deb::Script;
 use crate::recipe::{Recipe, Trigger};
 
 /// The token users put in their maintainer scripts where generated snippets belong.
-pub const TOKEN: &str = "#DEBHELPER#";
+pub(crate) const TOKEN: &str = "#DEBHELPER#";
 
 /// The version of debhelper whose snippets builder writes: bookworm's.
-pub const DEBHELPER_VERSION: &str = "13.11.4";
+pub(crate) const DEBHELPER_VERSION: &str = "13.11.4";
 
 /// The Depends dh_installdebconf adds (through `${misc:Depends}`) to a package with a
 /// debconf config script or templates.
@@ -30,7 +30,7 @@ pub(crate) const DEBCONF_DEPENDS: &str = "debconf (>= 0.5) | debconf-2.0";
 /// Relations builder's generated scripts need, for `Depends`, as debhelper adds them to
 /// `${misc:Depends}`: today `debconf (>= 0.5) | debconf-2.0` when the recipe has a debconf
 /// `config` script or `templates`.
-pub fn generated_depends(recipe: &Recipe) -> Vec<String> {
+pub(crate) fn generated_depends(recipe: &Recipe) -> Vec<String> {
     let mut out = Vec::new();
     if recipe.scripts.uses_debconf() {
         out.push(DEBCONF_DEPENDS.to_string());
@@ -112,7 +112,7 @@ pub(crate) fn autoscripts(recipe: &Recipe) -> Autoscripts {
 /// replaced by them (an empty string without snippets). Without the token, builder (unlike
 /// debhelper, which would drop them) places them before a final `exit 0`, or at the end.
 /// With no user script, a fresh `/bin/sh` script as dh_installdeb writes it.
-pub fn merge(user: Option<&str>, snippets: &str) -> Option<String> {
+pub(crate) fn merge(user: Option<&str>, snippets: &str) -> Option<String> {
     match (user, snippets.is_empty()) {
         (None, true) => None,
         (Some(u), true) => Some(u.replace(TOKEN, "")),
@@ -151,7 +151,7 @@ fn read_script(recipe: &Recipe, path: &Option<PathBuf>) -> anyhow::Result<Option
 }
 
 /// The control.tar `triggers` file: one `directive name` line per trigger.
-pub fn triggers_file(triggers: &[Trigger]) -> String {
+pub(crate) fn triggers_file(triggers: &[Trigger]) -> String {
     triggers
         .iter()
         .map(|t| format!("{} {}\n", t.directive, t.name))

@@ -2,20 +2,20 @@
 //! (reproducible: SOURCE_DATE_EPOCH, see [`crate::project::source_date_epoch`]), recorded
 //! with its sha256 and size in `dist/manifest.json`.
 
-pub mod changelog;
-pub mod changes;
+pub(crate) mod changelog;
+pub(crate) mod changes;
 mod deb;
-pub mod maintscripts;
+pub(crate) mod maintscripts;
 pub(crate) mod shlibs;
-pub mod systemd;
+pub(crate) mod systemd;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
 
-pub use deb::build_dir;
-pub use maintscripts::generated_depends;
+pub(crate) use deb::build_dir;
+pub(crate) use maintscripts::generated_depends;
 
 use crate::base::BaseImages;
 use crate::digest::Digest;
@@ -29,7 +29,7 @@ use crate::report::Reporter;
 /// Options of one `builder package` run; what to package (compression, images, paths) is
 /// the plan's ([`crate::plan::PlanOptions`]).
 #[derive(Debug, Clone)]
-pub struct PackageOptions {
+pub(crate) struct PackageOptions {
     /// Load the images into the Docker engine.
     pub load: bool,
 }
@@ -42,7 +42,7 @@ impl Default for PackageOptions {
 
 /// One written .deb.
 #[derive(Debug, Clone, Serialize)]
-pub struct DebResult {
+pub(crate) struct DebResult {
     pub name: String,
     pub version: String,
     pub architecture: String,
@@ -56,7 +56,7 @@ pub struct DebResult {
 
 /// What packaging one recipe produced.
 #[derive(Debug, Clone, Serialize)]
-pub struct PackageResult {
+pub(crate) struct PackageResult {
     pub deb: DebResult,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageResult>,
@@ -65,7 +65,7 @@ pub struct PackageResult {
 /// Executes the package steps of `plan`, in its order: per recipe, checks its image spec,
 /// writes the .deb where the plan says, then makes (and loads) the planned image.
 /// Everything a recipe's image needs is checked before its .deb is written.
-pub async fn package(
+pub(crate) async fn package(
     paths: &Paths,
     plan: &Plan,
     opts: &PackageOptions,
@@ -271,7 +271,7 @@ async fn package_image(
 
 /// A new image for `recipe` from the .deb already in dist/ on another base: no build, no
 /// new .deb, no container. The .deb must still be the one the manifest records.
-pub async fn rebase(
+pub(crate) async fn rebase(
     paths: &Paths,
     recipe: &Recipe,
     base: &str,
@@ -333,7 +333,7 @@ pub async fn rebase(
 /// Drops manifest entries of recipes that no longer exist (their package or image name is
 /// no recipe's), after every recipe was packaged, so manifest.json and what `smoke` and CI
 /// read list only artifacts the project still makes. Returns the dropped entries.
-pub fn forget_removed(paths: &Paths, all: &[&Recipe]) -> anyhow::Result<Vec<Artifact>> {
+pub(crate) fn forget_removed(paths: &Paths, all: &[&Recipe]) -> anyhow::Result<Vec<Artifact>> {
     let mut names = std::collections::BTreeSet::new();
     for r in all {
         names.insert((ArtifactKind::Deb, r.package.name.as_str()));
@@ -368,7 +368,7 @@ pub fn forget_removed(paths: &Paths, all: &[&Recipe]) -> anyhow::Result<Vec<Arti
 
 /// Loads the manifest under its lock, applies `f`, stamps the project's commit on the
 /// artifacts `f` added and saves it atomically.
-pub fn record(paths: &Paths, f: impl FnOnce(&mut Manifest)) -> anyhow::Result<()> {
+pub(crate) fn record(paths: &Paths, f: impl FnOnce(&mut Manifest)) -> anyhow::Result<()> {
     Manifest::update(
         &paths.manifest(),
         crate::project::git_revision(&paths.project),

@@ -14,7 +14,7 @@ const TOOL: &str = "dh_installsystemd";
 
 /// `s` as one single-quoted shell word. Validation already limits unit names to systemd's
 /// characters; quoting every `'` as `'\''` keeps the scripts safe even if that ever changes.
-pub fn sh_quote(s: &str) -> String {
+pub(crate) fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

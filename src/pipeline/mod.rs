@@ -22,7 +22,7 @@ use crate::report::Reporter;
 
 /// Options of one pipeline run.
 #[derive(Debug, Clone, Default)]
-pub struct PipelineOptions {
+pub(crate) struct PipelineOptions {
     /// Rebuild even when the build cache hits.
     pub no_cache: bool,
     /// Promote after a passed smoke test.
@@ -38,7 +38,7 @@ pub struct PipelineOptions {
 /// How a stage ended; written as `passed`, `failed` or `skipped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum StageStatus {
+pub(crate) enum StageStatus {
     Passed,
     Failed,
     Skipped,
@@ -56,7 +56,7 @@ impl std::fmt::Display for StageStatus {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StageResult {
+pub(crate) struct StageResult {
     pub stage: String,
     pub status: StageStatus,
     pub seconds: f64,
@@ -66,7 +66,7 @@ pub struct StageResult {
 
 /// `dist/pipeline.json`.
 #[derive(Debug, Clone, Serialize)]
-pub struct PipelineSummary {
+pub(crate) struct PipelineSummary {
     pub started: String,
     pub finished: String,
     pub passed: bool,
@@ -83,11 +83,11 @@ pub struct PipelineSummary {
     pub plan: Option<Plan>,
 }
 
-pub const STAGES: [&str; 5] = ["validate", "build", "package", "smoke", "promote"];
+pub(crate) const STAGES: [&str; 5] = ["validate", "build", "package", "smoke", "promote"];
 
 /// Runs the chain and always writes the summary files into dist/. Returns the summary and
 /// the first error (the summary is there for `--json` output whatever happened).
-pub async fn run(
+pub(crate) async fn run(
     paths: &Paths,
     opts: &PipelineOptions,
     reporter: &Reporter,
@@ -324,7 +324,10 @@ fn promote_target(paths: &Paths, requested: Option<&str>) -> anyhow::Result<Stri
 /// `$XDG_CONFIG_HOME/builder/` (never inside the project or dist/), with a warning saying
 /// how to configure a real one. `None` when a key is configured in promote.toml or the
 /// environment.
-pub fn ensure_signing_key(paths: &Paths, reporter: &Reporter) -> anyhow::Result<Option<PathBuf>> {
+pub(crate) fn ensure_signing_key(
+    paths: &Paths,
+    reporter: &Reporter,
+) -> anyhow::Result<Option<PathBuf>> {
     // Empty counts as unset, as in `Signer::load` (a CI secret missing on a fork is empty).
     let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
     let configured = set(crate::sign::ENV_KEY)
@@ -454,7 +457,7 @@ fn changes_sum(
 }
 
 /// A testsuite with a testcase per stage, followed by the smoke gate's own testsuite.
-pub fn junit_xml(summary: &PipelineSummary, smoke: Option<&junit::Suite>) -> String {
+pub(crate) fn junit_xml(summary: &PipelineSummary, smoke: Option<&junit::Suite>) -> String {
     let cases = summary
         .stages
         .iter()

@@ -32,7 +32,7 @@ struct Raw {
 
 /// The promotion configuration after flags were applied.
 #[derive(Debug, Clone)]
-pub struct PromoteConfig {
+pub(crate) struct PromoteConfig {
     pub environments: Vec<String>,
     pub allow_skip: bool,
     pub root: PathBuf,
@@ -42,11 +42,11 @@ pub struct PromoteConfig {
     pub file: Option<PathBuf>,
 }
 
-pub const FILE: &str = "promote.toml";
+pub(crate) const FILE: &str = "promote.toml";
 
 impl PromoteConfig {
     /// Reads `path` (or `<project>/promote.toml` when it exists); defaults otherwise.
-    pub fn load(paths: &Paths, path: Option<&Path>) -> anyhow::Result<Self> {
+    pub(crate) fn load(paths: &Paths, path: Option<&Path>) -> anyhow::Result<Self> {
         let default_path = paths.project.join(FILE);
         let (raw, file) = match path {
             Some(p) => (read(p)?, Some(p.to_path_buf())),
@@ -84,7 +84,7 @@ impl PromoteConfig {
 
     /// The signing key: `flag`, else the environment, else `signing_key` here, else the
     /// generated key (see [`crate::sign::resolve`]); says which one in an info line.
-    pub fn signer(
+    pub(crate) fn signer(
         &self,
         flag: Option<&std::path::Path>,
         reporter: &crate::report::Reporter,
@@ -105,7 +105,7 @@ impl PromoteConfig {
 
     /// [`Self::signer`], or `None` when no key is configured anywhere (a key that is
     /// configured but unusable is still an error).
-    pub fn signer_if_any(
+    pub(crate) fn signer_if_any(
         &self,
         flag: Option<&std::path::Path>,
         reporter: &crate::report::Reporter,
@@ -117,7 +117,7 @@ impl PromoteConfig {
     }
 
     /// Position of `env` in the promotion order.
-    pub fn position(&self, env: &str) -> anyhow::Result<usize> {
+    pub(crate) fn position(&self, env: &str) -> anyhow::Result<usize> {
         self.environments
             .iter()
             .position(|e| e == env)

@@ -82,7 +82,7 @@ fn check_sha(dist: &Path, a: &Artifact, run: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The latest report, which must have passed.
-pub fn passed_report(
+pub(crate) fn passed_report(
     dist: &Path,
     run: Option<&str>,
     signer: &Signer,
@@ -144,7 +144,7 @@ fn check_passed(read: ReadReport, which: &str, signer: &Signer) -> anyhow::Resul
 }
 
 /// Everything the passed report approved, verified against the files in dist/.
-pub fn from_report(dist: &Path, read: &ReadReport) -> anyhow::Result<Publication> {
+pub(crate) fn from_report(dist: &Path, read: &ReadReport) -> anyhow::Result<Publication> {
     let r = &read.report;
     let run = &r.run_id;
     let mut p = Publication {
@@ -259,7 +259,7 @@ fn approving_report(
 }
 
 /// What `source` holds now, traced back to passed reports and hashed again.
-pub fn from_env(
+pub(crate) fn from_env(
     dist: &Path,
     source: &RepoConfig,
     signer: &Signer,

@@ -12,10 +12,10 @@
 //! and the registry push ([`registry`]). The repository mechanics (lock, generations, atomic
 //! switch, history) are `crate::repo`'s. There is no way to skip the gate.
 
-pub mod config;
-pub mod gate;
-pub mod registry;
-pub mod smoke_report;
+pub(crate) mod config;
+pub(crate) mod gate;
+pub(crate) mod registry;
+pub(crate) mod smoke_report;
 #[cfg(test)]
 mod tests;
 
@@ -30,11 +30,11 @@ use crate::project::Paths;
 use crate::repo::{self, images::ImageEntry, RepoConfig};
 use crate::report::Reporter;
 
-pub use config::PromoteConfig;
+pub(crate) use config::PromoteConfig;
 
 /// What to promote where.
 #[derive(Debug, Clone, Default)]
-pub struct PromoteOptions {
+pub(crate) struct PromoteOptions {
     /// Target environment.
     pub to: String,
     /// Source environment; `None` promotes from the latest smoke report (into the first
@@ -60,7 +60,7 @@ pub struct PromoteOptions {
 
 /// What one promotion did.
 #[derive(Debug, Clone, Serialize)]
-pub struct PromoteResult {
+pub(crate) struct PromoteResult {
     pub env: String,
     /// `smoke run <id> (...)`, `environment <env> (...)` or `rollback`.
     pub source: String,
@@ -77,7 +77,7 @@ pub struct PromoteResult {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PromotedPackage {
+pub(crate) struct PromotedPackage {
     pub name: String,
     pub version: String,
     pub arch: String,
@@ -146,7 +146,7 @@ fn resolve_source(cfg: &PromoteConfig, opts: &PromoteOptions) -> anyhow::Result<
 
 /// Runs one promotion (or rollback). Every check happens before anything is written; a
 /// refusal is an error with exit code 1 naming the artifact and both digests.
-pub async fn promote(
+pub(crate) async fn promote(
     paths: &Paths,
     opts: &PromoteOptions,
     reporter: &Reporter,

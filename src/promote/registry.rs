@@ -43,13 +43,13 @@ use crate::repo::images::ImageEntry;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Environment variables read for registry access.
-pub const ENV_USERNAME: &str = "BUILDER_REGISTRY_USERNAME";
-pub const ENV_PASSWORD: &str = "BUILDER_REGISTRY_PASSWORD";
-pub const ENV_CA: &str = "BUILDER_REGISTRY_CA";
+pub(crate) const ENV_USERNAME: &str = "BUILDER_REGISTRY_USERNAME";
+pub(crate) const ENV_PASSWORD: &str = "BUILDER_REGISTRY_PASSWORD";
+pub(crate) const ENV_CA: &str = "BUILDER_REGISTRY_CA";
 
 /// How to reach and log in to a registry.
 #[derive(Debug, Clone, Default)]
-pub struct Access {
+pub(crate) struct Access {
     pub username: Option<String>,
     pub password: Option<String>,
     /// A PEM file of extra CA certificates to trust.
@@ -58,7 +58,7 @@ pub struct Access {
 
 impl Access {
     /// From `BUILDER_REGISTRY_USERNAME`, `BUILDER_REGISTRY_PASSWORD`, `BUILDER_REGISTRY_CA`.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Access {
             username: var(ENV_USERNAME),
@@ -70,7 +70,7 @@ impl Access {
 
 /// A registry address: `https://host[:port]`, `http://host:port` or `host:port`.
 #[derive(Clone)]
-pub struct Registry {
+pub(crate) struct Registry {
     /// `host[:port]` as given.
     host: String,
     tls: Option<tokio_rustls::TlsConnector>,
@@ -91,7 +91,7 @@ impl std::fmt::Debug for Registry {
 
 /// One pushed image.
 #[derive(Debug, Clone, Serialize)]
-pub struct Pushed {
+pub(crate) struct Pushed {
     /// `<registry>/<env>/<name>:<tag>`
     pub reference: String,
     pub digest: Digest,
@@ -180,12 +180,12 @@ pub(crate) fn tls_connector(access: &Access) -> anyhow::Result<tokio_rustls::Tls
 
 impl Registry {
     /// Parses the address with credentials and CA from the environment.
-    pub fn parse(addr: &str) -> anyhow::Result<Self> {
+    pub(crate) fn parse(addr: &str) -> anyhow::Result<Self> {
         Self::with_access(addr, &Access::from_env())
     }
 
     /// Parses `https://host[:port]`, `http://host:port` or `host:port` (TLS unless loopback).
-    pub fn with_access(addr: &str, access: &Access) -> anyhow::Result<Self> {
+    pub(crate) fn with_access(addr: &str, access: &Access) -> anyhow::Result<Self> {
         let a = addr.trim().trim_end_matches('/');
         let (tls, host) = if let Some(h) = a.strip_prefix("https://") {
             (true, h)
@@ -224,7 +224,7 @@ impl Registry {
         })
     }
 
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.host
     }
 
@@ -392,7 +392,7 @@ impl Registry {
 
     /// Pushes `image` (blobs under `images_dir`) as `<repo>:<tag>` and checks the registry
     /// serves the same manifest digest.
-    pub async fn push(
+    pub(crate) async fn push(
         &self,
         images_dir: &Path,
         repo: &str,

@@ -22,18 +22,18 @@ use crate::smoke::report::SmokeReport;
 /// for the file, which says what promotion reads of it), where it was read from and its bytes
 /// as signed.
 #[derive(Debug, Clone)]
-pub struct ReadReport {
+pub(crate) struct ReadReport {
     pub report: SmokeReport,
     pub path: PathBuf,
     pub bytes: Vec<u8>,
 }
 
-pub fn smoke_dir(dist: &Path) -> PathBuf {
+pub(crate) fn smoke_dir(dist: &Path) -> PathBuf {
     dist.join("smoke")
 }
 
 /// Reads one report.
-pub fn read(path: &Path) -> anyhow::Result<ReadReport> {
+pub(crate) fn read(path: &Path) -> anyhow::Result<ReadReport> {
     let bytes =
         std::fs::read(path).with_context(|| format!("could not read `{}`", path.display()))?;
     let report: SmokeReport = serde_json::from_slice(&bytes).with_context(|| {
@@ -52,7 +52,7 @@ pub fn read(path: &Path) -> anyhow::Result<ReadReport> {
 
 /// Checks that `r` is what `builder smoke` wrote and signed with `signer`'s key, and that its
 /// verdict follows from its checks. Errors say what is wrong and what to do.
-pub fn verify(read: &ReadReport, signer: &Signer) -> anyhow::Result<()> {
+pub(crate) fn verify(read: &ReadReport, signer: &Signer) -> anyhow::Result<()> {
     let r = &read.report;
     let sig_path = read
         .path
@@ -120,7 +120,7 @@ pub fn verify(read: &ReadReport, signer: &Signer) -> anyhow::Result<()> {
 
 /// The reports under `dist/smoke/`: those promotion can read, and those it cannot.
 #[derive(Debug, Default)]
-pub struct Reports {
+pub(crate) struct Reports {
     pub readable: Vec<ReadReport>,
     /// `report.json` files that cannot be read or parsed, with why.
     pub unreadable: Vec<(PathBuf, anyhow::Error)>,
@@ -128,7 +128,7 @@ pub struct Reports {
 
 /// Every complete report under `dist/smoke/` (runs still in progress have no report.json).
 /// One damaged report does not hide the others: it goes to `unreadable`.
-pub fn all(dist: &Path) -> anyhow::Result<Reports> {
+pub(crate) fn all(dist: &Path) -> anyhow::Result<Reports> {
     let dir = smoke_dir(dist);
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
@@ -167,7 +167,7 @@ fn warn_unreadable(reporter: &Reporter, unreadable: &[(PathBuf, anyhow::Error)])
 
 /// Every readable report, oldest first (by `finished`, then by file modification time);
 /// unreadable ones are skipped with a warning.
-pub fn sorted(dist: &Path, reporter: &Reporter) -> anyhow::Result<Vec<ReadReport>> {
+pub(crate) fn sorted(dist: &Path, reporter: &Reporter) -> anyhow::Result<Vec<ReadReport>> {
     let reports = all(dist)?;
     warn_unreadable(reporter, &reports.unreadable);
     Ok(sorted_reports(reports.readable))
@@ -176,7 +176,7 @@ pub fn sorted(dist: &Path, reporter: &Reporter) -> anyhow::Result<Vec<ReadReport
 /// The most recently finished report (by `finished`, then by file modification time).
 /// Unreadable reports are skipped with a warning, unless one is newer than every readable
 /// one: then the latest run's result is unknown, which is an error.
-pub fn latest(dist: &Path, reporter: &Reporter) -> anyhow::Result<Option<ReadReport>> {
+pub(crate) fn latest(dist: &Path, reporter: &Reporter) -> anyhow::Result<Option<ReadReport>> {
     let Reports {
         readable,
         unreadable,
@@ -209,7 +209,11 @@ fn sorted_reports(mut reports: Vec<ReadReport>) -> Vec<ReadReport> {
 
 /// The report of run `run`: `dist/smoke/<run>/report.json` (an error when unreadable), else
 /// any readable report whose `run` is it (unreadable ones are skipped with a warning).
-pub fn find(dist: &Path, run: &str, reporter: &Reporter) -> anyhow::Result<Option<ReadReport>> {
+pub(crate) fn find(
+    dist: &Path,
+    run: &str,
+    reporter: &Reporter,
+) -> anyhow::Result<Option<ReadReport>> {
     let direct = smoke_dir(dist).join(run).join("report.json");
     if !run.contains('/') && direct.is_file() {
         let r = read(&direct)?;

@@ -4,7 +4,7 @@
 
 /// Policy 5.6.1: lowercase letters, digits, `+`, `-`, `.`; at least two characters; starts
 /// with an alphanumeric.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
@@ -23,14 +23,14 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// The parts of a Debian version `[epoch:]upstream[-revision]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
+pub(crate) struct Version {
     pub epoch: Option<u32>,
     pub upstream: String,
     pub revision: Option<String>,
 }
 
 /// Policy 5.6.12. Accepts a full version string.
-pub fn parse_version(v: &str) -> Result<Version, String> {
+pub(crate) fn parse_version(v: &str) -> Result<Version, String> {
     if v.is_empty() {
         return Err("the version is empty: write e.g. `1.4.0`".into());
     }
@@ -98,7 +98,7 @@ fn check_upstream(u: &str, has_revision: bool, has_epoch: bool) -> Result<(), St
     Ok(())
 }
 
-pub fn check_revision(r: &str) -> Result<(), String> {
+pub(crate) fn check_revision(r: &str) -> Result<(), String> {
     if r.is_empty()
         || !r
             .chars()
@@ -112,13 +112,13 @@ pub fn check_revision(r: &str) -> Result<(), String> {
 }
 
 /// Architectures dpkg knows (plus `all`); `any` is for source packages only.
-pub const ARCHITECTURES: &[&str] = &[
+pub(crate) const ARCHITECTURES: &[&str] = &[
     "all", "amd64", "arm64", "armel", "armhf", "i386", "mips64el", "mipsel", "ppc64el", "riscv64",
     "s390x", "loong64", "alpha", "hppa", "ia64", "m68k", "powerpc", "ppc64", "sh4", "sparc64",
     "x32",
 ];
 
-pub fn check_architecture(a: &str) -> Result<(), String> {
+pub(crate) fn check_architecture(a: &str) -> Result<(), String> {
     if ARCHITECTURES.contains(&a) {
         Ok(())
     } else if a == "any" {
@@ -131,7 +131,7 @@ pub fn check_architecture(a: &str) -> Result<(), String> {
 }
 
 /// Policy 5.6.5 sections, optionally prefixed by an archive area.
-pub const SECTIONS: &[&str] = &[
+pub(crate) const SECTIONS: &[&str] = &[
     "admin",
     "cli-mono",
     "comm",
@@ -191,7 +191,7 @@ pub const SECTIONS: &[&str] = &[
     "zope",
 ];
 
-pub fn check_section(s: &str) -> Result<(), String> {
+pub(crate) fn check_section(s: &str) -> Result<(), String> {
     let base = match s.split_once('/') {
         Some((area, base)) if ["contrib", "non-free", "non-free-firmware"].contains(&area) => base,
         Some(_) => {
@@ -210,9 +210,9 @@ pub fn check_section(s: &str) -> Result<(), String> {
     }
 }
 
-pub const PRIORITIES: &[&str] = &["required", "important", "standard", "optional", "extra"];
+pub(crate) const PRIORITIES: &[&str] = &["required", "important", "standard", "optional", "extra"];
 
-pub fn check_priority(p: &str) -> Result<(), String> {
+pub(crate) fn check_priority(p: &str) -> Result<(), String> {
     if PRIORITIES.contains(&p) {
         Ok(())
     } else {
@@ -224,7 +224,7 @@ pub fn check_priority(p: &str) -> Result<(), String> {
 }
 
 /// `Full Name <user@example.com>` (Policy 5.6.2).
-pub fn check_maintainer(m: &str) -> Result<(), String> {
+pub(crate) fn check_maintainer(m: &str) -> Result<(), String> {
     let well_formed = m
         .strip_suffix('>')
         .and_then(|rest| rest.split_once('<'))
@@ -245,7 +245,7 @@ pub fn check_maintainer(m: &str) -> Result<(), String> {
 
 /// Splits a description into the synopsis (first line) and the extended lines, checking the
 /// rules from Policy 5.6.13.
-pub fn split_description(d: &str) -> Result<(String, Vec<String>), String> {
+pub(crate) fn split_description(d: &str) -> Result<(String, Vec<String>), String> {
     check_description_chars(d)?;
     let mut lines = d.lines();
     let synopsis = lines.next().unwrap_or("").trim().to_string();
@@ -293,7 +293,7 @@ fn check_description_chars(d: &str) -> Result<(), String> {
 
 /// The control-file form of a description: synopsis, then each extended line indented by
 /// one space, blank lines as ` .`.
-pub fn format_description(synopsis: &str, long: &[String]) -> String {
+pub(crate) fn format_description(synopsis: &str, long: &[String]) -> String {
     let mut out = synopsis.to_string();
     for l in long {
         out.push('\n');
@@ -310,7 +310,7 @@ pub fn format_description(synopsis: &str, long: &[String]) -> String {
 
 /// `Built-Using` and `Static-Built-Using` name exact source versions (Policy 7.8): each
 /// entry is `source (= version)`, without alternatives or architecture restrictions.
-pub fn check_built_using(entry: &str, field: &str) -> Result<(), String> {
+pub(crate) fn check_built_using(entry: &str, field: &str) -> Result<(), String> {
     let e = entry.trim();
     let bad = || {
         format!(
@@ -332,7 +332,7 @@ pub fn check_built_using(entry: &str, field: &str) -> Result<(), String> {
 /// The `Source` field: a source package name, optionally with its version in parentheses
 /// when the binary's version differs (`name (1.2-1)`). Returns the value as written to the
 /// control file.
-pub fn check_source(v: &str) -> Result<String, String> {
+pub(crate) fn check_source(v: &str) -> Result<String, String> {
     let v = v.trim();
     let (name, version) = match v.split_once('(') {
         None => (v, None),
@@ -409,7 +409,10 @@ const KNOWN_FIELDS: &[&str] = &[
 /// that prefix when `B` (binary package) is among the letters, and refused otherwise
 /// (builder writes no source package; `.changes` fields are not supported). Returns the
 /// field to write, or `(on_value, message)`.
-pub fn user_field(name: &str, value: &str) -> Result<Option<(String, String)>, (bool, String)> {
+pub(crate) fn user_field(
+    name: &str,
+    value: &str,
+) -> Result<Option<(String, String)>, (bool, String)> {
     let shown = name.escape_debug().to_string();
     let valid_chars = !name.is_empty()
         && name
@@ -465,7 +468,7 @@ pub fn user_field(name: &str, value: &str) -> Result<Option<(String, String)>, (
 
 /// Checks one relationship entry such as `libc6 (>= 2.31) | libc6-udeb [amd64]`.
 /// `provides` allows only `=` relations (Policy 7.5).
-pub fn check_relation(entry: &str, field: &str) -> Result<(), String> {
+pub(crate) fn check_relation(entry: &str, field: &str) -> Result<(), String> {
     let entry = entry.trim();
     if entry.is_empty() {
         return Err(format!("empty entry in `{field}`: remove it"));

@@ -6,20 +6,20 @@
 
 /// Smallest memory limit: Docker refuses a container below 6 MiB ("Minimum memory limit
 /// allowed is 6MB").
-pub const MIN_MEMORY: u64 = 6 << 20;
+pub(crate) const MIN_MEMORY: u64 = 6 << 20;
 /// Smallest CPU limit: Docker's `--cpus` granularity (its error: "Range of CPUs is from 0.01
 /// to N").
-pub const MIN_CPUS: f64 = 0.01;
+pub(crate) const MIN_CPUS: f64 = 0.01;
 /// Largest CPU limit accepted in a file (a larger one is surely a typo).
-pub const MAX_CPUS: f64 = 1024.0;
+pub(crate) const MAX_CPUS: f64 = 1024.0;
 
-pub const CPUS_HELP: &str =
+pub(crate) const CPUS_HELP: &str =
     "`cpus` must be a number of cores from 0.01 to 1024, e.g. `cpus = 2` or `0.5`";
 const MEMORY_HELP: &str =
     "write memory as bytes or with a unit, e.g. `memory = \"2g\"`, `\"512m\"` or `\"256M\"`";
 
 /// `c` if it is a CPU limit Docker takes, otherwise the message saying what to write.
-pub fn cpus(c: f64) -> Result<f64, &'static str> {
+pub(crate) fn cpus(c: f64) -> Result<f64, &'static str> {
     if c.is_finite() && (MIN_CPUS..=MAX_CPUS).contains(&c) {
         Ok(c)
     } else {
@@ -29,7 +29,7 @@ pub fn cpus(c: f64) -> Result<f64, &'static str> {
 
 /// The number of bytes `v` (an integer, or a string with an optional unit) means, at least
 /// [`MIN_MEMORY`]; otherwise the message saying what to write.
-pub fn memory(v: &toml::Value) -> Result<u64, String> {
+pub(crate) fn memory(v: &toml::Value) -> Result<u64, String> {
     let bytes = match v {
         toml::Value::Integer(i) if *i > 0 => *i as u64,
         toml::Value::String(s) => parse_memory(s).ok_or_else(|| MEMORY_HELP.to_string())?,

@@ -4,17 +4,17 @@
 //! builder uses. Positions, the collector, did-you-mean and rendering are [`crate::diag`]'s.
 //! `recipes/stack.toml` (the smoke deployment) is not a service recipe.
 
-pub mod debian;
+pub(crate) mod debian;
 pub(crate) mod limits;
-pub mod model;
-pub mod owners;
+pub(crate) mod model;
+pub(crate) mod owners;
 mod raw;
 mod validate;
 mod validate_control;
 mod validate_paths;
 mod validate_scripts;
 mod validate_tables;
-pub mod vars;
+pub(crate) mod vars;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

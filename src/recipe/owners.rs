@@ -72,12 +72,12 @@ const GROUPS: &[(&str, u32)] = &[
 
 /// Longest name a tar header holds (a 32-byte field with its NUL), which is also the
 /// limit of `useradd`.
-pub const MAX_NAME: usize = 31;
+pub(crate) const MAX_NAME: usize = 31;
 
 /// Why `name` cannot be a user or group name in a package, if it cannot: adduser's rule for
 /// system accounts (a lowercase letter or `_` first, then lowercase letters, digits, `_`
 /// and `-`), at most [`MAX_NAME`] bytes.
-pub fn name_problem(name: &str) -> Option<String> {
+pub(crate) fn name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("the name is empty".into());
     }
@@ -108,12 +108,12 @@ pub fn name_problem(name: &str) -> Option<String> {
 }
 
 /// The fixed id of a Debian system user, if `name` is one.
-pub fn user_id(name: &str) -> Option<u32> {
+pub(crate) fn user_id(name: &str) -> Option<u32> {
     USERS.iter().find(|(n, _)| *n == name).map(|(_, id)| *id)
 }
 
 /// The fixed id of a Debian system group, if `name` is one.
-pub fn group_id(name: &str) -> Option<u32> {
+pub(crate) fn group_id(name: &str) -> Option<u32> {
     GROUPS.iter().find(|(n, _)| *n == name).map(|(_, id)| *id)
 }
 

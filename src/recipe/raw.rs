@@ -10,7 +10,7 @@ type S<T> = Spanned<T>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRecipe {
+pub(super) struct RawRecipe {
     pub package: S<RawPackage>,
     #[serde(default)]
     pub files: Vec<S<RawFile>>,
@@ -28,7 +28,7 @@ pub struct RawRecipe {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawPackage {
+pub(super) struct RawPackage {
     pub name: S<String>,
     pub version: S<String>,
     pub revision: Option<S<String>>,
@@ -79,7 +79,7 @@ pub struct RawPackage {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawFile {
+pub(super) struct RawFile {
     pub from: Option<S<String>>,
     pub symlink: Option<S<String>>,
     /// A directory entry on its own (no `from`, `symlink` or `to`).
@@ -94,7 +94,7 @@ pub struct RawFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawScripts {
+pub(super) struct RawScripts {
     pub preinst: Option<S<String>>,
     pub postinst: Option<S<String>>,
     pub prerm: Option<S<String>>,
@@ -105,7 +105,7 @@ pub struct RawScripts {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawUnit {
+pub(super) struct RawUnit {
     pub unit: S<String>,
     pub enable: Option<S<bool>>,
     pub start: Option<S<bool>>,
@@ -116,7 +116,7 @@ pub struct RawUnit {
 /// `[triggers]`: deb-triggers(5) directives, each a list of trigger names.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawTriggers {
+pub(super) struct RawTriggers {
     #[serde(default)]
     pub interest: Vec<S<String>>,
     #[serde(default)]
@@ -134,14 +134,14 @@ pub struct RawTriggers {
 /// A command: `["go", "build"]` or a shell string `"go build && strip x"`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum RawCommand {
+pub(super) enum RawCommand {
     Exec(Vec<String>),
     Shell(String),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawBuild {
+pub(super) struct RawBuild {
     pub builder: S<String>,
     pub source: S<String>,
     pub command: S<RawCommand>,
@@ -164,7 +164,7 @@ pub struct RawBuild {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawImage {
+pub(super) struct RawImage {
     pub base: S<String>,
     pub name: Option<S<String>>,
     #[serde(default)]

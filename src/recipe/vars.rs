@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 type Env = Box<dyn Fn(&str) -> Option<String>>;
 
 /// Where `${NAME}` values come from.
-pub struct Vars {
+pub(crate) struct Vars {
     project: PathBuf,
     env: Env,
     git: OnceCell<Result<BTreeMap<&'static str, String>, String>>,
@@ -37,7 +37,7 @@ pub struct Vars {
 
 /// Why a value could not be expanded: a message for the byte range `at` of the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpandError {
+pub(crate) struct ExpandError {
     pub at: std::ops::Range<usize>,
     pub message: String,
     pub help: Option<String>,
@@ -45,11 +45,11 @@ pub struct ExpandError {
 
 impl Vars {
     /// The process environment and the project's git history.
-    pub fn new(project: &Path) -> Self {
+    pub(crate) fn new(project: &Path) -> Self {
         Self::with_env(project, |k| std::env::var(k).ok())
     }
 
-    pub fn with_env(project: &Path, env: impl Fn(&str) -> Option<String> + 'static) -> Self {
+    pub(crate) fn with_env(project: &Path, env: impl Fn(&str) -> Option<String> + 'static) -> Self {
         Vars {
             project: project.to_path_buf(),
             env: Box::new(env),
@@ -72,7 +72,7 @@ impl Vars {
     }
 
     /// `text` with every `${NAME}` replaced.
-    pub fn expand(&self, text: &str) -> Result<String, ExpandError> {
+    pub(crate) fn expand(&self, text: &str) -> Result<String, ExpandError> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         let mut at = 0;

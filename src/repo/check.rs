@@ -23,7 +23,7 @@ use crate::report::Reporter;
 /// What part of the repository a finding concerns, for machines reading `--json`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-pub enum FindingKind {
+pub(crate) enum FindingKind {
     /// A temporary file or directory an interrupted command left.
     Leftover,
     /// The `dists` pointer: missing, pointing back, or not at a generation.
@@ -48,7 +48,7 @@ pub enum FindingKind {
 
 /// One problem found.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Finding {
+pub(crate) struct Finding {
     pub kind: FindingKind,
     /// The path it concerns, relative to `<root>/<env>/`, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,7 +62,7 @@ pub struct Finding {
 
 /// What `repo check` found.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     pub env: String,
     pub current: Option<u64>,
     pub generations: usize,
@@ -73,7 +73,7 @@ pub struct CheckReport {
 
 impl CheckReport {
     /// Whether the repository is consistent now (nothing found, or everything repaired).
-    pub fn consistent(&self) -> bool {
+    pub(crate) fn consistent(&self) -> bool {
         self.findings.iter().all(|f| f.repaired)
     }
 
@@ -96,7 +96,11 @@ impl CheckReport {
 
 /// Checks `cfg`'s repository under its lock; with `repair`, fixes what can be fixed and
 /// checks again.
-pub fn check(cfg: &RepoConfig, repair: bool, reporter: &Reporter) -> anyhow::Result<CheckReport> {
+pub(crate) fn check(
+    cfg: &RepoConfig,
+    repair: bool,
+    reporter: &Reporter,
+) -> anyhow::Result<CheckReport> {
     cfg.check()?;
     let layout = Layout::new(&cfg.root, &cfg.env);
     if !layout.env_dir.is_dir() {

@@ -74,7 +74,7 @@ pub struct HistoryEntry {
 }
 
 /// `$GITLAB_USER_LOGIN`, `$GITHUB_ACTOR`, then `$USER`.
-pub fn who() -> String {
+pub(crate) fn who() -> String {
     ["GITLAB_USER_LOGIN", "GITHUB_ACTOR", "USER"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
@@ -82,13 +82,13 @@ pub fn who() -> String {
 }
 
 /// Every line of the history that reads, oldest first.
-pub fn read(layout: &Layout) -> anyhow::Result<Vec<HistoryEntry>> {
+pub(crate) fn read(layout: &Layout) -> anyhow::Result<Vec<HistoryEntry>> {
     read_checked(layout).map(|h| h.entries)
 }
 
 /// A `history.jsonl` line that does not read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadLine {
+pub(crate) struct BadLine {
     /// 1-based.
     pub line: usize,
     pub problem: String,
@@ -99,13 +99,13 @@ pub struct BadLine {
 
 /// The history and the lines it skipped.
 #[derive(Debug, Clone, Default)]
-pub struct History {
+pub(crate) struct History {
     pub entries: Vec<HistoryEntry>,
     pub bad: Vec<BadLine>,
 }
 
 /// Every line of the history, oldest first, and what is wrong with those that do not read.
-pub fn read_checked(layout: &Layout) -> anyhow::Result<History> {
+pub(crate) fn read_checked(layout: &Layout) -> anyhow::Result<History> {
     let path = layout.history();
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -149,7 +149,7 @@ fn bad_line(n: usize, line: &[u8], e: &serde_json::Error) -> BadLine {
     }
 }
 
-pub fn append(layout: &Layout, entry: &HistoryEntry) -> anyhow::Result<()> {
+pub(crate) fn append(layout: &Layout, entry: &HistoryEntry) -> anyhow::Result<()> {
     let path = layout.history();
     let mut line = serde_json::to_string(entry).context("could not encode history entry")?;
     line.push('\n');
@@ -178,7 +178,7 @@ fn last_byte(path: &std::path::Path) -> Option<u8> {
 
 /// Appends `entry` unless the history already records its generation (a run that died
 /// between its switch and its append is completed by the next one).
-pub fn ensure_recorded(layout: &Layout, entry: &HistoryEntry) -> anyhow::Result<()> {
+pub(crate) fn ensure_recorded(layout: &Layout, entry: &HistoryEntry) -> anyhow::Result<()> {
     if read(layout)?
         .iter()
         .any(|e| e.generation == entry.generation)

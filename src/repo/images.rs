@@ -82,7 +82,7 @@ pub struct ImageArtifact {
     pub source: ImageSource,
 }
 
-pub fn images_dir(env_dir: &Path) -> PathBuf {
+pub(crate) fn images_dir(env_dir: &Path) -> PathBuf {
     env_dir.join("images")
 }
 
@@ -93,7 +93,7 @@ fn blob_file(images: &Path, digest: &Digest) -> PathBuf {
 /// Reads an image tar, hashing every blob, and returns the image whose manifest digest is
 /// `want_digest` (or the only one when `None`) with every blob it needs checked present
 /// and intact. Nothing is written.
-pub fn read_image_tar(
+pub(crate) fn read_image_tar(
     path: &Path,
     name: &str,
     version: &str,
@@ -236,7 +236,7 @@ pub fn read_image_tar(
 
 /// Recomputes every blob of `entry` stored under `images` and checks the manifest names the
 /// same config. Used before an image moves on to the next environment.
-pub fn verify_stored(images: &Path, entry: &ImageEntry) -> anyhow::Result<()> {
+pub(crate) fn verify_stored(images: &Path, entry: &ImageEntry) -> anyhow::Result<()> {
     for (digest, _) in &entry.blobs {
         let p = blob_file(images, digest);
         let (got, _) = crate::oci::blob::file_digest(&p)?;
@@ -269,7 +269,7 @@ pub fn verify_stored(images: &Path, entry: &ImageEntry) -> anyhow::Result<()> {
 /// into place only when its bytes match its digest. A blob already present is hashed too:
 /// one whose bytes no longer match its name (a damaged disk, a hand edit) is copied again
 /// from the approved source instead of being published as approved.
-pub fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
+pub(crate) fn import(images: &Path, art: &ImageArtifact) -> anyhow::Result<()> {
     let dir = images.join("blobs").join("sha256");
     crate::durable::create_dir_all(&dir)?;
     let mut wanted: BTreeSet<&Digest> = BTreeSet::new();
@@ -362,7 +362,7 @@ fn put_blob(images: &Path, digest: &Digest, r: &mut dyn Read) -> anyhow::Result<
 }
 
 /// The `index.json` text for `images` (sorted by ref name, so equal lists give equal bytes).
-pub fn index_json(images: &[ImageEntry]) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn index_json(images: &[ImageEntry]) -> anyhow::Result<Vec<u8>> {
     let mut sorted: Vec<&ImageEntry> = images.iter().collect();
     sorted.sort_by_key(|i| i.ref_name());
     let index = Index {
@@ -389,10 +389,10 @@ pub fn index_json(images: &[ImageEntry]) -> anyhow::Result<Vec<u8>> {
 
 /// The image index each generation holds (`.generations/<n>/dists/images-index.json`);
 /// `images/index.json` is a symlink to it through `dists`, so it switches with apt's indexes.
-pub const GENERATION_INDEX: &str = "images-index.json";
+pub(crate) const GENERATION_INDEX: &str = "images-index.json";
 
 /// Makes `images/` an OCI layout (its `oci-layout` file and blob directory).
-pub fn ensure_layout(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn ensure_layout(dir: &Path) -> anyhow::Result<()> {
     crate::durable::create_dir_all(&dir.join("blobs").join("sha256"))?;
     let layout = dir.join("oci-layout");
     if !layout.exists() {
@@ -403,7 +403,7 @@ pub fn ensure_layout(dir: &Path) -> anyhow::Result<()> {
 
 /// Makes `images/index.json` a file listing exactly `images`, for a current generation
 /// written by a builder that kept no image index inside it. Returns whether it changed.
-pub fn write_index(env_dir: &Path, images: &[ImageEntry]) -> anyhow::Result<bool> {
+pub(crate) fn write_index(env_dir: &Path, images: &[ImageEntry]) -> anyhow::Result<bool> {
     let dir = images_dir(env_dir);
     let path = dir.join("index.json");
     let want = index_json(images)?;
@@ -419,7 +419,7 @@ pub fn write_index(env_dir: &Path, images: &[ImageEntry]) -> anyhow::Result<bool
 }
 
 /// How many blobs `images/blobs/sha256/` holds.
-pub fn blob_count(env_dir: &Path) -> usize {
+pub(crate) fn blob_count(env_dir: &Path) -> usize {
     fs::read_dir(images_dir(env_dir).join("blobs").join("sha256"))
         .map(|rd| {
             rd.flatten()
@@ -430,7 +430,10 @@ pub fn blob_count(env_dir: &Path) -> usize {
 }
 
 /// Removes temp files and blobs no digest in `referenced` names; returns how many.
-pub fn remove_unreferenced(env_dir: &Path, referenced: &BTreeSet<Digest>) -> anyhow::Result<usize> {
+pub(crate) fn remove_unreferenced(
+    env_dir: &Path,
+    referenced: &BTreeSet<Digest>,
+) -> anyhow::Result<usize> {
     let dir = images_dir(env_dir);
     let mut removed = 0;
     for sub in [dir.clone(), dir.join("blobs").join("sha256")] {

@@ -13,7 +13,7 @@ use super::PackageEntry;
 
 /// One file listed in `Release` (path relative to `dists/<env>/`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexFile {
+pub(crate) struct IndexFile {
     pub path: String,
     pub size: u64,
     pub md5: String,
@@ -25,7 +25,7 @@ pub struct IndexFile {
 }
 
 impl IndexFile {
-    pub fn new(path: String, bytes: Vec<u8>) -> Self {
+    pub(crate) fn new(path: String, bytes: Vec<u8>) -> Self {
         IndexFile {
             path,
             size: bytes.len() as u64,
@@ -36,13 +36,13 @@ impl IndexFile {
     }
 
     /// The directory that holds this file's `by-hash/` folder, relative to `dists/<env>/`.
-    pub fn dir(&self) -> &str {
+    pub(crate) fn dir(&self) -> &str {
         self.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
     }
 }
 
 /// Sorts entries the way `Packages` lists them: by name, then Debian version, then arch.
-pub fn sort_entries(entries: &mut [PackageEntry]) {
+pub(crate) fn sort_entries(entries: &mut [PackageEntry]) {
     entries.sort_by(|a, b| {
         a.name
             .cmp(&b.name)
@@ -52,7 +52,7 @@ pub fn sort_entries(entries: &mut [PackageEntry]) {
 }
 
 /// One `Packages` stanza: the control fields (Package first) then where and what the file is.
-pub fn stanza(e: &PackageEntry) -> String {
+pub(crate) fn stanza(e: &PackageEntry) -> String {
     let mut out = String::new();
     let skip = ["Filename", "Size", "MD5sum", "SHA256", "SHA1", "SHA512"];
     let mut fields: Vec<&(String, String)> = e
@@ -78,7 +78,7 @@ pub fn stanza(e: &PackageEntry) -> String {
 }
 
 /// The `Packages` file for one architecture (`all` packages go into every architecture).
-pub fn packages_text(entries: &[PackageEntry], arch: &str) -> String {
+pub(crate) fn packages_text(entries: &[PackageEntry], arch: &str) -> String {
     entries
         .iter()
         .filter(|e| e.arch == arch || e.arch == "all")
@@ -88,7 +88,7 @@ pub fn packages_text(entries: &[PackageEntry], arch: &str) -> String {
 }
 
 /// gzip with no name and a zero timestamp, so equal input gives equal bytes.
-pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(crate) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::best());
@@ -97,7 +97,7 @@ pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// What `Release` says about the repository.
-pub struct ReleaseInfo<'a> {
+pub(crate) struct ReleaseInfo<'a> {
     pub origin: &'a str,
     pub label: &'a str,
     pub suite: &'a str,
@@ -108,7 +108,7 @@ pub struct ReleaseInfo<'a> {
 }
 
 /// The `Release` text.
-pub fn release_text(r: &ReleaseInfo<'_>) -> String {
+pub(crate) fn release_text(r: &ReleaseInfo<'_>) -> String {
     let mut out = format!(
         "Origin: {}\nLabel: {}\nSuite: {suite}\nCodename: {suite}\nDate: {}\nValid-Until: {}\n\
          Architectures: {}\nComponents: main\nDescription: {} packages promoted by builder\n\
@@ -144,7 +144,7 @@ pub fn release_text(r: &ReleaseInfo<'_>) -> String {
 }
 
 /// Pool directory prefix: `libfoo` → `libf`, `backend` → `b`.
-pub fn pool_prefix(source: &str) -> String {
+pub(crate) fn pool_prefix(source: &str) -> String {
     if source.starts_with("lib") && source.len() > 3 {
         source[..4].to_string()
     } else {
@@ -153,7 +153,7 @@ pub fn pool_prefix(source: &str) -> String {
 }
 
 /// `pool/main/<prefix>/<source>/<name>_<version without epoch>_<arch>.deb`.
-pub fn pool_path(source: &str, name: &str, version: &str, arch: &str) -> String {
+pub(crate) fn pool_path(source: &str, name: &str, version: &str, arch: &str) -> String {
     let v = version.split_once(':').map(|(_, v)| v).unwrap_or(version);
     format!(
         "pool/main/{}/{source}/{name}_{v}_{arch}.deb",

@@ -21,7 +21,7 @@ use crate::digest::Digest;
 
 /// One digest field that does not read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldDamage {
+pub(crate) struct FieldDamage {
     /// Where it is in the file: `packages[1].sha256`, `history.images[0].blobs[2]`.
     pub field: String,
     /// The entry it belongs to (`demo 1.0 amd64`, an index file's path), when it says.
@@ -42,7 +42,7 @@ impl fmt::Display for FieldDamage {
 
 /// A generation read leniently: the entries with a damaged digest left out of `meta`.
 #[derive(Debug, Clone)]
-pub struct LenientMeta {
+pub(crate) struct LenientMeta {
     pub meta: GenerationMeta,
     /// The file read.
     pub file: PathBuf,
@@ -59,7 +59,11 @@ pub struct LenientMeta {
 impl LenientMeta {
     /// Adds the pool files and blobs this generation needs (its left-out entries' too) to
     /// the two sets. With `blobs_known` false, the blob set is incomplete.
-    pub fn collect_references(&self, files: &mut BTreeSet<String>, blobs: &mut BTreeSet<Digest>) {
+    pub(crate) fn collect_references(
+        &self,
+        files: &mut BTreeSet<String>,
+        blobs: &mut BTreeSet<Digest>,
+    ) {
         self.meta.collect_references(files, blobs);
         files.extend(self.kept_files.iter().cloned());
         blobs.extend(self.kept_blobs.iter().copied());
@@ -69,7 +73,7 @@ impl LenientMeta {
 /// Generation `n`'s `generation.json` as [`Layout::read_meta`] reads it, except that an entry
 /// whose digest does not read is left out and reported instead of making the whole file
 /// unreadable. Anything else wrong with the file is the error `read_meta` gives.
-pub fn read_meta(layout: &Layout, n: u64) -> anyhow::Result<LenientMeta> {
+pub(crate) fn read_meta(layout: &Layout, n: u64) -> anyhow::Result<LenientMeta> {
     let (path, text) = layout.meta_bytes(n)?;
     let could_not = || format!("could not parse `{}`", path.display());
     let (meta, damage, kept) = match serde_json::from_slice::<GenerationMeta>(&text) {
@@ -106,7 +110,7 @@ pub fn read_meta(layout: &Layout, n: u64) -> anyhow::Result<LenientMeta> {
 }
 
 /// The damaged digests of one `history.jsonl` line that is JSON but not a history entry.
-pub fn history_damage(line: &Value) -> Vec<FieldDamage> {
+pub(crate) fn history_damage(line: &Value) -> Vec<FieldDamage> {
     let mut line = line.clone();
     take_damaged(&mut line, "", HISTORY, &mut Kept::default())
 }

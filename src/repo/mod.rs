@@ -9,15 +9,15 @@
 //! Must not: decide *what* may be promoted (the gate in `promote` does), or print (it
 //! reports through [`Reporter`]).
 
-pub mod check;
-pub mod history;
-pub mod images;
-pub mod index;
+pub(crate) mod check;
+pub(crate) mod history;
+pub(crate) mod images;
+pub(crate) mod index;
 pub(crate) mod lenient;
-pub mod store;
+pub(crate) mod store;
 #[cfg(test)]
 mod tests;
-pub mod version;
+pub(crate) mod version;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

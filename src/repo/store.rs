@@ -39,7 +39,7 @@ use crate::report::Reporter;
 
 /// What `.generations/<n>/generation.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GenerationMeta {
+pub(crate) struct GenerationMeta {
     pub number: u64,
     /// The generation `rollback` returns to from this one.
     pub previous: Option<u64>,
@@ -63,7 +63,7 @@ pub struct GenerationMeta {
 
 impl GenerationMeta {
     /// Adds the pool files and image blobs this generation needs to the two sets.
-    pub fn collect_references(
+    pub(crate) fn collect_references(
         &self,
         files: &mut BTreeSet<String>,
         blobs: &mut BTreeSet<crate::digest::Digest>,
@@ -77,30 +77,30 @@ impl GenerationMeta {
 const PUBLISHED_MARKER: &str = "published";
 
 /// Paths of one environment repository.
-pub struct Layout {
+pub(crate) struct Layout {
     pub env_dir: PathBuf,
 }
 
 impl Layout {
-    pub fn new(root: &Path, env: &str) -> Self {
+    pub(crate) fn new(root: &Path, env: &str) -> Self {
         Layout {
             env_dir: root.join(env),
         }
     }
-    pub fn gens(&self) -> PathBuf {
+    pub(crate) fn gens(&self) -> PathBuf {
         self.env_dir.join(".generations")
     }
-    pub fn gen_dir(&self, n: u64) -> PathBuf {
+    pub(crate) fn gen_dir(&self, n: u64) -> PathBuf {
         self.gens().join(n.to_string())
     }
-    pub fn dists_link(&self) -> PathBuf {
+    pub(crate) fn dists_link(&self) -> PathBuf {
         self.env_dir.join("dists")
     }
-    pub fn history(&self) -> PathBuf {
+    pub(crate) fn history(&self) -> PathBuf {
         self.env_dir.join("history.jsonl")
     }
     /// `path` relative to `<env>/`, as messages show it.
-    pub fn rel(&self, path: &Path) -> String {
+    pub(crate) fn rel(&self, path: &Path) -> String {
         path.strip_prefix(&self.env_dir)
             .unwrap_or(path)
             .display()
@@ -108,7 +108,7 @@ impl Layout {
     }
 
     /// The current generation number, from the `dists` symlink; `None` for a new repository.
-    pub fn current(&self) -> anyhow::Result<Option<u64>> {
+    pub(crate) fn current(&self) -> anyhow::Result<Option<u64>> {
         let link = self.dists_link();
         let meta = match fs::symlink_metadata(&link) {
             Ok(m) => m,
@@ -151,7 +151,7 @@ impl Layout {
     /// Generation `n`'s `generation.json`, checked against where it is: a directory of its
     /// own (not a link out), holding its own number, its `previous` older than itself (so
     /// following `previous` always ends).
-    pub fn read_meta(&self, n: u64) -> anyhow::Result<GenerationMeta> {
+    pub(crate) fn read_meta(&self, n: u64) -> anyhow::Result<GenerationMeta> {
         let (path, text) = self.meta_bytes(n)?;
         let meta: GenerationMeta = serde_json::from_slice(&text)
             .with_context(|| format!("could not parse `{}`", path.display()))?;
@@ -215,7 +215,7 @@ impl Layout {
 
     /// Generations that have been current: recorded in the history, or marked when they
     /// were completed (a history line can be lost to a torn write; the marker is not).
-    pub fn published(&self) -> anyhow::Result<BTreeSet<u64>> {
+    pub(crate) fn published(&self) -> anyhow::Result<BTreeSet<u64>> {
         let mut out: BTreeSet<u64> = super::history::read(self)?
             .iter()
             .map(|e| e.generation)
@@ -229,7 +229,7 @@ impl Layout {
     }
 
     /// Numbers of the complete generation directories.
-    pub fn generation_numbers(&self) -> anyhow::Result<Vec<u64>> {
+    pub(crate) fn generation_numbers(&self) -> anyhow::Result<Vec<u64>> {
         let dir = self.gens();
         let mut out = Vec::new();
         let rd = match fs::read_dir(&dir) {
@@ -249,7 +249,7 @@ impl Layout {
 
     /// Makes generation `n` current with one `rename(2)` of a fresh symlink over `dists`
     /// (the caller syncs `env_dir` afterwards).
-    pub fn switch_to(&self, n: u64) -> anyhow::Result<()> {
+    pub(crate) fn switch_to(&self, n: u64) -> anyhow::Result<()> {
         let tmp = self
             .env_dir
             .join(format!(".dists.tmp-{}", std::process::id()));
@@ -271,12 +271,12 @@ impl Layout {
 }
 
 /// An exclusive `flock` on `<env>/.lock`, released on drop.
-pub struct RepoLock {
+pub(crate) struct RepoLock {
     _lock: crate::fslock::FileLock,
 }
 
 impl RepoLock {
-    pub fn acquire(layout: &Layout, reporter: &Reporter) -> anyhow::Result<Self> {
+    pub(crate) fn acquire(layout: &Layout, reporter: &Reporter) -> anyhow::Result<Self> {
         fs::create_dir_all(&layout.env_dir).with_context(|| {
             format!("could not create repository `{}`", layout.env_dir.display())
         })?;
@@ -293,7 +293,7 @@ impl RepoLock {
 
 /// Where in a repository a temporary name is looked for: each place has its own names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TempPlace {
+pub(crate) enum TempPlace {
     /// `.generations/`: `.tmp-<n>-<pid>` (being written), `.tmp-gone-<n>-<pid>` (being
     /// deleted).
     Generations,
@@ -310,7 +310,7 @@ pub enum TempPlace {
 /// Whether `name` in `place` is exactly a temporary name builder gives (so, with the lock
 /// held, the leftover of a command that did not finish). Anything else, however much it
 /// looks like a temp (`.tmp-mine`, `.config.tmp-old`), is not builder's and never deleted.
-pub fn is_leftover(place: TempPlace, name: &str) -> bool {
+pub(crate) fn is_leftover(place: TempPlace, name: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     // `<n>-<pid>` or `<pid>` or `<pid>-<seq>`.
     let numbers = |s: &str, parts: std::ops::RangeInclusive<usize>| {
@@ -341,7 +341,7 @@ pub fn is_leftover(place: TempPlace, name: &str) -> bool {
 
 /// The directories that hold leftovers besides the pool (which is walked), with what
 /// temporary names each may hold.
-pub fn leftover_dirs(layout: &Layout) -> [(PathBuf, TempPlace); 4] {
+pub(crate) fn leftover_dirs(layout: &Layout) -> [(PathBuf, TempPlace); 4] {
     let images = super::images::images_dir(&layout.env_dir);
     [
         (layout.gens(), TempPlace::Generations),
@@ -353,7 +353,7 @@ pub fn leftover_dirs(layout: &Layout) -> [(PathBuf, TempPlace); 4] {
 
 /// The parts of a repository that must be real directories (or files) inside it: builder
 /// deletes in them, and never follows a link out of the repository to do so.
-pub fn refuse_links(layout: &Layout) -> anyhow::Result<()> {
+pub(crate) fn refuse_links(layout: &Layout) -> anyhow::Result<()> {
     let images = super::images::images_dir(&layout.env_dir);
     for p in [
         layout.gens(),
@@ -401,7 +401,7 @@ fn claim(layout: &Layout) -> anyhow::Result<()> {
 /// What `<env>/` holds besides the lock and leftovers (the first five names, sorted), when
 /// it has neither `dists` nor `.generations/`: files builder did not write. Empty for a
 /// directory that is builder's or empty.
-pub fn foreign_entries(layout: &Layout) -> anyhow::Result<Vec<String>> {
+pub(crate) fn foreign_entries(layout: &Layout) -> anyhow::Result<Vec<String>> {
     if layout.gens().is_dir() || fs::symlink_metadata(layout.dists_link()).is_ok() {
         return Ok(Vec::new());
     }
@@ -421,7 +421,7 @@ pub fn foreign_entries(layout: &Layout) -> anyhow::Result<Vec<String>> {
 /// crash: one of them was published (history or marker), or they are not the single
 /// generation a command that died before its switch leaves. Returns what to tell the user,
 /// with how to recover: deleting them would lose releases.
-pub fn rewound(
+pub(crate) fn rewound(
     layout: &Layout,
     current: Option<u64>,
     numbers: &[u64],
@@ -469,7 +469,7 @@ pub fn rewound(
 /// Points `dists` at the newest generation whose `generation.json` reads, preferring those
 /// the history records as published. For `repo check --repair` when `dists` was removed or
 /// pointed back by hand. Returns the generation now current.
-pub fn relink_newest(layout: &Layout) -> anyhow::Result<Option<u64>> {
+pub(crate) fn relink_newest(layout: &Layout) -> anyhow::Result<Option<u64>> {
     let published = layout.published()?;
     let readable: Vec<u64> = layout
         .generation_numbers()?
@@ -500,7 +500,7 @@ pub fn relink_newest(layout: &Layout) -> anyhow::Result<Option<u64>> {
 ///
 /// It refuses, deleting nothing, when `<env>/` is not builder's or `dists` was changed by
 /// hand.
-pub fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<()> {
+pub(crate) fn clean_leftovers(layout: &Layout, reporter: &Reporter) -> anyhow::Result<()> {
     refuse_links(layout)?;
     let current = layout.current()?;
     if current.is_none() {
@@ -624,13 +624,13 @@ fn env_name(layout: &Layout) -> String {
 /// effort: `repo check` finds what it could not remove). A command that fails before its
 /// switch (a full disk, a bad blob) so leaves the environment as it found it. Declare it
 /// after the lock, so it runs while the lock is held; [`UndoOnError::done`] disarms it.
-pub struct UndoOnError<'a> {
+pub(crate) struct UndoOnError<'a> {
     layout: &'a Layout,
     armed: bool,
 }
 
 impl<'a> UndoOnError<'a> {
-    pub fn new(layout: &'a Layout) -> Self {
+    pub(crate) fn new(layout: &'a Layout) -> Self {
         UndoOnError {
             layout,
             armed: true,
@@ -638,7 +638,7 @@ impl<'a> UndoOnError<'a> {
     }
 
     /// The command got through: nothing to undo.
-    pub fn done(mut self) {
+    pub(crate) fn done(mut self) {
         self.armed = false;
     }
 }
@@ -654,14 +654,14 @@ impl Drop for UndoOnError<'_> {
 /// What follows a switch, derived from the current generation and idempotent: the key files
 /// and `images/index.json` pointing into `dists/`, and its history line. A run that died
 /// after its switch is completed by the next one.
-pub fn complete_current(layout: &Layout, meta: &GenerationMeta) -> anyhow::Result<()> {
+pub(crate) fn complete_current(layout: &Layout, meta: &GenerationMeta) -> anyhow::Result<()> {
     layout.mark_published(meta.number)?;
     super::link_generation_files(layout, &layout.dists_link(), meta)?;
     super::history::ensure_recorded(layout, &meta.history)
 }
 
 /// The pool files there are (relative paths, temps left out).
-pub fn pool_files(layout: &Layout) -> anyhow::Result<BTreeSet<String>> {
+pub(crate) fn pool_files(layout: &Layout) -> anyhow::Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     let pool = layout.env_dir.join("pool");
     if !pool.exists() {
@@ -681,7 +681,7 @@ pub fn pool_files(layout: &Layout) -> anyhow::Result<BTreeSet<String>> {
 
 /// Deletes pool files (and `.tmp-` files when `temps`) for which `doomed(relative path)`
 /// holds; returns the relative paths removed.
-pub fn remove_pool_files(
+pub(crate) fn remove_pool_files(
     layout: &Layout,
     doomed: impl Fn(&str) -> bool,
     temps: bool,
@@ -733,7 +733,7 @@ pub(crate) fn remove_any(path: &Path) -> anyhow::Result<()> {
 
 /// Deletes generation `n`: renamed out of the numbered names first (one atomic step), so a
 /// kill leaves either the whole generation or a `.tmp-gone-` directory the next run removes.
-pub fn remove_generation(layout: &Layout, n: u64) -> anyhow::Result<()> {
+pub(crate) fn remove_generation(layout: &Layout, n: u64) -> anyhow::Result<()> {
     let dir = layout.gen_dir(n);
     if fs::symlink_metadata(&dir).is_err() {
         return Ok(());
@@ -748,7 +748,7 @@ pub fn remove_generation(layout: &Layout, n: u64) -> anyhow::Result<()> {
 
 /// Opens `path` for reading if it is a regular file: a FIFO or a device put where a pool
 /// file or blob belongs would block or never end.
-pub fn open_regular(path: &Path) -> anyhow::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> anyhow::Result<File> {
     let meta =
         fs::metadata(path).with_context(|| format!("could not read `{}`", path.display()))?;
     if !meta.is_file() {
@@ -762,7 +762,7 @@ pub fn open_regular(path: &Path) -> anyhow::Result<File> {
 
 /// Whether `p`'s pool file still holds the bytes its generation published; the error says
 /// what is wrong with it (images have [`super::images::verify_stored`]).
-pub fn verify_pool_file(layout: &Layout, p: &PackageEntry) -> Result<(), String> {
+pub(crate) fn verify_pool_file(layout: &Layout, p: &PackageEntry) -> Result<(), String> {
     match digest_file(&layout.env_dir.join(&p.filename)) {
         Ok((sha, _, _)) if sha == p.sha256 => Ok(()),
         Ok((sha, _, _)) => Err(format!(
@@ -775,7 +775,7 @@ pub fn verify_pool_file(layout: &Layout, p: &PackageEntry) -> Result<(), String>
 }
 
 /// `(sha256, md5 hex, size)` of a file, streamed.
-pub fn digest_file(path: &Path) -> anyhow::Result<(crate::digest::Digest, String, u64)> {
+pub(crate) fn digest_file(path: &Path) -> anyhow::Result<(crate::digest::Digest, String, u64)> {
     let mut f = open_regular(path)?;
     let mut sha = Sha256::new();
     let mut md5 = Md5::new();
@@ -803,7 +803,7 @@ pub fn digest_file(path: &Path) -> anyhow::Result<(crate::digest::Digest, String
 /// already there with those bytes is kept; one with other bytes is damage when no generation
 /// published other bytes under that name (it is copied anew: [`PoolPut::Repaired`]), and an
 /// error when one did (a published name+version+architecture never changes).
-pub fn put_pool_file(
+pub(crate) fn put_pool_file(
     layout: &Layout,
     src: &Path,
     rel: &str,
@@ -839,7 +839,7 @@ pub fn put_pool_file(
 
 /// What [`put_pool_file`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PoolPut {
+pub(crate) enum PoolPut {
     /// The pool already held these bytes.
     Present,
     /// The file was new.
@@ -873,7 +873,7 @@ fn install_verified(src: &Path, dest: &Path, sha256: &crate::digest::Digest) -> 
 
 /// Writes a file inside a staging generation (no temp needed: nothing reads it before the
 /// generation's rename), syncing the file and its directory.
-pub fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     crate::durable::create_dir_all(dir)?;
     let mut f =
@@ -884,14 +884,14 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     sync_dir(dir)
 }
 
-pub use crate::durable::sync_dir;
+pub(crate) use crate::durable::sync_dir;
 
 /// What apt would refuse in generation `meta` of environment `env`: `Release`,
 /// `InRelease` and `Release.gpg` must be there and signed by the key the generation
 /// publishes (`dists/signing-key.gpg`), `InRelease` must sign `Release`'s text, and every
 /// index file must hold the hashes `Release` lists. One line per problem, paths relative to
 /// `<env>/`; empty when the generation is whole.
-pub fn index_damage(layout: &Layout, env: &str, meta: &GenerationMeta) -> Vec<String> {
+pub(crate) fn index_damage(layout: &Layout, env: &str, meta: &GenerationMeta) -> Vec<String> {
     let rel = |p: &Path| layout.rel(p);
     let gen_dists = layout.gen_dir(meta.number).join("dists");
     let dists = gen_dists.join(env);

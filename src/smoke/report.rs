@@ -160,7 +160,7 @@ pub fn write_all(dir: &Path, r: &SmokeReport, signer: Option<&Signer>) -> anyhow
 }
 
 /// The XML escaping the JUnit writer uses, for the HTML report too.
-pub use crate::junit::esc;
+pub(crate) use crate::junit::esc;
 
 /// The gate as a JUnit suite: a `<testcase>` per threshold; broken ones carry a `<failure>`
 /// (of type `error` when the run stopped before the gate). The pipeline embeds this suite.

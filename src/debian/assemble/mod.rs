@@ -34,13 +34,13 @@ mod scripts;
 
 /// Bumped whenever the assembled bytes change for the same packages, so cached package-set
 /// rootfs tars and dependency layers are made again.
-pub const FORMAT: u32 = 5;
+pub(crate) const FORMAT: u32 = 5;
 
 /// Most bytes of files one .deb may unpack to.
 const MAX_DEB_DATA: u64 = 4 << 30;
 
 /// Where the package database goes.
-pub const STATUS_D: &str = "var/lib/dpkg/status.d";
+pub(crate) const STATUS_D: &str = "var/lib/dpkg/status.d";
 
 /// The "package" of what builder writes itself (skeleton, accounts, CA outputs, database).
 const BUILDER: usize = usize::MAX;
@@ -59,14 +59,14 @@ const SCRIPTS: &[&str] = &["preinst", "postinst", "prerm", "postrm", "config"];
 
 /// A package to unpack: its lock entry and the verified .deb in the cache.
 #[derive(Debug, Clone)]
-pub struct Member {
+pub(crate) struct Member {
     pub locked: LockedPackage,
     pub deb: PathBuf,
 }
 
 /// How to assemble.
 #[derive(Debug, Clone, Default)]
-pub struct Options<'a> {
+pub(crate) struct Options<'a> {
     /// The layers below (a dependency layer's base): their links are followed and their
     /// files are not shipped again.
     pub lower: Option<&'a BaseListing>,
@@ -82,7 +82,7 @@ pub struct Options<'a> {
 
 /// What was assembled.
 #[derive(Debug, Clone, Default)]
-pub struct Assembled {
+pub(crate) struct Assembled {
     pub entries: BTreeMap<String, Entry>,
     /// `(package, scripts)` for every package whose maintainer scripts did not run.
     pub skipped_scripts: Vec<(String, Vec<String>)>,
@@ -98,7 +98,7 @@ pub struct Assembled {
 }
 
 /// Documentation left out of every package set (Debian's slim images' dpkg excludes).
-pub fn dropped_path(p: &str) -> bool {
+pub(crate) fn dropped_path(p: &str) -> bool {
     const UNDER: &[&str] = &[
         "usr/share/man/",
         "usr/share/info/",
@@ -308,7 +308,7 @@ fn dir(mode: u32) -> Entry {
 }
 
 /// Unpacks `members` (sorted by name here) into one tree.
-pub fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assembled> {
+pub(crate) fn assemble(members: &[Member], opts: &Options<'_>) -> anyhow::Result<Assembled> {
     let mut sorted: Vec<&Member> = members.iter().collect();
     sorted.sort_by(|a, b| a.locked.name.cmp(&b.locked.name));
     // Read (hash, decompress) in parallel: that is most of the time.
@@ -537,7 +537,7 @@ const PACKAGE_MANAGERS: &[&str] = &["dpkg", "apt"];
 
 /// Reports what a set holds that a reader of the image should know: maintainer scripts that
 /// did not run, and any shell or package manager the closure brought.
-pub fn report(
+pub(crate) fn report(
     what: &str,
     a: &Assembled,
     needed_by: &BTreeMap<String, String>,

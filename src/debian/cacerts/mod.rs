@@ -48,7 +48,7 @@ use sha1::{Digest, Sha1};
 /// A file of the `ca-certificates` package (or of another package that
 /// drops certificates below `/usr/share/ca-certificates`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaFile {
+pub(crate) struct CaFile {
     /// Absolute path, e.g. `/usr/share/ca-certificates/mozilla/X.crt`.
     pub path: String,
     /// File contents (PEM).
@@ -57,7 +57,7 @@ pub struct CaFile {
 
 /// Something the maintainer scripts would have created.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Made {
+pub(crate) enum Made {
     /// A regular file.
     File {
         /// Absolute path.
@@ -78,7 +78,7 @@ pub enum Made {
 
 impl Made {
     /// Absolute path of the file or link.
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         match self {
             Made::File { path, .. } | Made::Symlink { path, .. } => path,
         }
@@ -120,7 +120,7 @@ const MAX_COLLISIONS: usize = 256;
 /// `certs` are the files below `/usr/share/ca-certificates`; files not named
 /// `*.crt` are ignored, as the scripts ignore them.  Returns every file and
 /// symlink to add, sorted by path.  Errors name the offending certificate.
-pub fn ca_certificates_outputs(certs: &[CaFile]) -> Result<Vec<Made>, String> {
+pub(crate) fn ca_certificates_outputs(certs: &[CaFile]) -> Result<Vec<Made>, String> {
     // BTreeMap<&str> iterates in byte order, which is what the postinst's
     // `sort` gives under C or C.UTF-8, the only locales of a fresh root.
     let mut listed: BTreeMap<&str, &CaFile> = BTreeMap::new();
@@ -210,7 +210,8 @@ pub fn ca_certificates_outputs(certs: &[CaFile]) -> Result<Vec<Made>, String> {
 
 /// Returns OpenSSL's `X509_NAME_hash` of the subject of one DER certificate
 /// (what `openssl x509 -hash -noout` prints).
-pub fn subject_hash(der: &[u8]) -> Result<u32, String> {
+#[cfg(test)]
+pub(crate) fn subject_hash(der: &[u8]) -> Result<u32, String> {
     parse_certificate(der).map(|info| info.subject_hash)
 }
 
@@ -219,7 +220,7 @@ pub fn subject_hash(der: &[u8]) -> Result<u32, String> {
 /// Text outside `-----BEGIN`/`-----END` lines is ignored, as OpenSSL does.
 /// Blocks other than `CERTIFICATE` and `X509 CERTIFICATE`, PEM headers, bad
 /// base64 and files without any certificate are errors.
-pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     if pem.len() > MAX_FILE_LEN {
         return Err(format!("file is larger than {MAX_FILE_LEN} bytes"));
     }

@@ -67,12 +67,11 @@
 //! * musl or other loaders are not modelled: the glibc rules are applied to every interpreter.
 //!
 //! Filesystem access goes only through [`FsView`]; paths handed to it are absolute,
-//! normalised and free of symlinks in every directory component (see [`resolve_path`]).
-//! [`DirView`] is an [`FsView`] over an unpacked root directory.
+//! normalised and free of symlinks in every directory component.
+//! `DirView` (tests) is an [`FsView`] over an unpacked root directory.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::path::PathBuf;
 
 use object::elf;
 use object::elf::{FileHeader32, FileHeader64};
@@ -98,14 +97,14 @@ use run::*;
 use shebang::*;
 
 /// Symlinks followed in one path lookup before giving up (Linux `MAXSYMLINKS`, `ELOOP`).
-pub const MAX_SYMLINKS: usize = 40;
+pub(crate) const MAX_SYMLINKS: usize = 40;
 /// `#!` files allowed in one exec chain: Linux `exec_binprm` gives up after 5 interpreter
 /// rewrites (measured: a chain of 5 scripts runs, 6 fail with `ELOOP`).
-pub const MAX_SCRIPTS: usize = 5;
+pub(crate) const MAX_SCRIPTS: usize = 5;
 /// Programs started one after the other by `#!/usr/bin/env NAME` before this check calls it a loop.
 const MAX_ENV_EXECS: usize = 8;
 /// Shared objects one program may load before this check gives up.
-pub const MAX_OBJECTS: usize = 1000;
+pub(crate) const MAX_OBJECTS: usize = 1000;
 /// The first read of a file: enough for a `#!` line and, nearly always, all ELF headers.
 const HEAD_READ: u64 = 64 * 1024;
 /// The most read of one ELF file to reach its program headers, dynamic section and strings.
@@ -115,7 +114,8 @@ const MAX_CACHE_READ: u64 = 64 * 1024 * 1024;
 /// Linux `BINPRM_BUF_SIZE`: how much of a file the kernel looks at for `#!`.
 const BINPRM_BUF_SIZE: usize = 256;
 /// The `PATH` a container gets when its image sets none (Docker's and containerd's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const LD_SO_CACHE: &str = "/etc/ld.so.cache";
 
 // ---------------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ const LD_SO_CACHE: &str = "/etc/ld.so.cache";
 
 /// What a filesystem path is in the image view.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Node {
+pub(crate) enum Node {
     /// A directory.
     Dir,
     /// A regular file; `mode` holds at least the permission bits (`st_mode & 0o7777`; file
@@ -140,7 +140,7 @@ pub enum Node {
 /// Paths are absolute and normalised (`/usr/lib/x`, no `.`/`..`/`//`). This module only asks
 /// about paths whose directory components are real directories (it resolves symlinks itself,
 /// see [`resolve_path`]); an implementation may answer `None` when a parent is a symlink.
-pub trait FsView {
+pub(crate) trait FsView {
     /// The node at exactly this path, WITHOUT following a final symlink (like `lstat`);
     /// `None` if absent.
     fn node(&self, path: &str) -> Option<Node>;
@@ -156,7 +156,7 @@ pub trait FsView {
 
 /// Checks that a program can start in an image.
 #[derive(Clone, Copy)]
-pub struct StartCheck<'a> {
+pub(crate) struct StartCheck<'a> {
     /// The image's merged filesystem.
     pub view: &'a dyn FsView,
     /// The image's environment, `KEY=VALUE` (the config's `Env`); `PATH` and
@@ -170,7 +170,7 @@ pub struct StartCheck<'a> {
 
 /// A program that will start, and what it loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Started {
+pub(crate) struct Started {
     /// The program's real path in the image (symlinks resolved; a bare name is looked up in
     /// `PATH` first, as the runtime does).
     pub program: String,
@@ -187,7 +187,7 @@ pub struct Started {
 
 /// How the kernel starts a program.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProgramKind {
+pub(crate) enum ProgramKind {
     /// An ELF executable without `PT_INTERP` (static, or static-pie).
     StaticElf,
     /// An ELF executable with `PT_INTERP`: ld.so loads its libraries.
@@ -207,7 +207,7 @@ pub enum ProgramKind {
 
 /// Something the program needs that the image does not provide.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Missing {
+pub(crate) struct Missing {
     /// The missing or unusable file: a path, a `DT_NEEDED` soname, or a command name.
     pub what: String,
     /// The path of the object that needs it (the program itself, a script, a library);
@@ -222,7 +222,7 @@ pub struct Missing {
 /// Why a [`Missing`] item stops the program. The first five say which role the absent file
 /// has; the others say what is wrong with a file that exists, in whatever role.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MissingReason {
+pub(crate) enum MissingReason {
     /// The program itself does not exist (for a bare name: not in `PATH`).
     NotFound,
     /// The ELF interpreter (`PT_INTERP`) does not exist.
@@ -254,7 +254,7 @@ impl StartCheck<'_> {
     /// Checks that `program` (an entrypoint's `argv[0]`: a path, or a bare name looked up in
     /// `PATH`) can start. `Ok` describes how; `Err` lists every missing or unusable file,
     /// deduplicated, in the order found (not only the first: ld.so would stop at the first).
-    pub fn check(&self, program: &str) -> Result<Started, Vec<Missing>> {
+    pub(crate) fn check(&self, program: &str) -> Result<Started, Vec<Missing>> {
         let mut run = Run {
             view: self.view,
             env: self.env,
@@ -273,7 +273,7 @@ impl StartCheck<'_> {
 
 impl Started {
     /// A one-line summary, e.g. `dynamic ELF via /lib64/ld-linux-x86-64.so.2, 3 libraries`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match &self.kind {
             ProgramKind::StaticElf => "static ELF".to_string(),
             ProgramKind::DynamicElf => {
@@ -365,7 +365,8 @@ impl fmt::Display for Missing {
 /// directory, absolute ones against the image root; `..` never goes above the root; at most
 /// [`MAX_SYMLINKS`] links) and returns the real path. A relative `path` is taken relative to
 /// `/`. The final node may be a file or a directory. `Err` says why there is no such path.
-pub fn resolve_path(view: &dyn FsView, path: &str) -> Result<String, String> {
+#[cfg(test)]
+pub(crate) fn resolve_path(view: &dyn FsView, path: &str) -> Result<String, String> {
     resolve(view, path).map_err(|e| match e {
         Lookup::NotFound(at) if at.is_empty() || at == path => {
             format!("`{path}`: no such file or directory")
@@ -379,19 +380,21 @@ pub fn resolve_path(view: &dyn FsView, path: &str) -> Result<String, String> {
 /// An [`FsView`] over an unpacked root directory on the host. Never leaves the root: any
 /// path whose parent components are not real directories (symlinks included) is absent,
 /// and symlinks are reported, never followed.
+#[cfg(test)]
 #[derive(Debug, Clone)]
-pub struct DirView {
-    root: PathBuf,
+pub(crate) struct DirView {
+    root: std::path::PathBuf,
 }
 
+#[cfg(test)]
 impl DirView {
     /// A view of the tree under `root`.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(root: impl Into<std::path::PathBuf>) -> Self {
         DirView { root: root.into() }
     }
 
     /// The host path for an image path, if all its parents are real directories.
-    fn host_path(&self, path: &str) -> Option<PathBuf> {
+    fn host_path(&self, path: &str) -> Option<std::path::PathBuf> {
         let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
         let mut p = self.root.clone();
         for (i, c) in comps.iter().enumerate() {
@@ -407,6 +410,7 @@ impl DirView {
     }
 }
 
+#[cfg(test)]
 impl FsView for DirView {
     fn node(&self, path: &str) -> Option<Node> {
         use std::os::unix::fs::PermissionsExt;

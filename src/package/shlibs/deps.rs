@@ -21,7 +21,7 @@ pub(crate) struct Templates {
 impl Templates {
     /// `update_dependency_version($dep, $minver)`: each comma-separated part of `template`
     /// gets `minver` unless it already has a higher one.
-    pub fn update(&mut self, template: &str, minver: &str) {
+    pub(super) fn update(&mut self, template: &str, minver: &str) {
         for sub in template.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match self.map.get_mut(sub) {
                 Some(have) => {
@@ -40,7 +40,7 @@ impl Templates {
 
     /// What a `shlibs` line gives (`add_shlibs_dep`): each part, unversioned, replacing
     /// what was there.
-    pub fn set_shlibs(&mut self, dependency: &str) {
+    pub(super) fn set_shlibs(&mut self, dependency: &str) {
         for sub in dependency
             .split(',')
             .map(str::trim)
@@ -52,7 +52,7 @@ impl Templates {
 
     /// The substvar's value: `#MINVER#` replaced by `(>= v)` (removed when there is no
     /// version, or it is `0`, which Perl takes as false), parsed and sorted as dpkg does.
-    pub fn relations(&self) -> Result<Vec<Relation>, String> {
+    pub(super) fn relations(&self) -> Result<Vec<Relation>, String> {
         let mut out = Vec::new();
         for (templ, v) in &self.map {
             let text = if !v.is_empty() && v != "0" {

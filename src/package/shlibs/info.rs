@@ -50,7 +50,7 @@ pub(crate) struct Found<'a> {
 impl SymObject {
     /// `Dpkg::Shlibs::SymbolFile::lookup_symbol` without deprecated symbols: `name` is
     /// `symbol@VERSION` (or `symbol@Base` for an unversioned one).
-    pub fn lookup(&self, name: &str) -> Option<Found<'_>> {
+    pub(crate) fn lookup(&self, name: &str) -> Option<Found<'_>> {
         let s = self.syms.get(name).filter(|s| !s.deprecated)?;
         Some(Found {
             minver: &s.minver,
@@ -59,7 +59,7 @@ impl SymObject {
     }
 
     /// `get_smallest_version`: the lowest minimum version among the symbols of template 0.
-    pub fn smallest_version(&self) -> Option<&str> {
+    pub(crate) fn smallest_version(&self) -> Option<&str> {
         self.syms
             .values()
             .filter(|s| s.dep_id == 0)

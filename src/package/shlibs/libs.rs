@@ -54,7 +54,7 @@ impl Abi {
     /// The library directories in dpkg-shlibdeps' search order (`Dpkg::Shlibs`: the
     /// multiarch directories, then `/lib` and `/usr/lib`), then the multilib directory of
     /// this class (`/lib64` or `/lib32`; the other class's cannot hold this ABI's libraries).
-    pub fn library_dirs(&self) -> Vec<String> {
+    pub(crate) fn library_dirs(&self) -> Vec<String> {
         let t = self.triplet;
         let multilib = if self.class64 { "lib64" } else { "lib32" };
         vec![
@@ -86,12 +86,12 @@ impl LibPackage {
     }
 
     /// The object of `soname` in this package's `symbols` file.
-    pub fn symbols_for(&self, soname: &str) -> Option<&SymObject> {
+    pub(crate) fn symbols_for(&self, soname: &str) -> Option<&SymObject> {
         self.symbols.as_ref()?.objects.get(soname)
     }
 
     /// The dependency this package's `shlibs` file gives `soname`.
-    pub fn shlibs_for(&self, soname: &str) -> Option<String> {
+    pub(crate) fn shlibs_for(&self, soname: &str) -> Option<String> {
         shlibs_dependency(self.shlibs.as_deref()?, soname)
     }
 }
@@ -107,7 +107,7 @@ pub(crate) struct LibrarySet {
 
 impl LibrarySet {
     /// Reads the control archives of `debs` for a package of ABI `abi`.
-    pub fn from_debs(
+    pub(crate) fn from_debs(
         what: String,
         debs: &[PathBuf],
         arch: &str,
@@ -163,7 +163,7 @@ impl LibrarySet {
 
     /// The package that ships `soname` in the library directory searched first (among
     /// packages with dependency information, then among the others).
-    pub fn provider(&self, soname: &str) -> anyhow::Result<Option<&LibPackage>> {
+    pub(crate) fn provider(&self, soname: &str) -> anyhow::Result<Option<&LibPackage>> {
         for with_info in [true, false] {
             let mut best: Option<(usize, &LibPackage)> = None;
             for p in self.packages.iter().filter(|p| p.has_info() == with_info) {
@@ -195,7 +195,7 @@ pub(crate) struct Part<'a> {
 #[cfg(test)]
 impl LibrarySet {
     /// A set made in memory instead of from .debs.
-    pub fn from_parts(what: &str, arch: &str, abi: &Abi, parts: Vec<Part<'_>>) -> Self {
+    pub(crate) fn from_parts(what: &str, arch: &str, abi: &Abi, parts: Vec<Part<'_>>) -> Self {
         let dirs = abi.library_dirs();
         let packages = parts
             .into_iter()
