@@ -48,8 +48,9 @@ pub struct CanaryReport {
     pub candidate_weight: u32,
     /// The comparison window, in seconds since the load started (warm-up excluded).
     pub window_s: (f64, f64),
-    /// Answers in the window that carried no variant header (no answer at all: timeouts,
-    /// connection errors); they count in the absolute gate, not in the comparison.
+    /// Answers in the window that carried no variant header (no answer at all: connection
+    /// errors; a request slower than `load.timeout` gets HAProxy's 504 of its variant);
+    /// they count in the absolute gate, not in the comparison.
     pub ungrouped: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comparison: Option<Comparison>,

@@ -145,6 +145,20 @@ pub fn canary_config_of(stack: &Stack, servers: Servers<'_>, candidate_weight: u
         // pick the less loaded server, moving traffic away from a slower candidate.
         c.push_str("    balance random(1)\n    retries 0\n    no option redispatch\n");
         c.push_str("    retry-on none\n");
+        // A request slower than the load generator waits (`load.timeout`) is answered by
+        // HAProxy first, with a 504 stamped with the variant the draw chose (`srv_name`,
+        // configuration manual §7.3.3), so it counts against that variant instead of
+        // being a client-side timeout no variant can be blamed for.
+        let _ = writeln!(
+            c,
+            "    timeout server {}",
+            ms(answer_within(stack.load.timeout).min(stack.load_balancer.timeout_server))
+        );
+        let _ = writeln!(
+            c,
+            "    http-after-response set-header {VARIANT_HEADER} %[srv_name] \
+             unless {{ res.hdr({VARIANT_HEADER}) -m found }}"
+        );
         for v in Variant::ALL {
             let weight = match v {
                 Variant::Candidate => candidate_weight,
@@ -188,6 +202,17 @@ pub fn canary_config_of(stack: &Stack, servers: Servers<'_>, candidate_weight: u
     }
     stats(&mut c);
     c
+}
+
+/// How long the outer backend of a canary run waits for an answer: a tenth (at least
+/// 100 ms) less than the load generator's `timeout`, so HAProxy's 504 reaches it in time;
+/// half of `timeout` when that leaves nothing.
+fn answer_within(timeout: Duration) -> Duration {
+    let margin = (timeout / 10).max(Duration::from_millis(100));
+    match timeout.saturating_sub(margin) {
+        d if d.is_zero() => timeout / 2,
+        d => d,
+    }
 }
 
 /// The response header each inner section of a canary run sets to its variant.
@@ -725,6 +750,12 @@ max_p99_ms = 1000
 
     /// A local HTTP server that answers 200 to everything and keeps each request line.
     fn recorder() -> (u16, Arc<Mutex<Vec<String>>>) {
+        recorder_slow_on("", Duration::ZERO)
+    }
+
+    /// [`recorder`], answering requests for `slow` (when not empty) after `delay`, each
+    /// connection in a thread of its own.
+    fn recorder_slow_on(slow: &'static str, delay: Duration) -> (u16, Arc<Mutex<Vec<String>>>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -732,23 +763,27 @@ max_p99_ms = 1000
         std::thread::spawn(move || {
             for conn in l.incoming() {
                 let Ok(mut conn) = conn else { continue };
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-                        _ => break,
+                let seen2 = seen2.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf) {
+                            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                            _ => break,
+                        }
                     }
-                }
-                let text = String::from_utf8_lossy(&head);
-                seen2
-                    .lock()
-                    .unwrap()
-                    .push(text.lines().next().unwrap_or("").to_string());
-                let _ = conn.write_all(
-                    b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                );
+                    let text = String::from_utf8_lossy(&head);
+                    let line = text.lines().next().unwrap_or("").to_string();
+                    if !slow.is_empty() && line.split(' ').nth(1) == Some(slow) {
+                        std::thread::sleep(delay);
+                    }
+                    seen2.lock().unwrap().push(line);
+                    let _ = conn.write_all(
+                        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                });
             }
         });
         (port, seen)
@@ -822,15 +857,7 @@ max_p99_ms = 1000
             server("frontend", frontend_port),
         ];
         let (traffic, stats) = (free_port(), free_port());
-        let cfg = config(&stack, &servers)
-            .replace(
-                &format!("bind :{TRAFFIC_PORT}\n"),
-                &format!("bind 127.0.0.1:{traffic}\n"),
-            )
-            .replace(
-                &format!("bind :{STATS_PORT}\n"),
-                &format!("bind 127.0.0.1:{stats}\n"),
-            );
+        let cfg = on_loopback(&config(&stack, &servers), traffic, stats);
         assert!(
             !cfg.lines().any(|l| l.starts_with("frontend evil")),
             "{cfg}"
@@ -922,6 +949,9 @@ max_p99_ms = 1000
         assert_eq!(
             outer,
             "    balance random(1)\n    retries 0\n    no option redispatch\n    retry-on none\n    \
+             timeout server 1800ms\n    \
+             http-after-response set-header X-Builder-Variant %[srv_name] \
+             unless { res.hdr(X-Builder-Variant) -m found }\n    \
              server candidate \"abns@builder.be_backend.candidate\" weight 30\n    \
              server baseline \"abns@builder.be_backend.baseline\" weight 70"
         );
@@ -943,6 +973,122 @@ max_p99_ms = 1000
         // The single-level config is unchanged: no runtime API, no variant header.
         let single = config(&stack, &servers[..1]);
         assert!(!single.contains("stats socket") && !single.contains(VARIANT_HEADER));
+    }
+
+    /// `cfg` with its traffic and stats listeners on 127.0.0.1 ports of the test's own.
+    fn on_loopback(cfg: &str, traffic: u16, stats: u16) -> String {
+        cfg.replace(
+            &format!("bind :{TRAFFIC_PORT}\n"),
+            &format!("bind 127.0.0.1:{traffic}\n"),
+        )
+        .replace(
+            &format!("bind :{STATS_PORT}\n"),
+            &format!("bind 127.0.0.1:{stats}\n"),
+        )
+    }
+
+    /// The real HAProxy on a canary config, on 127.0.0.1 ports of its own, every server up.
+    struct LocalCanary {
+        traffic: u16,
+        api: u16,
+        rt: tokio::runtime::Runtime,
+        _haproxy: (tempfile::TempDir, Killed),
+    }
+
+    impl LocalCanary {
+        /// Starts HAProxy on `cfg` and waits (at most 15 s) until `servers` servers passed
+        /// their checks.
+        fn start(cfg: &str, servers: usize) -> LocalCanary {
+            let (traffic, stats, api) = (free_port(), free_port(), free_port());
+            let cfg = on_loopback(cfg, traffic, stats)
+                .replace(
+                    &format!("ipv4@0.0.0.0:{API_PORT}"),
+                    &format!("ipv4@127.0.0.1:{api}"),
+                )
+                // Abstract sockets are per network namespace: unique names beside other tests.
+                .replace(
+                    "abns@builder.",
+                    &format!("abns@test{}-{traffic}.", std::process::id()),
+                );
+            let (ok, out) = haproxy_check(&cfg);
+            assert!(ok, "HAProxy refused the config:\n{out}\n{cfg}");
+            assert!(
+                !out.contains("ALERT") && !out.contains("WARNING"),
+                "{out}\n{cfg}"
+            );
+            let haproxy = serve(&cfg);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let up = rt
+                    .block_on(fetch_stats(stats))
+                    .map(|c| c.iter().filter(|c| c.is_ready()).count())
+                    .unwrap_or(0);
+                if up == servers || Instant::now() > deadline {
+                    assert_eq!(up, servers, "servers not up");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            LocalCanary {
+                traffic,
+                api,
+                rt,
+                _haproxy: haproxy,
+            }
+        }
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "engine-tests"),
+        ignore = "engine tier: runs the real haproxy"
+    )]
+    fn a_request_slower_than_the_load_timeout_is_a_504_of_its_variant() {
+        // load.timeout 1 s: HAProxy answers after 900 ms. The candidate answers `/slow`
+        // after 3 s, the baseline at once.
+        let text = awkward_stack("100ms")
+            .replace(AWKWARD_HEALTH, "/")
+            .replace(AWKWARD_PREFIX, "/api/")
+            .replace("duration = \"30s\"", "duration = \"30s\"\ntimeout = \"1s\"");
+        let stack = stack_of(&text);
+        let (cand, _) = recorder_slow_on("/slow", Duration::from_secs(3));
+        let (base, _) = recorder();
+        let server = |variant: Variant, port| ServerAddr {
+            service: "frontend".into(),
+            server: variant.server("frontend", 1),
+            host: "127.0.0.1".into(),
+            port,
+            variant,
+        };
+        let servers = [
+            server(Variant::Candidate, cand),
+            server(Variant::Baseline, base),
+        ];
+        let cfg = canary_config(&stack, &servers, 50);
+        assert!(cfg.contains("    timeout server 900ms\n"), "{cfg}");
+        let local = LocalCanary::start(&cfg, 2);
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..30 {
+            let t = Instant::now();
+            let (status, v) = get_variant(local.traffic, "/slow");
+            let took = t.elapsed();
+            let v = v.unwrap_or_else(|| format!("none ({status})"));
+            match v.as_str() {
+                "candidate" => {
+                    assert!(status.contains(" 504 "), "{status}");
+                    assert!(took < Duration::from_secs(1), "{took:?}");
+                }
+                "baseline" => assert!(status.contains(" 200 "), "{status}"),
+                _ => panic!("an answer without a variant: {v}"),
+            }
+            *seen.entry(v).or_insert(0) += 1;
+        }
+        // 30 draws at 50/50: both variants (a 1 in 5e8 chance to miss one).
+        assert_eq!(seen.len(), 2, "{seen:?}");
     }
 
     #[test]
@@ -967,49 +1113,8 @@ max_p99_ms = 1000
             server("backend", Variant::Baseline, base),
             server("frontend", Variant::Baseline, base),
         ];
-        let (traffic, stats, api) = (free_port(), free_port(), free_port());
-        let cfg = canary_config(&stack, &servers, 50)
-            .replace(
-                &format!("bind :{TRAFFIC_PORT}\n"),
-                &format!("bind 127.0.0.1:{traffic}\n"),
-            )
-            .replace(
-                &format!("bind :{STATS_PORT}\n"),
-                &format!("bind 127.0.0.1:{stats}\n"),
-            )
-            .replace(
-                &format!("ipv4@0.0.0.0:{API_PORT}"),
-                &format!("ipv4@127.0.0.1:{api}"),
-            )
-            // Abstract sockets are per network namespace: unique names beside other tests.
-            .replace(
-                "abns@builder.",
-                &format!("abns@test{}-{traffic}.", std::process::id()),
-            );
-        let (ok, out) = haproxy_check(&cfg);
-        assert!(ok, "HAProxy refused the config:\n{out}\n{cfg}");
-        assert!(
-            !out.contains("ALERT") && !out.contains("WARNING"),
-            "{out}\n{cfg}"
-        );
-        let _haproxy = serve(&cfg);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        // Every server passed its check.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let up = rt
-                .block_on(fetch_stats(stats))
-                .map(|c| c.iter().filter(|c| c.is_ready()).count())
-                .unwrap_or(0);
-            if up == 4 || Instant::now() > deadline {
-                assert_eq!(up, 4, "servers not up");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let local = LocalCanary::start(&canary_config(&stack, &servers, 50), 4);
+        let (traffic, api, rt) = (local.traffic, local.api, &local.rt);
         let tally = |n: usize, target: &str| {
             let mut m = std::collections::BTreeMap::new();
             for _ in 0..n {
