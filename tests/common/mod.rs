@@ -6,6 +6,7 @@ pub mod canary;
 pub mod engine2;
 pub mod project;
 pub mod registry;
+pub mod swarm2;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
