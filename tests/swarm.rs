@@ -67,6 +67,7 @@ fn killed_frontend_restarted_at_full_rate(report: &serde_json::Value, killed: &s
 #[cfg_attr(not(feature = "engine-tests"), ignore = "engine tier")]
 fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
     let project = packaged_sample_project("builder-swarm-test-");
+    let _volumes = CacheVolumes(project.clone());
     let _lock = swarm_lock();
     let before = swarm_state();
     let reg = start_registry();
@@ -279,6 +280,7 @@ fn the_same_release_switches_on_swarm_without_a_failure() {
 fn sample_stack_passes_on_a_two_node_swarm() {
     use common::swarm2::{self, TwoNodeSwarm, NODE_HOSTNAME};
     let project = packaged_sample_project("builder-swarm2-test-");
+    let _volumes = CacheVolumes(project.clone());
     let t = std::time::Instant::now();
     let image = swarm2::node_image(&project);
     let image_s = t.elapsed().as_secs_f64();
