@@ -6,6 +6,7 @@ pub mod canary;
 pub mod engine2;
 pub mod project;
 pub mod registry;
+pub mod swarm2;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -63,14 +64,29 @@ impl Default for TempProject {
 
 impl Drop for TempProject {
     fn drop(&mut self) {
-        // `--cache` takes this project's volumes only; `--run` with an id no run has keeps
-        // `gc` from collecting other live tests' containers and networks.
-        let _ = builder()
-            .arg("--project")
-            .arg(self.path())
-            .args(["gc", "--cache", "--run"])
-            .arg(format!("none-{}", std::process::id()))
-            .output();
+        remove_cache_volumes(self.path());
+    }
+}
+
+/// Removes the `[build] cache` volumes of `project`.
+fn remove_cache_volumes(project: &Path) {
+    // `--cache` takes this project's volumes only; `--run` with an id no run has keeps
+    // `gc` from collecting other live tests' containers and networks.
+    let _ = builder()
+        .arg("--project")
+        .arg(project)
+        .args(["gc", "--cache", "--run"])
+        .arg(format!("none-{}", std::process::id()))
+        .output();
+}
+
+/// The cache volumes of a kept project (its directory stays for the reports in it),
+/// removed when dropped, however the test ends.
+pub struct CacheVolumes(pub PathBuf);
+
+impl Drop for CacheVolumes {
+    fn drop(&mut self) {
+        remove_cache_volumes(&self.0);
     }
 }
 
