@@ -89,7 +89,6 @@ pub mod recipe;
 pub mod repo;
 pub mod report;
 pub mod sign;
-#[allow(unreachable_pub)] // narrowed after the pool and swarm branches land
 pub(crate) mod smoke;
 pub mod stats;
 #[cfg(test)]

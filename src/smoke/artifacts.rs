@@ -21,7 +21,7 @@ use crate::report::Reporter;
 
 /// What a smoke run tests.
 #[derive(Debug, Clone)]
-pub struct UnderTest {
+pub(crate) struct UnderTest {
     /// Every service's .deb and image entries, copied from the manifest (sorted, no duplicates).
     pub artifacts: Vec<Artifact>,
     /// Service name → image artifact.
@@ -32,7 +32,7 @@ pub struct UnderTest {
 const FIX: &str = "run `builder build && builder package` to make them";
 
 /// Finds each service's artifacts in the manifest and re-hashes their files.
-pub fn collect(paths: &Paths, stack: &Stack, recipes: &[Recipe]) -> Result<UnderTest> {
+pub(crate) fn collect(paths: &Paths, stack: &Stack, recipes: &[Recipe]) -> Result<UnderTest> {
     let manifest_path = paths.manifest();
     let manifest = Manifest::load(&manifest_path)?;
     let mut artifacts = Vec::new();
@@ -113,7 +113,7 @@ fn verify_file(dist: &Path, a: &Artifact) -> Result<()> {
 }
 
 /// The tag an image artifact is run under.
-pub fn tag_of(a: &Artifact) -> String {
+pub(crate) fn tag_of(a: &Artifact) -> String {
     a.tag
         .clone()
         .unwrap_or_else(|| format!("{}:{}", a.name, crate::image::tag_for_version(&a.version)))
@@ -121,7 +121,7 @@ pub fn tag_of(a: &Artifact) -> String {
 
 /// Makes sure the engine runs exactly the manifest's images: loads missing ones from
 /// `dist/`, then compares image ids. Returns service → image id.
-pub async fn ensure_images(
+pub(crate) async fn ensure_images(
     engine: &Engine,
     paths: &Paths,
     under: &UnderTest,

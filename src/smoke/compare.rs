@@ -21,7 +21,7 @@ use crate::stats::{compare_proportions, mann_whitney, MannWhitney, Proportions};
 /// How much worse the candidate may be before the canary fails (stack.toml's `[canary]`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Tolerances {
+pub(crate) struct Tolerances {
     /// Significance level of each test.
     pub alpha: f64,
     /// Relative increase of p50 or p99 latency tolerated (0.10 = 10% worse).
@@ -45,7 +45,7 @@ impl Default for Tolerances {
 
 /// The comparison of a candidate with its baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
+pub(crate) struct Comparison {
     /// Each variant's measured requests (warm-up only in the timeline).
     pub baseline: GroupReport,
     pub candidate: GroupReport,
@@ -65,14 +65,14 @@ pub struct Comparison {
 impl Comparison {
     /// Every check passed.
     #[cfg(test)]
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }
 }
 
 /// Compares the candidate's samples with the baseline's. Each slice is one variant's
 /// samples (their `group` field is not looked at); warm-up samples are left out.
-pub fn compare(t: &Tolerances, baseline: &[Sample], candidate: &[Sample]) -> Comparison {
+pub(crate) fn compare(t: &Tolerances, baseline: &[Sample], candidate: &[Sample]) -> Comparison {
     let b = group_report(baseline);
     let c = group_report(candidate);
     let latencies = |s: &[Sample]| -> Vec<f64> {

@@ -18,23 +18,23 @@ use crate::docker::{ContainerSpec, Engine, RestartPolicy, Session};
 use crate::report::Reporter;
 
 /// Stage label of everything a smoke run creates.
-pub const STAGE: &str = "smoke";
+pub(crate) const STAGE: &str = "smoke";
 /// Label naming the service a container belongs to.
-pub const LABEL_SERVICE: &str = "io.builder.service";
+pub(crate) const LABEL_SERVICE: &str = "io.builder.service";
 
 /// Which release a container runs: the candidate (just packaged) or the baseline (the
 /// release an environment holds). Without a baseline everything is the candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Variant {
+pub(crate) enum Variant {
     Candidate,
     Baseline,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 2] = [Variant::Candidate, Variant::Baseline];
+    pub(crate) const ALL: [Variant; 2] = [Variant::Candidate, Variant::Baseline];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Variant::Candidate => "candidate",
             Variant::Baseline => "baseline",
@@ -48,7 +48,7 @@ impl Variant {
     /// The HAProxy server name (also the hostname) of replica `i` of `service`:
     /// `frontend-3` for the candidate, `base.frontend-3` for the baseline (unique across
     /// the deployment, which the stats lookups by server name rely on).
-    pub fn server(self, service: &str, i: u32) -> String {
+    pub(crate) fn server(self, service: &str, i: u32) -> String {
         match self {
             Variant::Candidate => format!("{service}-{i}"),
             Variant::Baseline => format!("base.{service}-{i}"),
@@ -58,7 +58,7 @@ impl Variant {
     /// The container name of replica `i` of `service`: `builder-smoke-<run>-frontend-3`, or
     /// `builder-base-<run>-frontend-3` (one character shorter, so within the 63 bytes of a
     /// DNS label, see [`super::stack`]'s `MAX_SERVICE_NAME`).
-    pub fn container(self, run_id: &str, service: &str, i: u32) -> String {
+    pub(crate) fn container(self, run_id: &str, service: &str, i: u32) -> String {
         match self {
             Variant::Candidate => format!("builder-smoke-{run_id}-{service}-{i}"),
             Variant::Baseline => format!("builder-base-{run_id}-{service}-{i}"),
@@ -68,7 +68,7 @@ impl Variant {
     /// The variant's own internal network: the candidate's is the run's network, the
     /// baseline's sits beside it, so the same aliases (`{backend}`) name each variant's own
     /// service and a baseline frontend cannot reach a candidate backend.
-    pub fn network(self, run_id: &str) -> String {
+    pub(crate) fn network(self, run_id: &str) -> String {
         match self {
             Variant::Candidate => network_name(run_id),
             Variant::Baseline => format!("{}-base", network_name(run_id)),
@@ -84,7 +84,7 @@ impl std::fmt::Display for Variant {
 
 /// One service container.
 #[derive(Debug, Clone, Serialize)]
-pub struct Member {
+pub(crate) struct Member {
     #[serde(skip_serializing_if = "Variant::is_candidate")]
     pub variant: Variant,
     pub service: String,
@@ -97,7 +97,7 @@ pub struct Member {
 
 /// What is running.
 #[derive(Debug, Clone, Serialize)]
-pub struct Deployment {
+pub(crate) struct Deployment {
     pub network: String,
     pub members: Vec<Member>,
     pub load_balancer: String,
@@ -113,10 +113,10 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
-    pub fn stats_url(&self) -> String {
+    pub(crate) fn stats_url(&self) -> String {
         format!(
             "http://127.0.0.1:{}{}",
             self.stats_port,
@@ -126,7 +126,7 @@ impl Deployment {
 }
 
 /// The name of the network of run `run_id`.
-pub fn network_name(run_id: &str) -> String {
+pub(crate) fn network_name(run_id: &str) -> String {
     format!("builder-smoke-{run_id}")
 }
 
@@ -154,7 +154,7 @@ pub(super) fn variant_env(svc: &Service, variant: Variant) -> Vec<String> {
 /// The images each variant runs: service name → image id. Without `baseline`, the
 /// deployment is a single level as it always was.
 #[derive(Debug, Clone, Copy)]
-pub struct Images<'a> {
+pub(crate) struct Images<'a> {
     pub candidate: &'a HashMap<String, String>,
     pub baseline: Option<&'a HashMap<String, String>>,
     /// The candidate's share of the traffic at start (canary runs), in percent.
@@ -163,7 +163,7 @@ pub struct Images<'a> {
 
 /// Creates the networks and starts every service container of every variant (dependencies
 /// first), then HAProxy. `lb_image` is HAProxy's image id.
-pub async fn start(
+pub(crate) async fn start(
     session: &Session,
     stack: &Stack,
     images: Images<'_>,
@@ -344,7 +344,7 @@ pub(super) async fn start_load_balancer(
 
 /// The first 12 hex digits of a container id, as `docker ps` shows it (container ids are
 /// bare hex, no `sha256:`).
-pub fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
@@ -372,7 +372,7 @@ async fn upload_config(engine: &Engine, id: &str, config: &str) -> Result<()> {
 /// server is `UP` before its first check, check status `INI`) within the stack's
 /// `load_balancer.ready_timeout`; on timeout the error names the servers that are not, the
 /// last check of each with a hint, the stack fields to look at and the end of their logs.
-pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> Result<()> {
+pub(crate) async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> Result<()> {
     let engine = session.engine();
     let not_ready = wait_all_up(session, dep, stack).await?;
     let Err(NotReady { mut message, stats }) = not_ready else {

@@ -9,7 +9,7 @@ use crate::load::LoadReport;
 /// One threshold and its outcome. Promotion reads `name` and `passed` back (the other
 /// fields may be absent in what it reads).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Check {
+pub(crate) struct Check {
     /// Stable id: `achieved_rate`, `success_ratio`, `p99_latency`.
     pub name: String,
     #[serde(default)]
@@ -25,14 +25,14 @@ pub struct Check {
 /// `gate` and `find-capacity` in the report; a report without a mode is a gate run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum ReportMode {
+pub(crate) enum ReportMode {
     #[default]
     Gate,
     FindCapacity,
 }
 
 impl ReportMode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ReportMode::Gate => "gate",
             ReportMode::FindCapacity => "find-capacity",
@@ -49,7 +49,7 @@ impl std::fmt::Display for ReportMode {
 /// The one rule that turns checks into a verdict, shared by the report's writer and
 /// promotion's reader: a gate run passes when it has checks and every one passed; a
 /// `find-capacity` run passes when its `capacity` check did (the stack's rate held).
-pub fn verdict(mode: ReportMode, checks: &[Check]) -> bool {
+pub(crate) fn verdict(mode: ReportMode, checks: &[Check]) -> bool {
     match mode {
         ReportMode::Gate => !checks.is_empty() && checks.iter().all(|c| c.passed),
         ReportMode::FindCapacity => checks.iter().any(|c| c.name == "capacity" && c.passed),
@@ -57,7 +57,7 @@ pub fn verdict(mode: ReportMode, checks: &[Check]) -> bool {
 }
 
 /// Checks every threshold; an empty measurement fails all of them.
-pub fn evaluate(t: &Thresholds, requested_rate: f64, r: &LoadReport) -> Vec<Check> {
+pub(crate) fn evaluate(t: &Thresholds, requested_rate: f64, r: &LoadReport) -> Vec<Check> {
     let measured = r.sent + r.dropped > 0;
     let ratio = if requested_rate > 0.0 {
         r.achieved_rate / requested_rate

@@ -249,7 +249,7 @@ fn status_color(code: &str) -> &'static str {
 }
 
 /// The whole page.
-pub fn render(r: &SmokeReport) -> String {
+pub(crate) fn render(r: &SmokeReport) -> String {
     let res = r.results.as_ref();
     let target = res.map_or(r.inputs.stack.load.rate, |l| l.requested_rate);
     let tl = &r.timeline;

@@ -20,17 +20,17 @@
 //! Owns: the stack file format (`stack`), HAProxy config, stats and runtime API (`haproxy`). Never prints:
 //! everything goes through the [`Reporter`]; the CLI prints the summary.
 
-pub mod artifacts;
-pub mod canary;
-pub mod compare;
-pub mod deploy;
-pub mod gate;
-pub mod haproxy;
-pub mod html;
-pub mod monitor;
-pub mod report;
-pub mod stack;
-pub mod swarm;
+pub(crate) mod artifacts;
+pub(crate) mod canary;
+pub(crate) mod compare;
+pub(crate) mod deploy;
+pub(crate) mod gate;
+pub(crate) mod haproxy;
+pub(crate) mod html;
+pub(crate) mod monitor;
+pub(crate) mod report;
+pub(crate) mod stack;
+pub(crate) mod swarm;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -49,7 +49,7 @@ use report::{Capacity, CapacityStep, Inputs, SmokeReport};
 use stack::{Overrides, Stack};
 
 /// Most steps a `--find-capacity` search may take.
-pub const MAX_CAPACITY_STEPS: u64 = 1000;
+pub(crate) const MAX_CAPACITY_STEPS: u64 = 1000;
 
 /// `--find-capacity` stepping.
 #[derive(Debug, Clone)]
@@ -147,7 +147,7 @@ pub struct SmokeOptions {
 /// The result of a run that got as far as deploying: measured and gated, or stopped before the
 /// gate for a reason that fails the stage (then `report.error` says why, exit code 1).
 #[derive(Debug)]
-pub struct SmokeOutcome {
+pub(crate) struct SmokeOutcome {
     pub report: SmokeReport,
     /// `dist/smoke/<run>/`.
     pub dir: PathBuf,
@@ -157,7 +157,7 @@ pub struct SmokeOutcome {
 
 /// Reads the stack and applies the overrides (no Docker). Errors are diagnostics or usage
 /// errors (exit code 2).
-pub fn load_stack(paths: &Paths, opts: &SmokeOptions) -> Result<(Stack, Vec<Recipe>)> {
+pub(crate) fn load_stack(paths: &Paths, opts: &SmokeOptions) -> Result<(Stack, Vec<Recipe>)> {
     let file = opts
         .stack_file
         .clone()
@@ -183,7 +183,7 @@ pub fn load_stack(paths: &Paths, opts: &SmokeOptions) -> Result<(Stack, Vec<Reci
 /// not, also when the deployment never became healthy (a failed report with
 /// `report.error`); errors are setup problems before anything was deployed, an interruption,
 /// or an environment error during the run (after its reports were written).
-pub async fn run(
+pub(crate) async fn run(
     paths: &Paths,
     opts: &SmokeOptions,
     reporter: &Reporter,

@@ -27,7 +27,7 @@ const EXITED_GRACE: Duration = Duration::from_secs(2);
 
 /// One restart of a service container.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Restart {
+pub(crate) struct Restart {
     pub container: String,
     pub server: String,
     pub service: String,
@@ -42,7 +42,7 @@ pub struct Restart {
 
 /// Final state of one container.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ContainerSummary {
+pub(crate) struct ContainerSummary {
     pub container: String,
     pub service: String,
     /// Docker's RestartCount at the end of the run.
@@ -87,7 +87,7 @@ impl Drop for Tasks {
     }
 }
 
-pub struct Monitor {
+pub(crate) struct Monitor {
     tasks: Tasks,
     shared: Arc<Mutex<Shared>>,
     builder_counts: Arc<Mutex<HashMap<String, u32>>>,
@@ -116,7 +116,7 @@ fn offset(t0: &Mutex<Instant>) -> f64 {
 
 impl Monitor {
     /// Starts watching `dep` (events and a 1 s poll loop).
-    pub fn start(
+    pub(crate) fn start(
         engine: &Engine,
         dep: &Deployment,
         run_id: &str,
@@ -166,14 +166,14 @@ impl Monitor {
     }
 
     /// Offsets in the report count from now (call it when the load starts).
-    pub fn mark_load_start(&self) {
+    pub(crate) fn mark_load_start(&self) {
         *lock(&self.t0) = Instant::now();
         self.loaded.store(true, Ordering::SeqCst);
     }
 
     /// Stops watching and returns every restart plus each container's final state. Dropping a
     /// `Monitor` without calling this stops its tasks too (without the summary).
-    pub async fn finish(mut self) -> (Vec<Restart>, Vec<ContainerSummary>) {
+    pub(crate) async fn finish(mut self) -> (Vec<Restart>, Vec<ContainerSummary>) {
         // Let the last events arrive (a restart right at the end).
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.tasks.stop().await;

@@ -21,7 +21,7 @@ use crate::sign::Signer;
 
 /// What was run, as given.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Inputs {
+pub(crate) struct Inputs {
     pub stack_file: String,
     pub overrides: Overrides,
     /// The stack after overrides, as deployed.
@@ -30,7 +30,7 @@ pub struct Inputs {
 
 /// One step of `--find-capacity`.
 #[derive(Debug, Clone, Serialize)]
-pub struct CapacityStep {
+pub(crate) struct CapacityStep {
     pub rate: f64,
     pub achieved_rate: f64,
     pub success_ratio: f64,
@@ -42,7 +42,7 @@ pub struct CapacityStep {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Capacity {
+pub(crate) struct Capacity {
     /// Highest step rate that passed every threshold (0 if none did).
     pub highest_passing_rate: f64,
     pub steps: Vec<CapacityStep>,
@@ -59,7 +59,7 @@ pub struct Capacity {
 /// `skip_deserializing` is the smoke stage's record of the run: never read back, so it is
 /// empty (its default) in a report promotion read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SmokeReport {
+pub(crate) struct SmokeReport {
     #[serde(skip_deserializing)]
     pub schema: u32,
     #[serde(alias = "run")]
@@ -124,22 +124,26 @@ pub struct SmokeReport {
 }
 
 impl SmokeReport {
-    pub const SCHEMA: u32 = 1;
+    pub(crate) const SCHEMA: u32 = 1;
 
     /// The checks (none in a report read without them).
-    pub fn checks(&self) -> &[Check] {
+    pub(crate) fn checks(&self) -> &[Check] {
         self.checks.as_deref().unwrap_or_default()
     }
 }
 
 /// The detached signature of `report.json` (armored OpenPGP, by the project's signing key):
 /// what lets promotion trust the verdict and the artifact digests in the report.
-pub const SIGNATURE_FILE: &str = "report.json.asc";
+pub(crate) const SIGNATURE_FILE: &str = "report.json.asc";
 
 /// Writes report.json (with its signature when there is a key), junit.xml and report.html
 /// into `dir`. The signature is written first: a report is never left looking signed by an
 /// older signature.
-pub fn write_all(dir: &Path, r: &SmokeReport, signer: Option<&Signer>) -> anyhow::Result<()> {
+pub(crate) fn write_all(
+    dir: &Path,
+    r: &SmokeReport,
+    signer: Option<&Signer>,
+) -> anyhow::Result<()> {
     let mut json = serde_json::to_vec_pretty(r)?;
     json.push(b'\n');
     let signature = dir.join(SIGNATURE_FILE);
@@ -164,7 +168,7 @@ pub(crate) use crate::junit::esc;
 
 /// The gate as a JUnit suite: a `<testcase>` per threshold; broken ones carry a `<failure>`
 /// (of type `error` when the run stopped before the gate). The pipeline embeds this suite.
-pub fn junit_suite(r: &SmokeReport) -> junit::Suite {
+pub(crate) fn junit_suite(r: &SmokeReport) -> junit::Suite {
     let time = r.results.as_ref().map_or(r.duration_s, |l| l.duration_s);
     let kind = if r.error.is_some() {
         "error"
@@ -214,7 +218,7 @@ pub fn junit_suite(r: &SmokeReport) -> junit::Suite {
 }
 
 /// `junit.xml` of a smoke run: the gate's suite in a `<testsuites name="builder smoke">`.
-pub fn junit(r: &SmokeReport) -> String {
+pub(crate) fn junit(r: &SmokeReport) -> String {
     junit::render(Some("builder smoke"), &[junit_suite(r)])
 }
 

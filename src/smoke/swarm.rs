@@ -47,7 +47,7 @@ use crate::repo::images::ImageEntry;
 use crate::report::Reporter;
 
 /// The name of service `service` of run `run_id` (also the container name prefix).
-pub fn service_name(run_id: &str, service: &str) -> String {
+pub(crate) fn service_name(run_id: &str, service: &str) -> String {
     format!("builder-smoke-{run_id}-{service}")
 }
 
@@ -58,7 +58,7 @@ fn parse_registry(registry: &str) -> Result<crate::promote::registry::Registry> 
 }
 
 /// Pushes each service's packaged image to `registry` and returns service → `host/name@digest`.
-pub async fn push_images(
+pub(crate) async fn push_images(
     paths: &Paths,
     under: &UnderTest,
     registry: &str,
@@ -96,7 +96,7 @@ pub async fn push_images(
 
 /// The swarm service of `service` in `variant`: `builder-smoke-<run>-frontend`, or
 /// `builder-base-<run>-frontend` for a canary run's baseline.
-pub fn variant_service_name(variant: Variant, run_id: &str, service: &str) -> String {
+pub(crate) fn variant_service_name(variant: Variant, run_id: &str, service: &str) -> String {
     match variant {
         Variant::Candidate => service_name(run_id, service),
         Variant::Baseline => format!("builder-base-{run_id}-{service}"),
@@ -106,7 +106,7 @@ pub fn variant_service_name(variant: Variant, run_id: &str, service: &str) -> St
 /// Pushes the baseline's images from environment `env`'s OCI layout (the repository the
 /// promotion wrote, verified as on containers) to `registry`; returns service →
 /// `host/name@digest`, the digest the environment holds.
-pub async fn push_baseline(
+pub(crate) async fn push_baseline(
     paths: &Paths,
     env: &str,
     found: &[(BaselineImage, ImageEntry)],
@@ -135,7 +135,7 @@ pub async fn push_baseline(
 /// network, where the service names are aliases) and starts HAProxy's container in front of
 /// them: the single-level config, or with a baseline the canary's two-level one, each
 /// variant's servers resolved from its own swarm service's name.
-pub async fn start(
+pub(crate) async fn start(
     session: &Session,
     stack: &Stack,
     images: Images<'_>,
@@ -229,7 +229,7 @@ pub async fn start(
 /// Waits until HAProxy reports every server slot UP with a passing check, within the stack's
 /// `load_balancer.ready_timeout` (the containers target's wait); on timeout the error says
 /// which are not (as on containers) and the state of each service's tasks.
-pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> Result<()> {
+pub(crate) async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> Result<()> {
     let Err(NotReady { mut message, .. }) = super::deploy::wait_all_up(session, dep, stack).await?
     else {
         return Ok(());
@@ -250,7 +250,7 @@ pub async fn wait_ready(session: &Session, dep: &Deployment, stack: &Stack) -> R
 }
 
 /// builder's monitor on Swarm: the task list of every service, once a second.
-pub struct TaskMonitor {
+pub(crate) struct TaskMonitor {
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
     state: Arc<Mutex<Seen>>,
@@ -282,7 +282,7 @@ fn services(members: &[Member]) -> Vec<(String, String, Variant)> {
 }
 
 impl TaskMonitor {
-    pub fn start(engine: &Engine, dep: &Deployment, reporter: &Reporter) -> TaskMonitor {
+    pub(crate) fn start(engine: &Engine, dep: &Deployment, reporter: &Reporter) -> TaskMonitor {
         let stop = CancellationToken::new();
         let state = Arc::new(Mutex::new(Seen::default()));
         let handle = tokio::spawn(poll(
@@ -301,12 +301,12 @@ impl TaskMonitor {
         }
     }
 
-    pub fn mark_load_start(&self) {
+    pub(crate) fn mark_load_start(&self) {
         lock(&self.state).t0 = Some(Instant::now());
     }
 
     /// Stops watching; every ended task as a restart, and each task slot's final state.
-    pub async fn finish(mut self) -> (Vec<Restart>, Vec<ContainerSummary>) {
+    pub(crate) async fn finish(mut self) -> (Vec<Restart>, Vec<ContainerSummary>) {
         self.stop.cancel();
         let _ = (&mut self.handle).await;
         let all = services(&self.members);

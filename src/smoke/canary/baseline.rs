@@ -25,7 +25,7 @@ use crate::smoke::stack::Stack;
 
 /// The release a service's baseline runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BaselineImage {
+pub(crate) struct BaselineImage {
     pub service: String,
     /// Image name and version as the environment holds them.
     pub name: String,
@@ -37,7 +37,7 @@ pub struct BaselineImage {
 
 /// What the environment offers as a baseline.
 #[derive(Debug, Clone)]
-pub enum Resolved {
+pub(crate) enum Resolved {
     /// Every service has a release there: (image, its entry) per service, in stack order.
     Found(Vec<(BaselineImage, ImageEntry)>),
     /// No comparison: why, in one line.
@@ -47,7 +47,12 @@ pub enum Resolved {
 /// Finds each service's baseline image in environment `env`: its newest version of the
 /// image the candidate runs. Errors are a repository that cannot be read; an environment
 /// without a repository or without a release of some service is [`Resolved::Skipped`].
-pub fn resolve(paths: &Paths, env: &str, stack: &Stack, under: &UnderTest) -> Result<Resolved> {
+pub(crate) fn resolve(
+    paths: &Paths,
+    env: &str,
+    stack: &Stack,
+    under: &UnderTest,
+) -> Result<Resolved> {
     let cfg = crate::promote::PromoteConfig::load(paths, None)?;
     if !cfg.environments.iter().any(|e| e == env) {
         let known: Vec<&str> = cfg.environments.iter().map(String::as_str).collect();
@@ -105,7 +110,7 @@ pub fn resolve(paths: &Paths, env: &str, stack: &Stack, under: &UnderTest) -> Re
 /// its image id; returns service → image id.
 /// Environment `env`'s OCI layout, every image of `found` in it verified (blob sizes and
 /// digests), so what runs as the baseline is exactly what the environment holds.
-pub fn verified_layout(
+pub(crate) fn verified_layout(
     paths: &Paths,
     env: &str,
     found: &[(BaselineImage, ImageEntry)],
@@ -123,7 +128,7 @@ pub fn verified_layout(
     Ok(layout)
 }
 
-pub async fn ensure_images(
+pub(crate) async fn ensure_images(
     engine: &Engine,
     paths: &Paths,
     env: &str,

@@ -13,8 +13,8 @@
 //! that failed because of the switch, and [`CanaryReport`]. Must not: decide the statistics
 //! (`compare`), deploy (`deploy`), or print.
 
-pub mod baseline;
-pub mod switch;
+pub(crate) mod baseline;
+pub(crate) mod switch;
 
 use std::time::{Duration, Instant};
 
@@ -30,12 +30,12 @@ use super::haproxy::VARIANT_HEADER;
 use super::stack::{CanarySpec, Stack};
 use crate::load::{LoadReport, Sample, Tap, Tuning};
 use crate::report::Reporter;
-pub use baseline::BaselineImage;
-pub use switch::SwitchReport;
+pub(crate) use baseline::BaselineImage;
+pub(crate) use switch::SwitchReport;
 
 /// The canary part of a smoke report.
 #[derive(Debug, Clone, Serialize)]
-pub struct CanaryReport {
+pub(crate) struct CanaryReport {
     /// The environment whose release is the baseline.
     pub baseline_env: String,
     /// Why there was no comparison (then nothing else is filled and the absolute gate alone
@@ -61,7 +61,7 @@ pub struct CanaryReport {
 
 impl CanaryReport {
     /// The report of a run without comparison, with its reason in one line.
-    pub fn skipped(env: &str, why: String) -> CanaryReport {
+    pub(crate) fn skipped(env: &str, why: String) -> CanaryReport {
         CanaryReport {
             baseline_env: env.to_string(),
             skipped: Some(why),
@@ -76,7 +76,7 @@ impl CanaryReport {
 }
 
 /// The tolerances of `[canary]` as the comparison takes them.
-pub fn tolerances(spec: &CanarySpec) -> Tolerances {
+pub(crate) fn tolerances(spec: &CanarySpec) -> Tolerances {
     Tolerances {
         alpha: spec.alpha,
         max_latency_increase: spec.max_latency_increase,
@@ -98,14 +98,14 @@ fn verdict_delay(stack: &Stack) -> Duration {
 const SWITCH_SLACK: Duration = Duration::from_secs(1);
 
 /// Time the canary adds to the load run: the verdict's wait and the switch.
-pub fn extra_time(stack: &Stack, spec: &CanarySpec) -> Duration {
+pub(crate) fn extra_time(stack: &Stack, spec: &CanarySpec) -> Duration {
     verdict_delay(stack)
         .saturating_add(spec.switch_time())
         .saturating_add(SWITCH_SLACK)
 }
 
 /// What the measured part of a canary run produced.
-pub struct Measured {
+pub(crate) struct Measured {
     pub load: LoadReport,
     /// `canary_*` checks, then `switch_failures` when the switch ran.
     pub checks: Vec<Check>,
@@ -114,7 +114,7 @@ pub struct Measured {
 
 /// Runs the load with the comparison and the switch beside it. `report` holds the baseline
 /// already resolved (environment, images); the rest is filled here.
-pub async fn run(
+pub(crate) async fn run(
     stack: &Stack,
     spec: &CanarySpec,
     dep: &Deployment,

@@ -24,7 +24,7 @@ use crate::smoke::stack::CanarySpec;
 
 /// One step of the switch.
 #[derive(Debug, Clone, Serialize)]
-pub struct SwitchStep {
+pub(crate) struct SwitchStep {
     /// The candidate's share from this step on, in percent.
     pub candidate_weight: u32,
     /// The baseline is drained (the last step).
@@ -38,7 +38,7 @@ pub struct SwitchStep {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct SwitchReport {
+pub(crate) struct SwitchReport {
     /// Every step was written and held.
     pub completed: bool,
     /// Why it did not complete.
@@ -62,7 +62,7 @@ pub struct SwitchReport {
 }
 
 impl SwitchReport {
-    pub fn failed(error: String) -> SwitchReport {
+    pub(crate) fn failed(error: String) -> SwitchReport {
         SwitchReport {
             error: Some(error),
             ..SwitchReport::default()
@@ -161,7 +161,7 @@ fn deltas(
 
 /// Why a sample failed because of the switch (no service answered), if it did: an error
 /// without an answer, or HAProxy's own 502/503/504.
-pub fn switch_failure(s: &Sample) -> Option<String> {
+pub(crate) fn switch_failure(s: &Sample) -> Option<String> {
     if s.ok {
         return None;
     }
@@ -175,7 +175,7 @@ pub fn switch_failure(s: &Sample) -> Option<String> {
 
 /// Fills in the requests per step and the switch's failures from the samples of the whole
 /// run; `end_s`: when the load ended, in seconds since it started.
-pub fn account(r: &mut SwitchReport, samples: &[Sample], end_s: f64) {
+pub(crate) fn account(r: &mut SwitchReport, samples: &[Sample], end_s: f64) {
     r.ended_s = end_s;
     let starts: Vec<f64> = r.steps.iter().map(|s| s.t_s).collect();
     let window = |s: &&Sample| s.due_s >= r.started_s && s.due_s < end_s;
@@ -209,7 +209,7 @@ pub fn account(r: &mut SwitchReport, samples: &[Sample], end_s: f64) {
 }
 
 /// The gate's `switch_failures` check.
-pub fn check(r: &SwitchReport, max: u64) -> Check {
+pub(crate) fn check(r: &SwitchReport, max: u64) -> Check {
     let haproxy_errors: u64 = r.haproxy.iter().map(|d| d.eresp + d.econ).sum();
     let passed = r.completed && r.failures <= max;
     let kinds = if r.failure_kinds.is_empty() {

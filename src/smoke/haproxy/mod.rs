@@ -16,17 +16,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::deploy::Variant;
 use super::stack::Stack;
 
-pub mod runtime;
+pub(crate) mod runtime;
 
 /// Port HAProxy listens on for traffic inside its container.
-pub const TRAFFIC_PORT: u16 = 8080;
+pub(crate) const TRAFFIC_PORT: u16 = 8080;
 /// Port of the stats page inside the container.
-pub const STATS_PORT: u16 = 8404;
-pub const STATS_PATH: &str = "/stats";
+pub(crate) const STATS_PORT: u16 = 8404;
+pub(crate) const STATS_PATH: &str = "/stats";
 
 /// One server in the config: a container of a service.
 #[derive(Debug, Clone)]
-pub struct ServerAddr {
+pub(crate) struct ServerAddr {
     pub service: String,
     /// HAProxy server name, e.g. `frontend-3`.
     pub server: String,
@@ -70,7 +70,7 @@ fn ms(d: Duration) -> String {
 }
 
 /// HAProxy's name for the backend of `service`.
-pub fn backend_name(service: &str) -> String {
+pub(crate) fn backend_name(service: &str) -> String {
     format!("be_{service}")
 }
 
@@ -85,7 +85,7 @@ fn single_level_head(stack: &Stack) -> String {
 }
 
 /// The whole `haproxy.cfg` for a stack and its servers: one backend per service.
-pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
+pub(crate) fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
     let mut c = single_level_head(stack);
     for svc in &stack.services {
         let _ = writeln!(c, "backend {}", quoted(&backend_name(&svc.name)));
@@ -116,12 +116,16 @@ pub fn config(stack: &Stack, servers: &[ServerAddr]) -> String {
 ///
 /// The runtime API (`stats socket ... level admin`, management guide §9.3) listens on
 /// [`API_PORT`]: `set weight` and `set server ... state` move traffic during the switch.
-pub fn canary_config(stack: &Stack, servers: &[ServerAddr], candidate_weight: u32) -> String {
+pub(crate) fn canary_config(
+    stack: &Stack,
+    servers: &[ServerAddr],
+    candidate_weight: u32,
+) -> String {
     canary_config_of(stack, Servers::Listed(servers), candidate_weight)
 }
 
 /// Where a canary config's inner sections find their servers.
-pub enum Servers<'a> {
+pub(crate) enum Servers<'a> {
     /// Containers known in advance (the containers target).
     Listed(&'a [ServerAddr]),
     /// Swarm: a `server-template` per variant and service, of `replicas` slots named as
@@ -130,7 +134,11 @@ pub enum Servers<'a> {
 }
 
 /// [`canary_config`] with the servers of either target.
-pub fn canary_config_of(stack: &Stack, servers: Servers<'_>, candidate_weight: u32) -> String {
+pub(crate) fn canary_config_of(
+    stack: &Stack,
+    servers: Servers<'_>,
+    candidate_weight: u32,
+) -> String {
     let mut c = head(stack, Some(API_PORT));
     c.push('\n');
     frontend(&mut c, stack);
@@ -216,13 +224,13 @@ fn answer_within(timeout: Duration) -> Duration {
 }
 
 /// The response header each inner section of a canary run sets to its variant.
-pub const VARIANT_HEADER: &str = "X-Builder-Variant";
+pub(crate) const VARIANT_HEADER: &str = "X-Builder-Variant";
 
 /// Port of the runtime API (`stats socket`) inside the container, in canary runs.
-pub const API_PORT: u16 = 9999;
+pub(crate) const API_PORT: u16 = 9999;
 
 /// The inner section of variant `v` of backend `be`, e.g. `be_frontend.baseline`.
-pub fn inner_name(be: &str, v: Variant) -> String {
+pub(crate) fn inner_name(be: &str, v: Variant) -> String {
     format!("{be}.{}", v.as_str())
 }
 
@@ -337,7 +345,7 @@ fn service_checks(c: &mut String, stack: &Stack, svc: &crate::smoke::stack::Serv
 /// DNS, 127.0.0.11): with `endpoint_mode: dnsrr` the name answers with one address per
 /// running task, and a task Swarm restarts shows up under its new address (configuration
 /// manual §5.2 `server-template`, §5.3 "Server IP address resolution using DNS").
-pub fn swarm_config(stack: &Stack, dns_name: impl Fn(&str) -> String) -> String {
+pub(crate) fn swarm_config(stack: &Stack, dns_name: impl Fn(&str) -> String) -> String {
     let mut c = single_level_head(stack);
     for svc in &stack.services {
         let _ = writeln!(c, "backend {}", quoted(&backend_name(&svc.name)));
@@ -372,7 +380,7 @@ fn stats(c: &mut String) {
 
 /// One server line of the stats CSV.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerStat {
+pub(crate) struct ServerStat {
     pub backend: String,
     pub server: String,
     /// `UP`, `DOWN`, `MAINT`, `UP 1/2` (going down), `DOWN 1/2` (coming up), ...
@@ -389,13 +397,13 @@ pub struct ServerStat {
 
 impl ServerStat {
     /// Serving traffic (`UP`, or `UP 1/2` while failing but not yet down).
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.status.starts_with("UP")
     }
 
     /// `UP` and its last health check completed and passed. HAProxy lists a new server as `UP`
     /// before its first check (check status `INI`), so `UP` alone does not mean ready.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.status == "UP" && check_passed(&self.check_status)
     }
 }
@@ -403,13 +411,13 @@ impl ServerStat {
 /// A completed, passing check: `L7OK`/`L7OKC` (HTTP, as configured), `L6OK` or `L4OK`. HAProxy
 /// prefixes `* ` while a check is running; the status shown is still the last completed one.
 /// Empty, `INI` (not checked yet) and every failure status are not.
-pub fn check_passed(check_status: &str) -> bool {
+pub(crate) fn check_passed(check_status: &str) -> bool {
     let s = check_status.trim_start_matches('*').trim();
     s.starts_with("L7OK") || s == "L6OK" || s == "L4OK"
 }
 
 /// Parses HAProxy's `show stat` CSV (the header line starts with `# `); only servers.
-pub fn parse_stats(csv: &str) -> Vec<ServerStat> {
+pub(crate) fn parse_stats(csv: &str) -> Vec<ServerStat> {
     let mut lines = csv.lines();
     let Some(header) = lines.next() else {
         return Vec::new();
@@ -447,7 +455,7 @@ pub fn parse_stats(csv: &str) -> Vec<ServerStat> {
 }
 
 /// Fetches the stats CSV from `127.0.0.1:<port>` (one HTTP/1.0 request, bounded in time).
-pub async fn fetch_stats(port: u16) -> Result<Vec<ServerStat>> {
+pub(crate) async fn fetch_stats(port: u16) -> Result<Vec<ServerStat>> {
     let fetch = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
         s.write_all(format!("GET {STATS_PATH};csv HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())

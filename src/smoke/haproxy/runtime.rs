@@ -15,19 +15,19 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The runtime API of one HAProxy, at `127.0.0.1:<port>`.
 #[derive(Debug, Clone, Copy)]
-pub struct RuntimeApi {
+pub(crate) struct RuntimeApi {
     pub port: u16,
 }
 
 /// A server's state for `set server <b>/<s> state` (the switch only drains).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerState {
+pub(crate) enum ServerState {
     Drain,
 }
 
 impl RuntimeApi {
     /// Sends one command and returns HAProxy's reply, bounded in time and size.
-    pub async fn command(&self, cmd: &str) -> Result<String> {
+    pub(crate) async fn command(&self, cmd: &str) -> Result<String> {
         if cmd.contains(['\n', '\r', ';']) {
             anyhow::bail!(
                 "refusing to send `{}` to HAProxy: one command per call",
@@ -57,14 +57,19 @@ impl RuntimeApi {
     }
 
     /// `set weight <backend>/<server> <weight>`.
-    pub async fn set_weight(&self, backend: &str, server: &str, weight: u32) -> Result<()> {
+    pub(crate) async fn set_weight(&self, backend: &str, server: &str, weight: u32) -> Result<()> {
         let cmd = format!("set weight {backend}/{server} {weight}");
         let reply = self.command(&cmd).await?;
         check_empty_reply(&cmd, &reply)
     }
 
     /// `set server <backend>/<server> state ready|drain`.
-    pub async fn set_state(&self, backend: &str, server: &str, state: ServerState) -> Result<()> {
+    pub(crate) async fn set_state(
+        &self,
+        backend: &str,
+        server: &str,
+        state: ServerState,
+    ) -> Result<()> {
         let word = match state {
             ServerState::Drain => "drain",
         };
@@ -74,7 +79,7 @@ impl RuntimeApi {
     }
 
     /// `show stat`: every server's counters.
-    pub async fn show_stat(&self) -> Result<Vec<ServerCounters>> {
+    pub(crate) async fn show_stat(&self) -> Result<Vec<ServerCounters>> {
         let reply = self.command("show stat").await?;
         parse_counters(&reply)
     }
@@ -82,7 +87,7 @@ impl RuntimeApi {
 
 /// A command that changes state answers nothing (at most a blank line) when it worked;
 /// anything else is HAProxy's error message, e.g. `No such server.`.
-pub fn check_empty_reply(cmd: &str, reply: &str) -> Result<()> {
+pub(crate) fn check_empty_reply(cmd: &str, reply: &str) -> Result<()> {
     let text = reply.trim();
     if text.is_empty() {
         Ok(())
@@ -97,7 +102,7 @@ pub fn check_empty_reply(cmd: &str, reply: &str) -> Result<()> {
 /// The counters of one server in `show stat` (management guide §9.1 "CSV format"), or
 /// their growth over a time ([`ServerCounters::since`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ServerCounters {
+pub(crate) struct ServerCounters {
     pub backend: String,
     pub server: String,
     /// Sessions (connections through it) so far: `stot`.
@@ -120,7 +125,7 @@ pub struct ServerCounters {
 
 impl ServerCounters {
     /// The counters' growth since `before` (same server); weight and status as now.
-    pub fn since(&self, before: &ServerCounters) -> ServerCounters {
+    pub(crate) fn since(&self, before: &ServerCounters) -> ServerCounters {
         ServerCounters {
             backend: self.backend.clone(),
             server: self.server.clone(),
@@ -139,7 +144,7 @@ impl ServerCounters {
 
 /// Parses `show stat` (a `# ` header line, then one CSV line per proxy row); only servers.
 /// A reply that is no stats CSV (an error text) is an error.
-pub fn parse_counters(csv: &str) -> Result<Vec<ServerCounters>> {
+pub(crate) fn parse_counters(csv: &str) -> Result<Vec<ServerCounters>> {
     let mut lines = csv.lines();
     let header = lines.next().unwrap_or_default();
     let Some(header) = header.strip_prefix("# ") else {

@@ -24,20 +24,20 @@ mod values;
 
 use std::path::Path;
 
-pub use model::*;
-pub use overrides::Overrides;
-pub use validate::{parse, MAX_SWITCH_STEPS};
-pub use values::expand;
+pub(crate) use model::*;
+pub(crate) use overrides::Overrides;
+pub(crate) use validate::{parse, MAX_SWITCH_STEPS};
+pub(crate) use values::expand;
 #[cfg(test)]
-pub use values::{references, MAX_SERVICE_NAME};
+pub(crate) use values::{references, MAX_SERVICE_NAME};
 
 use crate::diag::{self, Diagnostics};
 
 /// Most containers of one service.
-pub const MAX_REPLICAS: u32 = 64;
+pub(crate) const MAX_REPLICAS: u32 = 64;
 
 /// Reads and validates a stack file.
-pub fn load(file: &Path, recipes: &RecipeImages) -> Result<Stack, Diagnostics> {
+pub(crate) fn load(file: &Path, recipes: &RecipeImages) -> Result<Stack, Diagnostics> {
     let text = diag::read_text(file, "stack file").map_err(|d| {
         // A file that is not there: say where the stack comes from.
         let items = d.items().iter().cloned().map(|d| {

@@ -12,7 +12,7 @@ fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 /// One service of the deployment: `replicas` containers of the image made by recipe `image`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Service {
+pub(crate) struct Service {
     pub name: String,
     /// The recipe (package name) whose `[image]` is run.
     pub image: String,
@@ -38,13 +38,13 @@ pub struct Service {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Route {
+pub(crate) struct Route {
     pub path_prefix: String,
     pub service: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct LoadBalancer {
+pub(crate) struct LoadBalancer {
     pub kind: String,
     /// Base image definition the load balancer runs from (`base-images/<base>.toml`).
     pub base: String,
@@ -73,13 +73,13 @@ pub struct LoadBalancer {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct LoadPath {
+pub(crate) struct LoadPath {
     pub path: String,
     pub weight: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct LoadSpec {
+pub(crate) struct LoadSpec {
     pub rate: f64,
     #[serde(serialize_with = "secs")]
     pub duration: Duration,
@@ -91,7 +91,7 @@ pub struct LoadSpec {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     /// Achieved rate / requested rate must be at least this.
     pub min_rate_ratio: f64,
     /// Success ratio must be at least this.
@@ -101,7 +101,7 @@ pub struct Thresholds {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct RestartSpec {
+pub(crate) struct RestartSpec {
     /// Docker restart policy of the service containers.
     pub policy: String,
     pub max_retries: u32,
@@ -115,7 +115,7 @@ pub struct RestartSpec {
 /// The validated stack. `Default` (empty, no services) only stands in for the stack of a
 /// smoke report promotion read, which does not read it back.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Stack {
+pub(crate) struct Stack {
     pub file: PathBuf,
     /// In start order: a service comes after every service its environment refers to.
     pub services: Vec<Service>,
@@ -159,12 +159,12 @@ impl DeployTarget {
 
 /// What the stack validation needs to know about the project's recipes: package name →
 /// whether the recipe has an `[image]` table.
-pub type RecipeImages = BTreeMap<String, bool>;
+pub(crate) type RecipeImages = BTreeMap<String, bool>;
 
 /// `[canary]`: the candidate beside the release an environment holds, compared under one
 /// load, then a blue-green switch. Tolerances are those of [`crate::smoke::compare`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CanarySpec {
+pub(crate) struct CanarySpec {
     /// The environment whose release is the baseline; `None`: no comparison (the table sets
     /// tolerances for a `--baseline` given on the command line, or the pipeline's target).
     pub baseline: Option<String>,
@@ -205,7 +205,7 @@ impl Default for CanarySpec {
 
 impl CanarySpec {
     /// Time the switch takes: every step plus the drained baseline, held `step_duration` each.
-    pub fn switch_time(&self) -> Duration {
+    pub(crate) fn switch_time(&self) -> Duration {
         let steps = u32::try_from(self.switch_steps.len()).unwrap_or(u32::MAX);
         self.step_duration
             .checked_mul(steps.saturating_add(1))

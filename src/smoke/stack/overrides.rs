@@ -82,7 +82,7 @@ impl Stack {
     }
 
     /// Applies command-line overrides; every bad value is a usage error naming the flag.
-    pub fn apply(&mut self, o: &Overrides) -> anyhow::Result<()> {
+    pub(crate) fn apply(&mut self, o: &Overrides) -> anyhow::Result<()> {
         if let Some(r) = o.rate {
             if !(r > 0.0 && r <= crate::load::MAX_RATE) {
                 return Err(usage(format!(
@@ -206,7 +206,7 @@ impl Stack {
     }
 
     /// The environment to compare with, if any.
-    pub fn baseline(&self) -> Option<&str> {
+    pub(crate) fn baseline(&self) -> Option<&str> {
         self.canary.as_ref().and_then(|c| c.baseline.as_deref())
     }
 
@@ -253,7 +253,7 @@ impl Stack {
     }
 
     #[cfg(test)]
-    pub fn service(&self, name: &str) -> Option<&Service> {
+    pub(crate) fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }
 }

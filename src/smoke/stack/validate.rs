@@ -158,7 +158,7 @@ impl Ctx<'_> {
 }
 
 /// Parses and validates stack text (`file` is only used in diagnostics).
-pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, Diagnostics> {
+pub(crate) fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, Diagnostics> {
     let raw: RawStack = diag::parse_toml(file, text)?;
     let mut cx = Ctx(Collector::new(file, text));
     let names: Vec<String> = raw.services.get_ref().keys().cloned().collect();
@@ -575,7 +575,7 @@ pub fn parse(file: &Path, text: &str, recipes: &RecipeImages) -> Result<Stack, D
 }
 
 /// Most steps of a canary switch.
-pub const MAX_SWITCH_STEPS: usize = 20;
+pub(crate) const MAX_SWITCH_STEPS: usize = 20;
 /// Longest `canary.step_duration`.
 const MAX_STEP_DURATION: Duration = Duration::from_secs(600);
 

@@ -6,7 +6,7 @@
 use crate::diag::escape_controls;
 
 /// `{name}` references in an environment value; `{{` and `}}` are literal braces.
-pub fn references(value: &str) -> Result<Vec<String>, String> {
+pub(crate) fn references(value: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut chars = value.chars().peekable();
     while let Some(c) = chars.next() {
@@ -44,7 +44,7 @@ pub fn references(value: &str) -> Result<Vec<String>, String> {
 
 /// Replaces `{name}` with `lookup(name)`; `{{`/`}}` become single braces. Only called on
 /// values whose references were validated.
-pub fn expand(value: &str, lookup: impl Fn(&str) -> String) -> String {
+pub(crate) fn expand(value: &str, lookup: impl Fn(&str) -> String) -> String {
     let mut out = String::new();
     let mut chars = value.chars().peekable();
     while let Some(c) = chars.next() {
@@ -72,7 +72,7 @@ pub fn expand(value: &str, lookup: impl Fn(&str) -> String) -> String {
 /// Docker's DNS, where one label holds at most 63 bytes (RFC 1035 §2.3.4): 63 minus
 /// `builder-smoke-` (14), the run id (18, [`crate::docker::new_run_id`]), two `-` and the
 /// replica number (2 digits, [`super::MAX_REPLICAS`]).
-pub const MAX_SERVICE_NAME: usize = 63 - 14 - 18 - 2 - 2;
+pub(crate) const MAX_SERVICE_NAME: usize = 63 - 14 - 18 - 2 - 2;
 
 pub(super) fn valid_name(n: &str) -> bool {
     !n.is_empty()
