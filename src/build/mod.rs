@@ -342,7 +342,9 @@ impl<'p> Dispatch<'p> {
 
     /// Makes sure engine `at` holds `image`: sent from a live engine that has it, unless
     /// it is there already. One send per engine at a time, so two builds never send the
-    /// same image twice.
+    /// same image twice. A source engine that stops answering during the send is counted
+    /// lost and the image is sent from another engine that holds the same id
+    /// ([`schedule::send_source`]); a send that fails for any other reason is an error.
     async fn ensure_image(
         &self,
         at: usize,
@@ -351,56 +353,54 @@ impl<'p> Dispatch<'p> {
     ) -> anyhow::Result<()> {
         let _sending = self.sending[at].lock().await;
         let to = &self.pool.engines[at];
-        if to.engine.inspect_image(&image.id).await?.is_some() {
+        if to
+            .engine
+            .unless_silent(to.engine.inspect_image(&image.id))
+            .await??
+            .is_some()
+        {
             return Ok(());
         }
-        let alive: Vec<bool> = self.slots().iter().map(|s| s.alive).collect();
-        let mut from = None;
-        for (i, e) in self.pool.engines.iter().enumerate() {
-            if i != at && alive[i] && matches!(e.engine.inspect_image(&image.id).await, Ok(Some(_)))
-            {
-                from = Some(e);
-                break;
+        let mut tried: Vec<usize> = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+        // Bounded: each pass tries a new source, and there are as many as engines.
+        for _ in 0..self.pool.engines.len() {
+            let mut holds = vec![false; self.pool.engines.len()];
+            let alive: Vec<bool> = self.slots().iter().map(|s| s.alive).collect();
+            for (i, e) in self.pool.engines.iter().enumerate() {
+                if i != at && alive[i] && !tried.contains(&i) {
+                    holds[i] = holds_image(e, &image.id).await;
+                }
             }
-        }
-        let Some(from) = from else {
-            return Err(crate::error::environment(format!(
-                "no live engine of the pool holds builder image `{}` ({}) to send to engine `{}`",
-                image.tag, image.id, to.name
-            )));
-        };
-        let started = Instant::now();
-        reporter.status(
-            "Sending",
-            format!(
-                "builder image {} from engine `{}` to engine `{}`",
-                image.tag, from.name, to.name
-            ),
-        );
-        let bytes = crate::docker::copy_image(&from.engine, &to.engine, &image.tag).await?;
-        let got = to.engine.inspect_image(&image.tag).await?.map(|i| i.id);
-        if got.as_deref() != Some(image.id.as_str()) {
-            return Err(anyhow::anyhow!(
-                "engine `{}` holds `{}` as {} after the send, not {}: the image changed on \
-                 engine `{}` meanwhile",
-                to.name,
-                image.tag,
-                got.unwrap_or_default(),
-                image.id,
-                from.name
+            let from = schedule::send_source(&self.slots(), &holds, at, &tried);
+            let Some(from_at) = from else { break };
+            tried.push(from_at);
+            let from = &self.pool.engines[from_at];
+            let err = match send(from, to, image, reporter).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            // The source is fine, or the destination is gone too: the problem is not the
+            // source, and another one would fare no better.
+            if answers(&from.engine, false).await || !answers(&to.engine, false).await {
+                return Err(err);
+            }
+            self.lose(from_at);
+            reporter.warn(format!(
+                "engine `{}` stopped answering while it sent builder image {} to engine `{}` \
+                 ({err:#}); sending it from another engine that holds it",
+                from.name, image.tag, to.name
             ));
+            failures.push(format!("from `{}`: {err:#}", from.name));
         }
-        reporter.status(
-            "Sent",
-            format!(
-                "builder image {} to engine `{}`: {:.1} MB in {:.1}s",
-                image.tag,
-                to.name,
-                bytes as f64 / 1e6,
-                started.elapsed().as_secs_f64()
-            ),
+        let mut msg = format!(
+            "no live engine of the pool holds builder image `{}` ({}) to send to engine `{}`",
+            image.tag, image.id, to.name
         );
-        Ok(())
+        if !failures.is_empty() {
+            msg.push_str(&format!(" (tried {})", failures.join("; ")));
+        }
+        Err(crate::error::environment(msg))
     }
 
     /// What the build of `recipe` asks of each engine: the builder image's architecture,
@@ -470,6 +470,60 @@ async fn holdings(e: &PoolEngine, image_id: &str, volumes: &[String]) -> usize {
     tokio::time::timeout(LOST_PING, held).await.unwrap_or(0)
 }
 
+/// Whether engine `e` holds the image `id`; no answer within [`LOST_PING`] counts as no.
+async fn holds_image(e: &PoolEngine, id: &str) -> bool {
+    matches!(
+        tokio::time::timeout(LOST_PING, e.engine.inspect_image(id)).await,
+        Ok(Ok(Some(_)))
+    )
+}
+
+/// Sends `image` from engine `from` to engine `to` and checks that `to` then holds it
+/// under the same id.
+async fn send(
+    from: &PoolEngine,
+    to: &PoolEngine,
+    image: &BuilderImage,
+    reporter: &Reporter,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    reporter.status(
+        "Sending",
+        format!(
+            "builder image {} from engine `{}` to engine `{}`",
+            image.tag, from.name, to.name
+        ),
+    );
+    let bytes = crate::docker::copy_image(&from.engine, &to.engine, &image.tag).await?;
+    let got = to
+        .engine
+        .unless_silent(to.engine.inspect_image(&image.tag))
+        .await??
+        .map(|i| i.id);
+    if got.as_deref() != Some(image.id.as_str()) {
+        return Err(anyhow::anyhow!(
+            "engine `{}` holds `{}` as {} after the send, not {}: the image changed on \
+             engine `{}` meanwhile",
+            to.name,
+            image.tag,
+            got.unwrap_or_default(),
+            image.id,
+            from.name
+        ));
+    }
+    reporter.status(
+        "Sent",
+        format!(
+            "builder image {} to engine `{}`: {:.1} MB in {:.1}s",
+            image.tag,
+            to.name,
+            bytes as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
 /// Where `builder plan` expects each build step of `plan` to run on `pool`
 /// ([`schedule::simulate`] with the engines idle, `jobs` at a time), written into the steps.
 /// Steps whose builder image does not exist anywhere yet are placed as if it will be on
@@ -489,7 +543,8 @@ pub async fn plan_engines(paths: &Paths, plan: &mut Plan, pool: &Pool, jobs: usi
         let mut image = None;
         for e in &pool.engines {
             if let (Some(tag), None) = (&tag, &image) {
-                if let Ok(Some(i)) = e.engine.inspect_image(tag).await {
+                let inspected = tokio::time::timeout(LOST_PING, e.engine.inspect_image(tag));
+                if let Ok(Ok(Some(i))) = inspected.await {
                     image = Some(i);
                 }
             }
@@ -819,39 +874,49 @@ async fn run_on(
     ]);
     // The recipe's own values win: they are explicit.
     env.extend(spec.env.clone());
-    let mut caches = Vec::new();
-    // `--no-cache` builds from nothing: no output cache and no tool cache volume either.
-    let scope = cache_scope(&paths.project)?;
-    for path in spec.cache.iter().filter(|_| !opts.no_cache) {
-        let volume = cache_volume_name(name, &spec.builder, path, &scope);
-        session
-            .cancellable(crate::docker::ensure_volume(
-                session.engine(),
-                &volume,
-                crate::docker::cache_labels(name, &scope),
-            ))
-            .await??;
-        reporter.verbose(format!("{name}: cache {path} in volume {volume}"));
-        caches.push((volume, path.clone()));
-    }
-    let job = run::Job {
-        name,
-        spec,
-        image_id,
-        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        entries: step.sources.clone(),
-        caches,
+    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let work = async {
+        let mut caches = Vec::new();
+        // `--no-cache` builds from nothing: no output cache and no tool cache volume either.
+        let scope = cache_scope(&paths.project)?;
+        for path in spec.cache.iter().filter(|_| !opts.no_cache) {
+            let volume = cache_volume_name(name, &spec.builder, path, &scope);
+            session
+                .cancellable(crate::docker::ensure_volume(
+                    session.engine(),
+                    &volume,
+                    crate::docker::cache_labels(name, &scope),
+                ))
+                .await??;
+            reporter.verbose(format!("{name}: cache {path} in volume {volume}"));
+            caches.push((volume, path.clone()));
+        }
+        let job = run::Job {
+            name,
+            spec,
+            image_id,
+            env,
+            entries: step.sources.clone(),
+            caches,
+        };
+        run::run(session, job, reporter, staged.path()).await
     };
     // The timeout stops the run the way Ctrl-C does (through the session's child token), so
-    // the session's cleanup below removes the container on this path too.
+    // the session's cleanup below removes the container on this path too. An engine that
+    // goes silent (a stopped or hung host: requests neither answer nor fail) ends the run
+    // at once, its requests abandoned; the cleanup below then says what it left there.
     let ran = {
-        let running = run::run(session, job, reporter, staged.path());
-        tokio::pin!(running);
+        tokio::pin!(work);
+        let silent = session.engine().until_silent();
         tokio::select! {
-            ran = &mut running => ran,
+            ran = &mut work => ran,
+            e = silent => {
+                session.cancel().cancel();
+                Err(e)
+            }
             _ = tokio::time::sleep(spec.timeout) => {
                 session.cancel().cancel();
-                let _ = running.await;
+                let _ = session.engine().unless_silent(&mut work).await;
                 if cancel.is_cancelled() {
                     Err(crate::docker::interrupted())
                 } else {
@@ -861,10 +926,10 @@ async fn run_on(
         }
     };
     let cleaned = session.cleanup().await;
-    ran?;
     if let Err(e) = cleaned {
         reporter.warn(format!("{e:#}"));
     }
+    ran?;
     let outputs = cache::seal(staged.path(), &spec.outputs, key, name, image_id)?;
     let target = out_dir.clone();
     tokio::task::spawn_blocking(move || cache::install(staged, &target))
@@ -903,7 +968,8 @@ mod images {
         let tag = bases.tag(name)?;
         let mut home = &pool.engines[0];
         for e in &pool.engines {
-            if let Ok(Some(_)) = e.engine.inspect_image(&tag).await {
+            // Bounded: an engine that went silent since the pool was made holds nothing.
+            if super::holds_image(e, &tag).await {
                 home = e;
                 break;
             }

@@ -1,5 +1,6 @@
-//! Which engine of the pool a build goes to. Pure: the executor and `builder plan` feed it
-//! what they know (each engine's CPUs, architecture, running builds, what it holds).
+//! Which engine of the pool a build goes to, and which engine an image it needs is sent
+//! from. Pure: the executor and `builder plan` feed it what they know (each engine's CPUs,
+//! architecture, running builds, what it holds).
 //!
 //! The rule: among the live engines of the build's architecture (and not the one that just
 //! lost it), the one where the build makes the fewest running builds per CPU,
@@ -54,6 +55,24 @@ pub fn choose(slots: &[Slot], need: &Need) -> Option<usize> {
         }
     }
     best.map(|(i, _, _)| i)
+}
+
+/// The engine to send an image to slot `to` from: a live engine other than `to` that holds
+/// the image (`holds`, per slot) and has not failed a send of it yet (`tried`), the least
+/// busy (running builds per CPU: the send competes with them for its disk and network);
+/// on a tie the first listed. `None`: no engine is left to send from.
+pub fn send_source(slots: &[Slot], holds: &[bool], to: usize, tried: &[usize]) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, s) in slots.iter().enumerate() {
+        if i == to || !s.alive || !holds.get(i).copied().unwrap_or(false) || tried.contains(&i) {
+            continue;
+        }
+        let load = s.running as f64 / f64::from(s.cpus.max(1));
+        if best.is_none_or(|(_, bl)| load < bl - 1e-9) {
+            best = Some((i, load));
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 /// Where each of `needs` would go when they start in order, `jobs` at a time, and each
@@ -131,6 +150,34 @@ mod tests {
         assert_eq!(choose(&slots, &n), None);
         n.arch = None;
         assert_eq!(choose(&slots, &n), Some(2));
+    }
+
+    #[test]
+    fn an_image_is_sent_from_another_holder_when_its_source_fails() {
+        let mut slots = [
+            slot("a", 2, 1),
+            slot("b", 2, 0),
+            slot("c", 2, 0),
+            slot("d", 2, 0),
+        ];
+        // To d: a and c hold the image; c is idle, so c sends.
+        let holds = [true, false, true, false];
+        assert_eq!(send_source(&slots, &holds, 3, &[]), Some(2));
+        // c died mid-send: a, busy as it is, sends instead.
+        assert_eq!(send_source(&slots, &holds, 3, &[2]), Some(0));
+        // Both failed: nothing left.
+        assert_eq!(send_source(&slots, &holds, 3, &[2, 0]), None);
+        // A lost engine is no source, nor the destination itself, nor one without it.
+        slots[2].alive = false;
+        assert_eq!(send_source(&slots, &holds, 3, &[]), Some(0));
+        assert_eq!(
+            send_source(&slots, &[true, true, false, true], 0, &[]),
+            Some(1)
+        );
+        assert_eq!(
+            send_source(&slots, &[true, false, false, true], 0, &[3]),
+            None
+        );
     }
 
     #[test]

@@ -125,6 +125,19 @@ impl Engine {
         )
     }
 
+    /// Awaits `fut` unless this engine answers no ping for [`super::SILENCE`] first: then
+    /// the error names the engine and `fut` is dropped (its requests abandoned).
+    pub async fn unless_silent<T>(&self, fut: impl std::future::Future<Output = T>) -> Result<T> {
+        super::silence::unless_silent(&self.docker, &self.endpoint, super::SILENCE, fut).await
+    }
+
+    /// Returns, as the error naming the engine, once this engine has answered no ping for
+    /// [`super::SILENCE`]; never while it answers.
+    pub async fn until_silent(&self) -> anyhow::Error {
+        super::silence::until_silent(&self.docker, super::SILENCE).await;
+        super::silence::silent_error(&self.endpoint, super::SILENCE)
+    }
+
     pub(super) fn client(&self) -> &Docker {
         &self.docker
     }
@@ -379,17 +392,23 @@ impl Session {
     ///
     /// The container is tracked by its name before the request (if Ctrl-C comes while the
     /// engine makes it, cleanup still removes it: a name that never came to be is a 404,
-    /// which cleanup counts as removed) and by its id after. The request itself is not
+    /// which cleanup counts as removed); a container without a name by its id after. The request itself is not
     /// abandoned halfway, so the engine cannot finish creating after cleanup ran; it is
     /// quick (the image is local). Cancelled meanwhile: [`interrupted`].
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         let mut labels = self.labels();
         labels.extend(spec.labels.clone());
-        self.guard.track_container(&spec.name);
+        // By name when it has one (the name is what a user can read in a list of
+        // leftovers), else by id once the engine gave one.
+        if !spec.name.is_empty() {
+            self.guard.track_container(&spec.name);
+        }
         let id = super::container::create(self.engine.client(), spec, labels)
             .await
             .with_context(|| format!("could not create {}", spec.what))?;
-        self.guard.track_container(&id);
+        if spec.name.is_empty() {
+            self.guard.track_container(&id);
+        }
         self.check_cancel()?;
         Ok(id)
     }

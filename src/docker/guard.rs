@@ -1,6 +1,8 @@
 //! Cleanup of what one run created: [`Guard`] owns containers and networks and removes them
-//! on `cleanup()`, and best-effort on drop (early return, error, panic). Ctrl-C handling:
-//! [`cancel_on_signals`] gives the one cancellation token operations `select!` on.
+//! on `cleanup()`, and best-effort on drop (early return, error, panic). Cleanup on an
+//! engine that went silent (no answer to a ping for [`super::SILENCE`]) gives up on that
+//! engine and says what it left there, by name. Ctrl-C handling: [`cancel_on_signals`]
+//! gives the one cancellation token operations `select!` on.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -103,17 +105,15 @@ impl Guard {
     }
 
     /// Removes everything tracked: containers first (forced), then networks. Objects that
-    /// are already gone count as removed. Reports every failure, not only the first.
+    /// are already gone count as removed. Reports every failure, not only the first. An
+    /// engine that stops answering meanwhile ([`super::SILENCE`] without an answer to a
+    /// ping) ends the cleanup: the error names the engine and everything left on it.
     pub async fn cleanup(&self) -> Result<()> {
         let taken = std::mem::take(&mut *self.tracked());
-        let failures = remove_all(&self.inner.docker, &taken).await;
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!(
-                "could not remove {}; remove them with `builder gc`",
-                failures.join(", ")
-            ))
+        let left = remove_all(&self.inner.docker, &taken, super::SILENCE).await;
+        match left.message(&self.inner.endpoint) {
+            None => Ok(()),
+            Some(msg) => Err(anyhow::anyhow!(msg)),
         }
     }
 }
@@ -128,16 +128,78 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
-async fn remove_all(docker: &Docker, t: &Tracked) -> Vec<String> {
-    let mut failures = Vec::new();
-    for id in &t.services {
-        match docker.delete_service(id).await {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => failures.push(format!("service `{id}` ({e})")),
+/// What a cleanup could not remove.
+#[derive(Debug, Default)]
+struct Left {
+    /// Objects whose removal failed, with the engine's reason.
+    failures: Vec<String>,
+    /// Set when the engine went silent: the objects not removed because of that.
+    silent: Option<Vec<String>>,
+}
+
+impl Left {
+    /// `None` when everything went; else what is left on engine `ep` and how to remove it.
+    fn message(&self, ep: &super::Endpoint) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.failures.is_empty() {
+            parts.push(format!(
+                "could not remove {}; remove them with `builder gc`",
+                self.failures.join(", ")
+            ));
+        }
+        if let Some(left) = &self.silent {
+            parts.push(format!(
+                "{}, so these are left on it: {}; once it answers again, remove them with \
+                 `builder gc`",
+                super::silence::silent_text(ep, super::SILENCE),
+                left.join(", ")
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// Asks `docker` for `fut` unless it went silent before (`left.silent` set): then, or when
+/// it goes silent now, `None`, and `what` joins the list of what is left.
+async fn ask<T>(
+    docker: &Docker,
+    left: &mut Left,
+    silence: Duration,
+    what: String,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    if let Some(l) = left.silent.as_mut() {
+        l.push(what);
+        return None;
+    }
+    tokio::select! {
+        v = fut => Some(v),
+        _ = super::silence::until_silent(docker, silence) => {
+            left.silent = Some(vec![what]);
+            None
         }
     }
-    if !t.services.is_empty() {
+}
+
+async fn remove_all(docker: &Docker, t: &Tracked, silence: Duration) -> Left {
+    let mut left = Left::default();
+    for id in &t.services {
+        let what = format!("service `{id}`");
+        match ask(
+            docker,
+            &mut left,
+            silence,
+            what.clone(),
+            docker.delete_service(id),
+        )
+        .await
+        {
+            None | Some(Ok(())) => {}
+            Some(Err(e)) if is_not_found(&e) => {}
+            Some(Err(e)) => left.failures.push(format!("{what} ({e})")),
+        }
+    }
+    if !t.services.is_empty() && left.silent.is_none() {
         // The tasks' containers stop asynchronously and hold the overlay network until
         // they are gone.
         super::swarm::wait_tasks_gone(docker, &t.services, Duration::from_secs(30)).await;
@@ -147,47 +209,69 @@ async fn remove_all(docker: &Docker, t: &Tracked) -> Vec<String> {
         .v(true)
         .build();
     for id in &t.containers {
-        match docker.remove_container(id, Some(opts.clone())).await {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
+        let what = format!("container `{id}`");
+        let removed = docker.remove_container(id, Some(opts.clone()));
+        match ask(docker, &mut left, silence, what.clone(), removed).await {
+            None | Some(Ok(())) => {}
+            Some(Err(e)) if is_not_found(&e) => {}
             // 409: removal already in progress (e.g. AutoRemove); the engine finishes it.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {}
-            Err(e) => failures.push(format!("container `{id}` ({e})")),
+            Some(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                ..
+            })) => {}
+            Some(Err(e)) => left.failures.push(format!("{what} ({e})")),
         }
     }
     for id in &t.networks {
+        let what = format!("network `{id}`");
         // An overlay network stays in use for a moment after its last task is gone.
         let mut tries = if t.services.is_empty() { 1 } else { 20 };
         loop {
             tries -= 1;
-            match docker.remove_network(id).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(_) if tries > 0 => {
+            match ask(
+                docker,
+                &mut left,
+                silence,
+                what.clone(),
+                docker.remove_network(id),
+            )
+            .await
+            {
+                None | Some(Ok(())) => {}
+                Some(Err(e)) if is_not_found(&e) => {}
+                Some(Err(_)) if tries > 0 => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
-                Err(e) => failures.push(format!("network `{id}` ({e})")),
+                Some(Err(e)) => left.failures.push(format!("{what} ({e})")),
             }
             break;
         }
     }
     if t.leave_swarm {
-        match super::swarm::leave(docker).await {
-            Ok(()) if t.remove_gwbridge => {
+        let what = "the swarm builder initialised (leave it with `docker swarm leave --force`)";
+        match ask(
+            docker,
+            &mut left,
+            silence,
+            what.into(),
+            super::swarm::leave(docker),
+        )
+        .await
+        {
+            None => {}
+            Some(Ok(())) if t.remove_gwbridge => {
                 if let Err(e) = super::swarm::remove_gwbridge(docker).await {
-                    failures.push(e);
+                    left.failures.push(e);
                 }
             }
-            Ok(()) => {}
-            Err(e) => failures.push(format!(
+            Some(Ok(())) => {}
+            Some(Err(e)) => left.failures.push(format!(
                 "the swarm builder initialised ({e}; leave it with `docker swarm leave --force`)"
             )),
         }
     }
-    failures
+    left
 }
 
 impl Drop for Inner {
@@ -216,8 +300,11 @@ impl Drop for Inner {
                 else {
                     return;
                 };
-                let _ =
-                    tokio::time::timeout(DROP_CLEANUP_TIMEOUT, remove_all(&docker, &taken)).await;
+                let _ = tokio::time::timeout(
+                    DROP_CLEANUP_TIMEOUT,
+                    remove_all(&docker, &taken, super::SILENCE),
+                )
+                .await;
             });
         });
         let _ = handle.join();
@@ -272,4 +359,60 @@ pub fn cancel_on_signals() -> CancellationToken {
 /// The error an operation returns after it was cancelled by a signal and cleaned up.
 pub fn interrupted() -> anyhow::Error {
     crate::error::Failure::Interrupted("interrupted".into()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that accepts connections and never answers: an engine whose host hangs.
+    /// Cleanup there ends within the silence bound and names everything it left.
+    #[tokio::test]
+    async fn cleanup_on_a_silent_engine_ends_and_names_what_it_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let ep = super::super::Endpoint {
+            name: "b".into(),
+            host: format!("unix://{}", path.display()),
+            tls: None,
+        };
+        let docker = super::super::client_for(&ep).unwrap();
+        let tracked = Tracked {
+            containers: vec!["builder-build-x-r1".into(), "builder-build-y-r1".into()],
+            networks: vec!["builder-build-x-r1".into()],
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let left = tokio::time::timeout(
+            Duration::from_secs(20),
+            remove_all(&docker, &tracked, Duration::from_secs(1)),
+        )
+        .await
+        .expect("cleanup on a silent engine must end");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "one silence, not three"
+        );
+        assert!(left.failures.is_empty(), "{:?}", left.failures);
+        let msg = left.message(&ep).unwrap();
+        assert!(msg.contains("engine `b` (unix://"), "{msg}");
+        assert!(msg.contains("stopped answering"), "{msg}");
+        assert!(
+            msg.contains(
+                "left on it: container `builder-build-x-r1`, container `builder-build-y-r1`, \
+                 network `builder-build-x-r1`"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("builder gc"), "{msg}");
+        assert!(Left::default().message(&ep).is_none());
+        held.abort();
+    }
 }

@@ -180,39 +180,119 @@ pub async fn load_image_tar(
     Ok(loaded)
 }
 
+/// A send with no bytes moving for this long, plus a second per [`STALL_BYTES_PER_SEC`]
+/// bytes of the image, has stalled. Generous on purpose: the legacy image store writes the
+/// whole archive to a temporary directory before the first byte leaves the source, and the
+/// destination unpacks every layer after the last byte came.
+const STALL_BASE: std::time::Duration = std::time::Duration::from_secs(60);
+const STALL_BYTES_PER_SEC: u64 = 10_000_000;
+
+/// How long a send of an image of `size` bytes may go without progress.
+pub(crate) fn stall_bound(size: Option<u64>) -> std::time::Duration {
+    STALL_BASE + std::time::Duration::from_secs(size.unwrap_or(0) / STALL_BYTES_PER_SEC)
+}
+
 /// Sends the image `image` (id or tag; its tags go with it) from engine `from` to engine
 /// `to`: `/images/{image}/get` streamed straight into `/images/load`, no file in between
 /// (what `docker save IMAGE | docker -H OTHER load` does). Both engines then hold the same
 /// image id: the config digest is the id, and the archive carries the config as it is.
 /// Returns the bytes moved.
+///
+/// Bounded: either engine going silent ([`super::SILENCE`] without answering a ping) ends
+/// the send with an error naming it, and so does no progress for [`stall_bound`] of the
+/// image's size (no byte sent, or the destination not done loading after the last one).
 pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> {
-    let moved = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counted = moved.clone();
-    let body = from.client().export_image(image).map(move |chunk| {
-        if let Ok(b) = &chunk {
-            counted.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        chunk
-    });
-    let opts = ImportImageOptionsBuilder::default().quiet(true).build();
-    let mut stream = to.client().import_image_stream(opts, body, None);
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
     let (src, dst) = (&from.endpoint().name, &to.endpoint().name);
-    while let Some(item) = stream.next().await {
-        let info = item.with_context(|| {
-            format!("could not send image `{image}` from engine `{src}` to engine `{dst}`")
-        })?;
-        if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-            anyhow::bail!(
-                "engine `{dst}` could not load image `{image}` sent from engine `{src}`: {detail}"
-            );
+    let failed = || format!("could not send image `{image}` from engine `{src}` to engine `{dst}`");
+    let size = from
+        .unless_silent(inspect(from.client(), image))
+        .await
+        .with_context(failed)??
+        .and_then(|i| i.size)
+        .map(|s| s.max(0) as u64);
+    let stall = stall_bound(size);
+    let moved = Arc::new(AtomicU64::new(0));
+    // When bytes last moved, or the source finished sending.
+    let progress = Arc::new(Mutex::new(Instant::now()));
+    let mark = |p: &Mutex<Instant>| *p.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    let (counted, marks, ended) = (moved.clone(), progress.clone(), progress.clone());
+    let body = from
+        .client()
+        .export_image(image)
+        .map(move |chunk| {
+            if let Ok(b) = &chunk {
+                counted.fetch_add(b.len() as u64, Ordering::Relaxed);
+                mark(&marks);
+            }
+            chunk
+        })
+        .chain(
+            futures_util::stream::once(async move {
+                mark(&ended);
+                None
+            })
+            .filter_map(|x| async move { x }),
+        );
+    let opts = ImportImageOptionsBuilder::default().quiet(true).build();
+    let load = async {
+        let mut stream = to.client().import_image_stream(opts, body, None);
+        while let Some(item) = stream.next().await {
+            let info = item.with_context(failed)?;
+            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                anyhow::bail!(
+                    "engine `{dst}` could not load image `{image}` sent from engine `{src}`: {detail}"
+                );
+            }
         }
+        anyhow::Ok(())
+    };
+    let stalled = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let since = progress.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+            if since >= stall {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        loaded = load => loaded?,
+        e = from.until_silent() => return Err(e.context(failed())),
+        e = to.until_silent() => return Err(e.context(failed())),
+        _ = stalled => anyhow::bail!(
+            "{}: no progress for {} s ({} bytes sent); engine `{src}` or `{dst}` is overloaded \
+             or its disk hangs",
+            failed(),
+            stall.as_secs(),
+            moved.load(Ordering::Relaxed)
+        ),
     }
-    if inspect(to.client(), image).await?.is_none() {
+    let held = to
+        .unless_silent(inspect(to.client(), image))
+        .await
+        .with_context(failed)??;
+    if held.is_none() {
         anyhow::bail!(
             "engine `{dst}` does not hold image `{image}` after loading it from engine `{src}` \
              ({} bytes sent)",
-            moved.load(std::sync::atomic::Ordering::Relaxed)
+            moved.load(Ordering::Relaxed)
         );
     }
-    Ok(moved.load(std::sync::atomic::Ordering::Relaxed))
+    Ok(moved.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bigger_image_may_take_longer_without_progress() {
+        assert_eq!(stall_bound(None).as_secs(), 60);
+        assert_eq!(stall_bound(Some(5_000_000)).as_secs(), 60);
+        assert_eq!(stall_bound(Some(1_000_000_000)).as_secs(), 160);
+    }
 }

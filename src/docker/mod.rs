@@ -31,6 +31,7 @@ pub mod gc;
 mod guard;
 mod images;
 pub mod pool;
+mod silence;
 mod swarm;
 mod volumes;
 
@@ -47,6 +48,7 @@ pub use images::{
     ImportOptions, LoadedImage,
 };
 pub use pool::{Endpoint, Pool, PoolEngine};
+pub use silence::SILENCE;
 pub use swarm::{ServiceDef, SwarmRestart, SwarmState, SwarmUse, TaskInfo};
 pub use volumes::{
     cache_labels, ensure_volume, volume_exists, LABEL_CACHE_SCOPE, LABEL_RECIPE, STAGE_CACHE,

@@ -3,7 +3,8 @@
 //! with certificates made here with `openssl`, vfs storage, a bridge interface of its own),
 //! serialised across processes with a file lock, everything under /tmp/builder-pool-<pid>/.
 //! Drop (also on panic) kills it, its containerd and their shims by pid, unmounts what they
-//! left and deletes the directory.
+//! left and deletes the directory. [`SecondEngine::stop`] makes it silent (SIGSTOP) until
+//! the guard it returns is dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -206,6 +207,19 @@ impl SecondEngine {
         }
     }
 
+    /// Stops dockerd (SIGSTOP: it keeps its connections open and answers nothing, as a hung
+    /// host does) until the returned guard is dropped (also on panic), which continues it.
+    pub fn stop(&self) -> Stopped {
+        let pid = self.child.as_ref().expect("the second dockerd runs").id() as i32;
+        // SAFETY: a signal to our own child.
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGSTOP) },
+            0,
+            "SIGSTOP dockerd"
+        );
+        Stopped { pid }
+    }
+
     /// Pids of the processes whose command line names this engine's directory (its
     /// containerd and the shims of its containers).
     pub fn leftover_pids(&self) -> Vec<i32> {
@@ -221,6 +235,18 @@ impl SecondEngine {
             }
         }
         pids
+    }
+}
+
+/// A stopped second dockerd: continued (SIGCONT) when dropped.
+pub struct Stopped {
+    pid: i32,
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: a signal to the test's own child (or to nobody, if it is gone).
+        unsafe { libc::kill(self.pid, libc::SIGCONT) };
     }
 }
 
@@ -246,6 +272,8 @@ fn make_bridge() {
 impl Drop for SecondEngine {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // A stopped dockerd (SIGSTOP) would hold SIGTERM until continued.
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
             // SIGTERM first: dockerd stops its containers and containerd itself.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(20);

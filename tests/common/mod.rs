@@ -245,22 +245,30 @@ impl Finished {
     }
 }
 
+/// Spawns `cmd` with stdout and stderr piped; stdout is read on a thread (so a full pipe
+/// never blocks the child), whose handle gives it once the child closed it. The caller
+/// reads stderr.
+pub fn spawn_piped(cmd: &mut Command) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    let mut stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    (child, out)
+}
+
 /// Runs `cmd` with stdout and stderr piped, calling `watch(line, child)` with each line it
 /// prints on stderr as it comes (to act on the deployment, or signal the child, at a given
 /// moment), and collects both streams.
 pub fn run_watching(cmd: &mut Command, mut watch: impl FnMut(&str, &Child)) -> Finished {
     let started = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).unwrap();
-        s
-    });
+    let (mut child, out) = spawn_piped(cmd);
     let mut stderr = String::new();
     for line in BufReader::new(child.stderr.take().unwrap()).lines() {
         let line = line.unwrap();

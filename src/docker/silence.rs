@@ -1,0 +1,67 @@
+//! Telling an engine that went silent from one that is merely slow. A request to an engine
+//! whose process stopped (SIGSTOP, a hung host, packets dropped rather than refused) never
+//! fails: the connection stays open and no answer comes, and bollard's request timeout is
+//! an hour (image loads and build waits are single requests). So long waits on an engine
+//! of a pool run beside [`until_silent`], which pings the engine every few seconds and
+//! returns once it has not answered any ping for [`SILENCE`]; a slow engine still answers
+//! pings (`/_ping` takes no daemon lock), a stopped one does not.
+//!
+//! This module owns the rule and the message; the callers decide what silence costs (the
+//! build is retried elsewhere, the image is sent from another engine, cleanup lists what
+//! it left behind).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bollard::Docker;
+
+/// No answer to any ping for this long: the engine is silent.
+pub const SILENCE: Duration = Duration::from_secs(30);
+/// How often a waiting caller pings the engine (and how long each ping may take).
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// Returns once `docker` has answered no ping for `after` (never while it answers).
+pub(super) async fn until_silent(docker: &Docker, after: Duration) {
+    let every = PING_EVERY.min(after);
+    let mut last_answer = Instant::now();
+    loop {
+        let asked = Instant::now();
+        if matches!(tokio::time::timeout(every, docker.ping()).await, Ok(Ok(_))) {
+            last_answer = Instant::now();
+        }
+        if last_answer.elapsed() >= after {
+            return;
+        }
+        tokio::time::sleep(every.saturating_sub(asked.elapsed())).await;
+    }
+}
+
+/// The error for an engine that went silent: which one, and for how long.
+pub(super) fn silent_error(ep: &super::Endpoint, after: Duration) -> anyhow::Error {
+    crate::error::environment(silent_text(ep, after))
+}
+
+/// `engine `b` (tcp://…) stopped answering: no answer to a ping for 30 s`.
+pub(super) fn silent_text(ep: &super::Endpoint, after: Duration) -> String {
+    format!(
+        "engine `{}` ({}) stopped answering: no answer to a ping for {} s",
+        ep.name,
+        ep.host,
+        after.as_secs()
+    )
+}
+
+/// Awaits `fut` unless `docker` goes silent first ([`silent_error`] then; `fut` is dropped,
+/// abandoning its requests).
+pub(super) async fn unless_silent<T>(
+    docker: &Docker,
+    ep: &super::Endpoint,
+    after: Duration,
+    fut: impl Future<Output = T>,
+) -> Result<T> {
+    tokio::select! {
+        v = fut => Ok(v),
+        _ = until_silent(docker, after) => Err(silent_error(ep, after)),
+    }
+}
