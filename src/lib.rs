@@ -62,14 +62,12 @@
 
 pub mod archive;
 pub mod base;
-#[allow(unreachable_pub)] // narrowed after the pool and swarm branches land
 pub(crate) mod build;
 pub mod cli;
 pub mod deb;
 pub mod debian;
 pub(crate) mod diag;
 pub mod digest;
-#[allow(unreachable_pub)] // narrowed after the pool and swarm branches land
 pub mod docker;
 pub(crate) mod durable;
 pub mod error;

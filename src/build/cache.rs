@@ -11,11 +11,11 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// File name of the stamp inside `dist/build/<name>/`.
-pub const STAMP: &str = ".builder-build.json";
+pub(crate) const STAMP: &str = ".builder-build.json";
 
 /// What `.builder-build.json` records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     pub key: String,
     pub recipe: String,
     pub builder_image: String,
@@ -24,12 +24,12 @@ pub struct Stamp {
 }
 
 /// `dist/build/<name>/`.
-pub fn out_dir(dist: &Path, name: &str) -> PathBuf {
+pub(crate) fn out_dir(dist: &Path, name: &str) -> PathBuf {
     dist.join("build").join(name)
 }
 
 /// Reads the stamp and checks the key and every output's hash.
-pub fn check(dir: &Path, key: &str) -> Option<Stamp> {
+pub(crate) fn check(dir: &Path, key: &str) -> Option<Stamp> {
     let text = std::fs::read_to_string(dir.join(STAMP)).ok()?;
     let stamp: Stamp = serde_json::from_str(&text).ok()?;
     if stamp.key != key {
@@ -46,7 +46,7 @@ pub fn check(dir: &Path, key: &str) -> Option<Stamp> {
 
 /// A fresh staging directory beside `out_dir` (`dist/build/<name>/`; same filesystem, so
 /// renames are atomic).
-pub fn staging_dir(out_dir: &Path) -> anyhow::Result<tempfile::TempDir> {
+pub(crate) fn staging_dir(out_dir: &Path) -> anyhow::Result<tempfile::TempDir> {
     let parent = out_dir.parent().unwrap_or(Path::new("."));
     let name = out_dir
         .file_name()
@@ -66,7 +66,7 @@ pub fn staging_dir(out_dir: &Path) -> anyhow::Result<tempfile::TempDir> {
 }
 
 /// Checks that every declared output exists in `staged`, hashes them and writes the stamp.
-pub fn seal(
+pub(crate) fn seal(
     staged: &Path,
     outputs: &[String],
     key: &str,
@@ -248,7 +248,7 @@ fn list_relative(dir: &Path) -> Vec<String> {
 /// Replaces `dist/build/<name>/` with `staged`: the old directory is renamed aside, the new one
 /// renamed into place, then the old one removed. Serialised per recipe across processes by
 /// `dist/build/.<name>.lock`, so concurrent builders never interleave their renames. Blocking.
-pub fn install(staged: tempfile::TempDir, target: &Path) -> anyhow::Result<()> {
+pub(crate) fn install(staged: tempfile::TempDir, target: &Path) -> anyhow::Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));
     let name = target
         .file_name()

@@ -11,10 +11,10 @@
 //! of the cache key and must never change an output.
 //! This module owns no Docker plumbing beyond the build container itself (see `crate::docker`).
 
-pub mod cache;
+pub(crate) mod cache;
 mod run;
-pub mod schedule;
-pub mod source;
+pub(crate) mod schedule;
+pub(crate) mod source;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ const KEY_VERSION: &str = "builder-build-v1";
 
 /// What `builder build` was asked to do.
 #[derive(Debug, Clone)]
-pub struct BuildOptions {
+pub(crate) struct BuildOptions {
     /// Build even when the outputs for the key are in place.
     pub no_cache: bool,
     /// Builds running at once (at least 1).
@@ -55,7 +55,7 @@ impl Default for BuildOptions {
 }
 
 /// The number of cores, the default for `--jobs`.
-pub fn default_jobs() -> usize {
+pub(crate) fn default_jobs() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -63,7 +63,7 @@ pub fn default_jobs() -> usize {
 
 /// The outcome for one recipe.
 #[derive(Debug, Clone, Serialize)]
-pub struct BuildResult {
+pub(crate) struct BuildResult {
     pub name: String,
     pub key: String,
     /// True when the outputs were already in place and no container ran.
@@ -82,7 +82,7 @@ pub struct BuildResult {
 }
 
 /// The value exported as SOURCE_DATE_EPOCH into builds: the caller's, or 0.
-pub fn source_date_epoch() -> String {
+pub(crate) fn source_date_epoch() -> String {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
@@ -102,7 +102,7 @@ fn spec_of(recipe: &Recipe) -> anyhow::Result<&BuildSpec> {
 /// builder image `builder_image_id`, the sources that key covers (what the build uploads)
 /// and whether `step.out_dir` already holds the key's outputs. `builder plan` and `build`
 /// both call it, so the key `plan` prints is the one `build` uses.
-pub fn resolve(
+pub(crate) fn resolve(
     paths: &Paths,
     recipe: &Recipe,
     step: &mut BuildPlan,
@@ -168,12 +168,12 @@ fn key_for(
 
 /// Environment variable naming a cache scope to share build caches between projects on
 /// purpose (the same value in each); by default each project has its own.
-pub const ENV_CACHE_SCOPE: &str = "BUILDER_CACHE_SCOPE";
+pub(crate) const ENV_CACHE_SCOPE: &str = "BUILDER_CACHE_SCOPE";
 
 /// The scope of a project's cache volumes: `BUILDER_CACHE_SCOPE` when set, else a hash of
 /// the project's absolute path, so two projects on one CI runner never mount each other's
 /// writable cache (one could poison the other's builds).
-pub fn cache_scope(project: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn cache_scope(project: &std::path::Path) -> anyhow::Result<String> {
     if let Some(v) = std::env::var_os(ENV_CACHE_SCOPE).filter(|v| !v.is_empty()) {
         let v = v.to_string_lossy().into_owned();
         if v.len() > 64
@@ -199,7 +199,7 @@ pub fn cache_scope(project: &std::path::Path) -> anyhow::Result<String> {
 /// `builder-cache-<recipe>-<12 hex digits of sha256(scope, builder, path)>`.
 /// Keyed by the definition name, not the image id, so a rebuilt builder image keeps its warm
 /// cache (tools like Go key their cache entries by toolchain version themselves).
-pub fn cache_volume_name(recipe: &str, builder: &str, path: &str, scope: &str) -> String {
+pub(crate) fn cache_volume_name(recipe: &str, builder: &str, path: &str, scope: &str) -> String {
     let mut h = Sha256::new();
     h.update(scope.as_bytes());
     h.update([0]);
@@ -241,7 +241,7 @@ struct BuilderImage {
 /// pool that holds it already, else on the first). Then each step, when its turn comes,
 /// resolves its cache key and hit/miss into `plan` ([`resolve`]) and runs as resolved: a
 /// hit starts no container; a miss goes to the engine [`schedule::choose`] picks.
-pub async fn build(
+pub(crate) async fn build(
     paths: &Paths,
     plan: &mut Plan,
     opts: &BuildOptions,
@@ -528,7 +528,7 @@ async fn send(
 /// ([`schedule::simulate`] with the engines idle, `jobs` at a time), written into the steps.
 /// Steps whose builder image does not exist anywhere yet are placed as if it will be on
 /// the first engine.
-pub async fn plan_engines(paths: &Paths, plan: &mut Plan, pool: &Pool, jobs: usize) {
+pub(crate) async fn plan_engines(paths: &Paths, plan: &mut Plan, pool: &Pool, jobs: usize) {
     let slots: Vec<schedule::Slot> = pool.engines.iter().map(slot_of).collect();
     let bases = crate::base::BaseImages::load(&paths.project).ok();
     let mut needs = Vec::new();
@@ -958,7 +958,7 @@ mod images {
     /// needed) on an engine of `pool`: the first that holds it already, else the first
     /// engine. Other engines get it sent when a build goes there. An unknown name is a
     /// usage error listing the known ones.
-    pub async fn ensure(
+    pub(super) async fn ensure(
         pool: &Pool,
         paths: &Paths,
         name: &str,

@@ -26,7 +26,7 @@ use super::source::{self, SourceEntry, UploadLayout};
 const TAIL_LINES: usize = 20;
 
 /// Everything one container run needs.
-pub struct Job<'a> {
+pub(super) struct Job<'a> {
     pub name: &'a str,
     pub spec: &'a BuildSpec,
     pub image_id: &'a str,
@@ -39,7 +39,7 @@ pub struct Job<'a> {
 
 /// Runs `job` in a container of `session` (stage `build`) and leaves the contents of `/out`
 /// in `staged`.
-pub async fn run(
+pub(super) async fn run(
     session: &Session,
     job: Job<'_>,
     reporter: &Reporter,
@@ -219,7 +219,7 @@ impl Tail {
 }
 
 /// A command as a user would type it: arguments with spaces or quotes are single-quoted.
-pub fn display_command(cmd: &[String]) -> String {
+pub(super) fn display_command(cmd: &[String]) -> String {
     cmd.iter()
         .map(|a| {
             if !a.is_empty()
@@ -237,7 +237,7 @@ pub fn display_command(cmd: &[String]) -> String {
 
 /// The numeric identity builds run as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildUser {
+pub(super) struct BuildUser {
     pub uid: u64,
     pub gid: u64,
     pub home: String,
@@ -269,7 +269,7 @@ async fn resolve_user(
 }
 
 /// Pure part of [`resolve_user`]: `passwd` is the image's /etc/passwd.
-pub fn pick_user(passwd: &str, wanted: Option<&str>) -> anyhow::Result<BuildUser> {
+pub(super) fn pick_user(passwd: &str, wanted: Option<&str>) -> anyhow::Result<BuildUser> {
     let accounts: Vec<(&str, u64, u64, &str)> = passwd
         .lines()
         .filter_map(|l| {

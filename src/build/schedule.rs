@@ -12,7 +12,7 @@
 
 /// One engine as the scheduler sees it.
 #[derive(Debug, Clone)]
-pub struct Slot {
+pub(crate) struct Slot {
     pub cpus: u32,
     /// Go's words (`amd64`).
     pub arch: String,
@@ -24,7 +24,7 @@ pub struct Slot {
 
 /// What one build asks of an engine.
 #[derive(Debug, Clone, Default)]
-pub struct Need {
+pub(crate) struct Need {
     /// The architecture it must run on (the builder image's); `None`: any.
     pub arch: Option<String>,
     /// Per slot: how many of the things the build uses the engine holds already (builder
@@ -35,7 +35,7 @@ pub struct Need {
 }
 
 /// The slot for a build, or `None` when no live engine of its architecture is left.
-pub fn choose(slots: &[Slot], need: &Need) -> Option<usize> {
+pub(crate) fn choose(slots: &[Slot], need: &Need) -> Option<usize> {
     let mut best: Option<(usize, f64, usize)> = None;
     for (i, s) in slots.iter().enumerate() {
         if !s.alive || need.avoid == Some(i) {
@@ -61,7 +61,12 @@ pub fn choose(slots: &[Slot], need: &Need) -> Option<usize> {
 /// the image (`holds`, per slot) and has not failed a send of it yet (`tried`), the least
 /// busy (running builds per CPU: the send competes with them for its disk and network);
 /// on a tie the first listed. `None`: no engine is left to send from.
-pub fn send_source(slots: &[Slot], holds: &[bool], to: usize, tried: &[usize]) -> Option<usize> {
+pub(crate) fn send_source(
+    slots: &[Slot],
+    holds: &[bool],
+    to: usize,
+    tried: &[usize],
+) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
     for (i, s) in slots.iter().enumerate() {
         if i == to || !s.alive || !holds.get(i).copied().unwrap_or(false) || tried.contains(&i) {
@@ -78,7 +83,7 @@ pub fn send_source(slots: &[Slot], holds: &[bool], to: usize, tried: &[usize]) -
 /// Where each of `needs` would go when they start in order, `jobs` at a time, and each
 /// finishes before the one `jobs` places later starts (builds of similar length): what
 /// `builder plan` shows. `slots` are taken as idle.
-pub fn simulate(slots: &[Slot], needs: &[Need], jobs: usize) -> Vec<Option<usize>> {
+pub(crate) fn simulate(slots: &[Slot], needs: &[Need], jobs: usize) -> Vec<Option<usize>> {
     let mut slots = slots.to_vec();
     let mut placed: Vec<Option<usize>> = Vec::with_capacity(needs.len());
     for (n, need) in needs.iter().enumerate() {

@@ -19,7 +19,7 @@ const ALWAYS_IGNORED: &[&str] = &[".git", "target", "dist"];
 
 /// What a source entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     Dir,
     File,
     Symlink(PathBuf),
@@ -27,7 +27,7 @@ pub enum EntryKind {
 
 /// One file, directory or link of the source tree.
 #[derive(Debug, Clone)]
-pub struct SourceEntry {
+pub(crate) struct SourceEntry {
     /// Path relative to the source root, `/`-separated.
     pub rel: String,
     pub abs: PathBuf,
@@ -40,7 +40,7 @@ pub struct SourceEntry {
 /// depth; a pattern with `/` matches the path from the source root; a trailing `/` matches
 /// directories only. `*`, `?`, `[...]` and `**` work as in globs.
 #[derive(Debug, Clone)]
-pub struct IgnoreRules {
+pub(crate) struct IgnoreRules {
     rules: Vec<(
         glob::Pattern,
         bool, /*anchored*/
@@ -49,7 +49,7 @@ pub struct IgnoreRules {
 }
 
 impl IgnoreRules {
-    pub fn new(patterns: &[String]) -> anyhow::Result<Self> {
+    pub(crate) fn new(patterns: &[String]) -> anyhow::Result<Self> {
         let mut rules = Vec::new();
         for raw in patterns {
             let dir_only = raw.ends_with('/');
@@ -70,7 +70,7 @@ impl IgnoreRules {
     }
 
     /// Whether `rel` (relative, `/`-separated) is ignored.
-    pub fn is_ignored(&self, rel: &str, is_dir: bool) -> bool {
+    pub(crate) fn is_ignored(&self, rel: &str, is_dir: bool) -> bool {
         let name = rel.rsplit('/').next().unwrap_or(rel);
         if is_dir && ALWAYS_IGNORED.contains(&name) {
             return true;
@@ -97,7 +97,7 @@ impl IgnoreRules {
 /// directory's contents are skipped too) and each directory of `exclude` that lies below `root` (builder's own
 /// output and cache directories, whatever their names), so earlier outputs never enter the
 /// cache key or the upload. Directories that do not exist or lie elsewhere change nothing.
-pub fn list_excluding(
+pub(crate) fn list_excluding(
     root: &Path,
     ignore: &IgnoreRules,
     exclude: &[PathBuf],
@@ -190,7 +190,7 @@ fn excluded_below(root: &Path, exclude: &[PathBuf]) -> Vec<String> {
 }
 
 /// Feeds every entry's path, kind, mode and bytes into `hasher`.
-pub fn hash_entries(hasher: &mut Sha256, entries: &[SourceEntry]) -> anyhow::Result<()> {
+pub(crate) fn hash_entries(hasher: &mut Sha256, entries: &[SourceEntry]) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     for e in entries {
         hasher.update(e.rel.as_bytes());
@@ -228,7 +228,7 @@ pub fn hash_entries(hasher: &mut Sha256, entries: &[SourceEntry]) -> anyhow::Res
 
 /// Ownership and placement of the uploaded tree.
 #[derive(Debug, Clone)]
-pub struct UploadLayout {
+pub(crate) struct UploadLayout {
     /// Absolute directory the sources land in (the recipe's `workdir`), e.g. `/src`.
     pub workdir: String,
     /// Extra empty directories to create, owned by the build user (e.g. `/out`, its home).
@@ -265,7 +265,7 @@ impl Write for ChannelWriter {
 
 /// Starts writing the tar of `entries` on a blocking thread; returns the stream of chunks (to
 /// extract at `/` in the container) and the writer's handle, which reports read errors.
-pub fn tar_stream(
+pub(crate) fn tar_stream(
     entries: Vec<SourceEntry>,
     layout: UploadLayout,
 ) -> (

@@ -131,7 +131,11 @@ fn filters(opts: &GcOptions) -> HashMap<String, Vec<String>> {
 }
 
 /// [`gc`] with options.
-pub async fn gc_with(engine: &Engine, opts: &GcOptions, reporter: &Reporter) -> Result<GcReport> {
+pub(crate) async fn gc_with(
+    engine: &Engine,
+    opts: &GcOptions,
+    reporter: &Reporter,
+) -> Result<GcReport> {
     let docker = engine.client();
     let mut report = GcReport::default();
     let keep = |labels: Option<&HashMap<String, String>>, report: &mut GcReport| {

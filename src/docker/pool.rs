@@ -24,11 +24,11 @@ use crate::diag::{self, Collector, Diagnostics};
 use crate::report::Reporter;
 
 /// Environment variable listing the engines: `[name=]endpoint` separated by commas.
-pub const ENV_ENGINES: &str = "BUILDER_ENGINES";
+pub(crate) const ENV_ENGINES: &str = "BUILDER_ENGINES";
 /// The project file listing the engines (`[[engine]]` tables).
-pub const FILE: &str = "engines.toml";
+pub(crate) const FILE: &str = "engines.toml";
 /// The name of the one engine of a project without a pool configuration.
-pub const DEFAULT_NAME: &str = "default";
+pub(crate) const DEFAULT_NAME: &str = "default";
 
 /// How long an engine may take to answer when the pool is made (version, ping, info).
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,7 +105,7 @@ fn default_cert_path() -> PathBuf {
 /// Checks one endpoint address; `Err` says what is wrong and how to write it. Returns the
 /// address as builder uses it (a `tcp://` address without port gets Docker's default port:
 /// 2376 with TLS, 2375 without).
-pub fn check_host(host: &str, tls: bool) -> std::result::Result<String, String> {
+pub(crate) fn check_host(host: &str, tls: bool) -> std::result::Result<String, String> {
     let host = host.trim();
     if let Some(rest) = host.strip_prefix("ssh://") {
         return Err(format!(
@@ -185,7 +185,7 @@ fn check_name(name: &str) -> std::result::Result<(), String> {
 
 /// The configured engines: `BUILDER_ENGINES` when set, else `<project>/engines.toml` when it
 /// exists, else `None` (the one engine of `DOCKER_HOST`).
-pub fn configured(project: &Path) -> Result<Option<Vec<Endpoint>>> {
+pub(crate) fn configured(project: &Path) -> Result<Option<Vec<Endpoint>>> {
     if let Some(v) = std::env::var_os(ENV_ENGINES).filter(|v| !v.is_empty()) {
         let v = v.to_string_lossy().into_owned();
         return parse_env(&v, tls_verify_env(), &default_cert_path())
@@ -202,7 +202,7 @@ pub fn configured(project: &Path) -> Result<Option<Vec<Endpoint>>> {
 
 /// Parses `BUILDER_ENGINES`: `[name=]endpoint` entries separated by commas. TLS follows
 /// Docker's variables for every `tcp://` entry (`DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`).
-pub fn parse_env(
+pub(crate) fn parse_env(
     value: &str,
     tls_verify: bool,
     cert_path: &Path,
@@ -272,7 +272,7 @@ struct RawEngine {
 
 /// Parses engines.toml text (`file` names it in diagnostics; relative `cert_path`s are
 /// relative to `project`). Every problem is reported, each at its line and column.
-pub fn parse_file(
+pub(crate) fn parse_file(
     file: &Path,
     text: &str,
     project: &Path,
@@ -519,7 +519,7 @@ impl Pool {
 
 /// Docker's `/info` `Architecture` (the kernel's `uname -m`) in Go's words, which images
 /// use: `x86_64` → `amd64`, `aarch64` → `arm64`, ...
-pub fn go_arch(uname: &str) -> String {
+pub(crate) fn go_arch(uname: &str) -> String {
     match uname {
         "x86_64" | "amd64" => "amd64",
         "aarch64" | "arm64" => "arm64",
@@ -535,7 +535,7 @@ pub fn go_arch(uname: &str) -> String {
 
 /// A Debian architecture in Go's words (`armhf` → `arm`, `i386` → `386`, `ppc64el` →
 /// `ppc64le`); `None` for `all` and `any`, which any engine can build.
-pub fn debian_to_go_arch(debian: &str) -> Option<String> {
+pub(crate) fn debian_to_go_arch(debian: &str) -> Option<String> {
     match debian {
         "all" | "any" | "" => None,
         "armhf" | "armel" => Some("arm".into()),
