@@ -77,6 +77,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<crate::diag::Diagnostics>().is_some() {
             return EXIT_USAGE;
         }
+        if cause.is::<crate::docker::Silent>() {
+            return EXIT_ENVIRONMENT;
+        }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             // Only `crate::interrupt::check` surfaces this kind; I/O calls retry it.
             if io.kind() == std::io::ErrorKind::Interrupted {

@@ -431,7 +431,8 @@ fn ctrl_c_with_a_pool_leaves_nothing_on_either_engine() {
 fn a_silent_engine_loses_its_build_to_the_other_and_says_what_it_left() {
     let b = SecondEngine::start();
     let (project, mut run) =
-        pooled_build(&b, "echo running; sleep 15; echo done > /out/done", true);
+        // Long enough that b is stopped mid-build on a loaded machine (docker ps polls).
+        pooled_build(&b, "echo running; sleep 45; echo done > /out/done", true);
     let pid = run.child.id();
     let b_host = b.socket();
     wait_for_builds_on(&mut run.child, &[&b_host], Duration::from_secs(600));
@@ -518,7 +519,12 @@ fn an_image_send_to_a_silent_engine_ends_and_the_build_goes_elsewhere() {
     let b = SecondEngine::start();
     let (project, mut run) = pooled_build(&b, "sleep 5; echo done > /out/done", true);
     let deadline = Instant::now() + Duration::from_secs(600);
-    while !run.stderr_so_far().contains("to engine `b`") {
+    // The send's start ("Sending builder image … to engine `b`"), not its end ("Sent").
+    let sending = |err: &str| {
+        err.lines()
+            .any(|l| l.contains("Sending") && l.contains("to engine `b`"))
+    };
+    while !sending(&run.stderr_so_far()) {
         assert!(
             Instant::now() < deadline && matches!(run.child.try_wait(), Ok(None)),
             "no image was sent to b: {}",

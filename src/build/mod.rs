@@ -369,7 +369,8 @@ impl<'p> Dispatch<'p> {
             let alive: Vec<bool> = self.slots().iter().map(|s| s.alive).collect();
             for (i, e) in self.pool.engines.iter().enumerate() {
                 if i != at && alive[i] && !tried.contains(&i) {
-                    holds[i] = holds_image(e, &image.id).await;
+                    // A source must hold it under the tag a send exports, naming this id.
+                    holds[i] = image_id_on(e, &image.tag).await.as_deref() == Some(&image.id);
                 }
             }
             let from = schedule::send_source(&self.slots(), &holds, at, &tried);
@@ -470,12 +471,13 @@ async fn holdings(e: &PoolEngine, image_id: &str, volumes: &[String]) -> usize {
     tokio::time::timeout(LOST_PING, held).await.unwrap_or(0)
 }
 
-/// Whether engine `e` holds the image `id`; no answer within [`LOST_PING`] counts as no.
-async fn holds_image(e: &PoolEngine, id: &str) -> bool {
-    matches!(
-        tokio::time::timeout(LOST_PING, e.engine.inspect_image(id)).await,
-        Ok(Ok(Some(_)))
-    )
+/// The id engine `e` holds under `reference` (a tag or an id); no answer within
+/// [`LOST_PING`] counts as none.
+async fn image_id_on(e: &PoolEngine, reference: &str) -> Option<String> {
+    match tokio::time::timeout(LOST_PING, e.engine.inspect_image(reference)).await {
+        Ok(Ok(Some(i))) => Some(i.id),
+        _ => None,
+    }
 }
 
 /// Sends `image` from engine `from` to engine `to` and checks that `to` then holds it
@@ -498,7 +500,14 @@ async fn send(
     let got = to
         .engine
         .unless_silent(to.engine.inspect_image(&image.tag))
-        .await??
+        .await
+        .and_then(|r| r)
+        .with_context(|| {
+            format!(
+                "could not send image `{}` from engine `{}` to engine `{}`",
+                image.tag, from.name, to.name
+            )
+        })?
         .map(|i| i.id);
     if got.as_deref() != Some(image.id.as_str()) {
         return Err(anyhow::anyhow!(
@@ -754,10 +763,13 @@ async fn dispatch_one(
             }
             Err(e) => e,
         };
+        // An engine that went silent lost the build whatever it answers now (a stall of a
+        // minute is no place for a build); otherwise one that still answers failed it.
         if cancel.is_cancelled()
             || retried.is_some()
             || crate::error::exit_code(&err) == crate::error::EXIT_INTERRUPTED
-            || answers(&pe.engine, crate::error::is_own_failure(&err)).await
+            || (!crate::docker::went_silent(&err)
+                && answers(&pe.engine, crate::error::is_own_failure(&err)).await)
         {
             return Err(err);
         }
@@ -969,7 +981,7 @@ mod images {
         let mut home = &pool.engines[0];
         for e in &pool.engines {
             // Bounded: an engine that went silent since the pool was made holds nothing.
-            if super::holds_image(e, &tag).await {
+            if super::image_id_on(e, &tag).await.is_some() {
                 home = e;
                 break;
             }

@@ -135,6 +135,8 @@ struct Left {
     failures: Vec<String>,
     /// Set when the engine went silent: the objects not removed because of that.
     silent: Option<Vec<String>>,
+    /// How long it went without answering a ping, for the message.
+    silent_for: Duration,
 }
 
 impl Left {
@@ -151,7 +153,7 @@ impl Left {
             parts.push(format!(
                 "{}, so these are left on it: {}; once it answers again, remove them with \
                  `builder gc`",
-                super::silence::silent_text(ep, super::SILENCE),
+                super::silence::silent_text(ep, self.silent_for),
                 left.join(", ")
             ));
         }
@@ -176,6 +178,7 @@ async fn ask<T>(
         v = fut => Some(v),
         _ = super::silence::until_silent(docker, silence) => {
             left.silent = Some(vec![what]);
+            left.silent_for = silence;
             None
         }
     }
@@ -404,6 +407,7 @@ mod tests {
         let msg = left.message(&ep).unwrap();
         assert!(msg.contains("engine `b` (unix://"), "{msg}");
         assert!(msg.contains("stopped answering"), "{msg}");
+        assert!(msg.contains("no answer to a ping for 1 s"), "{msg}");
         assert!(
             msg.contains(
                 "left on it: container `builder-build-x-r1`, container `builder-build-y-r1`, \

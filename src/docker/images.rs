@@ -199,8 +199,9 @@ pub(crate) fn stall_bound(size: Option<u64>) -> std::time::Duration {
 /// Returns the bytes moved.
 ///
 /// Bounded: either engine going silent ([`super::SILENCE`] without answering a ping) ends
-/// the send with an error naming it, and so does no progress for [`stall_bound`] of the
-/// image's size (no byte sent, or the destination not done loading after the last one).
+/// the send with an error naming it (the source only while it sends), and so does no
+/// progress for [`stall_bound`] of the image's size (no byte sent), or four times that
+/// for the destination to load after the last byte.
 pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
@@ -218,8 +219,11 @@ pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> 
     let moved = Arc::new(AtomicU64::new(0));
     // When bytes last moved, or the source finished sending.
     let progress = Arc::new(Mutex::new(Instant::now()));
+    // Set once the source sent its last byte: from then on only the destination matters.
+    let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mark = |p: &Mutex<Instant>| *p.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     let (counted, marks, ended) = (moved.clone(), progress.clone(), progress.clone());
+    let sent_all = sent.clone();
     let body = from
         .client()
         .export_image(image)
@@ -233,6 +237,7 @@ pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> 
         .chain(
             futures_util::stream::once(async move {
                 mark(&ended);
+                sent_all.store(true, Ordering::Relaxed);
                 None
             })
             .filter_map(|x| async move { x }),
@@ -250,26 +255,54 @@ pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> 
         }
         anyhow::Ok(())
     };
+    // After the last byte the destination unpacks every layer, with no byte moving: a
+    // slow disk (vfs, a busy host) gets four times the bound for that.
     let stalled = async {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             let since = progress.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
-            if since >= stall {
+            let bound = if sent.load(Ordering::Relaxed) {
+                stall * 4
+            } else {
+                stall
+            };
+            if since >= bound {
                 return;
             }
         }
     };
+    // The source's silence matters only while it sends.
+    let source_silent = async {
+        tokio::select! {
+            e = from.until_silent() => Some(e),
+            _ = async {
+                while !sent.load(Ordering::Relaxed) {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            } => None,
+        }
+    };
     tokio::select! {
         loaded = load => loaded?,
-        e = from.until_silent() => return Err(e.context(failed())),
+        Some(e) = source_silent => return Err(e.context(failed())),
         e = to.until_silent() => return Err(e.context(failed())),
-        _ = stalled => anyhow::bail!(
-            "{}: no progress for {} s ({} bytes sent); engine `{src}` or `{dst}` is overloaded \
-             or its disk hangs",
-            failed(),
-            stall.as_secs(),
-            moved.load(Ordering::Relaxed)
-        ),
+        _ = stalled => {
+            let moved = moved.load(Ordering::Relaxed);
+            if sent.load(Ordering::Relaxed) {
+                anyhow::bail!(
+                    "{}: engine `{dst}` did not finish loading the image ({moved} bytes) in {} s \
+                     after the last byte; it is overloaded or its disk hangs",
+                    failed(),
+                    (stall * 4).as_secs()
+                )
+            }
+            anyhow::bail!(
+                "{}: no progress for {} s ({moved} bytes sent); engine `{src}` or `{dst}` is \
+                 overloaded or its disk hangs",
+                failed(),
+                stall.as_secs()
+            )
+        }
     }
     let held = to
         .unless_silent(inspect(to.client(), image))

@@ -49,6 +49,7 @@ pub use images::{
 };
 pub use pool::{Endpoint, Pool, PoolEngine};
 pub use silence::SILENCE;
+pub(crate) use silence::{went_silent, Silent};
 pub use swarm::{ServiceDef, SwarmRestart, SwarmState, SwarmUse, TaskInfo};
 pub use volumes::{
     cache_labels, ensure_volume, volume_exists, LABEL_CACHE_SCOPE, LABEL_RECIPE, STAGE_CACHE,

@@ -21,25 +21,42 @@ pub const SILENCE: Duration = Duration::from_secs(30);
 /// How often a waiting caller pings the engine (and how long each ping may take).
 const PING_EVERY: Duration = Duration::from_secs(5);
 
-/// Returns once `docker` has answered no ping for `after` (never while it answers).
+/// Returns once `docker` has answered no ping for `after` (never while it answers). A ping
+/// may take all the time left: a slow answer (a saturated link, a host under memory
+/// pressure) is still an answer.
 pub(super) async fn until_silent(docker: &Docker, after: Duration) {
     let every = PING_EVERY.min(after);
     let mut last_answer = Instant::now();
     loop {
         let asked = Instant::now();
-        if matches!(tokio::time::timeout(every, docker.ping()).await, Ok(Ok(_))) {
-            last_answer = Instant::now();
-        }
-        if last_answer.elapsed() >= after {
+        let budget = after.saturating_sub(last_answer.elapsed());
+        if budget.is_zero() {
             return;
+        }
+        match tokio::time::timeout(budget, docker.ping()).await {
+            Ok(Ok(_)) => last_answer = Instant::now(),
+            // Refused or reset: no answer; ask again after the interval.
+            Ok(Err(_)) => {}
+            Err(_) => return,
         }
         tokio::time::sleep(every.saturating_sub(asked.elapsed())).await;
     }
 }
 
+/// The error of an engine that went silent (an environment error, exit code 3): callers
+/// tell it from the engine's own refusals with [`went_silent`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Silent(String);
+
+/// Whether `err` is (or was caused by) an engine going silent.
+pub(crate) fn went_silent(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.is::<Silent>())
+}
+
 /// The error for an engine that went silent: which one, and for how long.
 pub(super) fn silent_error(ep: &super::Endpoint, after: Duration) -> anyhow::Error {
-    crate::error::environment(silent_text(ep, after))
+    Silent(silent_text(ep, after)).into()
 }
 
 /// `engine `b` (tcp://…) stopped answering: no answer to a ping for 30 s`.
@@ -63,5 +80,30 @@ pub(super) async fn unless_silent<T>(
     tokio::select! {
         v = fut => Ok(v),
         _ = until_silent(docker, after) => Err(silent_error(ep, after)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_is_an_environment_error_callers_can_tell_from_others() {
+        let ep = crate::docker::Endpoint {
+            name: "b".into(),
+            host: "tcp://10.0.0.2:2376".into(),
+            tls: None,
+        };
+        let e = silent_error(&ep, SILENCE).context("could not send image `x`");
+        assert!(went_silent(&e));
+        assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_ENVIRONMENT);
+        assert_eq!(
+            format!("{e:#}"),
+            "could not send image `x`: engine `b` (tcp://10.0.0.2:2376) stopped answering: \
+             no answer to a ping for 30 s"
+        );
+        assert!(!went_silent(&crate::error::environment(
+            "engine `b` refused"
+        )));
     }
 }
