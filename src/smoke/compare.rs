@@ -26,6 +26,8 @@ pub(crate) struct Tolerances {
     pub alpha: f64,
     /// Relative increase of p50 or p99 latency tolerated (0.10 = 10% worse).
     pub max_latency_increase: f64,
+    /// The smallest rise of p50 or p99, in ms, that counts as worse (with the relative one).
+    pub min_latency_increase_ms: f64,
     /// Absolute increase of the failure rate tolerated (0.01 = one percentage point).
     pub max_error_increase: f64,
     /// Measured requests each variant needs for a verdict.
@@ -37,6 +39,7 @@ impl Default for Tolerances {
         Tolerances {
             alpha: 0.01,
             max_latency_increase: 0.10,
+            min_latency_increase_ms: 2.0,
             max_error_increase: 0.01,
             min_requests: 200,
         }
@@ -132,9 +135,10 @@ fn latency_check(
     p99_change: f64,
 ) -> Check {
     let threshold = format!(
-        "Mann-Whitney U p < {} and p50 or p99 more than {} worse",
+        "Mann-Whitney U p < {} and p50 or p99 more than {} and {} worse",
         alpha(t.alpha),
-        pct(t.max_latency_increase)
+        pct(t.max_latency_increase),
+        ms(t.min_latency_increase_ms)
     );
     let Some(mw) = mw else {
         let which = if b.ok + b.failed == 0 {
@@ -167,21 +171,28 @@ fn latency_check(
         mw.effect
     );
     let significant = mw.p_greater < t.alpha;
-    let worse = p50_change > t.max_latency_increase || p99_change > t.max_latency_increase;
+    // Worse: a percentile up by more than the relative tolerance and by at least the
+    // absolute one (a 10% rise of a 4 ms p50 is noise of a shared host, not a regression).
+    let rose = |change: f64, c: f64, b: f64| {
+        change > t.max_latency_increase && c - b >= t.min_latency_increase_ms
+    };
+    let worse = rose(p50_change, cl.p50, bl.p50) || rose(p99_change, cl.p99, bl.p99);
     let passed = !(significant && worse);
     let message = if !passed {
         format!(
             "candidate is slower: {numbers}; {test} < {}, beyond the tolerance \
-             max_latency_increase {}",
+             max_latency_increase {} and min_latency_increase_ms {}",
             alpha(t.alpha),
-            pct(t.max_latency_increase)
+            pct(t.max_latency_increase),
+            ms(t.min_latency_increase_ms)
         )
     } else if significant {
         format!(
             "candidate is significantly slower ({test} < {}) but within the tolerance \
-             max_latency_increase {}: {numbers}",
+             max_latency_increase {} or min_latency_increase_ms {}: {numbers}",
             alpha(t.alpha),
-            pct(t.max_latency_increase)
+            pct(t.max_latency_increase),
+            ms(t.min_latency_increase_ms)
         )
     } else {
         format!(

@@ -80,6 +80,7 @@ pub(crate) fn tolerances(spec: &CanarySpec) -> Tolerances {
     Tolerances {
         alpha: spec.alpha,
         max_latency_increase: spec.max_latency_increase,
+        min_latency_increase_ms: spec.min_latency_increase_ms,
         max_error_increase: spec.max_error_increase,
         min_requests: spec.min_requests,
     }

@@ -172,6 +172,9 @@ pub(crate) struct CanarySpec {
     pub alpha: f64,
     /// Largest tolerated relative increase of the candidate's p50 or p99 latency (0.1 = 10%).
     pub max_latency_increase: f64,
+    /// The smallest increase of p50 or p99, in milliseconds, that counts as worse: a 10%
+    /// rise of a 4 ms p50 is half a millisecond, below what a shared host resolves.
+    pub min_latency_increase_ms: f64,
     /// Largest tolerated increase of the error rate, in absolute terms (0.01 = 1 point).
     pub max_error_increase: f64,
     /// Fewest measured requests per variant for a verdict.
@@ -193,6 +196,7 @@ impl Default for CanarySpec {
             baseline: None,
             alpha: 0.01,
             max_latency_increase: 0.10,
+            min_latency_increase_ms: 2.0,
             max_error_increase: 0.01,
             min_requests: 200,
             weight: 50,

@@ -140,6 +140,8 @@ pub(super) struct RawCanary {
     #[serde(default)]
     pub(super) max_latency_increase: Option<S<f64>>,
     #[serde(default)]
+    pub(super) min_latency_increase_ms: Option<S<f64>>,
+    #[serde(default)]
     pub(super) max_error_increase: Option<S<f64>>,
     #[serde(default)]
     pub(super) min_requests: Option<S<i64>>,

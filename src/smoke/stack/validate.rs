@@ -619,6 +619,14 @@ fn canary(cx: &mut Ctx<'_>, c: &RawCanary) -> CanarySpec {
         "max_latency_increase",
         "write a ratio from 0 to 10, e.g. 0.1 for a tolerated 10% increase of p50 or p99",
     );
+    let min_latency_increase_ms = float(
+        &c.min_latency_increase_ms,
+        d.min_latency_increase_ms,
+        |x| (0.0..=60_000.0).contains(&x),
+        "min_latency_increase_ms",
+        "write milliseconds from 0 to 60000, e.g. 2 to let p50 or p99 count as worse only when \
+         they rose by 2 ms or more",
+    );
     let max_error_increase = float(
         &c.max_error_increase,
         d.max_error_increase,
@@ -692,6 +700,7 @@ fn canary(cx: &mut Ctx<'_>, c: &RawCanary) -> CanarySpec {
         baseline,
         alpha,
         max_latency_increase,
+        min_latency_increase_ms,
         max_error_increase,
         min_requests,
         weight,
