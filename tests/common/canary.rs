@@ -37,6 +37,9 @@ pub fn project() -> &'static (PathBuf, PathBuf) {
             &p,
             &["key", "generate", "--out", k, "--name", "canary test"],
         ));
+        // The build cache volumes serve this one build (a static is never dropped, so no
+        // TempProject removes them at the end): gone when the setup ends, however it ends.
+        let _volumes = super::CacheVolumes(p.0.clone());
         sh(&mut cmd(&p, &["build"]));
         sh(&mut cmd(&p, &["package"]));
         let smoked = run(&mut cmd(
