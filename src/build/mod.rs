@@ -496,26 +496,14 @@ async fn send(
             image.tag, from.name, to.name
         ),
     );
-    let bytes = crate::docker::copy_image(&from.engine, &to.engine, &image.tag).await?;
-    let got = to
-        .engine
-        .unless_silent(to.engine.inspect_image(&image.tag))
-        .await
-        .and_then(|r| r)
-        .with_context(|| {
-            format!(
-                "could not send image `{}` from engine `{}` to engine `{}`",
-                image.tag, from.name, to.name
-            )
-        })?
-        .map(|i| i.id);
-    if got.as_deref() != Some(image.id.as_str()) {
+    let copied = crate::docker::copy_image(&from.engine, &to.engine, &image.tag).await?;
+    if copied.id != image.id {
         return Err(anyhow::anyhow!(
             "engine `{}` holds `{}` as {} after the send, not {}: the image changed on \
              engine `{}` meanwhile",
             to.name,
             image.tag,
-            got.unwrap_or_default(),
+            copied.id,
             image.id,
             from.name
         ));
@@ -526,7 +514,7 @@ async fn send(
             "builder image {} to engine `{}`: {:.1} MB in {:.1}s",
             image.tag,
             to.name,
-            bytes as f64 / 1e6,
+            copied.bytes as f64 / 1e6,
             started.elapsed().as_secs_f64()
         ),
     );

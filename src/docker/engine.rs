@@ -392,9 +392,9 @@ impl Session {
     ///
     /// The container is tracked by its name before the request (if Ctrl-C comes while the
     /// engine makes it, cleanup still removes it: a name that never came to be is a 404,
-    /// which cleanup counts as removed); a container without a name by its id after. The request itself is not
-    /// abandoned halfway, so the engine cannot finish creating after cleanup ran; it is
-    /// quick (the image is local). Cancelled meanwhile: [`interrupted`].
+    /// which cleanup counts as removed); a container without a name by its id after. The
+    /// request itself is not abandoned halfway, so the engine cannot finish creating after
+    /// cleanup ran; it is quick (the image is local). Cancelled meanwhile: [`interrupted`].
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         let mut labels = self.labels();
         labels.extend(spec.labels.clone());

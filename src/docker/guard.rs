@@ -133,10 +133,9 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 struct Left {
     /// Objects whose removal failed, with the engine's reason.
     failures: Vec<String>,
-    /// Set when the engine went silent: the objects not removed because of that.
-    silent: Option<Vec<String>>,
-    /// How long it went without answering a ping, for the message.
-    silent_for: Duration,
+    /// Set when the engine went silent: how long it answered no ping, and the objects not
+    /// removed because of that.
+    silent: Option<(Duration, Vec<String>)>,
 }
 
 impl Left {
@@ -149,11 +148,11 @@ impl Left {
                 self.failures.join(", ")
             ));
         }
-        if let Some(left) = &self.silent {
+        if let Some((after, left)) = &self.silent {
             parts.push(format!(
                 "{}, so these are left on it: {}; once it answers again, remove them with \
                  `builder gc`",
-                super::silence::silent_text(ep, self.silent_for),
+                super::silence::silent_text(ep, *after),
                 left.join(", ")
             ));
         }
@@ -170,15 +169,14 @@ async fn ask<T>(
     what: String,
     fut: impl std::future::Future<Output = T>,
 ) -> Option<T> {
-    if let Some(l) = left.silent.as_mut() {
+    if let Some((_, l)) = left.silent.as_mut() {
         l.push(what);
         return None;
     }
     tokio::select! {
         v = fut => Some(v),
         _ = super::silence::until_silent(docker, silence) => {
-            left.silent = Some(vec![what]);
-            left.silent_for = silence;
+            left.silent = Some((silence, vec![what]));
             None
         }
     }

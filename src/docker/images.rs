@@ -196,13 +196,13 @@ pub(crate) fn stall_bound(size: Option<u64>) -> std::time::Duration {
 /// `to`: `/images/{image}/get` streamed straight into `/images/load`, no file in between
 /// (what `docker save IMAGE | docker -H OTHER load` does). Both engines then hold the same
 /// image id: the config digest is the id, and the archive carries the config as it is.
-/// Returns the bytes moved.
+/// Returns what the destination then holds under `image`.
 ///
 /// Bounded: either engine going silent ([`super::SILENCE`] without answering a ping) ends
 /// the send with an error naming it (the source only while it sends), and so does no
 /// progress for [`stall_bound`] of the image's size (no byte sent), or four times that
 /// for the destination to load after the last byte.
-pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> {
+pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<Copied> {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
@@ -219,11 +219,12 @@ pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> 
     let moved = Arc::new(AtomicU64::new(0));
     // When bytes last moved, or the source finished sending.
     let progress = Arc::new(Mutex::new(Instant::now()));
-    // Set once the source sent its last byte: from then on only the destination matters.
-    let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // True once the source sent its last byte: from then on only the destination matters,
+    // and it gets four times the bound to unpack every layer (vfs, a busy host's disk).
+    let (sent_all, sent) = tokio::sync::watch::channel(false);
+    let loading = stall * 4;
     let mark = |p: &Mutex<Instant>| *p.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     let (counted, marks, ended) = (moved.clone(), progress.clone(), progress.clone());
-    let sent_all = sent.clone();
     let body = from
         .client()
         .export_image(image)
@@ -237,7 +238,7 @@ pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> 
         .chain(
             futures_util::stream::once(async move {
                 mark(&ended);
-                sent_all.store(true, Ordering::Relaxed);
+                sent_all.send_replace(true);
                 None
             })
             .filter_map(|x| async move { x }),
@@ -255,31 +256,21 @@ pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> 
         }
         anyhow::Ok(())
     };
-    // After the last byte the destination unpacks every layer, with no byte moving: a
-    // slow disk (vfs, a busy host) gets four times the bound for that.
     let stalled = async {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             let since = progress.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
-            let bound = if sent.load(Ordering::Relaxed) {
-                stall * 4
-            } else {
-                stall
-            };
-            if since >= bound {
+            if since >= if *sent.borrow() { loading } else { stall } {
                 return;
             }
         }
     };
     // The source's silence matters only while it sends.
+    let mut sending = sent.clone();
     let source_silent = async {
         tokio::select! {
             e = from.until_silent() => Some(e),
-            _ = async {
-                while !sent.load(Ordering::Relaxed) {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            } => None,
+            _ = sending.wait_for(|all| *all) => None,
         }
     };
     tokio::select! {
@@ -288,12 +279,12 @@ pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> 
         e = to.until_silent() => return Err(e.context(failed())),
         _ = stalled => {
             let moved = moved.load(Ordering::Relaxed);
-            if sent.load(Ordering::Relaxed) {
+            if *sent.borrow() {
                 anyhow::bail!(
                     "{}: engine `{dst}` did not finish loading the image ({moved} bytes) in {} s \
                      after the last byte; it is overloaded or its disk hangs",
                     failed(),
-                    (stall * 4).as_secs()
+                    loading.as_secs()
                 )
             }
             anyhow::bail!(
@@ -304,18 +295,30 @@ pub async fn copy_image(from: &Engine, to: &Engine, image: &str) -> Result<u64> 
             )
         }
     }
-    let held = to
+    let bytes = moved.load(Ordering::Relaxed);
+    let Some(held) = to
         .unless_silent(inspect(to.client(), image))
         .await
-        .with_context(failed)??;
-    if held.is_none() {
+        .with_context(failed)??
+    else {
         anyhow::bail!(
             "engine `{dst}` does not hold image `{image}` after loading it from engine `{src}` \
-             ({} bytes sent)",
-            moved.load(Ordering::Relaxed)
+             ({bytes} bytes sent)"
         );
-    }
-    Ok(moved.load(Ordering::Relaxed))
+    };
+    Ok(Copied {
+        bytes,
+        id: held.id.unwrap_or_default(),
+    })
+}
+
+/// What [`copy_image`] moved and what the destination holds after it.
+#[derive(Debug)]
+pub struct Copied {
+    /// Bytes of the image archive sent.
+    pub bytes: u64,
+    /// The id the destination holds the image under.
+    pub id: String,
 }
 
 #[cfg(test)]

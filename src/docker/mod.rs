@@ -44,7 +44,7 @@ pub use engine::{
 pub use gc::{gc, CacheVolumes, GcOptions, GcReport};
 pub use guard::{cancel_on_signals, interrupted, Guard};
 pub use images::{
-    copy_image, image_exists, import_rootfs, load_image_tar, remove_image, tag_image,
+    copy_image, image_exists, import_rootfs, load_image_tar, remove_image, tag_image, Copied,
     ImportOptions, LoadedImage,
 };
 pub use pool::{Endpoint, Pool, PoolEngine};

@@ -761,8 +761,8 @@ max_p99_ms = 1000
         recorder_slow_on("", Duration::ZERO)
     }
 
-    /// [`recorder`], answering requests for `slow` (when not empty) after `delay`, each
-    /// connection in a thread of its own.
+    /// [`recorder`], answering requests for `slow` after `delay` (`""` is no request
+    /// target), each connection in a thread of its own.
     fn recorder_slow_on(slow: &'static str, delay: Duration) -> (u16, Arc<Mutex<Vec<String>>>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
@@ -784,7 +784,7 @@ max_p99_ms = 1000
                     }
                     let text = String::from_utf8_lossy(&head);
                     let line = text.lines().next().unwrap_or("").to_string();
-                    if !slow.is_empty() && line.split(' ').nth(1) == Some(slow) {
+                    if line.split(' ').nth(1) == Some(slow) {
                         std::thread::sleep(delay);
                     }
                     seen2.lock().unwrap().push(line);
