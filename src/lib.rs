@@ -33,7 +33,8 @@
 //! deb/        .deb writer (ar + control.tar + data.tar) and reader (`builder inspect`)
 //! oci/        OCI image files: deterministic layer blobs, config, manifest, index, image tars
 //! archive/    deterministic tar trees shared by the .deb and OCI writers
-//! sign/       OpenPGP signing and verification (rPGP) for repositories and smoke reports
+//! sign/       OpenPGP signing and verification for repositories and smoke reports: the
+//!             subset apt needs (packets, armor, v4 keys and signatures, cleartext) on ring
 //! docker/     the only module that talks to the Docker engine (clippy.toml holds the rule):
 //!             Engine (connection) and Session (run, stage, cleanup guard, cancel), gc
 //! manifest    dist/manifest.json: every artifact with sha256, size, version, commit

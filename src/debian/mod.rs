@@ -12,7 +12,7 @@ pub(crate) mod cacerts;
 pub(crate) mod deb822;
 pub(crate) mod fetch;
 pub(crate) mod index;
-pub(crate) mod keyring;
+pub mod keyring;
 pub(crate) mod lock;
 pub(crate) mod project;
 pub(crate) mod relation;
