@@ -289,6 +289,7 @@ impl Signer {
 fn verify_any<'a>(
     certs: &'a [Cert],
     sigs: &[signature::Signature],
+    sig_type: u8,
     data: &[u8],
 ) -> Result<&'a Cert, Vec<String>> {
     let now = u64::from(now());
@@ -299,6 +300,15 @@ fn verify_any<'a>(
             v if v.is_empty() => "an unnamed key".to_string(),
             v => v.join("/"),
         };
+        // A key signature, or a binary signature where a text one belongs, signs something
+        // else than this document.
+        if sig.sig_type != sig_type {
+            why.push(format!(
+                "a signature by {by} of type {:#04x}, not {sig_type:#04x}",
+                sig.sig_type
+            ));
+            continue;
+        }
         if sig.hash.is_weak() {
             why.push(format!(
                 "a signature made with a weak hash ({})",
@@ -388,16 +398,21 @@ impl Verifier {
                 self.fingerprint()
             ));
         }
-        verify_any(std::slice::from_ref(&self.cert), &sigs, data)
-            .map(|_| ())
-            .map_err(|why| {
-                anyhow!(
-                    "the signature by key {} does not match the content: it changed after it \
+        verify_any(
+            std::slice::from_ref(&self.cert),
+            &sigs,
+            signature::TYPE_BINARY,
+            data,
+        )
+        .map(|_| ())
+        .map_err(|why| {
+            anyhow!(
+                "the signature by key {} does not match the content: it changed after it \
                      was signed ({})",
-                    self.fingerprint(),
-                    why.join("; ")
-                )
-            })
+                self.fingerprint(),
+                why.join("; ")
+            )
+        })
     }
 
     /// Checks a clearsigned text (`InRelease`) and returns the text it signs, with `\n` line
@@ -409,6 +424,7 @@ impl Verifier {
         verify_any(
             std::slice::from_ref(&self.cert),
             &msg.signatures,
+            signature::TYPE_TEXT,
             &msg.canonical,
         )
         .map_err(|why| {
@@ -431,7 +447,7 @@ pub(crate) fn verify_clearsigned_with(
     text: &str,
 ) -> Result<(String, String), ClearsignedError> {
     let msg = cleartext::parse(text).map_err(ClearsignedError::Malformed)?;
-    match verify_any(certs, &msg.signatures, &msg.canonical) {
+    match verify_any(certs, &msg.signatures, signature::TYPE_TEXT, &msg.canonical) {
         Ok(cert) => Ok((msg.text, cert.primary().fingerprint_hex())),
         Err(mut why) => {
             if msg.unreadable > 0 {
@@ -523,6 +539,37 @@ mod tests {
             garbage.contains("not an armored OpenPGP signature"),
             "{garbage}"
         );
+    }
+
+    #[test]
+    fn a_signature_counts_only_for_the_kind_of_document_it_signs() {
+        let signer = Signer::from_armored(&generate_key("K <k@example.com>").unwrap().0).unwrap();
+        let text = "Origin: x\nSuite: dev\n";
+        // A binary signature over exactly the bytes a text signature hashes, in a
+        // clearsigned message: refused.
+        let canonical = cleartext::canonical(text);
+        let binary = signer
+            .sign(signature::TYPE_BINARY, Hash::Sha256, &canonical)
+            .unwrap();
+        let forged = cleartext::emit(text, Hash::Sha256, &binary);
+        let err = signer
+            .verifier()
+            .verify_clearsigned(forged.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("of type 0x00, not 0x01"), "{err}");
+        // A text signature as a detached one: refused too.
+        let text_sig = signer
+            .sign(signature::TYPE_TEXT, Hash::Sha256, text.as_bytes())
+            .unwrap();
+        let mut packets = Vec::new();
+        text_sig.write(&mut packets);
+        let armored = armor::encode("SIGNATURE", &packets);
+        let err = signer
+            .verify_detached(text.as_bytes(), armored.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("of type 0x01, not 0x00"), "{err}");
     }
 
     #[test]
