@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use builder::debian::keyring::Keyring;
@@ -72,15 +72,6 @@ impl Drop for Gpg {
             .args(["--kill", "gpg-agent"])
             .status();
     }
-}
-
-fn gpgv(keyring: &Path, args: &[&Path]) -> std::process::Output {
-    Command::new("gpgv")
-        .arg("--keyring")
-        .arg(keyring)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 const RELEASE: &str = "Origin: test\nSuite: dev\n- a dashed line\nDescription: trailing  \n";
@@ -224,15 +215,55 @@ fn texts_gnupg_clearsigns_verify_as_gpgv_judges_them() {
             Ok(want.as_str()),
             "{algo}"
         );
-        // A changed line, an added line, a removed signature: refused.
+        // A changed line, an added line, a header gpgv refuses, a `Hash:` header that does
+        // not name the signature's hash: refused.
         let s = String::from_utf8(signed.clone()).unwrap();
-        for bad in [
-            s.replace("Suite: dev", "Suite: prod"),
-            s.replace("Suite: dev\n", "Suite: dev\nExtra: x\n"),
+        for (bad, why) in [
+            (s.replace("Suite: dev", "Suite: prod"), "does not verify"),
+            (
+                s.replace("Suite: dev\n", "Suite: dev\nExtra: x\n"),
+                "does not verify",
+            ),
+            (
+                s.replacen("Hash: ", "Comment: x\nHash: ", 1),
+                "only `Hash:`",
+            ),
+            (
+                s.lines()
+                    .map(|l| {
+                        if l.starts_with("Hash: ") {
+                            "Hash: SHA384"
+                        } else {
+                            l
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                "`Hash:` header does not name",
+            ),
         ] {
             let err = judge(&gpg, &fpr, bad.as_bytes()).unwrap_err();
-            assert!(err.contains("does not verify"), "{algo}: {err}");
+            assert!(err.contains(why), "{algo}: {err}");
         }
+        // GnuPG cuts trailing CRs with the blanks: `a\r ` is signed as `a`, and a CR LF copy
+        // of the message verifies too.
+        let release = gpg.file("Release", b"Line: a\r \nNext: b\n");
+        let out = gpg.home.path().join("InRelease");
+        sh(gpg
+            .cmd()
+            .args(["--clearsign", "-o"])
+            .arg(&out)
+            .arg(&release));
+        let cr = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(
+            judge(&gpg, &fpr, cr.as_bytes()).as_deref(),
+            Ok("Line: a\nNext: b\n")
+        );
+        let crlf = cr.replace('\n', "\r\n");
+        assert_eq!(
+            judge(&gpg, &fpr, crlf.as_bytes()).as_deref(),
+            Ok("Line: a\nNext: b\n")
+        );
         // SHA-1, which apt refuses (GnuPG makes it with RSA only).
         if algo.starts_with("rsa") {
             let weak = clearsign(&gpg, &["--digest-algo", "SHA1"]);

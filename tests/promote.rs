@@ -843,14 +843,7 @@ fn ci_examples_run_readmes_commands_and_their_promotions_parse() {
 }
 
 fn gpgv_ok(keyring: &Path, inrelease: &Path) -> bool {
-    Command::new("gpgv")
-        .arg("--keyring")
-        .arg(keyring)
-        .arg(inrelease)
-        .output()
-        .unwrap()
-        .status
-        .success()
+    gpgv(keyring, &[inrelease]).status.success()
 }
 
 /// `<env>/signing-key.gpg` changes only with the generation it verifies; a different key

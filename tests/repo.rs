@@ -14,6 +14,7 @@ use builder::repo::{self, DebArtifact, RepoConfig};
 use builder::report::{Level, Reporter, Verbosity};
 use builder::sign::{self, Signer};
 use common::apt::HostApt;
+use common::gpgv;
 use sha2::{Digest, Sha256};
 
 const CRASH_ENV: &str = "BUILDER_TEST_CRASH_CHILD";
@@ -82,15 +83,6 @@ fn cfg(root: &Path) -> RepoConfig {
 
 fn q() -> Reporter {
     Reporter::quiet()
-}
-
-fn gpgv(keyring: &Path, args: &[&Path]) -> Output {
-    Command::new("gpgv")
-        .arg("--keyring")
-        .arg(keyring)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn dists(root: &Path) -> PathBuf {

@@ -12,23 +12,27 @@ use super::packet;
 use super::signature::{Hash, Signature};
 
 const BEGIN: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
+/// What GnuPG cuts from the end of every line before it hashes it.
+const BLANKS: [char; 3] = [' ', '\t', '\r'];
+/// The most signatures a message may carry: an InRelease has one to three. Each is checked
+/// over the whole text, so the bound bounds the work a hostile mirror can cause.
+pub(crate) const MAX_SIGNATURES: usize = 16;
 
-/// The lines of `text` (LF or CR LF ends; a final line end does not make an empty line).
+/// The lines of `text` (a final line end does not make an empty line). Trailing blanks,
+/// CRs among them, are cut where the lines are used, as GnuPG cuts them.
 fn lines(text: &str) -> Vec<&str> {
     let text = text.strip_suffix('\n').unwrap_or(text);
     if text.is_empty() {
         return Vec::new();
     }
-    text.split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .collect()
+    text.split('\n').collect()
 }
 
 /// What a text signature over `text` hashes.
 pub(crate) fn canonical(text: &str) -> Vec<u8> {
     lines(text)
         .iter()
-        .map(|l| l.trim_end_matches([' ', '\t']))
+        .map(|l| l.trim_end_matches(BLANKS))
         .collect::<Vec<_>>()
         .join("\r\n")
         .into_bytes()
@@ -41,7 +45,7 @@ pub(crate) fn emit(text: &str, hash: Hash, sig: &Signature) -> String {
         if line.starts_with('-') {
             out.push_str("- ");
         }
-        out.push_str(line.trim_end_matches([' ', '\t']));
+        out.push_str(line.trim_end_matches(BLANKS));
         out.push('\n');
     }
     let mut packets = Vec::new();
@@ -59,6 +63,8 @@ pub(crate) struct Cleartext {
     pub(crate) signatures: Vec<Signature>,
     /// Signature packets builder cannot read (other versions), left out of `signatures`.
     pub(crate) unreadable: usize,
+    /// The hashes the `Hash:` header names (empty when it names none).
+    pub(crate) hashes: Vec<String>,
 }
 
 /// Reads a clearsigned message. Anything before its first line or after its signature block
@@ -66,22 +72,21 @@ pub(crate) struct Cleartext {
 pub(crate) fn parse(input: &str) -> anyhow::Result<Cleartext> {
     let mut it = input
         .split('\n')
-        .map(|l| {
-            l.strip_suffix('\r')
-                .unwrap_or(l)
-                .trim_end_matches([' ', '\t'])
-        })
+        .map(|l| l.trim_end_matches(BLANKS))
         .skip_while(|l| l.is_empty());
     if it.next() != Some(BEGIN) {
         bail!("it does not start with `{BEGIN}`");
     }
+    let mut hashes = Vec::new();
     for line in it.by_ref() {
         if line.is_empty() {
             break;
         }
-        if !line.contains(": ") {
-            bail!("a malformed armor header `{line}`");
-        }
+        // Only `Hash:` belongs here (RFC 9580 §7); gpgv refuses other headers too.
+        let Some(names) = line.strip_prefix("Hash: ") else {
+            bail!("an unexpected armor header `{line}` (only `Hash:` belongs there)");
+        };
+        hashes.extend(names.split(',').map(|n| n.trim().to_ascii_uppercase()));
     }
     let mut text = Vec::new();
     let mut found = false;
@@ -118,6 +123,9 @@ pub(crate) fn parse(input: &str) -> anyhow::Result<Cleartext> {
             Ok(s) => signatures.push(s),
             Err(_) => unreadable += 1,
         }
+        if signatures.len() + unreadable > MAX_SIGNATURES {
+            bail!("it carries more than {MAX_SIGNATURES} signatures");
+        }
     }
     let mut out = text.join("\n");
     if !text.is_empty() {
@@ -128,6 +136,7 @@ pub(crate) fn parse(input: &str) -> anyhow::Result<Cleartext> {
         text: out,
         signatures,
         unreadable,
+        hashes,
     })
 }
 
@@ -138,6 +147,8 @@ mod tests {
     #[test]
     fn canonical_text_cuts_trailing_blanks_and_the_last_line_end() {
         assert_eq!(canonical("a \nb\t\r\n\n"), b"a\r\nb\r\n");
+        // GnuPG cuts CRs as blanks too: `a\r \n` is signed as `a`.
+        assert_eq!(canonical("a\r \nb\r\r\n"), b"a\r\nb");
         assert_eq!(canonical("a\nb"), b"a\r\nb");
         assert_eq!(canonical(""), b"");
     }
@@ -149,8 +160,9 @@ mod tests {
             (format!("junk\n{BEGIN}\n\nx\n{sig}"), "does not start"),
             (
                 format!("{BEGIN}\nHash SHA256\n\nx\n{sig}"),
-                "malformed armor header",
+                "unexpected armor header",
             ),
+            (format!("{BEGIN}\nComment: x\n\nx\n{sig}"), "only `Hash:`"),
             (format!("{BEGIN}\n\n-x\n{sig}"), "not dash-escaped"),
             (
                 format!("{BEGIN}\n\nx\n"),

@@ -12,6 +12,8 @@ use super::signature::{self as sig, Signature};
 const OID_ED25519: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0xda, 0x47, 0x0f, 0x01];
 const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+/// How far in the future a signature's creation time may be (clocks differ), in seconds.
+pub(crate) const CLOCK_SKEW: u64 = 300;
 /// EdDSA over Ed25519 in the encoding GnuPG 2.2 makes and reads (RFC 9580's "legacy").
 pub(crate) const ALGO_EDDSA_LEGACY: u8 = 22;
 
@@ -416,8 +418,13 @@ impl Cert {
     pub(crate) fn judge(&self, now: u64) -> Vec<Judged<'_>> {
         let primary = &self.primary.key;
         let prefix = primary.hash_prefix();
+        // A self-signature counts when it verifies, is not expired and is not from the future
+        // (GnuPG drops such self-signatures too).
         let verified = |s: &&Signature, data: &[u8]| {
-            s.names(primary) != Some(false) && s.verify(primary, data).is_ok()
+            s.names(primary) != Some(false)
+                && s.expires_at().is_none_or(|t| t > now)
+                && s.created.is_none_or(|c| u64::from(c) <= now + CLOCK_SKEW)
+                && s.verify(primary, data).is_ok()
         };
         // The primary key: its newest self-signature (over a user ID, or directly on it).
         let mut selfsigs: Vec<&Signature> = Vec::new();
@@ -447,11 +454,23 @@ impl Cert {
         for sub in &self.subkeys {
             let mut data = prefix.clone();
             data.extend_from_slice(&sub.key.hash_prefix());
+            // A binding that lets the subkey sign needs the subkey's own back-signature
+            // (0x19, embedded): without it any certificate could claim another's signing
+            // subkey. GnuPG requires it the same way.
+            let backsigned = |b: &Signature| {
+                b.key_flags.is_none_or(|f| f & sig::FLAG_SIGN == 0)
+                    || b.embedded.as_deref().is_some_and(|raw| {
+                        Signature::parse(raw).is_ok_and(|back| {
+                            back.sig_type == sig::TYPE_PRIMARY_BINDING
+                                && back.verify(&sub.key, &data).is_ok()
+                        })
+                    })
+            };
             let bindings: Vec<&Signature> = sub
                 .sigs
                 .iter()
                 .filter(|s| s.sig_type == sig::TYPE_SUBKEY_BINDING)
-                .filter(|s| verified(s, &data))
+                .filter(|s| verified(s, &data) && backsigned(s))
                 .collect();
             let revoked = sub
                 .sigs

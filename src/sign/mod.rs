@@ -282,30 +282,42 @@ impl Signer {
     }
 }
 
-/// The certificate whose key made one of `sigs` over `data`, judged as `gpgv` judges keys
-/// for apt: a usable key (primary, or a subkey bound to it; not revoked, not expired, allowed
-/// to sign) and a hash apt accepts (not MD5, SHA-1 or RIPEMD-160). `Err` says, for each
-/// signature, why it did not count.
+/// What a document's signatures are checked against.
+struct Document<'a> {
+    /// The signature type that signs it: text (cleartext) or binary (detached).
+    sig_type: u8,
+    /// What the signatures hash: the canonical text, or the bytes.
+    data: &'a [u8],
+    /// The hashes a cleartext's `Hash:` header names; empty when none are named.
+    hashes: &'a [String],
+}
+
+/// The certificate whose key made one of `sigs` over `doc`, judged as `gpgv` judges keys
+/// for apt: a signature that names its key (gpgv finds keys by issuer), a usable key
+/// (primary, or a subkey bound to it; not revoked, not expired, allowed to sign, created
+/// before the signature) and a hash apt accepts (not MD5, SHA-1 or RIPEMD-160). `Err` says,
+/// for each signature, why it did not count.
 fn verify_any<'a>(
     certs: &'a [Cert],
     sigs: &[signature::Signature],
-    sig_type: u8,
-    data: &[u8],
+    doc: &Document<'_>,
 ) -> Result<&'a Cert, Vec<String>> {
     let now = u64::from(now());
     let judged: Vec<_> = certs.iter().map(|c| (c, c.judge(now))).collect();
     let mut why = Vec::new();
     for sig in sigs {
-        let by = match sig.issuers() {
-            v if v.is_empty() => "an unnamed key".to_string(),
-            v => v.join("/"),
-        };
+        let issuers = sig.issuers();
+        if issuers.is_empty() {
+            why.push("a signature that names no key".to_string());
+            continue;
+        }
+        let by = issuers.join("/");
         // A key signature, or a binary signature where a text one belongs, signs something
         // else than this document.
-        if sig.sig_type != sig_type {
+        if sig.sig_type != doc.sig_type {
             why.push(format!(
-                "a signature by {by} of type {:#04x}, not {sig_type:#04x}",
-                sig.sig_type
+                "a signature by {by} of type {:#04x}, not {:#04x}",
+                sig.sig_type, doc.sig_type
             ));
             continue;
         }
@@ -316,24 +328,33 @@ fn verify_any<'a>(
             ));
             continue;
         }
+        if !doc.hashes.is_empty() && !doc.hashes.contains(&sig.hash.name()) {
+            why.push(format!(
+                "a signature by {by} made with {}, which the `Hash:` header does not name",
+                sig.hash.name()
+            ));
+            continue;
+        }
         if sig.expires_at().is_some_and(|t| t <= now) {
             why.push(format!("a signature by {by} that expired"));
             continue;
         }
         let mut reason = None;
         for (cert, keys) in &judged {
-            for key in keys {
-                let named = sig.names(key.key);
-                if named == Some(false) {
-                    continue;
-                }
-                match (sig.verify(key.key, data), &key.unusable) {
-                    (Ok(()), None) => return Ok(cert),
+            for key in keys.iter().filter(|k| sig.names(k.key) == Some(true)) {
+                let early = sig.created.is_some_and(|c| c < key.key.created);
+                match (sig.verify(key.key, doc.data), &key.unusable) {
+                    (Ok(()), None) if !early => return Ok(cert),
+                    (Ok(()), None) => {
+                        reason = Some(format!(
+                            "{}: the signature is older than the key",
+                            key.key.fingerprint_hex()
+                        ))
+                    }
                     (Ok(()), Some(u)) => {
                         reason = Some(format!("{}: {u}", key.key.fingerprint_hex()))
                     }
-                    (Err(e), _) if named == Some(true) => reason = Some(format!("{e:#}")),
-                    (Err(_), _) => {}
+                    (Err(e), _) => reason = Some(format!("{e:#}")),
                 }
             }
         }
@@ -373,6 +394,7 @@ impl Verifier {
     /// Checks an armored detached signature over `data`. The error says whether the
     /// signature is unreadable, made by another key (naming it), or does not match the data.
     pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> anyhow::Result<()> {
+        let mut unreadable = 0;
         let sigs = std::str::from_utf8(signature)
             .map_err(|_| anyhow!("not text"))
             .and_then(armor::decode_all)
@@ -381,13 +403,24 @@ impl Verifier {
                     .into_iter()
                     .find(|b| b.kind == "SIGNATURE")
                     .ok_or_else(|| anyhow!("no `-----BEGIN PGP SIGNATURE-----`"))?;
-                packet::parse(&block.body)?
-                    .iter()
-                    .filter(|p| p.tag == packet::TAG_SIGNATURE)
-                    .map(|p| signature::Signature::parse(&p.body))
-                    .collect::<anyhow::Result<Vec<_>>>()
+                let mut sigs = Vec::new();
+                for p in packet::parse(&block.body)? {
+                    match signature::Signature::parse(&p.body) {
+                        Ok(s) if p.tag == packet::TAG_SIGNATURE => sigs.push(s),
+                        _ => unreadable += 1,
+                    }
+                    if sigs.len() + unreadable > cleartext::MAX_SIGNATURES {
+                        anyhow::bail!("more than {} signatures", cleartext::MAX_SIGNATURES);
+                    }
+                }
+                Ok(sigs)
             })
             .map_err(|e| anyhow!("not an armored OpenPGP signature ({e:#})"))?;
+        if sigs.is_empty() && unreadable > 0 {
+            return Err(anyhow!(
+                "not a signature builder reads (version 4 signatures only)"
+            ));
+        }
         let ours: Vec<_> = self.cert.judge(0).iter().map(|j| j.key.clone()).collect();
         let foreign = |s: &signature::Signature| ours.iter().all(|k| s.names(k) == Some(false));
         if !sigs.is_empty() && sigs.iter().all(foreign) {
@@ -398,21 +431,26 @@ impl Verifier {
                 self.fingerprint()
             ));
         }
-        verify_any(
-            std::slice::from_ref(&self.cert),
-            &sigs,
-            signature::TYPE_BINARY,
+        let doc = Document {
+            sig_type: signature::TYPE_BINARY,
             data,
-        )
-        .map(|_| ())
-        .map_err(|why| {
-            anyhow!(
-                "the signature by key {} does not match the content: it changed after it \
-                     was signed ({})",
-                self.fingerprint(),
-                why.join("; ")
-            )
-        })
+            hashes: &[],
+        };
+        verify_any(std::slice::from_ref(&self.cert), &sigs, &doc)
+            .map(|_| ())
+            .map_err(|why| {
+                let changed = why.iter().all(|w| w.contains("does not match the data"));
+                anyhow!(
+                    "the signature by key {} does not hold: {}{}",
+                    self.fingerprint(),
+                    why.join("; "),
+                    if changed {
+                        " (the content changed after it was signed)"
+                    } else {
+                        ""
+                    }
+                )
+            })
     }
 
     /// Checks a clearsigned text (`InRelease`) and returns the text it signs, with `\n` line
@@ -424,8 +462,7 @@ impl Verifier {
         verify_any(
             std::slice::from_ref(&self.cert),
             &msg.signatures,
-            signature::TYPE_TEXT,
-            &msg.canonical,
+            &msg.document(),
         )
         .map_err(|why| {
             anyhow!(
@@ -447,7 +484,7 @@ pub(crate) fn verify_clearsigned_with(
     text: &str,
 ) -> Result<(String, String), ClearsignedError> {
     let msg = cleartext::parse(text).map_err(ClearsignedError::Malformed)?;
-    match verify_any(certs, &msg.signatures, signature::TYPE_TEXT, &msg.canonical) {
+    match verify_any(certs, &msg.signatures, &msg.document()) {
         Ok(cert) => Ok((msg.text, cert.primary().fingerprint_hex())),
         Err(mut why) => {
             if msg.unreadable > 0 {
@@ -457,6 +494,16 @@ pub(crate) fn verify_clearsigned_with(
                 ));
             }
             Err(ClearsignedError::NotVerified(why))
+        }
+    }
+}
+
+impl cleartext::Cleartext {
+    fn document(&self) -> Document<'_> {
+        Document {
+            sig_type: signature::TYPE_TEXT,
+            data: &self.canonical,
+            hashes: &self.hashes,
         }
     }
 }
@@ -528,7 +575,11 @@ mod tests {
             .verify_detached(br#"{"run":"a","passed":false}"#, &sig)
             .unwrap_err()
             .to_string();
-        assert!(changed.contains("changed after it was signed"), "{changed}");
+        assert!(
+            changed.contains("(it does not match the data)")
+                && changed.ends_with("(the content changed after it was signed)"),
+            "{changed}"
+        );
         let other = two.verify_detached(data, &sig).unwrap_err().to_string();
         assert!(
             other.contains(&one.fingerprint()) && other.contains(&two.fingerprint()),

@@ -13,6 +13,7 @@ pub(crate) const TYPE_BINARY: u8 = 0x00;
 pub(crate) const TYPE_TEXT: u8 = 0x01;
 pub(crate) const TYPE_POSITIVE_CERT: u8 = 0x13;
 pub(crate) const TYPE_SUBKEY_BINDING: u8 = 0x18;
+pub(crate) const TYPE_PRIMARY_BINDING: u8 = 0x19;
 pub(crate) const TYPE_DIRECT_KEY: u8 = 0x1f;
 pub(crate) const TYPE_KEY_REVOCATION: u8 = 0x20;
 pub(crate) const TYPE_SUBKEY_REVOCATION: u8 = 0x28;
@@ -26,6 +27,8 @@ const SUB_PREFERRED_HASH: u8 = 21;
 const SUB_KEY_FLAGS: u8 = 27;
 const SUB_FEATURES: u8 = 30;
 const SUB_ISSUER_FINGERPRINT: u8 = 33;
+const SUB_NOTATION: u8 = 20;
+const SUB_EMBEDDED: u8 = 32;
 
 /// Key flags (subpacket 27).
 pub(crate) const FLAG_CERTIFY: u8 = 0x01;
@@ -118,6 +121,8 @@ pub(crate) struct Signature {
     issuer_fingerprints: Vec<Vec<u8>>,
     issuer_ids: Vec<[u8; 8]>,
     unknown_critical: Option<u8>,
+    /// An embedded signature (subpacket 32): a signing subkey's back-signature.
+    pub(crate) embedded: Option<Vec<u8>>,
     /// The packet body, written back unchanged.
     raw: Vec<u8>,
 }
@@ -162,6 +167,7 @@ impl Signature {
             issuer_fingerprints: Vec::new(),
             issuer_ids: Vec::new(),
             unknown_critical: None,
+            embedded: None,
             raw: body.to_vec(),
         };
         let hashed = sig.hashed_area.clone();
@@ -173,16 +179,23 @@ impl Signature {
                 SUB_KEY_EXPIRES => sig.key_expires_after = u32_of(sp.data),
                 SUB_KEY_FLAGS => sig.key_flags = sp.data.first().copied(),
                 SUB_ISSUER | SUB_ISSUER_FINGERPRINT => sig.note_issuer(sp.kind, sp.data),
-                // Known and harmless to ignore (preferences, notations, policy, trust,
-                // revocation reasons, embedded signatures, features, …).
-                4..=8 | 10..=15 | 20..=26 | 28..=32 | 34..=39 => {}
+                SUB_EMBEDDED => sig.embedded = Some(sp.data.to_vec()),
+                // A critical notation is one builder cannot honour (RFC 9580 §5.2.3.24).
+                SUB_NOTATION if sp.critical => sig.unknown_critical = Some(sp.kind),
+                // Known and harmless to ignore (preferences, policy, trust, revocation
+                // reasons, features, …).
+                4..=8 | 10..=15 | 20..=26 | 28..=31 | 34..=39 => {}
                 k if sp.critical => sig.unknown_critical = Some(k),
                 _ => {}
             }
         }
         for sp in packet::subpackets(unhashed_area)? {
-            if matches!(sp.kind, SUB_ISSUER | SUB_ISSUER_FINGERPRINT) {
-                sig.note_issuer(sp.kind, sp.data);
+            match sp.kind {
+                SUB_ISSUER | SUB_ISSUER_FINGERPRINT => sig.note_issuer(sp.kind, sp.data),
+                // GnuPG puts the back-signature in the hashed area; older versions in the
+                // unhashed one. It is a signature of its own either way.
+                SUB_EMBEDDED if sig.embedded.is_none() => sig.embedded = Some(sp.data.to_vec()),
+                _ => {}
             }
         }
         Ok(sig)
@@ -261,6 +274,32 @@ impl Signature {
         if let Some(k) = self.unknown_critical {
             bail!("it carries critical subpacket {k}, which builder does not know");
         }
+        // What costs nothing first: whether the key and the signature can match at all. The
+        // document is hashed only then (it may be a 64 MiB InRelease).
+        let value = |i: usize| self.values.get(i).map(Vec::as_slice).unwrap_or_default();
+        let mismatch = || anyhow!("it does not match the data");
+        match (&key.material, key.algo, self.pk_algo) {
+            (Material::Rsa { n, .. }, 1 | 3, 1 | 3) => {
+                let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+                if bits < 2048 {
+                    bail!("the RSA key has {bits} bits; builder needs at least 2048");
+                }
+                if value(0).len() > n.len() {
+                    return Err(mismatch());
+                }
+            }
+            (Material::EdDsa(_), _, 22) | (Material::Ed25519(_), _, 27) => {}
+            (Material::Ecdsa { .. }, _, 19) => {}
+            (Material::Unsupported, ..) => bail!(
+                "the key uses public-key algorithm {}, which builder cannot verify",
+                key.algo
+            ),
+            _ => bail!(
+                "it was made with public-key algorithm {}, not the key's ({})",
+                self.pk_algo,
+                key.algo
+            ),
+        }
         let message = self.hashed_input(data);
         let digest = self.hash.digest(&message).ok_or_else(|| {
             anyhow!(
@@ -269,18 +308,10 @@ impl Signature {
             )
         })?;
         if digest[..2] != self.left16 {
-            bail!("it does not match the data");
+            return Err(mismatch());
         }
-        let mismatch = || anyhow!("it does not match the data");
-        let value = |i: usize| self.values.get(i).map(Vec::as_slice).unwrap_or_default();
-        match (&key.material, self.pk_algo) {
-            (Material::Rsa { n, e }, 1 | 3) => {
-                if n.len() < 256 {
-                    bail!(
-                        "the RSA key has {} bits; builder needs at least 2048",
-                        n.len() * 8
-                    );
-                }
+        match &key.material {
+            Material::Rsa { n, e } => {
                 let params: &rs::RsaParameters = match self.hash {
                     Hash::Sha256 => &rs::RSA_PKCS1_2048_8192_SHA256,
                     Hash::Sha384 => &rs::RSA_PKCS1_2048_8192_SHA384,
@@ -293,17 +324,17 @@ impl Signature {
                     .verify(params, &message, &sig)
                     .map_err(|_| mismatch())
             }
-            (Material::EdDsa(point), 22) => {
+            Material::EdDsa(point) => {
                 let r = left_pad(value(0), 32).ok_or_else(mismatch)?;
                 let s = left_pad(value(1), 32).ok_or_else(mismatch)?;
                 rs::UnparsedPublicKey::new(&rs::ED25519, point)
                     .verify(&digest, &[r, s].concat())
                     .map_err(|_| mismatch())
             }
-            (Material::Ed25519(point), 27) => rs::UnparsedPublicKey::new(&rs::ED25519, point)
+            Material::Ed25519(point) => rs::UnparsedPublicKey::new(&rs::ED25519, point)
                 .verify(&digest, value(0))
                 .map_err(|_| mismatch()),
-            (Material::Ecdsa { p384, point }, 19) => {
+            Material::Ecdsa { p384, point } => {
                 let (alg, size): (&rs::EcdsaVerificationAlgorithm, usize) = match (p384, self.hash)
                 {
                     (false, Hash::Sha256) => (&rs::ECDSA_P256_SHA256_FIXED, 32),
@@ -316,15 +347,7 @@ impl Signature {
                     .verify(&message, &[r, s].concat())
                     .map_err(|_| mismatch())
             }
-            (Material::Unsupported, _) => bail!(
-                "the key uses public-key algorithm {}, which builder cannot verify",
-                key.algo
-            ),
-            _ => bail!(
-                "it was made with public-key algorithm {}, not the key's ({})",
-                self.pk_algo,
-                key.algo
-            ),
+            Material::Unsupported => Err(mismatch()),
         }
     }
 }
@@ -388,6 +411,7 @@ pub(crate) fn sign(
         issuer_fingerprints: Vec::new(),
         issuer_ids: Vec::new(),
         unknown_critical: None,
+        embedded: None,
         raw: Vec::new(),
     };
     let message = draft.hashed_input(data);

@@ -13,6 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
 
+/// `gpgv --keyring KEYRING ARGS...`: how apt checks a signature.
+pub fn gpgv(keyring: &Path, args: &[&Path]) -> Output {
+    Command::new("gpgv")
+        .arg("--keyring")
+        .arg(keyring)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The repository root (where Cargo.toml is).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
