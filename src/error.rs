@@ -85,6 +85,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             if io.kind() == std::io::ErrorKind::Interrupted {
                 return EXIT_INTERRUPTED;
             }
+            // A `Failure` inside an I/O error (`crate::interrupt::check_unretried`).
+            if let Some(f) = io.get_ref().and_then(|e| e.downcast_ref::<Failure>()) {
+                return code(f);
+            }
             // The machine, not the input: a full disk, a read-only mount, a directory this user
             // may not write.
             if matches!(
@@ -136,6 +140,9 @@ mod tests {
         assert_eq!(exit_code(&err), EXIT_FAILED);
         let err = anyhow::Error::new(Error::new(ErrorKind::Interrupted, "interrupted"))
             .context("could not write the package");
+        assert_eq!(exit_code(&err), EXIT_INTERRUPTED);
+        let inside = Error::other(Failure::Interrupted("interrupted".into()));
+        let err = anyhow::Error::from(inside).context("could not write `x.deb`");
         assert_eq!(exit_code(&err), EXIT_INTERRUPTED);
         let err = anyhow::Error::new(Error::from(ErrorKind::PermissionDenied))
             .context(Failure::Usage("`--dist` is a file".into()));

@@ -29,3 +29,16 @@ pub(crate) fn check() -> std::io::Result<()> {
         Ok(())
     }
 }
+
+/// Like [`check`], for code under `write_all` or `read_exact`, which retry an `Interrupted`
+/// error: the stop is an `Other` error carrying [`crate::error::Failure::Interrupted`], which
+/// [`crate::error::exit_code`] maps to 130 all the same.
+pub(crate) fn check_unretried() -> std::io::Result<()> {
+    if requested() {
+        Err(std::io::Error::other(crate::error::Failure::Interrupted(
+            "interrupted (Ctrl-C or SIGTERM)".into(),
+        )))
+    } else {
+        Ok(())
+    }
+}

@@ -26,6 +26,9 @@ pub const ZSTD_LEVEL: i32 = 3;
 const GZ_CHUNK: usize = 512 << 10;
 const GZ_WINDOW: usize = 32 << 10;
 
+/// How long one call into liblzma's multi-threaded encoder may wait for a worker.
+const XZ_POLL_MS: u32 = 100;
+
 /// Worker threads for compressors: the machine's parallelism.
 pub(super) fn threads() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
@@ -35,7 +38,7 @@ pub(super) fn threads() -> u32 {
 pub(super) enum Encoder<W: Write> {
     None(W),
     Gzip(ParGzEncoder<W>),
-    Xz(liblzma::write::XzEncoder<W>),
+    Xz(XzWriter<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -49,9 +52,12 @@ impl<W: Write> Encoder<W> {
                     .preset(XZ_LEVEL)
                     .check(liblzma::stream::Check::Crc64)
                     .threads(threads())
+                    // lzma_code returns at least this often, so a Ctrl-C is seen while every
+                    // worker is busy with a block; the output does not depend on it.
+                    .timeout_ms(XZ_POLL_MS)
                     .encoder()
                     .map_err(io::Error::other)?;
-                Encoder::Xz(liblzma::write::XzEncoder::new_stream(w, stream))
+                Encoder::Xz(XzWriter::new(stream, w))
             }
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL)?;
@@ -89,6 +95,75 @@ impl<W: Write> Write for Encoder<W> {
             Encoder::Xz(e) => e.flush(),
             Encoder::Zstd(e) => e.flush(),
         }
+    }
+}
+
+/// xz through liblzma's multi-threaded stream. Not liblzma's `XzEncoder`: dropping that one
+/// finishes the stream, which compresses all queued input (a 24 MiB block per worker at
+/// preset 6: many seconds) for output nobody keeps, so a Ctrl-C or an error while packaging
+/// waited for it. Dropping this one ends the stream at once (`lzma_end` stops the workers),
+/// and a write waiting on busy workers gives way to Ctrl-C.
+pub(super) struct XzWriter<W: Write> {
+    stream: liblzma::stream::Stream,
+    out: Vec<u8>,
+    w: W,
+}
+
+impl<W: Write> XzWriter<W> {
+    fn new(stream: liblzma::stream::Stream, w: W) -> Self {
+        XzWriter {
+            stream,
+            out: Vec::with_capacity(64 << 10),
+            w,
+        }
+    }
+
+    fn dump(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.w.write_all(&self.out)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        loop {
+            self.dump()?;
+            let status = self
+                .stream
+                .process_vec(&[], &mut self.out, liblzma::stream::Action::Finish)
+                .map_err(io::Error::other)?;
+            if status == liblzma::stream::Status::StreamEnd {
+                break;
+            }
+            crate::interrupt::check_unretried()?;
+        }
+        self.dump()?;
+        Ok(self.w)
+    }
+}
+
+impl<W: Write> Write for XzWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            self.dump()?;
+            let before = self.stream.total_in();
+            self.stream
+                .process_vec(buf, &mut self.out, liblzma::stream::Action::Run)
+                .map_err(io::Error::other)?;
+            let taken = (self.stream.total_in() - before) as usize;
+            if taken > 0 || buf.is_empty() {
+                return Ok(taken);
+            }
+            crate::interrupt::check_unretried()?;
+        }
+    }
+
+    /// Writes out what is compressed so far; the stream itself is not flushed (a full flush
+    /// would change the bytes).
+    fn flush(&mut self) -> io::Result<()> {
+        self.dump()?;
+        self.w.flush()
     }
 }
 

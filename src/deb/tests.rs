@@ -408,3 +408,24 @@ fn data_entries_that_leave_the_root_are_refused() {
     raw_deb(&p, &control, &raw_tar(&[("./etc/fine", 4)]));
     assert_eq!(read_deb(&p).unwrap().files[0].path, "/etc/fine");
 }
+
+/// builder's own xz writer (which stops at once on Ctrl-C) writes exactly the bytes
+/// liblzma's `XzEncoder` writes for the same multi-threaded stream settings.
+#[test]
+fn the_xz_writer_writes_what_liblzma_s_encoder_writes() {
+    let input = pseudo_random_text(3_000_000);
+    let mut ours = Encoder::new(Compression::Xz, Vec::new()).unwrap();
+    for chunk in input.chunks(100_000) {
+        ours.write_all(chunk).unwrap();
+    }
+    let ours = ours.finish().unwrap();
+    let stream = liblzma::stream::MtStreamBuilder::new()
+        .preset(compress::XZ_LEVEL)
+        .check(liblzma::stream::Check::Crc64)
+        .threads(compress::threads())
+        .encoder()
+        .unwrap();
+    let mut theirs = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+    theirs.write_all(&input).unwrap();
+    assert!(ours == theirs.finish().unwrap(), "the xz bytes differ");
+}
