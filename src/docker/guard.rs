@@ -110,7 +110,11 @@ impl Guard {
     /// ping) ends the cleanup: the error names the engine and everything left on it.
     pub async fn cleanup(&self) -> Result<()> {
         let taken = std::mem::take(&mut *self.tracked());
-        let left = remove_all(&self.inner.docker, &taken, super::SILENCE).await;
+        let window = super::silence::window(&self.inner.endpoint);
+        let left = remove_all(&self.inner.docker, &taken, window).await;
+        if left.silent.is_some() {
+            super::silence::mark(&self.inner.endpoint);
+        }
         match left.message(&self.inner.endpoint) {
             None => Ok(()),
             Some(msg) => Err(anyhow::anyhow!(msg)),
@@ -301,11 +305,10 @@ impl Drop for Inner {
                 else {
                     return;
                 };
-                let _ = tokio::time::timeout(
-                    DROP_CLEANUP_TIMEOUT,
-                    remove_all(&docker, &taken, super::SILENCE),
-                )
-                .await;
+                let window = super::silence::window(&endpoint);
+                let _ =
+                    tokio::time::timeout(DROP_CLEANUP_TIMEOUT, remove_all(&docker, &taken, window))
+                        .await;
             });
         });
         let _ = handle.join();
@@ -415,6 +418,29 @@ mod tests {
         );
         assert!(msg.contains("builder gc"), "{msg}");
         assert!(Left::default().message(&ep).is_none());
+
+        // Once found silent, the engine's next cleanup (a guard's, after the build it lost,
+        // or after Ctrl-C) waits one ping, not a second full silence.
+        assert_eq!(super::super::silence::window(&ep), super::super::SILENCE);
+        let engine = super::super::Engine::new(docker, ep.clone());
+        let guard = Guard::new(engine);
+        guard.track_container("builder-build-z-r1");
+        // What a build's wait does when the engine stops answering (`silent_error`).
+        let err = super::super::silence::silent_error(&ep, super::super::SILENCE);
+        assert!(super::super::went_silent(&err), "{err:#}");
+        assert_eq!(
+            super::super::silence::window(&ep),
+            super::super::silence::RECHECK
+        );
+        let started = std::time::Instant::now();
+        let msg = guard.cleanup().await.unwrap_err().to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(msg.contains("no answer to a ping for 5 s"), "{msg}");
+        assert!(msg.contains("container `builder-build-z-r1`"), "{msg}");
         held.abort();
     }
 }

@@ -20,6 +20,31 @@ use bollard::Docker;
 pub const SILENCE: Duration = Duration::from_secs(30);
 /// How often a waiting caller pings the engine (and how long each ping may take).
 const PING_EVERY: Duration = Duration::from_secs(5);
+/// The silence that counts for an engine already found silent (see [`window`]): one ping.
+pub(super) const RECHECK: Duration = PING_EVERY;
+/// How long an engine found silent is remembered as such.
+const REMEMBER: Duration = Duration::from_secs(120);
+
+/// Engines found silent, by address, and when.
+static FOUND: std::sync::Mutex<Vec<(String, Instant)>> = std::sync::Mutex::new(Vec::new());
+
+fn found() -> std::sync::MutexGuard<'static, Vec<(String, Instant)>> {
+    FOUND.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long `ep` may stay silent before a wait on it ends: [`SILENCE`], or [`RECHECK`] when
+/// it was found silent in the last two minutes. Cleanup after a build lost to silence (or
+/// after Ctrl-C) then gives up on that engine after one unanswered ping instead of waiting
+/// out a second full silence; an engine that answers that ping is asked as usual.
+pub(super) fn window(ep: &super::Endpoint) -> Duration {
+    let mut f = found();
+    f.retain(|(_, at)| at.elapsed() < REMEMBER);
+    if f.iter().any(|(host, _)| *host == ep.host) {
+        RECHECK
+    } else {
+        SILENCE
+    }
+}
 
 /// Returns once `docker` has answered no ping for `after` (never while it answers). A ping
 /// may take all the time left: a slow answer (a saturated link, a host under memory
@@ -54,9 +79,18 @@ pub(crate) fn went_silent(err: &anyhow::Error) -> bool {
     err.chain().any(|c| c.is::<Silent>())
 }
 
-/// The error for an engine that went silent: which one, and for how long.
+/// The error for an engine that went silent: which one, and for how long. The engine is
+/// remembered as silent (see [`window`]).
 pub(super) fn silent_error(ep: &super::Endpoint, after: Duration) -> anyhow::Error {
+    mark(ep);
     Silent(silent_text(ep, after)).into()
+}
+
+/// Remembers `ep` as found silent now.
+pub(super) fn mark(ep: &super::Endpoint) {
+    let mut f = found();
+    f.retain(|(host, _)| *host != ep.host);
+    f.push((ep.host.clone(), Instant::now()));
 }
 
 /// `engine `b` (tcp://…) stopped answering: no answer to a ping for 30 s`.
