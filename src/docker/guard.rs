@@ -110,10 +110,11 @@ impl Guard {
     /// ping) ends the cleanup: the error names the engine and everything left on it.
     pub async fn cleanup(&self) -> Result<()> {
         let taken = std::mem::take(&mut *self.tracked());
-        let window = super::silence::window(&self.inner.endpoint);
-        let left = remove_all(&self.inner.docker, &taken, window).await;
+        let ep = &self.inner.endpoint;
+        let answers = super::silence::recheck(&self.inner.docker, ep).await;
+        let left = remove_all(&self.inner.docker, &taken, answers).await;
         if left.silent.is_some() {
-            super::silence::mark(&self.inner.endpoint);
+            super::silence::mark(ep);
         }
         match left.message(&self.inner.endpoint) {
             None => Ok(()),
@@ -186,8 +187,17 @@ async fn ask<T>(
     }
 }
 
-async fn remove_all(docker: &Docker, t: &Tracked, silence: Duration) -> Left {
+/// Removes what `t` tracks. `answers`: the engine answered the recheck (or was not known
+/// silent); when it did not, nothing is asked and everything is listed as left.
+async fn remove_all(docker: &Docker, t: &Tracked, answers: bool) -> Left {
+    remove_all_within(docker, t, answers, super::SILENCE).await
+}
+
+async fn remove_all_within(docker: &Docker, t: &Tracked, answers: bool, silence: Duration) -> Left {
     let mut left = Left::default();
+    if !answers {
+        left.silent = Some((super::silence::RECHECK, Vec::new()));
+    }
     for id in &t.services {
         let what = format!("service `{id}`");
         match ask(
@@ -305,9 +315,10 @@ impl Drop for Inner {
                 else {
                     return;
                 };
-                let window = super::silence::window(&endpoint);
+                // It answered: whatever was found before, it is asked as usual.
+                super::silence::answered(&endpoint);
                 let _ =
-                    tokio::time::timeout(DROP_CLEANUP_TIMEOUT, remove_all(&docker, &taken, window))
+                    tokio::time::timeout(DROP_CLEANUP_TIMEOUT, remove_all(&docker, &taken, true))
                         .await;
             });
         });
@@ -396,7 +407,7 @@ mod tests {
         let started = std::time::Instant::now();
         let left = tokio::time::timeout(
             Duration::from_secs(20),
-            remove_all(&docker, &tracked, Duration::from_secs(1)),
+            remove_all_within(&docker, &tracked, true, Duration::from_secs(1)),
         )
         .await
         .expect("cleanup on a silent engine must end");
@@ -421,17 +432,14 @@ mod tests {
 
         // Once found silent, the engine's next cleanup (a guard's, after the build it lost,
         // or after Ctrl-C) waits one ping, not a second full silence.
-        assert_eq!(super::super::silence::window(&ep), super::super::SILENCE);
+        assert!(!super::super::silence::known_silent(&ep));
         let engine = super::super::Engine::new(docker, ep.clone());
         let guard = Guard::new(engine);
         guard.track_container("builder-build-z-r1");
         // What a build's wait does when the engine stops answering (`silent_error`).
         let err = super::super::silence::silent_error(&ep, super::super::SILENCE);
         assert!(super::super::went_silent(&err), "{err:#}");
-        assert_eq!(
-            super::super::silence::window(&ep),
-            super::super::silence::RECHECK
-        );
+        assert!(super::super::silence::known_silent(&ep));
         let started = std::time::Instant::now();
         let msg = guard.cleanup().await.unwrap_err().to_string();
         assert!(

@@ -20,7 +20,8 @@ use bollard::Docker;
 pub const SILENCE: Duration = Duration::from_secs(30);
 /// How often a waiting caller pings the engine (and how long each ping may take).
 const PING_EVERY: Duration = Duration::from_secs(5);
-/// The silence that counts for an engine already found silent (see [`window`]): one ping.
+/// How long an engine already found silent gets to answer one ping before a cleanup gives up
+/// on it (see [`recheck`]).
 pub(super) const RECHECK: Duration = PING_EVERY;
 /// How long an engine found silent is remembered as such.
 const REMEMBER: Duration = Duration::from_secs(120);
@@ -32,18 +33,35 @@ fn found() -> std::sync::MutexGuard<'static, Vec<(String, Instant)>> {
     FOUND.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How long `ep` may stay silent before a wait on it ends: [`SILENCE`], or [`RECHECK`] when
-/// it was found silent in the last two minutes. Cleanup after a build lost to silence (or
-/// after Ctrl-C) then gives up on that engine after one unanswered ping instead of waiting
-/// out a second full silence; an engine that answers that ping is asked as usual.
-pub(super) fn window(ep: &super::Endpoint) -> Duration {
+/// Whether `ep` was found silent in the last two minutes.
+pub(super) fn known_silent(ep: &super::Endpoint) -> bool {
     let mut f = found();
     f.retain(|(_, at)| at.elapsed() < REMEMBER);
-    if f.iter().any(|(host, _)| *host == ep.host) {
-        RECHECK
-    } else {
-        SILENCE
+    f.iter().any(|(host, _)| *host == ep.host)
+}
+
+/// Forgets that `ep` was found silent: it answered.
+pub(super) fn answered(ep: &super::Endpoint) {
+    found().retain(|(host, _)| *host != ep.host);
+}
+
+/// Before a cleanup: whether an engine found silent in the last two minutes answers one
+/// ping within [`RECHECK`]. `true` for an engine not known silent (it is asked as usual,
+/// under [`SILENCE`]); an engine that answers is forgotten as silent. A cleanup after a
+/// build lost to silence, or after Ctrl-C, so gives up on a still silent engine after one
+/// ping instead of waiting out a second full silence.
+pub(super) async fn recheck(docker: &Docker, ep: &super::Endpoint) -> bool {
+    if !known_silent(ep) {
+        return true;
     }
+    let answers = matches!(
+        tokio::time::timeout(RECHECK, docker.ping()).await,
+        Ok(Ok(_))
+    );
+    if answers {
+        answered(ep);
+    }
+    answers
 }
 
 /// Returns once `docker` has answered no ping for `after` (never while it answers). A ping
@@ -80,7 +98,7 @@ pub(crate) fn went_silent(err: &anyhow::Error) -> bool {
 }
 
 /// The error for an engine that went silent: which one, and for how long. The engine is
-/// remembered as silent (see [`window`]).
+/// remembered as silent (see [`recheck`]).
 pub(super) fn silent_error(ep: &super::Endpoint, after: Duration) -> anyhow::Error {
     mark(ep);
     Silent(silent_text(ep, after)).into()

@@ -82,11 +82,16 @@ pub(crate) fn parse(input: &str) -> anyhow::Result<Cleartext> {
         if line.is_empty() {
             break;
         }
-        // Only `Hash:` belongs here (RFC 9580 §7); gpgv refuses other headers too.
-        let Some(names) = line.strip_prefix("Hash: ") else {
+        // Only `Hash:` belongs here (RFC 9580 §7); gpgv refuses other headers too, and
+        // names in another case ("invalid clearsig header").
+        let Some(names) = line.strip_prefix("Hash:") else {
             bail!("an unexpected armor header `{line}` (only `Hash:` belongs there)");
         };
-        hashes.extend(names.split(',').map(|n| n.trim().to_ascii_uppercase()));
+        hashes.extend(
+            names
+                .split(',')
+                .map(|n| n.trim_matches([' ', '\t']).to_string()),
+        );
     }
     let mut text = Vec::new();
     let mut found = false;

@@ -311,6 +311,8 @@ pub(crate) struct Cert {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unusable {
     NoSelfSignature,
+    /// A signing subkey whose binding lacks the subkey's back-signature.
+    NoBackSignature,
     Revoked,
     Expired(u64),
     NotForSigning,
@@ -320,6 +322,9 @@ impl std::fmt::Display for Unusable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unusable::NoSelfSignature => f.write_str("it has no valid self-signature or binding"),
+            Unusable::NoBackSignature => {
+                f.write_str("its binding lacks the subkey's back-signature (cross-certification)")
+            }
             Unusable::Revoked => f.write_str("it is revoked"),
             Unusable::Expired(t) => {
                 write!(
@@ -454,12 +459,13 @@ impl Cert {
         for sub in &self.subkeys {
             let mut data = prefix.clone();
             data.extend_from_slice(&sub.key.hash_prefix());
-            // A binding that lets the subkey sign needs the subkey's own back-signature
-            // (0x19, embedded): without it any certificate could claim another's signing
-            // subkey. GnuPG requires it the same way.
+            // A binding that lets the subkey sign (its flags say so, or it has none: then the
+            // algorithm decides, and every one builder reads signs) needs the subkey's own
+            // back-signature (0x19, embedded): without it any certificate could claim another's
+            // signing subkey. GnuPG requires it the same way, and judges by the newest binding.
             let backsigned = |b: &Signature| {
-                b.key_flags.is_none_or(|f| f & sig::FLAG_SIGN == 0)
-                    || b.embedded.as_deref().is_some_and(|raw| {
+                b.key_flags.is_some_and(|f| f & sig::FLAG_SIGN == 0)
+                    || b.embedded.iter().any(|raw| {
                         Signature::parse(raw).is_ok_and(|back| {
                             back.sig_type == sig::TYPE_PRIMARY_BINDING
                                 && back.verify(&sub.key, &data).is_ok()
@@ -470,8 +476,10 @@ impl Cert {
                 .sigs
                 .iter()
                 .filter(|s| s.sig_type == sig::TYPE_SUBKEY_BINDING)
-                .filter(|s| verified(s, &data) && backsigned(s))
+                .filter(|s| verified(s, &data))
                 .collect();
+            let newest = bindings.iter().max_by_key(|s| s.created.unwrap_or(0));
+            let cross_certified = newest.is_none_or(|b| backsigned(b));
             let revoked = sub
                 .sigs
                 .iter()
@@ -479,6 +487,9 @@ impl Cert {
                 .any(|s| verified(&s, &data));
             // A subkey is no better than its primary key.
             let st = match &primary_state {
+                Some(Unusable::NotForSigning) | None if !cross_certified => {
+                    Some(Unusable::NoBackSignature)
+                }
                 Some(Unusable::NotForSigning) | None => state(&sub.key, &bindings, revoked, now),
                 bad => bad.clone(),
             };
@@ -627,6 +638,7 @@ pub(crate) fn generate(user_id: &str, now: u32) -> anyhow::Result<(Vec<u8>, Vec<
     let extra = sig::Extra {
         key_flags: Some(sig::FLAG_CERTIFY | sig::FLAG_SIGN),
         preferences: true,
+        embedded: None,
     };
     let secret = Secret::Ed25519(pair);
     let selfsig = sig::sign(
@@ -703,6 +715,76 @@ mod tests {
             judged.judge(1_800_000_000)[0].unusable,
             Some(Unusable::NoSelfSignature)
         );
+    }
+
+    /// A subkey bound by the primary key signs only with its own back-signature in the
+    /// binding; a binding without key flags is no way around that.
+    #[test]
+    fn a_signing_subkey_needs_its_back_signature() {
+        let now = 1_700_000_000u32;
+        let (secret, public) = generate("P <p@example.com>", now).unwrap();
+        let owner = &read_certs(&secret).unwrap()[0];
+        let (primary, primary_secret) = owner.signing_key(u64::from(now)).unwrap();
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap();
+        let mut body = vec![4];
+        body.extend_from_slice(&now.to_be_bytes());
+        body.push(ALGO_EDDSA_LEGACY);
+        body.push(OID_ED25519.len() as u8);
+        body.extend_from_slice(OID_ED25519);
+        use ring::signature::KeyPair as _;
+        packet::write_mpi(
+            &mut body,
+            &[&[0x40u8][..], pair.public_key().as_ref()].concat(),
+        );
+        let (sub, _) = PublicKey::parse(&body).unwrap();
+        let sub_secret = Secret::Ed25519(pair);
+        let mut data = primary.hash_prefix();
+        data.extend_from_slice(&sub.hash_prefix());
+        let judge_sub = |flags: Option<u8>, back: bool| {
+            let embedded = back.then(|| {
+                let b = sig::sign(
+                    &sub,
+                    &sub_secret,
+                    sig::TYPE_PRIMARY_BINDING,
+                    sig::Hash::Sha256,
+                    &data,
+                    now,
+                    &sig::Extra::default(),
+                )
+                .unwrap();
+                let mut p = Vec::new();
+                b.write(&mut p);
+                packet::parse(&p).unwrap().remove(0).body
+            });
+            let extra = sig::Extra {
+                key_flags: flags,
+                preferences: false,
+                embedded,
+            };
+            let binding = sig::sign(
+                primary,
+                primary_secret,
+                sig::TYPE_SUBKEY_BINDING,
+                sig::Hash::Sha256,
+                &data,
+                now,
+                &extra,
+            )
+            .unwrap();
+            let mut packets = public.clone();
+            sub.write(&mut packets, packet::TAG_PUBLIC_SUBKEY);
+            binding.write(&mut packets);
+            let certs = read_certs(&packets).unwrap();
+            certs[0].judge(u64::from(now) + 10)[1].unusable.clone()
+        };
+        assert_eq!(judge_sub(Some(sig::FLAG_SIGN), true), None);
+        assert_eq!(
+            judge_sub(Some(sig::FLAG_SIGN), false),
+            Some(Unusable::NoBackSignature)
+        );
+        assert_eq!(judge_sub(None, false), Some(Unusable::NoBackSignature));
+        assert_eq!(judge_sub(None, true), None);
+        assert_eq!(judge_sub(Some(0x0c), false), Some(Unusable::NotForSigning));
     }
 
     #[test]

@@ -121,8 +121,9 @@ pub(crate) struct Signature {
     issuer_fingerprints: Vec<Vec<u8>>,
     issuer_ids: Vec<[u8; 8]>,
     unknown_critical: Option<u8>,
-    /// An embedded signature (subpacket 32): a signing subkey's back-signature.
-    pub(crate) embedded: Option<Vec<u8>>,
+    /// Embedded signatures (subpacket 32), hashed area first: a signing subkey's
+    /// back-signature is one of them.
+    pub(crate) embedded: Vec<Vec<u8>>,
     /// The packet body, written back unchanged.
     raw: Vec<u8>,
 }
@@ -167,7 +168,7 @@ impl Signature {
             issuer_fingerprints: Vec::new(),
             issuer_ids: Vec::new(),
             unknown_critical: None,
-            embedded: None,
+            embedded: Vec::new(),
             raw: body.to_vec(),
         };
         let hashed = sig.hashed_area.clone();
@@ -179,7 +180,7 @@ impl Signature {
                 SUB_KEY_EXPIRES => sig.key_expires_after = u32_of(sp.data),
                 SUB_KEY_FLAGS => sig.key_flags = sp.data.first().copied(),
                 SUB_ISSUER | SUB_ISSUER_FINGERPRINT => sig.note_issuer(sp.kind, sp.data),
-                SUB_EMBEDDED => sig.embedded = Some(sp.data.to_vec()),
+                SUB_EMBEDDED => sig.embedded.push(sp.data.to_vec()),
                 // A critical notation is one builder cannot honour (RFC 9580 §5.2.3.24).
                 SUB_NOTATION if sp.critical => sig.unknown_critical = Some(sp.kind),
                 // Known and harmless to ignore (preferences, policy, trust, revocation
@@ -194,7 +195,7 @@ impl Signature {
                 SUB_ISSUER | SUB_ISSUER_FINGERPRINT => sig.note_issuer(sp.kind, sp.data),
                 // GnuPG puts the back-signature in the hashed area; older versions in the
                 // unhashed one. It is a signature of its own either way.
-                SUB_EMBEDDED if sig.embedded.is_none() => sig.embedded = Some(sp.data.to_vec()),
+                SUB_EMBEDDED => sig.embedded.push(sp.data.to_vec()),
                 _ => {}
             }
         }
@@ -221,15 +222,15 @@ impl Signature {
     }
 
     /// Whether the signature names `key` as its issuer: `None` when it names no key.
+    /// The key is the one the signature names first (its issuer fingerprint, else its
+    /// issuer key ID), as gpgv looks a key up: a signature listing many issuers is not
+    /// checked against many keys.
     pub(crate) fn names(&self, key: &PublicKey) -> Option<bool> {
-        if self.issuer_fingerprints.is_empty() && self.issuer_ids.is_empty() {
-            return None;
-        }
         let fpr = key.fingerprint();
-        Some(
-            self.issuer_fingerprints.iter().any(|f| f[..] == fpr[..])
-                || self.issuer_ids.iter().any(|id| id[..] == fpr[12..]),
-        )
+        if let Some(f) = self.issuer_fingerprints.first() {
+            return Some(f[..] == fpr[..]);
+        }
+        self.issuer_ids.first().map(|id| id[..] == fpr[12..])
     }
 
     /// The keys it names, fingerprints first, as uppercase hex.
@@ -367,6 +368,8 @@ pub(crate) struct Extra {
     pub(crate) key_flags: Option<u8>,
     /// Preferred hashes, ciphers and the features byte, for self-signatures.
     pub(crate) preferences: bool,
+    /// A signature packet body to embed (a signing subkey's back-signature).
+    pub(crate) embedded: Option<Vec<u8>>,
 }
 
 /// Signs `data` (already in the form `sig_type` hashes) with `key`.
@@ -395,6 +398,9 @@ pub(crate) fn sign(
         packet::write_subpacket(&mut hashed, SUB_PREFERRED_HASH, &[10, 9, 8]);
         packet::write_subpacket(&mut hashed, SUB_FEATURES, &[0x01]);
     }
+    if let Some(body) = &extra.embedded {
+        packet::write_subpacket(&mut hashed, SUB_EMBEDDED, body);
+    }
     let mut unhashed = Vec::new();
     packet::write_subpacket(&mut unhashed, SUB_ISSUER, &fpr[12..]);
     let draft = Signature {
@@ -411,7 +417,7 @@ pub(crate) fn sign(
         issuer_fingerprints: Vec::new(),
         issuer_ids: Vec::new(),
         unknown_critical: None,
-        embedded: None,
+        embedded: Vec::new(),
         raw: Vec::new(),
     };
     let message = draft.hashed_input(data);
