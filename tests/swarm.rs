@@ -70,7 +70,6 @@ fn sample_stack_passes_on_swarm_with_a_frontend_task_killed() {
     // project of their own, and smoke refuses an engine image that moved under it.
     let _lock = swarm_lock();
     let project = packaged_sample_project("builder-swarm-test-");
-    let _volumes = CacheVolumes(project.clone());
     let before = swarm_state();
     let reg = start_registry();
     let registry = format!("127.0.0.1:{}", reg.port);
@@ -284,7 +283,6 @@ fn sample_stack_passes_on_a_two_node_swarm() {
     // The lock first, as in the single-node test: the tests of this file package the same tags.
     let _lock = swarm_lock();
     let project = packaged_sample_project("builder-swarm2-test-");
-    let _volumes = CacheVolumes(project.clone());
     let t = std::time::Instant::now();
     let image = swarm2::node_image(&project);
     let image_s = t.elapsed().as_secs_f64();

@@ -223,6 +223,9 @@ pub fn packaged_sample_project(prefix: &str) -> PathBuf {
     for d in ["recipes", "services", "base-images"] {
         copy_tree(&repo().join(d), &dir.join(d));
     }
+    // The build cache volumes serve this one build: removed when it is done, also when the
+    // build fails (a shared project in a static is never dropped).
+    let _volumes = CacheVolumes(dir.clone());
     sh(builder().arg("--project").arg(&dir).arg("build"));
     sh(builder().arg("--project").arg(&dir).arg("package"));
     dir
