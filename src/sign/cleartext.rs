@@ -8,15 +8,11 @@
 use anyhow::{bail, Context};
 
 use super::armor;
-use super::packet;
 use super::signature::{Hash, Signature};
 
 const BEGIN: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
 /// What GnuPG cuts from the end of every line before it hashes it.
 const BLANKS: [char; 3] = [' ', '\t', '\r'];
-/// The most signatures a message may carry: an InRelease has one to three. Each is checked
-/// over the whole text, so the bound bounds the work a hostile mirror can cause.
-pub(crate) const MAX_SIGNATURES: usize = 16;
 
 /// The lines of `text` (a final line end does not make an empty line). Trailing blanks,
 /// CRs among them, are cut where the lines are used, as GnuPG cuts them.
@@ -115,23 +111,8 @@ pub(crate) fn parse(input: &str) -> anyhow::Result<Cleartext> {
     if it.any(|l| !l.trim().is_empty()) {
         bail!("text follows the signature block; it would not be signed");
     }
-    let mut signatures = Vec::new();
-    let mut unreadable = 0;
-    for p in packet::parse(&block.body).context("the signature block")? {
-        if p.tag != packet::TAG_SIGNATURE {
-            bail!(
-                "the signature block holds a packet of tag {}, not a signature",
-                p.tag
-            );
-        }
-        match Signature::parse(&p.body) {
-            Ok(s) => signatures.push(s),
-            Err(_) => unreadable += 1,
-        }
-        if signatures.len() + unreadable > MAX_SIGNATURES {
-            bail!("it carries more than {MAX_SIGNATURES} signatures");
-        }
-    }
+    let (signatures, unreadable) =
+        super::signature::read_block(&block.body).context("the signature block")?;
     let mut out = text.join("\n");
     if !text.is_empty() {
         out.push('\n');

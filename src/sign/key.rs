@@ -218,13 +218,18 @@ fn parse_secret(key: &PublicKey, rest: &[u8]) -> anyhow::Result<SecretState> {
     let Some(secret) = secret else {
         return Ok(SecretState::Absent);
     };
-    let sum = rest[start..r.pos()]
-        .iter()
-        .fold(0u16, |s, b| s.wrapping_add(u16::from(*b)));
+    let sum = checksum(&rest[start..r.pos()]);
     if r.u16()? != sum {
         bail!("the secret key's checksum does not match: the key file is damaged");
     }
     Ok(SecretState::Ready(std::sync::Arc::new(secret)))
+}
+
+/// The two-byte checksum after an unprotected secret key: the sum of its bytes.
+fn checksum(secret: &[u8]) -> u16 {
+    secret
+        .iter()
+        .fold(0u16, |s, b| s.wrapping_add(u16::from(*b)))
 }
 
 fn left_pad32(v: &[u8]) -> Option<[u8; 32]> {
@@ -419,6 +424,11 @@ impl Cert {
         &self.primary.key
     }
 
+    /// The primary key and its subkeys, as read (not judged).
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &PublicKey> {
+        std::iter::once(&self.primary.key).chain(self.subkeys.iter().map(|c| &c.key))
+    }
+
     /// Every key of the certificate, primary first, as judged at `now` (Unix seconds).
     pub(crate) fn judge(&self, now: u64) -> Vec<Judged<'_>> {
         let primary = &self.primary.key;
@@ -434,10 +444,7 @@ impl Cert {
         // The primary key: its newest self-signature (over a user ID, or directly on it).
         let mut selfsigs: Vec<&Signature> = Vec::new();
         for (uid, sigs) in &self.users {
-            let mut data = prefix.clone();
-            data.push(0xb4);
-            data.extend_from_slice(&(uid.len() as u32).to_be_bytes());
-            data.extend_from_slice(uid);
+            let data = certification_data(primary, uid);
             selfsigs.extend(
                 sigs.iter()
                     .filter(|s| (0x10..=0x13).contains(&s.sig_type))
@@ -610,6 +617,31 @@ pub(crate) fn read_certs(bytes: &[u8]) -> anyhow::Result<Vec<Cert>> {
     Cert::parse_all(packet::parse(bytes)?)
 }
 
+/// What a certification of `uid` on `key` hashes: the key, then 0xb4, a four-byte length
+/// and the user ID.
+fn certification_data(key: &PublicKey, uid: &[u8]) -> Vec<u8> {
+    let mut data = key.hash_prefix();
+    data.push(0xb4);
+    data.extend_from_slice(&(uid.len() as u32).to_be_bytes());
+    data.extend_from_slice(uid);
+    data
+}
+
+/// The body of a version 4 legacy EdDSA public key packet for `pair`, created at `created`.
+fn eddsa_body(created: u32, pair: &ring::signature::Ed25519KeyPair) -> Vec<u8> {
+    use ring::signature::KeyPair as _;
+    let mut body = vec![4];
+    body.extend_from_slice(&created.to_be_bytes());
+    body.push(ALGO_EDDSA_LEGACY);
+    body.push(OID_ED25519.len() as u8);
+    body.extend_from_slice(OID_ED25519);
+    packet::write_mpi(
+        &mut body,
+        &[&[0x40u8][..], pair.public_key().as_ref()].concat(),
+    );
+    body
+}
+
 /// A new Ed25519 (legacy EdDSA) key that certifies and signs, self-signed over `user_id`,
 /// created at `now`. Returns `(secret key packets, public key packets)`.
 pub(crate) fn generate(user_id: &str, now: u32) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
@@ -620,21 +652,9 @@ pub(crate) fn generate(user_id: &str, now: u32) -> anyhow::Result<(Vec<u8>, Vec<
         .map_err(|_| anyhow::anyhow!("the system's random source failed"))?;
     let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
         .map_err(|e| anyhow::anyhow!("could not make an Ed25519 key: {e}"))?;
-    let mut body = vec![4];
-    body.extend_from_slice(&now.to_be_bytes());
-    body.push(ALGO_EDDSA_LEGACY);
-    body.push(OID_ED25519.len() as u8);
-    body.extend_from_slice(OID_ED25519);
-    use ring::signature::KeyPair as _;
-    packet::write_mpi(
-        &mut body,
-        &[&[0x40u8][..], pair.public_key().as_ref()].concat(),
-    );
+    let body = eddsa_body(now, &pair);
     let (key, _) = PublicKey::parse(&body)?;
-    let mut data = key.hash_prefix();
-    data.push(0xb4);
-    data.extend_from_slice(&(user_id.len() as u32).to_be_bytes());
-    data.extend_from_slice(user_id.as_bytes());
+    let data = certification_data(&key, user_id.as_bytes());
     let extra = sig::Extra {
         key_flags: Some(sig::FLAG_CERTIFY | sig::FLAG_SIGN),
         preferences: true,
@@ -653,9 +673,8 @@ pub(crate) fn generate(user_id: &str, now: u32) -> anyhow::Result<(Vec<u8>, Vec<
     let mut secret_part = vec![0u8];
     let mut mpi = Vec::new();
     packet::write_mpi(&mut mpi, &seed);
-    let sum = mpi.iter().fold(0u16, |s, b| s.wrapping_add(u16::from(*b)));
     secret_part.extend_from_slice(&mpi);
-    secret_part.extend_from_slice(&sum.to_be_bytes());
+    secret_part.extend_from_slice(&checksum(&mpi).to_be_bytes());
     let mut rest = Vec::new();
     packet::write(&mut rest, packet::TAG_USER_ID, user_id.as_bytes());
     selfsig.write(&mut rest);
@@ -726,17 +745,7 @@ mod tests {
         let owner = &read_certs(&secret).unwrap()[0];
         let (primary, primary_secret) = owner.signing_key(u64::from(now)).unwrap();
         let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap();
-        let mut body = vec![4];
-        body.extend_from_slice(&now.to_be_bytes());
-        body.push(ALGO_EDDSA_LEGACY);
-        body.push(OID_ED25519.len() as u8);
-        body.extend_from_slice(OID_ED25519);
-        use ring::signature::KeyPair as _;
-        packet::write_mpi(
-            &mut body,
-            &[&[0x40u8][..], pair.public_key().as_ref()].concat(),
-        );
-        let (sub, _) = PublicKey::parse(&body).unwrap();
+        let (sub, _) = PublicKey::parse(&eddsa_body(now, &pair)).unwrap();
         let sub_secret = Secret::Ed25519(pair);
         let mut data = primary.hash_prefix();
         data.extend_from_slice(&sub.hash_prefix());

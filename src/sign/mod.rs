@@ -394,8 +394,7 @@ impl Verifier {
     /// Checks an armored detached signature over `data`. The error says whether the
     /// signature is unreadable, made by another key (naming it), or does not match the data.
     pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> anyhow::Result<()> {
-        let mut unreadable = 0;
-        let sigs = std::str::from_utf8(signature)
+        let (sigs, unreadable) = std::str::from_utf8(signature)
             .map_err(|_| anyhow!("not text"))
             .and_then(armor::decode_all)
             .and_then(|blocks| {
@@ -403,17 +402,7 @@ impl Verifier {
                     .into_iter()
                     .find(|b| b.kind == "SIGNATURE")
                     .ok_or_else(|| anyhow!("no `-----BEGIN PGP SIGNATURE-----`"))?;
-                let mut sigs = Vec::new();
-                for p in packet::parse(&block.body)? {
-                    match signature::Signature::parse(&p.body) {
-                        Ok(s) if p.tag == packet::TAG_SIGNATURE => sigs.push(s),
-                        _ => unreadable += 1,
-                    }
-                    if sigs.len() + unreadable > cleartext::MAX_SIGNATURES {
-                        anyhow::bail!("more than {} signatures", cleartext::MAX_SIGNATURES);
-                    }
-                }
-                Ok(sigs)
+                signature::read_block(&block.body)
             })
             .map_err(|e| anyhow!("not an armored OpenPGP signature ({e:#})"))?;
         if sigs.is_empty() && unreadable > 0 {
@@ -421,8 +410,8 @@ impl Verifier {
                 "not a signature builder reads (version 4 signatures only)"
             ));
         }
-        let ours: Vec<_> = self.cert.judge(0).iter().map(|j| j.key.clone()).collect();
-        let foreign = |s: &signature::Signature| ours.iter().all(|k| s.names(k) == Some(false));
+        let foreign =
+            |s: &signature::Signature| self.cert.keys().all(|k| s.names(k) == Some(false));
         if !sigs.is_empty() && sigs.iter().all(foreign) {
             let issuers: Vec<String> = sigs.iter().flat_map(|s| s.issuers()).collect();
             return Err(anyhow!(
@@ -516,9 +505,7 @@ pub(crate) enum ClearsignedError {
 }
 
 /// Reads public keys (certificates) from a binary or armored keyring.
-pub(crate) fn read_keyring(bytes: &[u8]) -> anyhow::Result<Vec<Cert>> {
-    key::read_certs(bytes)
-}
+pub(crate) use key::read_certs as read_keyring;
 
 /// Writes `bytes` to `path` durably with `mode` set before any byte is written. Refuses to
 /// replace an existing file unless `overwrite`.

@@ -353,6 +353,34 @@ impl Signature {
     }
 }
 
+/// The most signatures a signature block may carry: an InRelease has one to three. Each is
+/// checked over the whole document, so the bound bounds the work a hostile mirror can cause.
+const MAX_SIGNATURES: usize = 16;
+
+/// The signatures of an armored signature block (cleartext or detached), and how many of
+/// its signature packets builder cannot read (other versions). Any other packet, or more
+/// than [`MAX_SIGNATURES`], is an error.
+pub(crate) fn read_block(body: &[u8]) -> anyhow::Result<(Vec<Signature>, usize)> {
+    let mut signatures = Vec::new();
+    let mut unreadable = 0;
+    for p in packet::parse(body)? {
+        if p.tag != packet::TAG_SIGNATURE {
+            bail!(
+                "the signature block holds a packet of tag {}, not a signature",
+                p.tag
+            );
+        }
+        match Signature::parse(&p.body) {
+            Ok(s) => signatures.push(s),
+            Err(_) => unreadable += 1,
+        }
+        if signatures.len() + unreadable > MAX_SIGNATURES {
+            bail!("it carries more than {MAX_SIGNATURES} signatures");
+        }
+    }
+    Ok((signatures, unreadable))
+}
+
 /// `value` as exactly `len` big-endian bytes; `None` when it is longer.
 fn left_pad(value: &[u8], len: usize) -> Option<Vec<u8>> {
     let pad = len.checked_sub(value.len())?;
