@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 
 pub(crate) use key::Cert;
-pub(crate) use signature::Hash;
+use signature::Hash;
 
 /// Environment variable holding an armored secret key.
 pub const ENV_KEY: &str = "BUILDER_SIGNING_KEY";
